@@ -1,0 +1,1 @@
+"""XMPP and Matrix transports (not yet built: see docs/ARCHITECTURE.md)."""
