@@ -1,0 +1,208 @@
+"""MLS cipher suites and the labelled primitives built on them (RFC 9420 §5.1-§5.2).
+
+A :class:`CipherSuite` bundles the hash, KDF (HKDF with that hash), AEAD, HPKE KEM and
+signature scheme of one registered suite (RFC 9420 §17.1) and offers the MLS-level
+operations: ExpandWithLabel, DeriveSecret, DeriveTreeSecret, RefHash, MAC,
+SignWithLabel/VerifyWithLabel and EncryptWithLabel/DecryptWithLabel.
+
+Keys cross this API as bytes in their MLS wire encoding (RFC 9420 §5.1.1, RFC 9180
+§7.1.1 SerializePublicKey/SerializePrivateKey).  Randomness is a parameter
+(``rng(n) -> bytes``) wherever this module needs it, except that HPKE encapsulation
+inside ``cryptography`` draws its ephemeral key from the operating system.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from mls.codec import Writer
+from mls.crypto.hpke import HpkeKem, kem_for_suite
+from mls.crypto.signature import SignatureScheme, scheme_for_suite
+from mls.enums import CipherSuiteId
+from mls.errors import CryptoError, UnsupportedError
+
+#: Source of randomness: ``rng(n)`` returns ``n`` uniformly random bytes.
+Rng = Callable[[int], bytes]
+
+_LABEL_PREFIX = b"MLS 1.0 "
+
+
+def _labelled(label: bytes, context: bytes) -> bytes:
+    """``opaque label<V> = "MLS 1.0 " + Label; opaque context<V>`` (shared layout)."""
+    w = Writer()
+    w.opaque(_LABEL_PREFIX + label)
+    w.opaque(context)
+    return w.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class _Aead:
+    name: str
+    key_size: int
+    nonce_size: int = 12
+
+    def cipher(self, key: bytes) -> AESGCM | ChaCha20Poly1305:
+        if len(key) != self.key_size:
+            raise CryptoError(f"{self.name} key must be {self.key_size} bytes")
+        return ChaCha20Poly1305(key) if self.name == "ChaCha20Poly1305" else AESGCM(key)
+
+
+_AES128 = _Aead("AES-128-GCM", 16)
+_AES256 = _Aead("AES-256-GCM", 32)
+_CHACHA = _Aead("ChaCha20Poly1305", 32)
+
+_SUITE_PARAMS: dict[CipherSuiteId, tuple[str, _Aead]] = {
+    CipherSuiteId.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519: ("sha256", _AES128),
+    CipherSuiteId.MLS_128_DHKEMP256_AES128GCM_SHA256_P256: ("sha256", _AES128),
+    CipherSuiteId.MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519: ("sha256", _CHACHA),
+    CipherSuiteId.MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448: ("sha512", _AES256),
+    CipherSuiteId.MLS_256_DHKEMP521_AES256GCM_SHA512_P521: ("sha512", _AES256),
+    CipherSuiteId.MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448: ("sha512", _CHACHA),
+    CipherSuiteId.MLS_256_DHKEMP384_AES256GCM_SHA384_P384: ("sha384", _AES256),
+}
+
+
+class CipherSuite:
+    """One registered MLS cipher suite (RFC 9420 §5.1, §17.1)."""
+
+    __slots__ = ("aead", "hash_len", "hash_name", "id", "kem", "signature")
+
+    def __init__(self, suite_id: CipherSuiteId) -> None:
+        hash_name, aead = _SUITE_PARAMS[suite_id]
+        self.id = suite_id
+        self.hash_name = hash_name
+        self.hash_len = hashlib.new(hash_name).digest_size
+        self.aead = aead
+        self.kem: HpkeKem = kem_for_suite(suite_id)
+        self.signature: SignatureScheme = scheme_for_suite(suite_id)
+
+    def __repr__(self) -> str:
+        return f"CipherSuite({self.id.name})"
+
+    # -- hash, KDF, MAC (RFC 9420 §5.1, §5.2) ---------------------------------------
+
+    def hash(self, data: bytes) -> bytes:
+        return hashlib.new(self.hash_name, data).digest()
+
+    def mac(self, key: bytes, data: bytes) -> bytes:
+        """MAC(key, data): HMAC with the suite hash (RFC 9420 §5.1)."""
+        return hmac.digest(key, data, self.hash_name)
+
+    def verify_mac(self, key: bytes, data: bytes, tag: bytes) -> bool:
+        return hmac.compare_digest(self.mac(key, data), tag)
+
+    def extract(self, salt: bytes, ikm: bytes) -> bytes:
+        """HKDF-Extract (RFC 5869 §2.2); an empty salt means Nh zero bytes."""
+        return hmac.digest(salt or bytes(self.hash_len), ikm, self.hash_name)
+
+    def expand(self, prk: bytes, info: bytes, length: int) -> bytes:
+        """HKDF-Expand (RFC 5869 §2.3)."""
+        if length > 255 * self.hash_len:
+            raise CryptoError("HKDF-Expand output too long")
+        out = bytearray()
+        block = b""
+        counter = 1
+        while len(out) < length:
+            block = hmac.digest(prk, block + info + bytes((counter,)), self.hash_name)
+            out += block
+            counter += 1
+        return bytes(out[:length])
+
+    def expand_with_label(self, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
+        """ExpandWithLabel (RFC 9420 §8): KDFLabel = uint16 length, label, context."""
+        info = length.to_bytes(2, "big") + _labelled(label, context)
+        return self.expand(secret, info, length)
+
+    def derive_secret(self, secret: bytes, label: bytes) -> bytes:
+        """DeriveSecret(Secret, Label) = ExpandWithLabel(Secret, Label, "", Nh)."""
+        return self.expand_with_label(secret, label, b"", self.hash_len)
+
+    def derive_tree_secret(self, secret: bytes, label: bytes, generation: int,
+                           length: int) -> bytes:
+        """DeriveTreeSecret (RFC 9420 §9): context is the uint32 generation."""
+        return self.expand_with_label(secret, label, generation.to_bytes(4, "big"), length)
+
+    def ref_hash(self, label: bytes, value: bytes) -> bytes:
+        """RefHash(label, value) = Hash(RefHashInput) (RFC 9420 §5.2); label is full."""
+        w = Writer()
+        w.opaque(label)
+        w.opaque(value)
+        return self.hash(w.getvalue())
+
+    # -- AEAD ------------------------------------------------------------------------
+
+    @property
+    def key_size(self) -> int:
+        return self.aead.key_size
+
+    @property
+    def nonce_size(self) -> int:
+        return self.aead.nonce_size
+
+    def aead_encrypt(self, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
+        return self.aead.cipher(key).encrypt(nonce, plaintext, aad)
+
+    def aead_decrypt(self, key: bytes, nonce: bytes, aad: bytes, ciphertext: bytes) -> bytes:
+        try:
+            return self.aead.cipher(key).decrypt(nonce, ciphertext, aad)
+        except InvalidTag:
+            raise CryptoError("AEAD decryption failed: authentication tag mismatch") from None
+
+    # -- signatures (RFC 9420 §5.1.2) -------------------------------------------------
+
+    def sign_with_label(self, private_key: bytes, label: bytes, content: bytes) -> bytes:
+        return self.signature.sign(private_key, _labelled(label, content))
+
+    def verify_with_label(self, public_key: bytes, label: bytes, content: bytes,
+                          signature: bytes) -> bool:
+        return self.signature.verify(public_key, _labelled(label, content), signature)
+
+    # -- public-key encryption (RFC 9420 §5.1.3) --------------------------------------
+
+    def encrypt_with_label(self, public_key: bytes, label: bytes, context: bytes,
+                           plaintext: bytes) -> tuple[bytes, bytes]:
+        """SealBase with info = EncryptContext, empty AAD; returns (kem_output, ct)."""
+        return self.kem.seal(public_key, _labelled(label, context), plaintext)
+
+    def decrypt_with_label(self, private_key: bytes, label: bytes, context: bytes,
+                           kem_output: bytes, ciphertext: bytes) -> bytes:
+        return self.kem.open(private_key, _labelled(label, context), kem_output, ciphertext)
+
+    def derive_key_pair(self, ikm: bytes) -> tuple[bytes, bytes]:
+        """HPKE DeriveKeyPair (RFC 9180 §7.1.3): (private, public) serialized."""
+        return self.kem.derive_key_pair(ikm)
+
+    def generate_hpke_key_pair(self, rng: Rng) -> tuple[bytes, bytes]:
+        """A fresh HPKE (private, public) pair: DeriveKeyPair of Nsk bytes from ``rng``."""
+        return self.kem.generate_key_pair(rng)
+
+    def hpke_public_key(self, private_key: bytes) -> bytes:
+        """The serialized HPKE public key of a serialized HPKE private key."""
+        return self.kem.public_key(private_key)
+
+    # -- signature keys (RFC 9420 §5.1.2) ---------------------------------------------
+
+    def generate_signature_key_pair(self, rng: Rng) -> tuple[bytes, bytes]:
+        """A fresh signature (private, public) pair drawn from ``rng``."""
+        return self.signature.generate_key_pair(rng)
+
+    def signature_public_key(self, private_key: bytes) -> bytes:
+        """The serialized signature public key of a serialized private key."""
+        return self.signature.public_key(private_key)
+
+
+@cache
+def suite(suite_id: int) -> CipherSuite:
+    """The :class:`CipherSuite` for a registered id; unknown ids are unsupported."""
+    try:
+        known = CipherSuiteId(suite_id)
+    except ValueError:
+        raise UnsupportedError(f"cipher suite 0x{suite_id:04x} is not supported") from None
+    return CipherSuite(known)
