@@ -19,8 +19,8 @@ from typing import Any
 
 #: mlswg file stem -> module in this package that checks one case of it: the vector
 #: kinds this implementation runs.  A vector file of another kind is reported as not
-#: runnable and all of its cases count as failed.  Still to come (issue 3):
-#: tree-operations, tree-validation, treekem and the three passive-client files.
+#: runnable and all of its cases count as failed.  Still to come (issue 3): the three
+#: passive-client files.
 KINDS: dict[str, str] = {
     "tree-math": "tree_math",
     "crypto-basics": "crypto_basics",
@@ -32,6 +32,9 @@ KINDS: dict[str, str] = {
     "message-protection": "message_protection",
     "welcome": "welcome",
     "messages": "messages",
+    "tree-operations": "tree_operations",
+    "tree-validation": "tree_validation",
+    "treekem": "treekem",
 }
 
 Case = dict[str, Any]
