@@ -272,3 +272,22 @@ def test_confirmation_tag_verification(cs: CipherSuite) -> None:
     verify_confirmation_tag(cs, key, b"transcript", tag)
     with pytest.raises(ConfirmationTagError):
         verify_confirmation_tag(cs, key, b"transcript!", tag)
+
+
+@pytest.mark.parametrize("suite_id", range(1, 8))
+def test_external_init_sender_and_receiver_agree(suite_id: int) -> None:
+    """RFC 9420 §8.3: joiner and members derive the same init_secret from kem_output,
+    and a different external key pair does not."""
+    from mls.crypto import suite
+    from mls.errors import CryptoError
+    from mls.schedule import external_init_receiver, external_init_sender, external_key_pair
+
+    cs = suite(suite_id)
+    priv, pub = external_key_pair(cs, bytes(range(cs.hash_len)))
+    kem_output, init_secret = external_init_sender(cs, pub)
+    assert len(init_secret) == cs.hash_len
+    assert external_init_receiver(cs, priv, kem_output) == init_secret
+    other_priv, _ = external_key_pair(cs, bytes(cs.hash_len))
+    assert external_init_receiver(cs, other_priv, kem_output) != init_secret
+    with pytest.raises(CryptoError):
+        external_init_receiver(cs, priv, kem_output[:-1])

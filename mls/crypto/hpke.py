@@ -19,19 +19,26 @@ This module is the only importer of HPKE code in the project.
 from __future__ import annotations
 
 import functools
-import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke as _lib_hpke
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x448, x25519
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from mls.codec import Reader
+from mls.crypto.primitives import (
+    AES_128_GCM,
+    AES_256_GCM,
+    CHACHA20_POLY1305,
+    HKDF_SHA256,
+    HKDF_SHA384,
+    HKDF_SHA512,
+    Aead,
+    Kdf,
+)
 from mls.enums import CipherSuiteId
 from mls.errors import CryptoError, UnsupportedError
 
@@ -44,64 +51,22 @@ _PUBLIC_KEY_CACHE_SIZE = 32768
 # -- KDF: HKDF with labels (RFC 9180 §4) ----------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Kdf:
-    """HKDF-<hash> with its RFC 9180 §7.2 identifier."""
-
-    hash_name: str
-    kdf_id: int
-    hash_len: int
-
-    def extract(self, salt: bytes, ikm: bytes) -> bytes:
-        """HKDF-Extract (RFC 5869 §2.2); an empty salt means ``Nh`` zero bytes."""
-        return hmac.digest(salt or bytes(self.hash_len), ikm, self.hash_name)
-
-    def expand(self, prk: bytes, info: bytes, length: int) -> bytes:
-        """HKDF-Expand (RFC 5869 §2.3)."""
-        if length > 255 * self.hash_len:
-            raise CryptoError("HKDF-Expand output too long")
-        out = bytearray()
-        block = b""
-        counter = 1
-        while len(out) < length:
-            block = hmac.digest(prk, block + info + bytes((counter,)), self.hash_name)
-            out += block
-            counter += 1
-        return bytes(out[:length])
-
-    def labeled_extract(self, suite_id: bytes, salt: bytes, label: bytes, ikm: bytes) -> bytes:
-        """LabeledExtract (RFC 9180 §4): Extract(salt, "HPKE-v1" || suite_id || label || ikm)."""
-        return self.extract(salt, _HPKE_VERSION + suite_id + label + ikm)
-
-    def labeled_expand(self, suite_id: bytes, prk: bytes, label: bytes, info: bytes,
-                       length: int) -> bytes:
-        """LabeledExpand (RFC 9180 §4): info is I2OSP(L, 2) || "HPKE-v1" || suite_id || ..."""
-        labeled_info = length.to_bytes(2, "big") + _HPKE_VERSION + suite_id + label + info
-        return self.expand(prk, labeled_info, length)
+def _labeled_extract(kdf: Kdf, suite_id: bytes, salt: bytes, label: bytes,
+                     ikm: bytes) -> bytes:
+    """LabeledExtract (RFC 9180 §4): Extract(salt, "HPKE-v1" || suite_id || label || ikm)."""
+    return kdf.extract(salt, _HPKE_VERSION + suite_id + label + ikm)
 
 
-_HKDF_SHA256 = _Kdf("sha256", 0x0001, 32)
-_HKDF_SHA384 = _Kdf("sha384", 0x0002, 48)
-_HKDF_SHA512 = _Kdf("sha512", 0x0003, 64)
+def _labeled_expand(kdf: Kdf, suite_id: bytes, prk: bytes, label: bytes, info: bytes,
+                    length: int) -> bytes:
+    """LabeledExpand (RFC 9180 §4): info is I2OSP(L, 2) || "HPKE-v1" || suite_id || ..."""
+    labeled_info = length.to_bytes(2, "big") + _HPKE_VERSION + suite_id + label + info
+    return kdf.expand(prk, labeled_info, length)
 
 
 # -- AEAD (RFC 9180 §7.3) ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Aead:
-    name: str
-    aead_id: int
-    key_size: int
-    nonce_size: int = 12
-
-    def cipher(self, key: bytes) -> AESGCM | ChaCha20Poly1305:
-        return ChaCha20Poly1305(key) if self.aead_id == 0x0003 else AESGCM(key)
-
-
-_AES_128_GCM = _Aead("AES-128-GCM", 0x0001, 16)
-_AES_256_GCM = _Aead("AES-256-GCM", 0x0002, 32)
-_CHACHA20_POLY1305 = _Aead("ChaCha20Poly1305", 0x0003, 32)
 
 
 # -- Diffie-Hellman groups of the DHKEMs (RFC 9180 §4.1, §7.1) ---------------------------
@@ -113,7 +78,7 @@ PubT = TypeVar("PubT")
 class _DhGroup(ABC, Generic[PrivT, PubT]):
     """The curve-specific half of DHKEM(Group, KDF): key (de)serialization and DH."""
 
-    def __init__(self, name: str, kem_id: int, kdf: _Kdf, n_secret: int, n_pk: int,
+    def __init__(self, name: str, kem_id: int, kdf: Kdf, n_secret: int, n_pk: int,
                  n_sk: int) -> None:
         self.name = name
         self.kem_id = kem_id
@@ -155,12 +120,12 @@ class _DhGroup(ABC, Generic[PrivT, PubT]):
         """The private-key half of DeriveKeyPair (RFC 9180 §7.1.3)."""
 
     def dkp_prk(self, ikm: bytes) -> bytes:
-        return self.kdf.labeled_extract(self.suite_id, b"", b"dkp_prk", ikm)
+        return _labeled_extract(self.kdf, self.suite_id, b"", b"dkp_prk", ikm)
 
     def extract_and_expand(self, dh: bytes, kem_context: bytes) -> bytes:
         """ExtractAndExpand (RFC 9180 §4.1)."""
-        eae_prk = self.kdf.labeled_extract(self.suite_id, b"", b"eae_prk", dh)
-        return self.kdf.labeled_expand(self.suite_id, eae_prk, b"shared_secret", kem_context,
+        eae_prk = _labeled_extract(self.kdf, self.suite_id, b"", b"eae_prk", dh)
+        return _labeled_expand(self.kdf, self.suite_id, eae_prk, b"shared_secret", kem_context,
                                        self.n_secret)
 
 
@@ -168,7 +133,7 @@ class _X25519Group(_DhGroup[x25519.X25519PrivateKey, x25519.X25519PublicKey]):
     """DHKEM(X25519, HKDF-SHA256), kem_id 0x0020."""
 
     def __init__(self) -> None:
-        super().__init__("X25519", 0x0020, _HKDF_SHA256, 32, 32, 32)
+        super().__init__("X25519", 0x0020, HKDF_SHA256, 32, 32, 32)
 
     def _parse_public(self, data: bytes) -> x25519.X25519PublicKey:
         if len(data) != self.n_pk:
@@ -198,14 +163,14 @@ class _X25519Group(_DhGroup[x25519.X25519PrivateKey, x25519.X25519PublicKey]):
         return x25519.X25519PrivateKey.generate()
 
     def derive_private(self, ikm: bytes) -> bytes:
-        return self.kdf.labeled_expand(self.suite_id, self.dkp_prk(ikm), b"sk", b"", self.n_sk)
+        return _labeled_expand(self.kdf, self.suite_id, self.dkp_prk(ikm), b"sk", b"", self.n_sk)
 
 
 class _X448Group(_DhGroup[x448.X448PrivateKey, x448.X448PublicKey]):
     """DHKEM(X448, HKDF-SHA512), kem_id 0x0021."""
 
     def __init__(self) -> None:
-        super().__init__("X448", 0x0021, _HKDF_SHA512, 64, 56, 56)
+        super().__init__("X448", 0x0021, HKDF_SHA512, 64, 56, 56)
 
     def _parse_public(self, data: bytes) -> x448.X448PublicKey:
         if len(data) != self.n_pk:
@@ -234,7 +199,7 @@ class _X448Group(_DhGroup[x448.X448PrivateKey, x448.X448PublicKey]):
         return x448.X448PrivateKey.generate()
 
     def derive_private(self, ikm: bytes) -> bytes:
-        return self.kdf.labeled_expand(self.suite_id, self.dkp_prk(ikm), b"sk", b"", self.n_sk)
+        return _labeled_expand(self.kdf, self.suite_id, self.dkp_prk(ikm), b"sk", b"", self.n_sk)
 
 
 def _reject_zero(shared: bytes, group: str) -> bytes:
@@ -247,7 +212,7 @@ def _reject_zero(shared: bytes, group: str) -> bytes:
 class _NistGroup(_DhGroup[ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey]):
     """DHKEM(P-256|P-384|P-521, HKDF-<hash>) with SEC1 uncompressed public keys."""
 
-    def __init__(self, name: str, kem_id: int, kdf: _Kdf, curve: ec.EllipticCurve,
+    def __init__(self, name: str, kem_id: int, kdf: Kdf, curve: ec.EllipticCurve,
                  order: int, bitmask: int) -> None:
         n_sk = (order.bit_length() + 7) // 8
         super().__init__(name, kem_id, kdf, kdf.hash_len, 1 + 2 * n_sk, n_sk)
@@ -292,7 +257,7 @@ class _NistGroup(_DhGroup[ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey]
         """The rejection-sampling loop of RFC 9180 §7.1.3 with "candidate" labels."""
         dkp_prk = self.dkp_prk(ikm)
         for counter in range(256):
-            candidate = bytearray(self.kdf.labeled_expand(
+            candidate = bytearray(_labeled_expand(self.kdf,
                 self.suite_id, dkp_prk, b"candidate", bytes((counter,)), self.n_sk))
             candidate[0] &= self.bitmask
             scalar = int.from_bytes(candidate, "big")
@@ -309,9 +274,9 @@ _P521_ORDER = int("01FF" + "FFFFFFFF" * 7 + "FFFFFFFA51868783BF2F966B7FCC0148F70
 
 _X25519 = _X25519Group()
 _X448 = _X448Group()
-_P256 = _NistGroup("P-256", 0x0010, _HKDF_SHA256, ec.SECP256R1(), _P256_ORDER, 0xFF)
-_P384 = _NistGroup("P-384", 0x0011, _HKDF_SHA384, ec.SECP384R1(), _P384_ORDER, 0xFF)
-_P521 = _NistGroup("P-521", 0x0012, _HKDF_SHA512, ec.SECP521R1(), _P521_ORDER, 0x01)
+_P256 = _NistGroup("P-256", 0x0010, HKDF_SHA256, ec.SECP256R1(), _P256_ORDER, 0xFF)
+_P384 = _NistGroup("P-384", 0x0011, HKDF_SHA384, ec.SECP384R1(), _P384_ORDER, 0xFF)
+_P521 = _NistGroup("P-521", 0x0012, HKDF_SHA512, ec.SECP521R1(), _P521_ORDER, 0x01)
 
 
 # -- the per-suite HPKE ----------------------------------------------------------------
@@ -350,11 +315,21 @@ class HpkeKem(ABC):
     def public_key(self, private_key: bytes) -> bytes:
         """SerializePublicKey(pk(skX)) for a serialized private key."""
 
+    @abstractmethod
+    def setup_export_sender(self, public_key: bytes, info: bytes, exporter_context: bytes,
+                            length: int) -> tuple[bytes, bytes]:
+        """SetupBaseS + Export (RFC 9180 §5.3): (kem_output, exported secret)."""
+
+    @abstractmethod
+    def export_receiver(self, private_key: bytes, info: bytes, kem_output: bytes,
+                        exporter_context: bytes, length: int) -> bytes:
+        """SetupBaseR + Export (RFC 9180 §5.3): the exported secret."""
+
 
 class _DhKemHpke(HpkeKem, Generic[PrivT, PubT]):
     """HPKE over DHKEM(group, kdf) with the suite KDF and AEAD."""
 
-    def __init__(self, group: _DhGroup[PrivT, PubT], kdf: _Kdf, aead: _Aead) -> None:
+    def __init__(self, group: _DhGroup[PrivT, PubT], kdf: Kdf, aead: Aead) -> None:
         self._group = group
         self._kdf = kdf
         self._aead = aead
@@ -382,6 +357,58 @@ class _DhKemHpke(HpkeKem, Generic[PrivT, PubT]):
         group = self._group
         return group.serialize_public(group.public_of(group.load_private(private_key)))
 
+    def setup_export_sender(self, public_key: bytes, info: bytes, exporter_context: bytes,
+                            length: int) -> tuple[bytes, bytes]:
+        """SetupBaseS(pkR, info) then Export(exporter_context, L) (RFC 9180 §5.3):
+        returns (kem_output, exported secret).  RFC 9420 §8.3 uses it for ExternalInit."""
+        enc, shared_secret = self._encap(self._group.generate_ephemeral(), public_key)
+        _, _, exporter_secret = self._key_schedule(shared_secret, info)
+        return enc, self._export(exporter_secret, exporter_context, length)
+
+    def export_receiver(self, private_key: bytes, info: bytes, kem_output: bytes,
+                        exporter_context: bytes, length: int) -> bytes:
+        """SetupBaseR(enc, skR, info) then Export(exporter_context, L) (RFC 9180 §5.3)."""
+        shared_secret = self._decap(private_key, kem_output)
+        _, _, exporter_secret = self._key_schedule(shared_secret, info)
+        return self._export(exporter_secret, exporter_context, length)
+
+    def _encap(self, ephemeral: PrivT, public_key: bytes) -> tuple[bytes, bytes]:
+        """Encap(pkR) of DHKEM (RFC 9180 §4.1) with a given skE: (enc, shared_secret)."""
+        group = self._group
+        recipient = group.load_public(public_key)
+        enc = group.serialize_public(group.public_of(ephemeral))
+        dh = group.dh(ephemeral, recipient)
+        return enc, group.extract_and_expand(dh, enc + public_key)
+
+    def _decap(self, private_key: bytes, kem_output: bytes) -> bytes:
+        """Decap(enc, skR) of DHKEM (RFC 9180 §4.1): the shared secret."""
+        self._check_enc(kem_output)
+        group = self._group
+        recipient = group.load_private(private_key)
+        dh = group.dh(recipient, group.load_public(kem_output))
+        recipient_public = group.serialize_public(group.public_of(recipient))
+        return group.extract_and_expand(dh, kem_output + recipient_public)
+
+    def _key_schedule(self, shared_secret: bytes, info: bytes) -> tuple[bytes, bytes, bytes]:
+        """KeySchedule (RFC 9180 §5.1) in mode_base with empty psk and psk_id:
+        (key, base_nonce, exporter_secret)."""
+        kdf, suite_id = self._kdf, self._hpke_suite_id
+        psk_id_hash = _labeled_extract(kdf, suite_id, b"", b"psk_id_hash", b"")
+        info_hash = _labeled_extract(kdf, suite_id, b"", b"info_hash", info)
+        context = _MODE_BASE + psk_id_hash + info_hash
+        secret = _labeled_extract(kdf, suite_id, shared_secret, b"secret", b"")
+        key = _labeled_expand(kdf, suite_id, secret, b"key", context, self._aead.key_size)
+        base_nonce = _labeled_expand(kdf, suite_id, secret, b"base_nonce", context,
+                                     self._aead.nonce_size)
+        exporter_secret = _labeled_expand(kdf, suite_id, secret, b"exp", context,
+                                          kdf.hash_len)
+        return key, base_nonce, exporter_secret
+
+    def _export(self, exporter_secret: bytes, exporter_context: bytes, length: int) -> bytes:
+        """Context.Export (RFC 9180 §5.3): LabeledExpand(exporter_secret, "sec", ...)."""
+        return _labeled_expand(self._kdf, self._hpke_suite_id, exporter_secret, b"sec",
+                               exporter_context, length)
+
     def _check_enc(self, kem_output: bytes) -> None:
         if len(kem_output) != self.n_enc:
             raise CryptoError(f"HPKE kem_output must be {self.n_enc} bytes, "
@@ -397,7 +424,7 @@ class _LibraryHpke(_DhKemHpke[LibPrivT, LibPubT]):
 
     backend = "cryptography.hpke"
 
-    def __init__(self, group: _DhGroup[LibPrivT, LibPubT], kdf: _Kdf, aead: _Aead,
+    def __init__(self, group: _DhGroup[LibPrivT, LibPubT], kdf: Kdf, aead: Aead,
                  library_suite: _lib_hpke.Suite) -> None:
         super().__init__(group, kdf, aead)
         self._suite = library_suite
@@ -430,68 +457,46 @@ class _PureHpke(_DhKemHpke[PrivT, PubT]):
     def _seal_with_ephemeral(self, ephemeral: PrivT, public_key: bytes, info: bytes,
                              plaintext: bytes) -> tuple[bytes, bytes]:
         """Encap(pkR) with a given skE, then Seal with sequence number 0."""
-        group = self._group
-        recipient = group.load_public(public_key)
-        enc = group.serialize_public(group.public_of(ephemeral))
-        dh = group.dh(ephemeral, recipient)
-        shared_secret = group.extract_and_expand(dh, enc + public_key)
-        key, base_nonce = self._key_schedule(shared_secret, info)
-        return enc, self._aead.cipher(key).encrypt(base_nonce, plaintext, b"")
+        enc, shared_secret = self._encap(ephemeral, public_key)
+        key, base_nonce, _ = self._key_schedule(shared_secret, info)
+        return enc, self._aead.encrypt(key, base_nonce, b"", plaintext)
 
     def open(self, private_key: bytes, info: bytes, kem_output: bytes,
              ciphertext: bytes) -> bytes:
-        self._check_enc(kem_output)
-        group = self._group
-        recipient = group.load_private(private_key)
-        ephemeral_public = group.load_public(kem_output)
-        dh = group.dh(recipient, ephemeral_public)
-        recipient_public = group.serialize_public(group.public_of(recipient))
-        shared_secret = group.extract_and_expand(dh, kem_output + recipient_public)
-        key, base_nonce = self._key_schedule(shared_secret, info)
+        shared_secret = self._decap(private_key, kem_output)
+        key, base_nonce, _ = self._key_schedule(shared_secret, info)
         try:
-            return self._aead.cipher(key).decrypt(base_nonce, ciphertext, b"")
-        except InvalidTag:
-            raise CryptoError(f"HPKE open failed ({group!r})") from None
-
-    def _key_schedule(self, shared_secret: bytes, info: bytes) -> tuple[bytes, bytes]:
-        """KeySchedule (RFC 9180 §5.1) in mode_base with empty psk and psk_id."""
-        kdf, suite_id = self._kdf, self._hpke_suite_id
-        psk_id_hash = kdf.labeled_extract(suite_id, b"", b"psk_id_hash", b"")
-        info_hash = kdf.labeled_extract(suite_id, b"", b"info_hash", info)
-        context = _MODE_BASE + psk_id_hash + info_hash
-        secret = kdf.labeled_extract(suite_id, shared_secret, b"secret", b"")
-        key = kdf.labeled_expand(suite_id, secret, b"key", context, self._aead.key_size)
-        base_nonce = kdf.labeled_expand(suite_id, secret, b"base_nonce", context,
-                                        self._aead.nonce_size)
-        return key, base_nonce
+            return self._aead.decrypt(key, base_nonce, b"", ciphertext)
+        except CryptoError:
+            raise CryptoError(f"HPKE open failed ({self._group!r})") from None
 
 
 # -- suites ----------------------------------------------------------------------------
 
 _LIB_KEM = {_X25519: _lib_hpke.KEM.X25519, _P256: _lib_hpke.KEM.P256,
             _P384: _lib_hpke.KEM.P384, _P521: _lib_hpke.KEM.P521}
-_LIB_KDF = {_HKDF_SHA256: _lib_hpke.KDF.HKDF_SHA256, _HKDF_SHA384: _lib_hpke.KDF.HKDF_SHA384,
-            _HKDF_SHA512: _lib_hpke.KDF.HKDF_SHA512}
-_LIB_AEAD = {_AES_128_GCM: _lib_hpke.AEAD.AES_128_GCM, _AES_256_GCM: _lib_hpke.AEAD.AES_256_GCM,
-             _CHACHA20_POLY1305: _lib_hpke.AEAD.CHACHA20_POLY1305}
+_LIB_KDF = {HKDF_SHA256: _lib_hpke.KDF.HKDF_SHA256, HKDF_SHA384: _lib_hpke.KDF.HKDF_SHA384,
+            HKDF_SHA512: _lib_hpke.KDF.HKDF_SHA512}
+_LIB_AEAD = {AES_128_GCM: _lib_hpke.AEAD.AES_128_GCM, AES_256_GCM: _lib_hpke.AEAD.AES_256_GCM,
+             CHACHA20_POLY1305: _lib_hpke.AEAD.CHACHA20_POLY1305}
 
-_SuiteParts = tuple[_DhGroup[Any, Any], _Kdf, _Aead]
+_SuiteParts = tuple[_DhGroup[Any, Any], Kdf, Aead]
 
 _SUITES: dict[CipherSuiteId, _SuiteParts] = {
     CipherSuiteId.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519:
-        (_X25519, _HKDF_SHA256, _AES_128_GCM),
+        (_X25519, HKDF_SHA256, AES_128_GCM),
     CipherSuiteId.MLS_128_DHKEMP256_AES128GCM_SHA256_P256:
-        (_P256, _HKDF_SHA256, _AES_128_GCM),
+        (_P256, HKDF_SHA256, AES_128_GCM),
     CipherSuiteId.MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519:
-        (_X25519, _HKDF_SHA256, _CHACHA20_POLY1305),
+        (_X25519, HKDF_SHA256, CHACHA20_POLY1305),
     CipherSuiteId.MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448:
-        (_X448, _HKDF_SHA512, _AES_256_GCM),
+        (_X448, HKDF_SHA512, AES_256_GCM),
     CipherSuiteId.MLS_256_DHKEMP521_AES256GCM_SHA512_P521:
-        (_P521, _HKDF_SHA512, _AES_256_GCM),
+        (_P521, HKDF_SHA512, AES_256_GCM),
     CipherSuiteId.MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448:
-        (_X448, _HKDF_SHA512, _CHACHA20_POLY1305),
+        (_X448, HKDF_SHA512, CHACHA20_POLY1305),
     CipherSuiteId.MLS_256_DHKEMP384_AES256GCM_SHA384_P384:
-        (_P384, _HKDF_SHA384, _AES_256_GCM),
+        (_P384, HKDF_SHA384, AES_256_GCM),
 }
 
 

@@ -16,17 +16,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from mls.codec import Writer
 from mls.crypto.hpke import HpkeKem, kem_for_suite
+from mls.crypto.primitives import (
+    AES_128_GCM,
+    AES_256_GCM,
+    CHACHA20_POLY1305,
+    HKDF_SHA256,
+    HKDF_SHA384,
+    HKDF_SHA512,
+    Aead,
+    Kdf,
+)
 from mls.crypto.signature import SignatureScheme, scheme_for_suite
 from mls.enums import CipherSuiteId
-from mls.errors import CryptoError, UnsupportedError
+from mls.errors import UnsupportedError
 
 #: Source of randomness: ``rng(n)`` returns ``n`` uniformly random bytes.
 Rng = Callable[[int], bytes]
@@ -42,43 +48,31 @@ def _labelled(label: bytes, context: bytes) -> bytes:
     return w.getvalue()
 
 
-@dataclass(frozen=True, slots=True)
-class _Aead:
-    name: str
-    key_size: int
-    nonce_size: int = 12
 
-    def cipher(self, key: bytes) -> AESGCM | ChaCha20Poly1305:
-        if len(key) != self.key_size:
-            raise CryptoError(f"{self.name} key must be {self.key_size} bytes")
-        return ChaCha20Poly1305(key) if self.name == "ChaCha20Poly1305" else AESGCM(key)
-
-
-_AES128 = _Aead("AES-128-GCM", 16)
-_AES256 = _Aead("AES-256-GCM", 32)
-_CHACHA = _Aead("ChaCha20Poly1305", 32)
-
-_SUITE_PARAMS: dict[CipherSuiteId, tuple[str, _Aead]] = {
-    CipherSuiteId.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519: ("sha256", _AES128),
-    CipherSuiteId.MLS_128_DHKEMP256_AES128GCM_SHA256_P256: ("sha256", _AES128),
-    CipherSuiteId.MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519: ("sha256", _CHACHA),
-    CipherSuiteId.MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448: ("sha512", _AES256),
-    CipherSuiteId.MLS_256_DHKEMP521_AES256GCM_SHA512_P521: ("sha512", _AES256),
-    CipherSuiteId.MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448: ("sha512", _CHACHA),
-    CipherSuiteId.MLS_256_DHKEMP384_AES256GCM_SHA384_P384: ("sha384", _AES256),
+_SUITE_PARAMS: dict[CipherSuiteId, tuple[Kdf, Aead]] = {
+    CipherSuiteId.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519: (HKDF_SHA256, AES_128_GCM),
+    CipherSuiteId.MLS_128_DHKEMP256_AES128GCM_SHA256_P256: (HKDF_SHA256, AES_128_GCM),
+    CipherSuiteId.MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519:
+        (HKDF_SHA256, CHACHA20_POLY1305),
+    CipherSuiteId.MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448: (HKDF_SHA512, AES_256_GCM),
+    CipherSuiteId.MLS_256_DHKEMP521_AES256GCM_SHA512_P521: (HKDF_SHA512, AES_256_GCM),
+    CipherSuiteId.MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448:
+        (HKDF_SHA512, CHACHA20_POLY1305),
+    CipherSuiteId.MLS_256_DHKEMP384_AES256GCM_SHA384_P384: (HKDF_SHA384, AES_256_GCM),
 }
 
 
 class CipherSuite:
     """One registered MLS cipher suite (RFC 9420 §5.1, §17.1)."""
 
-    __slots__ = ("aead", "hash_len", "hash_name", "id", "kem", "signature")
+    __slots__ = ("aead", "hash_len", "hash_name", "id", "kdf", "kem", "signature")
 
     def __init__(self, suite_id: CipherSuiteId) -> None:
-        hash_name, aead = _SUITE_PARAMS[suite_id]
+        kdf, aead = _SUITE_PARAMS[suite_id]
         self.id = suite_id
-        self.hash_name = hash_name
-        self.hash_len = hashlib.new(hash_name).digest_size
+        self.kdf = kdf
+        self.hash_name = kdf.hash_name
+        self.hash_len = kdf.hash_len
         self.aead = aead
         self.kem: HpkeKem = kem_for_suite(suite_id)
         self.signature: SignatureScheme = scheme_for_suite(suite_id)
@@ -100,20 +94,11 @@ class CipherSuite:
 
     def extract(self, salt: bytes, ikm: bytes) -> bytes:
         """HKDF-Extract (RFC 5869 §2.2); an empty salt means Nh zero bytes."""
-        return hmac.digest(salt or bytes(self.hash_len), ikm, self.hash_name)
+        return self.kdf.extract(salt, ikm)
 
     def expand(self, prk: bytes, info: bytes, length: int) -> bytes:
         """HKDF-Expand (RFC 5869 §2.3)."""
-        if length > 255 * self.hash_len:
-            raise CryptoError("HKDF-Expand output too long")
-        out = bytearray()
-        block = b""
-        counter = 1
-        while len(out) < length:
-            block = hmac.digest(prk, block + info + bytes((counter,)), self.hash_name)
-            out += block
-            counter += 1
-        return bytes(out[:length])
+        return self.kdf.expand(prk, info, length)
 
     def expand_with_label(self, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
         """ExpandWithLabel (RFC 9420 §8): KDFLabel = uint16 length, label, context."""
@@ -147,13 +132,11 @@ class CipherSuite:
         return self.aead.nonce_size
 
     def aead_encrypt(self, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
-        return self.aead.cipher(key).encrypt(nonce, plaintext, aad)
+        return self.aead.encrypt(key, nonce, aad, plaintext)
 
     def aead_decrypt(self, key: bytes, nonce: bytes, aad: bytes, ciphertext: bytes) -> bytes:
-        try:
-            return self.aead.cipher(key).decrypt(nonce, ciphertext, aad)
-        except InvalidTag:
-            raise CryptoError("AEAD decryption failed: authentication tag mismatch") from None
+        """AEAD-Open; CryptoError on a tag mismatch."""
+        return self.aead.decrypt(key, nonce, aad, ciphertext)
 
     # -- signatures (RFC 9420 §5.1.2) -------------------------------------------------
 

@@ -7,6 +7,8 @@ from mls.schedule.key_schedule import (
     derive_welcome_secret,
     epoch_from_joiner,
     export_secret,
+    external_init_receiver,
+    external_init_sender,
     external_key_pair,
     welcome_key_nonce,
 )
@@ -30,6 +32,8 @@ __all__ = [
     "derive_welcome_secret",
     "epoch_from_joiner",
     "export_secret",
+    "external_init_receiver",
+    "external_init_sender",
     "external_key_pair",
     "interim_transcript_hash",
     "psk_secret",

@@ -138,13 +138,20 @@ def external_key_pair(cs: CipherSuite, external_secret: bytes) -> tuple[bytes, b
 
 
 #: The HPKE exporter label of RFC 9420 §8.3 (full label, no prefix added).
-#:
-#: NOT YET IMPLEMENTED: ``external_init_secret``.  RFC 9420 §8.3 needs HPKE's
-#: secret export (RFC 9180 §5.3): the joiner runs ``SetupBaseS(external_pub, "")`` and
-#: members ``SetupBaseR(kem_output, external_priv, "")``, and both take
-#: ``init_secret = context.export(EXTERNAL_INIT_EXPORT_LABEL, KDF.Nh)``.  The suite's
-#: HPKE API (:class:`mls.crypto.hpke.HpkeKem`) offers only single-shot seal/open, so
-#: it needs ``setup_export_sender(public_key, info, exporter_context, length) ->
-#: (kem_output, secret)`` and ``setup_export_receiver(private_key, info, kem_output,
-#: exporter_context, length) -> secret`` before this module can provide it.
 EXTERNAL_INIT_EXPORT_LABEL = b"MLS 1.0 external init secret"
+
+
+def external_init_sender(cs: CipherSuite, external_pub: bytes) -> tuple[bytes, bytes]:
+    """The joiner's side of ExternalInit (RFC 9420 §8.3):
+    ``kem_output, context = SetupBaseS(external_pub, "")``;
+    ``init_secret = context.export("MLS 1.0 external init secret", KDF.Nh)``.
+    Returns ``(kem_output, init_secret)``."""
+    return cs.kem.setup_export_sender(external_pub, b"", EXTERNAL_INIT_EXPORT_LABEL,
+                                      cs.hash_len)
+
+
+def external_init_receiver(cs: CipherSuite, external_priv: bytes, kem_output: bytes) -> bytes:
+    """The members' side of ExternalInit (RFC 9420 §8.3): ``SetupBaseR(kem_output,
+    external_priv, "")`` and the same export; CryptoError on a malformed kem_output."""
+    return cs.kem.export_receiver(external_priv, b"", kem_output, EXTERNAL_INIT_EXPORT_LABEL,
+                                  cs.hash_len)
