@@ -34,6 +34,10 @@ from mls.codec import Reader, Writer
 from mls.crypto.suite import CipherSuite, suite
 from mls.enums import closed_enum
 from mls.errors import DecodeError, GenerationError, UsageError
+from mls.tree.math import NodeIndex
+from mls.tree.math import left as tree_left
+from mls.tree.math import right as tree_right
+from mls.tree.math import root as tree_root
 
 #: Default number of skipped generations whose keys a receiving ratchet keeps.
 DEFAULT_OUT_OF_ORDER_WINDOW = 32
@@ -55,25 +59,6 @@ _RATCHET_LABELS: dict[RatchetKind, bytes] = {
     RatchetKind.HANDSHAKE: b"handshake",
     RatchetKind.APPLICATION: b"application",
 }
-
-
-# -- tree math (RFC 9420 Appendix C) -------------------------------------------------
-
-def _level(x: int) -> int:
-    k = 0
-    while (x >> k) & 1:
-        k += 1
-    return k
-
-
-def _root(n_leaves: int) -> int:
-    width = 2 * (n_leaves - 1) + 1
-    return (1 << (width.bit_length() - 1)) - 1
-
-
-def _children(x: int) -> tuple[int, int]:
-    k = _level(x)
-    return x ^ (1 << (k - 1)), x ^ (3 << (k - 1))
 
 
 # -- one sender ratchet (RFC 9420 §9.1) ----------------------------------------------
@@ -133,7 +118,7 @@ class SecretTree:
             raise UsageError("window and forward distance must fit in uint32")
         self._cs = cs
         self._n_leaves = n_leaves
-        self._root = _root(n_leaves)
+        self._root = tree_root(n_leaves)
         self._nodes: dict[int, bytes] = {self._root: encryption_secret}
         self._ratchets: dict[tuple[int, RatchetKind], _Ratchet] = {}
         self.out_of_order_window = out_of_order_window
@@ -272,11 +257,11 @@ class SecretTree:
         while node not in self._nodes:
             if node == target:
                 raise UsageError(f"secrets of leaf {leaf} were already deleted")
-            left, right = _children(node)
+            left, right = tree_left(NodeIndex(node)), tree_right(NodeIndex(node))
             node = left if target < node else right
         secret = self._nodes.pop(node)
         while node != target:
-            left, right = _children(node)
+            left, right = tree_left(NodeIndex(node)), tree_right(NodeIndex(node))
             left_secret = self._cs.expand_with_label(secret, b"tree", b"left",
                                                      self._cs.hash_len)
             right_secret = self._cs.expand_with_label(secret, b"tree", b"right",
@@ -317,7 +302,7 @@ class SecretTree:
         tree = cls.__new__(cls)
         tree._cs = cs
         tree._n_leaves = n_leaves
-        tree._root = _root(n_leaves)
+        tree._root = tree_root(n_leaves)
         tree._nodes = dict(nodes)
         tree._ratchets = dict(ratchets)
         if len(tree._nodes) != len(nodes) or len(tree._ratchets) != len(ratchets):
@@ -334,7 +319,7 @@ def _write_node(w: Writer, item: tuple[int, bytes]) -> None:
 
 def _read_node(r: Reader, cs: CipherSuite, n_leaves: int) -> tuple[int, bytes]:
     node, secret = r.u32(), r.opaque()
-    if node >= 2 * _root(n_leaves) + 1 or len(secret) != cs.hash_len:
+    if node >= 2 * tree_root(n_leaves) + 1 or len(secret) != cs.hash_len:
         raise DecodeError("secret tree state: bad node secret")
     return node, secret
 
