@@ -1,0 +1,216 @@
+"""Leaf node validation in the context of a group (RFC 9420 §7.3).
+
+:func:`validate_leaf_node` runs every step of §7.3 for a LeafNode arriving in an
+Update proposal, an UpdatePath or (via :mod:`mls.group.key_package`) a KeyPackage:
+
+* the credential is accepted by the Authentication Service (§5.3.1);
+* the signature verifies (``group_id``/``leaf_index`` are in the TBS for the update
+  and commit sources) -- failures raise :class:`~mls.errors.SignatureError`;
+* the capabilities list the group's version and cipher suite, the group's
+  ``required_capabilities`` and every extension in the GroupContext (§11.1, §13.4);
+* the leaf's own extensions and credential type are listed in its capabilities;
+* ``leaf_node_source`` is the one expected, and the lifetime holds when ``now`` is
+  given (key_package source);
+* its credential type is supported by every member and it supports every credential
+  type in use;
+* ``encryption_key`` and ``signature_key`` are unique in the tree.
+
+The per-leaf checks reuse :func:`mls.tree.validation.check_leaf_node`; this module adds
+what needs the group: the GroupContext, the other members and the AS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mls.codec import decode
+from mls.crypto.suite import CipherSuite
+from mls.enums import ExtensionType, LeafNodeSource
+from mls.errors import (
+    DecodeError,
+    MLSError,
+    SignatureError,
+    TreeValidationError,
+    UsageError,
+    ValidationError,
+)
+from mls.group.credentials import CredentialValidator, check_credential, check_successor
+from mls.messages.extension_types import RequiredCapabilities
+from mls.messages.extensions import Extension, GroupContext, find_extension
+from mls.messages.leaf_node import LeafNode
+from mls.tree.math import LeafIndex
+from mls.tree.ratchet_tree import RatchetTree
+from mls.tree.validation import check_leaf_node, verify_leaf_signature
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRequirements:
+    """What a leaf must support to be in a group with these GroupContext fields:
+    the version and suite, every GroupContext extension (§13.4) and the
+    ``required_capabilities`` (§11.1)."""
+
+    version: int
+    cipher_suite: int
+    extensions: tuple[int, ...]
+    proposals: tuple[int, ...]
+    credentials: tuple[int, ...]
+
+    @classmethod
+    def of(cls, version: int, cipher_suite: int,
+           extensions: tuple[Extension, ...]) -> GroupRequirements:
+        required = required_capabilities(extensions)
+        extension_types = dict.fromkeys(
+            [ext.extension_type for ext in extensions] + list(required.extension_types))
+        return cls(version, cipher_suite, tuple(extension_types), required.proposal_types,
+                   required.credential_types)
+
+    @classmethod
+    def of_context(cls, group_context: GroupContext) -> GroupRequirements:
+        return cls.of(group_context.version, group_context.cipher_suite,
+                      group_context.extensions)
+
+
+def required_capabilities(extensions: tuple[Extension, ...]) -> RequiredCapabilities:
+    """The ``required_capabilities`` extension among ``extensions`` (empty if absent);
+    a malformed body is a :class:`ValidationError` (RFC 9420 §11.1)."""
+    ext = find_extension(extensions, ExtensionType.REQUIRED_CAPABILITIES)
+    if ext is None:
+        return RequiredCapabilities()
+    try:
+        return decode(RequiredCapabilities, ext.extension_data)
+    except DecodeError as exc:
+        raise ValidationError(f"malformed required_capabilities extension: {exc}") from exc
+
+
+def check_unique_extension_types(extensions: Iterable[Extension], where: str,
+                                 error_class: type[MLSError] = ValidationError) -> None:
+    """A list of extensions holds each type at most once (RFC 9420 §13.4)."""
+    seen: set[int] = set()
+    for ext in extensions:
+        if ext.extension_type in seen:
+            raise error_class(f"{where}: extension type {ext.extension_type} appears twice")
+        seen.add(ext.extension_type)
+
+
+def check_leaf_alone(cs: CipherSuite, leaf: LeafNode, *, requirements: GroupRequirements | None,
+                     group_id: bytes | None, leaf_index: LeafIndex | None,
+                     expected_source: LeafNodeSource, now: int | None,
+                     credential_validator: CredentialValidator | None = None,
+                     max_lifetime: int | None = None,
+                     error_class: type[ValidationError] = ValidationError) -> None:
+    """The checks of RFC 9420 §7.3 that need no other member of the group.
+
+    ``requirements`` is ``None`` for a KeyPackage checked outside any group.  Raises
+    :class:`SignatureError` for a bad signature and ``error_class`` otherwise.
+    """
+    if expected_source != LeafNodeSource.KEY_PACKAGE and (group_id is None
+                                                         or leaf_index is None):
+        raise UsageError("update/commit leaves are validated with group_id and leaf_index")
+    where = f"leaf {leaf_index}" if leaf_index is not None else "leaf node"
+    if leaf.leaf_node_source != expected_source:
+        raise error_class(f"{where}: leaf_node_source is {leaf.leaf_node_source.name.lower()}"
+                          f", expected {expected_source.name.lower()}")
+    if len(leaf.encryption_key) != cs.kem.n_pk:
+        raise error_class(f"{where}: encryption_key is not a {cs.id.name} HPKE public key")
+    check_unique_extension_types(leaf.extensions, where, error_class)
+    try:
+        check_credential(credential_validator, leaf.credential, leaf.signature_key)
+    except ValidationError as exc:
+        raise error_class(f"{where}: credential rejected: {exc}") from exc
+    caps = leaf.capabilities
+    if requirements is not None:
+        if requirements.version not in caps.versions:
+            raise error_class(f"{where}: does not support protocol version "
+                              f"{requirements.version}")
+        if requirements.cipher_suite not in caps.cipher_suites:
+            raise error_class(f"{where}: does not support cipher suite "
+                              f"0x{requirements.cipher_suite:04x}")
+    if max_lifetime is not None and leaf.lifetime is not None and (
+            leaf.lifetime.not_after - leaf.lifetime.not_before > max_lifetime):
+        raise error_class(f"{where}: lifetime longer than {max_lifetime} seconds")
+    try:
+        check_leaf_node(
+            cs, leaf, group_id, leaf_index, now=now, expected_source=expected_source,
+            required_extensions=requirements.extensions if requirements else (),
+            required_proposals=requirements.proposals if requirements else (),
+            required_credentials=requirements.credentials if requirements else ())
+    except TreeValidationError as exc:
+        # Only the failure path verifies a second time, to classify the failure.
+        if not verify_leaf_signature(cs, leaf, group_id, leaf_index):
+            raise SignatureError(f"{where}: invalid LeafNode signature") from exc
+        raise error_class(str(exc)) from exc
+
+
+def check_keys_unique(tree: RatchetTree, leaf: LeafNode, where: str, *,
+                      replacing: LeafIndex | None,
+                      error_class: type[ValidationError] = ValidationError) -> None:
+    """``encryption_key`` appears in no node of ``tree`` (also not in the leaf being
+    replaced: an Update/UpdatePath MUST change it, §7.3, §12.4.2) and
+    ``signature_key`` in no leaf other than the one being replaced."""
+    if tree.find_node_by_encryption_key(leaf.encryption_key) is not None:
+        raise error_class(f"{where}: encryption_key already in use in the tree")
+    holder = tree.find_leaf_by_signature_key(leaf.signature_key)
+    if holder is not None and holder != replacing:
+        raise error_class(f"{where}: signature_key already used by leaf {holder}")
+
+
+def check_credential_types(tree: RatchetTree, leaf: LeafNode, where: str, *,
+                           ignore: Iterable[int] = (),
+                           error_class: type[ValidationError] = ValidationError) -> None:
+    """Every other member supports the leaf's credential type and the leaf supports
+    every credential type the other members use (RFC 9420 §7.3).  Leaves in
+    ``ignore`` (being replaced or removed) do not count.  O(members)."""
+    ignored = frozenset(ignore)
+    own_type = leaf.credential.credential_type
+    supported = frozenset(leaf.capabilities.credentials)
+    for index, member in tree.member_leaves():
+        if index in ignored:
+            continue
+        if own_type not in member.capabilities.credentials:
+            raise error_class(f"{where}: credential type {own_type} is not supported "
+                              f"by leaf {index}")
+        if member.credential.credential_type not in supported:
+            raise error_class(f"{where}: does not support credential type "
+                              f"{member.credential.credential_type} used by leaf {index}")
+
+
+def validate_leaf_node(cs: CipherSuite, leaf: LeafNode, *, group_context: GroupContext,
+                       tree: RatchetTree, leaf_index: LeafIndex | None,
+                       expected_source: LeafNodeSource, now: int | None,
+                       credential_validator: CredentialValidator | None = None,
+                       replacing: LeafIndex | None = None,
+                       max_lifetime: int | None = None,
+                       error_class: type[ValidationError] = ValidationError) -> None:
+    """Validate a LeafNode about to enter ``tree`` (RFC 9420 §7.3).
+
+    ``leaf_index`` is where the leaf will sit (part of the signed TBS for the update
+    and commit sources).  ``replacing`` is the leaf it replaces, if any (the sender of
+    an Update or UpdatePath, or the member an external "resync" commit removes,
+    §12.4.3.2): its signature key may be reused, its encryption key may not, and the
+    AS is asked whether the new credential may succeed the old one (§5.3.1).
+    ``tree`` must not contain ``leaf`` yet, and must still hold ``replacing`` (for
+    the committer's UpdatePath leaf: the tree after the proposals; for a resync
+    external commit: the tree before them, where the removed leaf is still present).
+
+    Raises :class:`SignatureError` for a bad signature and ``error_class``
+    (:class:`ValidationError` by default) for every other failure.
+    """
+    requirements = GroupRequirements.of_context(group_context)
+    check_leaf_alone(cs, leaf, requirements=requirements, group_id=group_context.group_id,
+                     leaf_index=leaf_index, expected_source=expected_source, now=now,
+                     credential_validator=credential_validator, max_lifetime=max_lifetime,
+                     error_class=error_class)
+    where = f"leaf {leaf_index}" if leaf_index is not None else "leaf node"
+    if replacing is not None:
+        old = tree.leaf(replacing)
+        if old is None:
+            raise error_class(f"{where}: replaces blank leaf {replacing}")
+        try:
+            check_successor(credential_validator, old.credential, leaf.credential)
+        except ValidationError as exc:
+            raise error_class(f"{where}: credential may not replace that of leaf "
+                              f"{replacing}: {exc}") from exc
+    check_keys_unique(tree, leaf, where, replacing=replacing, error_class=error_class)
+    ignore = () if replacing is None else (replacing,)
+    check_credential_types(tree, leaf, where, ignore=ignore, error_class=error_class)
