@@ -1,0 +1,374 @@
+"""The storage interface of the delivery hub (RFC 9750 §5.2, strongly consistent).
+
+The hub stores only opaque MLS bytes (commits, proposals, application messages, Welcomes,
+GroupInfo, ratchet trees, KeyPackages) and public metadata (epochs, sequence numbers,
+room mappings, member identities). It never holds group secrets or plaintext, and this
+package never imports ``mls``: it does not parse what it stores.
+
+Every state transition is one database transaction. The ordering primitive is
+:meth:`Store.accept_commit`: a compare-and-set on the group's epoch that appends the
+commit to the group's log with the next sequence number. Application messages, proposals
+and commits share one per-group sequence space, starting at 1.
+
+Public member list: kept in its own table (:meth:`Store.set_members`, or atomically with
+a commit via ``accept_commit(members=...)``), not inside ``hub_state``, so fan-out and
+routing can query it without decoding anything.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import NamedTuple, Self
+
+from bridge.store.errors import StoreUsageError
+
+
+class LogKind(enum.StrEnum):
+    """What a log entry holds; stored as its string value."""
+
+    COMMIT = "commit"
+    PROPOSAL = "proposal"
+    APPLICATION = "application"
+
+
+class Member(NamedTuple):
+    """One leaf of the group's public view: its leaf index and the credential's identity."""
+
+    leaf_index: int
+    identity: str
+
+
+class RoomRef(NamedTuple):
+    """A chat room on one transport (``"xmpp"``, ``"matrix"``...) and its id there."""
+
+    transport: str
+    room_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    """A group as the hub sees it. ``next_seq`` is the number the next log entry gets."""
+
+    group_id: bytes
+    cipher_suite: int
+    epoch: int
+    next_seq: int
+    group_info: bytes | None = field(repr=False)
+    ratchet_tree: bytes | None = field(repr=False)
+    hub_state: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One message in a group's ordered log."""
+
+    seq: int
+    epoch: int
+    kind: LogKind
+    payload: bytes = field(repr=False)
+    sender: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedProposal:
+    """A proposal the next commit of its epoch must include; ``seq`` is its log entry."""
+
+    proposal_ref: bytes
+    seq: int
+    epoch: int
+    payload: bytes = field(repr=False)
+    sender: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPackageInfo:
+    """Directory metadata of a published KeyPackage (the bytes are not returned)."""
+
+    ref: bytes
+    user: str
+    device: str
+    cipher_suite: int
+    expires_at: int
+    last_resort: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PendingWelcome:
+    """A Welcome still to be delivered to one recipient, with the commit it belongs to."""
+
+    welcome_id: int
+    recipient: str
+    group_id: bytes
+    epoch: int
+    commit_seq: int
+    welcome: bytes = field(repr=False)
+
+
+class Store(abc.ABC):
+    """The hub's persistent state. All methods are coroutines; each is one transaction.
+
+    Group ids, refs and MLS messages are opaque ``bytes``. Times (``now``,
+    ``expires_at``) are integer seconds supplied by the caller: the store reads no clock.
+    A KeyPackage is usable while ``now <= expires_at`` (its lifetime's ``not_after``,
+    RFC 9420 §10).
+    """
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections. The store is unusable afterwards."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def schema_version(self) -> int:
+        """The highest migration applied to the database."""
+
+    # -- groups --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_group(
+        self,
+        group_id: bytes,
+        cipher_suite: int,
+        *,
+        epoch: int = 0,
+        group_info: bytes | None = None,
+        ratchet_tree: bytes | None = None,
+        hub_state: bytes = b"",
+        members: Sequence[Member] | None = None,
+    ) -> GroupRecord:
+        """Register a group at ``epoch``; raise :class:`Conflict` if it exists."""
+
+    @abc.abstractmethod
+    async def get_group(self, group_id: bytes) -> GroupRecord:
+        """The group's record; raise :class:`UnknownGroup` if absent."""
+
+    @abc.abstractmethod
+    async def delete_group(self, group_id: bytes) -> bool:
+        """Drop the group and everything attached to it; False if it did not exist."""
+
+    @abc.abstractmethod
+    async def accept_commit(
+        self,
+        group_id: bytes,
+        expected_epoch: int,
+        commit: bytes,
+        *,
+        hub_state: bytes,
+        group_info: bytes | None = None,
+        ratchet_tree: bytes | None = None,
+        welcome: bytes | None = None,
+        welcome_recipients: Collection[str] = (),
+        sender: str = "",
+        covered_proposals: Collection[bytes] | None = None,
+        members: Sequence[Member] | None = None,
+    ) -> int:
+        """Order one commit (RFC 9750 §5.2) and return its sequence number.
+
+        Atomically: raise :class:`WrongEpoch` (current epoch) unless the group is at
+        ``expected_epoch``; if ``covered_proposals`` (proposal refs the commit includes)
+        is given, raise :class:`ProposalsNotCovered` when a proposal queued for this epoch
+        is missing from it; otherwise append the commit to the log, move the group to
+        ``expected_epoch + 1``, replace GroupInfo, ratchet tree, hub state (and the member
+        list when ``members`` is given), record ``welcome`` for each recipient, and drop
+        every proposal queued for the old epoch (a commit ends its epoch: proposals it
+        did not include are void, RFC 9420 §12.4). On error nothing changes.
+        """
+
+    # -- the log -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def append_message(
+        self, group_id: bytes, epoch: int, kind: LogKind | str, payload: bytes, sender: str
+    ) -> int:
+        """Append an application message or proposal; return its sequence number.
+
+        Commits go through :meth:`accept_commit` only (:class:`StoreUsageError` here).
+        The caller decides how many past epochs it still accepts; the store rejects only
+        an epoch beyond the current one (:class:`WrongEpoch`).
+        """
+
+    @abc.abstractmethod
+    async def log_since(
+        self, group_id: bytes, after_seq: int = 0, limit: int = 100
+    ) -> list[LogEntry]:
+        """Up to ``limit`` log entries with ``seq > after_seq``, in sequence order."""
+
+    # -- proposals -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def queue_proposal(
+        self, group_id: bytes, epoch: int, proposal_ref: bytes, payload: bytes, sender: str = ""
+    ) -> int:
+        """Log a proposal for fan-out and queue it for the epoch's commit; return its seq.
+
+        Raise :class:`WrongEpoch` unless ``epoch`` is current, :class:`Conflict` if the
+        ref is already queued.
+        """
+
+    @abc.abstractmethod
+    async def queued_proposals(self, group_id: bytes, epoch: int) -> list[QueuedProposal]:
+        """The proposals queued for ``epoch``, in sequence order."""
+
+    # -- members -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def set_members(self, group_id: bytes, members: Sequence[Member]) -> None:
+        """Replace the group's public member list."""
+
+    @abc.abstractmethod
+    async def get_members(self, group_id: bytes) -> list[Member]:
+        """The group's public member list, by leaf index."""
+
+    # -- KeyPackage directory --------------------------------------------------------
+
+    @abc.abstractmethod
+    async def publish_key_package(
+        self,
+        user: str,
+        device: str,
+        cipher_suite: int,
+        ref: bytes,
+        key_package: bytes,
+        expires_at: int,
+        last_resort: bool = False,
+    ) -> None:
+        """Add a KeyPackage. A last-resort one replaces the device's previous last-resort
+        KeyPackage for that suite. Raise :class:`Conflict` if ``ref`` is already present."""
+
+    @abc.abstractmethod
+    async def claim_key_package(
+        self, user: str, cipher_suite: int, now: int, device: str | None = None
+    ) -> bytes:
+        """Hand out one unexpired KeyPackage of the user (optionally of one device).
+
+        Ordinary KeyPackages are consumed: none is handed out twice, even to concurrent
+        claimers. The one expiring soonest goes first. When none is left, the freshest
+        unexpired last-resort KeyPackage is returned and kept (RFC 9420 §16.8). Raise
+        :class:`KeyPackageUnavailable` when there is neither.
+        """
+
+    @abc.abstractmethod
+    async def list_key_packages(self, user: str, device: str | None = None) -> list[KeyPackageInfo]:
+        """Metadata of the user's (or device's) KeyPackages, expired ones included."""
+
+    @abc.abstractmethod
+    async def purge_expired(self, now: int) -> int:
+        """Delete KeyPackages with ``expires_at < now``; return how many."""
+
+    # -- rooms ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def attach_room(self, transport: str, room_id: str, group_id: bytes) -> None:
+        """Map a room to a group (idempotent). Raise :class:`Conflict` if the room is
+        attached to another group, :class:`UnknownGroup` if the group is absent."""
+
+    @abc.abstractmethod
+    async def room_group(self, transport: str, room_id: str) -> bytes | None:
+        """The group a room is attached to, or None."""
+
+    @abc.abstractmethod
+    async def group_rooms(self, group_id: bytes) -> list[RoomRef]:
+        """Every room the group is attached to (several when bridged), sorted."""
+
+    @abc.abstractmethod
+    async def detach_room(self, transport: str, room_id: str) -> bool:
+        """Remove a room mapping; False if there was none."""
+
+    # -- Welcome delivery ------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def pending_welcomes(self, recipient: str) -> list[PendingWelcome]:
+        """Welcomes not yet delivered to ``recipient``, oldest first."""
+
+    @abc.abstractmethod
+    async def mark_delivered(self, welcome_id: int, recipient: str) -> bool:
+        """Record delivery to one recipient; the Welcome is deleted once every recipient
+        has it. False if nothing was pending."""
+
+    # -- transport cursors -------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def get_cursor(self, name: str) -> str | None:
+        """A transport's saved position (e.g. a Matrix sync token), or None."""
+
+    @abc.abstractmethod
+    async def set_cursor(self, name: str, value: str) -> None:
+        """Save a transport's position."""
+
+
+# -- helpers shared by the backends ---------------------------------------------------
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def load_migrations(backend: str) -> list[tuple[int, str]]:
+    """The numbered SQL migrations of a backend, as (version, script), in order.
+
+    Files are ``migrations/<backend>/NNNN_name.sql``; versions must run 1, 2, 3...
+    """
+    folder = resources.files("bridge.store").joinpath("migrations", backend)
+    found: list[tuple[int, str]] = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match is not None:
+            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+    found.sort()
+    if [version for version, _ in found] != list(range(1, len(found) + 1)):
+        raise StoreUsageError(f"{backend} migrations are not numbered 1..n: {found!r}")
+    return found
+
+
+def check_kind(kind: LogKind | str) -> LogKind:
+    """Parse a log kind for :meth:`Store.append_message`, which never takes commits."""
+    try:
+        parsed = LogKind(kind)
+    except ValueError as exc:
+        raise StoreUsageError(f"unknown log kind {kind!r}") from exc
+    if parsed is LogKind.COMMIT:
+        raise StoreUsageError("commits are ordered by accept_commit, not append_message")
+    return parsed
+
+
+def check_members(members: Sequence[Member]) -> list[Member]:
+    """Normalise a member list; leaf indexes must be distinct and non-negative."""
+    normalised = sorted(Member(int(leaf), str(identity)) for leaf, identity in members)
+    leaves = [member.leaf_index for member in normalised]
+    if len(set(leaves)) != len(leaves) or (leaves and leaves[0] < 0):
+        raise StoreUsageError("member leaf indexes must be distinct and non-negative")
+    return normalised
+
+
+def check_welcome(welcome: bytes | None, recipients: Collection[str]) -> list[str]:
+    """A Welcome needs recipients, and recipients need a Welcome."""
+    unique = sorted(set(recipients))
+    if (welcome is None) != (not unique):
+        raise StoreUsageError("a Welcome and its recipients go together")
+    return unique
+
+
+def check_limit(after_seq: int, limit: int) -> None:
+    """Bounds of :meth:`Store.log_since`."""
+    if after_seq < 0 or limit <= 0:
+        raise StoreUsageError("log_since needs after_seq >= 0 and limit > 0")
+
+
+def missing_proposals(
+    queued: Sequence[bytes], covered: Collection[bytes] | None
+) -> tuple[bytes, ...]:
+    """Queued proposal refs absent from the commit's ``covered`` refs (none if unchecked)."""
+    if covered is None:
+        return ()
+    covered_set = set(covered)
+    return tuple(ref for ref in queued if ref not in covered_set)
