@@ -4,6 +4,7 @@ check the rules around them: ratchet windows, deletion, laziness, atomicity."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -284,7 +285,7 @@ def test_external_init_sender_and_receiver_agree(suite_id: int) -> None:
 
     cs = suite(suite_id)
     priv, pub = external_key_pair(cs, bytes(range(cs.hash_len)))
-    kem_output, init_secret = external_init_sender(cs, pub)
+    kem_output, init_secret = external_init_sender(cs, pub, os.urandom)
     assert len(init_secret) == cs.hash_len
     assert external_init_receiver(cs, priv, kem_output) == init_secret
     other_priv, _ = external_key_pair(cs, bytes(cs.hash_len))

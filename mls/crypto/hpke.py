@@ -230,10 +230,12 @@ class _NistGroup(_DhGroup[ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey]
             raise CryptoError(f"{self.name} public key is not a point on the curve") from None
 
     def load_private(self, data: bytes) -> ec.EllipticCurvePrivateKey:
+        # A big-endian scalar of at most Nsk bytes: some implementations drop leading
+        # zero bytes (official P-521 passive-client vectors carry 65-byte keys).
         scalar = int.from_bytes(data, "big")
-        if len(data) != self.n_sk or not 0 < scalar < self.order:
-            raise CryptoError(f"{self.name} private key must be a {self.n_sk}-byte scalar "
-                              "in [1, n-1]")
+        if not 0 < len(data) <= self.n_sk or not 0 < scalar < self.order:
+            raise CryptoError(f"{self.name} private key must be a scalar of at most "
+                              f"{self.n_sk} bytes in [1, n-1]")
         return ec.derive_private_key(scalar, self.curve)
 
     def public_of(self, private_key: ec.EllipticCurvePrivateKey) -> ec.EllipticCurvePublicKey:
@@ -317,8 +319,9 @@ class HpkeKem(ABC):
 
     @abstractmethod
     def setup_export_sender(self, public_key: bytes, info: bytes, exporter_context: bytes,
-                            length: int) -> tuple[bytes, bytes]:
-        """SetupBaseS + Export (RFC 9180 §5.3): (kem_output, exported secret)."""
+                            length: int, rng: Callable[[int], bytes]) -> tuple[bytes, bytes]:
+        """SetupBaseS + Export (RFC 9180 §5.3): (kem_output, exported secret); the
+        ephemeral key is DeriveKeyPair of ``Nsk`` bytes from ``rng``."""
 
     @abstractmethod
     def export_receiver(self, private_key: bytes, info: bytes, kem_output: bytes,
@@ -358,10 +361,13 @@ class _DhKemHpke(HpkeKem, Generic[PrivT, PubT]):
         return group.serialize_public(group.public_of(group.load_private(private_key)))
 
     def setup_export_sender(self, public_key: bytes, info: bytes, exporter_context: bytes,
-                            length: int) -> tuple[bytes, bytes]:
+                            length: int, rng: Callable[[int], bytes]) -> tuple[bytes, bytes]:
         """SetupBaseS(pkR, info) then Export(exporter_context, L) (RFC 9180 §5.3):
-        returns (kem_output, exported secret).  RFC 9420 §8.3 uses it for ExternalInit."""
-        enc, shared_secret = self._encap(self._group.generate_ephemeral(), public_key)
+        returns (kem_output, exported secret).  RFC 9420 §8.3 uses it for ExternalInit.
+        The ephemeral key is DeriveKeyPair(rng(Nsk)), so no randomness is hidden here."""
+        group = self._group
+        ephemeral = group.load_private(group.derive_private(rng(self.n_sk)))
+        enc, shared_secret = self._encap(ephemeral, public_key)
         _, _, exporter_secret = self._key_schedule(shared_secret, info)
         return enc, self._export(exporter_secret, exporter_context, length)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mls.crypto.suite import CipherSuite
+from mls.crypto.suite import CipherSuite, Rng
 from mls.errors import UsageError
 
 
@@ -141,13 +141,14 @@ def external_key_pair(cs: CipherSuite, external_secret: bytes) -> tuple[bytes, b
 EXTERNAL_INIT_EXPORT_LABEL = b"MLS 1.0 external init secret"
 
 
-def external_init_sender(cs: CipherSuite, external_pub: bytes) -> tuple[bytes, bytes]:
+def external_init_sender(cs: CipherSuite, external_pub: bytes,
+                         rng: Rng) -> tuple[bytes, bytes]:
     """The joiner's side of ExternalInit (RFC 9420 §8.3):
     ``kem_output, context = SetupBaseS(external_pub, "")``;
     ``init_secret = context.export("MLS 1.0 external init secret", KDF.Nh)``.
-    Returns ``(kem_output, init_secret)``."""
+    Returns ``(kem_output, init_secret)``; the ephemeral key comes from ``rng``."""
     return cs.kem.setup_export_sender(external_pub, b"", EXTERNAL_INIT_EXPORT_LABEL,
-                                      cs.hash_len)
+                                      cs.hash_len, rng)
 
 
 def external_init_receiver(cs: CipherSuite, external_priv: bytes, kem_output: bytes) -> bytes:

@@ -57,10 +57,11 @@ def set_path_parent_hashes(tree: RatchetTree, leaf_index: LeafIndex,
     The path nodes must already hold their new keys with empty ``unmerged_leaves``
     (RFC 9420 §7.5).  Hashes are computed from the root down: the topmost node gets
     an empty parent hash; each lower node gets the parent hash of the node above it
-    with that node's copath child.  Returns the parent hash for the leaf.
+    with that node's copath child.  Returns the parent hash for the leaf (empty when
+    the filtered direct path is empty, e.g. for the only member of a group).
     """
     next_hash = b""
-    below = [leaf_to_node(leaf_index), *filtered_path[:-1]]
+    below = [leaf_to_node(leaf_index), *filtered_path][:len(filtered_path)]
     for node_index, child_index in zip(reversed(filtered_path), reversed(below), strict=True):
         node = tree.parent_node(node_index)
         if node is None:
