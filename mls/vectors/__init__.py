@@ -19,8 +19,7 @@ from typing import Any
 
 #: mlswg file stem -> module in this package that checks one case of it: the vector
 #: kinds this implementation runs.  A vector file of another kind is reported as not
-#: runnable and all of its cases count as failed.  Still to come (issue 3): the three
-#: passive-client files.
+#: runnable and all of its cases count as failed.
 KINDS: dict[str, str] = {
     "tree-math": "tree_math",
     "crypto-basics": "crypto_basics",
@@ -35,6 +34,9 @@ KINDS: dict[str, str] = {
     "tree-operations": "tree_operations",
     "tree-validation": "tree_validation",
     "treekem": "treekem",
+    "passive-client-welcome": "passive_client",
+    "passive-client-handling-commit": "passive_client",
+    "passive-client-random": "passive_client",
 }
 
 Case = dict[str, Any]

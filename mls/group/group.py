@@ -1,0 +1,291 @@
+"""The Group facade: every group operation of RFC 9420 §11-§12, sans-I/O.
+
+A :class:`Group` wraps one immutable :class:`~mls.group.state.GroupState`.  Every
+operation returns a new Group (and whatever it produced); a failed operation raises a
+specific :class:`~mls.errors.MLSError` and the Group it was called on is unchanged.
+Randomness (``rng``) and time (``now``, Unix seconds) are arguments.
+
+Commits are two-phase: :meth:`Group.commit` returns a
+:class:`~mls.group.commit.StagedCommit`; send its ``message`` (and ``welcome``) and,
+once the delivery service accepted the Commit, :meth:`Group.merge` it.  If another
+member's Commit for the same epoch wins, drop the staged commit and :meth:`process`
+the winner instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+from mls.codec import decode, encode
+from mls.crypto.suite import Rng, suite
+from mls.enums import ExtensionType, LeafNodeSource, ProtocolVersion, PSKType
+from mls.errors import UsageError
+from mls.framing.welcome import sign_group_info
+from mls.group import application
+from mls.group.commit import StagedCommit, check_base, create_commit, create_proposal
+from mls.group.config import GroupConfig
+from mls.group.credentials import CredentialValidator
+from mls.group.events import Event
+from mls.group.external import join_external
+from mls.group.join import join_from_welcome
+from mls.group.key_package import KeyPackageBundle
+from mls.group.process import process_message
+from mls.group.psk import PskResolver
+from mls.group.state import GroupState
+from mls.messages.credentials import Credential
+from mls.messages.extension_types import ExternalPub
+from mls.messages.extensions import Extension, GroupContext
+from mls.messages.framing import MLSMessage, interim_transcript_hash_input
+from mls.messages.key_package import KeyPackage
+from mls.messages.leaf_node import LeafNode
+from mls.messages.proposals import (
+    Add,
+    GroupContextExtensions,
+    PreSharedKey,
+    Proposal,
+    ReInit,
+    Remove,
+    Update,
+)
+from mls.messages.psk import PreSharedKeyID
+from mls.messages.welcome import GroupInfo, Welcome
+from mls.schedule.key_schedule import epoch_from_joiner, external_key_pair
+from mls.schedule.secret_tree import SecretTree
+from mls.schedule.transcript import confirmation_tag, interim_transcript_hash
+from mls.tree.math import LeafIndex
+from mls.tree.ratchet_tree import RatchetTree
+
+
+def _as_message(message: MLSMessage | bytes) -> MLSMessage:
+    return decode(MLSMessage, message) if isinstance(message, bytes) else message
+
+
+class Group:
+    """One member's view of an MLS group (see the module docstring)."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: GroupState) -> None:
+        self._state = state
+
+    def __repr__(self) -> str:
+        return f"Group({self._state!r})"
+
+    # -- creation and joining ---------------------------------------------------------
+
+    @classmethod
+    def create(cls, bundle: KeyPackageBundle, *, group_id: bytes, rng: Rng,
+               extensions: tuple[Extension, ...] = (),
+               config: GroupConfig | None = None) -> Group:
+        """A one-member group (RFC 9420 §11) with our KeyPackage's leaf node."""
+        key_package = bundle.key_package
+        cs = suite(key_package.cipher_suite)
+        tree = RatchetTree.one_member(cs, key_package.leaf_node)
+        context = GroupContext(ProtocolVersion.MLS10, cs.id, group_id, 0, tree.tree_hash(),
+                               b"", extensions)
+        _, secrets = epoch_from_joiner(cs, rng(cs.hash_len), b"", encode(context))
+        tag = confirmation_tag(cs, secrets.confirmation_key, b"")
+        interim = interim_transcript_hash(cs, b"", interim_transcript_hash_input(tag))
+        config = config or GroupConfig()
+        secret_tree = SecretTree(cs, secrets.encryption_secret, 1,
+                                 out_of_order_window=config.out_of_order_window,
+                                 max_forward_distance=config.max_forward_distance)
+        keys = {key_package.leaf_node.encryption_key: bundle.encryption_priv}
+        return cls(GroupState(cs, context, tree, LeafIndex(0), bundle.signature_priv, keys,
+                              secrets, secret_tree, interim, tag, config=config))
+
+    @classmethod
+    def join(cls, welcome: MLSMessage | Welcome | bytes, bundle: KeyPackageBundle, *,
+             ratchet_tree: RatchetTree | bytes | None = None,
+             external_psks: Mapping[bytes, bytes] | None = None,
+             psk_resolver: PskResolver | None = None, now: int | None = None,
+             credential_validator: CredentialValidator | None = None,
+             config: GroupConfig | None = None) -> Group:
+        """Join from a Welcome (RFC 9420 §12.4.3.1)."""
+        if not isinstance(welcome, Welcome):
+            body = _as_message(welcome).body
+            if not isinstance(body, Welcome):
+                raise UsageError("expected a Welcome message")
+            welcome = body
+        return cls(join_from_welcome(welcome, bundle, ratchet_tree=ratchet_tree,
+                                     external_psks=external_psks, psk_resolver=psk_resolver,
+                                     now=now, credential_validator=credential_validator,
+                                     config=config))
+
+    @classmethod
+    def join_external(cls, group_info: MLSMessage | GroupInfo | bytes, *,
+                      credential: Credential, signature_priv: bytes, rng: Rng,
+                      ratchet_tree: RatchetTree | bytes | None = None,
+                      resync_leaf: LeafIndex | None = None,
+                      psk_ids: Sequence[PreSharedKeyID] = (),
+                      external_psks: Mapping[bytes, bytes] | None = None,
+                      now: int | None = None,
+                      credential_validator: CredentialValidator | None = None,
+                      config: GroupConfig | None = None) -> tuple[Group, MLSMessage]:
+        """Join by external Commit (RFC 9420 §12.4.3.2); ``resync_leaf`` removes our
+        old leaf.  Returns the new group and the Commit to send."""
+        if not isinstance(group_info, GroupInfo):
+            body = _as_message(group_info).body
+            if not isinstance(body, GroupInfo):
+                raise UsageError("expected a GroupInfo message")
+            group_info = body
+        state, message = join_external(
+            group_info, credential=credential, signature_priv=signature_priv, rng=rng,
+            ratchet_tree=ratchet_tree, remove=resync_leaf, psk_ids=psk_ids,
+            external_psks=external_psks, now=now,
+            credential_validator=credential_validator, config=config)
+        return cls(state), message
+
+    # -- inspection -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> GroupState:
+        return self._state
+
+    @property
+    def group_id(self) -> bytes:
+        return self._state.group_id
+
+    @property
+    def epoch(self) -> int:
+        return self._state.epoch
+
+    @property
+    def own_leaf(self) -> LeafIndex:
+        return self._state.own_leaf
+
+    @property
+    def active(self) -> bool:
+        return self._state.active
+
+    @property
+    def group_context(self) -> GroupContext:
+        return self._state.context
+
+    def members(self) -> Iterator[tuple[LeafIndex, LeafNode]]:
+        """Every member's leaf index and leaf node, left to right."""
+        return self._state.tree.member_leaves()
+
+    def ratchet_tree(self) -> bytes:
+        """The ratchet tree (for delivery out of band, RFC 9420 §12.4.3.3)."""
+        return self._state.tree.to_bytes()
+
+    def export_secret(self, label: bytes, context: bytes, length: int) -> bytes:
+        return application.export_secret(self._state, label, context, length)
+
+    def epoch_authenticator(self) -> bytes:
+        return application.epoch_authenticator(self._state)
+
+    def group_info(self, *, with_ratchet_tree: bool | None = None) -> GroupInfo:
+        """A signed GroupInfo of the current epoch for external joiners (§12.4.3)."""
+        state = self._state
+        extensions: list[Extension] = []
+        if with_ratchet_tree if with_ratchet_tree is not None else (
+                state.config.ratchet_tree_in_welcome):
+            extensions.append(Extension(ExtensionType.RATCHET_TREE, state.tree.to_bytes()))
+        _, external_pub = external_key_pair(state.cs, state.secrets.external_secret)
+        extensions.append(Extension(ExtensionType.EXTERNAL_PUB,
+                                    encode(ExternalPub(external_pub))))
+        unsigned = GroupInfo(state.context, tuple(extensions), state.confirmation_tag,
+                             state.own_leaf)
+        return sign_group_info(state.cs, state.signature_priv, unsigned)
+
+    # -- serialization --------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        return self._state.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Group:
+        return cls(GroupState.from_bytes(data))
+
+    # -- proposals ------------------------------------------------------------------------
+
+    def propose(self, proposal: Proposal, *, rng: Rng, authenticated_data: bytes = b""
+                ) -> tuple[Group, MLSMessage]:
+        """Send any proposal (RFC 9420 §12.1); it joins our pending store."""
+        state, message = create_proposal(self._state, proposal, rng=rng,
+                                         authenticated_data=authenticated_data)
+        return Group(state), message
+
+    def propose_add(self, key_package: KeyPackage, *, rng: Rng) -> tuple[Group, MLSMessage]:
+        return self.propose(Add(key_package), rng=rng)
+
+    def propose_remove(self, leaf_index: int, *, rng: Rng) -> tuple[Group, MLSMessage]:
+        return self.propose(Remove(leaf_index), rng=rng)
+
+    def propose_update(self, *, rng: Rng) -> tuple[Group, MLSMessage]:
+        """An Update with a fresh leaf encryption key (RFC 9420 §12.1.2)."""
+        state = self._state
+        private, public = state.cs.generate_hpke_key_pair(rng)
+        unsigned = state.own_leaf_node().replace(
+            encryption_key=public, leaf_node_source=LeafNodeSource.UPDATE, lifetime=None,
+            parent_hash=b"", signature=b"")
+        signature = state.cs.sign_with_label(
+            state.signature_priv, b"LeafNodeTBS", unsigned.tbs_bytes(state.group_id,
+                                                                      state.own_leaf))
+        proposal = Update(unsigned.replace(signature=signature))
+        new_state, message = create_proposal(state, proposal, rng=rng,
+                                             new_keys={public: private})
+        return Group(new_state), message
+
+    def propose_external_psk(self, psk_id: bytes, *, rng: Rng) -> tuple[Group, MLSMessage]:
+        psk = PreSharedKeyID(PSKType.EXTERNAL, rng(self._state.cs.hash_len), psk_id=psk_id)
+        return self.propose(PreSharedKey(psk), rng=rng)
+
+    def propose_psk(self, psk: PreSharedKeyID, *, rng: Rng) -> tuple[Group, MLSMessage]:
+        return self.propose(PreSharedKey(psk), rng=rng)
+
+    def propose_reinit(self, *, group_id: bytes, cipher_suite: int,
+                       extensions: tuple[Extension, ...] = (), rng: Rng
+                       ) -> tuple[Group, MLSMessage]:
+        reinit = ReInit(group_id, ProtocolVersion.MLS10, cipher_suite, extensions)
+        return self.propose(reinit, rng=rng)
+
+    def propose_group_context_extensions(self, extensions: tuple[Extension, ...], *,
+                                         rng: Rng) -> tuple[Group, MLSMessage]:
+        return self.propose(GroupContextExtensions(extensions), rng=rng)
+
+    # -- commits ----------------------------------------------------------------------------
+
+    def commit(self, *, rng: Rng, proposals: Sequence[Proposal] = (),
+               add: Sequence[KeyPackage] = (), remove: Sequence[int] = (),
+               force_path: bool = False, authenticated_data: bytes = b"",
+               external_psks: Mapping[bytes, bytes] | None = None,
+               now: int | None = None,
+               credential_validator: CredentialValidator | None = None) -> StagedCommit:
+        """Commit every pending proposal plus ``proposals``/``add``/``remove`` by
+        value (RFC 9420 §12.4.1).  Nothing changes until :meth:`merge`."""
+        by_value: list[Proposal] = [Remove(leaf) for leaf in remove]
+        by_value.extend(Add(key_package) for key_package in add)
+        by_value.extend(proposals)
+        return create_commit(self._state, rng=rng, proposals=by_value, force_path=force_path,
+                             authenticated_data=authenticated_data,
+                             external_psks=external_psks, now=now,
+                             credential_validator=credential_validator)
+
+    def merge(self, staged: StagedCommit) -> Group:
+        """Adopt our own staged Commit once the delivery service accepted it."""
+        check_base(self._state, staged)
+        return Group(staged.state)
+
+    # -- receiving and sending messages -------------------------------------------------
+
+    def process(self, message: MLSMessage | bytes, *,
+                external_psks: Mapping[bytes, bytes] | None = None,
+                psk_resolver: PskResolver | None = None, now: int | None = None,
+                credential_validator: CredentialValidator | None = None
+                ) -> tuple[Group, Event]:
+        """Process a handshake or application message (RFC 9420 §6, §12)."""
+        state, event = process_message(self._state, _as_message(message),
+                                       external_psks=external_psks,
+                                       psk_resolver=psk_resolver, now=now,
+                                       credential_validator=credential_validator)
+        return Group(state), event
+
+    def encrypt(self, data: bytes, *, rng: Rng, authenticated_data: bytes = b""
+                ) -> tuple[Group, MLSMessage]:
+        """An application message (RFC 9420 §6.3)."""
+        state, message = application.encrypt_application(
+            self._state, data, rng=rng, authenticated_data=authenticated_data)
+        return Group(state), message

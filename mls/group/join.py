@@ -1,0 +1,172 @@
+"""Joining a group from a Welcome message (RFC 9420 §12.4.3.1).
+
+:func:`join_from_welcome` runs every step of §12.4.3.1 in order:
+
+1. find our EncryptedGroupSecrets by KeyPackageRef and decrypt the GroupSecrets;
+2. resolve the PSKs it names and derive the welcome secret;
+3. decrypt the GroupInfo and check its cipher suite and version;
+4. take the ratchet tree from the ratchet_tree extension or from the caller;
+5. verify the GroupInfo signature with the signer leaf's signature key;
+6. validate the tree fully: tree hash equals ``group_context.tree_hash``, leaves,
+   parent hashes, unmerged leaves, unique keys (:func:`mls.tree.validation.validate_tree`);
+7. find our leaf (identical to our KeyPackage's leaf node);
+8. set the private keys from the path secret at the lowest common ancestor of our
+   leaf and the signer, up to the root, checking each derived public key;
+9. derive the epoch from the joiner secret, verify the confirmation tag, compute the
+   interim transcript hash and set up the secret tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from mls.codec import decode, encode
+from mls.crypto.suite import CipherSuite, suite
+from mls.enums import ExtensionType, ProtocolVersion, PSKType, ResumptionPSKUsage
+from mls.errors import DecodeError, TreeValidationError, UsageError, ValidationError
+from mls.framing.refs import key_package_ref
+from mls.framing.welcome import decrypt_group_info, open_group_secrets, verify_group_info
+from mls.group.config import GroupConfig
+from mls.group.credentials import CredentialValidator
+from mls.group.key_package import KeyPackageBundle
+from mls.group.psk import PskResolver
+from mls.group.state import GroupState
+from mls.messages.extension_types import RequiredCapabilities
+from mls.messages.extensions import find_extension
+from mls.messages.framing import interim_transcript_hash_input
+from mls.messages.welcome import GroupInfo, GroupSecrets, Welcome
+from mls.schedule.key_schedule import derive_welcome_secret, epoch_from_joiner
+from mls.schedule.psk import psk_secret
+from mls.schedule.secret_tree import SecretTree
+from mls.schedule.transcript import interim_transcript_hash, verify_confirmation_tag
+from mls.tree.math import LeafIndex, common_ancestor, leaf_to_node
+from mls.tree.ratchet_tree import RatchetTree
+from mls.tree.treekem import private_keys_from_path_secret
+from mls.tree.validation import validate_tree
+
+
+def group_tree(cs: CipherSuite, group_info: GroupInfo,
+               ratchet_tree: RatchetTree | bytes | None) -> RatchetTree:
+    """The tree from the GroupInfo's ratchet_tree extension, else the one given out
+    of band (RFC 9420 §12.4.3.3)."""
+    extension = find_extension(group_info.extensions, ExtensionType.RATCHET_TREE)
+    if extension is not None:
+        return RatchetTree.from_bytes(cs, extension.extension_data)
+    if ratchet_tree is None:
+        raise UsageError("the GroupInfo has no ratchet_tree extension: pass the tree")
+    if isinstance(ratchet_tree, bytes):
+        return RatchetTree.from_bytes(cs, ratchet_tree)
+    return ratchet_tree.copy()
+
+
+def validate_group_tree(cs: CipherSuite, tree: RatchetTree, group_info: GroupInfo, *,
+                        now: int | None,
+                        credential_validator: CredentialValidator | None) -> None:
+    """Signature of the GroupInfo by its signer, then full tree validation
+    (RFC 9420 §12.4.3.1)."""
+    context = group_info.group_context
+    if not 0 <= group_info.signer < tree.n_leaves:
+        raise ValidationError("GroupInfo signer is outside the tree")
+    signer = tree.leaf(LeafIndex(group_info.signer))
+    if signer is None:
+        raise ValidationError("GroupInfo signer leaf is blank")
+    verify_group_info(cs, group_info, signer.signature_key)
+    if tree.tree_hash() != context.tree_hash:
+        raise TreeValidationError("ratchet tree hash does not match the GroupContext")
+    required = _required_capabilities(group_info)
+    validate_tree(tree, context.group_id, now=now,
+                  required_extensions=required.extension_types,
+                  required_proposals=required.proposal_types,
+                  required_credentials=required.credential_types)
+    if credential_validator is not None:
+        for _, leaf in tree.member_leaves():
+            credential_validator.validate(leaf.credential, leaf.signature_key)
+
+
+def _required_capabilities(group_info: GroupInfo) -> RequiredCapabilities:
+    extension = find_extension(group_info.group_context.extensions,
+                               ExtensionType.REQUIRED_CAPABILITIES)
+    if extension is None:
+        return RequiredCapabilities()
+    try:
+        return decode(RequiredCapabilities, extension.extension_data)
+    except DecodeError as exc:
+        raise ValidationError("malformed required_capabilities extension") from exc
+
+
+def _own_leaf(tree: RatchetTree, bundle: KeyPackageBundle) -> LeafIndex:
+    leaf_node = bundle.key_package.leaf_node
+    own = tree.find_leaf_by_encryption_key(leaf_node.encryption_key)
+    if own is None or tree.leaf(own) != leaf_node:
+        raise ValidationError("our KeyPackage's leaf node is not in the ratchet tree")
+    return own
+
+
+def _path_keys(cs: CipherSuite, tree: RatchetTree, own: LeafIndex, signer: LeafIndex,
+               secrets: GroupSecrets) -> dict[bytes, bytes]:
+    """Private keys from the Welcome's path secret (RFC 9420 §12.4.3.1), by public key."""
+    if secrets.path_secret is None:
+        return {}
+    ancestor = common_ancestor(leaf_to_node(own), leaf_to_node(signer))
+    keys = private_keys_from_path_secret(cs, tree, own, ancestor, secrets.path_secret)
+    out: dict[bytes, bytes] = {}
+    for node, private in keys.items():
+        value = tree.node(node)
+        assert value is not None
+        out[value.encryption_key] = private
+    return out
+
+
+def _special_psks(secrets: GroupSecrets) -> int:
+    """How many resumption PSKs with usage reinit or branch the Welcome names; at
+    most one is allowed (RFC 9420 §12.4.3.1)."""
+    count = sum(1 for psk_id in secrets.psks if psk_id.psktype == PSKType.RESUMPTION
+                and psk_id.usage != ResumptionPSKUsage.APPLICATION)
+    if count > 1:
+        raise ValidationError("Welcome names more than one reinit/branch resumption PSK")
+    return count
+
+
+def join_from_welcome(welcome: Welcome, bundle: KeyPackageBundle, *,
+                      ratchet_tree: RatchetTree | bytes | None = None,
+                      external_psks: Mapping[bytes, bytes] | None = None,
+                      psk_resolver: PskResolver | None = None, now: int | None = None,
+                      credential_validator: CredentialValidator | None = None,
+                      config: GroupConfig | None = None) -> GroupState:
+    """Join a group from a Welcome (RFC 9420 §12.4.3.1); see the module docstring.
+
+    PSKs come from ``psk_resolver`` if given, else from ``external_psks``.  For a
+    reinit/branch resumption PSK only its uniqueness and epoch 1 are checked here;
+    comparing with the old group (§12.4.3.1, last step) is the caller's job.
+    """
+    key_package = bundle.key_package
+    cs = suite(welcome.cipher_suite)
+    group_secrets = open_group_secrets(cs, welcome, key_package,
+                                       key_package_ref(cs, key_package), bundle.init_priv)
+    special_psk = _special_psks(group_secrets)
+    resolver = psk_resolver or PskResolver(external=dict(external_psks or {}))
+    psk = psk_secret(cs, resolver.resolve(group_secrets.psks))
+    welcome_secret = derive_welcome_secret(cs, group_secrets.joiner_secret, psk)
+    group_info = decrypt_group_info(cs, welcome_secret, welcome.encrypted_group_info)
+    context = group_info.group_context
+    if context.cipher_suite != cs.id or context.version != ProtocolVersion.MLS10:
+        raise ValidationError("GroupInfo cipher suite or version differs from the Welcome")
+    if special_psk and context.epoch != 1:
+        raise ValidationError("a group started by reinit/branch must be joined at epoch 1")
+    tree = group_tree(cs, group_info, ratchet_tree)
+    validate_group_tree(cs, tree, group_info, now=now,
+                        credential_validator=credential_validator)
+    own = _own_leaf(tree, bundle)
+    keys = _path_keys(cs, tree, own, LeafIndex(group_info.signer), group_secrets)
+    keys[key_package.leaf_node.encryption_key] = bundle.encryption_priv
+    _, secrets = epoch_from_joiner(cs, group_secrets.joiner_secret, psk, encode(context))
+    verify_confirmation_tag(cs, secrets.confirmation_key, context.confirmed_transcript_hash,
+                            group_info.confirmation_tag)
+    interim = interim_transcript_hash(cs, context.confirmed_transcript_hash,
+                                      interim_transcript_hash_input(group_info.confirmation_tag))
+    config = config or GroupConfig()
+    secret_tree = SecretTree(cs, secrets.encryption_secret, tree.n_leaves,
+                             out_of_order_window=config.out_of_order_window,
+                             max_forward_distance=config.max_forward_distance)
+    return GroupState(cs, context, tree, own, bundle.signature_priv, keys, secrets,
+                      secret_tree, interim, group_info.confirmation_tag, config=config)

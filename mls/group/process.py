@@ -1,0 +1,252 @@
+"""Processing a received MLSMessage (RFC 9420 §6, §12.1, §12.4.2).
+
+:func:`process_message` checks the group id and epoch, removes the protection
+(membership tag and signature of a PublicMessage, §6.2; decryption and signature of
+a PrivateMessage, §6.3), then:
+
+* a proposal goes to the pending store of the epoch -> :class:`ProposalEvent`;
+* a commit runs the next-epoch pipeline (:mod:`mls.group.epoch`) and its confirmation
+  tag is checked -> new state and :class:`CommitEvent`;
+* application data -> :class:`ApplicationEvent` (also from a retained past epoch).
+
+Nothing is changed on failure: the caller's state is never mutated, and the secret
+tree is trialled on a copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+from mls.enums import ContentType, SenderType
+from mls.errors import (
+    ConfirmationTagError,
+    EpochError,
+    ProposalValidationError,
+    UsageError,
+    ValidationError,
+)
+from mls.framing.private import decrypt_private
+from mls.framing.public import unprotect_public, verify_content_signature
+from mls.framing.refs import proposal_ref
+from mls.group.credentials import CredentialValidator
+from mls.group.epoch import (
+    ProvisionalEpoch,
+    check_and_apply,
+    external_sender_leaf,
+    finish_epoch,
+    next_state,
+    psk_resolver_for,
+    receive_path,
+    resolve_proposals,
+    without_path,
+)
+from mls.group.events import ApplicationEvent, CommitEvent, Event, ProposalEvent
+from mls.group.external_senders import external_proposal_signature_key
+from mls.group.proposal_list import ProposalOutcome, SenderProposal
+from mls.group.psk import PskResolver
+from mls.group.state import GroupState, PastEpoch, PendingProposal
+from mls.messages.framing import (
+    AuthenticatedContent,
+    MLSMessage,
+    PrivateMessage,
+    PublicMessage,
+    Sender,
+)
+from mls.messages.proposals import Commit, ExternalInit, Update
+from mls.tree.math import LeafIndex
+from mls.tree.ratchet_tree import RatchetTree
+
+
+def process_message(state: GroupState, message: MLSMessage, *,
+                    external_psks: Mapping[bytes, bytes] | None = None,
+                    psk_resolver: PskResolver | None = None, now: int | None = None,
+                    credential_validator: CredentialValidator | None = None
+                    ) -> tuple[GroupState, Event]:
+    """Process one handshake or application message; see the module docstring."""
+    if not state.active:
+        raise UsageError("this member is no longer in the group")
+    body = message.body
+    if isinstance(body, PublicMessage):
+        authenticated = unprotect_public_message(state, body)
+    elif isinstance(body, PrivateMessage):
+        if body.group_id != state.group_id:
+            raise ValidationError("message is for another group")
+        if body.epoch != state.epoch:
+            return process_past_application(state, body)
+        authenticated, state = decrypt_private_message(state, body)
+    else:
+        raise UsageError(f"{type(body).__name__} is not processed by a group member")
+    content = authenticated.content
+    if content.content_type == ContentType.APPLICATION:
+        assert isinstance(content.content, bytes)
+        return state, ApplicationEvent(LeafIndex(content.sender.leaf_index), content.content,
+                                       content.authenticated_data, content.epoch)
+    if content.content_type == ContentType.PROPOSAL:
+        return store_proposal(state, authenticated)
+    resolver = psk_resolver or psk_resolver_for(state, external_psks)
+    return process_commit(state, authenticated, resolver, now=now,
+                          credential_validator=credential_validator)
+
+
+# -- unprotecting ----------------------------------------------------------------------
+
+def member_signature_key(tree: RatchetTree, leaf_index: int) -> bytes:
+    """The signature key of a member sender; ValidationError for a blank leaf."""
+    if not 0 <= leaf_index < tree.n_leaves:
+        raise ValidationError(f"sender leaf {leaf_index} is outside the tree")
+    leaf = tree.leaf(LeafIndex(leaf_index))
+    if leaf is None:
+        raise ValidationError(f"sender leaf {leaf_index} is blank")
+    return leaf.signature_key
+
+
+def _sender_signature_key(state: GroupState, message: PublicMessage) -> bytes:
+    content = message.content
+    sender = content.sender
+    if sender.sender_type == SenderType.MEMBER:
+        return member_signature_key(state.tree, sender.leaf_index)
+    if sender.sender_type == SenderType.NEW_MEMBER_COMMIT:
+        body = content.content
+        if not isinstance(body, Commit) or body.path is None:
+            raise ValidationError("a new_member_commit sender must send a Commit with a path")
+        return body.path.leaf_node.signature_key
+    proposal = None if isinstance(content.content, (bytes, Commit)) else content.content
+    return external_proposal_signature_key(sender, content.content_type, proposal,
+                                           group_context=state.context)
+
+
+def unprotect_public_message(state: GroupState, message: PublicMessage) -> AuthenticatedContent:
+    """Group id, epoch, membership tag and signature of a PublicMessage (§6.2)."""
+    content = message.content
+    if content.group_id != state.group_id:
+        raise ValidationError("message is for another group")
+    if content.epoch != state.epoch:
+        raise EpochError(f"message for epoch {content.epoch}, group is at {state.epoch}")
+    signature_key = _sender_signature_key(state, message)
+    return unprotect_public(state.cs, message, group_context=state.context_bytes(),
+                            membership_key=state.secrets.membership_key,
+                            signature_pub=signature_key)
+
+
+def decrypt_private_message(state: GroupState, message: PrivateMessage
+                            ) -> tuple[AuthenticatedContent, GroupState]:
+    """Decrypt a PrivateMessage of the current epoch on a copy of the secret tree and
+    verify its signature (RFC 9420 §6.3); returns the state holding the used-up tree."""
+    secret_tree = state.secret_tree.copy()
+    authenticated = decrypt_private(state.cs, message, secret_tree=secret_tree,
+                                    sender_data_secret=state.secrets.sender_data_secret)
+    leaf = authenticated.content.sender.leaf_index
+    signature_key = member_signature_key(state.tree, leaf)
+    verify_content_signature(state.cs, signature_key, authenticated, state.context_bytes())
+    return authenticated, state.replace(secret_tree=secret_tree)
+
+
+def process_past_application(state: GroupState, message: PrivateMessage
+                             ) -> tuple[GroupState, Event]:
+    """A late application message of a retained past epoch (RFC 9420 §15.3)."""
+    index = next((i for i, past in enumerate(state.past_epochs)
+                  if past.epoch == message.epoch), None)
+    if index is None or message.content_type != ContentType.APPLICATION:
+        raise EpochError(f"message for epoch {message.epoch}, group is at {state.epoch}")
+    past = state.past_epochs[index]
+    secret_tree = past.secret_tree.copy()
+    authenticated = decrypt_private(state.cs, message, secret_tree=secret_tree,
+                                    sender_data_secret=past.sender_data_secret)
+    content = authenticated.content
+    signature_key = member_signature_key(past.tree, content.sender.leaf_index)
+    verify_content_signature(state.cs, signature_key, authenticated, past.group_context)
+    updated = PastEpoch(past.epoch, past.group_context, past.tree, secret_tree,
+                        past.sender_data_secret)
+    history = (*state.past_epochs[:index], updated, *state.past_epochs[index + 1:])
+    assert isinstance(content.content, bytes)
+    event = ApplicationEvent(LeafIndex(content.sender.leaf_index), content.content,
+                             content.authenticated_data, past.epoch)
+    return state.replace(past_epochs=history), event
+
+
+# -- proposals -----------------------------------------------------------------------
+
+def store_proposal(state: GroupState, authenticated: AuthenticatedContent
+                   ) -> tuple[GroupState, Event]:
+    """Keep a proposal for this epoch under its ProposalRef (RFC 9420 §12.1)."""
+    content = authenticated.content
+    proposal = content.content
+    assert not isinstance(proposal, (bytes, Commit))
+    if isinstance(proposal, ExternalInit):
+        raise ProposalValidationError("ExternalInit may only be sent by value in a Commit")
+    if isinstance(proposal, Update) and content.sender.sender_type != SenderType.MEMBER:
+        raise ProposalValidationError("only members can send Update proposals")
+    ref = proposal_ref(state.cs, authenticated)
+    pending = state.pending
+    if all(item.ref != ref for item in pending):
+        pending = (*pending, PendingProposal(ref, authenticated))
+    return state.replace(pending=pending), ProposalEvent(ref, proposal, content.sender)
+
+
+# -- commits -------------------------------------------------------------------------
+
+def process_commit(state: GroupState, authenticated: AuthenticatedContent,
+                   psks: PskResolver, *, now: int | None,
+                   credential_validator: CredentialValidator | None
+                   ) -> tuple[GroupState, Event]:
+    """Apply a received Commit (RFC 9420 §12.4.2)."""
+    content = authenticated.content
+    commit = content.content
+    assert isinstance(commit, Commit)
+    sender = content.sender
+    external = sender.sender_type == SenderType.NEW_MEMBER_COMMIT
+    if sender.sender_type == SenderType.MEMBER and sender.leaf_index == state.own_leaf:
+        raise UsageError("a member cannot process its own commit: merge the staged commit")
+    if not external and sender.sender_type != SenderType.MEMBER:
+        raise ValidationError("only members and new members can send a Commit")
+    proposals = resolve_proposals(state, commit, sender)
+    outcome = check_and_apply(state, proposals, committer=sender,
+                              has_path=commit.path is not None, now=now,
+                              credential_validator=credential_validator)
+    updated = tuple(LeafIndex(p.sender.leaf_index) for p in proposals
+                    if isinstance(p.proposal, Update))
+    event = CommitEvent(state.epoch + 1, sender, outcome.added, outcome.removed, updated,
+                        outcome.psk_ids, outcome.reinit, external=external)
+    if state.own_leaf in outcome.removed:
+        return (state.replace(active=False, pending=()),
+                _with(event, removed_self=True))
+    init_secret = None
+    if external:
+        from mls.group.external import receiver_init_secret
+
+        init_secret = receiver_init_secret(state, outcome.external_init)
+    provisional = _provisional(state, commit, outcome, proposals, sender, external, now,
+                               credential_validator)
+    tag = authenticated.auth.confirmation_tag
+    result = finish_epoch(state, provisional, wire_format=authenticated.wire_format,
+                          content=content, signature=authenticated.auth.signature,
+                          psks=psks, init_secret=init_secret)
+    if tag is None or not hmac.compare_digest(tag, result.confirmation_tag):
+        raise ConfirmationTagError("Commit confirmation tag does not match")
+    if external:
+        event = _with(event, added=(*event.added, provisional.sender_leaf))
+    elif commit.path is not None:
+        event = _with(event, updated=(*updated, LeafIndex(sender.leaf_index)))
+    return next_state(state, provisional, result), event
+
+
+def _provisional(state: GroupState, commit: Commit, outcome: ProposalOutcome,
+                 proposals: tuple[SenderProposal, ...], sender: Sender, external: bool,
+                 now: int | None, credential_validator: CredentialValidator | None
+                 ) -> ProvisionalEpoch:
+    if commit.path is None:
+        return without_path(state, outcome, proposals, LeafIndex(sender.leaf_index))
+    if external:
+        tree, leaf = external_sender_leaf(outcome.tree)
+    else:
+        tree, leaf = outcome.tree, LeafIndex(sender.leaf_index)
+    return receive_path(state, outcome, proposals, sender_leaf=leaf, tree=tree,
+                        update_path=commit.path, external=external, now=now,
+                        credential_validator=credential_validator)
+
+
+def _with(event: CommitEvent, **changes: Any) -> CommitEvent:
+    return dataclasses.replace(event, **changes)

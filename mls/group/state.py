@@ -1,0 +1,239 @@
+"""The complete state of one group member in one epoch (RFC 9420 §8, §9, §12).
+
+:class:`GroupState` is immutable by convention: every field is either an immutable
+value or an object (``RatchetTree``, ``SecretTree``) that is never mutated once it is
+stored here -- operations copy it, change the copy and build a new state.  A failed
+operation therefore leaves the old state untouched.
+
+Private HPKE keys are held in :attr:`GroupState.hpke_keys`, keyed by their *public*
+key: a key is usable exactly while the tree holds that public key, so keys of nodes
+that were blanked or overwritten can never be picked by mistake, and keys for our own
+pending Update proposals wait there until the Update is committed.
+
+:meth:`GroupState.to_bytes` serializes everything (secrets included: store it like a
+private key) behind a version byte; :meth:`GroupState.from_bytes` is its exact inverse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mls.codec import Reader, Writer, encode
+from mls.crypto.suite import CipherSuite, suite
+from mls.errors import DecodeError
+from mls.group.config import GroupConfig
+from mls.messages.extensions import GroupContext
+from mls.messages.framing import AuthenticatedContent
+from mls.messages.leaf_node import LeafNode
+from mls.schedule.key_schedule import EpochSecrets
+from mls.schedule.secret_tree import SecretTree
+from mls.tree.math import LeafIndex, NodeIndex
+from mls.tree.ratchet_tree import RatchetTree
+
+STATE_VERSION = 1
+
+_SECRET_FIELDS = ("sender_data_secret", "encryption_secret", "exporter_secret",
+                  "epoch_authenticator", "external_secret", "confirmation_key",
+                  "membership_key", "resumption_psk", "init_secret")
+
+
+@dataclass(frozen=True, slots=True)
+class PendingProposal:
+    """A proposal received (or sent) in the current epoch, kept until a Commit
+    references it (RFC 9420 §12.4): its ProposalRef and signed content."""
+
+    ref: bytes
+    authenticated: AuthenticatedContent
+
+
+@dataclass(frozen=True, slots=True)
+class PastEpoch:
+    """What is kept of a previous epoch to read late application messages
+    (RFC 9420 §9.2, §15.3): its secret tree, sender data secret, serialized group
+    context and tree (for the senders' signature keys)."""
+
+    epoch: int
+    group_context: bytes
+    tree: RatchetTree
+    secret_tree: SecretTree = field(repr=False)
+    sender_data_secret: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    """One member's view of a group in one epoch (see the module docstring)."""
+
+    cs: CipherSuite
+    context: GroupContext
+    tree: RatchetTree
+    own_leaf: LeafIndex
+    signature_priv: bytes = field(repr=False)
+    hpke_keys: Mapping[bytes, bytes] = field(repr=False)
+    secrets: EpochSecrets = field(repr=False)
+    secret_tree: SecretTree = field(repr=False)
+    interim_transcript_hash: bytes
+    confirmation_tag: bytes
+    pending: tuple[PendingProposal, ...] = ()
+    past_epochs: tuple[PastEpoch, ...] = field(default=(), repr=False)
+    resumption_psks: tuple[tuple[int, bytes], ...] = field(default=(), repr=False)
+    config: GroupConfig = field(default_factory=GroupConfig)
+    active: bool = True
+
+    # -- convenience -----------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        return self.context.epoch
+
+    @property
+    def group_id(self) -> bytes:
+        return self.context.group_id
+
+    def context_bytes(self) -> bytes:
+        return encode(self.context)
+
+    def own_leaf_node(self) -> LeafNode:
+        leaf = self.tree.leaf(self.own_leaf)
+        assert leaf is not None
+        return leaf
+
+    def node_private_keys(self, tree: RatchetTree | None = None) -> dict[NodeIndex, bytes]:
+        """Our HPKE private keys by the node of ``tree`` (default: ours) holding the
+        matching public key."""
+        tree = self.tree if tree is None else tree
+        out: dict[NodeIndex, bytes] = {}
+        for public, private in self.hpke_keys.items():
+            node = tree.find_node_by_encryption_key(public)
+            if node is not None:
+                out[node] = private
+        return out
+
+    def resumption_psk(self, epoch: int) -> bytes | None:
+        """The resumption PSK of one of our epochs (RFC 9420 §8.6), if still held."""
+        if epoch == self.epoch:
+            return self.secrets.resumption_psk
+        for past_epoch, psk in self.resumption_psks:
+            if past_epoch == epoch:
+                return psk
+        return None
+
+    def replace(self, **changes: Any) -> GroupState:
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        return (f"GroupState(group_id={self.group_id.hex()}, epoch={self.epoch}, "
+                f"own_leaf={self.own_leaf}, members={self.tree.member_count()}, "
+                f"pending={len(self.pending)}, active={self.active})")
+
+    # -- serialization ---------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """The whole member state, versioned (secrets included)."""
+        w = Writer()
+        w.u8(STATE_VERSION)
+        w.u16(self.cs.id)
+        self.context.encode(w)
+        _write_tree(w, self.tree)
+        w.u32(self.own_leaf)
+        w.opaque(self.signature_priv)
+        w.vector(sorted(self.hpke_keys.items()), _write_pair)
+        for name in _SECRET_FIELDS:
+            w.opaque(getattr(self.secrets, name))
+        w.opaque(self.secret_tree.to_bytes())
+        w.opaque(self.interim_transcript_hash)
+        w.opaque(self.confirmation_tag)
+        w.vector(self.pending, _write_pending)
+        w.vector(self.past_epochs, _write_past_epoch)
+        w.vector(self.resumption_psks, _write_psk)
+        self.config.encode(w)
+        w.boolean(self.active)
+        return w.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> GroupState:
+        """Inverse of :meth:`to_bytes`; malformed state raises DecodeError."""
+        r = Reader(data)
+        version = r.u8()
+        if version != STATE_VERSION:
+            raise DecodeError(f"unsupported group state version {version}")
+        cs = suite(r.u16())
+        context = GroupContext.decode(r)
+        tree = _read_tree(r, cs)
+        own_leaf = LeafIndex(r.u32())
+        signature_priv = r.opaque()
+        pairs = r.vector(_read_pair)
+        secrets = EpochSecrets(**{name: r.opaque() for name in _SECRET_FIELDS})
+        secret_tree = SecretTree.from_bytes(r.opaque())
+        interim, tag = r.opaque(), r.opaque()
+        pending = r.vector(_read_pending)
+        past = r.vector(lambda rr: _read_past_epoch(rr, cs))
+        psks = r.vector(_read_psk)
+        config = GroupConfig.decode(r)
+        active = r.boolean()
+        r.finish("GroupState")
+        if len(dict(pairs)) != len(pairs):
+            raise DecodeError("group state: duplicate HPKE keys")
+        if active and (own_leaf >= tree.n_leaves or tree.leaf(own_leaf) is None):
+            raise DecodeError("group state: own leaf is not in the tree")
+        return cls(cs, context, tree, own_leaf, signature_priv, dict(pairs), secrets,
+                   secret_tree, interim, tag, pending, past, psks, config, active)
+
+
+def _write_tree(w: Writer, tree: RatchetTree) -> None:
+    w.u32(tree.width)
+    w.opaque(tree.to_bytes())
+
+
+def _read_tree(r: Reader, cs: CipherSuite) -> RatchetTree:
+    width = r.u32()
+    tree = RatchetTree.from_bytes(cs, r.opaque())
+    while tree.width < width:
+        tree.extend()
+    if tree.width != width:
+        raise DecodeError("group state: ratchet tree width mismatch")
+    return tree
+
+
+def _write_pair(w: Writer, pair: tuple[bytes, bytes]) -> None:
+    w.opaque(pair[0])
+    w.opaque(pair[1])
+
+
+def _read_pair(r: Reader) -> tuple[bytes, bytes]:
+    return r.opaque(), r.opaque()
+
+
+def _write_pending(w: Writer, pending: PendingProposal) -> None:
+    w.opaque(pending.ref)
+    pending.authenticated.encode(w)
+
+
+def _read_pending(r: Reader) -> PendingProposal:
+    return PendingProposal(r.opaque(), AuthenticatedContent.decode(r))
+
+
+def _write_past_epoch(w: Writer, past: PastEpoch) -> None:
+    w.u64(past.epoch)
+    w.opaque(past.group_context)
+    _write_tree(w, past.tree)
+    w.opaque(past.secret_tree.to_bytes())
+    w.opaque(past.sender_data_secret)
+
+
+def _read_past_epoch(r: Reader, cs: CipherSuite) -> PastEpoch:
+    epoch = r.u64()
+    context = r.opaque()
+    tree = _read_tree(r, cs)
+    return PastEpoch(epoch, context, tree, SecretTree.from_bytes(r.opaque()), r.opaque())
+
+
+def _write_psk(w: Writer, item: tuple[int, bytes]) -> None:
+    w.u64(item[0])
+    w.opaque(item[1])
+
+
+def _read_psk(r: Reader) -> tuple[int, bytes]:
+    return r.u64(), r.opaque()

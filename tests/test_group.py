@@ -1,0 +1,299 @@
+"""The group state machine (RFC 9420 §8, §11, §12): creation, state serialization,
+application messages, and rejection of bad input without any change of state."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+
+import pytest
+
+from mls.codec import decode, encode
+from mls.crypto import suite
+from mls.crypto.suite import CipherSuite
+from mls.enums import ContentType, WireFormat
+from mls.errors import (
+    ConfirmationTagError,
+    CryptoError,
+    DecodeError,
+    EpochError,
+    GenerationError,
+    MembershipTagError,
+    ProposalValidationError,
+    SignatureError,
+    UsageError,
+)
+from mls.framing.public import membership_tag, sign_content
+from mls.group.commit import StagedCommit
+from mls.group.config import GroupConfig
+from mls.group.events import ApplicationEvent
+from mls.group.group import Group
+from mls.group.key_package import KeyPackageBundle, create_key_package
+from mls.group.state import GroupState
+from mls.messages.credentials import Credential
+from mls.messages.framing import (
+    FramedContent,
+    FramedContentAuthData,
+    MLSMessage,
+    PrivateMessage,
+    PublicMessage,
+    Sender,
+)
+from mls.messages.proposals import Commit, ProposalOrRef, Remove
+
+NOW = 1_700_000_000
+CS = suite(1)
+
+Rng = Callable[[int], bytes]
+
+
+def make_rng(seed: int) -> Rng:
+    return random.Random(seed).randbytes
+
+
+def make_member(name: bytes, rng: Rng, cs: CipherSuite = CS) -> KeyPackageBundle:
+    signature_priv, _ = cs.generate_signature_key_pair(rng)
+    return create_key_package(cs, Credential.basic(name), signature_priv, rng=rng, now=NOW)
+
+
+def three_members(rng: Rng, config: GroupConfig | None = None
+                  ) -> tuple[Group, Group, Group]:
+    """Alice creates the group and adds Bob and Carol with one Commit."""
+    alice_kp, bob_kp, carol_kp = (make_member(n, rng) for n in (b"alice", b"bob", b"carol"))
+    alice = Group.create(alice_kp, group_id=b"test group", rng=rng, config=config)
+    staged = alice.commit(rng=rng, add=[bob_kp.key_package, carol_kp.key_package], now=NOW)
+    alice = alice.merge(staged)
+    assert staged.welcome is not None
+    bob = Group.join(staged.welcome, bob_kp, now=NOW, config=config)
+    carol = Group.join(encode(staged.welcome), carol_kp, now=NOW, config=config)
+    return alice, bob, carol
+
+
+def deliver(staged: StagedCommit, committer: Group, *others: Group) -> list[Group]:
+    """Merge for the committer, process for everyone else."""
+    out = [committer.merge(staged)]
+    for other in others:
+        processed, _ = other.process(staged.message)
+        out.append(processed)
+    authenticators = {group.epoch_authenticator() for group in out}
+    assert len(authenticators) == 1
+    return out
+
+
+def assert_rejected(group: Group, message: MLSMessage | bytes,
+                    error: type[Exception]) -> None:
+    before = group.to_bytes()
+    with pytest.raises(error):
+        group.process(message)
+    assert group.to_bytes() == before
+
+
+# -- creation and state ------------------------------------------------------------------
+
+def test_create_one_member_group() -> None:
+    rng = make_rng(1)
+    group = Group.create(make_member(b"alice", rng), group_id=b"g", rng=rng)
+    assert group.epoch == 0
+    assert [index for index, _ in group.members()] == [0]
+    assert len(group.epoch_authenticator()) == CS.hash_len
+    assert group.export_secret(b"label", b"ctx", 17) != group.export_secret(b"other", b"ctx", 17)
+
+
+def test_lone_member_commit_with_path() -> None:
+    rng = make_rng(14)
+    group = Group.create(make_member(b"alice", rng), group_id=b"g", rng=rng)
+    staged = group.commit(rng=rng)
+    assert staged.welcome is None and staged.event.updated == (0,)
+    merged = group.merge(staged)
+    assert merged.epoch == 1 and group.epoch == 0
+    assert merged.epoch_authenticator() != group.epoch_authenticator()
+    leaf = next(leaf for _, leaf in merged.members())
+    assert leaf.encryption_key != next(leaf for _, leaf in group.members()).encryption_key
+
+
+def test_state_round_trip_is_exact_and_repr_hides_secrets() -> None:
+    rng = make_rng(2)
+    alice, bob, _ = three_members(rng)
+    alice, message = alice.encrypt(b"hello", rng=rng)
+    bob, _ = bob.process(message)
+    for group in (alice, bob):
+        data = group.to_bytes()
+        restored = Group.from_bytes(data)
+        assert restored.to_bytes() == data
+        assert restored.epoch_authenticator() == group.epoch_authenticator()
+        text = repr(group) + repr(group.state)
+        for secret in (group.state.signature_priv, group.state.secrets.init_secret,
+                       group.state.secrets.exporter_secret):
+            assert secret.hex() not in text and repr(secret) not in text
+
+
+def test_state_from_bytes_rejects_bad_version_and_trailing_bytes() -> None:
+    rng = make_rng(3)
+    data = Group.create(make_member(b"a", rng), group_id=b"g", rng=rng).to_bytes()
+    with pytest.raises(DecodeError):
+        GroupState.from_bytes(b"\x09" + data[1:])
+    with pytest.raises(DecodeError):
+        GroupState.from_bytes(data + b"\x00")
+
+
+# -- application messages ----------------------------------------------------------------
+
+def test_application_messages_out_of_order_and_replay() -> None:
+    rng = make_rng(4)
+    alice, bob, _ = three_members(rng)
+    messages = []
+    for text in (b"one", b"two", b"three"):
+        alice, message = alice.encrypt(text, rng=rng, authenticated_data=b"ad")
+        messages.append(message)
+    received = []
+    for index in (2, 0, 1):
+        bob, event = bob.process(messages[index])
+        assert isinstance(event, ApplicationEvent)
+        assert event.sender == alice.own_leaf and event.authenticated_data == b"ad"
+        received.append(event.data)
+    assert received == [b"three", b"one", b"two"]
+    assert_rejected(bob, messages[0], GenerationError)
+
+
+def test_application_message_beyond_forward_distance() -> None:
+    rng = make_rng(5)
+    config = GroupConfig(max_forward_distance=2)
+    alice, bob, _ = three_members(rng, config)
+    message = None
+    for _ in range(4):
+        alice, message = alice.encrypt(b"x", rng=rng)
+    assert message is not None
+    assert_rejected(bob, message, GenerationError)
+
+
+def test_late_application_message_from_retained_past_epoch() -> None:
+    rng = make_rng(6)
+    alice, bob, carol = three_members(rng, GroupConfig(max_past_epochs=1))
+    alice, late = alice.encrypt(b"late", rng=rng)
+    staged = carol.commit(rng=rng)
+    carol, alice, bob = deliver(staged, carol, alice, bob)
+    bob, event = bob.process(late)
+    assert isinstance(event, ApplicationEvent) and event.data == b"late"
+    assert event.epoch == bob.epoch - 1
+    assert_rejected(bob, late, GenerationError)
+    staged = carol.commit(rng=rng)
+    carol, alice, bob = deliver(staged, carol, alice, bob)
+    alice2, old = alice, late
+    assert_rejected(bob, old, EpochError)
+    assert alice2.epoch == bob.epoch
+
+
+def test_padding_is_applied_and_removed() -> None:
+    rng = make_rng(7)
+    alice, bob, _ = three_members(rng, GroupConfig(padding_size=64))
+    alice, message = alice.encrypt(b"abc", rng=rng)
+    assert isinstance(message.body, PrivateMessage)
+    assert len(message.body.ciphertext) % 64 == 16  # padded plaintext + AEAD tag
+    bob, event = bob.process(message)
+    assert isinstance(event, ApplicationEvent) and event.data == b"abc"
+
+
+# -- bad input: a specific error and no change of state ----------------------------------
+
+def _resign_membership(group: Group, message: PublicMessage,
+                       auth: FramedContentAuthData) -> MLSMessage:
+    """Re-MAC a modified PublicMessage with the sender's membership key so that only
+    the modified part is wrong."""
+    state = group.state
+    tag = membership_tag(state.cs, state.secrets.membership_key, message.content, auth,
+                         state.context_bytes())
+    return MLSMessage.wrap(PublicMessage(message.content, auth, tag))
+
+
+def test_tampered_signature_membership_and_confirmation_tags() -> None:
+    rng = make_rng(8)
+    alice, bob, carol = three_members(rng)
+    staged = alice.commit(rng=rng)
+    public = staged.message.body
+    assert isinstance(public, PublicMessage) and public.membership_tag is not None
+    bad_tag = bytes([public.membership_tag[0] ^ 1]) + public.membership_tag[1:]
+    assert_rejected(bob, MLSMessage.wrap(dataclasses.replace(public, membership_tag=bad_tag)),
+                    MembershipTagError)
+    signature = bytearray(public.auth.signature)
+    signature[0] ^= 1
+    bad_signature = dataclasses.replace(public.auth, signature=bytes(signature))
+    assert_rejected(bob, _resign_membership(alice, public, bad_signature), SignatureError)
+    confirmation = public.auth.confirmation_tag
+    assert confirmation is not None
+    bad_confirmation = dataclasses.replace(
+        public.auth, confirmation_tag=bytes([confirmation[0] ^ 1]) + confirmation[1:])
+    assert_rejected(bob, _resign_membership(alice, public, bad_confirmation),
+                    ConfirmationTagError)
+    bob, _ = bob.process(staged.message)  # the genuine commit still applies
+    assert bob.epoch_authenticator() == alice.merge(staged).epoch_authenticator()
+    assert carol.epoch == bob.epoch - 1
+
+
+def test_tampered_ciphertext_and_wrong_epoch() -> None:
+    rng = make_rng(9)
+    alice, bob, carol = three_members(rng)
+    alice, message = alice.encrypt(b"secret", rng=rng)
+    private = message.body
+    assert isinstance(private, PrivateMessage)
+    flipped = bytes([private.ciphertext[-1] ^ 1])
+    tampered = dataclasses.replace(private, ciphertext=private.ciphertext[:-1] + flipped)
+    assert_rejected(bob, MLSMessage.wrap(tampered), CryptoError)
+    future = dataclasses.replace(private, epoch=private.epoch + 1)
+    assert_rejected(bob, MLSMessage.wrap(future), EpochError)
+    staged = carol.commit(rng=rng)
+    public = staged.message.body
+    assert isinstance(public, PublicMessage)
+    stale = dataclasses.replace(public, content=dataclasses.replace(public.content, epoch=0))
+    assert_rejected(bob, MLSMessage.wrap(stale), EpochError)
+    bob, event = bob.process(message)
+    assert isinstance(event, ApplicationEvent) and event.data == b"secret"
+
+
+def test_invalid_proposal_list_is_rejected() -> None:
+    rng = make_rng(10)
+    alice, bob, _ = three_members(rng)
+    before = alice.to_bytes()
+    with pytest.raises(ProposalValidationError):
+        alice.commit(rng=rng, remove=[7])
+    with pytest.raises(ProposalValidationError):
+        alice.commit(rng=rng, remove=[1, 1])
+    assert alice.to_bytes() == before
+    # A signed, MACed Commit in which the committer removes itself (RFC 9420 §12.2).
+    state = alice.state
+    commit = Commit((ProposalOrRef(proposal=Remove(state.own_leaf)),))
+    content = FramedContent(state.group_id, state.epoch, Sender.member(state.own_leaf), b"",
+                            ContentType.COMMIT, commit)
+    signature = sign_content(state.cs, state.signature_priv, WireFormat.PUBLIC_MESSAGE,
+                             content, state.context_bytes())
+    auth = FramedContentAuthData(signature, bytes(state.cs.hash_len))
+    tag = membership_tag(state.cs, state.secrets.membership_key, content, auth,
+                         state.context_bytes())
+    assert_rejected(bob, MLSMessage.wrap(PublicMessage(content, auth, tag)),
+                    ProposalValidationError)
+
+
+def test_own_commit_must_be_merged_not_processed() -> None:
+    rng = make_rng(11)
+    alice, bob, _ = three_members(rng)
+    staged = alice.commit(rng=rng)
+    assert_rejected(alice, staged.message, UsageError)
+    other = bob.commit(rng=rng)
+    with pytest.raises(UsageError):
+        alice.merge(other)
+
+
+def test_garbage_bytes_are_a_decode_error() -> None:
+    rng = make_rng(12)
+    alice, _, _ = three_members(rng)
+    assert_rejected(alice, b"\x00\x01\x00\x01\xff", DecodeError)
+
+
+def test_decode_of_commit_message_round_trips() -> None:
+    rng = make_rng(13)
+    alice, bob, _ = three_members(rng)
+    staged = alice.commit(rng=rng)
+    data = encode(staged.message)
+    assert encode(decode(MLSMessage, data)) == data
+    bob, _ = bob.process(data)
+    assert bob.epoch_authenticator() == alice.merge(staged).epoch_authenticator()
