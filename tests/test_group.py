@@ -12,7 +12,14 @@ import pytest
 from mls.codec import decode, encode
 from mls.crypto import suite
 from mls.crypto.suite import CipherSuite
-from mls.enums import ContentType, WireFormat
+from mls.enums import (
+    ContentType,
+    ExtensionType,
+    LeafNodeSource,
+    PSKType,
+    ResumptionPSKUsage,
+    WireFormat,
+)
 from mls.errors import (
     ConfirmationTagError,
     CryptoError,
@@ -27,11 +34,14 @@ from mls.errors import (
 from mls.framing.public import membership_tag, sign_content
 from mls.group.commit import StagedCommit
 from mls.group.config import GroupConfig
-from mls.group.events import ApplicationEvent
+from mls.group.events import ApplicationEvent, OwnMessageEvent, ProposalEvent
+from mls.group.external import external_sender_proposal
 from mls.group.group import Group
 from mls.group.key_package import KeyPackageBundle, create_key_package
-from mls.group.state import GroupState
+from mls.group.state import MAX_SENT_REMEMBERED, GroupState
 from mls.messages.credentials import Credential
+from mls.messages.extension_types import ExternalSender, encode_external_senders
+from mls.messages.extensions import Extension
 from mls.messages.framing import (
     FramedContent,
     FramedContentAuthData,
@@ -40,7 +50,19 @@ from mls.messages.framing import (
     PublicMessage,
     Sender,
 )
-from mls.messages.proposals import Commit, ProposalOrRef, Remove
+from mls.messages.proposals import (
+    Add,
+    Commit,
+    ExternalInit,
+    GroupContextExtensions,
+    PreSharedKey,
+    Proposal,
+    ProposalOrRef,
+    ReInit,
+    Remove,
+    Update,
+)
+from mls.messages.psk import PreSharedKeyID
 
 NOW = 1_700_000_000
 CS = suite(1)
@@ -297,3 +319,146 @@ def test_decode_of_commit_message_round_trips() -> None:
     assert encode(decode(MLSMessage, data)) == data
     bob, _ = bob.process(data)
     assert bob.epoch_authenticator() == alice.merge(staged).epoch_authenticator()
+
+
+# -- proposals validated on receipt (RFC 9420 §12.1) --------------------------------------
+
+def _bad_proposals(bob: Group, rng: Rng) -> list[tuple[str, Proposal]]:
+    """Proposals that are invalid by themselves, whatever Commit would cover them."""
+    own_leaf = next(leaf for index, leaf in bob.members() if index == bob.own_leaf)
+    same_key = own_leaf.replace(leaf_node_source=LeafNodeSource.UPDATE, lifetime=None,
+                                parent_hash=b"", signature=b"")
+    same_key = same_key.replace(signature=CS.sign_with_label(
+        bob.state.signature_priv, b"LeafNodeTBS", same_key.tbs_bytes(bob.group_id,
+                                                                     bob.own_leaf)))
+    other_suite_kp = make_member(b"dave", rng, suite(3)).key_package
+    dave_kp = make_member(b"dave", rng).key_package
+    forged_kp = dave_kp.replace(signature=bytes(len(dave_kp.signature)))
+    bad_caps = Extension(ExtensionType.REQUIRED_CAPABILITIES, b"\xff")
+    duplicated = (Extension(0x0001, b"a"), Extension(0x0001, b"b"))
+    return [
+        ("remove blank", Remove(7)),
+        ("add other suite", Add(other_suite_kp)),
+        ("add forged signature", Add(forged_kp)),
+        ("update with key_package leaf", Update(own_leaf)),
+        ("update keeping the encryption key", Update(same_key)),
+        ("psk short nonce", PreSharedKey(PreSharedKeyID(PSKType.EXTERNAL, b"\x01",
+                                                       psk_id=b"p"))),
+        ("psk reinit usage", PreSharedKey(PreSharedKeyID(
+            PSKType.RESUMPTION, bytes(CS.hash_len), usage=ResumptionPSKUsage.REINIT,
+            psk_group_id=bob.group_id, psk_epoch=bob.epoch))),
+        ("reinit old version", ReInit(b"n", 0, CS.id)),
+        ("reinit unknown suite", ReInit(b"n", 1, 0x7777)),
+        ("reinit duplicate extensions", ReInit(b"n", 1, CS.id, duplicated)),
+        ("gce malformed required_capabilities", GroupContextExtensions((bad_caps,))),
+        ("gce duplicate extensions", GroupContextExtensions(duplicated)),
+        ("external init by reference", ExternalInit(b"kem output")),
+    ]
+
+
+@pytest.mark.parametrize("wire_format", [WireFormat.PUBLIC_MESSAGE, WireFormat.PRIVATE_MESSAGE])
+def test_invalid_proposals_rejected_on_receipt(wire_format: WireFormat) -> None:
+    rng = make_rng(20 + wire_format)
+    config = GroupConfig(handshake_wire_format=wire_format)
+    alice, bob, _ = three_members(rng, config)
+    for name, proposal in _bad_proposals(bob, rng):
+        bob, message = bob.propose(proposal, rng=rng)
+        before = alice.to_bytes()
+        with pytest.raises(ProposalValidationError):
+            alice.process(message)
+        assert alice.to_bytes() == before, name
+    assert alice.state.pending == ()
+    # A valid proposal after the rejected ones is still accepted.
+    bob, message = bob.propose_update(rng=rng)
+    alice, event = alice.process(message)
+    assert isinstance(event, ProposalEvent) and len(alice.state.pending) == 1
+
+
+def test_update_signed_for_another_leaf_rejected_on_receipt() -> None:
+    rng = make_rng(22)
+    alice, bob, carol = three_members(rng)
+    carol, message = carol.propose_update(rng=rng)
+    _, update_event = alice.process(message)
+    assert isinstance(update_event, ProposalEvent)
+    assert isinstance(update_event.proposal, Update)
+    # Bob re-sends Carol's Update leaf as his own: the leaf signature covers leaf 2.
+    bob, replayed = bob.propose(update_event.proposal, rng=rng)
+    assert_rejected(alice, replayed, ProposalValidationError)
+
+
+def test_external_sender_disallowed_type_rejected() -> None:
+    rng = make_rng(23)
+    ds_priv, ds_pub = CS.generate_signature_key_pair(rng)
+    senders = Extension(ExtensionType.EXTERNAL_SENDERS, encode_external_senders(
+        [ExternalSender(ds_pub, Credential.basic(b"ds"))]))
+    alice = Group.create(make_member(b"alice", rng), group_id=b"g", rng=rng,
+                         extensions=(senders,))
+    leaf = next(leaf for _, leaf in alice.members())
+    message = external_sender_proposal(CS, alice.group_id, alice.epoch, 0, ds_priv,
+                                       Update(leaf))
+    assert_rejected(alice, message, ProposalValidationError)
+
+
+# -- our own messages echoed by the delivery service ---------------------------------------
+
+def test_echo_of_own_application_messages_and_proposals() -> None:
+    rng = make_rng(30)
+    config = GroupConfig(handshake_wire_format=WireFormat.PRIVATE_MESSAGE)
+    alice, bob, carol = three_members(rng, config)
+    alice, message = alice.encrypt(b"hello", rng=rng)
+    before = alice.to_bytes()
+    same, event = alice.process(message)
+    assert isinstance(event, OwnMessageEvent)
+    assert event.content_type == ContentType.APPLICATION and event.epoch == alice.epoch
+    assert same.to_bytes() == before
+    bob, event = bob.process(message)
+    assert isinstance(event, ApplicationEvent) and event.data == b"hello"
+
+    alice, proposal = alice.propose_update(rng=rng)
+    same, event = alice.process(encode(proposal))
+    assert isinstance(event, OwnMessageEvent) and event.content_type == ContentType.PROPOSAL
+    assert same.to_bytes() == alice.to_bytes()
+    bob, _ = bob.process(proposal)
+    carol, _ = carol.process(proposal)
+
+    # After the epoch changed, the echo of the old application message is still ours.
+    staged = bob.commit(rng=rng)
+    bob, alice, carol = deliver(staged, bob, alice, carol)
+    _, event = alice.process(message)
+    assert isinstance(event, OwnMessageEvent) and event.epoch == alice.epoch - 1
+    assert Group.from_bytes(alice.to_bytes()).state.sent_messages == alice.state.sent_messages
+
+
+def test_echo_of_own_public_proposal_and_commits() -> None:
+    rng = make_rng(31)
+    for wire_format in (WireFormat.PUBLIC_MESSAGE, WireFormat.PRIVATE_MESSAGE):
+        alice, _, _ = three_members(rng, GroupConfig(handshake_wire_format=wire_format))
+        alice, proposal = alice.propose_remove(2, rng=rng)
+        before = alice.to_bytes()
+        same, event = alice.process(proposal)
+        assert isinstance(event, OwnMessageEvent) and same.to_bytes() == before
+        public = wire_format == WireFormat.PUBLIC_MESSAGE
+        assert event.ref == (alice.state.pending[0].ref if public else None)
+        staged = alice.commit(rng=rng)
+        assert_rejected(alice, staged.message, UsageError)  # staged: merge it
+        alice = alice.merge(staged)
+        assert_rejected(alice, staged.message, EpochError)  # merged: stale
+
+
+def test_sent_message_memory_is_bounded() -> None:
+    rng = make_rng(32)
+    alice, _, _ = three_members(rng)
+    alice, first = alice.encrypt(b"0", rng=rng)
+    for number in range(MAX_SENT_REMEMBERED):
+        alice, _ = alice.encrypt(str(number).encode(), rng=rng)
+    assert len(alice.state.sent_messages) == MAX_SENT_REMEMBERED
+    assert_rejected(alice, first, GenerationError)
+
+
+def test_state_version_1_still_reads() -> None:
+    rng = make_rng(33)
+    alice, _, _ = three_members(rng)
+    current = alice.to_bytes()
+    assert current[0] == 2 and current.endswith(b"\x00\x00")  # no reinit, nothing sent
+    legacy = b"\x01" + current[1:-2]
+    assert Group.from_bytes(legacy).to_bytes() == current

@@ -49,10 +49,20 @@ def _padding(state: GroupState, authenticated: AuthenticatedContent) -> int:
     return -length % size
 
 
+def check_can_send(state: GroupState) -> None:
+    """UsageError unless we may still send in this group: we are a member and the
+    group was not retired by a ReInit (RFC 9420 §11.2)."""
+    if not state.active:
+        raise UsageError("this member is no longer in the group")
+    if state.retired:
+        raise UsageError("this group was reinitialized (ReInit): use the new group")
+
+
 def protect(state: GroupState, authenticated: AuthenticatedContent, rng: Rng
             ) -> tuple[GroupState, MLSMessage]:
     """Wrap our signed content as a PublicMessage (membership tag) or PrivateMessage
-    (next key of our ratchet, on a copy of the secret tree), RFC 9420 §6.2, §6.3."""
+    (next key of our ratchet, on a copy of the secret tree), RFC 9420 §6.2, §6.3.
+    Sent application messages and proposals are remembered to recognise their echo."""
     if authenticated.wire_format == WireFormat.PUBLIC_MESSAGE:
         message = protect_public(state.cs, authenticated, state.secrets.membership_key,
                                  state.context_bytes())
@@ -61,15 +71,17 @@ def protect(state: GroupState, authenticated: AuthenticatedContent, rng: Rng
     private = protect_private(state.cs, authenticated, secret_tree=secret_tree,
                               sender_data_secret=state.secrets.sender_data_secret,
                               reuse_guard=rng(4), padding=_padding(state, authenticated))
-    return state.replace(secret_tree=secret_tree), MLSMessage.wrap(private)
+    state = state.replace(secret_tree=secret_tree)
+    if authenticated.content.content_type != ContentType.COMMIT:
+        state = state.with_sent(private.ciphertext)
+    return state, MLSMessage.wrap(private)
 
 
 def encrypt_application(state: GroupState, data: bytes, *, rng: Rng,
                         authenticated_data: bytes = b"") -> tuple[GroupState, MLSMessage]:
     """An application message as a PrivateMessage (RFC 9420 §6.3); the key of the
     generation used is deleted at once (§9.2)."""
-    if not state.active:
-        raise UsageError("this member is no longer in the group")
+    check_can_send(state)
     content = own_content(state, ContentType.APPLICATION, data, authenticated_data)
     authenticated = authenticate(state.cs, state.signature_priv, WireFormat.PRIVATE_MESSAGE,
                                  content, state.context_bytes())

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 from mls.codec import encode
 from mls.crypto.suite import Rng
-from mls.enums import ContentType, ExtensionType, SenderType
+from mls.enums import ContentType, ExtensionType, ResumptionPSKUsage, SenderType
 from mls.errors import UsageError, ValidationError
 from mls.framing.public import authenticate
 from mls.framing.refs import key_package_ref, proposal_ref
 from mls.framing.welcome import build_welcome, sign_group_info
-from mls.group.application import own_content, protect, sign_own
+from mls.group.application import check_can_send, own_content, protect, sign_own
 from mls.group.credentials import CredentialValidator
 from mls.group.epoch import (
     EpochResult,
@@ -77,8 +77,7 @@ def create_proposal(state: GroupState, proposal: Proposal, *, rng: Rng,
     """Sign and protect a proposal from us and keep it in the pending store of the
     epoch (RFC 9420 §12.1).  ``new_keys`` are private keys (by public key) to hold
     until the proposal is committed (an Update's leaf key)."""
-    if not state.active:
-        raise UsageError("this member is no longer in the group")
+    check_can_send(state)
     content = own_content(state, ContentType.PROPOSAL, proposal, authenticated_data)
     wire_format = state.config.handshake_wire_format
     authenticated = authenticate(state.cs, state.signature_priv, wire_format, content,
@@ -148,16 +147,18 @@ def create_commit(state: GroupState, *, rng: Rng, proposals: Sequence[Proposal] 
                   force_path: bool = False, authenticated_data: bytes = b"",
                   external_psks: Mapping[bytes, bytes] | None = None,
                   psk_resolver: PskResolver | None = None, now: int | None = None,
-                  credential_validator: CredentialValidator | None = None) -> StagedCommit:
-    """Create a Commit (RFC 9420 §12.4.1); see the module docstring."""
-    if not state.active:
-        raise UsageError("this member is no longer in the group")
+                  credential_validator: CredentialValidator | None = None,
+                  linked_usage: ResumptionPSKUsage | None = None) -> StagedCommit:
+    """Create a Commit (RFC 9420 §12.4.1); see the module docstring.  ``linked_usage``
+    is set only for the first Commit of a reinitialized or branched group (§11.2)."""
+    check_can_send(state)
     me = Sender.member(state.own_leaf)
     covered, entries, own_update = _covered(state, proposals, now=now,
                                             credential_validator=credential_validator)
     with_path = force_path or own_update or path_required(covered)
     outcome = check_and_apply(state, covered, committer=me, has_path=with_path, now=now,
-                              credential_validator=credential_validator)
+                              credential_validator=credential_validator,
+                              linked_usage=linked_usage)
     if with_path:
         provisional = create_path(state, outcome, covered, sender_leaf=state.own_leaf,
                                   leaf_template=state.own_leaf_node(),

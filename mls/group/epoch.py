@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from mls.codec import encode
 from mls.crypto.suite import Rng
-from mls.enums import LeafNodeSource, SenderType, WireFormat
+from mls.enums import LeafNodeSource, ResumptionPSKUsage, SenderType, WireFormat
 from mls.errors import ProposalValidationError, UsageError
 from mls.group.credentials import CredentialValidator
 from mls.group.leaf_validation import validate_leaf_node
@@ -125,15 +125,16 @@ def resolve_proposals(state: GroupState, commit: Commit,
 
 def check_and_apply(state: GroupState, proposals: Sequence[SenderProposal], *,
                     committer: Sender, has_path: bool, now: int | None,
-                    credential_validator: CredentialValidator | None
-                    ) -> ProposalOutcome:
+                    credential_validator: CredentialValidator | None,
+                    linked_usage: ResumptionPSKUsage | None = None) -> ProposalOutcome:
     """Validate the proposal list (RFC 9420 §12.2), check that a path is present
-    when required (§12.4) and apply the proposals to a copy of the tree (§12.3)."""
+    when required (§12.4) and apply the proposals to a copy of the tree (§12.3).
+    ``linked_usage``: see :func:`~mls.group.proposal_list.validate_proposal_list`."""
     external = committer.sender_type == SenderType.NEW_MEMBER_COMMIT
     validate_proposal_list(state.cs, proposals, committer=committer, tree=state.tree,
                            group_context=state.context, now=now,
                            credential_validator=credential_validator,
-                           is_external_commit=external)
+                           is_external_commit=external, linked_usage=linked_usage)
     if not has_path and (external or path_required(proposals)):
         raise ProposalValidationError("this Commit requires an UpdatePath")
     return apply_proposals(state.cs, proposals, tree=state.tree, group_context=state.context)
@@ -267,7 +268,8 @@ def next_state(state: GroupState, provisional: ProvisionalEpoch, result: EpochRe
                own_leaf: LeafIndex | None = None, signature_priv: bytes | None = None,
                extra_keys: Mapping[bytes, bytes] | None = None) -> GroupState:
     """The GroupState of the new epoch: old epoch moved to the history, pending
-    proposals dropped, HPKE keys merged and pruned to those the new tree uses."""
+    proposals dropped, HPKE keys merged and pruned to those the new tree uses; a
+    committed ReInit retires the group (RFC 9420 §11.2)."""
     tree = provisional.tree
     keys = dict(state.hpke_keys)
     keys.update(provisional.new_keys)
@@ -292,7 +294,8 @@ def next_state(state: GroupState, provisional: ProvisionalEpoch, result: EpochRe
         hpke_keys=hpke_keys, secrets=result.secrets, secret_tree=secret_tree,
         interim_transcript_hash=result.interim_transcript_hash,
         confirmation_tag=result.confirmation_tag, pending=(), past_epochs=past,
-        resumption_psks=psks[:config.max_resumption_psks], active=True)
+        resumption_psks=psks[:config.max_resumption_psks], active=True,
+        reinit=provisional.outcome.reinit)
 
 
 def removed_self(state: GroupState, outcome: ProposalOutcome) -> bool:

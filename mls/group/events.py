@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mls.enums import ContentType
 from mls.messages.framing import Sender
 from mls.messages.proposals import Proposal, ReInit
 from mls.messages.psk import PreSharedKeyID
@@ -48,4 +49,15 @@ class ApplicationEvent:
     epoch: int
 
 
-Event = ProposalEvent | CommitEvent | ApplicationEvent
+@dataclass(frozen=True, slots=True)
+class OwnMessageEvent:
+    """The delivery service echoed a message we sent ourselves (an application
+    message or a proposal of ``epoch``): nothing changed.  ``ref`` is the
+    ProposalRef for a proposal when it is known."""
+
+    content_type: ContentType
+    epoch: int
+    ref: bytes | None = None
+
+
+Event = ProposalEvent | CommitEvent | ApplicationEvent | OwnMessageEvent

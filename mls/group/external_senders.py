@@ -17,7 +17,7 @@ itself is validated by the caller (:func:`mls.group.key_package.validate_key_pac
 from __future__ import annotations
 
 from mls.enums import ContentType, ExtensionType, ProposalType, SenderType
-from mls.errors import DecodeError, UsageError, ValidationError
+from mls.errors import DecodeError, ProposalValidationError, UsageError, ValidationError
 from mls.group.credentials import CredentialValidator, check_credential
 from mls.messages.extension_types import ExternalSender, decode_external_senders
 from mls.messages.extensions import Extension, GroupContext, find_extension
@@ -71,7 +71,7 @@ def external_proposal_signature_key(sender: Sender, content_type: ContentType,
         if content_type != ContentType.PROPOSAL or proposal is None:
             raise ValidationError("an external sender may only send proposals")
         if proposal.proposal_type not in EXTERNAL_SENDER_PROPOSAL_TYPES:
-            raise ValidationError(f"an external sender may not send a "
+            raise ProposalValidationError(f"an external sender may not send a "
                                   f"{proposal.proposal_type.name.lower()} proposal")
         signers = external_senders(group_context.extensions)
         if not signers:
@@ -84,7 +84,7 @@ def external_proposal_signature_key(sender: Sender, content_type: ContentType,
         if content_type != ContentType.PROPOSAL or proposal is None:
             raise ValidationError("a new_member_proposal sender may only send proposals")
         if not isinstance(proposal, Add):
-            raise ValidationError(f"a new_member_proposal sender may only send an add "
+            raise ProposalValidationError(f"a new_member_proposal sender may only send an add "
                                   f"proposal, not {proposal.proposal_type.name.lower()}")
         return proposal.key_package.leaf_node.signature_key
     raise UsageError(f"sender type {sender.sender_type.name.lower()} is not an external "

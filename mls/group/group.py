@@ -10,6 +10,14 @@ Commits are two-phase: :meth:`Group.commit` returns a
 once the delivery service accepted the Commit, :meth:`Group.merge` it.  If another
 member's Commit for the same epoch wins, drop the staged commit and :meth:`process`
 the winner instead.
+
+Reinitialization (RFC 9420 §11.2): commit a ReInit alone; every member's group is
+then *retired* (:attr:`Group.retired`: it sends nothing more) and one member calls
+:meth:`Group.reinit` on it to start the new group, which the others join with
+``Group.join(..., resumption_groups={old.group_id: old})``.  Branching (§11.3):
+:meth:`Group.branch` starts a subgroup joined the same way.  Processing the echo of
+our own application message or proposal returns an
+:class:`~mls.group.events.OwnMessageEvent` and changes nothing.
 """
 
 from __future__ import annotations
@@ -18,10 +26,17 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from mls.codec import decode, encode
 from mls.crypto.suite import Rng, suite
-from mls.enums import ExtensionType, LeafNodeSource, ProtocolVersion, PSKType
+from mls.enums import (
+    ExtensionType,
+    LeafNodeSource,
+    ProtocolVersion,
+    PSKType,
+    ResumptionPSKUsage,
+)
 from mls.errors import UsageError
 from mls.framing.welcome import sign_group_info
 from mls.group import application
+from mls.group.application import check_can_send
 from mls.group.commit import StagedCommit, check_base, create_commit, create_proposal
 from mls.group.config import GroupConfig
 from mls.group.credentials import CredentialValidator
@@ -31,6 +46,7 @@ from mls.group.join import join_from_welcome
 from mls.group.key_package import KeyPackageBundle
 from mls.group.process import process_message
 from mls.group.psk import PskResolver
+from mls.group.resumption import commit_linked_group
 from mls.group.state import GroupState
 from mls.messages.credentials import Credential
 from mls.messages.extension_types import ExternalPub
@@ -100,17 +116,26 @@ class Group:
              external_psks: Mapping[bytes, bytes] | None = None,
              psk_resolver: PskResolver | None = None, now: int | None = None,
              credential_validator: CredentialValidator | None = None,
-             config: GroupConfig | None = None) -> Group:
-        """Join from a Welcome (RFC 9420 §12.4.3.1)."""
+             config: GroupConfig | None = None,
+             resumption_groups: Mapping[bytes, Group] | None = None) -> Group:
+        """Join from a Welcome (RFC 9420 §12.4.3.1).
+
+        ``resumption_groups`` are our old groups by group id: their retained
+        resumption PSKs are available to the Welcome, and a group started by
+        reinitialization or branching (§11.2, §11.3) is verified against the old
+        group its reinit/branch PSK names (which must be among them).
+        """
         if not isinstance(welcome, Welcome):
             body = _as_message(welcome).body
             if not isinstance(body, Welcome):
                 raise UsageError("expected a Welcome message")
             welcome = body
+        old_states = {group_id: group.state
+                      for group_id, group in (resumption_groups or {}).items()}
         return cls(join_from_welcome(welcome, bundle, ratchet_tree=ratchet_tree,
                                      external_psks=external_psks, psk_resolver=psk_resolver,
                                      now=now, credential_validator=credential_validator,
-                                     config=config))
+                                     config=config, resumption_groups=old_states))
 
     @classmethod
     def join_external(cls, group_info: MLSMessage | GroupInfo | bytes, *,
@@ -161,6 +186,17 @@ class Group:
     @property
     def group_context(self) -> GroupContext:
         return self._state.context
+
+    @property
+    def retired(self) -> bool:
+        """Whether a ReInit was committed: the group sends nothing more and waits to
+        be replaced by :meth:`reinit` (RFC 9420 §11.2)."""
+        return self._state.retired
+
+    @property
+    def pending_reinit(self) -> ReInit | None:
+        """The ReInit proposal of the Commit that retired this group, if any."""
+        return self._state.reinit
 
     def members(self) -> Iterator[tuple[LeafIndex, LeafNode]]:
         """Every member's leaf index and leaf node, left to right."""
@@ -239,6 +275,8 @@ class Group:
     def propose_reinit(self, *, group_id: bytes, cipher_suite: int,
                        extensions: tuple[Extension, ...] = (), rng: Rng
                        ) -> tuple[Group, MLSMessage]:
+        """Propose to reinitialize the group (RFC 9420 §11.2, §12.1.5); commit it
+        alone (``commit(proposals=[ReInit(...)])`` commits one by value)."""
         reinit = ReInit(group_id, ProtocolVersion.MLS10, cipher_suite, extensions)
         return self.propose(reinit, rng=rng)
 
@@ -268,6 +306,55 @@ class Group:
         """Adopt our own staged Commit once the delivery service accepted it."""
         check_base(self._state, staged)
         return Group(staged.state)
+
+    # -- reinitialization and branching ------------------------------------------------
+
+    def reinit(self, bundle: KeyPackageBundle, key_packages: Sequence[KeyPackage], *,
+               rng: Rng, now: int | None = None, config: GroupConfig | None = None,
+               credential_validator: CredentialValidator | None = None,
+               force_path: bool = False) -> tuple[Group, MLSMessage | None]:
+        """Start the successor of this retired group (RFC 9420 §11.2 step 3).
+
+        ``bundle`` is our KeyPackage for the new group and ``key_packages`` those of
+        every other member, all in the ReInit's cipher suite.  The new group has the
+        ReInit's group_id, version, cipher suite and extensions; its first Commit adds
+        the members and injects this group's last resumption PSK (usage reinit).
+        Returns the new group at epoch 1 and the Welcome (``None`` if alone).
+        """
+        reinit = self._state.reinit
+        if reinit is None:
+            raise UsageError("the last commit of this group holds no ReInit")
+        key_package = bundle.key_package
+        if (key_package.version, key_package.cipher_suite) != (reinit.version,
+                                                                reinit.cipher_suite):
+            raise UsageError("our KeyPackage's version or cipher suite differs from the "
+                             "ReInit's")
+        new = Group.create(bundle, group_id=reinit.group_id, rng=rng,
+                           extensions=reinit.extensions, config=config or self._state.config)
+        state, welcome = commit_linked_group(
+            self._state, new.state, key_packages, usage=ResumptionPSKUsage.REINIT, rng=rng,
+            now=now, credential_validator=credential_validator, force_path=force_path)
+        return Group(state), welcome
+
+    def branch(self, bundle: KeyPackageBundle, key_packages: Sequence[KeyPackage], *,
+               new_group_id: bytes, rng: Rng, extensions: tuple[Extension, ...] | None = None,
+               now: int | None = None, config: GroupConfig | None = None,
+               credential_validator: CredentialValidator | None = None,
+               force_path: bool = False) -> tuple[Group, MLSMessage | None]:
+        """A subgroup of some of our members (RFC 9420 §11.3), linked to this group's
+        current epoch by a resumption PSK of usage branch.  ``bundle`` and
+        ``key_packages`` are fresh KeyPackages (this group's cipher suite) of us and
+        of the members to include; ``extensions`` default to this group's.  Returns
+        the subgroup at epoch 1 and the Welcome (``None`` if alone)."""
+        check_can_send(self._state)
+        new = Group.create(bundle, group_id=new_group_id, rng=rng,
+                           extensions=(self._state.context.extensions if extensions is None
+                                       else extensions),
+                           config=config or self._state.config)
+        state, welcome = commit_linked_group(
+            self._state, new.state, key_packages, usage=ResumptionPSKUsage.BRANCH, rng=rng,
+            now=now, credential_validator=credential_validator, force_path=force_path)
+        return Group(state), welcome
 
     # -- receiving and sending messages -------------------------------------------------
 

@@ -13,7 +13,9 @@
 8. set the private keys from the path secret at the lowest common ancestor of our
    leaf and the signer, up to the root, checking each derived public key;
 9. derive the epoch from the joiner secret, verify the confirmation tag, compute the
-   interim transcript hash and set up the secret tree.
+   interim transcript hash and set up the secret tree;
+10. for a group started by reinitialization or branching, check it against the old
+    group (:mod:`mls.group.resumption`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Mapping
 
 from mls.codec import decode, encode
 from mls.crypto.suite import CipherSuite, suite
-from mls.enums import ExtensionType, ProtocolVersion, PSKType, ResumptionPSKUsage
+from mls.enums import ExtensionType, ProtocolVersion
 from mls.errors import DecodeError, TreeValidationError, UsageError, ValidationError
 from mls.framing.refs import key_package_ref
 from mls.framing.welcome import decrypt_group_info, open_group_secrets, verify_group_info
@@ -30,6 +32,7 @@ from mls.group.config import GroupConfig
 from mls.group.credentials import CredentialValidator
 from mls.group.key_package import KeyPackageBundle
 from mls.group.psk import PskResolver
+from mls.group.resumption import linked_psk_id, resumption_lookup, verify_linked_join
 from mls.group.state import GroupState
 from mls.messages.extension_types import RequiredCapabilities
 from mls.messages.extensions import find_extension
@@ -117,41 +120,36 @@ def _path_keys(cs: CipherSuite, tree: RatchetTree, own: LeafIndex, signer: LeafI
     return out
 
 
-def _special_psks(secrets: GroupSecrets) -> int:
-    """How many resumption PSKs with usage reinit or branch the Welcome names; at
-    most one is allowed (RFC 9420 §12.4.3.1)."""
-    count = sum(1 for psk_id in secrets.psks if psk_id.psktype == PSKType.RESUMPTION
-                and psk_id.usage != ResumptionPSKUsage.APPLICATION)
-    if count > 1:
-        raise ValidationError("Welcome names more than one reinit/branch resumption PSK")
-    return count
-
-
 def join_from_welcome(welcome: Welcome, bundle: KeyPackageBundle, *,
                       ratchet_tree: RatchetTree | bytes | None = None,
                       external_psks: Mapping[bytes, bytes] | None = None,
                       psk_resolver: PskResolver | None = None, now: int | None = None,
                       credential_validator: CredentialValidator | None = None,
-                      config: GroupConfig | None = None) -> GroupState:
+                      config: GroupConfig | None = None,
+                      resumption_groups: Mapping[bytes, GroupState] | None = None
+                      ) -> GroupState:
     """Join a group from a Welcome (RFC 9420 §12.4.3.1); see the module docstring.
 
-    PSKs come from ``psk_resolver`` if given, else from ``external_psks``.  For a
-    reinit/branch resumption PSK only its uniqueness and epoch 1 are checked here;
-    comparing with the old group (§12.4.3.1, last step) is the caller's job.
+    PSKs come from ``psk_resolver`` if given, else from ``external_psks`` and the
+    resumption PSKs retained by ``resumption_groups`` (old groups by group id).  A
+    Welcome naming a reinit/branch PSK is verified against its old group, which must
+    be in ``resumption_groups`` (:func:`mls.group.resumption.verify_linked_join`).
     """
     key_package = bundle.key_package
     cs = suite(welcome.cipher_suite)
     group_secrets = open_group_secrets(cs, welcome, key_package,
                                        key_package_ref(cs, key_package), bundle.init_priv)
-    special_psk = _special_psks(group_secrets)
-    resolver = psk_resolver or PskResolver(external=dict(external_psks or {}))
+    linked_psk = linked_psk_id(group_secrets.psks)
+    old_groups = resumption_groups or {}
+    resolver = psk_resolver or PskResolver(external=dict(external_psks or {}),
+                                           resumption=resumption_lookup(old_groups))
     psk = psk_secret(cs, resolver.resolve(group_secrets.psks))
     welcome_secret = derive_welcome_secret(cs, group_secrets.joiner_secret, psk)
     group_info = decrypt_group_info(cs, welcome_secret, welcome.encrypted_group_info)
     context = group_info.group_context
     if context.cipher_suite != cs.id or context.version != ProtocolVersion.MLS10:
         raise ValidationError("GroupInfo cipher suite or version differs from the Welcome")
-    if special_psk and context.epoch != 1:
+    if linked_psk is not None and context.epoch != 1:
         raise ValidationError("a group started by reinit/branch must be joined at epoch 1")
     tree = group_tree(cs, group_info, ratchet_tree)
     validate_group_tree(cs, tree, group_info, now=now,
@@ -162,6 +160,8 @@ def join_from_welcome(welcome: Welcome, bundle: KeyPackageBundle, *,
     _, secrets = epoch_from_joiner(cs, group_secrets.joiner_secret, psk, encode(context))
     verify_confirmation_tag(cs, secrets.confirmation_key, context.confirmed_transcript_hash,
                             group_info.confirmation_tag)
+    if linked_psk is not None:
+        verify_linked_join(linked_psk, context, tree, old_groups)
     interim = interim_transcript_hash(cs, context.confirmed_transcript_hash,
                                       interim_transcript_hash_input(group_info.confirmation_tag))
     config = config or GroupConfig()

@@ -7,7 +7,13 @@ a PrivateMessage, §6.3), then:
 * a proposal goes to the pending store of the epoch -> :class:`ProposalEvent`;
 * a commit runs the next-epoch pipeline (:mod:`mls.group.epoch`) and its confirmation
   tag is checked -> new state and :class:`CommitEvent`;
-* application data -> :class:`ApplicationEvent` (also from a retained past epoch).
+* application data -> :class:`ApplicationEvent` (also from a retained past epoch);
+* the echo of our own application message or proposal -> :class:`OwnMessageEvent`
+  (our own Commit must be merged, not processed: UsageError).
+
+A proposal is validated on receipt (:mod:`mls.group.proposal_checks`) before it
+enters the pending store.  A group retired by a ReInit (RFC 9420 §11.2) accepts no
+further proposals or Commits.
 
 Nothing is changed on failure: the caller's state is never mutated, and the secret
 tree is trialled on a copy.
@@ -24,7 +30,6 @@ from mls.enums import ContentType, SenderType
 from mls.errors import (
     ConfirmationTagError,
     EpochError,
-    ProposalValidationError,
     UsageError,
     ValidationError,
 )
@@ -43,8 +48,15 @@ from mls.group.epoch import (
     resolve_proposals,
     without_path,
 )
-from mls.group.events import ApplicationEvent, CommitEvent, Event, ProposalEvent
+from mls.group.events import (
+    ApplicationEvent,
+    CommitEvent,
+    Event,
+    OwnMessageEvent,
+    ProposalEvent,
+)
 from mls.group.external_senders import external_proposal_signature_key
+from mls.group.proposal_checks import check_received_proposal
 from mls.group.proposal_list import ProposalOutcome, SenderProposal
 from mls.group.psk import PskResolver
 from mls.group.state import GroupState, PastEpoch, PendingProposal
@@ -55,7 +67,7 @@ from mls.messages.framing import (
     PublicMessage,
     Sender,
 )
-from mls.messages.proposals import Commit, ExternalInit, Update
+from mls.messages.proposals import Commit, Update
 from mls.tree.math import LeafIndex
 from mls.tree.ratchet_tree import RatchetTree
 
@@ -74,6 +86,9 @@ def process_message(state: GroupState, message: MLSMessage, *,
     elif isinstance(body, PrivateMessage):
         if body.group_id != state.group_id:
             raise ValidationError("message is for another group")
+        if state.sent_messages and (
+                state.sent_fingerprint(body.ciphertext) in state.sent_messages):
+            return state, OwnMessageEvent(body.content_type, body.epoch)
         if body.epoch != state.epoch:
             return process_past_application(state, body)
         authenticated, state = decrypt_private_message(state, body)
@@ -84,8 +99,12 @@ def process_message(state: GroupState, message: MLSMessage, *,
         assert isinstance(content.content, bytes)
         return state, ApplicationEvent(LeafIndex(content.sender.leaf_index), content.content,
                                        content.authenticated_data, content.epoch)
+    if state.retired:
+        raise UsageError("this group was reinitialized (ReInit): it takes no more "
+                         "proposals or commits")
     if content.content_type == ContentType.PROPOSAL:
-        return store_proposal(state, authenticated)
+        return store_proposal(state, authenticated, now=now,
+                              credential_validator=credential_validator)
     resolver = psk_resolver or psk_resolver_for(state, external_psks)
     return process_commit(state, authenticated, resolver, now=now,
                           credential_validator=credential_validator)
@@ -169,18 +188,23 @@ def process_past_application(state: GroupState, message: PrivateMessage
 
 # -- proposals -----------------------------------------------------------------------
 
-def store_proposal(state: GroupState, authenticated: AuthenticatedContent
+def store_proposal(state: GroupState, authenticated: AuthenticatedContent, *,
+                   now: int | None = None,
+                   credential_validator: CredentialValidator | None = None
                    ) -> tuple[GroupState, Event]:
-    """Keep a proposal for this epoch under its ProposalRef (RFC 9420 §12.1)."""
+    """Validate a received proposal (:mod:`mls.group.proposal_checks`) and keep it
+    for this epoch under its ProposalRef (RFC 9420 §12.1).  The echo of one of our
+    own pending proposals is an :class:`OwnMessageEvent`."""
     content = authenticated.content
     proposal = content.content
     assert not isinstance(proposal, (bytes, Commit))
-    if isinstance(proposal, ExternalInit):
-        raise ProposalValidationError("ExternalInit may only be sent by value in a Commit")
-    if isinstance(proposal, Update) and content.sender.sender_type != SenderType.MEMBER:
-        raise ProposalValidationError("only members can send Update proposals")
     ref = proposal_ref(state.cs, authenticated)
     pending = state.pending
+    if content.sender == Sender.member(state.own_leaf) and any(
+            item.ref == ref for item in pending):
+        return state, OwnMessageEvent(ContentType.PROPOSAL, state.epoch, ref)
+    check_received_proposal(state, proposal, content.sender, now=now,
+                            credential_validator=credential_validator)
     if all(item.ref != ref for item in pending):
         pending = (*pending, PendingProposal(ref, authenticated))
     return state.replace(pending=pending), ProposalEvent(ref, proposal, content.sender)

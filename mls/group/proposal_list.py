@@ -18,15 +18,22 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mls.crypto.suite import CipherSuite
+from mls.crypto.suite import CipherSuite, suite
 from mls.enums import (
     LeafNodeSource,
     ProposalType,
+    ProtocolVersion,
     PSKType,
     ResumptionPSKUsage,
     SenderType,
 )
-from mls.errors import ProposalValidationError, SignatureError, UsageError, ValidationError
+from mls.errors import (
+    ProposalValidationError,
+    SignatureError,
+    UnsupportedError,
+    UsageError,
+    ValidationError,
+)
 from mls.group.credentials import CredentialValidator, check_successor
 from mls.group.external_senders import (
     EXTERNAL_SENDER_PROPOSAL_TYPES,
@@ -98,27 +105,71 @@ def path_required(proposals: Sequence[SenderProposal]) -> bool:
     return any(sp.proposal.proposal_type not in PATH_NOT_REQUIRED_TYPES for sp in proposals)
 
 
-def check_psk_proposals(cs: CipherSuite, proposals: Sequence[SenderProposal]) -> None:
-    """PreSharedKey rules (RFC 9420 §12.1.4, §12.2): ``psk_nonce`` of length Nh, a
-    resumption PSK in a Commit has usage application (reinit and branch PSKs belong
-    to reinitialization and branching only), and no PreSharedKeyID appears twice."""
+def check_psk_id(cs: CipherSuite, psk_id: PreSharedKeyID, where: str,
+                 linked_usage: ResumptionPSKUsage | None = None) -> None:
+    """One PreSharedKeyID (RFC 9420 §12.1.4): ``psk_nonce`` of length Nh, and a
+    resumption PSK has usage application -- except the one PSK of usage
+    ``linked_usage`` (reinit or branch) in the first Commit of a group created by
+    reinitialization or branching (§11.2, §11.3)."""
+    if len(psk_id.psk_nonce) != cs.hash_len:
+        raise ProposalValidationError(
+            f"{where}: psk_nonce is {len(psk_id.psk_nonce)} bytes, not Nh={cs.hash_len}")
+    if psk_id.psktype == PSKType.RESUMPTION and (
+            psk_id.usage not in (ResumptionPSKUsage.APPLICATION, linked_usage)):
+        raise ProposalValidationError(
+            f"{where}: resumption PSK with usage {psk_id.usage.name.lower()} "
+            f"outside reinitialization/branching")
+
+
+def check_psk_proposals(cs: CipherSuite, proposals: Sequence[SenderProposal],
+                        linked_usage: ResumptionPSKUsage | None = None) -> None:
+    """PreSharedKey rules (RFC 9420 §12.1.4, §12.2): each id per :func:`check_psk_id`,
+    at most one of usage ``linked_usage``, and no PreSharedKeyID appears twice."""
     seen: set[PreSharedKeyID] = set()
+    linked = 0
     for position, sp in enumerate(proposals):
         if not isinstance(sp.proposal, PreSharedKey):
             continue
         where = _where(position, sp.proposal)
         psk_id = sp.proposal.psk
-        if len(psk_id.psk_nonce) != cs.hash_len:
-            raise ProposalValidationError(
-                f"{where}: psk_nonce is {len(psk_id.psk_nonce)} bytes, not Nh={cs.hash_len}")
+        check_psk_id(cs, psk_id, where, linked_usage)
         if psk_id.psktype == PSKType.RESUMPTION and (
                 psk_id.usage != ResumptionPSKUsage.APPLICATION):
-            raise ProposalValidationError(
-                f"{where}: resumption PSK with usage {psk_id.usage.name.lower()} "
-                f"outside reinitialization/branching")
+            linked += 1
+            if linked > 1:
+                raise ProposalValidationError(f"{where}: more than one reinit/branch PSK")
         if psk_id in seen:
             raise ProposalValidationError(f"{where}: PreSharedKeyID appears twice")
         seen.add(psk_id)
+
+
+def check_extension_list(extensions: tuple[Extension, ...], where: str,
+                         credential_validator: CredentialValidator | None) -> None:
+    """GroupContext extensions proposed by GroupContextExtensions or ReInit are well
+    formed (RFC 9420 §11.1, §12.1.7, §13.4): each type once, a parsable
+    required_capabilities, external_senders whose credentials the AS accepts."""
+    check_unique_extension_types(extensions, where, ProposalValidationError)
+    try:
+        required_capabilities(extensions)
+    except ValidationError as exc:
+        raise ProposalValidationError(f"{where}: {exc}") from exc
+    validate_external_senders(extensions, credential_validator, ProposalValidationError)
+
+
+def check_reinit(proposal: ReInit, group_context: GroupContext, where: str,
+                 credential_validator: CredentialValidator | None) -> None:
+    """A ReInit is well formed (RFC 9420 §12.1.5): not to an older version, to a
+    cipher suite we implement, with valid extensions for the new group."""
+    if proposal.version < group_context.version:
+        raise ProposalValidationError(f"{where}: ReInit to older version {proposal.version}")
+    if proposal.version != ProtocolVersion.MLS10:
+        raise ProposalValidationError(f"{where}: ReInit to unsupported version "
+                                      f"{proposal.version}")
+    try:
+        suite(proposal.cipher_suite)
+    except UnsupportedError as exc:
+        raise ProposalValidationError(f"{where}: {exc}") from exc
+    check_extension_list(proposal.extensions, where, credential_validator)
 
 
 def _removable_leaf(tree: RatchetTree, where: str, removed: int) -> LeafIndex:
@@ -131,7 +182,8 @@ def validate_proposal_list(cs: CipherSuite, proposals: Sequence[SenderProposal],
                            committer: Sender, tree: RatchetTree,
                            group_context: GroupContext, now: int | None,
                            credential_validator: CredentialValidator | None = None,
-                           is_external_commit: bool = False) -> None:
+                           is_external_commit: bool = False,
+                           linked_usage: ResumptionPSKUsage | None = None) -> None:
     """Validate the proposals a Commit covers (RFC 9420 §12.2, §12.4.3.2).
 
     ``committer`` is the Commit's sender (member, or new_member_commit for an
@@ -139,6 +191,8 @@ def validate_proposal_list(cs: CipherSuite, proposals: Sequence[SenderProposal],
     For a resync external Commit, the caller also validates the path's LeafNode as an
     Update of the removed leaf: ``validate_leaf_node(..., tree=<tree before the
     proposals>, leaf_index=<joiner's leaf>, replacing=<removed leaf>)``.
+    ``linked_usage`` admits one resumption PSK of usage reinit or branch: only for
+    the first Commit of a group created by reinitialization or branching (§11.2).
     """
     if is_external_commit:
         if committer.sender_type != SenderType.NEW_MEMBER_COMMIT:
@@ -148,7 +202,7 @@ def validate_proposal_list(cs: CipherSuite, proposals: Sequence[SenderProposal],
     if committer.sender_type != SenderType.MEMBER:
         raise UsageError("a regular commit's sender is a member")
     _MemberCommitCheck(cs, proposals, committer, tree, group_context, now,
-                       credential_validator).run()
+                       credential_validator, linked_usage).run()
 
 
 def _validate_external_commit_list(cs: CipherSuite, proposals: Sequence[SenderProposal],
@@ -185,8 +239,10 @@ class _MemberCommitCheck:
 
     def __init__(self, cs: CipherSuite, proposals: Sequence[SenderProposal],
                  committer: Sender, tree: RatchetTree, group_context: GroupContext,
-                 now: int | None, credential_validator: CredentialValidator | None) -> None:
+                 now: int | None, credential_validator: CredentialValidator | None,
+                 linked_usage: ResumptionPSKUsage | None = None) -> None:
         self.cs = cs
+        self.linked_usage = linked_usage
         self.proposals = proposals
         self.committer = committer
         self.committer_leaf = LeafIndex(committer.leaf_index)
@@ -218,7 +274,7 @@ class _MemberCommitCheck:
         for position, sp in enumerate(self.proposals):
             if isinstance(sp.proposal, Add):
                 self._check_add(position, sp.proposal)
-        check_psk_proposals(self.cs, self.proposals)
+        check_psk_proposals(self.cs, self.proposals, self.linked_usage)
         self._check_proposal_type_support()
         if self.context is not self.group_context:
             self._check_members_meet(requirements)
@@ -267,9 +323,7 @@ class _MemberCommitCheck:
                 if len(self.proposals) != 1:
                     raise ProposalValidationError(
                         f"{where}: ReInit must be the only proposal in a commit")
-                if proposal.version < self.group_context.version:
-                    raise ProposalValidationError(
-                        f"{where}: ReInit to older version {proposal.version}")
+                check_reinit(proposal, self.group_context, where, self.validator)
             if isinstance(proposal, GroupContextExtensions):
                 if gce_seen:
                     raise ProposalValidationError(
@@ -278,13 +332,7 @@ class _MemberCommitCheck:
                 self._check_gce(where, proposal)
 
     def _check_gce(self, where: str, proposal: GroupContextExtensions) -> None:
-        check_unique_extension_types(proposal.extensions, where, ProposalValidationError)
-        try:
-            required_capabilities(proposal.extensions)
-        except ValidationError as exc:
-            raise ProposalValidationError(f"{where}: {exc}") from exc
-        validate_external_senders(proposal.extensions, self.validator,
-                                  ProposalValidationError)
+        check_extension_list(proposal.extensions, where, self.validator)
         self.context = dataclasses.replace(self.group_context,
                                            extensions=proposal.extensions)
 

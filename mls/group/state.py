@@ -28,12 +28,15 @@ from mls.group.config import GroupConfig
 from mls.messages.extensions import GroupContext
 from mls.messages.framing import AuthenticatedContent
 from mls.messages.leaf_node import LeafNode
+from mls.messages.proposals import ReInit
 from mls.schedule.key_schedule import EpochSecrets
 from mls.schedule.secret_tree import SecretTree
 from mls.tree.math import LeafIndex, NodeIndex
 from mls.tree.ratchet_tree import RatchetTree
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+#: How many fingerprints of our own sent PrivateMessages are kept.
+MAX_SENT_REMEMBERED = 64
 
 _SECRET_FIELDS = ("sender_data_secret", "encryption_secret", "exporter_secret",
                   "epoch_authenticator", "external_secret", "confirmation_key",
@@ -81,6 +84,8 @@ class GroupState:
     resumption_psks: tuple[tuple[int, bytes], ...] = field(default=(), repr=False)
     config: GroupConfig = field(default_factory=GroupConfig)
     active: bool = True
+    reinit: ReInit | None = None
+    sent_messages: tuple[bytes, ...] = field(default=(), repr=False)
 
     # -- convenience -----------------------------------------------------------------
 
@@ -120,13 +125,28 @@ class GroupState:
                 return psk
         return None
 
+    @property
+    def retired(self) -> bool:
+        """Whether a ReInit was committed: the group is closed (RFC 9420 §11.2)."""
+        return self.reinit is not None
+
+    def sent_fingerprint(self, ciphertext: bytes) -> bytes:
+        """The fingerprint of a PrivateMessage we sent (its ciphertext's hash)."""
+        return self.cs.hash(ciphertext)
+
+    def with_sent(self, ciphertext: bytes) -> GroupState:
+        """Remember a PrivateMessage we sent (bounded, oldest dropped first)."""
+        recent = (*self.sent_messages, self.sent_fingerprint(ciphertext))
+        return self.replace(sent_messages=recent[-MAX_SENT_REMEMBERED:])
+
     def replace(self, **changes: Any) -> GroupState:
         return dataclasses.replace(self, **changes)
 
     def __repr__(self) -> str:
         return (f"GroupState(group_id={self.group_id.hex()}, epoch={self.epoch}, "
                 f"own_leaf={self.own_leaf}, members={self.tree.member_count()}, "
-                f"pending={len(self.pending)}, active={self.active})")
+                f"pending={len(self.pending)}, active={self.active}, "
+                f"retired={self.retired})")
 
     # -- serialization ---------------------------------------------------------------
 
@@ -150,6 +170,8 @@ class GroupState:
         w.vector(self.resumption_psks, _write_psk)
         self.config.encode(w)
         w.boolean(self.active)
+        w.optional(self.reinit)
+        w.vector(self.sent_messages, Writer.opaque)
         return w.getvalue()
 
     @classmethod
@@ -157,7 +179,7 @@ class GroupState:
         """Inverse of :meth:`to_bytes`; malformed state raises DecodeError."""
         r = Reader(data)
         version = r.u8()
-        if version != STATE_VERSION:
+        if version not in (1, STATE_VERSION):
             raise DecodeError(f"unsupported group state version {version}")
         cs = suite(r.u16())
         context = GroupContext.decode(r)
@@ -173,13 +195,16 @@ class GroupState:
         psks = r.vector(_read_psk)
         config = GroupConfig.decode(r)
         active = r.boolean()
+        reinit = r.optional(ReInit) if version >= 2 else None
+        sent = r.vector(Reader.opaque) if version >= 2 else ()
         r.finish("GroupState")
         if len(dict(pairs)) != len(pairs):
             raise DecodeError("group state: duplicate HPKE keys")
         if active and (own_leaf >= tree.n_leaves or tree.leaf(own_leaf) is None):
             raise DecodeError("group state: own leaf is not in the tree")
         return cls(cs, context, tree, own_leaf, signature_priv, dict(pairs), secrets,
-                   secret_tree, interim, tag, pending, past, psks, config, active)
+                   secret_tree, interim, tag, pending, past, psks, config, active, reinit,
+                   sent)
 
 
 def _write_tree(w: Writer, tree: RatchetTree) -> None:

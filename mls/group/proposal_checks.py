@@ -1,0 +1,127 @@
+"""Validating a proposal on receipt, before it is stored (RFC 9420 §12.1, §12.2).
+
+A proposal arriving by itself (not yet covered by a Commit) gets every check that
+does not depend on the rest of the Commit that will cover it:
+
+* Add: the KeyPackage is valid for this group (§10.1, §12.1.1);
+* Update: the sender is a member and the leaf node is valid with source ``update``
+  (§7.3, §12.1.2): signature over this group and the sender's leaf index, the group's
+  capabilities, a fresh encryption key, unique keys, credential types supported
+  both ways, an acceptable credential successor;
+* Remove: names a non-blank leaf of the tree (§12.1.3);
+* PreSharedKey: ``psk_nonce`` of length Nh; a resumption PSK has usage application
+  (§12.1.4);
+* ReInit and GroupContextExtensions: well-formed fields and extensions (§12.1.5,
+  §12.1.7);
+* ExternalInit is never sent by reference (§12.1.6); external senders only send the
+  types of §12.1.8.
+
+Failures raise :class:`~mls.errors.ProposalValidationError` (a bad signature too,
+chained from the :class:`~mls.errors.SignatureError`).  The rules that need the
+whole list (duplicates, conflicts, the committer) are :mod:`mls.group.proposal_list`'s.
+"""
+
+from __future__ import annotations
+
+from mls.enums import LeafNodeSource, SenderType
+from mls.errors import ProposalValidationError, SignatureError, ValidationError
+from mls.group.credentials import CredentialValidator, check_successor
+from mls.group.external_senders import EXTERNAL_SENDER_PROPOSAL_TYPES
+from mls.group.key_package import validate_key_package
+from mls.group.leaf_validation import (
+    GroupRequirements,
+    check_credential_types,
+    check_keys_unique,
+    check_leaf_alone,
+)
+from mls.group.proposal_list import check_extension_list, check_psk_id, check_reinit
+from mls.group.state import GroupState
+from mls.messages.framing import Sender
+from mls.messages.proposals import (
+    Add,
+    ExternalInit,
+    GroupContextExtensions,
+    PreSharedKey,
+    Proposal,
+    ReInit,
+    Remove,
+    Update,
+)
+from mls.tree.math import LeafIndex
+
+
+def check_received_proposal(state: GroupState, proposal: Proposal, sender: Sender, *,
+                            now: int | None,
+                            credential_validator: CredentialValidator | None) -> None:
+    """The checks of the module docstring for one received ``proposal``."""
+    where = f"received {proposal.proposal_type.name.lower()} proposal"
+    if isinstance(proposal, ExternalInit):
+        raise ProposalValidationError("ExternalInit may only be sent by value in a Commit")
+    if sender.sender_type == SenderType.EXTERNAL and (
+            proposal.proposal_type not in EXTERNAL_SENDER_PROPOSAL_TYPES):
+        raise ProposalValidationError(f"{where}: not allowed from an external sender")
+    if sender.sender_type == SenderType.NEW_MEMBER_PROPOSAL and not isinstance(proposal, Add):
+        raise ProposalValidationError(f"{where}: a new_member_proposal sender may only "
+                                      f"propose an Add")
+    try:
+        if isinstance(proposal, Add | Update):
+            _check_new_leaf(state, proposal, sender, where, now, credential_validator)
+        elif isinstance(proposal, Remove):
+            removed = proposal.removed
+            if not 0 <= removed < state.tree.n_leaves or (
+                    state.tree.leaf(LeafIndex(removed)) is None):
+                raise ProposalValidationError(f"{where}: removes blank or absent leaf "
+                                              f"{removed}")
+        elif isinstance(proposal, PreSharedKey):
+            check_psk_id(state.cs, proposal.psk, where)
+        elif isinstance(proposal, ReInit):
+            check_reinit(proposal, state.context, where, credential_validator)
+        elif isinstance(proposal, GroupContextExtensions):
+            check_extension_list(proposal.extensions, where, credential_validator)
+    except SignatureError as exc:
+        raise ProposalValidationError(f"{where}: {exc}") from exc
+
+
+def _check_new_leaf(state: GroupState, proposal: Add | Update, sender: Sender, where: str,
+                    now: int | None, credential_validator: CredentialValidator | None) -> None:
+    """An Add's KeyPackage (§10.1) or an Update's leaf node (§7.3), errors prefixed
+    with ``where``."""
+    try:
+        if isinstance(proposal, Add):
+            validate_key_package(state.cs, proposal.key_package, now=now,
+                                 group_context=state.context,
+                                 credential_validator=credential_validator,
+                                 error_class=ProposalValidationError)
+        else:
+            _check_update(state, proposal, sender, where, now, credential_validator)
+    except ProposalValidationError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise ProposalValidationError(f"{where}: {exc}") from exc
+
+
+def _check_update(state: GroupState, proposal: Update, sender: Sender, where: str,
+                  now: int | None, credential_validator: CredentialValidator | None) -> None:
+    if sender.sender_type != SenderType.MEMBER:
+        raise ProposalValidationError("only members can send Update proposals")
+    leaf_index = LeafIndex(sender.leaf_index)
+    old = state.tree.leaf(leaf_index)
+    if old is None:
+        raise ProposalValidationError(f"{where}: sender leaf {leaf_index} is blank")
+    leaf = proposal.leaf_node
+    check_leaf_alone(state.cs, leaf, requirements=GroupRequirements.of_context(state.context),
+                     group_id=state.group_id, leaf_index=leaf_index,
+                     expected_source=LeafNodeSource.UPDATE, now=now,
+                     credential_validator=credential_validator,
+                     error_class=ProposalValidationError)
+    if leaf.encryption_key == old.encryption_key:
+        raise ProposalValidationError(f"{where}: encryption_key is not changed")
+    check_keys_unique(state.tree, leaf, where, replacing=leaf_index,
+                      error_class=ProposalValidationError)
+    check_credential_types(state.tree, leaf, where, ignore=(leaf_index,),
+                           error_class=ProposalValidationError)
+    try:
+        check_successor(credential_validator, old.credential, leaf.credential)
+    except ValidationError as exc:
+        raise ProposalValidationError(f"{where}: credential may not replace the old one: "
+                                      f"{exc}") from exc
