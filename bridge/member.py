@@ -1,0 +1,634 @@
+"""The transport-agnostic MLS member client (used by the XMPP plugin, the Matrix
+helper, the demo and the tests).
+
+A :class:`Member` holds one :class:`mls.group.group.Group` per group, talks to the hub
+through a :class:`bridge.transport.HubLink` and receives deliveries as a
+:class:`bridge.transport.DeliverySink`. Its rules (RFC 9750 §5.2, RFC 9420 §12.4):
+
+* its own commit is merged only when the hub accepts it; on "wrong epoch" (or missing
+  queued proposals, or a lost reply) it drops the staged commit, catches up from the
+  log (applying the winner -- or merging its own commit if the log shows it was
+  accepted after all), re-checks what it wanted (is the member it wanted to add already
+  in?) and retries with jittered exponential backoff a bounded number of times;
+* log entries are applied strictly in sequence order; a gap makes it fetch what it
+  missed; duplicates and echoes of its own messages are ignored;
+* a state that can no longer follow the group (a commit it cannot process) is
+  recovered by an external commit that resyncs its leaf (RFC 9420 §12.4.3.2);
+* group state is persisted (as bytes, through a :class:`MemberStore`) before a commit
+  or message leaves the process; changes by received entries are saved lazily (they can
+  be fetched again from the log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+
+from bridge.content import Attachment, Content
+from bridge.errors import BridgeError, ContentError, HubRefused, LinkError, MemberError
+from bridge.member_state import (
+    RETRYABLE,
+    CommitPlan,
+    MemberStore,
+    MemoryMemberStore,
+    Planner,
+    Received,
+    RetryPolicy,
+    _digest,
+    _Slot,
+)
+from bridge.public_view import identity_of
+from bridge.transport import HubLink, Inbound, Kind, Op, Outbound
+from mls.codec import Reader, Writer, decode, encode
+from mls.crypto.suite import Rng, suite
+from mls.enums import ExtensionType
+from mls.errors import MLSError
+from mls.framing.refs import key_package_ref
+from mls.group.commit import StagedCommit
+from mls.group.config import GroupConfig
+from mls.group.events import ApplicationEvent, CommitEvent
+from mls.group.group import Group
+from mls.group.key_package import KeyPackageBundle, create_key_package
+from mls.messages.credentials import Credential
+from mls.messages.extension_types import ExternalSender, encode_external_senders
+from mls.messages.extensions import Extension, find_extension
+from mls.messages.framing import MLSMessage
+from mls.messages.key_package import KeyPackage
+from mls.messages.proposals import Remove
+from mls.messages.welcome import Welcome
+from mls.tree.math import LeafIndex
+from mls.tree.ratchet_tree import RatchetTree
+
+log = logging.getLogger(__name__)
+
+class Member:
+    """One MLS client (see the module docstring)."""
+
+    def __init__(self, link: HubLink, *, cipher_suite: int = 1,
+                 store: MemberStore | None = None, rng: Rng | None = None,
+                 clock: Callable[[], int] | None = None, retry: RetryPolicy | None = None,
+                 config: GroupConfig | None = None, device: str = "default",
+                 log_page: int = 200, auto_resync: bool = True,
+                 persist_interval: float = 1.0) -> None:
+        self.link = link
+        self.cs = suite(cipher_suite)
+        self.store: MemberStore = store or MemoryMemberStore()
+        self._rng: Rng = rng or os.urandom
+        self._jitter = random.Random(self._rng(16))
+        self._clock = clock or (lambda: int(time.time()))
+        self.retry = retry or RetryPolicy()
+        self.config = config or GroupConfig()
+        self.device = device
+        self.log_page = log_page
+        self.auto_resync = auto_resync
+        self.persist_interval = persist_interval
+        self._signature_priv = b""
+        self._bundles: dict[bytes, tuple[KeyPackageBundle, bool]] = {}
+        self._slots: dict[bytes, _Slot] = {}
+        self._inbox: asyncio.Queue[Outbound] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._resyncs: dict[bytes, asyncio.Task[None]] = {}
+        self._request_ids = 0
+
+    @property
+    def identity(self) -> str:
+        return self.link.identity
+
+    @property
+    def credential(self) -> Credential:
+        return Credential.basic(self.identity.encode("utf-8"))
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load (or create) the signature key, KeyPackages and groups; start the inbox."""
+        stored = await self.store.load("signature")
+        if stored is None:
+            stored, _ = self.cs.generate_signature_key_pair(self._rng)
+            await self.store.save("signature", stored)
+        self._signature_priv = stored
+        for key in await self.store.keys("kp:"):
+            data = await self.store.load(key)
+            if data is not None:
+                self._load_bundle(data)
+        for key in await self.store.keys("group:"):
+            data = await self.store.load(key)
+            if data is not None:
+                slot = _Slot.from_bytes(data)
+                self._slots[slot.group.group_id] = slot
+        self._task = asyncio.get_running_loop().create_task(self._run_inbox())
+
+    async def stop(self) -> None:
+        for task in [self._task, *self._resyncs.values()]:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*[t for t in [self._task, *self._resyncs.values()] if t],
+                             return_exceptions=True)
+        self._task = None
+        for slot in self._slots.values():
+            await self._persist(slot)
+
+    async def idle(self) -> None:
+        """Wait until every delivery received so far was processed (and resyncs ended)."""
+        await self._inbox.join()
+        while self._resyncs:
+            await asyncio.gather(*self._resyncs.values(), return_exceptions=True)
+            await self._inbox.join()
+
+    # -- inspection ----------------------------------------------------------------------
+
+    def group(self, group_id: bytes) -> Group:
+        return self._slot(group_id).group
+
+    def group_ids(self) -> list[bytes]:
+        return sorted(self._slots)
+
+    def received(self, group_id: bytes) -> list[Received]:
+        return list(self._slot(group_id).received)
+
+    def next_seq(self, group_id: bytes) -> int:
+        return self._slot(group_id).next_seq
+
+    def _slot(self, group_id: bytes) -> _Slot:
+        try:
+            return self._slots[group_id]
+        except KeyError:
+            raise MemberError(f"not in group {group_id.hex()}") from None
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def _request(self, op: Op, **fields: object) -> Outbound:
+        self._request_ids += 1
+        request = Inbound(op, self.identity, f"{self.device}-{self._request_ids}",
+                          **fields)  # type: ignore[arg-type]
+        return await self.link.request(request)
+
+    async def _call(self, op: Op, **fields: object) -> Outbound:
+        reply = await self._request(op, **fields)
+        if not reply.ok:
+            raise HubRefused(reply.code, reply.reason, reply.epoch)
+        return reply
+
+    # -- KeyPackages ------------------------------------------------------------------------
+
+    def _new_bundle(self) -> KeyPackageBundle:
+        return create_key_package(self.cs, self.credential, self._signature_priv,
+                                  rng=self._rng, now=self._clock())
+
+    def _load_bundle(self, data: bytes) -> None:
+        r = Reader(data)
+        key_package = decode(KeyPackage, r.opaque())
+        init_priv, encryption_priv, last_resort = r.opaque(), r.opaque(), r.boolean()
+        r.finish("KeyPackage bundle")
+        bundle = KeyPackageBundle(key_package, init_priv, encryption_priv,
+                                  self._signature_priv)
+        self._bundles[key_package_ref(self.cs, key_package)] = (bundle, last_resort)
+
+    async def publish_key_packages(self, count: int = 1, *, last_resort: bool = False
+                                   ) -> list[bytes]:
+        """Create ``count`` KeyPackages, keep their private keys, publish them."""
+        refs = []
+        for _ in range(count):
+            bundle = self._new_bundle()
+            ref = key_package_ref(self.cs, bundle.key_package)
+            w = Writer()
+            w.opaque(encode(bundle.key_package))
+            w.opaque(bundle.init_priv)
+            w.opaque(bundle.encryption_priv)
+            w.boolean(last_resort)
+            await self.store.save("kp:" + ref.hex(), w.getvalue())
+            self._bundles[ref] = (bundle, last_resort)
+            await self._call(Op.PUBLISH_KEY_PACKAGE,
+                             payload=encode(MLSMessage.wrap(bundle.key_package)),
+                             device=self.device, last_resort=last_resort)
+            refs.append(ref)
+        return refs
+
+    async def _claim(self, user: str) -> KeyPackage:
+        reply = await self._call(Op.CLAIM_KEY_PACKAGE, target=user, cipher_suite=self.cs.id)
+        body = decode(MLSMessage, reply.payload).body
+        if not isinstance(body, KeyPackage):
+            raise MemberError("the hub returned something other than a KeyPackage")
+        return body
+
+    # -- creating and joining ---------------------------------------------------------------
+
+    async def create_group(self, group_id: bytes | None = None, *, transport: str = "",
+                           room_id: str = "") -> bytes:
+        """Create a group listing the hub as external sender and register it."""
+        reply = await self._call(Op.HUB_INFO, cipher_suite=self.cs.id)
+        hub_sender = decode(ExternalSender, reply.payload)
+        extension = Extension(ExtensionType.EXTERNAL_SENDERS,
+                              encode_external_senders([hub_sender]))
+        group = Group.create(self._new_bundle(), group_id=group_id or self._rng(32),
+                             rng=self._rng, extensions=(extension,), config=self.config)
+        info = group.group_info()
+        tree = b"" if find_extension(info.extensions, ExtensionType.RATCHET_TREE) else \
+            group.ratchet_tree()
+        slot = _Slot(group, 1)
+        self._slots[group.group_id] = slot
+        await self._persist(slot)
+        await self._call(Op.CREATE_GROUP, group_id=group.group_id,
+                         group_info=encode(MLSMessage.wrap(info)), ratchet_tree=tree,
+                         transport=transport, room_id=room_id)
+        return group.group_id
+
+    async def _join(self, delivery: Outbound) -> None:
+        body = decode(MLSMessage, delivery.payload).body
+        if not isinstance(body, Welcome):
+            raise MemberError("a Welcome delivery without a Welcome")
+        mine = next((self._bundles[s.new_member] for s in body.secrets
+                     if s.new_member in self._bundles), None)
+        if mine is None:
+            return  # not for one of our KeyPackages (another device, or already used)
+        existing = self._slots.get(delivery.group_id)
+        if existing is not None and existing.group.active and not existing.broken:
+            return  # a duplicate Welcome
+        bundle, last_resort = mine
+        group = Group.join(body, bundle, ratchet_tree=delivery.ratchet_tree or None,
+                           now=self._clock(), config=self.config)
+        if not last_resort:
+            ref = key_package_ref(self.cs, bundle.key_package)
+            self._bundles.pop(ref, None)
+            await self.store.delete("kp:" + ref.hex())
+        slot = _Slot(group, delivery.seq + 1)
+        self._slots[group.group_id] = slot
+        await self._persist(slot)
+
+    async def fetch_welcomes(self) -> int:
+        """Ask the hub for Welcomes that were not delivered; return how many joined."""
+        reply = await self._call(Op.FETCH_WELCOMES)
+        before = len(self._slots)
+        for item in reply.entries:
+            await self._join(item)
+        return len(self._slots) - before
+
+    # -- commits --------------------------------------------------------------------------
+
+    async def add_members(self, group_id: bytes, identities: Sequence[str]) -> int | None:
+        """Add users (one claimed KeyPackage each); None if they all are in already."""
+        claimed: dict[str, KeyPackage] = {}
+
+        async def plan(group: Group) -> CommitPlan | None:
+            present = {identity_of(leaf.credential) for _, leaf in group.members()}
+            missing = [who for who in identities if who not in present]
+            if not missing:
+                return None
+            for who in missing:
+                if who not in claimed:
+                    claimed[who] = await self._claim(who)
+            return CommitPlan(add=tuple(claimed[who] for who in missing))
+
+        return await self._commit(group_id, plan)
+
+    async def remove_members(self, group_id: bytes, identities: Sequence[str]) -> int | None:
+        """Remove every leaf of the users; None if none of them is in any more."""
+        wanted = set(identities)
+
+        async def plan(group: Group) -> CommitPlan | None:
+            targets = [int(leaf) for leaf, node in group.members()
+                       if identity_of(node.credential) in wanted]
+            if not targets:
+                return None
+            pending = _pending_removes(group)
+            return CommitPlan(remove=tuple(t for t in targets if t not in pending))
+
+        return await self._commit(group_id, plan)
+
+    async def update(self, group_id: bytes) -> int | None:
+        """Commit with a fresh path (new leaf keys), retried until it lands."""
+
+        async def plan(group: Group) -> CommitPlan | None:
+            return CommitPlan(force_path=True)
+
+        return await self._commit(group_id, plan)
+
+    async def commit_pending(self, group_id: bytes) -> int | None:
+        """Commit the pending proposals (e.g. the hub's Removes); None if there are none."""
+
+        async def plan(group: Group) -> CommitPlan | None:
+            return CommitPlan() if group.state.pending else None
+
+        return await self._commit(group_id, plan)
+
+    def _bundle(self, staged: StagedCommit) -> Inbound:
+        info = staged.group_info
+        tree = b"" if find_extension(info.extensions, ExtensionType.RATCHET_TREE) else \
+            staged.state.tree.to_bytes()
+        return Inbound(Op.SUBMIT_COMMIT, self.identity, group_id=info.group_context.group_id,
+                       payload=encode(staged.message),
+                       welcome=encode(staged.welcome) if staged.welcome else b"",
+                       group_info=encode(MLSMessage.wrap(info)), ratchet_tree=tree)
+
+    async def _commit(self, group_id: bytes, planner: Planner) -> int | None:
+        """Plan, commit, submit; on refusal catch up, re-plan and retry (bounded)."""
+        slot = self._slot(group_id)
+        last = "no attempt"
+        for attempt in range(self.retry.attempts):
+            if attempt:
+                await asyncio.sleep(self.retry.delay(attempt, self._jitter))
+            async with slot.lock:
+                self._check_can_commit(slot)
+                plan = await planner(slot.group)
+                if plan is None:
+                    return None
+                staged = slot.group.commit(rng=self._rng, add=plan.add, remove=plan.remove,
+                                           force_path=plan.force_path, now=self._clock())
+                request = self._bundle(staged)
+                slot.staged, slot.staged_bytes, slot.merged_seq = staged, request.payload, 0
+                try:
+                    reply: Outbound | None = await self.link.request(request)
+                except LinkError as exc:
+                    reply, last = None, f"link error: {exc}"
+                if reply is not None and reply.ok:
+                    if slot.staged is not None:
+                        slot.group = slot.group.merge(staged)
+                        slot.staged = None
+                        self._mark_own(slot, reply.seq)
+                    await self._persist(slot)
+                    return reply.seq
+                if reply is not None:
+                    last = f"{reply.code}: {reply.reason}"
+                    if reply.code not in RETRYABLE:
+                        slot.staged = None
+                        raise HubRefused(reply.code, reply.reason, reply.epoch)
+                try:
+                    await self._catch_up(slot)
+                finally:
+                    merged = slot.staged is None
+                    slot.staged = None
+                if merged:  # the log showed our commit was accepted after all
+                    await self._persist(slot)
+                    return slot.merged_seq
+        raise MemberError(f"commit not accepted after {self.retry.attempts} attempts "
+                          f"(last: {last})")
+
+    def _check_can_commit(self, slot: _Slot) -> None:
+        if not slot.group.active:
+            raise MemberError("we are no longer in this group")
+        if slot.broken:
+            raise MemberError("our group state is broken; resync first")
+        if int(slot.group.own_leaf) in _pending_removes(slot.group):
+            raise MemberError("a pending proposal removes us: we cannot commit")
+
+    def _mark_own(self, slot: _Slot, seq: int) -> None:
+        """Our commit at ``seq`` is merged: skip it when the log gets there."""
+        if slot.next_seq == seq:
+            slot.next_seq = seq + 1
+            self._drain(slot)
+        elif seq > slot.next_seq:
+            slot.own_seqs.add(seq)
+
+    # -- application messages ---------------------------------------------------------------
+
+    async def send_text(self, group_id: bytes, text: str, *, reply_to: bytes | None = None,
+                        replaces: bytes | None = None,
+                        attachment: Attachment | None = None) -> Content:
+        content = Content(self._rng(16), text, reply_to, replaces, attachment)
+        await self.send_content(group_id, content)
+        return content
+
+    async def send_content(self, group_id: bytes, content: Content) -> int:
+        """Encrypt and send; re-encrypt in the current epoch if the hub finds it stale."""
+        slot = self._slot(group_id)
+        data = content.encode()
+        for attempt in range(self.retry.attempts):
+            if attempt:
+                await asyncio.sleep(self.retry.delay(attempt, self._jitter))
+            async with slot.lock:
+                if not slot.group.active:
+                    raise MemberError("we are no longer in this group")
+                group, message = slot.group.encrypt(data, rng=self._rng)
+                payload = encode(message)
+                slot.group = group
+                slot.sent.add(_digest(payload))
+                await self._persist(slot)
+                reply = await self._request(Op.SEND, group_id=group_id, payload=payload)
+                if reply.ok:
+                    return reply.seq
+                slot.sent.discard(_digest(payload))
+                if reply.code not in RETRYABLE:
+                    raise HubRefused(reply.code, reply.reason, reply.epoch)
+                await self._catch_up(slot)
+        raise MemberError(f"message not accepted after {self.retry.attempts} attempts")
+
+    async def leave(self, group_id: bytes) -> None:
+        """Leave on the network: the hub proposes our Remove for the next commit."""
+        await self._call(Op.LEAVE, group_id=group_id)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    async def deliver(self, message: Outbound) -> None:
+        """:class:`DeliverySink`: enqueue only."""
+        self._inbox.put_nowait(message)
+
+    async def _run_inbox(self) -> None:
+        while True:
+            message = await self._inbox.get()
+            try:
+                await self._on_delivery(message)
+            except (MLSError, BridgeError) as exc:
+                log.warning("%s: delivery %s seq %d failed: %s", self.identity,
+                            message.kind, message.seq, exc)
+            finally:
+                self._inbox.task_done()
+            if self._inbox.empty():
+                await self._persist_received()
+
+    async def _on_delivery(self, message: Outbound) -> None:
+        if message.kind == Kind.WELCOME:
+            await self._join(message)
+            slot = self._slots.get(message.group_id)
+            if slot is not None:
+                async with slot.lock:
+                    await self._catch_up(slot)
+            return
+        slot = self._slots.get(message.group_id)
+        if slot is None:
+            return
+        async with slot.lock:
+            if message.seq < slot.next_seq:
+                return
+            slot.buffer[message.seq] = message
+            if message.seq == slot.next_seq:
+                self._drain(slot)
+            else:
+                await self._catch_up(slot)
+
+    async def sync(self, group_id: bytes) -> None:
+        """Fetch and apply everything the log holds beyond what we applied."""
+        slot = self._slot(group_id)
+        async with slot.lock:
+            await self._catch_up(slot)
+        await self._persist(slot)
+
+    async def _catch_up(self, slot: _Slot) -> None:
+        """Fetch the log from our position until it is exhausted (lock held)."""
+        while slot.group.active and not slot.broken:
+            reply = await self._request(Op.FETCH_LOG, group_id=slot.group.group_id,
+                                        after_seq=slot.next_seq - 1, limit=self.log_page)
+            if not reply.ok:
+                raise HubRefused(reply.code, reply.reason, reply.epoch)
+            for entry in reply.entries:
+                slot.buffer.setdefault(entry.seq, entry)
+            self._drain(slot)
+            if len(reply.entries) < self.log_page:
+                return
+
+    def _drain(self, slot: _Slot) -> None:
+        """Apply buffered entries while they are next in sequence."""
+        for seq in [s for s in slot.buffer if s < slot.next_seq]:
+            del slot.buffer[seq]
+        while slot.next_seq in slot.buffer and not slot.broken:
+            entry = slot.buffer.pop(slot.next_seq)
+            if entry.seq in slot.own_seqs:
+                slot.own_seqs.discard(entry.seq)
+            elif slot.group.active:
+                self._apply(slot, entry)
+            slot.next_seq += 1
+            slot.dirty = True
+
+    def _apply(self, slot: _Slot, entry: Outbound) -> None:
+        digest = _digest(entry.payload)
+        if entry.kind == Kind.COMMIT:
+            self._apply_commit(slot, entry)
+            return
+        if digest in slot.sent:  # the echo of our own message
+            slot.sent.discard(digest)
+            return
+        try:
+            group, event = slot.group.process(entry.payload, now=self._clock())
+        except MLSError as exc:
+            log.info("%s: dropped %s seq %d: %s", self.identity, entry.kind, entry.seq, exc)
+            return
+        slot.group = group
+        if isinstance(event, ApplicationEvent):
+            try:
+                content = Content.decode(event.data)
+            except ContentError as exc:
+                log.info("%s: undecodable content at seq %d: %s", self.identity,
+                         entry.seq, exc)
+                return
+            sender = _leaf_identity(group, event.sender, event.epoch)
+            slot.received.append(Received(group.group_id, sender, content, entry.seq,
+                                          event.epoch))
+
+    def _apply_commit(self, slot: _Slot, entry: Outbound) -> None:
+        if slot.staged is not None and entry.payload == slot.staged_bytes:
+            slot.group = slot.group.merge(slot.staged)
+            slot.staged, slot.merged_seq = None, entry.seq
+            return
+        if entry.epoch < slot.group.epoch:
+            return  # already applied (we merged it, or a duplicate)
+        try:
+            group, event = slot.group.process(entry.payload, now=self._clock())
+        except MLSError as exc:
+            log.warning("%s: cannot apply commit seq %d (epoch %d, ours %d): %s",
+                        self.identity, entry.seq, entry.epoch, slot.group.epoch, exc)
+            slot.broken = True
+            if self.auto_resync:
+                self._schedule_resync(slot.group.group_id)
+            return
+        slot.group = group
+        if isinstance(event, CommitEvent) and event.removed_self:
+            log.info("%s: removed from group %s", self.identity, group.group_id.hex())
+
+    # -- recovery -------------------------------------------------------------------------
+
+    def _schedule_resync(self, group_id: bytes) -> None:
+        if group_id in self._resyncs:
+            return
+        task = asyncio.get_running_loop().create_task(self._resync_task(group_id))
+        self._resyncs[group_id] = task
+
+    async def _resync_task(self, group_id: bytes) -> None:
+        try:
+            await self.rejoin(group_id)
+        except (MLSError, BridgeError) as exc:
+            log.warning("%s: resync of %s failed: %s", self.identity, group_id.hex(), exc)
+        finally:
+            self._resyncs.pop(group_id, None)
+
+    async def rejoin(self, group_id: bytes) -> int:
+        """Join (again) by external commit from the hub's GroupInfo, removing our old
+        leaf if the group still has it (resync, RFC 9420 §12.4.3.2). Returns the seq."""
+        slot = self._slots.get(group_id)
+        lock = slot.lock if slot is not None else asyncio.Lock()
+        signature_pub = self.cs.signature_public_key(self._signature_priv)
+        for attempt in range(self.retry.attempts):
+            if attempt:
+                await asyncio.sleep(self.retry.delay(attempt, self._jitter))
+            async with lock:
+                info = await self._call(Op.GET_GROUP_INFO, group_id=group_id)
+                group, commit, old_leaf = self._external_commit(info, signature_pub)
+                staged_info = group.group_info()
+                tree = b"" if find_extension(staged_info.extensions,
+                                             ExtensionType.RATCHET_TREE) else group.ratchet_tree()
+                reply = await self._request(
+                    Op.SUBMIT_COMMIT, group_id=group_id, payload=encode(commit),
+                    group_info=encode(MLSMessage.wrap(staged_info)), ratchet_tree=tree)
+                if reply.ok:
+                    new_slot = _Slot(group, reply.seq + 1, lock=lock)
+                    if slot is not None:
+                        new_slot.received = slot.received
+                    self._slots[group_id] = new_slot
+                    await self._persist(new_slot)
+                    log.info("%s: rejoined %s (old leaf %s)", self.identity,
+                             group_id.hex(), old_leaf)
+                    return reply.seq
+                if reply.code not in RETRYABLE:
+                    raise HubRefused(reply.code, reply.reason, reply.epoch)
+        raise MemberError(f"external commit not accepted after {self.retry.attempts} attempts")
+
+    def _external_commit(self, info: Outbound, signature_pub: bytes
+                         ) -> tuple[Group, MLSMessage, int | None]:
+        tree = RatchetTree.from_bytes(self.cs, info.ratchet_tree) if info.ratchet_tree \
+            else None
+        old_leaf = tree.find_leaf_by_signature_key(signature_pub) if tree else None
+        group, commit = Group.join_external(
+            info.payload, credential=self.credential, signature_priv=self._signature_priv,
+            rng=self._rng, ratchet_tree=tree, resync_leaf=old_leaf, now=self._clock(),
+            config=self.config)
+        return group, commit, None if old_leaf is None else int(old_leaf)
+
+    # -- persistence -----------------------------------------------------------------------
+
+    async def _persist(self, slot: _Slot) -> None:
+        await self.store.save("group:" + slot.group.group_id.hex(), slot.to_bytes())
+        slot.dirty = False
+        slot.persisted_at = time.monotonic()
+
+    async def _persist_received(self) -> None:
+        """Save groups changed only by received entries, at most every
+        ``persist_interval`` seconds (serializing a large group costs milliseconds).
+        Losing these saves is harmless: the log is fetched again from the saved position.
+        Anything we send is persisted before it leaves."""
+        now = time.monotonic()
+        for slot in self._slots.values():
+            if slot.dirty and now - slot.persisted_at >= self.persist_interval:
+                await self._persist(slot)
+
+
+def _pending_removes(group: Group) -> set[int]:
+    """Leaves that pending proposals of the epoch remove."""
+    removed = set()
+    for item in group.state.pending:
+        proposal = item.authenticated.content.content
+        if isinstance(proposal, Remove):
+            removed.add(proposal.removed)
+    return removed
+
+
+def _leaf_identity(group: Group, leaf: LeafIndex, epoch: int) -> str:
+    """The credential identity of ``leaf`` in ``epoch`` (current or a retained past one)."""
+    tree = group.state.tree
+    if epoch != group.epoch:
+        for past in group.state.past_epochs:
+            if past.epoch == epoch:
+                tree = past.tree
+    node = tree.leaf(leaf) if leaf < tree.n_leaves else None
+    return identity_of(node.credential) if node is not None else f"leaf-{int(leaf)}"

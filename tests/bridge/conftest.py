@@ -1,0 +1,103 @@
+"""A hub on a SQLite store in a temp dir, an in-memory network and member factory."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bridge.hub import Hub, HubConfig, HubIdentity
+from bridge.member import Member, RetryPolicy
+from bridge.memory import MemoryNetwork
+from bridge.store import SqliteStore, Store
+
+NOW = 1_700_000_000
+
+
+def clock() -> int:
+    return NOW
+
+
+def domain(name: str) -> str:
+    return f"xmpp:{name}@example.org"
+
+
+class Harness:
+    """One hub (restartable) on one store file, a network and the members made on it."""
+
+    def __init__(self, path: Path, config: HubConfig | None = None) -> None:
+        self.path = path
+        self.config = config or HubConfig()
+        self.identity = HubIdentity.generate("hub.example.org",
+                                             rng=random.Random(7).randbytes)
+        self.network = MemoryNetwork()
+        self.members: list[Member] = []
+        self.store: Store | None = None
+        self.hub: Hub | None = None
+        self._seeds = 1000
+
+    async def start_hub(self) -> Hub:
+        self.store = await SqliteStore.open(self.path)
+        self.hub = Hub(self.store, self.identity, self.network, config=self.config,
+                       clock=clock)
+        self.network.attach(self.hub)
+        return self.hub
+
+    async def stop_hub(self) -> None:
+        """Drop the hub and close its store (in-flight requests finish first)."""
+        await self.network.detach()
+        self.hub = None
+        assert self.store is not None
+        await self.store.close()
+        self.store = None
+
+    async def member(self, name: str, *, publish: int = 1, **options: object) -> Member:
+        self._seeds += 1
+        options.setdefault("retry", RetryPolicy(attempts=12, base_delay=0.005,
+                                                max_delay=0.2))
+        member = Member(self.network.link(domain(name)),
+                        rng=random.Random(self._seeds).randbytes, clock=clock,
+                        **options)  # type: ignore[arg-type]
+        await member.start()
+        self.network.register(member.identity, member)
+        if publish:
+            await member.publish_key_packages(publish)
+        self.members.append(member)
+        return member
+
+    async def quiesce(self) -> None:
+        """Wait until no delivery is queued and every member processed its inbox."""
+        for _ in range(50):
+            await self.network.settle()
+            await asyncio.gather(*(member.idle() for member in self.members))
+            await asyncio.sleep(0)
+            if all(member._inbox.empty() for member in self.members):
+                await self.network.settle()
+                if all(member._inbox.empty() for member in self.members):
+                    return
+        raise AssertionError("the network did not settle")
+
+    async def close(self) -> None:
+        for member in self.members:
+            await member.stop()
+        await self.network.close()
+        if self.store is not None:
+            await self.store.close()
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    h = Harness(tmp_path / "hub.db")
+    await h.start_hub()
+    try:
+        yield h
+    finally:
+        await h.close()
+
+
+from tests.store.conftest import pg_server  # noqa: E402  (the session PostgreSQL fixture)
+
+__all__ = ["pg_server"]
