@@ -295,6 +295,23 @@ class TsMlsPeer:
         return bytes(self.request("reinit", handle=handle, group_id=group_id,
                                   suite=suite)["commit"])
 
+    def reinit_new_group(self, handle: str, key_packages: list[bytes],
+                         identity: bytes) -> tuple[str, bytes, bytes]:
+        """Start the successor of a group suspended by a ReInit (RFC 9420 §11.2) with
+        a fresh KeyPackage of ``identity``: (handle, Welcome, ratchet tree)."""
+        r = self.request("reinit_new_group", handle=handle, key_packages=key_packages,
+                         identity=identity)
+        return str(r["handle"]), bytes(r["welcome"]), bytes(r["ratchet_tree"])
+
+    def join_reinit(self, handle: str, key_package_handle: str, welcome: bytes,
+                    ratchet_tree: bytes | None = None) -> str:
+        """Join the successor of the suspended group ``handle`` from its Welcome."""
+        args: dict[str, Any] = {"handle": handle, "key_package_handle": key_package_handle,
+                                "welcome": welcome}
+        if ratchet_tree is not None:
+            args["ratchet_tree"] = ratchet_tree
+        return str(self.request("join_reinit", **args)["handle"])
+
     def state(self, handle: str) -> dict[str, Any]:
         return self.request("state", handle=handle)
 
