@@ -1,0 +1,1 @@
+"""Runnable services: the hub wired to a store and a transport in one process."""

@@ -1,0 +1,198 @@
+"""Fixtures for the XMPP transport tests: real Prosody on 127.0.0.1, the hub as a
+component (in-process or as a ``bridge.services.xmpp`` subprocess), slixmpp members.
+
+``upload_prosody`` is the project's Prosody plus ``mod_http_file_share`` (shipped with
+Prosody 0.12) on a loopback HTTP port, for the XEP-0363 path; the shared
+``prosody_server`` (no upload service) serves the refusal path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slixmpp import ClientXMPP
+
+from bridge import Hub, HubIdentity, Member, RetryPolicy
+from bridge.store import SqliteStore
+from bridge.transport import HubService
+from tests.servers.ports import ServerSetupError, free_port, wait_for_port
+from tests.servers.prosody import ProsodyServer
+from transports.xmpp.client import MLSClientPlugin, register
+from transports.xmpp.component import ComponentConfig, MLSComponent
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+UPLOAD_LIMIT = 4 * 1024 * 1024
+
+
+@dataclass
+class UploadProsody(ProsodyServer):
+    """Prosody with an XEP-0363 service ``upload.<domain>`` served on 127.0.0.1."""
+
+    http_port: int = 0
+
+    def render_config(self) -> str:
+        self.http_port = self.http_port or free_port()
+        global_lines = (
+            f"http_ports = {{ {self.http_port} }}\n"
+            'http_interfaces = { "127.0.0.1" }\n'
+            "https_ports = { }\n"
+        )
+        upload = (
+            f'\nComponent "upload.{self.domain}" "http_file_share"\n'
+            '  http_host = "127.0.0.1"\n'
+            f"  http_file_share_size_limit = {UPLOAD_LIMIT}\n"
+        )
+        return global_lines + super().render_config() + upload
+
+
+@pytest.fixture(scope="session")
+def upload_prosody(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UploadProsody]:
+    server = UploadProsody(data_dir=tmp_path_factory.mktemp("prosody-upload"))
+    try:
+        server.prepare()
+        server.start()
+        wait_for_port(server.http_port, 10.0)
+    except (ServerSetupError, OSError) as exc:
+        server.stop()
+        pytest.fail(f"prosody with http_file_share could not be started: {exc}",
+                    pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Peer:
+    """One slixmpp account with the MLS plugin and a Member on top."""
+
+    client: ClientXMPP
+    plugin: MLSClientPlugin
+    member: Member
+
+    @property
+    def identity(self) -> str:
+        return self.plugin.identity
+
+    async def close(self) -> None:
+        await self.member.stop()
+        await self.client.disconnect(wait=1.0)
+
+
+async def connect_client(server: ProsodyServer, jid: str, password: str,
+                         **plugin_config: Any) -> tuple[ClientXMPP, MLSClientPlugin]:
+    client = ClientXMPP(f"{jid}/t{os.getpid() % 1000}", password)
+    client.register_plugin("xep_0030")
+    server.configure_client(client)
+    plugin = register(client, server.component_name, timeout=10.0, **plugin_config)
+    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_start(_event: Any) -> None:
+        client.send_presence()
+        if not ready.done():
+            ready.set_result(None)
+
+    def on_fail(_event: Any) -> None:
+        if not ready.done():
+            ready.set_exception(RuntimeError(f"{jid}: authentication failed"))
+
+    client.add_event_handler("session_start", on_start)
+    client.add_event_handler("failed_auth", on_fail)
+    client.connect(host=server.host, port=server.c2s_port)
+    await asyncio.wait_for(ready, 20)
+    return client, plugin
+
+
+async def new_peer(server: ProsodyServer, prefix: str, **plugin_config: Any) -> Peer:
+    jid, password = server.new_user(prefix)
+    client, plugin = await connect_client(server, jid, password, **plugin_config)
+    member = Member(plugin, retry=RetryPolicy(attempts=12, base_delay=0.05, max_delay=1.0))
+    plugin.attach(member)
+    await member.start()
+    return Peer(client, plugin, member)
+
+
+@dataclass
+class InProcessHub:
+    component: MLSComponent
+    hub: HubService
+    store: SqliteStore
+    extra: list[Any] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.component.stop()
+        await self.store.close()
+
+
+async def start_hub(server: ProsodyServer, db: Path, **config: Any) -> InProcessHub:
+    store = await SqliteStore.open(db)
+    component = MLSComponent(ComponentConfig(
+        jid=server.component_name, secret=server.component_secret, host=server.host,
+        port=server.component_port, **config))
+    hub = Hub(store, HubIdentity.generate("xmpp:" + server.component_name), component)
+    component.bind(hub)
+    await component.start()
+    return InProcessHub(component, hub, store)
+
+
+@pytest.fixture
+async def hub_in_process(prosody_server: ProsodyServer,
+                         tmp_path: Path) -> AsyncIterator[InProcessHub]:
+    running = await start_hub(prosody_server, tmp_path / "hub.db")
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+class HubProcess:
+    """``python -m bridge.services.xmpp`` as a child process (kill/restart at will)."""
+
+    def __init__(self, server: ProsodyServer, data_dir: Path) -> None:
+        self.server = server
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / "hub.log"
+
+    def command(self, secret: str | None = None) -> list[str]:
+        return [
+            sys.executable, "-m", "bridge.services.xmpp",
+            "--store", f"sqlite:///{self.data_dir / 'hub.db'}",
+            "--jid", self.server.component_name,
+            "--secret", secret or self.server.component_secret,
+            "--host", self.server.host, "--port", str(self.server.component_port),
+            "--connect-timeout", "10",
+        ]
+
+    async def start(self, secret: str | None = None) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.command(secret), stdout=subprocess.PIPE,
+                                     stderr=log, cwd=REPO_ROOT)
+        log.close()
+        assert self.proc.stdout is not None
+        line = await asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline)
+        if not line.startswith(b"ready"):
+            code = self.proc.wait(10)
+            raise RuntimeError(f"hub process exited {code}: {self.log_path.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)

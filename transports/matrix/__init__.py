@@ -1,0 +1,9 @@
+"""The Matrix transport: MLS-encrypted Matrix rooms through a bot that is the hub.
+
+Modules: :mod:`~transports.matrix.namespace` (every event type and key, one prefix),
+:mod:`~transports.matrix.events` (content builders and parsers),
+:mod:`~transports.matrix.media` (large payloads through the media repository),
+:mod:`~transports.matrix.bot` (hub side, /sync), :mod:`~transports.matrix.appservice`
+(hub side as an application service), :mod:`~transports.matrix.client` (member side on
+matrix-nio). Like every transport it moves opaque bytes and never imports ``mls``.
+"""

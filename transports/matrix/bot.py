@@ -1,0 +1,448 @@
+"""The hub side of the Matrix binding: a bot account that is the hub device of its rooms.
+
+:class:`MatrixHubBot` turns Matrix input into hub requests and hub deliveries into
+Matrix output; it is fed either by :class:`SyncRunner` (a plain bot account, /sync) or
+by :mod:`transports.matrix.appservice` (transactions pushed by the homeserver).
+
+* to-device ``im.mlsbridge.request`` -> :meth:`HubService.handle` with ``sender`` the
+  event's Matrix ``sender`` (as ``matrix:u/...``), never a value from the content; the
+  reply goes back to-device (``im.mlsbridge.response``, same ``request_id``);
+* invites to the bot -> join; ``m.room.member`` leave/ban of someone else -> ``leave``
+  (self) or ``kick`` (by another user) requests for the room's group;
+* :meth:`deliver` (the :class:`~bridge.transport.Deliverer`): commits and proposals as
+  ``im.mlsbridge.commit`` / ``.proposal`` room events, application messages as
+  ``m.room.encrypted`` with algorithm ``im.mlsbridge.mls.v1``, all carrying the log
+  sequence number; Welcomes to-device to every device of the joiner (who is invited to
+  the group's rooms); payloads over the event budget through the media repository;
+* after a successful ``create-group``/``attach-room`` for a Matrix room: the
+  ``im.mlsbridge.group`` state event (group id, cipher suite, hub user and device).
+
+Robustness: the sync token is saved (through a :class:`CursorStore`, the hub store's
+cursor API) only after a whole batch was processed; room events and requests acted on
+are remembered persistently (by event id / sender+request id) and never handled twice;
+MLS room events not sent by the bot itself are ignored (counted in :attr:`ignored`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import aiohttp
+import nio
+
+from transports.matrix import events
+from transports.matrix import namespace as ns
+from transports.matrix.errors import (
+    HomeserverError,
+    MalformedEvent,
+    MatrixLinkError,
+    MatrixTransportError,
+    MediaError,
+)
+from transports.matrix.media import MediaRepository, pack
+from transports.matrix.types import HubService, Inbound, Kind, Op, Outbound
+
+log = logging.getLogger(__name__)
+
+ROOM_KINDS = frozenset({Kind.COMMIT, Kind.PROPOSAL, Kind.APPLICATION})
+SEND_ATTEMPTS = 4
+SYNC_FILTER: dict[str, Any] = {
+    "presence": {"not_types": ["*"]},
+    "account_data": {"not_types": ["*"]},
+    "room": {"timeline": {"limit": 100}, "ephemeral": {"not_types": ["*"]},
+             "account_data": {"not_types": ["*"]}, "state": {"lazy_load_members": True}},
+}
+
+GroupSuite = Callable[[bytes], Awaitable[int]]
+
+
+class CursorStore(Protocol):
+    """Where the transport keeps its positions (the hub store's cursor API)."""
+
+    async def get_cursor(self, name: str) -> str | None: ...
+
+    async def set_cursor(self, name: str, value: str) -> None: ...
+
+
+class SeenSet:
+    """Keys already acted on, persisted as cursors (with an in-memory LRU in front)."""
+
+    def __init__(self, cursors: CursorStore, scope: str, memory: int = 4096) -> None:
+        self.cursors = cursors
+        self.prefix = f"{ns.CURSOR_SEEN}:{scope}:"
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._memory = memory
+
+    async def contains(self, key: str) -> bool:
+        if key in self._recent:
+            return True
+        return await self.cursors.get_cursor(self.prefix + key) is not None
+
+    async def add(self, key: str) -> None:
+        await self.cursors.set_cursor(self.prefix + key, "1")
+        self._recent[key] = None
+        while len(self._recent) > self._memory:
+            self._recent.popitem(last=False)
+
+
+class MatrixHubBot:
+    """The hub's Matrix presence (see the module docstring); a ``Deliverer``."""
+
+    def __init__(self, client: nio.AsyncClient, cursors: CursorStore, *,
+                 hub: HubService | None = None, media: MediaRepository | None = None,
+                 group_suite: GroupSuite | None = None) -> None:
+        self.client = client
+        self.cursors = cursors
+        self.hub = hub
+        self.media = media or MediaRepository(client.homeserver, client.access_token)
+        self.group_suite = group_suite
+        self.seen = SeenSet(cursors, client.user_id)
+        self.ignored: list[tuple[str, str]] = []  # (reason, event id) of ignored events
+        self.handled_requests = 0
+        self._members: dict[str, frozenset[str]] = {}
+        self._group_rooms: dict[bytes, tuple[str, ...]] = {}
+        self._request_lock = asyncio.Lock()
+
+    @property
+    def user_id(self) -> str:
+        return str(self.client.user_id)
+
+    @property
+    def device_id(self) -> str:
+        return str(self.client.device_id or "*")
+
+    @property
+    def identity(self) -> str:
+        return events.user_uri(self.user_id)
+
+    def attach(self, hub: HubService) -> None:
+        """Set the hub (it is built with this bot as its deliverer)."""
+        self.hub = hub
+
+    async def close(self) -> None:
+        await self.media.close()
+
+    # -- Matrix calls -----------------------------------------------------------------
+
+    async def _call(self, what: str, make: Callable[[], Awaitable[Any]],
+                    ok: type[Any]) -> Any:
+        """One client-server call with bounded retries on transient failures."""
+        last = ""
+        for attempt in range(SEND_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(0.2 * 2 ** attempt)
+            try:
+                response = await make()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            if isinstance(response, ok):
+                return response
+            last = str(getattr(response, "message", response))
+            status = str(getattr(response, "status_code", ""))
+            if status in ("M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_TOO_LARGE"):
+                break
+        raise HomeserverError(f"{what} failed: {last}")
+
+    async def _to_device(self, event_type: str, user_id: str, device_id: str,
+                         content: dict[str, Any]) -> None:
+        message = nio.ToDeviceMessage(event_type, user_id, device_id, content)
+        txn = uuid.uuid4().hex
+        await self._call("to-device", lambda: self.client.to_device(message, txn),
+                         nio.ToDeviceResponse)
+
+    async def room_members(self, room_id: str) -> frozenset[str]:
+        """The room's joined members (cached until a membership event in the room)."""
+        cached = self._members.get(room_id)
+        if cached is None:
+            response = await self._call("joined_members",
+                                        lambda: self.client.joined_members(room_id),
+                                        nio.JoinedMembersResponse)
+            cached = frozenset(member.user_id for member in response.members)
+            self._members[room_id] = cached
+        return cached
+
+    async def join(self, room_id: str) -> None:
+        await self._call("join", lambda: self.client.join(room_id), nio.JoinResponse)
+        self._members.pop(room_id, None)
+        log.info("%s joined %s", self.user_id, room_id)
+
+    # -- input: to-device requests --------------------------------------------------------
+
+    async def on_to_device(self, event: Mapping[str, Any]) -> None:
+        """One to-device event addressed to the bot."""
+        if event.get("type") != ns.REQUEST_TO_DEVICE:
+            return
+        sender, content = event.get("sender"), event.get("content")
+        if not isinstance(sender, str) or not isinstance(content, Mapping):
+            return
+        request_id = content.get(ns.K_REQUEST_ID)
+        try:
+            identity = events.user_uri(sender)
+        except MalformedEvent:
+            return
+        if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
+            log.info("ignored a request from %s without a request id", sender)
+            return
+        key = f"req:{sender}:{request_id}"
+        async with self._request_lock:
+            if await self.seen.contains(key):
+                self.ignored.append(("duplicate request", request_id))
+                return
+            reply_device = content.get(ns.K_REPLY_DEVICE)
+            reply_device = reply_device if isinstance(reply_device, str) and reply_device \
+                else "*"
+            try:
+                parsed = await events.parse_request(content, identity, self.media.read_blob)
+            except (MalformedEvent, MediaError) as exc:
+                reply = Outbound(str(Kind.REPLY), (identity,), request_id, ok=False,
+                                 code="malformed", reason=str(exc))
+            else:
+                reply = await self._handle(parsed.inbound)
+            await self.seen.add(key)
+            self.handled_requests += 1
+        await self._respond(sender, reply_device, reply)
+
+    async def _respond(self, user_id: str, device_id: str, reply: Outbound) -> None:
+        try:
+            content = await pack(events.response_content(reply), self.media.upload)
+            await self._to_device(ns.RESPONSE_TO_DEVICE, user_id, device_id, content)
+        except MatrixTransportError as exc:
+            log.warning("reply to %s (%s) lost: %s", user_id, reply.request_id, exc)
+
+    async def _handle(self, request: Inbound) -> Outbound:
+        if self.hub is None:
+            return _refuse(request, "unavailable", "the hub is not running")
+        room_op = request.op in (Op.CREATE_GROUP, Op.ATTACH_ROOM)
+        matrix_room = room_op and request.transport == ns.TRANSPORT_NAME
+        if matrix_room:
+            refusal = await self._check_room(request)
+            if refusal is not None:
+                return refusal
+        reply = await self.hub.handle(request)
+        if matrix_room and reply.ok:
+            group_id = reply.group_id or request.group_id
+            await self._publish_group_state(request.room_id, group_id, request.cipher_suite)
+        return reply
+
+    async def _check_room(self, request: Inbound) -> Outbound | None:
+        """A Matrix room may be bound to a group only by one of its joined members."""
+        user_id = events.uri_user(request.sender)
+        try:
+            members = await self.room_members(request.room_id)
+        except HomeserverError:
+            return _refuse(request, "forbidden", "the hub is not in that room")
+        if user_id not in members:
+            return _refuse(request, "forbidden", "the sender is not joined to that room")
+        return None
+
+    async def _publish_group_state(self, room_id: str, group_id: bytes, suite: int) -> None:
+        if self.group_suite is not None and not suite:
+            suite = await self.group_suite(group_id)
+        state = events.GroupState(group_id, suite, self.identity, self.user_id, self.device_id)
+        try:
+            await self._call("group state", lambda: self.client.room_put_state(
+                room_id, ns.GROUP_STATE, events.group_state_content(state)),
+                nio.RoomPutStateResponse)
+        except HomeserverError as exc:
+            log.warning("could not publish the group state in %s: %s", room_id, exc)
+        self._group_rooms[group_id] = tuple(sorted({*self._group_rooms.get(group_id, ()),
+                                                    room_id}))
+
+    # -- input: room events ---------------------------------------------------------------
+
+    async def on_invite(self, room_id: str) -> None:
+        """The bot joins every room it is invited to."""
+        try:
+            await self.join(room_id)
+        except HomeserverError as exc:
+            log.warning("could not join %s: %s", room_id, exc)
+
+    async def on_room_event(self, room_id: str, event: Mapping[str, Any]) -> None:
+        """One timeline event of a room the bot is in (or an invite of the bot)."""
+        event_type, content = event.get("type"), event.get("content")
+        sender, event_id = event.get("sender"), event.get("event_id")
+        if not isinstance(event_type, str) or not isinstance(content, Mapping) \
+                or not isinstance(sender, str) or not isinstance(event_id, str):
+            return
+        if events.is_mls_room_event(event_type, content) or event_type == ns.GROUP_STATE:
+            if sender != self.user_id:
+                self.ignored.append(("not sent by the hub", event_id))
+                log.info("ignored %s %s from %s (not the hub)", event_type, event_id, sender)
+            return
+        if event_type != ns.MEMBER_EVENT:
+            return
+        self._members.pop(room_id, None)
+        key = f"ev:{event_id}"
+        if await self.seen.contains(key):
+            return
+        await self._on_membership(room_id, event, content, sender)
+        await self.seen.add(key)
+
+    async def _on_membership(self, room_id: str, event: Mapping[str, Any],
+                             content: Mapping[str, Any], sender: str) -> None:
+        target, membership = event.get("state_key"), content.get("membership")
+        if not isinstance(target, str):
+            return
+        if target == self.user_id:
+            if membership == "invite":
+                await self.on_invite(room_id)
+            return
+        if membership not in ("leave", "ban") or self.hub is None:
+            return
+        unsigned = event.get("unsigned")
+        prev = unsigned.get("prev_content") if isinstance(unsigned, Mapping) else None
+        if isinstance(prev, Mapping) and prev.get("membership") not in ("join", None):
+            return  # a withdrawn or rejected invite: nobody left the group
+        try:
+            target_uri, sender_uri = events.user_uri(target), events.user_uri(sender)
+        except MalformedEvent:
+            return
+        if sender == target:
+            request = Inbound(str(Op.LEAVE), target_uri, str(event["event_id"]),
+                              transport=ns.TRANSPORT_NAME, room_id=room_id)
+        else:
+            request = Inbound(str(Op.KICK), sender_uri, str(event["event_id"]),
+                              target=target_uri, transport=ns.TRANSPORT_NAME, room_id=room_id)
+        reply = await self.hub.handle(request)
+        log.info("%s of %s in %s: %s %s", request.op, target, room_id,
+                 "ok" if reply.ok else "refused", reply.code)
+
+    # -- output: the Deliverer ----------------------------------------------------------
+
+    async def deliver(self, message: Outbound) -> None:
+        """Carry one hub delivery; :class:`MatrixLinkError` if any part failed."""
+        try:
+            if message.kind == Kind.WELCOME:
+                await self._deliver_welcome(message)
+            elif message.kind in ROOM_KINDS:
+                await self._deliver_entry(message)
+            else:
+                log.warning("nothing to deliver for kind %r", message.kind)
+        except MatrixTransportError as exc:
+            raise MatrixLinkError(f"delivery of {message.kind} seq {message.seq} failed: "
+                                  f"{exc}") from exc
+
+    def _matrix_rooms(self, message: Outbound) -> tuple[str, ...]:
+        rooms = tuple(room for transport, room in message.rooms
+                      if transport == ns.TRANSPORT_NAME)
+        if message.rooms:
+            self._group_rooms[message.group_id] = rooms
+        return rooms or self._group_rooms.get(message.group_id, ())
+
+    async def _deliver_entry(self, message: Outbound) -> None:
+        rooms = self._matrix_rooms(message)
+        if not rooms:  # no Matrix room: each Matrix recipient gets it to-device
+            for user_id in _matrix_users(message.recipients):
+                content = await pack(events.delivery_content(message), self.media.upload)
+                await self._to_device(ns.DELIVERY_TO_DEVICE, user_id, "*", content)
+            return
+        failures = []
+        for room_id in rooms:
+            event_type, content = events.room_event(message)
+            packed = await pack(content, self.media.upload)
+            txn = hashlib.sha256(b"%s|%d|%s" % (message.group_id, message.seq,
+                                               room_id.encode())).hexdigest()[:32]
+            try:
+                await self._post(room_id, event_type, packed, txn)
+            except HomeserverError as exc:
+                failures.append(f"{room_id}: {exc}")
+        if failures:
+            raise HomeserverError("; ".join(failures))
+
+    async def _post(self, room_id: str, event_type: str, content: dict[str, Any],
+                    txn: str) -> None:
+        """One room event; the deterministic transaction id makes a resend idempotent
+        (the homeserver deduplicates per device, and the bot's device id is fixed)."""
+        await self._call("room event", lambda: self.client.room_send(
+            room_id, event_type, content, tx_id=txn), nio.RoomSendResponse)
+
+    async def _deliver_welcome(self, message: Outbound) -> None:
+        rooms = self._matrix_rooms(message)
+        content = await pack(events.welcome_content(message), self.media.upload)
+        for user_id in _matrix_users(message.recipients):
+            await self._to_device(ns.WELCOME_TO_DEVICE, user_id, "*", content)
+            for room_id in rooms:
+                await self._invite(room_id, user_id)
+
+    async def _invite(self, room_id: str, user_id: str) -> None:
+        try:
+            if user_id in await self.room_members(room_id):
+                return
+            await self._call("invite", lambda: self.client.room_invite(room_id, user_id),
+                             nio.RoomInviteResponse)
+        except HomeserverError as exc:  # already invited, or no right to invite
+            log.info("invite of %s to %s: %s", user_id, room_id, exc)
+
+
+def _refuse(request: Inbound, code: str, reason: str) -> Outbound:
+    return Outbound(str(Kind.REPLY), (request.sender,), request.request_id, request.group_id,
+                    ok=False, code=code, reason=reason)
+
+
+def _matrix_users(recipients: tuple[str, ...]) -> list[str]:
+    return [user for user in map(events.uri_user, recipients) if user is not None]
+
+
+class SyncRunner:
+    """Feeds a :class:`MatrixHubBot` from /sync, resuming from the stored token."""
+
+    def __init__(self, bot: MatrixHubBot, *, timeout_ms: int = 5000) -> None:
+        self.bot = bot
+        self.client = bot.client
+        self.timeout_ms = timeout_ms
+        self.cursor_name = f"{ns.CURSOR_SYNC}:{bot.user_id}"
+        self.batches = 0
+        self.synced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def run(self) -> None:
+        token = await self.bot.cursors.get_cursor(self.cursor_name)
+        delay = 0.2
+        while True:
+            try:
+                response = await self.client.sync(timeout=self.timeout_ms,
+                                                  sync_filter=SYNC_FILTER, since=token)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                response = nio.SyncError(f"{type(exc).__name__}: {exc}")
+            if not isinstance(response, nio.SyncResponse):
+                log.warning("sync failed: %s", getattr(response, "message", response))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.2
+            await self.process(response, initial=token is None)
+            token = response.next_batch
+            await self.bot.cursors.set_cursor(self.cursor_name, token)
+            self.batches += 1
+            self.synced.set()
+
+    async def process(self, response: nio.SyncResponse, *, initial: bool) -> None:
+        """One batch: to-device requests, invites, then room timelines in order. The
+        first sync of a new bot skips old timelines (they predate its service)."""
+        for event in response.to_device_events:
+            await self.bot.on_to_device(event.source)
+        for room_id in response.rooms.invite:
+            await self.bot.on_invite(room_id)
+        if initial:
+            return
+        for room_id, room in response.rooms.join.items():
+            if room.timeline.limited:
+                log.info("limited timeline in %s (new room, or a gap)", room_id)
+            for event in room.timeline.events:
+                await self.bot.on_room_event(room_id, event.source)

@@ -1,0 +1,29 @@
+"""Errors of the Matrix transport: one root, :class:`MatrixTransportError`.
+
+A failed hub request on the member side is a :class:`MatrixLinkError`;
+:mod:`bridge.services.matrix` turns it into :class:`bridge.errors.LinkError` as the
+:class:`bridge.transport.HubLink` contract asks (importing ``bridge`` here would load
+``mls``). Messages never carry MLS bytes or secrets.
+"""
+
+from __future__ import annotations
+
+
+class MatrixTransportError(Exception):
+    """Root of every error raised by ``transports.matrix``."""
+
+
+class MalformedEvent(MatrixTransportError):
+    """An event's content does not follow the binding (missing key, bad base64...)."""
+
+
+class MediaError(MatrixTransportError):
+    """A media upload/download failed, or downloaded bytes do not match their SHA-256."""
+
+
+class HomeserverError(MatrixTransportError):
+    """The homeserver refused or failed a client-server API call."""
+
+
+class MatrixLinkError(MatrixTransportError):
+    """A member's request to the hub got no reply (timeout, send failure, closed link)."""

@@ -1,0 +1,37 @@
+"""MLS over XMPP (namespace ``urn:mlsbridge:0``): the hub as an XEP-0114 component
+(:mod:`transports.xmpp.component`) and members as slixmpp clients
+(:mod:`transports.xmpp.client`), with XEP-0363 uploads for large payloads
+(:mod:`transports.xmpp.upload`). The XML lives in :mod:`transports.xmpp.stanzas`.
+
+Nothing here imports :mod:`mls`: MLS messages are opaque bytes, carried as
+:class:`bridge.transport.Inbound` / :class:`bridge.transport.Outbound` values.
+"""
+
+from transports.xmpp.client import MLSClientPlugin, register
+from transports.xmpp.component import ComponentConfig, MLSComponent, StateStore
+from transports.xmpp.errors import (
+    ComponentAuthError,
+    HubUnreachable,
+    PayloadTooLarge,
+    UploadError,
+    WireError,
+    XmppLinkError,
+    XmppTransportError,
+)
+from transports.xmpp.namespace import NS
+
+__all__ = [
+    "NS",
+    "ComponentAuthError",
+    "ComponentConfig",
+    "HubUnreachable",
+    "MLSClientPlugin",
+    "MLSComponent",
+    "PayloadTooLarge",
+    "StateStore",
+    "UploadError",
+    "WireError",
+    "XmppLinkError",
+    "XmppTransportError",
+    "register",
+]

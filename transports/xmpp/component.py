@@ -1,0 +1,531 @@
+"""The hub side of the XMPP binding: an XEP-0114 component hosting the MLS rooms.
+
+The component (``mls.example``) hosts every room itself (``room@mls.example``), so each
+message passes the hub (DESIGN.md, "Wire binding"). It
+
+* answers IQ requests (one element per :class:`bridge.transport.Op`, see
+  :mod:`transports.xmpp.stanzas`) by calling :meth:`HubService.handle` with the sender
+  set to ``xmpp:`` + the bare JID of the stanza's ``from`` (what the server
+  authenticated; nothing inside the payload names the sender);
+* fans deliveries out (it is the :class:`bridge.transport.Deliverer`): commits, proposals
+  and application messages as ``groupchat`` messages to every occupant of the group's
+  rooms who is a recipient, with the sequence number, XEP-0359 stanza-id/origin-id and a
+  XEP-0334 ``<store/>`` hint; Welcomes as ``normal`` messages to the joiner's bare JID;
+* keeps occupants from MUC-style presence (``room@mls.example/nick``); an occupant's
+  last ``unavailable`` presence becomes :data:`Op.LEAVE` (the hub's Remove proposal):
+  at once when it carries ``<leave xmlns='urn:mlsbridge:0'/>`` (the member left), after
+  ``leave_grace`` seconds without a rejoin otherwise (a dropped connection or a server
+  restart must not remove everyone); a successful :data:`Op.KICK` (from a configured
+  admin) ends the target's occupancy;
+* reconnects with exponential backoff after losing the server, then sends ``<sync/>`` to
+  every occupant so members fetch whatever fan-out the outage swallowed (sequence numbers
+  make the catch-up exact: nothing lost, nothing delivered twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import json
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+from xml.etree import ElementTree as ET
+
+from slixmpp import JID, ComponentXMPP
+from slixmpp.stanza import Iq, Message, Presence
+from slixmpp.xmlstream import StanzaBase
+from slixmpp.xmlstream.handler import Callback, CoroutineCallback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from bridge.transport import HubService, Inbound, Kind, Op, Outbound
+from transports.xmpp import namespace as ns
+from transports.xmpp.errors import ComponentAuthError, UploadError, WireError, XmppLinkError
+from transports.xmpp.stanzas import (
+    blobs_of,
+    condition_for,
+    decode_request,
+    encode_delivery,
+    encode_rejected,
+    encode_reply,
+    find_request,
+    register_plugins,
+)
+from transports.xmpp.upload import (
+    LOOPBACK_HOSTS,
+    STANZA_OVERHEAD,
+    Uploader,
+    encoded_size,
+    placements,
+    resolver,
+)
+
+log = logging.getLogger(__name__)
+
+OCCUPANTS_KEY = "xmpp-occupants"
+GROUP_ROOMS_KEY = "xmpp-group-rooms"
+CLIENT_OPS = tuple(Op)  # LEAVE also comes from presence; KICK only from configured admins
+
+
+class StateStore(Protocol):
+    """Small persistent key/value state (the occupant list survives a restart)."""
+
+    async def load(self, name: str) -> str | None: ...
+
+    async def save(self, name: str, value: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentConfig:
+    """Where and how the component connects; ``stanza_limit`` in bytes."""
+
+    jid: str
+    secret: str = field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 5347
+    stanza_limit: int = 256 * 1024
+    upload: bool = True
+    upload_hosts: frozenset[str] = LOOPBACK_HOSTS
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    name: str = "MLS delivery hub"
+    admins: frozenset[str] = frozenset()  # identities allowed to send Op.KICK
+    leave_grace: float = 60.0  # seconds an implicit departure waits before Op.LEAVE
+
+
+def xmpp_identity(jid: JID) -> str:
+    """The identity URI of an XMPP entity: ``xmpp:`` + its bare JID."""
+    return ns.URI_SCHEME + jid.bare
+
+
+class MLSComponent:
+    """The XEP-0114 component: the hub's XMPP transport (a :class:`Deliverer`)."""
+
+    def __init__(
+        self, config: ComponentConfig, state: StateStore | None = None,
+    ) -> None:
+        self.config = config
+        self._hub: HubService | None = None
+        self._state = state
+        self.xmpp = ComponentXMPP(  # type: ignore[no-untyped-call]
+            config.jid, config.secret, config.host, config.port)
+        self.xmpp.register_plugin("xep_0030")
+        register_plugins()
+        self._uploader = Uploader(
+            self.xmpp, domain=JID(config.jid).domain.split(".", 1)[-1],
+            allowed_hosts=config.upload_hosts, enabled=config.upload,
+        )
+        # room JID -> occupant full JID -> nick
+        self.occupants: dict[str, dict[str, str]] = {}
+        self._group_rooms: dict[bytes, tuple[tuple[str, str], ...]] = {}
+        # Welcomes sent recently (stanza id -> bare JID, stanza) and those that bounced
+        # because the user was offline (bare JID -> stanzas), re-sent on its presence.
+        self._welcomes_sent: dict[str, tuple[str, Message]] = {}
+        self._held: dict[str, list[Message]] = {}
+        self._pending_leaves: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._send_lock = asyncio.Lock()
+        self._ready = asyncio.Event()
+        self._stopping = False
+        self._auth_failed = ""
+        self._handshaking = False
+        self._ever_ready = False
+        self._backoff = config.backoff_initial
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._install_handlers()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def bind(self, hub: HubService) -> None:
+        """Set the hub this component serves (the hub may need the component first)."""
+        self._hub = hub
+
+    async def start(self, timeout: float = 20.0) -> None:
+        """Connect and authenticate; :class:`ComponentAuthError` if refused."""
+        if self._state is not None:
+            saved = await self._state.load(OCCUPANTS_KEY)
+            if saved:
+                self.occupants = {room: dict(occ) for room, occ in json.loads(saved).items()}
+            saved = await self._state.load(GROUP_ROOMS_KEY)
+            if saved:
+                self._group_rooms = {
+                    base64.b64decode(group): tuple((t, r) for t, r in rooms)
+                    for group, rooms in json.loads(saved).items()
+                }
+        self._stopping = False
+        self.xmpp.connect()
+        waiter = asyncio.ensure_future(self._ready.wait())
+        try:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while not waiter.done():
+                if self._auth_failed:
+                    raise ComponentAuthError(self._auth_failed)
+                if asyncio.get_running_loop().time() > deadline:
+                    raise ComponentAuthError(f"no handshake with the server in {timeout} s")
+                await asyncio.wait({waiter}, timeout=0.05)
+        except ComponentAuthError:
+            await self.stop()
+            raise
+        finally:
+            waiter.cancel()
+
+    async def stop(self) -> None:
+        """Disconnect for good (no reconnect)."""
+        self._stopping = True
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+        self.xmpp.cancel_connection_attempt()
+        with contextlib.suppress(XmppLinkError):
+            await self.xmpp.disconnect(wait=1.0)
+        self._ready.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set()
+
+    def _install_handlers(self) -> None:
+        x = self.xmpp
+        x.add_event_handler("session_start", self._on_session_start)
+        x.add_event_handler("connected", self._on_connected)
+        x.add_event_handler("disconnected", self._on_disconnected)
+        x.add_event_handler("stream_error", self._on_stream_error)
+        default_ns = x.default_ns
+        for op in CLIENT_OPS:
+            x.register_handler(CoroutineCallback(
+                f"mls {op.value}",
+                MatchXPath(f"{{{default_ns}}}iq/{{{ns.NS}}}{op.value}"),
+                self._on_request,
+            ))
+        x.register_handler(Callback(
+            "mls presence", MatchXPath(f"{{{default_ns}}}presence"), self._on_presence,
+        ))
+        x.register_handler(Callback(
+            "mls bounce", MatchXPath(f"{{{default_ns}}}message"), self._on_message,
+        ))
+
+    def _on_session_start(self, _event: Any) -> None:
+        self._handshaking = False
+        self._ever_ready = True
+        self._backoff = self.config.backoff_initial
+        disco = self.xmpp.plugin["xep_0030"]
+        disco.add_identity(category="component", itype="generic", name=self.config.name,
+                           jid=JID(self.config.jid))
+        disco.add_feature(ns.FEATURE, jid=JID(self.config.jid))
+        for room in self.occupants:
+            self._advertise_room(room)
+        self._uploader.forget_service()
+        self._ready.set()
+        self._send_sync()
+        log.info("component %s connected", self.config.jid)
+
+    def _on_stream_error(self, error: Any) -> None:
+        condition = error["condition"] if error is not None else ""
+        if condition in ("not-authorized", "host-unknown", "conflict"):
+            self._auth_failed = f"server refused component {self.config.jid}: {condition}"
+
+    def _on_connected(self, _event: Any) -> None:
+        self._handshaking = True
+
+    def _on_disconnected(self, _reason: Any) -> None:
+        if self._handshaking and not self._ever_ready and not self._auth_failed:
+            self._auth_failed = (f"server refused component {self.config.jid}: stream "
+                                 "closed during the handshake (wrong secret or name?)")
+        self._handshaking = False
+        self._ready.clear()
+        if self._stopping or self._auth_failed:
+            return
+        if self._reconnect_task is None or self._reconnect_task.done():
+            self._reconnect_task = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, self.config.backoff_max)
+        log.warning("component %s disconnected; reconnecting in %.1f s", self.config.jid, delay)
+        await asyncio.sleep(delay)
+        if not self._stopping:
+            self.xmpp.connect()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- requests ------------------------------------------------------------------
+
+    async def _on_request(self, stanza: StanzaBase) -> None:
+        iq = cast(Iq, stanza)
+        if iq["type"] not in ("get", "set"):
+            return
+        element = find_request(iq)
+        if element is None or self._hub is None:
+            self._iq_error(iq, "service-unavailable", "cancel", "hub not ready")
+            return
+        try:
+            resolve = await resolver(self._uploader, element)
+            request = decode_request(element, xmpp_identity(iq["from"]), resolve)
+        except (WireError, UploadError) as exc:
+            self._iq_error(iq, "bad-request", "modify", str(exc))
+            return
+        if request.op == Op.KICK and request.sender not in self.config.admins:
+            self._iq_error(iq, "forbidden", "auth", "only room admins may kick")
+            return
+        reply = await self._hub.handle(request)
+        if not reply.ok:
+            condition, error_type = condition_for(reply.code)
+            self._iq_error(iq, condition, error_type, reply.reason,
+                           encode_rejected(reply.code, reply.epoch))
+            return
+        reply = fit_entries(reply, self.config.stanza_limit)
+        try:
+            place = await placements(self._uploader, list(blobs_of(reply)),
+                                     self.config.stanza_limit)
+        except XmppLinkError as exc:
+            self._iq_error(iq, "resource-constraint", "wait", str(exc))
+            return
+        result = iq.reply(clear=True)  # type: ignore[no-untyped-call]
+        result.xml.append(encode_reply(reply, place))
+        result.send()
+        if request.op == Op.KICK:
+            self._end_occupancy(request.target, reason="307")
+
+    def _iq_error(self, iq: Iq, condition: str, error_type: str, text: str,
+                  extra: ET.Element | None = None) -> None:
+        error = iq.reply(clear=True)  # type: ignore[no-untyped-call]
+        error["type"] = "error"
+        error["error"]["condition"] = condition
+        error["error"]["type"] = error_type
+        error["error"]["text"] = text
+        if extra is not None:
+            error["error"].xml.append(extra)
+        error.send()
+
+    # -- presence: occupancy, LEAVE --------------------------------------------------
+
+    def _on_presence(self, stanza: StanzaBase) -> None:
+        presence = cast(Presence, stanza)
+        room_jid = presence["to"]
+        if presence["type"] != "unavailable":
+            self._resend_held(presence["from"].bare)
+        if not room_jid.user or room_jid.domain != self.config.jid:
+            return
+        room, occupant = room_jid.bare, presence["from"].full
+        kind = presence["type"]
+        if kind in ("available", "", "chat", "away", "xa", "dnd"):
+            self._join(room, occupant, room_jid.resource or presence["from"].user)
+        elif kind == "unavailable":
+            explicit = presence.xml.find(f"{{{ns.NS}}}{ns.LEAVE}") is not None
+            self._part(room, occupant, explicit=explicit)
+
+    def _join(self, room: str, occupant: str, nick: str) -> None:
+        pending = self._pending_leaves.pop((room, JID(occupant).bare), None)
+        if pending is not None:
+            pending.cancel()  # back within the grace period: not a departure
+        first = room not in self.occupants
+        members = self.occupants.setdefault(room, {})
+        members[occupant] = nick
+        if first:
+            self._advertise_room(room)
+        self._spawn(self._save_occupants())
+        self_presence = self.xmpp.make_presence(pto=occupant, pfrom=f"{room}/{nick}")
+        muc_user = ET.SubElement(self_presence.xml, f"{{{ns.NS_MUC_USER}}}x")
+        ET.SubElement(muc_user, f"{{{ns.NS_MUC_USER}}}item",
+                      {"affiliation": "member", "role": "participant", "jid": occupant})
+        ET.SubElement(muc_user, f"{{{ns.NS_MUC_USER}}}status", {"code": "110"})
+        self_presence.send()
+
+    def _part(self, room: str, occupant: str, *, explicit: bool) -> None:
+        members = self.occupants.get(room, {})
+        nick = members.pop(occupant, None)
+        if nick is None:
+            return
+        self._spawn(self._save_occupants())
+        gone = self.xmpp.make_presence(pto=occupant, pfrom=f"{room}/{nick}", ptype="unavailable")
+        gone.send()
+        bare = JID(occupant).bare
+        if any(JID(other).bare == bare for other in members):
+            return  # another resource of the same account is still in the room
+        leave = Inbound(op=Op.LEAVE.value, sender=ns.URI_SCHEME + bare,
+                        transport=ns.TRANSPORT_NAME, room_id=room)
+        if explicit or self.config.leave_grace <= 0:
+            self._spawn(self._handle_event(leave))
+            return
+        # An unavailable presence without <leave/> may be a dropped connection or a
+        # server restart: it becomes a Remove only if the user does not come back.
+        previous = self._pending_leaves.pop((room, bare), None)
+        if previous is not None:
+            previous.cancel()
+        task = asyncio.ensure_future(self._leave_after_grace(room, bare, leave))
+        self._pending_leaves[(room, bare)] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _leave_after_grace(self, room: str, bare: str, leave: Inbound) -> None:
+        await asyncio.sleep(self.config.leave_grace)
+        self._pending_leaves.pop((room, bare), None)
+        if not any(JID(o).bare == bare for o in self.occupants.get(room, {})):
+            await self._handle_event(leave)
+
+    def _end_occupancy(self, target: str, reason: str) -> None:
+        """Drop every occupancy of ``target`` (an identity URI) after a kick."""
+        bare = target.removeprefix(ns.URI_SCHEME)
+        for room, members in self.occupants.items():
+            for occupant in [o for o in members if JID(o).bare == bare]:
+                nick = members.pop(occupant)
+                gone = self.xmpp.make_presence(pto=occupant, pfrom=f"{room}/{nick}",
+                                               ptype="unavailable")
+                muc_user = ET.SubElement(gone.xml, f"{{{ns.NS_MUC_USER}}}x")
+                ET.SubElement(muc_user, f"{{{ns.NS_MUC_USER}}}status", {"code": reason})
+                gone.send()
+        self._spawn(self._save_occupants())
+
+    async def _handle_event(self, event: Inbound) -> None:
+        if self._hub is None:
+            return
+        reply = await self._hub.handle(event)
+        if not reply.ok:
+            log.info("hub refused %s from %s: %s", event.op, event.sender, reply.reason)
+
+    def _on_message(self, stanza: StanzaBase) -> None:
+        """An error bounce: a Welcome to an offline user is held until the user sends
+        us presence; an occupant that bounces is gone (dropped, no Remove proposal)."""
+        message = cast(Message, stanza)
+        if message["type"] != "error":
+            return
+        sent = self._welcomes_sent.pop(message["id"], None)
+        if sent is not None:
+            self._held.setdefault(sent[0], []).append(sent[1])
+            log.info("Welcome to %s bounced; held until it is online", sent[0])
+            return
+        occupant = message["from"].full
+        for members in self.occupants.values():
+            members.pop(occupant, None)
+        self._spawn(self._save_occupants())
+
+    def _advertise_room(self, room: str) -> None:
+        disco = self.xmpp.plugin["xep_0030"]
+        disco.add_identity(category="conference", itype="text", name="MLS room", jid=JID(room))
+        disco.add_feature(ns.FEATURE, jid=JID(room))
+        disco.add_feature(ns.NS_MUC, jid=JID(room))
+
+    async def _save_occupants(self) -> None:
+        if self._state is not None:
+            await self._state.save(OCCUPANTS_KEY, json.dumps(self.occupants, sort_keys=True))
+
+    async def _save_group_rooms(self) -> None:
+        """Welcomes name no rooms (the hub leaves them out): remember each group's rooms
+        from its fan-out, across restarts, so a Welcome can tell the joiner its room."""
+        if self._state is not None:
+            data = {base64.b64encode(group).decode("ascii"): [list(room) for room in rooms]
+                    for group, rooms in self._group_rooms.items()}
+            await self._state.save(GROUP_ROOMS_KEY, json.dumps(data, sort_keys=True))
+
+    def _send_sync(self) -> None:
+        """Tell every occupant to check its log (after (re)connecting)."""
+        for room, members in self.occupants.items():
+            for occupant in members:
+                message = self.xmpp.make_message(mto=occupant, mfrom=room, mtype="headline")
+                ET.SubElement(message.xml, f"{{{ns.NS}}}{ns.SYNC}")
+                message.send()
+
+    # -- fan-out (Deliverer) ---------------------------------------------------------
+
+    async def deliver(self, message: Outbound) -> None:
+        """Send a delivery to its recipients (groupchat per occupant, or a Welcome)."""
+        async with self._send_lock:
+            if message.rooms:
+                if self._group_rooms.get(message.group_id) != message.rooms:
+                    self._group_rooms[message.group_id] = message.rooms
+                    await self._save_group_rooms()
+            elif message.group_id in self._group_rooms:  # Welcomes carry no rooms
+                message = dataclasses.replace(message, rooms=self._group_rooms[message.group_id])
+            try:
+                place = await placements(self._uploader, list(blobs_of(message)),
+                                         self.config.stanza_limit)
+            except XmppLinkError as exc:
+                log.error("cannot deliver seq %d: %s (members will see a gap)", message.seq, exc)
+                return
+            if message.kind == Kind.WELCOME:
+                self._send_welcome(message, encode_delivery(message, place))
+            else:
+                self._fan_out(message, encode_delivery(message, place))
+
+    def _send_welcome(self, message: Outbound, payload: ET.Element) -> None:
+        rooms = [room for transport, room in message.rooms if transport == ns.TRANSPORT_NAME]
+        sender = rooms[0] if rooms else self.config.jid
+        for recipient in message.recipients:
+            if not recipient.startswith(ns.URI_SCHEME):
+                continue
+            bare = recipient.removeprefix(ns.URI_SCHEME)
+            stanza = self.xmpp.make_message(mto=bare, mfrom=sender, mtype="normal")
+            stanza["id"] = f"welcome-{_short(message.group_id)}-{message.seq}-{bare}"
+            stanza.xml.append(_copy(payload))
+            ET.SubElement(stanza.xml, f"{{{ns.NS_HINTS}}}store")
+            self._remember_welcome(stanza["id"], bare, stanza)
+            stanza.send()
+
+    def _remember_welcome(self, stanza_id: str, bare: str, stanza: Message) -> None:
+        self._welcomes_sent[stanza_id] = (bare, stanza)
+        while len(self._welcomes_sent) > 1000:
+            self._welcomes_sent.pop(next(iter(self._welcomes_sent)))
+
+    def _resend_held(self, bare: str) -> None:
+        """The user is online (presence to us): send the Welcomes that bounced."""
+        for stanza in self._held.pop(bare, []):
+            self._remember_welcome(stanza["id"], bare, stanza)
+            stanza.send()
+
+    def _fan_out(self, message: Outbound, payload: ET.Element) -> None:
+        recipients = {r.removeprefix(ns.URI_SCHEME) for r in message.recipients
+                      if r.startswith(ns.URI_SCHEME)}
+        sender_bare = message.sender.removeprefix(ns.URI_SCHEME)
+        stanza_id = f"{_short(message.group_id)}-{message.seq}"
+        for transport, room in message.rooms:
+            if transport != ns.TRANSPORT_NAME:
+                continue
+            members = self.occupants.get(room, {})
+            nick = next((n for o, n in members.items() if JID(o).bare == sender_bare), "")
+            sent_from = f"{room}/{nick}" if nick else room
+            for occupant in list(members):
+                if JID(occupant).bare not in recipients:
+                    continue
+                stanza = self.xmpp.make_message(mto=occupant, mfrom=sent_from,
+                                                mtype="groupchat")
+                stanza["id"] = stanza_id
+                stanza.xml.append(_copy(payload))
+                ET.SubElement(stanza.xml, f"{{{ns.NS_SID}}}stanza-id",
+                              {"id": stanza_id, "by": room})
+                if message.request_id:
+                    ET.SubElement(stanza.xml, f"{{{ns.NS_SID}}}origin-id",
+                                  {"id": message.request_id})
+                ET.SubElement(stanza.xml, f"{{{ns.NS_HINTS}}}store")
+                stanza.send()
+
+
+def fit_entries(reply: Outbound, limit: int) -> Outbound:
+    """A log page trimmed to what fits in one stanza (at least one entry is kept; the
+    client fetches again from where the page ends)."""
+    if len(reply.entries) <= 1 or encoded_size(list(blobs_of(reply))) <= limit:
+        return reply
+    total = encoded_size([reply.payload, reply.ratchet_tree])
+    kept = 0
+    for entry in reply.entries:
+        total += encoded_size([entry.payload]) - STANZA_OVERHEAD + 256
+        if total > limit and kept:
+            break
+        kept += 1
+    return dataclasses.replace(reply, entries=reply.entries[:kept])
+
+
+def _copy(element: ET.Element) -> ET.Element:
+    return ET.fromstring(ET.tostring(element))
+
+
+def _short(group_id: bytes) -> str:
+    return base64.urlsafe_b64encode(group_id[:12]).decode("ascii").rstrip("=")
+

@@ -1,0 +1,275 @@
+"""XEP-0363 HTTP File Upload for payloads over the stanza limit.
+
+A payload too large for one stanza is PUT to the server's upload service and the stanza
+carries ``<payload url='...' sha256='HEX' size='N'/>`` instead of base64 text. The
+receiver GETs it and checks size and SHA-256 before using it. Only hosts in
+``allowed_hosts`` are ever contacted (loopback by default), so a peer cannot make the
+hub or a member fetch arbitrary URLs. Without an upload service the payload is refused
+(:class:`PayloadTooLarge`), never truncated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+from xml.etree import ElementTree as ET
+
+import aiohttp
+from slixmpp import JID
+from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.stanza import Iq
+
+from transports.xmpp.errors import PayloadTooLarge, UploadError
+from transports.xmpp.namespace import NS_UPLOAD
+from transports.xmpp.stanzas import (
+    BytesValue,
+    Place,
+    Resolve,
+    UploadRef,
+    collect_refs,
+    inline,
+    no_refs,
+)
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class UploadService:
+    """A discovered XEP-0363 service and its advertised size limit (0: none given)."""
+
+    jid: str
+    max_size: int
+
+
+class Uploader:
+    """Uploads and downloads payloads for one slixmpp stream (client or component)."""
+
+    def __init__(
+        self,
+        xmpp: Any,
+        *,
+        domain: str,
+        allowed_hosts: frozenset[str] = LOOPBACK_HOSTS,
+        max_download: int = 16 * 1024 * 1024,
+        timeout: float = 20.0,
+        enabled: bool = True,
+    ) -> None:
+        self._xmpp = xmpp
+        self._domain = domain
+        self._allowed_hosts = allowed_hosts
+        self._max_download = max_download
+        self._timeout = timeout
+        self._enabled = enabled
+        self._service: UploadService | None = None
+        self._discovered = False
+        self._known: OrderedDict[str, UploadRef] = OrderedDict()  # sha256 -> ref
+
+    def forget_service(self) -> None:
+        """Discover again on next use (after a reconnect)."""
+        self._discovered = False
+        self._service = None
+
+    async def service(self) -> UploadService | None:
+        """The server's upload service (disco#items of the domain), cached."""
+        if not self._enabled:
+            return None
+        if not self._discovered:
+            self._service = await self._discover()
+            self._discovered = True
+        return self._service
+
+    async def _discover(self) -> UploadService | None:
+        disco = self._xmpp.plugin["xep_0030"]
+        try:
+            items = await disco.get_items(jid=self._domain, timeout=self._timeout)
+        except (IqError, IqTimeout) as exc:
+            log.info("no disco#items from %s: %s", self._domain, exc)
+            return None
+        candidates = [self._domain] + [str(item[0]) for item in items["disco_items"]["items"]]
+        for candidate in candidates:
+            try:
+                info = await disco.get_info(jid=candidate, timeout=self._timeout)
+            except (IqError, IqTimeout):
+                continue
+            if NS_UPLOAD in info["disco_info"]["features"]:
+                return UploadService(jid=candidate, max_size=_max_size(info.xml))
+        return None
+
+    def remember(self, data_sha256: str, ref: UploadRef) -> None:
+        """Record where a payload already is (so fan-out can reuse the sender's upload)."""
+        self._known[data_sha256] = ref
+        self._known.move_to_end(data_sha256)
+        while len(self._known) > 1024:
+            self._known.popitem(last=False)
+
+    async def upload(self, data: bytes) -> UploadRef:
+        """PUT ``data`` through a slot; reuse a known upload of the same bytes."""
+        digest = hashlib.sha256(data).hexdigest()
+        if (known := self._known.get(digest)) is not None:
+            return known
+        service = await self.service()
+        if service is None:
+            raise PayloadTooLarge(
+                f"payload of {len(data)} bytes exceeds the stanza limit and "
+                f"{self._domain} offers no XEP-0363 upload service"
+            )
+        if service.max_size and len(data) > service.max_size:
+            raise PayloadTooLarge(
+                f"payload of {len(data)} bytes exceeds the upload limit of "
+                f"{service.max_size} bytes of {service.jid}"
+            )
+        put_url, headers, get_url = await self._request_slot(service, len(data))
+        self._check_url(put_url)
+        self._check_url(get_url)
+        await self._http_put(put_url, data, headers)
+        ref = UploadRef(url=get_url, sha256=digest, size=len(data))
+        self.remember(digest, ref)
+        return ref
+
+    async def _request_slot(
+        self, service: UploadService, size: int
+    ) -> tuple[str, dict[str, str], str]:
+        iq: Iq = self._xmpp.Iq()
+        iq["type"] = "get"
+        iq["to"] = JID(service.jid)
+        ET.SubElement(iq.xml, f"{{{NS_UPLOAD}}}request", {
+            "filename": f"mls-{secrets.token_hex(8)}.bin",
+            "size": str(size),
+            "content-type": CONTENT_TYPE,
+        })
+        try:
+            result = await iq.send(timeout=self._timeout)  # type: ignore[no-untyped-call]
+        except IqError as exc:
+            raise UploadError(f"upload slot refused by {service.jid}: "
+                              f"{exc.iq['error']['condition']}") from exc
+        except IqTimeout as exc:
+            raise UploadError(f"no upload slot from {service.jid} (timeout)") from exc
+        slot = result.xml.find(f"{{{NS_UPLOAD}}}slot")
+        put = slot.find(f"{{{NS_UPLOAD}}}put") if slot is not None else None
+        get = slot.find(f"{{{NS_UPLOAD}}}get") if slot is not None else None
+        if put is None or get is None or not put.get("url") or not get.get("url"):
+            raise UploadError(f"malformed upload slot from {service.jid}")
+        headers = {
+            h.get("name", ""): (h.text or "").strip()
+            for h in put.findall(f"{{{NS_UPLOAD}}}header")
+            if h.get("name") in ("Authorization", "Cookie", "Expires")
+        }
+        return put.get("url", ""), headers, get.get("url", "")
+
+    def _check_url(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or parts.hostname not in self._allowed_hosts:
+            raise UploadError(f"upload URL host {parts.hostname!r} is not allowed")
+
+    async def _http_put(self, url: str, data: bytes, headers: dict[str, str]) -> None:
+        timeout = aiohttp.ClientTimeout(total=self._timeout)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.put(
+                url, data=data, headers={**headers, "Content-Type": CONTENT_TYPE}
+            ) as response:
+                if response.status not in (200, 201):
+                    raise UploadError(f"upload PUT failed: HTTP {response.status}")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise UploadError(f"upload PUT failed: {exc!r}") from exc
+
+    async def download(self, ref: UploadRef) -> bytes:
+        """GET ``ref`` and return its bytes after checking size and SHA-256."""
+        self._check_url(ref.url)
+        if ref.size > self._max_download:
+            raise UploadError(f"referenced payload of {ref.size} bytes exceeds the limit")
+        timeout = aiohttp.ClientTimeout(total=self._timeout)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
+                ref.url
+            ) as response:
+                if response.status != 200:
+                    raise UploadError(f"download failed: HTTP {response.status}")
+                chunks: list[bytes] = []
+                received = 0
+                async for chunk in response.content.iter_chunked(65536):
+                    received += len(chunk)
+                    if received > ref.size:
+                        raise UploadError("download is larger than its reference says")
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise UploadError(f"download failed: {exc!r}") from exc
+        if len(data) != ref.size or hashlib.sha256(data).hexdigest() != ref.sha256:
+            raise UploadError("downloaded payload does not match its size and SHA-256")
+        self.remember(ref.sha256, ref)
+        return data
+
+
+def _max_size(info: ET.Element) -> int:
+    """The ``max-file-size`` of the service's XEP-0128 form, 0 when absent."""
+    for form_field in info.iter("{jabber:x:data}field"):
+        if form_field.get("var") == "max-file-size":
+            value = form_field.find("{jabber:x:data}value")
+            if value is not None and (value.text or "").strip().isdigit():
+                return int((value.text or "").strip())
+    return 0
+
+
+STANZA_OVERHEAD = 4096  # attributes, envelope, entries: generous margin per stanza
+
+
+def encoded_size(blobs: list[bytes]) -> int:
+    """Bytes the blobs take as base64 text plus :data:`STANZA_OVERHEAD`."""
+    return STANZA_OVERHEAD + sum(4 * ((len(blob) + 2) // 3) for blob in blobs)
+
+
+async def placements(uploader: Uploader | None, blobs: list[bytes], limit: int) -> Place:
+    """A ``place`` callback that keeps the stanza under ``limit`` bytes.
+
+    The largest blobs move to XEP-0363 until the rest fits; :class:`PayloadTooLarge`
+    when that is needed and ``uploader`` is None or the server has no upload service.
+    """
+    total = encoded_size(blobs)
+    if total <= limit:
+        return inline
+    chosen: dict[str, UploadRef] = {}
+    for blob in sorted(blobs, key=len, reverse=True):
+        if total <= limit:
+            break
+        if uploader is None:
+            raise PayloadTooLarge(
+                f"stanza of about {total} bytes exceeds the limit of {limit} bytes "
+                "and uploads are disabled"
+            )
+        ref = await uploader.upload(blob)
+        chosen[ref.sha256] = ref
+        total -= encoded_size([blob]) - STANZA_OVERHEAD - 256
+    smallest = min((ref.size for ref in chosen.values()), default=0)
+
+    def place(data: bytes) -> BytesValue:
+        if chosen and len(data) >= smallest:
+            ref = chosen.get(hashlib.sha256(data).hexdigest())
+            if ref is not None:
+                return ref
+        return data
+
+    return place
+
+
+async def resolver(uploader: Uploader | None, root: ET.Element) -> Resolve:
+    """A ``resolve`` callback with every upload reference under ``root`` downloaded."""
+    refs = collect_refs(root)
+    if not refs:
+        return no_refs
+    if uploader is None:
+        raise UploadError("stanza references an upload but uploads are disabled")
+    fetched = {ref.url: await uploader.download(ref) for ref in refs}
+
+    def resolve(value: BytesValue) -> bytes:
+        return fetched[value.url] if isinstance(value, UploadRef) else value
+
+    return resolve
