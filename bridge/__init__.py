@@ -4,7 +4,6 @@
 - :mod:`bridge.public_view` -- what the hub checks without group secrets;
 - :mod:`bridge.member` -- :class:`Member`, the transport-agnostic MLS client;
 - :mod:`bridge.content` -- the CBOR inner content of application messages;
-- :mod:`bridge.transport` -- the bytes/strings/ints interface transports implement;
 - :mod:`bridge.memory` -- an in-memory transport for tests and local development;
 - :mod:`bridge.store` -- the hub's persistent state (SQLite, PostgreSQL).
 """
@@ -16,7 +15,6 @@ from bridge.errors import (
     BridgeError,
     ContentError,
     HubRefused,
-    LinkError,
     MemberError,
     Rejection,
 )
@@ -30,17 +28,6 @@ from bridge.member import (
     RetryPolicy,
 )
 from bridge.memory import MemoryLink, MemoryNetwork
-from bridge.transport import (
-    Deliverer,
-    DeliverySink,
-    HubLink,
-    HubService,
-    Inbound,
-    KeyPackageListing,
-    Kind,
-    Op,
-    Outbound,
-)
 
 __all__ = [
     "Attachment",
@@ -48,26 +35,16 @@ __all__ = [
     "CommitPlan",
     "Content",
     "ContentError",
-    "Deliverer",
-    "DeliverySink",
     "Hub",
     "HubConfig",
     "HubIdentity",
-    "HubLink",
     "HubRefused",
-    "HubService",
-    "Inbound",
-    "KeyPackageListing",
-    "Kind",
-    "LinkError",
     "Member",
     "MemberError",
     "MemberStore",
     "MemoryLink",
     "MemoryMemberStore",
     "MemoryNetwork",
-    "Op",
-    "Outbound",
     "Received",
     "Rejection",
     "RetryPolicy",

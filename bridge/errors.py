@@ -2,7 +2,7 @@
 
 One root, :class:`BridgeError`, separate from :class:`mls.errors.MLSError` and
 :class:`bridge.store.StoreError`. A hub rejection is a :class:`Rejection` with a stable
-``code`` string that travels in :class:`bridge.transport.Outbound` replies, so transports
+``code`` string that travels in :class:`transports.interface.Outbound` replies, so transports
 can map it (for example ``wrong-epoch`` to an XMPP ``<conflict/>``) and members can react
 to it without importing this module's classes. Messages never carry plaintext or keys.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 class BridgeError(Exception):
     """Root of every error raised by ``bridge`` (outside ``bridge.store``)."""
 
-
 class Rejection(BridgeError):
     """The hub refused a request; nothing was changed. ``code`` names the reason."""
 
@@ -23,30 +22,25 @@ class Rejection(BridgeError):
         super().__init__(reason)
         self.reason = reason
 
-
 class Malformed(Rejection):
     """The bytes do not parse, or are not the kind of MLS message the request needs."""
 
     code = "malformed"
-
 
 class TooLarge(Rejection):
     """The request carries more bytes than the hub's configured limit."""
 
     code = "too-large"
 
-
 class UnknownGroupRejection(Rejection):
     """The group id is not served by this hub."""
 
     code = "unknown-group"
 
-
 class NotMember(Rejection):
     """The sender is not a member of the group (or not the member it claims to be)."""
 
     code = "not-member"
-
 
 class WrongEpochRejection(Rejection):
     """RFC 9750 §5.2: the commit is not for the group's current epoch."""
@@ -57,7 +51,6 @@ class WrongEpochRejection(Rejection):
         super().__init__(reason or f"wrong epoch (current {current_epoch})")
         self.current_epoch = current_epoch
 
-
 class StaleEpoch(Rejection):
     """An application message or proposal from an epoch the hub no longer relays."""
 
@@ -67,69 +60,51 @@ class StaleEpoch(Rejection):
         super().__init__(reason)
         self.current_epoch = current_epoch
 
-
 class BadSignature(Rejection):
     """A signature (FramedContent or GroupInfo) does not verify."""
 
     code = "bad-signature"
-
 
 class InvalidCommit(Rejection):
     """The commit bundle is inconsistent (GroupInfo, tree, Welcome, committer...)."""
 
     code = "invalid"
 
-
 class ProposalsMissing(Rejection):
     """The commit does not include every proposal the hub queued for its epoch."""
 
     code = "proposals-not-covered"
-
 
 class Forbidden(Rejection):
     """The sender may not do this (publish for another user, join against policy...)."""
 
     code = "forbidden"
 
-
 class NoKeyPackage(Rejection):
     """No unexpired KeyPackage is left for the user."""
 
     code = "no-key-package"
-
 
 class AlreadyExists(Rejection):
     """The group, KeyPackage or room mapping already exists."""
 
     code = "conflict"
 
-
 class Unsupported(Rejection):
     """Unknown request kind, cipher suite the hub has no key for, or similar."""
 
     code = "unsupported"
-
 
 class Unavailable(Rejection):
     """The hub's store failed; the request may be retried."""
 
     code = "unavailable"
 
-
-class LinkError(BridgeError):
-    """A transport could not complete a request (disconnected, timed out, reply lost).
-
-    The outcome is unknown: the hub may or may not have acted on the request.
-    """
-
-
 class ContentError(BridgeError):
     """An application message's inner content does not decode or is ill-formed."""
 
-
 class MemberError(BridgeError):
     """The member client could not do what it was asked (after its bounded retries)."""
-
 
 class HubRefused(MemberError):
     """The hub rejected a member's request; ``code`` is the hub's rejection code."""

@@ -6,11 +6,11 @@ set on the group's epoch inside one database transaction), never from process me
 so several hub processes may share one PostgreSQL database. A per-group asyncio lock
 in each process only keeps that process's fan-out in sequence order.
 
-Requests arrive as :class:`bridge.transport.Inbound` through :meth:`Hub.handle`, which
-always answers with an :class:`bridge.transport.Outbound` reply: accepted (with the
+Requests arrive as :class:`transports.interface.Inbound` through :meth:`Hub.handle`, which
+always answers with an :class:`transports.interface.Outbound` reply: accepted (with the
 sequence number and epoch) or refused with a specific code (:mod:`bridge.errors`).
 Refused requests change nothing. Deliveries go out through the transport's
-:class:`bridge.transport.Deliverer`: the accepted commit to every member of the old
+:class:`transports.interface.Deliverer`: the accepted commit to every member of the old
 epoch, then each Welcome to its new member; proposals and application messages to the
 current members.
 
@@ -35,7 +35,6 @@ from bridge import public_view
 from bridge.errors import (
     AlreadyExists,
     Forbidden,
-    LinkError,
     Malformed,
     NoKeyPackage,
     NotMember,
@@ -61,14 +60,6 @@ from bridge.store import (
     UnknownGroup,
     WrongEpoch,
 )
-from bridge.transport import (
-    Deliverer,
-    Inbound,
-    KeyPackageListing,
-    Kind,
-    Op,
-    Outbound,
-)
 from mls.codec import encode
 from mls.crypto.suite import Rng
 from mls.enums import ContentType, WireFormat
@@ -81,6 +72,15 @@ from mls.messages.extension_types import ExternalSender
 from mls.messages.framing import AuthenticatedContent, PrivateMessage, PublicMessage
 from mls.messages.key_package import KeyPackage
 from mls.messages.proposals import Remove
+from transports.errors import LinkError
+from transports.interface import (
+    Deliverer,
+    Inbound,
+    KeyPackageListing,
+    Kind,
+    Op,
+    Outbound,
+)
 
 log = logging.getLogger(__name__)
 

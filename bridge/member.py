@@ -2,8 +2,8 @@
 helper, the demo and the tests).
 
 A :class:`Member` holds one :class:`mls.group.group.Group` per group, talks to the hub
-through a :class:`bridge.transport.HubLink` and receives deliveries as a
-:class:`bridge.transport.DeliverySink`. Its rules (RFC 9750 §5.2, RFC 9420 §12.4):
+through a :class:`transports.interface.HubLink` and receives deliveries as a
+:class:`transports.interface.DeliverySink`. Its rules (RFC 9750 §5.2, RFC 9420 §12.4):
 
 * its own commit is merged only when the hub accepts it; on "wrong epoch" (or missing
   queued proposals, or a lost reply) it drops the staged commit, catches up from the
@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from bridge.content import Attachment, Content
-from bridge.errors import BridgeError, ContentError, HubRefused, LinkError, MemberError
+from bridge.errors import BridgeError, ContentError, HubRefused, MemberError
 from bridge.member_state import (
     RETRYABLE,
     CommitPlan,
@@ -42,7 +42,6 @@ from bridge.member_state import (
     _Slot,
 )
 from bridge.public_view import identity_of
-from bridge.transport import HubLink, Inbound, Kind, Op, Outbound
 from mls.codec import Reader, Writer, decode, encode
 from mls.crypto.suite import Rng, suite
 from mls.enums import ExtensionType
@@ -62,6 +61,8 @@ from mls.messages.proposals import Remove
 from mls.messages.welcome import Welcome
 from mls.tree.math import LeafIndex
 from mls.tree.ratchet_tree import RatchetTree
+from transports.errors import LinkError
+from transports.interface import HubLink, Inbound, Kind, Op, Outbound
 
 log = logging.getLogger(__name__)
 

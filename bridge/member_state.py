@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bridge.content import Content
-from bridge.transport import Outbound
 from mls.codec import Reader, Writer
 from mls.group.commit import StagedCommit
 from mls.group.group import Group
 from mls.messages.key_package import KeyPackage
+from transports.interface import Outbound
 
 #: Refusals after which catching up and retrying can succeed.
 RETRYABLE = frozenset({"wrong-epoch", "proposals-not-covered", "unavailable", "stale-epoch"})

@@ -2,7 +2,7 @@
 
 :class:`MemoryNetwork` plays both sides of a real transport:
 
-* towards the hub it is the :class:`~bridge.transport.Deliverer`: each delivery is put
+* towards the hub it is the :class:`~transports.interface.Deliverer`: each delivery is put
   on one asyncio queue per registered sink of each recipient, and a pump task per sink
   hands them over in order (like a server's per-connection stream);
 * towards members it hands out :class:`MemoryLink` objects (:class:`HubLink`), which
@@ -20,8 +20,8 @@ import asyncio
 import dataclasses
 from collections import defaultdict
 
-from bridge.errors import LinkError
-from bridge.transport import DeliverySink, HubService, Inbound, Outbound
+from transports.errors import LinkError
+from transports.interface import DeliverySink, HubService, Inbound, Outbound
 
 
 class _Pump:

@@ -24,22 +24,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import nio
 
-from bridge import transport as bt
-from bridge.errors import LinkError
 from bridge.hub import Hub, HubConfig, HubIdentity
+from bridge.services.identity import default_identity_file, load_identity
 from bridge.store import Store, UnknownGroup, open_store
-from transports.matrix import types as mt
 from transports.matrix.appservice import (
     AppServiceListener,
     ensure_sender_registered,
@@ -48,117 +44,12 @@ from transports.matrix.appservice import (
     ping,
 )
 from transports.matrix.bot import MatrixHubBot, SyncRunner
-from transports.matrix.client import MatrixMemberLink
-from transports.matrix.errors import HomeserverError, MatrixLinkError
+from transports.matrix.errors import HomeserverError
 from transports.matrix.events import user_uri
 
 log = logging.getLogger("bridge.services.matrix")
 
-ALL_SUITES = (1, 2, 3, 4, 5, 6, 7)
 DEFAULT_DEVICE = "MLSBRIDGEHUB"
-
-
-def load_identity(path: Path, name: str, suites: tuple[int, ...] = ALL_SUITES) -> HubIdentity:
-    """The hub's identity from ``path`` (same format as the XMPP service's); generated
-    and written 0600 if absent."""
-    if path.exists():
-        data = json.loads(path.read_text(encoding="utf-8"))
-        keys = {int(suite): bytes.fromhex(key) for suite, key in data["keys"].items()}
-        return HubIdentity(data["name"], keys)
-    identity = HubIdentity.generate(name, suites)
-    text = json.dumps({"name": identity.name,
-                       "keys": {str(s): k.hex() for s, k in identity.signature_keys.items()}})
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    return identity
-
-
-def default_identity_file(store_url: str) -> Path:
-    if store_url.startswith("sqlite:///") and ":memory:" not in store_url:
-        return Path(store_url.removeprefix("sqlite:///") + ".hub-key")
-    return Path("hub.key")
-
-
-# -- adapters between bridge.transport and transports.matrix.types ----------------------
-# (the transport keeps its own copy of the value types so that it never loads ``mls``)
-
-_T = TypeVar("_T")
-
-
-def _copy(value: Any, cls: type[_T]) -> _T:
-    """Copy a value type field by field into its twin class (entries and listings too)."""
-    outbound = cls if cls in (bt.Outbound, mt.Outbound) else None
-    listing = bt.KeyPackageListing if cls is bt.Outbound else mt.KeyPackageListing
-    values = {f.name: getattr(value, f.name) for f in fields(cls)}  # type: ignore[arg-type]
-    if outbound is not None:
-        values["entries"] = tuple(_copy(entry, outbound) for entry in value.entries)
-        values["key_packages"] = tuple(_copy(kp, listing) for kp in value.key_packages)
-    return cls(**values)
-
-
-def to_bridge_outbound(message: mt.Outbound) -> bt.Outbound:
-    return _copy(message, bt.Outbound)
-
-
-def to_matrix_outbound(message: bt.Outbound) -> mt.Outbound:
-    return _copy(message, mt.Outbound)
-
-
-class HubAdapter:
-    """The bridge's hub as the Matrix bot's :class:`transports.matrix.types.HubService`."""
-
-    def __init__(self, hub: bt.HubService) -> None:
-        self.hub = hub
-
-    async def handle(self, request: mt.Inbound) -> mt.Outbound:
-        reply = await self.hub.handle(_copy(request, bt.Inbound))
-        return to_matrix_outbound(reply)
-
-
-class DelivererAdapter:
-    """The Matrix bot as the hub's :class:`bridge.transport.Deliverer`."""
-
-    def __init__(self, bot: MatrixHubBot) -> None:
-        self.bot = bot
-
-    async def deliver(self, message: bt.Outbound) -> None:
-        try:
-            await self.bot.deliver(to_matrix_outbound(message))
-        except MatrixLinkError as exc:
-            raise LinkError(str(exc)) from exc
-
-
-class SinkAdapter:
-    """A bridge :class:`DeliverySink` (a Member) behind the Matrix member link."""
-
-    def __init__(self, sink: bt.DeliverySink) -> None:
-        self.sink = sink
-
-    async def deliver(self, message: mt.Outbound) -> None:
-        await self.sink.deliver(to_bridge_outbound(message))
-
-
-class MatrixHubLink:
-    """:class:`bridge.transport.HubLink` over a :class:`MatrixMemberLink`."""
-
-    def __init__(self, link: MatrixMemberLink) -> None:
-        self.link = link
-
-    @property
-    def identity(self) -> str:
-        return self.link.identity
-
-    async def request(self, request: bt.Inbound) -> bt.Outbound:
-        try:
-            reply = await self.link.request(_copy(request, mt.Inbound))
-        except MatrixLinkError as exc:
-            raise LinkError(str(exc)) from exc
-        return to_bridge_outbound(reply)
-
-    def attach(self, sink: bt.DeliverySink) -> None:
-        """Hand this link's deliveries to ``sink`` (a :class:`bridge.member.Member`)."""
-        self.link.attach(SinkAdapter(sink))
 
 
 @dataclass
@@ -216,8 +107,8 @@ class MatrixService:
         self.client = client = await self._login()
         bot = self.bot = MatrixHubBot(client, self.store, group_suite=self._group_suite)
         identity = self.identity or HubIdentity.generate(self.config.hub_name or bot.identity)
-        self.hub = Hub(self.store, identity, DelivererAdapter(bot), config=self.hub_config)
-        bot.attach(HubAdapter(self.hub))
+        self.hub = Hub(self.store, identity, bot, config=self.hub_config)
+        bot.attach(self.hub)
         if self.config.appservice:
             registration = load_registration(self.config.appservice, self.config.server_name)
             port = self.config.listen_port or int(registration.url.rsplit(":", 1)[1].strip("/"))

@@ -16,21 +16,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
 
-from bridge.hub import Hub, HubConfig, HubIdentity
+from bridge.hub import Hub, HubConfig
+from bridge.services.identity import default_identity_file, load_identity
 from bridge.store import Store, open_store
 from transports.xmpp.component import ComponentConfig, MLSComponent
 from transports.xmpp.errors import ComponentAuthError
 
 log = logging.getLogger("bridge.services.xmpp")
 
-ALL_SUITES = (1, 2, 3, 4, 5, 6, 7)
 
 
 class StoreState:
@@ -45,27 +44,6 @@ class StoreState:
 
     async def save(self, name: str, value: str) -> None:
         await self._store.set_cursor(self._prefix + name, value)
-
-
-def load_identity(path: Path, name: str, suites: tuple[int, ...] = ALL_SUITES) -> HubIdentity:
-    """The hub's identity from ``path``; generated (and written 0600) if absent."""
-    if path.exists():
-        data = json.loads(path.read_text(encoding="utf-8"))
-        keys = {int(suite): bytes.fromhex(key) for suite, key in data["keys"].items()}
-        return HubIdentity(data["name"], keys)
-    identity = HubIdentity.generate(name, suites)
-    text = json.dumps({"name": identity.name,
-                       "keys": {str(s): k.hex() for s, k in identity.signature_keys.items()}})
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    return identity
-
-
-def default_identity_file(store_url: str) -> Path:
-    if store_url.startswith("sqlite:///") and ":memory:" not in store_url:
-        return Path(store_url.removeprefix("sqlite:///") + ".hub-key")
-    return Path("hub.key")
 
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> int:

@@ -13,12 +13,12 @@ import json
 import logging
 import sys
 
-from bridge.errors import LinkError
 from bridge.hub import Hub, HubIdentity
 from bridge.store import PostgresStore
-from bridge.transport import Outbound
 from tests.bridge.conftest import clock
 from tests.bridge.wire_json import inbound_from_json, to_json
+from transports.errors import LinkError
+from transports.interface import Outbound
 
 
 class NoConnections:

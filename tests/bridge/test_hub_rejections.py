@@ -10,7 +10,6 @@ from typing import Any
 from bridge.hub import Hub
 from bridge.member import Member
 from bridge.store import Store
-from bridge.transport import Inbound, Op, Outbound
 from mls.codec import encode
 from mls.crypto import suite
 from mls.group.commit import StagedCommit
@@ -19,6 +18,7 @@ from mls.group.key_package import create_key_package
 from mls.messages.credentials import Credential
 from mls.messages.framing import MLSMessage, PublicMessage
 from tests.bridge.conftest import NOW, Harness, domain
+from transports.interface import Inbound, Op, Outbound
 
 
 def bundle_of(staged: StagedCommit, *, group_info: MLSMessage | None = None) -> dict[str, Any]:

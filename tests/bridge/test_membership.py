@@ -8,13 +8,13 @@ import random
 
 from bridge.member import Member
 from bridge.store import LogKind
-from bridge.transport import Inbound, Op
 from mls.codec import encode
 from mls.crypto import suite
 from mls.group.key_package import create_key_package
 from mls.messages.framing import MLSMessage
 from tests.bridge.conftest import NOW, Harness, domain
 from tests.bridge.test_hub_rejections import bundle_of, refused, three
+from transports.interface import Inbound, Op
 
 
 def identities(member: Member, group_id: bytes) -> list[str]:

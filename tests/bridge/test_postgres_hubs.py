@@ -18,11 +18,11 @@ from pathlib import Path
 from bridge.hub import HubIdentity
 from bridge.member import Member, RetryPolicy
 from bridge.store import LogKind, PostgresStore
-from bridge.transport import Inbound, Op, Outbound
 from tests.bridge.conftest import clock, domain
 from tests.bridge.wire_json import outbound_from_json, to_json
 from tests.store.conftest import create_database
 from tests.store.pg_server import PgServer
+from transports.interface import Inbound, Op, Outbound
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = 6

@@ -7,7 +7,7 @@ import base64
 import dataclasses
 from typing import Any
 
-from bridge.transport import Inbound, KeyPackageListing, Outbound
+from transports.interface import Inbound, KeyPackageListing, Outbound
 
 
 def _plain(value: Any) -> Any:

@@ -19,7 +19,7 @@ import nio
 import pytest
 
 from bridge import Member, RetryPolicy
-from bridge.services.matrix import MatrixHubLink, MatrixService, MatrixServiceConfig
+from bridge.services.matrix import MatrixService, MatrixServiceConfig
 from bridge.store import SqliteStore
 from tests.servers.synapse import SynapseServer
 from transports.matrix.client import MatrixMemberLink
@@ -56,7 +56,7 @@ class MatrixMember:
 
     client: nio.AsyncClient
     link: MatrixMemberLink
-    hub_link: MatrixHubLink
+    hub_link: MatrixMemberLink  # the member's HubLink (the same object as link)
     member: Member
 
     @property
@@ -102,7 +102,7 @@ async def make_member(server: SynapseServer, prefix: str, hub_user: str, *,
     client = await login(server, user_id, password)
     link = MatrixMemberLink(client, hub_user, request_timeout=request_timeout,
                             sync_timeout_ms=SYNC_MS)
-    hub_link = MatrixHubLink(link)
+    hub_link = link
     member = Member(hub_link, retry=RetryPolicy(attempts=12, base_delay=0.05, max_delay=0.5))
     hub_link.attach(member)
     await member.start()
@@ -111,7 +111,7 @@ async def make_member(server: SynapseServer, prefix: str, hub_user: str, *,
     return member_record(client, link, hub_link, member)
 
 
-def member_record(client: nio.AsyncClient, link: MatrixMemberLink, hub_link: MatrixHubLink,
+def member_record(client: nio.AsyncClient, link: MatrixMemberLink, hub_link: MatrixMemberLink,
                   member: Member) -> MatrixMember:
     return MatrixMember(client, link, hub_link, member)
 

@@ -16,8 +16,8 @@ from typing import Any
 import nio
 
 from bridge.services.matrix import MatrixService
-from bridge.transport import Kind
 from tests.matrix.conftest import MatrixMember, eventually, room_with_hub
+from transports.interface import Kind
 from transports.matrix import namespace as ns
 from transports.matrix.events import b64encode
 

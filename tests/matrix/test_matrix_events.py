@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from tests.matrix.conftest import login
 from tests.servers.synapse import SynapseServer
+from transports.interface import Inbound, KeyPackageListing, Kind, Op, Outbound
 from transports.matrix import events
 from transports.matrix import namespace as ns
 from transports.matrix.errors import MalformedEvent, MediaError
 from transports.matrix.media import MediaRef, MediaRepository, pack
-from transports.matrix.types import Inbound, KeyPackageListing, Kind, Op, Outbound
-
-
-def test_transport_never_loads_mls() -> None:
-    code = ("import sys, transports.matrix.bot, transports.matrix.client, "
-            "transports.matrix.appservice; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mls', 'bridge')))")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True).stdout
-    assert out.strip() == "[]"
 
 
 def test_base64_is_unpadded_and_strict() -> None:
@@ -96,18 +85,3 @@ async def test_large_payloads_go_through_media_with_sha256(
     finally:
         await media.close()
         await client.close()
-
-
-def test_value_types_mirror_bridge_transport() -> None:
-    """transports.matrix.types is a copy of bridge.transport's value types: keep in step."""
-    from dataclasses import fields
-
-    from bridge import transport as bt
-    from transports.matrix import types as mt
-
-    for name in ("Inbound", "Outbound", "KeyPackageListing"):
-        ours = [(f.name, f.default) for f in fields(getattr(mt, name))]
-        theirs = [(f.name, f.default) for f in fields(getattr(bt, name))]
-        assert ours == theirs, name
-    assert {op.value for op in mt.Op} == {op.value for op in bt.Op}
-    assert {kind.value for kind in mt.Kind} == {kind.value for kind in bt.Kind}

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bridge.transport import Kind
 from tests.matrix.conftest import TIMEOUT, MatrixMember, eventually, room_with_hub
 from tests.servers.synapse import SynapseServer
+from transports.interface import Kind
 from transports.matrix import namespace as ns
 
 REPO = Path(__file__).resolve().parents[2]

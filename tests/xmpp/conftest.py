@@ -22,9 +22,9 @@ from slixmpp import ClientXMPP
 
 from bridge import Hub, HubIdentity, Member, RetryPolicy
 from bridge.store import SqliteStore
-from bridge.transport import HubService
 from tests.servers.ports import ServerSetupError, free_port, wait_for_port
 from tests.servers.prosody import ProsodyServer
+from transports.interface import HubService
 from transports.xmpp.client import MLSClientPlugin, register
 from transports.xmpp.component import ComponentConfig, MLSComponent
 

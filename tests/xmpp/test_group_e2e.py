@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bridge.transport import Inbound, Op
 from tests.servers.prosody import ProsodyServer
 from tests.xmpp.conftest import InProcessHub, Peer, new_peer, start_hub
 from tests.xmpp.helpers import (
@@ -20,6 +19,7 @@ from tests.xmpp.helpers import (
     texts,
     until,
 )
+from transports.interface import Inbound, Op
 
 
 async def test_group_lifecycle_over_xmpp(prosody_server: ProsodyServer,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bridge.transport import Kind, Outbound
 from tests.servers.prosody import ProsodyServer
 from tests.xmpp.conftest import (
     HubProcess,
@@ -22,6 +21,7 @@ from tests.xmpp.conftest import (
     start_hub,
 )
 from tests.xmpp.helpers import chat, converge, in_group, received_all, room_jid, until
+from transports.interface import Kind, Outbound
 
 
 async def _trio(server: ProsodyServer) -> tuple[list[Peer], bytes, str]:

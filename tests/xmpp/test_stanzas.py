@@ -8,7 +8,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from bridge.transport import Inbound, KeyPackageListing, Kind, Op, Outbound
+from transports.interface import Inbound, KeyPackageListing, Kind, Op, Outbound
 from transports.xmpp.component import fit_entries
 from transports.xmpp.errors import WireError
 from transports.xmpp.namespace import NS

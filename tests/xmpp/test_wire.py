@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from slixmpp import JID
 
-from bridge.transport import Inbound, Op
 from tests.servers.prosody import ProsodyServer
 from tests.xmpp.conftest import HubProcess, InProcessHub, connect_client
+from transports.interface import Inbound, Op
 from transports.xmpp.component import ComponentConfig, MLSComponent
 from transports.xmpp.errors import ComponentAuthError
 from transports.xmpp.namespace import FEATURE

@@ -9,7 +9,7 @@ by :mod:`transports.matrix.appservice` (transactions pushed by the homeserver).
   reply goes back to-device (``im.mlsbridge.response``, same ``request_id``);
 * invites to the bot -> join; ``m.room.member`` leave/ban of someone else -> ``leave``
   (self) or ``kick`` (by another user) requests for the room's group;
-* :meth:`deliver` (the :class:`~bridge.transport.Deliverer`): commits and proposals as
+* :meth:`deliver` (the :class:`~transports.interface.Deliverer`): commits and proposals as
   ``im.mlsbridge.commit`` / ``.proposal`` room events, application messages as
   ``m.room.encrypted`` with algorithm ``im.mlsbridge.mls.v1``, all carrying the log
   sequence number; Welcomes to-device to every device of the joiner (who is invited to
@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import aiohttp
 import nio
 
+from transports.interface import HubService, Inbound, Kind, Op, Outbound
 from transports.matrix import events
 from transports.matrix import namespace as ns
 from transports.matrix.errors import (
@@ -46,7 +47,6 @@ from transports.matrix.errors import (
     MediaError,
 )
 from transports.matrix.media import MediaRepository, pack
-from transports.matrix.types import HubService, Inbound, Kind, Op, Outbound
 
 log = logging.getLogger(__name__)
 

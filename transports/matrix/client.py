@@ -2,11 +2,11 @@
 
 :class:`MatrixMemberLink` wraps a logged-in :class:`nio.AsyncClient`:
 
-* it is a :class:`bridge.transport.HubLink`: :meth:`request` sends one
+* it is a :class:`transports.interface.HubLink`: :meth:`request` sends one
   ``im.mlsbridge.request`` to-device to the hub's device and waits (with a timeout) for
   the ``im.mlsbridge.response`` with the same ``request_id``; the identity is the
   account's ``matrix:u/...`` URI, which is what the hub sees as the network sender;
-* it feeds a :class:`bridge.transport.DeliverySink` (a :class:`bridge.member.Member`):
+* it feeds a :class:`transports.interface.DeliverySink` (a :class:`bridge.member.Member`):
   room events of the binding in timeline order (only those sent by the hub user; any
   other sender is ignored and counted in :attr:`ignored`), Welcomes and deliveries
   to-device (again only from the hub);
@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 import nio
 
+from transports.interface import DeliverySink, Inbound, Op, Outbound
 from transports.matrix import events
 from transports.matrix import namespace as ns
 from transports.matrix.errors import (
@@ -38,7 +39,6 @@ from transports.matrix.errors import (
     MatrixTransportError,
 )
 from transports.matrix.media import MediaRepository, pack
-from transports.matrix.types import DeliverySink, Inbound, Op, Outbound
 
 log = logging.getLogger(__name__)
 

@@ -1,15 +1,16 @@
 """Errors of the Matrix transport: one root, :class:`MatrixTransportError`.
 
-A failed hub request on the member side is a :class:`MatrixLinkError`;
-:mod:`bridge.services.matrix` turns it into :class:`bridge.errors.LinkError` as the
-:class:`bridge.transport.HubLink` contract asks (importing ``bridge`` here would load
-``mls``). Messages never carry MLS bytes or secrets.
+A failed hub request on the member side is a :class:`MatrixLinkError`, which is a
+:class:`transports.errors.LinkError` as the :class:`transports.interface.HubLink`
+contract asks. Messages never carry MLS bytes or secrets.
 """
 
 from __future__ import annotations
 
+from transports.errors import LinkError, TransportError
 
-class MatrixTransportError(Exception):
+
+class MatrixTransportError(TransportError):
     """Root of every error raised by ``transports.matrix``."""
 
 
@@ -25,5 +26,5 @@ class HomeserverError(MatrixTransportError):
     """The homeserver refused or failed a client-server API call."""
 
 
-class MatrixLinkError(MatrixTransportError):
+class MatrixLinkError(MatrixTransportError, LinkError):
     """A member's request to the hub got no reply (timeout, send failure, closed link)."""

@@ -41,9 +41,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from transports.interface import Inbound, KeyPackageListing, Kind, Outbound
 from transports.matrix import namespace as ns
 from transports.matrix.errors import MalformedEvent
-from transports.matrix.types import Inbound, KeyPackageListing, Kind, Outbound
 
 BlobReader = Callable[[object], Awaitable[bytes]]
 Content = dict[str, Any]

@@ -4,7 +4,7 @@
 (:mod:`transports.xmpp.upload`). The XML lives in :mod:`transports.xmpp.stanzas`.
 
 Nothing here imports :mod:`mls`: MLS messages are opaque bytes, carried as
-:class:`bridge.transport.Inbound` / :class:`bridge.transport.Outbound` values.
+:class:`transports.interface.Inbound` / :class:`transports.interface.Outbound` values.
 """
 
 from transports.xmpp.client import MLSClientPlugin, register

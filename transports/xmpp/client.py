@@ -3,8 +3,8 @@ member transport.
 
 Register it on a :class:`slixmpp.ClientXMPP` with :func:`register` (or
 ``client.register_plugin("mls_client", module=transports.xmpp.client)``), attach a
-:class:`bridge.transport.DeliverySink` (a :class:`bridge.member.Member`) and hand the
-plugin to the member as its :class:`bridge.transport.HubLink`::
+:class:`transports.interface.DeliverySink` (a :class:`bridge.member.Member`) and hand the
+plugin to the member as its :class:`transports.interface.HubLink`::
 
     plugin = register(client, hub="mls.example.org")
     member = Member(plugin)
@@ -33,7 +33,7 @@ from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from bridge.transport import DeliverySink, Inbound, Kind, Op, Outbound
+from transports.interface import DeliverySink, Inbound, Kind, Op, Outbound
 from transports.xmpp import namespace as ns
 from transports.xmpp.errors import (
     HubUnreachable,

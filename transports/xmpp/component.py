@@ -3,11 +3,11 @@
 The component (``mls.example``) hosts every room itself (``room@mls.example``), so each
 message passes the hub (DESIGN.md, "Wire binding"). It
 
-* answers IQ requests (one element per :class:`bridge.transport.Op`, see
+* answers IQ requests (one element per :class:`transports.interface.Op`, see
   :mod:`transports.xmpp.stanzas`) by calling :meth:`HubService.handle` with the sender
   set to ``xmpp:`` + the bare JID of the stanza's ``from`` (what the server
   authenticated; nothing inside the payload names the sender);
-* fans deliveries out (it is the :class:`bridge.transport.Deliverer`): commits, proposals
+* fans deliveries out (it is the :class:`transports.interface.Deliverer`): commits, proposals
   and application messages as ``groupchat`` messages to every occupant of the group's
   rooms who is a recipient, with the sequence number, XEP-0359 stanza-id/origin-id and a
   XEP-0334 ``<store/>`` hint; Welcomes as ``normal`` messages to the joiner's bare JID;
@@ -41,7 +41,7 @@ from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from bridge.transport import HubService, Inbound, Kind, Op, Outbound
+from transports.interface import HubService, Inbound, Kind, Op, Outbound
 from transports.xmpp import namespace as ns
 from transports.xmpp.errors import ComponentAuthError, UploadError, WireError, XmppLinkError
 from transports.xmpp.stanzas import (

@@ -1,17 +1,17 @@
 """Errors of the XMPP transport.
 
 Every error a member sees from :class:`transports.xmpp.client.MLSClientPlugin` is a
-:class:`bridge.errors.LinkError` (the HubLink contract); the more specific classes
+:class:`transports.errors.LinkError` (the HubLink contract); the more specific classes
 say why. :class:`XmppTransportError` is the root of the errors that are not about a
 single request (configuration, component authentication, bad stanzas).
 """
 
 from __future__ import annotations
 
-from bridge.errors import BridgeError, LinkError
+from transports.errors import LinkError, TransportError
 
 
-class XmppTransportError(BridgeError):
+class XmppTransportError(TransportError):
     """Root of the XMPP transport's own errors."""
 
 

@@ -22,7 +22,7 @@ NS_UPLOAD: Final = "urn:xmpp:http:upload:0"  # XEP-0363
 NS_MUC: Final = "http://jabber.org/protocol/muc"
 NS_MUC_USER: Final = "http://jabber.org/protocol/muc#user"
 
-# IQ payloads: one element per request, named after the request (bridge.transport.Op).
+# IQ payloads: one element per request, named after the request (transports.interface.Op).
 # The reply to any of them is an IQ result carrying <reply/>, or an IQ error with a
 # stanza condition plus <rejected/>.
 REPLY: Final = "reply"

@@ -37,7 +37,7 @@ from xml.etree import ElementTree as ET
 from slixmpp.stanza import Error, Iq, Message
 from slixmpp.xmlstream import ElementBase, register_stanza_plugin
 
-from bridge.transport import Inbound, KeyPackageListing, Op, Outbound
+from transports.interface import Inbound, KeyPackageListing, Op, Outbound
 from transports.xmpp import namespace as ns
 from transports.xmpp.errors import WireError
 
