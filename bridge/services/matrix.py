@@ -36,6 +36,7 @@ import nio
 from bridge.hub import Hub, HubConfig, HubIdentity
 from bridge.services.identity import default_identity_file, load_identity
 from bridge.store import Store, UnknownGroup, open_store
+from transports.interface import HubService
 from transports.matrix.appservice import (
     AppServiceListener,
     ensure_sender_registered,
@@ -104,11 +105,23 @@ class MatrixService:
         return client
 
     async def start(self) -> None:
-        self.client = client = await self._login()
-        bot = self.bot = MatrixHubBot(client, self.store, group_suite=self._group_suite)
+        bot = await self.connect()
         identity = self.identity or HubIdentity.generate(self.config.hub_name or bot.identity)
         self.hub = Hub(self.store, identity, bot, config=self.hub_config)
-        bot.attach(self.hub)
+        await self.serve(self.hub)
+
+    async def connect(self) -> MatrixHubBot:
+        """Log in and make the bot (not yet serving): the first half of :meth:`start`,
+        for a caller that builds its own hub around the bot (the combined bridge)."""
+        self.client = client = await self._login()
+        self.bot = MatrixHubBot(client, self.store, group_suite=self._group_suite)
+        return self.bot
+
+    async def serve(self, hub: HubService) -> None:
+        """Attach ``hub`` to the bot and start receiving (sync loop or AS listener)."""
+        bot = self.bot
+        assert bot is not None, "connect() first"
+        bot.attach(hub)
         if self.config.appservice:
             registration = load_registration(self.config.appservice, self.config.server_name)
             port = self.config.listen_port or int(registration.url.rsplit(":", 1)[1].strip("/"))
@@ -122,16 +135,22 @@ class MatrixService:
             self.runner = SyncRunner(bot, timeout_ms=self.config.sync_timeout_ms)
             self.runner.start()
 
+    async def stop_receiving(self) -> None:
+        """Stop taking new input (sync loop / AS listener); the bot can still send."""
+        if self.runner is not None:
+            await self.runner.stop()
+            self.runner = None
+        if self.listener is not None:
+            await self.listener.stop()
+            self.listener = None
+
     async def wait_ready(self, timeout: float = 30.0) -> None:
         """Plain mode: the first sync batch was processed."""
         if self.runner is not None:
             await asyncio.wait_for(self.runner.synced.wait(), timeout)
 
     async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.stop()
-        if self.listener is not None:
-            await self.listener.stop()
+        await self.stop_receiving()
         if self.bot is not None:
             await self.bot.close()
         if self.client is not None:

@@ -15,7 +15,11 @@ by :mod:`transports.matrix.appservice` (transactions pushed by the homeserver).
   sequence number; Welcomes to-device to every device of the joiner (who is invited to
   the group's rooms); payloads over the event budget through the media repository;
 * after a successful ``create-group``/``attach-room`` for a Matrix room: the
-  ``im.mlsbridge.group`` state event (group id, cipher suite, hub user and device).
+  ``im.mlsbridge.group`` state event (group id, cipher suite, hub user and device);
+  :meth:`MatrixHubBot.announce_group` publishes it for a room the bridge attached;
+* a :class:`RoomObserver` (the bridge's relay) hears of users joining a room and of
+  plain ``m.room.message`` events from anyone but the bot; :meth:`send_message` and
+  :meth:`put_state` post plain messages and state (relay notices, ``m.bridge``).
 
 Robustness: the sync token is saved (through a :class:`CursorStore`, the hub store's
 cursor API) only after a whole batch was processed; room events and requests acted on
@@ -62,6 +66,15 @@ SYNC_FILTER: dict[str, Any] = {
 GroupSuite = Callable[[bytes], Awaitable[int]]
 
 
+class RoomObserver(Protocol):
+    """Room activity that is not MLS traffic (implemented by the bridge's relay)."""
+
+    async def member_joined(self, room_id: str, user_id: str) -> None: ...
+
+    async def plain_message(self, room_id: str, user_id: str, event_id: str,
+                            body: str) -> None: ...
+
+
 class CursorStore(Protocol):
     """Where the transport keeps its positions (the hub store's cursor API)."""
 
@@ -100,6 +113,7 @@ class MatrixHubBot:
         self.client = client
         self.cursors = cursors
         self.hub = hub
+        self.observer: RoomObserver | None = None
         self.media = media or MediaRepository(client.homeserver, client.access_token)
         self.group_suite = group_suite
         self.seen = SeenSet(cursors, client.user_id)
@@ -127,6 +141,23 @@ class MatrixHubBot:
 
     async def close(self) -> None:
         await self.media.close()
+
+    async def announce_group(self, room_id: str, group_id: bytes, suite: int = 0) -> None:
+        """Publish the ``im.mlsbridge.group`` state of a room the bridge attached."""
+        await self._publish_group_state(room_id, group_id, suite)
+
+    async def send_message(self, room_id: str, content: Mapping[str, Any], txn: str) -> str:
+        """Post one ``m.room.message`` as the bot (``txn`` makes a resend idempotent);
+        returns the event id."""
+        response = await self._call("message", lambda: self.client.room_send(
+            room_id, ns.MESSAGE_EVENT, dict(content), tx_id=txn), nio.RoomSendResponse)
+        return str(response.event_id)
+
+    async def put_state(self, room_id: str, event_type: str, state_key: str,
+                        content: Mapping[str, Any]) -> None:
+        """Set one state event as the bot."""
+        await self._call("state", lambda: self.client.room_put_state(
+            room_id, event_type, dict(content), state_key=state_key), nio.RoomPutStateResponse)
 
     # -- Matrix calls -----------------------------------------------------------------
 
@@ -276,6 +307,9 @@ class MatrixHubBot:
                 self.ignored.append(("not sent by the hub", event_id))
                 log.info("ignored %s %s from %s (not the hub)", event_type, event_id, sender)
             return
+        if event_type == ns.MESSAGE_EVENT:
+            await self._on_plain_message(room_id, event_id, content, sender)
+            return
         if event_type != ns.MEMBER_EVENT:
             return
         self._members.pop(room_id, None)
@@ -294,10 +328,14 @@ class MatrixHubBot:
             if membership == "invite":
                 await self.on_invite(room_id)
             return
-        if membership not in ("leave", "ban") or self.hub is None:
-            return
         unsigned = event.get("unsigned")
         prev = unsigned.get("prev_content") if isinstance(unsigned, Mapping) else None
+        if membership == "join" and self.observer is not None and not (
+                isinstance(prev, Mapping) and prev.get("membership") == "join"):
+            await self.observer.member_joined(room_id, target)
+            return
+        if membership not in ("leave", "ban") or self.hub is None:
+            return
         if isinstance(prev, Mapping) and prev.get("membership") not in ("join", None):
             return  # a withdrawn or rejected invite: nobody left the group
         try:
@@ -313,6 +351,18 @@ class MatrixHubBot:
         reply = await self.hub.handle(request)
         log.info("%s of %s in %s: %s %s", request.op, target, room_id,
                  "ok" if reply.ok else "refused", reply.code)
+
+    async def _on_plain_message(self, room_id: str, event_id: str,
+                                content: Mapping[str, Any], sender: str) -> None:
+        """A plain ``m.room.message`` (not the bot's own) for the observer, once."""
+        body = content.get("body")
+        if sender == self.user_id or self.observer is None or not isinstance(body, str):
+            return
+        key = f"msg:{event_id}"
+        if await self.seen.contains(key):
+            return
+        await self.seen.add(key)
+        await self.observer.plain_message(room_id, sender, event_id, body)
 
     # -- output: the Deliverer ----------------------------------------------------------
 

@@ -24,6 +24,9 @@ WELCOME_TO_DEVICE: Final = f"{PREFIX}.welcome"  # hub -> joiner: a Welcome
 DELIVERY_TO_DEVICE: Final = f"{PREFIX}.delivery"  # hub -> member: a log entry, when the
 #                                                  group has no Matrix room to post it in
 MEMBER_EVENT: Final = "m.room.member"
+MESSAGE_EVENT: Final = "m.room.message"  # plain messages (relay mode only)
+BRIDGE_STATE: Final = "m.bridge"  # MSC2346 bridge info: which room it is bridged to
+RELAY_KEY: Final = f"{PREFIX}.relay"  # in relayed messages and m.bridge: relay details
 
 # -- content keys (shared) ---------------------------------------------------------------
 K_VERSION: Final = "v"

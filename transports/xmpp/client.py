@@ -202,6 +202,7 @@ class MLSClientPlugin(BasePlugin):
         presence = self.xmpp.make_presence(pto=f"{room}/{nick}")
         muc = ET.SubElement(presence.xml, f"{{{ns.NS_MUC}}}x")
         ET.SubElement(muc, f"{{{ns.NS_MUC}}}history", {"maxstanzas": "0"})
+        ET.SubElement(presence.xml, f"{{{ns.NS}}}{ns.CLIENT}")  # not a relayed occupant
         presence.send()
         try:
             await asyncio.wait_for(waiter, self.timeout)

@@ -19,7 +19,14 @@ message passes the hub (DESIGN.md, "Wire binding"). It
   admin) ends the target's occupancy;
 * reconnects with exponential backoff after losing the server, then sends ``<sync/>`` to
   every occupant so members fetch whatever fan-out the outage swallowed (sequence numbers
-  make the catch-up exact: nothing lost, nothing delivered twice).
+  make the catch-up exact: nothing lost, nothing delivered twice);
+* for a group with no room on this component (a group living in a Matrix room, say),
+  sends its fan-out to each XMPP recipient's bare JID instead;
+* tells a :class:`RoomObserver` (the bridge's relay) about occupants joining a room --
+  and whether their join presence carried ``<client xmlns='urn:mlsbridge:0'/>``, i.e.
+  whether they run an MLS client -- and about plain ``groupchat`` bodies sent to a room;
+  :meth:`MLSComponent.send_plain` sends plain text back, :meth:`MLSComponent.set_relay`
+  makes a room say in its disco#info that encryption ends at the bridge.
 """
 
 from __future__ import annotations
@@ -70,6 +77,15 @@ GROUP_ROOMS_KEY = "xmpp-group-rooms"
 CLIENT_OPS = tuple(Op)  # LEAVE also comes from presence; KICK only from configured admins
 
 
+class RoomObserver(Protocol):
+    """Room activity that is not MLS traffic (implemented by the bridge's relay)."""
+
+    async def occupant_joined(self, room: str, occupant: str, nick: str,
+                              mls_client: bool) -> None: ...
+
+    async def plain_message(self, room: str, occupant: str, nick: str, body: str) -> None: ...
+
+
 class StateStore(Protocol):
     """Small persistent key/value state (the occupant list survives a restart)."""
 
@@ -109,6 +125,7 @@ class MLSComponent:
     ) -> None:
         self.config = config
         self._hub: HubService | None = None
+        self._observer: RoomObserver | None = None
         self._state = state
         self.xmpp = ComponentXMPP(  # type: ignore[no-untyped-call]
             config.jid, config.secret, config.host, config.port)
@@ -120,6 +137,7 @@ class MLSComponent:
         )
         # room JID -> occupant full JID -> nick
         self.occupants: dict[str, dict[str, str]] = {}
+        self.relay_rooms: set[str] = set()  # rooms whose disco says: relay mode
         self._group_rooms: dict[bytes, tuple[tuple[str, str], ...]] = {}
         # Welcomes sent recently (stanza id -> bare JID, stanza) and those that bounced
         # because the user was offline (bare JID -> stanzas), re-sent on its presence.
@@ -142,6 +160,10 @@ class MLSComponent:
     def bind(self, hub: HubService) -> None:
         """Set the hub this component serves (the hub may need the component first)."""
         self._hub = hub
+
+    def observe(self, observer: RoomObserver | None) -> None:
+        """Report joins and plain groupchat messages to ``observer``."""
+        self._observer = observer
 
     async def start(self, timeout: float = 20.0) -> None:
         """Connect and authenticate; :class:`ComponentAuthError` if refused."""
@@ -217,7 +239,7 @@ class MLSComponent:
         disco.add_identity(category="component", itype="generic", name=self.config.name,
                            jid=JID(self.config.jid))
         disco.add_feature(ns.FEATURE, jid=JID(self.config.jid))
-        for room in self.occupants:
+        for room in {*self.occupants, *self.relay_rooms}:
             self._advertise_room(room)
         self._uploader.forget_service()
         self._ready.set()
@@ -317,18 +339,22 @@ class MLSComponent:
         room, occupant = room_jid.bare, presence["from"].full
         kind = presence["type"]
         if kind in ("available", "", "chat", "away", "xa", "dnd"):
-            self._join(room, occupant, room_jid.resource or presence["from"].user)
+            mls_client = presence.xml.find(f"{{{ns.NS}}}{ns.CLIENT}") is not None
+            self._join(room, occupant, room_jid.resource or presence["from"].user, mls_client)
         elif kind == "unavailable":
             explicit = presence.xml.find(f"{{{ns.NS}}}{ns.LEAVE}") is not None
             self._part(room, occupant, explicit=explicit)
 
-    def _join(self, room: str, occupant: str, nick: str) -> None:
+    def _join(self, room: str, occupant: str, nick: str, mls_client: bool = True) -> None:
         pending = self._pending_leaves.pop((room, JID(occupant).bare), None)
         if pending is not None:
             pending.cancel()  # back within the grace period: not a departure
         first = room not in self.occupants
         members = self.occupants.setdefault(room, {})
+        new_occupant = occupant not in members
         members[occupant] = nick
+        if new_occupant and self._observer is not None:
+            self._spawn(self._observer.occupant_joined(room, occupant, nick, mls_client))
         if first:
             self._advertise_room(room)
         self._spawn(self._save_occupants())
@@ -392,9 +418,13 @@ class MLSComponent:
             log.info("hub refused %s from %s: %s", event.op, event.sender, reply.reason)
 
     def _on_message(self, stanza: StanzaBase) -> None:
-        """An error bounce: a Welcome to an offline user is held until the user sends
-        us presence; an occupant that bounces is gone (dropped, no Remove proposal)."""
+        """A plain groupchat body from an occupant goes to the observer. An error
+        bounce: a Welcome to an offline user is held until the user sends us presence;
+        an occupant that bounces is gone (dropped, no Remove proposal)."""
         message = cast(Message, stanza)
+        if message["type"] == "groupchat":
+            self._on_groupchat(message)
+            return
         if message["type"] != "error":
             return
         sent = self._welcomes_sent.pop(message["id"], None)
@@ -407,11 +437,47 @@ class MLSComponent:
             members.pop(occupant, None)
         self._spawn(self._save_occupants())
 
+    def _on_groupchat(self, message: Message) -> None:
+        room, occupant = message["to"].bare, message["from"].full
+        nick = self.occupants.get(room, {}).get(occupant)
+        body = message["body"]
+        if nick is None or not body or self._observer is None:
+            return  # only occupants speak in a room; MLS traffic never has a body
+        self._spawn(self._observer.plain_message(room, occupant, nick, body))
+
+    def send_plain(self, room: str, occupants: list[str], nick: str, body: str,
+                   stanza_id: str) -> None:
+        """A plain-text groupchat message from ``room/nick`` to each of ``occupants``
+        (full JIDs) -- relay mode only; the caller decides who may read it."""
+        sent_from = f"{room}/{nick}" if nick else room
+        for occupant in occupants:
+            stanza = self.xmpp.make_message(mto=occupant, mfrom=sent_from, mtype="groupchat",
+                                            mbody=body)
+            stanza["id"] = stanza_id
+            ET.SubElement(stanza.xml, f"{{{ns.NS_SID}}}stanza-id",
+                          {"id": stanza_id, "by": room})
+            stanza.send()
+
+    def set_relay(self, room: str) -> None:
+        """Mark ``room`` as relayed in its disco#info (identity name and feature)."""
+        room = JID(room).bare
+        if room in self.relay_rooms:
+            return
+        self.relay_rooms.add(room)
+        disco = self.xmpp.plugin["xep_0030"]
+        disco.del_identity(jid=JID(room), category="conference", itype="text",
+                           name=ns.ROOM_NAME)
+        self._advertise_room(room)
+
     def _advertise_room(self, room: str) -> None:
         disco = self.xmpp.plugin["xep_0030"]
-        disco.add_identity(category="conference", itype="text", name="MLS room", jid=JID(room))
+        relay = room in self.relay_rooms
+        disco.add_identity(category="conference", itype="text",
+                           name=ns.RELAY_ROOM_NAME if relay else ns.ROOM_NAME, jid=JID(room))
         disco.add_feature(ns.FEATURE, jid=JID(room))
         disco.add_feature(ns.NS_MUC, jid=JID(room))
+        if relay:
+            disco.add_feature(ns.FEATURE_RELAY, jid=JID(room))
 
     async def _save_occupants(self) -> None:
         if self._state is not None:
@@ -485,6 +551,9 @@ class MLSComponent:
                       if r.startswith(ns.URI_SCHEME)}
         sender_bare = message.sender.removeprefix(ns.URI_SCHEME)
         stanza_id = f"{_short(message.group_id)}-{message.seq}"
+        if not any(transport == ns.TRANSPORT_NAME for transport, _ in message.rooms):
+            self._send_direct(message, payload, sorted(recipients), stanza_id)
+            return
         for transport, room in message.rooms:
             if transport != ns.TRANSPORT_NAME:
                 continue
@@ -505,6 +574,18 @@ class MLSComponent:
                                   {"id": message.request_id})
                 ET.SubElement(stanza.xml, f"{{{ns.NS_HINTS}}}store")
                 stanza.send()
+
+
+    def _send_direct(self, message: Outbound, payload: ET.Element, recipients: list[str],
+                     stanza_id: str) -> None:
+        """A group with no room here (it lives in another network's room): each XMPP
+        recipient gets the entry at its bare JID."""
+        for bare in recipients:
+            stanza = self.xmpp.make_message(mto=bare, mfrom=self.config.jid, mtype="normal")
+            stanza["id"] = stanza_id
+            stanza.xml.append(_copy(payload))
+            ET.SubElement(stanza.xml, f"{{{ns.NS_HINTS}}}store")
+            stanza.send()
 
 
 def fit_entries(reply: Outbound, limit: int) -> Outbound:

@@ -35,6 +35,13 @@ REJECTED: Final = "rejected"  # inside <error/>: the hub's rejection code and ep
 DELIVERY: Final = "mls"  # groupchat fan-out and Welcome, <mls kind='...'/>
 SYNC: Final = "sync"  # "check your log": sent to occupants after the hub reconnects
 LEAVE: Final = "leave"  # in an unavailable presence: a deliberate departure
+CLIENT: Final = "client"  # in a room-join presence: this occupant runs an MLS client
+
+# Relay mode (the bridge decrypts for occupants without an MLS client): the feature a
+# relayed room advertises, and the disco identity name that says so.
+FEATURE_RELAY: Final = NS + "#relay"
+ROOM_NAME: Final = "MLS room"
+RELAY_ROOM_NAME: Final = "MLS room (relay mode: end-to-end encryption ends at the bridge)"
 
 # Bytes fields (child elements holding base64 text, or an upload reference).
 PAYLOAD: Final = "payload"

@@ -1,0 +1,446 @@
+"""Relay mode: the bridge speaks MLS for people who do not run an MLS client.
+
+Off by default; enabled per room pair (``relay = true`` in ``[[bridge.rooms]]``). In a
+relayed room the bridge holds one MLS leaf per legacy user -- a *puppet*
+(:class:`bridge.member.Member` with an in-process link to the hub, its keys in the
+bridge's own store) whose credential names the user's network identity (``xmpp:...`` /
+``matrix:u/...``, the identity the network authenticated). The relay
+
+* adds a puppet to the group (external commit, RFC 9420 §12.4.3.2) when a legacy user
+  is seen in a relayed room: an XMPP occupant whose join presence lacks the MLS client
+  marker, a Matrix user who joins and is not in the group, everyone such already
+  present when relay is enabled;
+* encrypts what a legacy user writes (a plain groupchat body, a plain m.room.message)
+  into the group as that user's puppet;
+* decrypts the group's messages (every puppet is a full member) and re-emits the
+  plaintext into the rooms: on XMPP as plain ``groupchat`` messages to each legacy
+  occupant, from ``room/<sender>``; on Matrix as one ``m.room.message`` from the bot,
+  naming the sender's credential URI (a Matrix user's own message is already there).
+
+Encryption therefore ends at the bridge, and the bridge says so: a notice in both rooms
+when relay is enabled (and to each legacy user who joins), the room's XMPP disco#info
+(identity name and the ``urn:mlsbridge:0#relay`` feature) and the ``m.bridge`` state
+event in the Matrix room (published by :mod:`bridge.services.bridge`).
+
+Plaintext is never logged and never stored: puppets keep group state only (their
+received messages are handed over and dropped at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from slixmpp import JID
+
+from bridge.content import Content
+from bridge.errors import BridgeError
+from bridge.member import Member
+from bridge.member_state import Received, RetryPolicy, _Slot
+from bridge.store import Store, StoreError
+from mls.errors import MLSError
+from transports.errors import TransportError
+from transports.interface import HubService, Inbound, Outbound
+from transports.matrix import events as matrix_events
+from transports.matrix import namespace as matrix_ns
+from transports.matrix.errors import MatrixTransportError
+from transports.xmpp import namespace as xmpp_ns
+
+if TYPE_CHECKING:
+    from bridge.services.bridge import RoutingDeliverer
+    from transports.matrix.bot import MatrixHubBot
+    from transports.xmpp.component import MLSComponent
+
+log = logging.getLogger(__name__)
+
+XMPP = xmpp_ns.TRANSPORT_NAME
+MATRIX = matrix_ns.TRANSPORT_NAME
+PUPPETS_CURSOR = "relay:puppets"
+NOTICE = ("This room is bridged in relay mode: the bridge decrypts the group's messages "
+          "for people without an MLS client and encrypts theirs, so end-to-end "
+          "encryption ends at the bridge.")
+
+
+class LocalLink:
+    """A puppet's :class:`transports.interface.HubLink`: straight into the hub, as
+    the identity the legacy network authenticated."""
+
+    def __init__(self, identity: str, hub: HubService) -> None:
+        self._identity = identity
+        self._hub = hub
+
+    @property
+    def identity(self) -> str:
+        return self._identity
+
+    async def request(self, request: Inbound) -> Outbound:
+        return await self._hub.handle(dataclasses.replace(request, sender=self._identity))
+
+
+class CursorMemberStore:
+    """:class:`bridge.member_state.MemberStore` in the hub store's cursors (base64
+    values under one prefix, with a key index): puppet keys live in the bridge's store."""
+
+    def __init__(self, store: Store, prefix: str) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._index_name = prefix + "#keys"
+        self._index: set[str] | None = None
+
+    async def _keys(self) -> set[str]:
+        if self._index is None:
+            saved = await self._store.get_cursor(self._index_name)
+            self._index = set(json.loads(saved)) if saved else set()
+        return self._index
+
+    async def load(self, key: str) -> bytes | None:
+        value = await self._store.get_cursor(self._prefix + key)
+        return base64.b64decode(value) if value else None
+
+    async def save(self, key: str, value: bytes) -> None:
+        await self._store.set_cursor(self._prefix + key, base64.b64encode(value).decode())
+        keys = await self._keys()
+        if key not in keys:
+            keys.add(key)
+            await self._store.set_cursor(self._index_name, json.dumps(sorted(keys)))
+
+    async def delete(self, key: str) -> None:
+        await self._store.set_cursor(self._prefix + key, "")
+        keys = await self._keys()
+        if key in keys:
+            keys.discard(key)
+            await self._store.set_cursor(self._index_name, json.dumps(sorted(keys)))
+
+    async def keys(self, prefix: str) -> list[str]:
+        return sorted(k for k in await self._keys() if k.startswith(prefix))
+
+
+class Puppet(Member):
+    """A legacy user's leaf. Decrypted messages go to ``on_message`` and are not kept."""
+
+    def __init__(self, link: LocalLink, on_message: Callable[[Puppet, Received], None],
+                 **kwargs: Any) -> None:
+        super().__init__(link, **kwargs)
+        self._on_message = on_message
+
+    def _apply(self, slot: _Slot, entry: Outbound) -> None:
+        super()._apply(slot, entry)
+        if slot.received:
+            for item in slot.received:
+                self._on_message(self, item)
+            slot.received.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class _Rooms:
+    xmpp_room: str
+    matrix_room: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Emission:
+    """Plaintext to re-emit into a group's relayed rooms (never logged)."""
+
+    group_id: bytes
+    seq: int
+    sender: str
+    text: str = dataclasses.field(repr=False)
+    origin: str = ""  # the network the text was written on, if a legacy user wrote it
+    author_occupant: str = ""  # the XMPP occupant who wrote it (not echoed to them)
+
+
+Job = Callable[[], Awaitable[None]]
+
+
+class Relay:
+    """Puppets, legacy input and plaintext output for every relayed room."""
+
+    def __init__(self, store: Store, hub: HubService, deliverer: RoutingDeliverer, *,
+                 retry: RetryPolicy | None = None) -> None:
+        self.store = store
+        self.hub = hub
+        self.deliverer = deliverer
+        self.retry = retry or RetryPolicy(attempts=12, base_delay=0.05, max_delay=1.0)
+        self.component: MLSComponent | None = None
+        self.bot: MatrixHubBot | None = None
+        self.groups: dict[bytes, _Rooms] = {}
+        self.by_room: dict[tuple[str, str], bytes] = {}
+        self.puppets: dict[str, Puppet] = {}
+        self.relayed = 0  # messages re-emitted (counted, never logged)
+        self._emitted: OrderedDict[tuple[bytes, int], None] = OrderedDict()
+        self._inbound: asyncio.Queue[Job] = asyncio.Queue()
+        self._outbound: asyncio.Queue[_Emission] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def connect(self, component: MLSComponent | None, bot: MatrixHubBot | None) -> None:
+        self.component, self.bot = component, bot
+        if component is not None:
+            component.observe(_XmppObserver(self))
+        if bot is not None:
+            bot.observer = _MatrixObserver(self)
+
+    async def start(self) -> None:
+        """Bring back the puppets saved in the store; start the two workers."""
+        saved = await self.store.get_cursor(PUPPETS_CURSOR)
+        for identity in json.loads(saved) if saved else []:
+            await self._puppet(identity)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._work_inbound()),
+                       loop.create_task(self._work_outbound())]
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finish queued legacy input and output (up to ``timeout`` s), then stop."""
+        if self._tasks:
+            try:
+                await asyncio.wait_for(self._drain(), timeout)
+            except TimeoutError:
+                log.warning("relay stopped with work still queued")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for identity, puppet in self.puppets.items():
+            self.deliverer.local.pop(identity, None)
+            await puppet.stop()
+        self.puppets.clear()
+
+    async def _drain(self) -> None:
+        await self._inbound.join()
+        for puppet in self.puppets.values():
+            await puppet.idle()
+        await self._outbound.join()
+
+    # -- enabling ----------------------------------------------------------------------
+
+    async def enable(self, xmpp_room: str, matrix_room: str, group_id: bytes) -> None:
+        """Relay ``group_id`` in this room pair: say so, and give every legacy user
+        already present a puppet."""
+        rooms = _Rooms(xmpp_room, matrix_room)
+        first = self.groups.get(group_id) != rooms
+        self.groups[group_id] = rooms
+        self.by_room[(XMPP, xmpp_room)] = group_id
+        self.by_room[(MATRIX, matrix_room)] = group_id
+        if self.component is not None:
+            self.component.set_relay(xmpp_room)
+        if first:
+            self._inbound.put_nowait(lambda: self._announce_and_scan(group_id, rooms))
+
+    async def _announce_and_scan(self, group_id: bytes, rooms: _Rooms) -> None:
+        roster = await self._roster(group_id)
+        legacy: list[tuple[str, str]] = []  # (identity, XMPP occupant or "")
+        if self.component is not None:
+            for occupant in self.component.occupants.get(rooms.xmpp_room, {}):
+                identity = _xmpp_identity(occupant)
+                if identity in self.puppets or identity not in roster:
+                    legacy.append((identity, occupant))
+        if self.bot is not None:
+            await self._matrix_notice(rooms.matrix_room, group_id)
+            try:
+                users = await self.bot.room_members(rooms.matrix_room)
+            except MatrixTransportError as exc:
+                log.warning("relay: members of %s unknown: %s", rooms.matrix_room, exc)
+                users = frozenset()
+            for user in sorted(users - {self.bot.user_id}):
+                identity = matrix_events.user_uri(user)
+                if identity in self.puppets or identity not in roster:
+                    legacy.append((identity, ""))
+        for identity, occupant in legacy:
+            await self._join_legacy(identity, group_id, occupant)
+
+    async def _matrix_notice(self, room_id: str, group_id: bytes) -> None:
+        """The relay notice in the Matrix room, once per group."""
+        assert self.bot is not None
+        name = f"relay:notice:{room_id}"
+        if await self.store.get_cursor(name) == group_id.hex():
+            return
+        content = {"msgtype": "m.notice", "body": NOTICE,
+                   matrix_ns.RELAY_KEY: {"relay": True, "end_to_end": False}}
+        try:
+            await self.bot.send_message(room_id, content, _txn(b"notice", group_id, room_id))
+        except MatrixTransportError as exc:
+            log.warning("relay notice in %s not sent: %s", room_id, exc)
+            return
+        await self.store.set_cursor(name, group_id.hex())
+
+    # -- puppets -------------------------------------------------------------------------
+
+    async def _roster(self, group_id: bytes) -> set[str]:
+        return {member.identity for member in await self.store.get_members(group_id)}
+
+    async def _puppet(self, identity: str) -> Puppet:
+        puppet = self.puppets.get(identity)
+        if puppet is not None:
+            return puppet
+        puppet = Puppet(LocalLink(identity, self.hub), self._on_decrypted,
+                        store=CursorMemberStore(self.store, f"relay:{identity}:"),
+                        retry=self.retry, device="relay", rng=os.urandom)
+        await puppet.start()
+        self.puppets[identity] = puppet
+        self.deliverer.local[identity] = puppet
+        await self.store.set_cursor(PUPPETS_CURSOR, json.dumps(sorted(self.puppets)))
+        return puppet
+
+    async def _join_legacy(self, identity: str, group_id: bytes, occupant: str) -> Puppet:
+        """The legacy user's puppet, in the group (joined by external commit if not)."""
+        puppet = await self._puppet(identity)
+        if group_id in puppet.group_ids() and puppet.group(group_id).active:
+            return puppet
+        await puppet.rejoin(group_id)
+        log.info("relay: %s joined group %s as a puppet", identity, group_id.hex()[:16])
+        if occupant and self.component is not None:
+            rooms = self.groups[group_id]
+            self.component.send_plain(rooms.xmpp_room, [occupant], "", NOTICE,
+                                      f"relay-notice-{group_id.hex()[:12]}")
+        return puppet
+
+    # -- legacy input ----------------------------------------------------------------------
+
+    def _queue(self, job: Job) -> None:
+        self._inbound.put_nowait(job)
+
+    async def _work_inbound(self) -> None:
+        while True:
+            job = await self._inbound.get()
+            try:
+                await job()
+            except (BridgeError, MLSError, StoreError, TransportError) as exc:
+                log.warning("relay: %s: %s", type(exc).__name__, exc)
+            finally:
+                self._inbound.task_done()
+
+    async def xmpp_joined(self, room: str, occupant: str, mls_client: bool) -> None:
+        group_id = self.by_room.get((XMPP, room))
+        if group_id is None or mls_client:
+            return
+        await self._join_legacy(_xmpp_identity(occupant), group_id, occupant)
+
+    async def matrix_joined(self, room_id: str, user_id: str) -> None:
+        group_id = self.by_room.get((MATRIX, room_id))
+        if group_id is None or self.bot is None or user_id == self.bot.user_id:
+            return
+        identity = matrix_events.user_uri(user_id)
+        if identity in self.puppets or identity not in await self._roster(group_id):
+            await self._join_legacy(identity, group_id, "")
+
+    async def legacy_message(self, transport: str, room: str, identity: str, text: str,
+                             occupant: str = "") -> None:
+        """Encrypt a legacy user's text into the group as their puppet, then show it
+        to the other side (and to the other legacy occupants of an XMPP room)."""
+        group_id = self.by_room.get((transport, room))
+        if group_id is None:
+            return
+        if identity not in self.puppets and identity in await self._roster(group_id):
+            return  # an MLS member's plain message: not ours to encrypt
+        puppet = await self._join_legacy(identity, group_id, occupant)
+        content = Content(os.urandom(16), text)
+        seq = await puppet.send_content(group_id, content)
+        self._outbound.put_nowait(_Emission(group_id, seq, identity, text, transport,
+                                            occupant))
+
+    # -- output ----------------------------------------------------------------------------
+
+    def _on_decrypted(self, puppet: Puppet, received: Received) -> None:
+        """A message a puppet decrypted: queue it once for the relayed rooms (messages
+        of legacy users were shown when they were sent)."""
+        key = (received.group_id, received.seq)
+        if key in self._emitted or received.sender in self.puppets:
+            return
+        self._emitted[key] = None
+        while len(self._emitted) > 4096:
+            self._emitted.popitem(last=False)
+        text = received.content.body
+        if text is None or received.group_id not in self.groups:
+            return
+        self._outbound.put_nowait(_Emission(received.group_id, received.seq,
+                                            received.sender, text))
+
+    async def _work_outbound(self) -> None:
+        while True:
+            emission = await self._outbound.get()
+            try:
+                await self._emit(emission)
+            except TransportError as exc:
+                log.warning("relay: a message was not re-emitted: %s", exc)
+            finally:
+                self._outbound.task_done()
+
+    async def _emit(self, emission: _Emission) -> None:
+        rooms = self.groups.get(emission.group_id)
+        if rooms is None:
+            return
+        if self.component is not None:
+            self._emit_xmpp(rooms.xmpp_room, emission)
+        if self.bot is not None and emission.origin != MATRIX:
+            content = {"msgtype": "m.text", "body": f"<{emission.sender}> {emission.text}",
+                       matrix_ns.RELAY_KEY: {
+                           "sender": emission.sender, "seq": emission.seq,
+                           "group_id": matrix_events.b64encode(emission.group_id)}}
+            await self.bot.send_message(rooms.matrix_room, content,
+                                        _txn(b"relay", emission.group_id, rooms.matrix_room,
+                                             emission.seq))
+        self.relayed += 1
+
+    def _emit_xmpp(self, room: str, emission: _Emission) -> None:
+        assert self.component is not None
+        occupants = self.component.occupants.get(room, {})
+        readers = [occupant for occupant in occupants
+                   if _xmpp_identity(occupant) in self.puppets
+                   and occupant != emission.author_occupant]
+        if not readers:
+            return
+        nick = occupants.get(emission.author_occupant) or emission.sender
+        stanza_id = f"relay-{emission.group_id.hex()[:12]}-{emission.seq}"
+        self.component.send_plain(room, readers, nick, emission.text, stanza_id)
+
+
+class _XmppObserver:
+    """:class:`transports.xmpp.component.RoomObserver` for the relay (enqueue only)."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    async def occupant_joined(self, room: str, occupant: str, nick: str,
+                              mls_client: bool) -> None:
+        self.relay._queue(lambda: self.relay.xmpp_joined(room, occupant, mls_client))
+
+    async def plain_message(self, room: str, occupant: str, nick: str, body: str) -> None:
+        identity = _xmpp_identity(occupant)
+        self.relay._queue(lambda: self.relay.legacy_message(XMPP, room, identity, body,
+                                                            occupant))
+
+
+class _MatrixObserver:
+    """:class:`transports.matrix.bot.RoomObserver` for the relay (enqueue only)."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    async def member_joined(self, room_id: str, user_id: str) -> None:
+        self.relay._queue(lambda: self.relay.matrix_joined(room_id, user_id))
+
+    async def plain_message(self, room_id: str, user_id: str, event_id: str,
+                            body: str) -> None:
+        identity = matrix_events.user_uri(user_id)
+        self.relay._queue(lambda: self.relay.legacy_message(MATRIX, room_id, identity, body))
+
+
+def _xmpp_identity(occupant: str) -> str:
+    return xmpp_ns.URI_SCHEME + JID(occupant).bare
+
+
+def _txn(kind: bytes, group_id: bytes, room_id: str, seq: int = 0) -> str:
+    """A deterministic Matrix transaction id (a resend after a restart is deduplicated)."""
+    return hashlib.sha256(b"%s|%s|%s|%d" % (kind, group_id, room_id.encode(), seq)
+                          ).hexdigest()[:32]
+
+
+__all__ = ["NOTICE", "CursorMemberStore", "LocalLink", "Puppet", "Relay"]

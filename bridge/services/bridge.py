@@ -1,0 +1,354 @@
+"""One hub for both networks: an MLS group across an XMPP room and a Matrix room.
+
+:class:`BridgeService` runs ONE :class:`bridge.hub.Hub` over one store with both hub-side
+transports attached -- the XEP-0114 component (:mod:`transports.xmpp.component`) and the
+Matrix bot (:mod:`transports.matrix.bot`). Whichever network a request arrives on, the
+same hub orders it, so commits from both sides share one epoch sequence (RFC 9750 §5.2),
+the KeyPackage directory is one directory keyed by identity URI (a Matrix member claims
+``xmpp:bob@example.org``'s KeyPackage and vice versa), and the Welcome goes to the joiner
+over its own network.
+
+Deliveries go through :class:`RoutingDeliverer`: each recipient over the network its URI
+names (``xmpp:`` via the component, ``matrix:u/`` via the bot, relay puppets in-process),
+and room-visible events (commits, proposals, application messages) into every room the
+group is attached to. The bridge never decrypts in this mode: it moves the same
+ciphertext to both sides, and the sender every member sees is the MLS credential's URI.
+
+Rooms are paired in configuration (:class:`RoomPair`, built from the CLI's
+``[[bridge.rooms]]`` list by :func:`room_pairs`): when a group is created in (or
+attached to) one room of a pair, the bridge attaches the other room too; at start-up
+and on :meth:`BridgeService.attach_rooms` it completes pairs whose group already exists.
+A member may not attach a room on the other network itself (only configuration can),
+so nobody can point a group at a room the bridge happens to sit in.
+
+``relay = true`` on a pair turns on relay mode for it (:mod:`bridge.relay`): the bridge
+then holds an MLS leaf per legacy user and encryption ends at the bridge -- off by
+default, and announced in the rooms when on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.errors import BridgeError
+from bridge.hub import Hub, HubConfig, HubIdentity
+from bridge.relay import Relay
+from bridge.services.matrix import MatrixService, MatrixServiceConfig
+from bridge.services.xmpp import StoreState
+from bridge.store import Store
+from transports.errors import LinkError
+from transports.interface import Deliverer, DeliverySink, Inbound, Kind, Op, Outbound
+from transports.matrix import namespace as matrix_ns
+from transports.matrix.bot import MatrixHubBot
+from transports.matrix.errors import HomeserverError
+from transports.xmpp import namespace as xmpp_ns
+from transports.xmpp.component import ComponentConfig, MLSComponent
+
+log = logging.getLogger(__name__)
+
+XMPP = xmpp_ns.TRANSPORT_NAME
+MATRIX = matrix_ns.TRANSPORT_NAME
+SCHEMES = {XMPP: xmpp_ns.URI_SCHEME, MATRIX: matrix_ns.URI_SCHEME}
+
+
+class BridgeConfigError(BridgeError):
+    """A room pair that cannot be honoured (malformed, or two different groups)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomPair:
+    """One XMPP room (``room@component``) and one Matrix room (``!id:server``) that
+    carry the same MLS group. ``relay``: decrypt for users without an MLS client."""
+
+    xmpp_room: str
+    matrix_room: str
+    relay: bool = False
+
+    def room(self, transport: str) -> str:
+        return self.xmpp_room if transport == XMPP else self.matrix_room
+
+
+def room_pairs(entries: Iterable[Mapping[str, Any]]) -> tuple[RoomPair, ...]:
+    """Room pairs from the ``[[bridge.rooms]]`` TOML list: each entry has ``xmpp``
+    (the room's bare JID at the component), ``matrix`` (the room id) and optionally
+    ``relay`` (bool, default false). :class:`BridgeConfigError` on anything else."""
+    pairs = []
+    seen: set[tuple[str, str]] = set()
+    for number, entry in enumerate(entries, 1):
+        xmpp_room, matrix_room = entry.get("xmpp"), entry.get("matrix")
+        relay = entry.get("relay", False)
+        unknown = set(entry) - {"xmpp", "matrix", "relay"}
+        if unknown:
+            raise BridgeConfigError(f"bridge.rooms[{number}]: unknown keys {sorted(unknown)}")
+        if not isinstance(xmpp_room, str) or "@" not in xmpp_room or "/" in xmpp_room:
+            raise BridgeConfigError(f"bridge.rooms[{number}]: 'xmpp' must be a room's bare JID")
+        if not isinstance(matrix_room, str) or not matrix_room.startswith("!") \
+                or ":" not in matrix_room:
+            raise BridgeConfigError(f"bridge.rooms[{number}]: 'matrix' must be a room id "
+                                    "(!opaque:server)")
+        if not isinstance(relay, bool):
+            raise BridgeConfigError(f"bridge.rooms[{number}]: 'relay' must be true or false")
+        pair = RoomPair(xmpp_room.lower(), matrix_room, relay)
+        for key in ((XMPP, pair.xmpp_room), (MATRIX, pair.matrix_room)):
+            if key in seen:
+                raise BridgeConfigError(f"bridge.rooms[{number}]: {key[1]} is in two pairs")
+            seen.add(key)
+        pairs.append(pair)
+    return tuple(pairs)
+
+
+def network_of(identity: str) -> str:
+    """The network an identity URI belongs to (``""`` if none we serve)."""
+    for transport, scheme in SCHEMES.items():
+        if identity.startswith(scheme):
+            return transport
+    return ""
+
+
+class RoutingDeliverer:
+    """The hub's one :class:`Deliverer`: routes each delivery by recipient URI.
+
+    Local sinks (relay puppets) get theirs in-process and are left out of what the
+    networks see. Room events go to every network transport (each posts into the
+    group's rooms on its network, or to its own recipients directly when the group has
+    no room there); a Welcome only to the joiner's network. Failures on one network do
+    not stop the other; they are raised together afterwards as one LinkError (the hub
+    logs it; a Welcome stays pending for fetch-welcomes)."""
+
+    def __init__(self) -> None:
+        self.networks: dict[str, Deliverer] = {}
+        self.local: dict[str, DeliverySink] = {}
+
+    async def deliver(self, message: Outbound) -> None:
+        remote = tuple(r for r in message.recipients if r not in self.local)
+        for recipient in message.recipients:
+            sink = self.local.get(recipient)
+            if sink is not None:
+                await sink.deliver(message)  # enqueues only
+        failures: list[str] = []
+        for transport, deliverer in self.networks.items():
+            mine = tuple(r for r in remote if r.startswith(SCHEMES[transport]))
+            if message.kind == Kind.WELCOME and not mine:
+                continue
+            try:
+                await deliverer.deliver(dataclasses.replace(message, recipients=mine))
+            except LinkError as exc:
+                failures.append(f"{transport}: {exc}")
+        unroutable = [r for r in remote if not network_of(r) or network_of(r)
+                      not in self.networks]
+        if unroutable and message.kind == Kind.WELCOME:
+            failures.append(f"no network for {', '.join(unroutable)}")
+        if failures:
+            raise LinkError("; ".join(failures))
+
+
+class BridgeService:
+    """Hub + store + XMPP component + Matrix bot (+ relay) in one process.
+
+    ``store`` is opened and closed by the caller. ``xmpp`` / ``matrix`` configure the
+    networks (either may be None for a one-network hub); ``rooms`` are the configured
+    room pairs (:func:`room_pairs`). Lifecycle: :meth:`start`, then :meth:`stop` (or
+    :meth:`run_until`). The service is the :class:`HubService` both transports call.
+    """
+
+    def __init__(self, store: Store, identity: HubIdentity, *,
+                 xmpp: ComponentConfig | None = None,
+                 matrix: MatrixServiceConfig | None = None,
+                 rooms: Sequence[RoomPair] = (), hub_config: HubConfig | None = None,
+                 drain_timeout: float = 10.0, connect_timeout: float = 20.0) -> None:
+        if xmpp is None and matrix is None:
+            raise BridgeConfigError("configure at least one network (xmpp or matrix)")
+        self.store = store
+        self.identity = identity
+        self.xmpp_config = xmpp
+        self.matrix_config = matrix
+        self.drain_timeout = drain_timeout
+        self.connect_timeout = connect_timeout
+        self.deliverer = RoutingDeliverer()
+        self.hub = Hub(store, identity, self.deliverer, config=hub_config)
+        self.component: MLSComponent | None = None
+        self.matrix: MatrixService | None = None
+        self.bot: MatrixHubBot | None = None
+        self.relay = Relay(store, self.hub, self.deliverer)
+        self.pairs: dict[tuple[str, str], RoomPair] = {}
+        self._initial_pairs = tuple(rooms)
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._accepting = False
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect both networks, complete the configured room pairs, start serving."""
+        if self._started:
+            return
+        self._accepting = True
+        try:
+            if self.xmpp_config is not None:
+                self.component = MLSComponent(self.xmpp_config, state=StoreState(self.store))
+                self.component.bind(self)
+                self.deliverer.networks[XMPP] = self.component
+            if self.matrix_config is not None:
+                self.matrix = MatrixService(self.store, self.identity, self.matrix_config)
+                self.bot = await self.matrix.connect()
+                self.deliverer.networks[MATRIX] = self.bot
+            self.relay.connect(self.component, self.bot)
+            await self.relay.start()
+            if self.component is not None:
+                await self.component.start(timeout=self.connect_timeout)
+            if self.matrix is not None:
+                await self.matrix.serve(self)
+                await self.matrix.wait_ready(self.connect_timeout)
+            self._started = True
+            await self.attach_rooms(self._initial_pairs)
+        except BaseException:
+            await self._shutdown()
+            raise
+        log.info("bridge started (%s)", ", ".join(sorted(self.deliverer.networks)))
+
+    async def stop(self) -> None:
+        """Graceful: refuse new requests, let in-flight ones finish (their fan-out and
+        Welcomes included, up to ``drain_timeout`` s), drain the relay, disconnect."""
+        self._accepting = False
+        if not self._started:
+            return
+        try:  # receivers stay up meanwhile: cancelling them would cut a request short
+            await asyncio.wait_for(self._idle.wait(), self.drain_timeout)
+        except TimeoutError:
+            log.warning("stopping with %d request(s) still in flight", self._in_flight)
+        if self.matrix is not None:
+            await self.matrix.stop_receiving()
+        await self._shutdown()
+        log.info("bridge stopped")
+
+    async def _shutdown(self) -> None:
+        await self.relay.stop(self.drain_timeout)
+        if self.component is not None:
+            await self.component.stop()
+        if self.matrix is not None:
+            await self.matrix.stop()
+        self._started = False
+
+    async def run_until(self, stop_event: asyncio.Event) -> None:
+        """Start (if not started), serve until ``stop_event`` is set, then stop."""
+        await self.start()
+        try:
+            await stop_event.wait()
+        finally:
+            await self.stop()
+
+    # -- HubService (what both transports call) ------------------------------------------
+
+    async def handle(self, request: Inbound) -> Outbound:
+        if not self._accepting:
+            return _refusal(request, "unavailable", "the bridge is shutting down")
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await self._handle(request)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    async def _handle(self, request: Inbound) -> Outbound:
+        room_op = request.op in (Op.CREATE_GROUP, Op.ATTACH_ROOM) and bool(request.transport)
+        if room_op and request.transport != network_of(request.sender) \
+                and (request.transport, request.room_id) not in self.pairs:
+            return _refusal(request, "forbidden", "a room on another network is attached "
+                                                  "by the bridge's configuration only")
+        reply = await self.hub.handle(request)
+        if reply.ok and room_op:
+            group_id = reply.group_id or request.group_id
+            pair = self.pairs.get((request.transport, request.room_id))
+            if pair is not None:  # the bot announces a Matrix room its own member bound
+                via_bot = network_of(request.sender) == MATRIX == request.transport
+                await self._complete_pair(pair, group_id, announced=MATRIX if via_bot else "")
+        return reply
+
+    # -- room pairs ------------------------------------------------------------------------
+
+    async def attach_rooms(self, pairs: Iterable[RoomPair]) -> None:
+        """Adopt ``pairs`` (from ``[[bridge.rooms]]``): remember them for groups created
+        later, and attach the missing side of every pair whose group already exists.
+        :class:`BridgeConfigError` if a pair's two rooms carry different groups."""
+        problems = []
+        for pair in pairs:
+            self.pairs[(XMPP, pair.xmpp_room)] = pair
+            self.pairs[(MATRIX, pair.matrix_room)] = pair
+            groups = {transport: await self.store.room_group(transport, pair.room(transport))
+                      for transport in (XMPP, MATRIX)}
+            found = {g for g in groups.values() if g is not None}
+            if len(found) > 1:
+                problems.append(f"{pair.xmpp_room} and {pair.matrix_room} carry different "
+                                "groups")
+                continue
+            if found:
+                await self._complete_pair(pair, found.pop(), announced="")
+        if problems:
+            raise BridgeConfigError("; ".join(problems))
+
+    async def _complete_pair(self, pair: RoomPair, group_id: bytes, *, announced: str) -> None:
+        """Attach whichever room of ``pair`` is not attached yet, tell the Matrix room
+        which group it carries (unless the bot just did), and set up relay mode."""
+        for transport in (XMPP, MATRIX):
+            room = pair.room(transport)
+            current = await self.store.room_group(transport, room)
+            if current is None:
+                await self.hub.attach_room(transport, room, group_id)
+                log.info("attached %s room %s to group %s", transport, room,
+                         group_id.hex()[:16])
+            elif current != group_id:
+                log.error("room %s already carries another group; pair not completed", room)
+                return
+        if self.bot is not None:
+            try:
+                if announced != MATRIX:
+                    await self.bot.announce_group(pair.matrix_room, group_id)
+                await self.bot.put_state(pair.matrix_room, matrix_ns.BRIDGE_STATE,
+                                         f"{matrix_ns.PREFIX}://{XMPP}/{pair.xmpp_room}",
+                                         self._bridge_state(pair))
+            except HomeserverError as exc:
+                log.warning("could not publish the bridge state in %s: %s",
+                            pair.matrix_room, exc)
+        if pair.relay:
+            await self.relay.enable(pair.xmpp_room, pair.matrix_room, group_id)
+
+    def _bridge_state(self, pair: RoomPair) -> dict[str, Any]:
+        """MSC2346 ``m.bridge``: what the room is bridged to and whether encryption
+        is end to end (it is not in relay mode)."""
+        assert self.bot is not None
+        return {
+            "bridgebot": self.bot.user_id,
+            "protocol": {"id": XMPP, "displayname": "XMPP"},
+            "channel": {"id": pair.xmpp_room, "displayname": pair.xmpp_room},
+            matrix_ns.RELAY_KEY: {
+                "relay": pair.relay,
+                "end_to_end": not pair.relay,
+                "hub": self.identity.name,
+                "notice": _relay_notice(pair.relay),
+            },
+        }
+
+
+def _relay_notice(relay: bool) -> str:
+    if relay:
+        return ("Relay mode: the bridge decrypts this group's messages for people "
+                "without an MLS client; end-to-end encryption ends at the bridge.")
+    return "End to end: the bridge relays MLS ciphertext and cannot read messages."
+
+
+def _refusal(request: Inbound, code: str, reason: str) -> Outbound:
+    return Outbound(Kind.REPLY, (request.sender,), request.request_id, request.group_id,
+                    ok=False, code=code, reason=reason)
+
+
+__all__ = ["BridgeConfigError", "BridgeService", "RoomPair", "RoutingDeliverer",
+           "network_of", "room_pairs"]
