@@ -29,7 +29,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bridge import public_view
 from bridge.errors import (
@@ -139,13 +139,28 @@ class HubConfig:
 Handler = Callable[[Inbound], Awaitable[Outbound]]
 
 
+class HubObserver(Protocol):
+    """Watches the hub from outside (metrics): every request and every delivery."""
+
+    def request_started(self, request: Inbound) -> None: ...
+
+    def request_finished(self, request: Inbound, reply: Outbound | None,
+                         seconds: float) -> None: ...
+
+    def delivery_started(self, message: Outbound) -> None: ...
+
+    def delivery_finished(self, message: Outbound, ok: bool) -> None: ...
+
+
 class Hub:
     """The delivery hub (see the module docstring); implements :class:`HubService`."""
 
     def __init__(self, store: Store, identity: HubIdentity, deliverer: Deliverer, *,
                  config: HubConfig | None = None,
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None,
+                 observer: HubObserver | None = None) -> None:
         self.store = store
+        self.observer = observer
         self.identity = identity
         self.deliverer = deliverer
         self.config = config or HubConfig()
@@ -172,6 +187,32 @@ class Hub:
 
     async def handle(self, request: Inbound) -> Outbound:
         """Process one request; every failure becomes a refusal reply."""
+        observer = self.observer
+        if observer is None:
+            return await self._handle(request)
+        started = time.monotonic()
+        observer.request_started(request)
+        reply: Outbound | None = None
+        try:
+            reply = await self._handle(request)
+            return reply
+        finally:  # reply is None if the request was cancelled or crashed
+            observer.request_finished(request, reply, time.monotonic() - started)
+
+    async def _deliver(self, message: Outbound) -> None:
+        """Hand one delivery to the transport (and tell the observer)."""
+        if self.observer is None:
+            await self.deliverer.deliver(message)
+            return
+        self.observer.delivery_started(message)
+        ok = False
+        try:
+            await self.deliverer.deliver(message)
+            ok = True
+        finally:
+            self.observer.delivery_finished(message, ok)
+
+    async def _handle(self, request: Inbound) -> Outbound:
         try:
             if request.size() > self.config.max_payload:
                 raise TooLarge(f"request of {request.size()} bytes exceeds the limit of "
@@ -230,7 +271,7 @@ class Hub:
         """Hand one delivery to the transport; a failure is logged (members catch up
         from the log), never turned into a refusal of what was already stored."""
         try:
-            await self.deliverer.deliver(message)
+            await self._deliver(message)
         except LinkError as exc:
             log.warning("delivery of seq %d failed: %s", message.seq, exc)
 
@@ -335,7 +376,7 @@ class Hub:
                 if pending.group_id != group_id or pending.commit_seq != commit_seq:
                     continue
                 try:
-                    await self.deliverer.deliver(Outbound(
+                    await self._deliver(Outbound(
                         Kind.WELCOME, (recipient,), group_id=group_id, seq=commit_seq,
                         epoch=epoch, payload=pending.welcome, ratchet_tree=tree))
                 except LinkError as exc:
@@ -454,8 +495,16 @@ class Hub:
         return self._reply(request, payload=ref)
 
     async def _claim_key_package(self, request: Inbound) -> Outbound:
+        """Claim one of ``target``'s KeyPackages. A claim naming a group (``group_id``)
+        is for adding ``target`` to it: only a current member of that group may make it.
+        A claim without a group (to start a new group) is open to any authenticated user.
+        """
         if not request.target:
             raise Malformed("claim-key-package needs the target user")
+        if request.group_id:
+            _, view = await self._load(request.group_id)
+            if request.sender not in view.identities:
+                raise NotMember(f"{request.sender} is not a member of the group")
         try:
             key_package = await self.store.claim_key_package(
                 request.target, request.cipher_suite or 1, self.clock(),

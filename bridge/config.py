@@ -1,0 +1,547 @@
+"""The bridge's TOML configuration: load, validate, describe (``config/example.toml``).
+
+:func:`load_config` reads a file with :mod:`tomllib` and returns a frozen
+:class:`Config`, or raises :class:`ConfigError` naming the offending key by its dotted
+path (``xmpp.port``, ``bridge.rooms[1].matrix``) and the reason. Unknown keys are errors, so a
+typo never silently falls back to a default.
+
+Secrets (the XMPP component secret, the Matrix password, the application-service tokens,
+the PostgreSQL password) are :class:`Secret` values: each may be given inline
+(``secret = "..."``), from an environment variable (``secret_env = "NAME"``) or from a
+file (``secret_file = "/path"``, trailing newline stripped) -- exactly one of the three.
+A secret's value never appears in ``repr``, :meth:`Config.describe` or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from bridge.errors import BridgeError
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "text")
+MATRIX_MODES = ("bot", "appservice")
+_MISSING: Any = object()
+
+
+class ConfigError(BridgeError):
+    """A configuration key is missing, unknown or has an invalid value."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret value and where it came from (``inline``, ``env:NAME``, ``file:PATH``)."""
+
+    value: str = field(repr=False)
+    source: str
+
+    def __str__(self) -> str:
+        return f"<secret from {self.source}>"
+
+
+# -- sections ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str
+    password: Secret | None = None
+
+    def connect_url(self) -> str:
+        """The URL handed to :func:`bridge.store.open_store` (password inserted)."""
+        if self.password is None:
+            return self.url
+        parts = urlsplit(self.url)
+        user, _, host = parts.netloc.rpartition("@")
+        netloc = f"{user}:{quote(self.password.value, safe='')}@{host}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def display_url(self) -> str:
+        return self.url
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if self.url.startswith("sqlite:///") and ":memory:" not in self.url:
+            return Path(self.url.removeprefix("sqlite:///"))
+        return None
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "info"
+    format: str = "json"
+    file: str = ""  # empty: standard error
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    name: str = ""
+    identity_file: str = ""
+    max_payload: int = 8 * 1024 * 1024
+    max_epoch_lag: int = 1
+    log_page_limit: int = 500
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    initial_delay: float = 1.0
+    max_delay: float = 60.0
+    attempts: int = 0  # 0: retry until stopped
+
+
+@dataclass(frozen=True)
+class XmppSettings:
+    jid: str
+    secret: Secret
+    host: str = "127.0.0.1"
+    port: int = 5347
+    stanza_limit: int = 256 * 1024
+    upload: bool = True
+    admins: tuple[str, ...] = ()
+    leave_grace: float = 60.0
+    connect_timeout: float = 20.0
+
+
+@dataclass(frozen=True)
+class AppServiceSettings:
+    registration: str
+    url: str = ""
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 0
+    id: str = "mls-bridge"
+    sender_localpart: str = "mlsbridge"
+    user_prefix: str = "mlsbridge_"
+    as_token: Secret | None = None
+    hs_token: Secret | None = None
+
+
+@dataclass(frozen=True)
+class MatrixSettings:
+    homeserver: str
+    server_name: str
+    mode: str = "bot"
+    user: str = ""
+    password: Secret | None = None
+    device_id: str = "MLSBRIDGEHUB"
+    sync_timeout_ms: int = 2000
+    appservice: AppServiceSettings | None = None
+
+
+@dataclass(frozen=True)
+class RoomSettings:
+    name: str
+    xmpp: str
+    matrix: str
+    relay: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    store: StoreSettings
+    log: LogSettings
+    metrics: MetricsSettings
+    hub: HubSettings
+    retry: RetrySettings
+    xmpp: XmppSettings | None
+    matrix: MatrixSettings | None
+    rooms: tuple[RoomSettings, ...] = ()
+    shutdown_timeout: float = 10.0
+
+    def secrets(self) -> list[str]:
+        """Every secret value (for the log redactor)."""
+        found = [self.store.password, self.xmpp.secret if self.xmpp else None]
+        if self.matrix is not None:
+            found.append(self.matrix.password)
+            if self.matrix.appservice is not None:
+                found += [self.matrix.appservice.as_token, self.matrix.appservice.hs_token]
+        return [s.value for s in found if s is not None and s.value]
+
+    def identity_path(self) -> Path:
+        if self.hub.identity_file:
+            return Path(self.hub.identity_file)
+        sqlite = self.store.sqlite_path
+        return Path(f"{sqlite}.hub-key") if sqlite is not None else Path("hub.key")
+
+    def describe(self) -> list[str]:
+        """What ``mls-bridge run`` would do, one line each; secrets appear only as
+        their source (``env:NAME``), never their value."""
+        lines = [f"config: {self.path}",
+                 f"store: {self.store.display_url()}"
+                 + (f" (password {self.store.password.source})" if self.store.password else ""),
+                 f"hub identity: {self.identity_path()}"
+                 + (f" (name {self.hub.name})" if self.hub.name else ""),
+                 f"hub limits: max_payload={self.hub.max_payload} "
+                 f"max_epoch_lag={self.hub.max_epoch_lag}"]
+        if self.xmpp is not None:
+            x = self.xmpp
+            lines.append(f"network xmpp: component {x.jid} -> {x.host}:{x.port} "
+                         f"(secret {x.secret.source}, upload {'on' if x.upload else 'off'}, "
+                         f"admins {len(x.admins)})")
+        else:
+            lines.append("network xmpp: disabled")
+        if self.matrix is not None:
+            lines += _describe_matrix(self.matrix)
+        else:
+            lines.append("network matrix: disabled")
+        for room in self.rooms:
+            mode = "relay" if room.relay else "mls"
+            lines.append(f"room {room.name}: xmpp {room.xmpp} <-> matrix {room.matrix} "
+                         f"({mode})")
+        relays = [r.name for r in self.rooms if r.relay]
+        lines.append(f"relay rooms: {', '.join(relays) if relays else 'none'}")
+        if self.metrics.enabled:
+            lines.append(f"listener metrics: http://{self.metrics.host}:{self.metrics.port}"
+                         "/metrics")
+        else:
+            lines.append("listener metrics: disabled")
+        lines.append(f"log: level={self.log.level} format={self.log.format} "
+                     f"to={self.log.file or 'stderr'}")
+        lines.append(f"retry: {self.retry.initial_delay:g} s doubling to "
+                     f"{self.retry.max_delay:g} s, "
+                     + (f"{self.retry.attempts} attempts" if self.retry.attempts
+                        else "until stopped"))
+        return lines
+
+
+def _describe_matrix(m: MatrixSettings) -> list[str]:
+    if m.mode == "bot":
+        assert m.password is not None
+        return [f"network matrix: bot {m.user} on {m.homeserver} (server {m.server_name}, "
+                f"password {m.password.source}, device {m.device_id})"]
+    a = m.appservice
+    assert a is not None
+    tokens = ", ".join(f"{name} {tok.source}" for name, tok in
+                       (("as_token", a.as_token), ("hs_token", a.hs_token)) if tok)
+    return [f"network matrix: application service {a.id} (@{a.sender_localpart}:"
+            f"{m.server_name}) on {m.homeserver}, registration {a.registration}"
+            + (f", {tokens}" if tokens else ""),
+            f"listener appservice: http://{a.listen_host}:{a.listen_port or '(from url)'} "
+            f"(homeserver pushes to {a.url or 'the registration url'})"]
+
+
+# -- the table walker ----------------------------------------------------------------------
+
+
+class _Table:
+    """Typed access to one TOML table; :meth:`done` rejects keys nobody asked for."""
+
+    def __init__(self, data: Mapping[str, Any], path: str, env: Mapping[str, str],
+                 base: Path) -> None:
+        self.data = dict(data)
+        self.path = path
+        self.env = env
+        self.base = base
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def _get(self, name: str, default: Any, kinds: tuple[type, ...], what: str) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if default is _MISSING:
+                raise ConfigError(self.key(name), "required key is missing")
+            return default
+        value = self.data[name]
+        if isinstance(value, bool) and bool not in kinds:
+            raise ConfigError(self.key(name), f"expected {what}, got a boolean")
+        if not isinstance(value, kinds):
+            raise ConfigError(self.key(name), f"expected {what}, got {_kind(value)}")
+        return value
+
+    def text(self, name: str, default: Any = _MISSING, *, choices: tuple[str, ...] = (),
+            nonempty: bool = False) -> str:
+        value = self._get(name, default, (str,), "a string")
+        if choices and value not in choices:
+            raise ConfigError(self.key(name),
+                              f"must be one of {', '.join(choices)} (got {value!r})")
+        if nonempty and not value:
+            raise ConfigError(self.key(name), "must not be empty")
+        return str(value)
+
+    def integer(self, name: str, default: Any = _MISSING, *, low: int | None = None,
+            high: int | None = None) -> int:
+        value = int(self._get(name, default, (int,), "an integer"))
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ConfigError(self.key(name), f"must be between {low} and {high} (got {value})")
+        return value
+
+    def number(self, name: str, default: Any = _MISSING, *, low: float = 0.0) -> float:
+        value = float(self._get(name, default, (int, float), "a number"))
+        if value < low:
+            raise ConfigError(self.key(name), f"must be at least {low:g} (got {value:g})")
+        return value
+
+    def flag(self, name: str, default: Any = _MISSING) -> bool:
+        return bool(self._get(name, default, (bool,), "true or false"))
+
+    def strings(self, name: str) -> tuple[str, ...]:
+        value = self._get(name, [], (list,), "a list of strings")
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ConfigError(f"{self.key(name)}[{i}]", f"expected a string, got "
+                                                            f"{_kind(item)}")
+        return tuple(value)
+
+    def table(self, name: str, required: bool = False) -> _Table | None:
+        self.used.add(name)
+        if name not in self.data:
+            if required:
+                raise ConfigError(self.key(name), "required table is missing")
+            return None
+        value = self.data[name]
+        if not isinstance(value, dict):
+            raise ConfigError(self.key(name), f"expected a table, got {_kind(value)}")
+        return _Table(value, self.key(name), self.env, self.base)
+
+    def tables(self, name: str) -> list[_Table]:
+        value = self._get(name, [], (list,), "an array of tables ([[...]])")
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise ConfigError(f"{self.key(name)}[{i}]", f"expected a table, got "
+                                                            f"{_kind(item)}")
+            out.append(_Table(item, f"{self.key(name)}[{i}]", self.env, self.base))
+        return out
+
+    def secret(self, name: str, required: bool = True) -> Secret | None:
+        """``name`` / ``name_env`` / ``name_file``: exactly one (or none if optional)."""
+        given = [k for k in (name, f"{name}_env", f"{name}_file") if k in self.data]
+        self.used.update((name, f"{name}_env", f"{name}_file"))
+        if len(given) > 1:
+            raise ConfigError(self.key(name), f"give only one of {', '.join(given)}")
+        if not given:
+            if required:
+                raise ConfigError(self.key(name), f"required secret is missing (set {name}, "
+                                                  f"{name}_env or {name}_file)")
+            return None
+        key = given[0]
+        raw = self.data[key]
+        if not isinstance(raw, str) or not raw:
+            raise ConfigError(self.key(key), "expected a non-empty string")
+        if key.endswith("_env"):
+            value = self.env.get(raw)
+            if not value:
+                raise ConfigError(self.key(key), f"environment variable {raw} is not set "
+                                                 "or empty")
+            return Secret(value, f"env:{raw}")
+        if key.endswith("_file"):
+            path = self.base / raw
+            try:
+                value = path.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(self.key(key), f"cannot read {path}: "
+                                                 f"{exc.strerror or type(exc).__name__}"
+                                  ) from None
+            if not value:
+                raise ConfigError(self.key(key), f"{path} is empty")
+            return Secret(value, f"file:{path}")
+        return Secret(raw, "inline")
+
+    def done(self) -> None:
+        for name in self.data:
+            if name not in self.used:
+                raise ConfigError(self.key(name), "unknown key")
+
+
+def _kind(value: object) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+# -- sections ------------------------------------------------------------------------------
+
+
+def _store(t: _Table) -> StoreSettings:
+    url = t.text("url", nonempty=True)
+    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError(t.key("url"), "must start with sqlite:/// or postgresql://")
+    password = t.secret("password", required=False)
+    if password is not None and url.startswith("sqlite"):
+        raise ConfigError(t.key("password"), "only a PostgreSQL store takes a password")
+    if url.startswith("postgres") and ":" in urlsplit(url).netloc.rpartition("@")[0]:
+        raise ConfigError(t.key("url"), "put the password in store.password_env or "
+                                        "store.password_file, not in the URL")
+    t.done()
+    return StoreSettings(url, password)
+
+
+def _port(t: _Table, name: str, default: int, allow_zero: bool = False) -> int:
+    return t.integer(name, default, low=0 if allow_zero else 1, high=65535)
+
+
+def _xmpp(t: _Table) -> XmppSettings:
+    jid = t.text("jid", nonempty=True)
+    if "@" in jid or "/" in jid or "." not in jid:
+        raise ConfigError(t.key("jid"), f"must be a component domain like mls.example.org "
+                                        f"(got {jid!r})")
+    settings = XmppSettings(
+        jid=jid, secret=t.secret("secret"),  # type: ignore[arg-type]
+        host=t.text("host", "127.0.0.1", nonempty=True), port=_port(t, "port", 5347),
+        stanza_limit=t.integer("stanza_limit", 256 * 1024, low=4096),
+        upload=t.flag("upload", True), admins=t.strings("admins"),
+        leave_grace=t.number("leave_grace", 60.0), connect_timeout=t.number("connect_timeout",
+                                                                          20.0, low=0.1))
+    for i, admin in enumerate(settings.admins):
+        if not admin.startswith(("xmpp:", "matrix:")):
+            raise ConfigError(f"{t.key('admins')}[{i}]",
+                              "must be an identity URI (xmpp:user@domain)")
+    t.done()
+    return settings
+
+
+def _appservice(t: _Table) -> AppServiceSettings:
+    url = t.text("url", "")
+    if url and not re.match(r"^https?://[^/]+:\d+/?$", url):
+        raise ConfigError(t.key("url"), "must be http(s)://host:port")
+    settings = AppServiceSettings(
+        registration=t.text("registration", nonempty=True), url=url,
+        listen_host=t.text("listen_host", "127.0.0.1", nonempty=True),
+        listen_port=_port(t, "listen_port", 0, allow_zero=True),
+        id=t.text("id", "mls-bridge", nonempty=True),
+        sender_localpart=t.text("sender_localpart", "mlsbridge", nonempty=True),
+        user_prefix=t.text("user_prefix", "mlsbridge_", nonempty=True),
+        as_token=t.secret("as_token", required=False),
+        hs_token=t.secret("hs_token", required=False))
+    t.done()
+    return settings
+
+
+def _matrix(t: _Table) -> MatrixSettings:
+    homeserver = t.text("homeserver", nonempty=True)
+    if not re.match(r"^https?://", homeserver):
+        raise ConfigError(t.key("homeserver"), "must be an http:// or https:// URL")
+    mode = t.text("mode", "bot", choices=MATRIX_MODES)
+    server_name = t.text("server_name", nonempty=True)
+    user = t.text("user", "")
+    password = t.secret("password", required=False)
+    as_table = t.table("appservice")
+    appservice = _appservice(as_table) if as_table is not None else None
+    if mode == "bot":
+        if not re.match(r"^@[^:]+:.+$", user):
+            raise ConfigError(t.key("user"), "bot mode needs the bot's user id "
+                                             "(@name:server)" if not user
+                              else f"must be a Matrix user id like @hub:{server_name}")
+        if password is None:
+            raise ConfigError(t.key("password"), "bot mode needs the bot's password "
+                                                 "(password, password_env or password_file)")
+    elif appservice is None:
+        raise ConfigError(t.key("appservice"), "mode = \"appservice\" needs a "
+                                               "[matrix.appservice] table")
+    settings = MatrixSettings(
+        homeserver=homeserver.rstrip("/"), server_name=server_name, mode=mode, user=user,
+        password=password, device_id=t.text("device_id", "MLSBRIDGEHUB", nonempty=True),
+        sync_timeout_ms=t.integer("sync_timeout_ms", 2000, low=0, high=60000),
+        appservice=appservice)
+    t.done()
+    return settings
+
+
+def _rooms(tables: list[_Table], xmpp: XmppSettings | None,
+           matrix: MatrixSettings | None) -> tuple[RoomSettings, ...]:
+    rooms: list[RoomSettings] = []
+    seen: dict[str, str] = {}
+    for t in tables:
+        room = RoomSettings(name=t.text("name", nonempty=True), xmpp=t.text("xmpp", nonempty=True),
+                            matrix=t.text("matrix", nonempty=True), relay=t.flag("relay", False))
+        t.done()
+        if xmpp is None:
+            raise ConfigError(t.key("xmpp"), "the [xmpp] network is not configured")
+        if matrix is None:
+            raise ConfigError(t.key("matrix"), "the [matrix] network is not configured")
+        local, _, domain = room.xmpp.partition("@")
+        if not local or "/" in domain or domain.lower() != xmpp.jid.lower():
+            raise ConfigError(t.key("xmpp"), f"must be a room of the component: "
+                                             f"name@{xmpp.jid} (got {room.xmpp!r})")
+        if not re.match(r"^![^\s:]+(:\S+)?$", room.matrix):  # room v12 ids have no server
+            raise ConfigError(t.key("matrix"), f"must be a room id like !opaque:"
+                                               f"{matrix.server_name} (got {room.matrix!r})")
+        for key, value in (("name", room.name), ("xmpp", room.xmpp), ("matrix", room.matrix)):
+            if value in seen:
+                raise ConfigError(t.key(key), f"{value!r} is already used by {seen[value]}")
+            seen[value] = t.path
+        rooms.append(room)
+    return tuple(rooms)
+
+
+def parse_config(data: Mapping[str, Any], path: Path,
+                 env: Mapping[str, str] | None = None) -> Config:
+    """Validate parsed TOML; relative secret files resolve against the file's directory."""
+    root = _Table(data, "", os.environ if env is None else env, path.parent)
+    store = _store(root.table("store", required=True))  # type: ignore[arg-type]
+    log_t = root.table("log")
+    log = LogSettings()
+    if log_t is not None:
+        log = LogSettings(log_t.text("level", "info", choices=LOG_LEVELS),
+                          log_t.text("format", "json", choices=LOG_FORMATS), log_t.text("file", ""))
+        log_t.done()
+    metrics = MetricsSettings()
+    if (m := root.table("metrics")) is not None:
+        metrics = MetricsSettings(m.flag("enabled", True), m.text("host", "127.0.0.1",
+                                                                  nonempty=True),
+                                  _port(m, "port", 9464, allow_zero=True))
+        m.done()
+    hub = HubSettings()
+    if (h := root.table("hub")) is not None:
+        hub = HubSettings(h.text("name", ""), h.text("identity_file", ""),
+                          h.integer("max_payload", hub.max_payload, low=1024),
+                          h.integer("max_epoch_lag", 1, low=0, high=1000),
+                          h.integer("log_page_limit", 500, low=1, high=100000))
+        h.done()
+    retry = RetrySettings()
+    if (r := root.table("retry")) is not None:
+        retry = RetrySettings(r.number("initial_delay", 1.0, low=0.01),
+                              r.number("max_delay", 60.0, low=0.01),
+                              r.integer("attempts", 0, low=0))
+        if retry.max_delay < retry.initial_delay:
+            raise ConfigError(r.key("max_delay"), "must be at least retry.initial_delay")
+        r.done()
+    x = root.table("xmpp")
+    xmpp = _xmpp(x) if x is not None else None
+    mt = root.table("matrix")
+    matrix = _matrix(mt) if mt is not None else None
+    if xmpp is None and matrix is None:
+        raise ConfigError("xmpp", "configure at least one network ([xmpp] or [matrix])")
+    rooms: tuple[RoomSettings, ...] = ()
+    shutdown = 10.0
+    if (b := root.table("bridge")) is not None:
+        rooms = _rooms(b.tables("rooms"), xmpp, matrix)
+        shutdown = b.number("shutdown_timeout", 10.0, low=0.1)
+        b.done()
+    root.done()
+    return Config(path, store, log, metrics, hub, retry, xmpp, matrix, rooms, shutdown)
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate ``path``; :class:`ConfigError` on any problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read the file: "
+                                     f"{exc.strerror or type(exc).__name__}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "not UTF-8 text") from None
+    return parse_config(data, path, env)

@@ -1,0 +1,195 @@
+"""Configuration loading: every kind of bad key is named by its dotted path; secrets
+come inline, from the environment or from files and never show in output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import main
+from bridge.config import ConfigError, load_config
+from tests.cli.conftest import EXAMPLE, MATRIX_PASSWORD, XMPP_SECRET, cli, minimal_config, write
+
+EXAMPLE_ENV = {"MLS_BRIDGE_COMPONENT_SECRET": XMPP_SECRET,
+               "MLS_BRIDGE_MATRIX_PASSWORD": MATRIX_PASSWORD}
+
+MATRIX_BOT = ('homeserver = "http://127.0.0.1:8008"\nserver_name = "localhost"\n'
+              f'user = "@hub:localhost"\npassword = "{MATRIX_PASSWORD}"')
+ROOM = 'name = "a"\nxmpp = "a@mls.localhost"\nmatrix = "!abc:localhost"'
+
+
+def test_example_validates_and_documents_every_key() -> None:
+    config = load_config(EXAMPLE, env=EXAMPLE_ENV)
+    assert config.xmpp is not None and config.xmpp.secret.value == XMPP_SECRET
+    assert config.matrix is not None and config.matrix.password is not None
+    assert config.matrix.password.value == MATRIX_PASSWORD
+    assert [r.name for r in config.rooms] == ["general"]
+    text = EXAMPLE.read_text(encoding="utf-8")
+    # every key the loader accepts appears in the example (commented or not)
+    for key in ("shutdown_timeout", "url", "password_env", "name", "identity_file",
+                "max_payload", "max_epoch_lag", "log_page_limit", "initial_delay", "max_delay",
+                "attempts", "level", "format", "file", "enabled", "host", "port", "jid",
+                "secret_env", "stanza_limit", "upload", "admins", "leave_grace",
+                "connect_timeout", "homeserver", "server_name", "mode", "user", "device_id",
+                "sync_timeout_ms", "registration", "listen_host", "listen_port", "id",
+                "sender_localpart", "user_prefix", "as_token_env", "hs_token_file", "xmpp",
+                "matrix", "relay"):
+        assert f"{key} =" in text, key
+
+
+BAD = [
+    ("missing store", {"store": ""}, "store", "required table is missing"),
+    ("store scheme", {"store": 'url = "mysql://x/y"'}, "store.url", "sqlite:///"),
+    ("store password in url", {"store": 'url = "postgresql://u:pw@h/db"'}, "store.url",
+     "password"),
+    ("sqlite password", {"store": 'url = "sqlite:///x.db"\npassword = "p1234"'},
+     "store.password", "PostgreSQL"),
+    ("port type", {"xmpp": 'jid = "mls.localhost"\nsecret = "s"\nport = "5347"'},
+     "xmpp.port", "expected an integer, got a string"),
+    ("port range", {"xmpp": 'jid = "mls.localhost"\nsecret = "s"\nport = 70000'},
+     "xmpp.port", "between 1 and 65535"),
+    ("unknown key", {"xmpp": 'jid = "mls.localhost"\nsecret = "s"\nprot = 1'},
+     "xmpp.prot", "unknown key"),
+    ("unknown table", {"xmp": "a = 1"}, "xmp", "unknown key"),
+    ("bridge key", {"bridge": "shutdown = 1"}, "bridge.shutdown", "unknown key"),
+    ("shutdown timeout", {"bridge": "shutdown_timeout = 0"}, "bridge.shutdown_timeout",
+     "at least 0.1"),
+    ("missing secret", {"xmpp": 'jid = "mls.localhost"'}, "xmpp.secret",
+     "required secret is missing"),
+    ("two secrets", {"xmpp": 'jid = "mls.localhost"\nsecret = "s"\nsecret_env = "X"'},
+     "xmpp.secret", "only one"),
+    ("unset env", {"xmpp": 'jid = "mls.localhost"\nsecret_env = "MLS_TEST_UNSET_VAR"'},
+     "xmpp.secret_env", "MLS_TEST_UNSET_VAR is not set"),
+    ("missing file", {"xmpp": 'jid = "mls.localhost"\nsecret_file = "nope/secret"'},
+     "xmpp.secret_file", "cannot read"),
+    ("bad jid", {"xmpp": 'jid = "hub@mls.localhost"\nsecret = "s"'}, "xmpp.jid",
+     "component domain"),
+    ("bool for number", {"xmpp": 'jid = "mls.localhost"\nsecret = "s"\nleave_grace = true'},
+     "xmpp.leave_grace", "got a boolean"),
+    ("admins type", {"xmpp": 'jid = "mls.localhost"\nsecret = "s"\nadmins = [1]'},
+     "xmpp.admins[0]", "expected a string"),
+    ("no network", {"xmpp": ""}, "xmpp", "at least one network"),
+    ("matrix mode", {"matrix": MATRIX_BOT + '\nmode = "puppet"'}, "matrix.mode",
+     "one of bot, appservice"),
+    ("bot without user", {"matrix": 'homeserver = "http://h:1"\nserver_name = "l"\n'
+                                    'password = "p"'}, "matrix.user", "user id"),
+    ("bot without password", {"matrix": 'homeserver = "http://h:1"\nserver_name = "l"\n'
+                                        'user = "@a:l"'}, "matrix.password", "password"),
+    ("appservice table", {"matrix": 'homeserver = "http://h:1"\nserver_name = "l"\n'
+                                    'mode = "appservice"'}, "matrix.appservice",
+     "[matrix.appservice]"),
+    ("homeserver url", {"matrix": MATRIX_BOT.replace("http://", "ftp://")},
+     "matrix.homeserver", "http"),
+    ("log level", {"log": 'level = "loud"'}, "log.level", "one of"),
+    ("metrics port", {"metrics": "port = -1"}, "metrics.port", "between"),
+    ("retry order", {"retry": "initial_delay = 5\nmax_delay = 1"}, "retry.max_delay",
+     "at least"),
+]
+
+
+@pytest.mark.parametrize(("sections", "key", "reason"), [case[1:] for case in BAD],
+                         ids=[case[0] for case in BAD])
+def test_bad_key_is_named(tmp_path: Path, sections: dict[str, str], key: str,
+                          reason: str) -> None:
+    path = write(tmp_path / "bad.toml", minimal_config(tmp_path, **sections))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert caught.value.key == key
+    assert reason in caught.value.reason
+    assert XMPP_SECRET not in str(caught.value) and MATRIX_PASSWORD not in str(caught.value)
+
+
+ROOM_CASES = [
+    ("room domain", 'name = "a"\nxmpp = "a@conference.localhost"\nmatrix = "!abc:localhost"',
+     "bridge.rooms[0].xmpp", "name@mls.localhost"),
+    ("room id", 'name = "a"\nxmpp = "a@mls.localhost"\nmatrix = "abc"', "bridge.rooms[0].matrix",
+     "room id"),
+    ("room missing", 'name = "a"\nxmpp = "a@mls.localhost"', "bridge.rooms[0].matrix",
+     "required key"),
+    ("room relay", ROOM + '\nrelay = "yes"', "bridge.rooms[0].relay", "true or false"),
+]
+
+
+@pytest.mark.parametrize(("room", "key", "reason"), [case[1:] for case in ROOM_CASES],
+                         ids=[case[0] for case in ROOM_CASES])
+def test_bad_room_is_named(tmp_path: Path, room: str, key: str, reason: str) -> None:
+    text = minimal_config(tmp_path, matrix=MATRIX_BOT) + f"[[bridge.rooms]]\n{room}\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path / "bad.toml", text), env={})
+    assert (caught.value.key, reason in caught.value.reason) == (key, True)
+
+
+def test_duplicate_room_and_rooms_without_both_networks(tmp_path: Path) -> None:
+    second = ROOM.replace('name = "a"', 'name = "b"')
+    text = minimal_config(tmp_path, matrix=MATRIX_BOT) + f"[[bridge.rooms]]\n{ROOM}\n" \
+        + f"[[bridge.rooms]]\n{second}\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path / "dup.toml", text), env={})
+    assert caught.value.key == "bridge.rooms[1].xmpp" and "already used" in caught.value.reason
+    text = minimal_config(tmp_path) + f"[[bridge.rooms]]\n{ROOM}\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path / "one.toml", text), env={})
+    assert caught.value.key == "bridge.rooms[0].matrix"
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path / "x.toml", "[store\nurl = 1"))
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_secrets_from_env_and_files(tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir()
+    write(tmp_path / "secrets" / "matrix", MATRIX_PASSWORD + "\n")
+    write(tmp_path / "pg", "pg-pass/word@x\n")
+    text = minimal_config(
+        tmp_path,
+        store='url = "postgresql://bridge@db.example:5432/mls"\npassword_file = "pg"',
+        xmpp='jid = "mls.localhost"\nsecret_env = "COMPONENT"',
+        matrix=MATRIX_BOT.replace(f'password = "{MATRIX_PASSWORD}"',
+                                  'password_file = "secrets/matrix"'))
+    config = load_config(write(tmp_path / "c.toml", text), env={"COMPONENT": XMPP_SECRET})
+    assert config.xmpp is not None and config.matrix is not None
+    assert (config.xmpp.secret.value, config.xmpp.secret.source) == (XMPP_SECRET,
+                                                                      "env:COMPONENT")
+    assert config.matrix.password is not None
+    assert config.matrix.password.value == MATRIX_PASSWORD  # trailing newline stripped
+    assert config.matrix.password.source == f"file:{tmp_path / 'secrets' / 'matrix'}"
+    assert config.store.connect_url() == \
+        "postgresql://bridge:pg-pass%2Fword%40x@db.example:5432/mls"
+    assert config.store.display_url() == "postgresql://bridge@db.example:5432/mls"
+    assert sorted(config.secrets()) == sorted([XMPP_SECRET, MATRIX_PASSWORD, "pg-pass/word@x"])
+    shown = "\n".join(config.describe()) + repr(config)
+    for secret in config.secrets():
+        assert secret not in shown
+
+
+def test_check_config_prints_the_plan_without_secrets(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in EXAMPLE_ENV.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check-config", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert XMPP_SECRET not in out and MATRIX_PASSWORD not in out
+    for expected in ("network xmpp: component mls.example.org -> 127.0.0.1:5347",
+                     "secret env:MLS_BRIDGE_COMPONENT_SECRET",
+                     "network matrix: bot @mlshub:example.org",
+                     "store: sqlite:////var/lib/mls-bridge/bridge.db",
+                     "room general: xmpp general@mls.example.org <-> matrix "
+                     "!general:example.org (mls)",
+                     "relay rooms: none", "listener metrics: http://127.0.0.1:9464/metrics",
+                     "check-config: OK"):
+        assert expected in out, expected
+
+
+def test_bad_config_exits_2_naming_the_key_without_traceback(tmp_path: Path) -> None:
+    path = write(tmp_path / "bad.toml", minimal_config(
+        tmp_path, xmpp=f'jid = "mls.localhost"\nsecret = "{XMPP_SECRET}"\nport = "x"'))
+    for args in (["check-config", str(path)], ["run", "--config", str(path)]):
+        done = cli(*args)
+        assert done.returncode == 2, done
+        assert "xmpp.port: expected an integer, got a string" in done.stderr
+        assert "Traceback" not in done.stderr and XMPP_SECRET not in done.stderr + done.stdout
