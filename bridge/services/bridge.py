@@ -15,7 +15,7 @@ group is attached to. The bridge never decrypts in this mode: it moves the same
 ciphertext to both sides, and the sender every member sees is the MLS credential's URI.
 
 Rooms are paired in configuration (:class:`RoomPair`, built from the CLI's
-``[[bridge.rooms]]`` list by :func:`room_pairs`): when a group is created in (or
+``[[bridge.rooms]]`` list, validated by :mod:`bridge.config`): when a group is created in (or
 attached to) one room of a pair, the bridge attaches the other room too; at start-up
 and on :meth:`BridgeService.attach_rooms` it completes pairs whose group already exists.
 A member may not attach a room on the other network itself (only configuration can),
@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,35 +71,6 @@ class RoomPair:
 
     def room(self, transport: str) -> str:
         return self.xmpp_room if transport == XMPP else self.matrix_room
-
-
-def room_pairs(entries: Iterable[Mapping[str, Any]]) -> tuple[RoomPair, ...]:
-    """Room pairs from the ``[[bridge.rooms]]`` TOML list: each entry has ``xmpp``
-    (the room's bare JID at the component), ``matrix`` (the room id) and optionally
-    ``relay`` (bool, default false). :class:`BridgeConfigError` on anything else."""
-    pairs = []
-    seen: set[tuple[str, str]] = set()
-    for number, entry in enumerate(entries, 1):
-        xmpp_room, matrix_room = entry.get("xmpp"), entry.get("matrix")
-        relay = entry.get("relay", False)
-        unknown = set(entry) - {"xmpp", "matrix", "relay"}
-        if unknown:
-            raise BridgeConfigError(f"bridge.rooms[{number}]: unknown keys {sorted(unknown)}")
-        if not isinstance(xmpp_room, str) or "@" not in xmpp_room or "/" in xmpp_room:
-            raise BridgeConfigError(f"bridge.rooms[{number}]: 'xmpp' must be a room's bare JID")
-        if not isinstance(matrix_room, str) or not matrix_room.startswith("!") \
-                or ":" not in matrix_room:
-            raise BridgeConfigError(f"bridge.rooms[{number}]: 'matrix' must be a room id "
-                                    "(!opaque:server)")
-        if not isinstance(relay, bool):
-            raise BridgeConfigError(f"bridge.rooms[{number}]: 'relay' must be true or false")
-        pair = RoomPair(xmpp_room.lower(), matrix_room, relay)
-        for key in ((XMPP, pair.xmpp_room), (MATRIX, pair.matrix_room)):
-            if key in seen:
-                raise BridgeConfigError(f"bridge.rooms[{number}]: {key[1]} is in two pairs")
-            seen.add(key)
-        pairs.append(pair)
-    return tuple(pairs)
 
 
 def network_of(identity: str) -> str:
@@ -152,7 +123,7 @@ class BridgeService:
 
     ``store`` is opened and closed by the caller. ``xmpp`` / ``matrix`` configure the
     networks (either may be None for a one-network hub); ``rooms`` are the configured
-    room pairs (:func:`room_pairs`). Lifecycle: :meth:`start`, then :meth:`stop` (or
+    room pairs (validated by :mod:`bridge.config`). Lifecycle: :meth:`start`, then :meth:`stop` (or
     :meth:`run_until`). The service is the :class:`HubService` both transports call.
     """
 
@@ -351,4 +322,4 @@ def _refusal(request: Inbound, code: str, reason: str) -> Outbound:
 
 
 __all__ = ["BridgeConfigError", "BridgeService", "RoomPair", "RoutingDeliverer",
-           "network_of", "room_pairs"]
+           "network_of"]

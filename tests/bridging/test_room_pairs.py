@@ -1,38 +1,15 @@
-"""The ``[[bridge.rooms]]`` list as room pairs: what is accepted, what is refused."""
+"""Room pairs and identity URIs as the bridge service sees them (the configuration
+of ``[[bridge.rooms]]`` is validated in bridge/config.py: tests/cli/test_config.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from bridge.services.bridge import BridgeConfigError, RoomPair, network_of, room_pairs
+from bridge.services.bridge import RoomPair, network_of
 
 
-def test_room_pairs_from_config() -> None:
-    pairs = room_pairs([{"xmpp": "Lobby@mls.example.org", "matrix": "!abc:example.org"},
-                        {"xmpp": "ops@mls.example.org", "matrix": "!def:example.org",
-                         "relay": True}])
-    assert pairs == (RoomPair("lobby@mls.example.org", "!abc:example.org", False),
-                     RoomPair("ops@mls.example.org", "!def:example.org", True))
-    assert pairs[1].room("xmpp") == "ops@mls.example.org"
-    assert pairs[1].room("matrix") == "!def:example.org"
-
-
-@pytest.mark.parametrize("entry", [
-    {"xmpp": "lobby", "matrix": "!abc:example.org"},  # not a room JID
-    {"xmpp": "lobby@mls.example.org/nick", "matrix": "!abc:example.org"},  # full JID
-    {"xmpp": "lobby@mls.example.org", "matrix": "#alias:example.org"},  # alias, not id
-    {"xmpp": "lobby@mls.example.org", "matrix": "!abc:example.org", "relay": "yes"},
-    {"xmpp": "lobby@mls.example.org", "matrix": "!abc:example.org", "mode": "relay"},
-])
-def test_bad_room_pairs_are_refused(entry: dict[str, object]) -> None:
-    with pytest.raises(BridgeConfigError):
-        room_pairs([entry])
-
-
-def test_a_room_in_two_pairs_is_refused() -> None:
-    with pytest.raises(BridgeConfigError, match="two pairs"):
-        room_pairs([{"xmpp": "a@mls.example.org", "matrix": "!abc:example.org"},
-                    {"xmpp": "b@mls.example.org", "matrix": "!abc:example.org"}])
+def test_room_pair_names_each_side() -> None:
+    pair = RoomPair("ops@mls.example.org", "!def:example.org", True)
+    assert pair.room("xmpp") == "ops@mls.example.org"
+    assert pair.room("matrix") == "!def:example.org"
 
 
 def test_network_of_identity_uris() -> None:
