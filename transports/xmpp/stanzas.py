@@ -87,8 +87,10 @@ def _int_attr(el: ET.Element, name: str) -> int:
     raw = el.get(name)
     if raw is None or raw == "":
         return 0
-    if not raw.isascii() or not raw.isdigit():
-        raise WireError(f"<{_local(el.tag)} {name}='{raw[:20]}'>: not a non-negative integer")
+    # Every integer of the binding fits in uint64 (at most 20 digits); a longer run of
+    # digits is malformed -- and would make int() raise ValueError past 4300 digits.
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 20 or int(raw) >= 1 << 64:
+        raise WireError(f"<{_local(el.tag)} {name}='{raw[:20]}'>: not a uint64")
     return int(raw)
 
 
