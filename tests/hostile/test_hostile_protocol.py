@@ -186,7 +186,7 @@ async def test_update_path_encrypted_to_the_wrong_nodes(bench: Bench) -> None:
     assert isinstance(commit, Commit) and commit.path is not None
     # Alice at leaf 0: her path is node 1 (copath Bob) then the root (copath Carol).
     bob_leaf = next(leaf for index, leaf in alice.members() if index == 1)
-    group_context = staged.state.context.to_bytes()
+    group_context = encode(staged.state.context)
     kem_output, ciphertext = CS.encrypt_with_label(
         bob_leaf.encryption_key, b"UpdatePathNode", group_context, bench.draw(CS.hash_len))
     nodes = list(commit.path.nodes)
