@@ -204,13 +204,16 @@ class SizeRun:
             spent = time.perf_counter() - started
             if rep + 1 < self.reps and spent / (rep + 1) * (rep + 2) > ROW_BUDGET:
                 break
+        # Decided before the "median of k" notes below: a row cut short by its time
+        # budget still ran, and the populated rows can follow it.
+        processed = not process.note and bool(process.samples)
         for measure in (create, process):
             count = len(measure.samples)
             if count and count < self.reps and not measure.note:
                 measure.note = "1 run" if count == 1 else f"median of {count}"
         self.put(f"{kind}_create", create)
         self.put(f"{kind}_process", process)
-        return not process.note and bool(process.samples)
+        return processed
 
 
 def run_app_row(driver: Driver, reps: int, results: Results) -> None:

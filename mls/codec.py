@@ -15,6 +15,7 @@ All malformed input raises :class:`~mls.errors.DecodeError` -- never ``IndexErro
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
@@ -22,6 +23,9 @@ from mls.errors import DecodeError, UsageError
 
 T = TypeVar("T")
 E = TypeVar("E", bound="Encodable")
+
+#: struct codes of the fixed-size big-endian unsigned integers.
+_UINT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 #: Largest value a variable-length integer can carry (RFC 9420 §2.1.2).
 MAX_VARINT = (1 << 30) - 1
@@ -57,10 +61,14 @@ class Writer:
         self._buf += value.to_bytes(size, "big")
 
     def u8(self, value: int) -> None:
-        self.uint(value, 1)
+        if not 0 <= value < 0x100:
+            raise UsageError(f"integer {value} does not fit in uint8")
+        self._buf.append(value)
 
     def u16(self, value: int) -> None:
-        self.uint(value, 2)
+        if not 0 <= value < 0x10000:
+            raise UsageError(f"integer {value} does not fit in uint16")
+        self._buf += value.to_bytes(2, "big")
 
     def u32(self, value: int) -> None:
         self.uint(value, 4)
@@ -70,36 +78,52 @@ class Writer:
 
     def varint(self, value: int) -> None:
         """Minimal variable-length integer, RFC 9420 §2.1.2."""
-        if value < 0x40 and value >= 0:
-            self._buf.append(value)
-        elif 0 <= value < 0x4000:
-            self._buf += (value | 0x4000).to_bytes(2, "big")
-        elif 0 <= value <= MAX_VARINT:
-            self._buf += (value | 0x80000000).to_bytes(4, "big")
-        else:
-            raise UsageError(f"length {value} exceeds the MLS varint range (2^30-1)")
+        self._buf += varint_bytes(value)
 
-    def opaque(self, data: bytes) -> None:
+    def opaque(self, data: bytes | bytearray) -> None:
         """``opaque data<V>``: varint length then the bytes."""
-        self.varint(len(data))
-        self._buf += data
+        buf = self._buf
+        length = len(data)
+        if length < 0x40:
+            buf.append(length)
+        else:
+            buf += varint_bytes(length)
+        buf += data
 
     def boolean(self, value: bool) -> None:
         self._buf.append(1 if value else 0)
 
     def vector(self, items: Iterable[T], write_item: Callable[[Writer, T], None]) -> None:
         """``T items<V>``: varint byte length of the encoded items, then the items."""
-        inner = Writer()
-        for item in items:
-            write_item(inner, item)
-        self.opaque(bytes(inner._buf))
+        outer = self._buf
+        self._buf = inner = bytearray()
+        try:
+            for item in items:
+                write_item(self, item)
+        finally:
+            self._buf = outer
+        self.opaque(inner)
+
+    def uint_vector(self, values: Iterable[int], size: int) -> None:
+        """``uintN items<V>``: a vector of ``size``-byte unsigned integers."""
+        limit = 1 << (8 * size)
+        parts = []
+        for value in values:
+            if not 0 <= value < limit:
+                raise UsageError(f"integer {value} does not fit in uint{8 * size}")
+            parts.append(value.to_bytes(size, "big"))
+        self.opaque(b"".join(parts))
 
     def structs(self, items: Iterable[Encodable]) -> None:
         """A vector of wire structs."""
-        inner = Writer()
-        for item in items:
-            item.encode(inner)
-        self.opaque(bytes(inner._buf))
+        outer = self._buf
+        self._buf = inner = bytearray()
+        try:
+            for item in items:
+                item.encode(self)
+        finally:
+            self._buf = outer
+        self.opaque(inner)
 
     def optional(self, item: Encodable | None) -> None:
         """``optional<T>`` (RFC 9420 §2.1.1) of a wire struct."""
@@ -118,6 +142,22 @@ class Writer:
             self.opaque(data)
 
 
+def varint_bytes(value: int) -> bytes:
+    """The minimal variable-length integer encoding of ``value`` (RFC 9420 §2.1.2)."""
+    if 0 <= value < 0x40:
+        return bytes((value,))
+    if 0 <= value < 0x4000:
+        return (value | 0x4000).to_bytes(2, "big")
+    if 0 <= value <= MAX_VARINT:
+        return (value | 0x80000000).to_bytes(4, "big")
+    raise UsageError(f"length {value} exceeds the MLS varint range (2^30-1)")
+
+
+def opaque_bytes(data: bytes) -> bytes:
+    """``opaque data<V>`` as bytes: varint length then the bytes."""
+    return varint_bytes(len(data)) + data
+
+
 class Reader:
     """Reads an encoding from a bytes-like buffer, front to back."""
 
@@ -131,6 +171,18 @@ class Reader:
     @property
     def remaining(self) -> int:
         return self._end - self._pos
+
+    @property
+    def position(self) -> int:
+        """The offset of the next byte to read (for :meth:`bytes_since`)."""
+        return self._pos
+
+    def bytes_since(self, start: int) -> bytes:
+        """The bytes read since :attr:`position` was ``start``: the exact encoding of
+        what was decoded in between (kept by structs that cache their encoding)."""
+        if not 0 <= start <= self._pos:
+            raise UsageError(f"position {start} is not behind the reader")
+        return bytes(self._data[start:self._pos])
 
     def at_end(self) -> bool:
         return self._pos >= self._end
@@ -178,23 +230,36 @@ class Reader:
 
     def varint(self) -> int:
         """Variable-length integer with the minimality check of RFC 9420 §2.1.2."""
-        first = self.u8()
+        pos = self._pos
+        if pos >= self._end:
+            raise DecodeError("truncated: need uint8")
+        data = self._data
+        first = data[pos]
+        if first < 0x40:
+            self._pos = pos + 1
+            return first
         prefix = first >> 6
         if prefix == 3:
             raise DecodeError("invalid variable-length integer prefix 0b11")
-        value = first & 0x3F
-        if prefix == 0:
-            return value
         length = 1 << prefix
-        rest = self.raw(length - 1)
-        value = (value << (8 * (length - 1))) | int.from_bytes(rest, "big")
+        if pos + length > self._end:
+            raise DecodeError(f"truncated: need {length - 1} bytes, "
+                              f"have {self._end - pos - 1}")
+        self._pos = pos + length
+        value = int.from_bytes(data[pos:pos + length], "big") & ((1 << (8 * length - 2)) - 1)
         if value < (1 << (8 * (length // 2) - 2)):
             raise DecodeError("variable-length integer is not minimally encoded")
         return value
 
     def opaque(self) -> bytes:
         """``opaque data<V>``."""
-        return self.raw(self.varint())
+        length = self.varint()
+        pos = self._pos
+        end = pos + length
+        if end > self._end:
+            raise DecodeError(f"truncated: need {length} bytes, have {self._end - pos}")
+        self._pos = end
+        return bytes(self._data[pos:end])
 
     def sub(self) -> Reader:
         """Read a varint length and return a reader over exactly that many bytes."""
@@ -209,9 +274,27 @@ class Reader:
         """``T items<V>``: items must consume the declared length exactly."""
         inner = self.sub()
         items: list[T] = []
-        while not inner.at_end():
+        end = inner._end
+        while inner._pos < end:
             items.append(read_item(inner))
         return tuple(items)
+
+    def uint_vector(self, size: int) -> tuple[int, ...]:
+        """``uintN items<V>``: a vector of ``size``-byte unsigned integers, whose byte
+        length must be a multiple of ``size``."""
+        length = self.varint()
+        pos = self._pos
+        end = pos + length
+        if end > self._end:
+            raise DecodeError(f"truncated: vector of {length} bytes, have {self._end - pos}")
+        if length % size:
+            raise DecodeError(f"vector of uint{8 * size} has {length} bytes")
+        self._pos = end
+        code = _UINT_CODES.get(size)
+        if code is None:
+            data = self._data
+            return tuple(int.from_bytes(data[i:i + size], "big") for i in range(pos, end, size))
+        return struct.unpack_from(f">{length // size}{code}", self._data, pos)
 
     def structs(self, cls: type[E]) -> tuple[E, ...]:
         """A vector of wire structs of one class."""

@@ -9,7 +9,7 @@ type, leaf node source, PSK type, resumption usage) reject unknown values on dec
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from mls.errors import DecodeError
 
@@ -135,6 +135,9 @@ _E = TypeVar("_E", bound=IntEnum)
 
 def closed_enum(cls: type[_E], value: int) -> _E:
     """Map ``value`` into a closed enumeration or raise :class:`DecodeError`."""
+    member = cls._value2member_map_.get(value)  # the fast path of cls(value)
+    if member is not None:
+        return cast(_E, member)
     try:
         return cls(value)
     except ValueError:

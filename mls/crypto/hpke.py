@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from cryptography.exceptions import InvalidTag
@@ -306,6 +306,12 @@ class HpkeKem(ABC):
         """OpenBase(enc, skR, info, aad="", ct); raises CryptoError on any failure."""
 
     @abstractmethod
+    def seal_many(self, recipients: Sequence[tuple[bytes, bytes]],
+                  info: bytes) -> list[tuple[bytes, bytes]]:
+        """SealBase(pkR, info, aad="", pt) for each (pkR, pt) of ``recipients`` with one
+        shared ``info``: (kem_output, ciphertext) per recipient, in order."""
+
+    @abstractmethod
     def derive_key_pair(self, ikm: bytes) -> tuple[bytes, bytes]:
         """DeriveKeyPair (RFC 9180 §7.1.3): (private, public), serialized."""
 
@@ -398,17 +404,45 @@ class _DhKemHpke(HpkeKem, Generic[PrivT, PubT]):
     def _key_schedule(self, shared_secret: bytes, info: bytes) -> tuple[bytes, bytes, bytes]:
         """KeySchedule (RFC 9180 §5.1) in mode_base with empty psk and psk_id:
         (key, base_nonce, exporter_secret)."""
+        context = self._schedule_context(info)
+        key, base_nonce, secret = self._key_and_nonce(shared_secret, context)
+        exporter_secret = _labeled_expand(self._kdf, self._hpke_suite_id, secret, b"exp",
+                                          context, self._kdf.hash_len)
+        return key, base_nonce, exporter_secret
+
+    def _schedule_context(self, info: bytes) -> bytes:
+        """``key_schedule_context = mode || psk_id_hash || info_hash`` (RFC 9180 §5.1),
+        base mode with an empty psk_id: it depends on ``info`` only."""
         kdf, suite_id = self._kdf, self._hpke_suite_id
         psk_id_hash = _labeled_extract(kdf, suite_id, b"", b"psk_id_hash", b"")
         info_hash = _labeled_extract(kdf, suite_id, b"", b"info_hash", info)
-        context = _MODE_BASE + psk_id_hash + info_hash
+        return _MODE_BASE + psk_id_hash + info_hash
+
+    def _key_and_nonce(self, shared_secret: bytes,
+                       context: bytes) -> tuple[bytes, bytes, bytes]:
+        """The rest of KeySchedule (RFC 9180 §5.1): (key, base_nonce, secret)."""
+        kdf, suite_id = self._kdf, self._hpke_suite_id
         secret = _labeled_extract(kdf, suite_id, shared_secret, b"secret", b"")
         key = _labeled_expand(kdf, suite_id, secret, b"key", context, self._aead.key_size)
         base_nonce = _labeled_expand(kdf, suite_id, secret, b"base_nonce", context,
                                      self._aead.nonce_size)
-        exporter_secret = _labeled_expand(kdf, suite_id, secret, b"exp", context,
-                                          kdf.hash_len)
-        return key, base_nonce, exporter_secret
+        return key, base_nonce, secret
+
+    def seal_many(self, recipients: Sequence[tuple[bytes, bytes]],
+                  info: bytes) -> list[tuple[bytes, bytes]]:
+        """SealBase to several recipients with one ``info`` (RFC 9180 §5.1, §6.1): the
+        ``info_hash`` of the key schedule is computed once -- a Welcome's ``info`` holds
+        the whole encrypted GroupInfo, hashed otherwise once per joiner.  Each
+        recipient gets a fresh ephemeral key (from the operating system, as in
+        :meth:`seal`) and the AEAD runs with sequence number 0."""
+        context = self._schedule_context(info)
+        group, aead = self._group, self._aead
+        sealed = []
+        for public_key, plaintext in recipients:
+            enc, shared_secret = self._encap(group.generate_ephemeral(), public_key)
+            key, base_nonce, _ = self._key_and_nonce(shared_secret, context)
+            sealed.append((enc, aead.encrypt(key, base_nonce, b"", plaintext)))
+        return sealed
 
     def _export(self, exporter_secret: bytes, exporter_context: bytes, length: int) -> bytes:
         """Context.Export (RFC 9180 §5.3): LabeledExpand(exporter_secret, "sec", ...)."""

@@ -26,6 +26,8 @@ class Kdf:
 
     def expand(self, prk: bytes, info: bytes, length: int) -> bytes:
         """HKDF-Expand (RFC 5869 §2.3)."""
+        if length <= self.hash_len:  # one block: T(1) = HMAC(PRK, info | 0x01)
+            return hmac.digest(prk, info + b"\x01", self.hash_name)[:length]
         if length > 255 * self.hash_len:
             raise CryptoError("HKDF-Expand output too long")
         out = bytearray()

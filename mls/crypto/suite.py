@@ -13,12 +13,14 @@ inside ``cryptography`` draws its ephemeral key from the operating system.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
+from typing import Any
 
-from mls.codec import Writer
+from mls.codec import Writer, opaque_bytes
 from mls.crypto.hpke import HpkeKem, kem_for_suite
 from mls.crypto.primitives import (
     AES_128_GCM,
@@ -40,12 +42,17 @@ Rng = Callable[[int], bytes]
 _LABEL_PREFIX = b"MLS 1.0 "
 
 
-def _labelled(label: bytes, context: bytes) -> bytes:
-    """``opaque label<V> = "MLS 1.0 " + Label; opaque context<V>`` (shared layout)."""
+@functools.lru_cache(maxsize=256)
+def _label_field(label: bytes) -> bytes:
+    """``opaque label<V> = "MLS 1.0 " + Label`` (labels are a handful of constants)."""
     w = Writer()
     w.opaque(_LABEL_PREFIX + label)
-    w.opaque(context)
     return w.getvalue()
+
+
+def _labelled(label: bytes, context: bytes) -> bytes:
+    """``opaque label<V> = "MLS 1.0 " + Label; opaque context<V>`` (shared layout)."""
+    return _label_field(label) + opaque_bytes(context)
 
 
 
@@ -65,13 +72,15 @@ _SUITE_PARAMS: dict[CipherSuiteId, tuple[Kdf, Aead]] = {
 class CipherSuite:
     """One registered MLS cipher suite (RFC 9420 §5.1, §17.1)."""
 
-    __slots__ = ("aead", "hash_len", "hash_name", "id", "kdf", "kem", "signature")
+    __slots__ = ("_hash_ctor", "aead", "hash_len", "hash_name", "id", "kdf", "kem",
+                 "signature")
 
     def __init__(self, suite_id: CipherSuiteId) -> None:
         kdf, aead = _SUITE_PARAMS[suite_id]
         self.id = suite_id
         self.kdf = kdf
         self.hash_name = kdf.hash_name
+        self._hash_ctor: Callable[[bytes], Any] = getattr(hashlib, kdf.hash_name)
         self.hash_len = kdf.hash_len
         self.aead = aead
         self.kem: HpkeKem = kem_for_suite(suite_id)
@@ -83,7 +92,7 @@ class CipherSuite:
     # -- hash, KDF, MAC (RFC 9420 §5.1, §5.2) ---------------------------------------
 
     def hash(self, data: bytes) -> bytes:
-        return hashlib.new(self.hash_name, data).digest()
+        return self._hash_ctor(data).digest()  # type: ignore[no-any-return]
 
     def mac(self, key: bytes, data: bytes) -> bytes:
         """MAC(key, data): HMAC with the suite hash (RFC 9420 §5.1)."""
@@ -102,8 +111,8 @@ class CipherSuite:
 
     def expand_with_label(self, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
         """ExpandWithLabel (RFC 9420 §8): KDFLabel = uint16 length, label, context."""
-        info = length.to_bytes(2, "big") + _labelled(label, context)
-        return self.expand(secret, info, length)
+        info = length.to_bytes(2, "big") + _label_field(label) + opaque_bytes(context)
+        return self.kdf.expand(secret, info, length)
 
     def derive_secret(self, secret: bytes, label: bytes) -> bytes:
         """DeriveSecret(Secret, Label) = ExpandWithLabel(Secret, Label, "", Nh)."""
@@ -111,7 +120,13 @@ class CipherSuite:
 
     def derive_tree_secret(self, secret: bytes, label: bytes, generation: int,
                            length: int) -> bytes:
-        """DeriveTreeSecret (RFC 9420 §9): context is the uint32 generation."""
+        """DeriveTreeSecret (RFC 9420 §9): context is the uint32 generation.  Runs for
+        every message, so the one-block case of HKDF-Expand is written out here:
+        ``T(1) = HMAC(secret, KDFLabel || 0x01)``."""
+        if length <= self.hash_len and 0 <= generation < 1 << 32:
+            info = (length.to_bytes(2, "big") + _label_field(label) + b"\x04"
+                    + generation.to_bytes(4, "big") + b"\x01")
+            return hmac.digest(secret, info, self.hash_name)[:length]
         return self.expand_with_label(secret, label, generation.to_bytes(4, "big"), length)
 
     def ref_hash(self, label: bytes, value: bytes) -> bytes:
@@ -153,6 +168,13 @@ class CipherSuite:
                            plaintext: bytes) -> tuple[bytes, bytes]:
         """SealBase with info = EncryptContext, empty AAD; returns (kem_output, ct)."""
         return self.kem.seal(public_key, _labelled(label, context), plaintext)
+
+    def encrypt_with_label_many(self, recipients: Sequence[tuple[bytes, bytes]],
+                                label: bytes, context: bytes) -> list[tuple[bytes, bytes]]:
+        """EncryptWithLabel(pk, label, context, pt) for each (pk, pt) of ``recipients``,
+        sharing the work that depends only on ``context`` (RFC 9420 §5.1.3, §12.4.3.1:
+        every joiner's GroupSecrets is sealed with the same encrypted GroupInfo)."""
+        return self.kem.seal_many(recipients, _labelled(label, context))
 
     def decrypt_with_label(self, private_key: bytes, label: bytes, context: bytes,
                            kem_output: bytes, ciphertext: bytes) -> bytes:

@@ -46,8 +46,10 @@ def ratchet_kind(content_type: ContentType) -> RatchetKind:
 
 def _guarded(nonce: bytes, reuse_guard: bytes) -> bytes:
     """XOR the reuse guard into the first four bytes of the nonce (RFC 9420 §6.3.1)."""
-    head = bytes(a ^ b for a, b in zip(nonce[:REUSE_GUARD_SIZE], reuse_guard, strict=True))
-    return head + nonce[REUSE_GUARD_SIZE:]
+    if len(reuse_guard) != REUSE_GUARD_SIZE or len(nonce) < REUSE_GUARD_SIZE:
+        raise UsageError("reuse_guard must be 4 bytes and the nonce at least 4")
+    head = int.from_bytes(nonce[:REUSE_GUARD_SIZE], "big") ^ int.from_bytes(reuse_guard, "big")
+    return head.to_bytes(REUSE_GUARD_SIZE, "big") + nonce[REUSE_GUARD_SIZE:]
 
 
 def protect_private(cs: CipherSuite, authenticated: AuthenticatedContent, *,

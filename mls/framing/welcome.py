@@ -62,8 +62,12 @@ def build_welcome(cs: CipherSuite, welcome_secret: bytes, group_info: GroupInfo,
                   joiners: Sequence[tuple[bytes, bytes, GroupSecrets]]) -> Welcome:
     """A Welcome for ``joiners`` = (KeyPackageRef, init_key, GroupSecrets) (§12.4.3.1)."""
     encrypted_group_info = encrypt_group_info(cs, welcome_secret, group_info)
-    secrets = tuple(seal_group_secrets(cs, ref, init_key, encrypted_group_info, gs)
-                    for ref, init_key, gs in joiners)
+    sealed = cs.encrypt_with_label_many(
+        [(init_key, encode(gs)) for _, init_key, gs in joiners], WELCOME_LABEL,
+        encrypted_group_info)
+    secrets = tuple(EncryptedGroupSecrets(ref, HPKECiphertext(kem_output, ciphertext))
+                    for (ref, _, _), (kem_output, ciphertext) in zip(joiners, sealed,
+                                                                     strict=True))
     return Welcome(cs.id, secrets, encrypted_group_info)
 
 

@@ -9,7 +9,7 @@ on a copy, so the caller's state never changes.
 from __future__ import annotations
 
 from mls.crypto.suite import Rng
-from mls.enums import ContentType, WireFormat
+from mls.enums import ContentType, ProtocolVersion, WireFormat
 from mls.errors import UsageError
 from mls.framing.private import protect_private
 from mls.framing.public import authenticate, protect_public, sign_content
@@ -71,10 +71,12 @@ def protect(state: GroupState, authenticated: AuthenticatedContent, rng: Rng
     private = protect_private(state.cs, authenticated, secret_tree=secret_tree,
                               sender_data_secret=state.secrets.sender_data_secret,
                               reuse_guard=rng(4), padding=_padding(state, authenticated))
-    state = state.replace(secret_tree=secret_tree)
     if authenticated.content.content_type != ContentType.COMMIT:
-        state = state.with_sent(private.ciphertext)
-    return state, MLSMessage.wrap(private)
+        state = state.replace(secret_tree=secret_tree,
+                              sent_messages=state.sent_after(private.ciphertext))
+    else:
+        state = state.replace(secret_tree=secret_tree)
+    return state, MLSMessage(ProtocolVersion.MLS10, WireFormat.PRIVATE_MESSAGE, private)
 
 
 def encrypt_application(state: GroupState, data: bytes, *, rng: Rng,

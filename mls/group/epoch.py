@@ -37,7 +37,7 @@ from mls.group.proposal_list import (
     validate_proposal_list,
 )
 from mls.group.psk import PskResolver
-from mls.group.state import GroupState, PastEpoch
+from mls.group.state import GroupState, PastEpoch, start_epoch_keys
 from mls.messages.extensions import GroupContext
 from mls.messages.framing import (
     AuthenticatedContent,
@@ -53,7 +53,6 @@ from mls.messages.psk import PreSharedKeyID
 from mls.messages.tree_nodes import UpdatePath
 from mls.schedule.key_schedule import EpochSecrets, advance_epoch
 from mls.schedule.psk import psk_secret
-from mls.schedule.secret_tree import SecretTree
 from mls.schedule.transcript import (
     confirmation_tag,
     confirmed_transcript_hash,
@@ -277,9 +276,7 @@ def next_state(state: GroupState, provisional: ProvisionalEpoch, result: EpochRe
     hpke_keys = {public: private for public, private in keys.items()
                  if tree.find_node_by_encryption_key(public) is not None}
     config = state.config
-    secret_tree = SecretTree(state.cs, result.secrets.encryption_secret, tree.n_leaves,
-                             out_of_order_window=config.out_of_order_window,
-                             max_forward_distance=config.max_forward_distance)
+    secrets, secret_tree = start_epoch_keys(state.cs, result.secrets, tree.n_leaves, config)
     past = state.past_epochs
     psks = state.resumption_psks
     if state.active:  # an external joiner's pre-join view has no epoch of its own
@@ -291,7 +288,7 @@ def next_state(state: GroupState, provisional: ProvisionalEpoch, result: EpochRe
         context=result.context, tree=tree,
         own_leaf=state.own_leaf if own_leaf is None else own_leaf,
         signature_priv=state.signature_priv if signature_priv is None else signature_priv,
-        hpke_keys=hpke_keys, secrets=result.secrets, secret_tree=secret_tree,
+        hpke_keys=hpke_keys, secrets=secrets, secret_tree=secret_tree,
         interim_transcript_hash=result.interim_transcript_hash,
         confirmation_tag=result.confirmation_tag, pending=(), past_epochs=past,
         resumption_psks=psks[:config.max_resumption_psks], active=True,

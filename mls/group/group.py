@@ -47,7 +47,7 @@ from mls.group.key_package import KeyPackageBundle
 from mls.group.process import process_message
 from mls.group.psk import PskResolver
 from mls.group.resumption import commit_linked_group
-from mls.group.state import GroupState
+from mls.group.state import GroupState, start_epoch_keys
 from mls.messages.credentials import Credential
 from mls.messages.extension_types import ExternalPub
 from mls.messages.extensions import Extension, GroupContext
@@ -66,7 +66,6 @@ from mls.messages.proposals import (
 from mls.messages.psk import PreSharedKeyID
 from mls.messages.welcome import GroupInfo, Welcome
 from mls.schedule.key_schedule import epoch_from_joiner, external_key_pair
-from mls.schedule.secret_tree import SecretTree
 from mls.schedule.transcript import confirmation_tag, interim_transcript_hash
 from mls.tree.math import LeafIndex
 from mls.tree.ratchet_tree import RatchetTree
@@ -103,9 +102,7 @@ class Group:
         tag = confirmation_tag(cs, secrets.confirmation_key, b"")
         interim = interim_transcript_hash(cs, b"", interim_transcript_hash_input(tag))
         config = config or GroupConfig()
-        secret_tree = SecretTree(cs, secrets.encryption_secret, 1,
-                                 out_of_order_window=config.out_of_order_window,
-                                 max_forward_distance=config.max_forward_distance)
+        secrets, secret_tree = start_epoch_keys(cs, secrets, 1, config)
         keys = {key_package.leaf_node.encryption_key: bundle.encryption_priv}
         return cls(GroupState(cs, context, tree, LeafIndex(0), bundle.signature_priv, keys,
                               secrets, secret_tree, interim, tag, config=config))

@@ -33,14 +33,13 @@ from mls.group.credentials import CredentialValidator
 from mls.group.key_package import KeyPackageBundle
 from mls.group.psk import PskResolver
 from mls.group.resumption import linked_psk_id, resumption_lookup, verify_linked_join
-from mls.group.state import GroupState
+from mls.group.state import GroupState, start_epoch_keys
 from mls.messages.extension_types import RequiredCapabilities
 from mls.messages.extensions import find_extension
 from mls.messages.framing import interim_transcript_hash_input
 from mls.messages.welcome import GroupInfo, GroupSecrets, Welcome
 from mls.schedule.key_schedule import derive_welcome_secret, epoch_from_joiner
 from mls.schedule.psk import psk_secret
-from mls.schedule.secret_tree import SecretTree
 from mls.schedule.transcript import interim_transcript_hash, verify_confirmation_tag
 from mls.tree.math import LeafIndex, common_ancestor, leaf_to_node
 from mls.tree.ratchet_tree import RatchetTree
@@ -165,8 +164,6 @@ def join_from_welcome(welcome: Welcome, bundle: KeyPackageBundle, *,
     interim = interim_transcript_hash(cs, context.confirmed_transcript_hash,
                                       interim_transcript_hash_input(group_info.confirmation_tag))
     config = config or GroupConfig()
-    secret_tree = SecretTree(cs, secrets.encryption_secret, tree.n_leaves,
-                             out_of_order_window=config.out_of_order_window,
-                             max_forward_distance=config.max_forward_distance)
+    secrets, secret_tree = start_epoch_keys(cs, secrets, tree.n_leaves, config)
     return GroupState(cs, context, tree, own, bundle.signature_priv, keys, secrets,
                       secret_tree, interim, group_info.confirmation_tag, config=config)

@@ -164,7 +164,9 @@ def check_credential_types(tree: RatchetTree, leaf: LeafNode, where: str, *,
     ignored = frozenset(ignore)
     own_type = leaf.credential.credential_type
     supported = frozenset(leaf.capabilities.credentials)
-    for index, member in tree.member_leaves():
+    if _credential_types_fit(tree, own_type, supported, ignored):
+        return
+    for index, member in tree.member_leaves():  # find the offending member
         if index in ignored:
             continue
         if own_type not in member.capabilities.credentials:
@@ -173,6 +175,26 @@ def check_credential_types(tree: RatchetTree, leaf: LeafNode, where: str, *,
         if member.credential.credential_type not in supported:
             raise error_class(f"{where}: does not support credential type "
                               f"{member.credential.credential_type} used by leaf {index}")
+
+
+def _credential_types_fit(tree: RatchetTree, own_type: int, supported: frozenset[int],
+                          ignored: frozenset[int]) -> bool:
+    """The test of :func:`check_credential_types` from the tree's tallies of credential
+    types, in O(len(ignored)) instead of O(members)."""
+    used = dict(tree.credential_types_used())
+    support = dict(tree.credential_types_supported())
+    members = tree.member_count()
+    for index in ignored:
+        member = tree.leaf(LeafIndex(index)) if 0 <= index < tree.n_leaves else None
+        if member is None:
+            continue
+        members -= 1
+        used[member.credential.credential_type] -= 1
+        for kind in set(member.capabilities.credentials):
+            support[kind] -= 1
+    if support.get(own_type, 0) != members:
+        return False
+    return all(kind in supported for kind, count in used.items() if count > 0)
 
 
 def validate_leaf_node(cs: CipherSuite, leaf: LeafNode, *, group_context: GroupContext,

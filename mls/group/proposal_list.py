@@ -15,7 +15,7 @@ leaves or changes the group context extensions, one O(members) pass.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mls.crypto.suite import CipherSuite, suite
@@ -473,10 +473,16 @@ class _MemberCommitCheck:
                     f"GroupContextExtensions: leaf {index} does not support "
                     f"{', '.join(missing)}")
 
+    def _credential_tallies_fit(self) -> bool:
+        return _credential_tallies_fit_after(self.tree, self.removed, self.updated,
+                                             self.added)
+
     def _check_credential_types(self) -> None:
         """In the resulting group every member supports every credential type in use
         (§7.3, §12.2: the ratchet tree after the Commit must be valid)."""
-        final: list[tuple[str, LeafNode]] = []
+        if self._credential_tallies_fit():
+            return
+        final: list[tuple[str, LeafNode]] = []  # find the offending member
         for index, leaf in self._staying_members():
             final.append((f"leaf {index}", self.updated.get(index, leaf)))
         final.extend((f"added member {n}", leaf) for n, leaf in enumerate(self.added))
@@ -489,6 +495,38 @@ class _MemberCommitCheck:
                     f"in use in the group")
 
 
+def _tally_leaf(used: dict[int, int], support: dict[int, int], leaf: LeafNode,
+                delta: int) -> None:
+    used[leaf.credential.credential_type] = used.get(leaf.credential.credential_type,
+                                                     0) + delta
+    for kind in set(leaf.capabilities.credentials):
+        support[kind] = support.get(kind, 0) + delta
+
+
+def _credential_tallies_fit_after(tree: RatchetTree, removed: Iterable[LeafIndex],
+                                  updated: Mapping[LeafIndex, LeafNode],
+                                  added: Iterable[LeafNode]) -> bool:
+    """Whether, after the proposals, every member supports every credential type in
+    use -- from the tree's tallies, in O(changed leaves)."""
+    used = dict(tree.credential_types_used())
+    support = dict(tree.credential_types_supported())
+    members = tree.member_count()
+    for index in removed:
+        old = tree.leaf(index)
+        if old is not None:
+            _tally_leaf(used, support, old, -1)
+            members -= 1
+    for index, leaf in updated.items():
+        old = tree.leaf(index)
+        if old is not None:
+            _tally_leaf(used, support, old, -1)
+            _tally_leaf(used, support, leaf, 1)
+    for leaf in added:
+        _tally_leaf(used, support, leaf, 1)
+        members += 1
+    return all(support.get(kind, 0) == members for kind, count in used.items() if count)
+
+
 def apply_proposals(cs: CipherSuite, proposals: Sequence[SenderProposal], *,
                     tree: RatchetTree, group_context: GroupContext) -> ProposalOutcome:
     """Apply a validated proposal list to a copy of ``tree`` (RFC 9420 §12.3).
@@ -497,9 +535,13 @@ def apply_proposals(cs: CipherSuite, proposals: Sequence[SenderProposal], *,
     direct path), Removes (blank leaf and direct path, truncate), Adds in list order
     (leftmost blank leaf, extending the tree when full, recording the new leaf as
     unmerged at its non-blank ancestors), then PreSharedKey ids in list order,
-    ExternalInit and ReInit.  ``tree`` is left untouched.
+    ExternalInit and ReInit.  ``tree`` is left untouched; the outcome's tree is
+    ``tree`` itself when no proposal changes it (callers copy before changing).
     """
-    new_tree = tree.copy()
+    changes_tree = any(isinstance(sp.proposal, (Update, Remove, Add)) for sp in proposals)
+    # Trees are never changed in place once shared, so a list without Update, Remove
+    # or Add keeps the tree itself (an empty Commit would otherwise copy it for nothing).
+    new_tree = tree.copy() if changes_tree else tree
     extensions = group_context.extensions
     for sp in proposals:
         if isinstance(sp.proposal, GroupContextExtensions):
@@ -518,7 +560,7 @@ def apply_proposals(cs: CipherSuite, proposals: Sequence[SenderProposal], *,
         raise ProposalValidationError(f"cannot apply proposals: {exc}") from exc
     added_key_packages = tuple(sp.proposal.key_package for sp in proposals
                                if isinstance(sp.proposal, Add))
-    added = tuple(new_tree.add_leaf(kp.leaf_node) for kp in added_key_packages)
+    added = tuple(new_tree.add_leaves([kp.leaf_node for kp in added_key_packages]))
     psk_ids = tuple(sp.proposal.psk for sp in proposals if isinstance(sp.proposal, PreSharedKey))
     external_init = next((sp.proposal for sp in proposals
                           if isinstance(sp.proposal, ExternalInit)), None)

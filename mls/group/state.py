@@ -17,11 +17,12 @@ private key) behind a version byte; :meth:`GroupState.from_bytes` is its exact i
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mls.codec import Reader, Writer, encode
+from mls.codec import Reader, Writer
 from mls.crypto.suite import CipherSuite, suite
 from mls.errors import DecodeError
 from mls.group.config import GroupConfig
@@ -41,6 +42,17 @@ MAX_SENT_REMEMBERED = 64
 _SECRET_FIELDS = ("sender_data_secret", "encryption_secret", "exporter_secret",
                   "epoch_authenticator", "external_secret", "confirmation_key",
                   "membership_key", "resumption_psk", "init_secret")
+
+
+def start_epoch_keys(cs: CipherSuite, secrets: EpochSecrets, n_leaves: int,
+                     config: GroupConfig) -> tuple[EpochSecrets, SecretTree]:
+    """The secret tree of a new epoch, and the epoch secrets without the
+    ``encryption_secret`` it consumed: the tree's root is the only place that secret
+    may live, so that used keys cannot be re-derived from the state (RFC 9420 §9.2)."""
+    secret_tree = SecretTree(cs, secrets.encryption_secret, n_leaves,
+                             out_of_order_window=config.out_of_order_window,
+                             max_forward_distance=config.max_forward_distance)
+    return dataclasses.replace(secrets, encryption_secret=b""), secret_tree
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +110,7 @@ class GroupState:
         return self.context.group_id
 
     def context_bytes(self) -> bytes:
-        return encode(self.context)
+        return self.context.to_bytes()
 
     def own_leaf_node(self) -> LeafNode:
         leaf = self.tree.leaf(self.own_leaf)
@@ -134,13 +146,27 @@ class GroupState:
         """The fingerprint of a PrivateMessage we sent (its ciphertext's hash)."""
         return self.cs.hash(ciphertext)
 
+    def sent_after(self, ciphertext: bytes) -> tuple[bytes, ...]:
+        """``sent_messages`` once a PrivateMessage we sent is remembered (bounded,
+        oldest dropped first)."""
+        recent = (*self.sent_messages, self.sent_fingerprint(ciphertext))
+        return recent[-MAX_SENT_REMEMBERED:]
+
     def with_sent(self, ciphertext: bytes) -> GroupState:
         """Remember a PrivateMessage we sent (bounded, oldest dropped first)."""
-        recent = (*self.sent_messages, self.sent_fingerprint(ciphertext))
-        return self.replace(sent_messages=recent[-MAX_SENT_REMEMBERED:])
+        return self.replace(sent_messages=self.sent_after(ciphertext))
 
     def replace(self, **changes: Any) -> GroupState:
-        return dataclasses.replace(self, **changes)
+        """A copy with the given fields changed (``dataclasses.replace`` without its
+        per-call introspection: the state is replaced for every message)."""
+        unknown = changes.keys() - _STATE_FIELD_SET
+        if unknown:
+            raise TypeError(f"GroupState has no fields {sorted(unknown)}")
+        clone = object.__new__(GroupState)
+        setter = object.__setattr__
+        for name, value in zip(_STATE_FIELDS, _state_values(self), strict=True):
+            setter(clone, name, changes.get(name, value))
+        return clone
 
     def __repr__(self) -> str:
         return (f"GroupState(group_id={self.group_id.hex()}, epoch={self.epoch}, "
@@ -262,3 +288,8 @@ def _write_psk(w: Writer, item: tuple[int, bytes]) -> None:
 
 def _read_psk(r: Reader) -> tuple[int, bytes]:
     return r.u64(), r.opaque()
+
+
+_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(GroupState))
+_STATE_FIELD_SET = frozenset(_STATE_FIELDS)
+_state_values = operator.attrgetter(*_STATE_FIELDS)

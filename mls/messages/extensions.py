@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mls.codec import Reader, Writer
 
@@ -36,7 +36,10 @@ def find_extension(extensions: tuple[Extension, ...], extension_type: int) -> Ex
 
 @dataclass(frozen=True, slots=True)
 class GroupContext:
-    """RFC 9420 §8.1: the state summary every key derivation is bound to."""
+    """RFC 9420 §8.1: the state summary every key derivation is bound to.
+
+    Its encoding (signed into every message of the epoch) is cached in a private
+    non-field slot; the struct is immutable."""
 
     version: int
     cipher_suite: int
@@ -45,15 +48,26 @@ class GroupContext:
     tree_hash: bytes
     confirmed_transcript_hash: bytes
     extensions: tuple[Extension, ...] = ()
+    _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def to_bytes(self) -> bytes:
+        """The encoding of the GroupContext (cached)."""
+        encoded = self._encoded
+        if encoded is None:
+            w = Writer()
+            w.u16(self.version)
+            w.u16(self.cipher_suite)
+            w.opaque(self.group_id)
+            w.u64(self.epoch)
+            w.opaque(self.tree_hash)
+            w.opaque(self.confirmed_transcript_hash)
+            w.structs(self.extensions)
+            encoded = w.getvalue()
+            object.__setattr__(self, "_encoded", encoded)
+        return encoded
 
     def encode(self, w: Writer) -> None:
-        w.u16(self.version)
-        w.u16(self.cipher_suite)
-        w.opaque(self.group_id)
-        w.u64(self.epoch)
-        w.opaque(self.tree_hash)
-        w.opaque(self.confirmed_transcript_hash)
-        w.structs(self.extensions)
+        w.raw(self.to_bytes())
 
     @classmethod
     def decode(cls, r: Reader) -> GroupContext:

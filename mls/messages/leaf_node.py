@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from mls.codec import Reader, Writer
+from mls.codec import Reader, Writer, opaque_bytes
 from mls.enums import LeafNodeSource, closed_enum
 from mls.errors import UsageError
 from mls.messages.credentials import Credential
 from mls.messages.extensions import Extension
-
-
-def _write_u16(w: Writer, value: int) -> None:
-    w.u16(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,20 +35,20 @@ class Capabilities:
     credentials: tuple[int, ...] = ()
 
     def encode(self, w: Writer) -> None:
-        w.vector(self.versions, _write_u16)
-        w.vector(self.cipher_suites, _write_u16)
-        w.vector(self.extensions, _write_u16)
-        w.vector(self.proposals, _write_u16)
-        w.vector(self.credentials, _write_u16)
+        w.uint_vector(self.versions, 2)
+        w.uint_vector(self.cipher_suites, 2)
+        w.uint_vector(self.extensions, 2)
+        w.uint_vector(self.proposals, 2)
+        w.uint_vector(self.credentials, 2)
 
     @classmethod
     def decode(cls, r: Reader) -> Capabilities:
         return cls(
-            versions=r.vector(Reader.u16),
-            cipher_suites=r.vector(Reader.u16),
-            extensions=r.vector(Reader.u16),
-            proposals=r.vector(Reader.u16),
-            credentials=r.vector(Reader.u16),
+            versions=r.uint_vector(2),
+            cipher_suites=r.uint_vector(2),
+            extensions=r.uint_vector(2),
+            proposals=r.uint_vector(2),
+            credentials=r.uint_vector(2),
         )
 
 
@@ -95,6 +91,10 @@ class LeafNode:
 
     ``lifetime`` is set only for the key_package source and ``parent_hash`` is
     meaningful only for the commit source (it is ``b""`` otherwise).
+
+    The encoding of every field but the signature is computed once (or kept from the
+    decoded bytes) and cached in a private non-field slot: the node is immutable and
+    encoded many times (signature checks, tree hashes, KeyPackage refs, Welcome trees).
     """
 
     encryption_key: bytes
@@ -106,28 +106,43 @@ class LeafNode:
     parent_hash: bytes = b""
     extensions: tuple[Extension, ...] = ()
     signature: bytes = b""
+    _content: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def content_bytes(self) -> bytes:
+        """Every field but the signature (the common prefix of LeafNodeTBS)."""
+        content = self._content
+        if content is None:
+            w = Writer()
+            w.opaque(self.encryption_key)
+            w.opaque(self.signature_key)
+            self.credential.encode(w)
+            self.capabilities.encode(w)
+            w.u8(self.leaf_node_source)
+            if self.leaf_node_source == LeafNodeSource.KEY_PACKAGE:
+                if self.lifetime is None:
+                    raise UsageError("a key_package leaf node needs a lifetime")
+                self.lifetime.encode(w)
+            elif self.leaf_node_source == LeafNodeSource.COMMIT:
+                w.opaque(self.parent_hash)
+            w.structs(self.extensions)
+            content = w.getvalue()
+            object.__setattr__(self, "_content", content)
+        return content
 
     def _encode_content(self, w: Writer) -> None:
-        """Every field but the signature (the common prefix of LeafNodeTBS)."""
-        w.opaque(self.encryption_key)
-        w.opaque(self.signature_key)
-        self.credential.encode(w)
-        self.capabilities.encode(w)
-        w.u8(self.leaf_node_source)
-        if self.leaf_node_source == LeafNodeSource.KEY_PACKAGE:
-            if self.lifetime is None:
-                raise UsageError("a key_package leaf node needs a lifetime")
-            self.lifetime.encode(w)
-        elif self.leaf_node_source == LeafNodeSource.COMMIT:
-            w.opaque(self.parent_hash)
-        w.structs(self.extensions)
+        w.raw(self.content_bytes())
+
+    def to_bytes(self) -> bytes:
+        """The encoding of the whole LeafNode: the cached content and the signature
+        (joined on each call, so that a tree's leaves hold their encoding once)."""
+        return self.content_bytes() + opaque_bytes(self.signature)
 
     def encode(self, w: Writer) -> None:
-        self._encode_content(w)
-        w.opaque(self.signature)
+        w.raw(self.to_bytes())
 
     @classmethod
     def decode(cls, r: Reader) -> LeafNode:
+        start = r.position
         encryption_key = r.opaque()
         signature_key = r.opaque()
         credential = Credential.decode(r)
@@ -136,23 +151,28 @@ class LeafNode:
         lifetime = Lifetime.decode(r) if source == LeafNodeSource.KEY_PACKAGE else None
         parent_hash = r.opaque() if source == LeafNodeSource.COMMIT else b""
         extensions = r.structs(Extension)
+        content = r.bytes_since(start)
         signature = r.opaque()
-        return cls(encryption_key, signature_key, credential, capabilities, source,
+        node = cls(encryption_key, signature_key, credential, capabilities, source,
                    lifetime, parent_hash, extensions, signature)
+        object.__setattr__(node, "_content", content)
+        return node
 
     def tbs_bytes(self, group_id: bytes | None = None, leaf_index: int | None = None) -> bytes:
         """The serialized LeafNodeTBS (RFC 9420 §7.2): the leaf node without its
         signature, followed by ``opaque group_id<V>; uint32 leaf_index;`` for the
         update and commit sources."""
-        w = Writer()
-        self._encode_content(w)
+        content = self.content_bytes()
         if self.leaf_node_source in (LeafNodeSource.UPDATE, LeafNodeSource.COMMIT):
             if group_id is None or leaf_index is None:
                 raise UsageError(
                     "LeafNodeTBS of an update/commit leaf needs group_id and leaf_index")
+            w = Writer()
+            w.raw(content)
             w.opaque(group_id)
             w.u32(leaf_index)
-        return w.getvalue()
+            return w.getvalue()
+        return content
 
     def without_signature(self) -> LeafNode:
         """This leaf node with an empty signature (ready to be signed)."""

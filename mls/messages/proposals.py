@@ -7,7 +7,7 @@ Each proposal class encodes only its body (the struct the RFC names ``Add``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from mls.codec import Reader, Writer
@@ -221,15 +221,33 @@ class Commit:
             ProposalOrRef proposals<V>;
             optional<UpdatePath> path;
         } Commit;
+
+    The encoding is cached (or kept from the decoded bytes) in a private non-field
+    slot: a Commit is encoded for its signature, its membership tag, the transcript
+    hash and the wire, and with an UpdatePath it can hold thousands of ciphertexts.
     """
 
     proposals: tuple[ProposalOrRef, ...] = ()
     path: UpdatePath | None = None
+    _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def to_bytes(self) -> bytes:
+        """The encoding of the Commit (cached)."""
+        encoded = self._encoded
+        if encoded is None:
+            w = Writer()
+            w.structs(self.proposals)
+            w.optional(self.path)
+            encoded = w.getvalue()
+            object.__setattr__(self, "_encoded", encoded)
+        return encoded
 
     def encode(self, w: Writer) -> None:
-        w.structs(self.proposals)
-        w.optional(self.path)
+        w.raw(self.to_bytes())
 
     @classmethod
     def decode(cls, r: Reader) -> Commit:
-        return cls(r.structs(ProposalOrRef), r.optional(UpdatePath))
+        start = r.position
+        commit = cls(r.structs(ProposalOrRef), r.optional(UpdatePath))
+        object.__setattr__(commit, "_encoded", r.bytes_since(start))
+        return commit

@@ -12,10 +12,6 @@ from mls.errors import DecodeError
 from mls.messages.leaf_node import LeafNode
 
 
-def _write_u32(w: Writer, value: int) -> None:
-    w.u32(value)
-
-
 @dataclass(frozen=True, slots=True)
 class ParentNode:
     """RFC 9420 §7.1::
@@ -34,11 +30,11 @@ class ParentNode:
     def encode(self, w: Writer) -> None:
         w.opaque(self.encryption_key)
         w.opaque(self.parent_hash)
-        w.vector(self.unmerged_leaves, _write_u32)
+        w.uint_vector(self.unmerged_leaves, 4)
 
     @classmethod
     def decode(cls, r: Reader) -> ParentNode:
-        return cls(r.opaque(), r.opaque(), r.vector(Reader.u32))
+        return cls(r.opaque(), r.opaque(), r.uint_vector(4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +80,26 @@ def _read_optional_node(r: Reader) -> TreeNode:
     return None if node is None else node.value
 
 
+_BLANK = b"\x00"
+_PRESENT_LEAF = bytes((1, NodeType.LEAF))
+_PRESENT_PARENT = bytes((1, NodeType.PARENT))
+
+
+def _optional_node_bytes(node: TreeNode) -> bytes:
+    """``optional<Node>`` of one node, from the leaf's cached encoding."""
+    if node is None:
+        return _BLANK
+    if isinstance(node, LeafNode):
+        return _PRESENT_LEAF + node.to_bytes()
+    w = Writer()
+    w.raw(_PRESENT_PARENT)
+    node.encode(w)
+    return w.getvalue()
+
+
 def write_ratchet_tree(w: Writer, nodes: Sequence[TreeNode]) -> None:
     """Write ``optional<Node> ratchet_tree<V>`` (RFC 9420 §12.4.3.3)."""
-    w.vector(nodes, _write_optional_node)
+    w.opaque(b"".join([_optional_node_bytes(node) for node in nodes]))
 
 
 def read_ratchet_tree(r: Reader) -> tuple[TreeNode, ...]:

@@ -25,8 +25,9 @@ import dataclasses
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
-from mls.codec import Writer
+from mls.codec import Writer, opaque_bytes
 from mls.enums import NodeType
+from mls.errors import UsageError
 from mls.messages.leaf_node import LeafNode
 from mls.messages.tree_nodes import ParentNode
 from mls.tree.math import LeafIndex, NodeIndex, leaves_under, left, level, right
@@ -35,19 +36,27 @@ if TYPE_CHECKING:
     from mls.tree.ratchet_tree import RatchetTree
 
 
+_LEAF_PREFIX = bytes((NodeType.LEAF,))
+_PARENT_PREFIX = bytes((NodeType.PARENT,))
+_BLANK_PARENT_PREFIX = bytes((NodeType.PARENT, 0))
+
+
 def leaf_hash_input(leaf_index: LeafIndex, leaf: LeafNode | None) -> bytes:
     """Serialized ``TreeHashInput`` of a leaf (RFC 9420 §7.8)."""
-    w = Writer()
-    w.u8(NodeType.LEAF)
-    w.u32(leaf_index)
-    w.optional(leaf)
-    return w.getvalue()
+    if not 0 <= leaf_index < 1 << 32:
+        raise UsageError(f"leaf index {leaf_index} does not fit in uint32")
+    head = _LEAF_PREFIX + leaf_index.to_bytes(4, "big")
+    if leaf is None:
+        return head + b"\x00"
+    return head + b"\x01" + leaf.to_bytes()
 
 
 def parent_hash_input(node: ParentNode | None, left_hash: bytes, right_hash: bytes) -> bytes:
     """Serialized ``TreeHashInput`` of a parent node (RFC 9420 §7.8)."""
+    if node is None:
+        return _BLANK_PARENT_PREFIX + opaque_bytes(left_hash) + opaque_bytes(right_hash)
     w = Writer()
-    w.u8(NodeType.PARENT)
+    w.raw(_PARENT_PREFIX)
     w.optional(node)
     w.opaque(left_hash)
     w.opaque(right_hash)

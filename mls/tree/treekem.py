@@ -173,7 +173,7 @@ def merge_update_path(tree: RatchetTree, sender: LeafIndex, update_path: UpdateP
     for node, copath_child, path_node in zip(
             path, _copath_children(path, leaf_to_node(sender)), update_path.nodes,
             strict=True):
-        expected = len(new_tree.resolution(copath_child, excluded))
+        expected = new_tree.resolution_size(copath_child, excluded)
         if len(path_node.encrypted_path_secret) != expected:
             raise ValidationError(
                 f"UpdatePath node {node}: {len(path_node.encrypted_path_secret)} "

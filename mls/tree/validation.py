@@ -88,6 +88,8 @@ def check_leaf_node(suite: CipherSuite, leaf: LeafNode, group_id: bytes | None,
 
 def _check_required(where: str, what: str, required: Iterable[int], listed: Iterable[int],
                     implicit: frozenset[int]) -> None:
+    if not required:
+        return
     listed_set = set(listed)
     for value in required:
         if value not in implicit and value not in listed_set:
