@@ -85,6 +85,8 @@ from transports.interface import (
 log = logging.getLogger(__name__)
 
 HUB_SENDER = "hub"
+#: How many of the latest log entries a SEND is compared with (see Hub._logged).
+REPLAY_WINDOW = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,7 +417,7 @@ class Hub:
         if request.group_id and request.group_id != group_id:
             raise Malformed("group_id differs from the message's")
         async with self._lock(group_id):
-            _, view = await self._load(group_id)
+            record, view = await self._load(group_id)
             if request.sender not in view.identities:
                 raise NotMember(f"{request.sender} is not a member of the group")
             self._check_epoch(view.epoch, epoch)
@@ -424,8 +426,9 @@ class Hub:
             kind = LogKind.APPLICATION if content_type == ContentType.APPLICATION \
                 else LogKind.PROPOSAL
             try:
-                seq = await self.store.append_message(group_id, epoch, kind, request.payload,
-                                                      request.sender)
+                seq = await self._logged(group_id, record.next_seq, request.payload) or \
+                    await self.store.append_message(group_id, epoch, kind, request.payload,
+                                                    request.sender)
             except WrongEpoch as exc:
                 raise WrongEpochRejection(exc.current_epoch) from exc
             except StoreError as exc:
@@ -435,6 +438,20 @@ class Hub:
                 epoch=epoch, sender=request.sender, payload=request.payload,
                 rooms=await self._rooms(group_id)))
         return self._reply(request, group_id=group_id, seq=seq, epoch=view.epoch)
+
+    async def _logged(self, group_id: bytes, next_seq: int, payload: bytes) -> int:
+        """The seq of ``payload`` if it is among the last :data:`REPLAY_WINDOW` log
+        entries, else 0. A request can reach the hub twice: the Matrix bot marks a
+        to-device request as handled in a transaction after the one that logged it, so
+        a SIGKILL between the two makes the restarted bot act on it again. The same
+        MLS ciphertext is the same message (members would drop the copy: its key
+        generation is used up), so it is answered with its first seq (and fanned out
+        again: deliveries are idempotent by seq) instead of being logged twice."""
+        after = max(0, next_seq - 1 - REPLAY_WINDOW)
+        for entry in await self.store.log_since(group_id, after, REPLAY_WINDOW):
+            if entry.payload == payload:
+                return entry.seq
+        return 0
 
     def _check_epoch(self, current: int, epoch: int) -> None:
         if epoch > current:

@@ -91,6 +91,7 @@ class Member:
         self._bundles: dict[bytes, tuple[KeyPackageBundle, bool]] = {}
         self._slots: dict[bytes, _Slot] = {}
         self._inbox: asyncio.Queue[Outbound] = asyncio.Queue()
+        self._queued: dict[bytes, int] = {}  # group id -> deliveries in the inbox
         self._task: asyncio.Task[None] | None = None
         self._resyncs: dict[bytes, asyncio.Task[None]] = {}
         self._request_ids = 0
@@ -326,7 +327,14 @@ class Member:
                        group_info=encode(MLSMessage.wrap(info)), ratchet_tree=tree)
 
     async def _commit(self, group_id: bytes, planner: Planner) -> int | None:
-        """Plan, commit, submit; on refusal catch up, re-plan and retry (bounded)."""
+        """Plan, commit, submit; on refusal catch up, re-plan and retry (bounded).
+
+        If deliveries for the group are waiting, the first attempt catches up with the
+        log first: entries already accepted
+        before our commit (their deliveries may still wait in our inbox, behind this
+        lock) must be applied in the epoch they were sent in. Merging our own commit
+        ahead of them -- twice in a row, say -- would leave us more epochs ahead than
+        ``max_past_epochs`` keeps keys for, and those messages would be dropped."""
         slot = self._slot(group_id)
         last = "no attempt"
         for attempt in range(self.retry.attempts):
@@ -334,6 +342,9 @@ class Member:
                 await asyncio.sleep(self.retry.delay(attempt, self._jitter))
             async with slot.lock:
                 self._check_can_commit(slot)
+                if not attempt and (slot.buffer or self._queued.get(group_id)):
+                    await self._catch_up(slot)  # see the docstring
+                    self._check_can_commit(slot)
                 plan = await planner(slot.group)
                 if plan is None:
                     return None
@@ -425,6 +436,7 @@ class Member:
 
     async def deliver(self, message: Outbound) -> None:
         """:class:`DeliverySink`: enqueue only."""
+        self._queued[message.group_id] = self._queued.get(message.group_id, 0) + 1
         self._inbox.put_nowait(message)
 
     async def _run_inbox(self) -> None:
@@ -437,6 +449,9 @@ class Member:
                             message.kind, message.seq, exc)
             finally:
                 self._inbox.task_done()
+                left = self._queued.pop(message.group_id, 1) - 1
+                if left:
+                    self._queued[message.group_id] = left
             if self._inbox.empty():
                 await self._persist_received()
 

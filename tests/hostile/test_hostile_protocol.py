@@ -2,9 +2,9 @@
 the target's group state is byte-identical afterwards, and the hub refuses (and relays
 nothing of) what it can tell is invalid without group secrets.
 
-What the hub cannot tell (it holds no secrets): a replayed PrivateMessage, an
-UpdatePath encrypted to the wrong nodes, a forged PrivateMessage sender. Members reject
-those; the tests say so where they apply.
+What the hub cannot tell (it holds no secrets): an UpdatePath encrypted to the wrong
+nodes, a forged PrivateMessage sender, a replay older than its replay window. Members
+reject those; the tests say so where they apply.
 """
 
 from __future__ import annotations
@@ -138,7 +138,9 @@ async def test_replayed_application_message(bench: Bench) -> None:
     alice, message = alice.encrypt(b"once", rng=bench.draw)
     bob, _ = bob.process(message)
     assert_rejected(bob, message, GenerationError)
-    # The hub cannot open PrivateMessages; it relays the replay and members drop it.
+    # The hub cannot open PrivateMessages; an identical replay within its window is
+    # answered with the first seq and not logged twice (bridge.hub.REPLAY_WINDOW), an
+    # older one is relayed and members drop it as above.
 
 
 async def test_removed_member_after_removal(bench: Bench) -> None:

@@ -1,0 +1,367 @@
+"""The bridge as a separate process against real Prosody and Synapse on 127.0.0.1,
+with MLS members on both networks: the harness shared by the crash-safety and load runs
+(``benchmarks/crash.py``, ``benchmarks/load.py``, ``tests/crash``, ``tests/load``).
+
+* :class:`BridgeProcess` -- ``mls-bridge run --config FILE`` (one hub, the XEP-0114
+  component and the Matrix bot, configured room pairs) as a child process: start (waits
+  for the ``bridge ready`` log event), ``kill -9``, SIGTERM, CPU seconds from
+  ``/proc/<pid>/stat``;
+* :func:`xmpp_person` / :func:`matrix_person` -- an MLS member on a fresh account
+  (:class:`TimedMember`: a :class:`bridge.member.Member` that notes when each message
+  arrived);
+* :func:`bridged_group` -- one MLS group across a configured room pair, every person in.
+
+Nothing here talks to anything but 127.0.0.1, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nio
+from slixmpp import ClientXMPP
+
+from bridge import Member, RetryPolicy
+from bridge.devservers.prosody import ProsodyServer
+from bridge.devservers.synapse import SynapseServer
+from bridge.member_state import _Slot
+from bridge.public_view import identity_of
+from transports.interface import HubLink, Inbound, Outbound
+from transports.matrix.client import MatrixMemberLink
+from transports.xmpp.client import MLSClientPlugin, register
+
+REPO = Path(__file__).resolve().parents[1]
+SYNC_MS = 1000
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = 30.0,
+                poll: float = 0.05) -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(poll)
+
+
+# -- the bridge process ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One configured ``[[bridge.rooms]]`` entry."""
+
+    name: str
+    xmpp_room: str
+    matrix_room: str
+    relay: bool = False
+
+
+def write_config(path: Path, *, db: Path, log_file: Path, prosody: ProsodyServer,
+                 synapse: SynapseServer, hub_user: str, hub_password: str,
+                 pairs: Sequence[Pair], log_level: str = "info") -> Path:
+    """A complete ``mls-bridge run`` configuration for the two local servers."""
+    rooms = "".join(
+        f'\n[[bridge.rooms]]\nname = "{p.name}"\nxmpp = "{p.xmpp_room}"\n'
+        f'matrix = "{p.matrix_room}"\nrelay = {"true" if p.relay else "false"}\n'
+        for p in pairs)
+    path.write_text(
+        f'[store]\nurl = "sqlite:///{db}"\n\n'
+        f'[log]\nlevel = "{log_level}"\nformat = "json"\nfile = "{log_file}"\n\n'
+        "[metrics]\nenabled = false\n\n"
+        "[retry]\ninitial_delay = 0.2\nmax_delay = 1.0\n\n"
+        f'[xmpp]\njid = "{prosody.component_name}"\nsecret = "{prosody.component_secret}"\n'
+        f'host = "{prosody.host}"\nport = {prosody.component_port}\nconnect_timeout = 10.0\n'
+        "leave_grace = 600.0\n\n"
+        f'[matrix]\nhomeserver = "{synapse.url}"\nserver_name = "{synapse.server_name}"\n'
+        f'user = "{hub_user}"\npassword = "{hub_password}"\nsync_timeout_ms = {SYNC_MS}\n\n'
+        f"[bridge]\nshutdown_timeout = 5.0\n{rooms}", encoding="utf-8")
+    return path
+
+
+class BridgeProcess:
+    """``python -m bridge.cli run --config FILE`` as a child process."""
+
+    def __init__(self, config: Path, log_file: Path) -> None:
+        self.config = config
+        self.log_file = log_file
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.kills = 0
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    async def start(self, timeout: float = 60.0) -> float:
+        """Start and wait for the ``bridge ready`` event; return the seconds it took."""
+        began = time.monotonic()
+        offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge.cli", "run", "--config", str(self.config)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, cwd=REPO)
+        self.starts += 1
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"the bridge exited {self.proc.returncode}:\n"
+                                     + self.tail())
+            return any(e.get("event") == "bridge ready" for e in self.events(offset))
+
+        await until(ready, "the bridge to be ready", timeout, poll=0.05)
+        return time.monotonic() - began
+
+    def events(self, offset: int = 0) -> list[dict[str, Any]]:
+        if not self.log_file.exists():
+            return []
+        with self.log_file.open("rb") as f:
+            f.seek(offset)
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        out = []
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+    def tail(self, lines: int = 40) -> str:
+        if not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text("utf-8", "replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush; only what the store committed survives."""
+        assert self.proc is not None and self.proc.poll() is None, "the bridge is not up"
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.kills += 1
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM and wait (SIGKILL after ``timeout``); the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the running bridge (``/proc/<pid>/stat``)."""
+        assert self.alive
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
+        return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+# -- members ------------------------------------------------------------------------------
+
+
+class TimedMember(Member):
+    """A :class:`Member` that notes when each application message arrived (by body)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.arrivals: dict[str, float] = {}
+
+    def _apply(self, slot: _Slot, entry: Outbound) -> None:
+        before = len(slot.received)
+        super()._apply(slot, entry)
+        now = time.monotonic()
+        for received in slot.received[before:]:
+            self.arrivals.setdefault(received.content.body or "", now)
+
+
+class Spy:
+    """A HubLink in front of the real one: counts requests in flight by op."""
+
+    def __init__(self, link: HubLink) -> None:
+        self.inner = link
+        self.in_flight: dict[str, int] = {}
+        self.started: dict[str, int] = {}
+
+    @property
+    def identity(self) -> str:
+        return self.inner.identity
+
+    async def request(self, request: Inbound) -> Outbound:
+        op = str(request.op)
+        self.in_flight[op] = self.in_flight.get(op, 0) + 1
+        self.started[op] = self.started.get(op, 0) + 1
+        try:
+            return await self.inner.request(request)
+        finally:
+            self.in_flight[op] -= 1
+
+
+@dataclass
+class Person:
+    """One MLS member on one network."""
+
+    network: str
+    member: TimedMember
+    spy: Spy
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    client: Any = None  # ClientXMPP or nio.AsyncClient
+    plugin: MLSClientPlugin | None = None
+    link: MatrixMemberLink | None = None
+
+    @property
+    def identity(self) -> str:
+        return self.member.identity
+
+    def in_group(self, group_id: bytes) -> bool:
+        return group_id in self.member.group_ids() and self.member.group(group_id).active
+
+    def texts(self, group_id: bytes) -> list[tuple[str, str]]:
+        return [(r.sender, r.content.body or "") for r in self.member.received(group_id)]
+
+    async def close(self) -> None:
+        await self.member.stop()
+        for closer in self.closers:
+            with contextlib.suppress(Exception):
+                await closer()
+
+
+def _member(link: HubLink, attempts: int) -> tuple[TimedMember, Spy]:
+    spy = Spy(link)
+    member = TimedMember(spy, retry=RetryPolicy(attempts=attempts, base_delay=0.1,
+                                                max_delay=2.0))
+    return member, spy
+
+
+async def xmpp_person(server: ProsodyServer, prefix: str, *, timeout: float = 5.0,
+                      retry_window: float = 60.0, attempts: int = 20) -> Person:
+    """A slixmpp account with the MLS plugin (IQ ``timeout``; bounced requests retried
+    for ``retry_window`` seconds while the component is down)."""
+    jid, password = server.new_user(prefix)
+    client = ClientXMPP(f"{jid}/{secrets.token_hex(3)}", password)
+    client.register_plugin("xep_0030")
+    server.configure_client(client)
+    plugin = register(client, server.component_name, timeout=timeout,
+                      retry_window=retry_window)
+    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_start(_event: Any) -> None:
+        client.send_presence()
+        if not ready.done():
+            ready.set_result(None)
+
+    client.add_event_handler("session_start", on_start)
+    client.connect(host=server.host, port=server.c2s_port)
+    await asyncio.wait_for(ready, 30)
+    member, spy = _member(plugin, attempts)
+    plugin.attach(member)
+    await member.start()
+    person = Person("xmpp", member, spy, client=client, plugin=plugin)
+    person.closers.append(lambda: client.disconnect(wait=1.0))
+    return person
+
+
+async def matrix_person(server: SynapseServer, prefix: str, hub_user: str, *,
+                        request_timeout: float = 30.0, attempts: int = 20) -> Person:
+    """A matrix-nio account as a member (to-device requests wait ``request_timeout``
+    seconds for the hub: they stay in its inbox while it is down)."""
+    user_id, password = server.new_user(prefix)
+    client = nio.AsyncClient(server.url, user_id)
+    response = await client.login(password, device_name="mls-load")
+    if not isinstance(response, nio.LoginResponse):
+        raise AssertionError(f"login of {user_id} failed: {response}")
+    link = MatrixMemberLink(client, hub_user, request_timeout=request_timeout,
+                            sync_timeout_ms=SYNC_MS)
+    member, spy = _member(link, attempts)
+    link.attach(member)
+    await member.start()
+    link.start()
+    await asyncio.wait_for(link.synced.wait(), 30)
+    person = Person("matrix", member, spy, client=client, link=link)
+    person.closers += [link.stop, client.close]
+    return person
+
+
+# -- rooms and groups -----------------------------------------------------------------------
+
+
+async def matrix_room(owner: Person, hub_user: str) -> str:
+    """A private room of ``owner`` with the hub invited (the bot joins once it runs)."""
+    created = await owner.client.room_create(
+        name="mls room", invite=[hub_user], power_level_override={"users": {hub_user: 50}})
+    if not isinstance(created, nio.RoomCreateResponse):
+        raise AssertionError(f"room creation failed: {created}")
+    return str(created.room_id)
+
+
+async def hub_joined(owner: Person, room_id: str, hub_user: str) -> bool:
+    response = await owner.client.joined_members(room_id)
+    return isinstance(response, nio.JoinedMembersResponse) and \
+        hub_user in {m.user_id for m in response.members}
+
+
+async def bridged_group(pair: Pair, creator: Person, others: Sequence[Person],
+                        timeout: float = 120.0) -> bytes:
+    """``creator`` makes the group in the pair's XMPP room (the bridge attaches the
+    Matrix room) and adds ``others`` in one commit; returns when everyone is in the group
+    and in their network's room."""
+    group_id = await creator.member.create_group(transport="xmpp", room_id=pair.xmpp_room)
+    if others:
+        await creator.member.add_members(group_id, [p.identity for p in others])
+    everyone = [creator, *others]
+
+    def all_in() -> bool:
+        for person in everyone:
+            if not person.in_group(group_id):
+                return False
+            if person.plugin is not None and pair.xmpp_room not in person.plugin.rooms:
+                return False
+            if person.link is not None and pair.matrix_room not in person.client.rooms:
+                return False
+        return True
+
+    await until(all_in, f"everyone in group {pair.name}", timeout)
+    return group_id
+
+
+def roster(person: Person, group_id: bytes) -> set[str]:
+    return {identity_of(leaf.credential) for _, leaf in person.member.group(group_id).members()}
+
+
+async def converge(people: Sequence[Person], group_id: bytes, timeout: float = 60.0
+                   ) -> tuple[int, bytes]:
+    """Every person at one epoch with one epoch authenticator; return both."""
+
+    def same() -> bool:
+        states = {(p.member.group(group_id).epoch, p.member.group(group_id).epoch_authenticator())
+                  for p in people if p.in_group(group_id)}
+        return len(states) == 1 and all(p.in_group(group_id) for p in people)
+
+    await until(same, "one epoch and authenticator", timeout, poll=0.1)
+    for person in people:
+        await asyncio.wait_for(person.member.idle(), timeout)
+    group = people[0].member.group(group_id)
+    return group.epoch, group.epoch_authenticator()
