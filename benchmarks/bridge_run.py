@@ -9,7 +9,8 @@ with MLS members on both networks: the harness shared by the crash-safety and lo
 * :func:`xmpp_person` / :func:`matrix_person` -- an MLS member on a fresh account
   (:class:`TimedMember`: a :class:`bridge.member.Member` that notes when each message
   arrived);
-* :func:`bridged_group` -- one MLS group across a configured room pair, every person in.
+* :func:`bridged_group` -- one MLS group across a configured room pair, every person in;
+* :func:`plain_xmpp` -- a slixmpp client without MLS (for relay-mode rooms).
 
 Nothing here talks to anything but 127.0.0.1, and every wait is bounded.
 """
@@ -25,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,6 +305,64 @@ async def matrix_person(server: SynapseServer, prefix: str, hub_user: str, *,
     person = Person("matrix", member, spy, client=client, link=link)
     person.closers += [link.stop, client.close]
     return person
+
+
+class PlainXmpp:
+    """A slixmpp client without the MLS plugin: joins rooms like any MUC client."""
+
+    def __init__(self, client: ClientXMPP, jid: str) -> None:
+        self.client = client
+        self.jid = jid
+        self.messages: list[tuple[str, str]] = []  # (from, body) of groupchat messages
+        client.add_event_handler("message", self._on_message)
+
+    @property
+    def identity(self) -> str:
+        return "xmpp:" + self.jid
+
+    def _on_message(self, message: Any) -> None:
+        if message["type"] == "groupchat" and message["body"]:
+            self.messages.append((str(message["from"]), message["body"]))
+
+    async def join(self, room: str, nick: str, timeout: float = 30.0) -> None:
+        joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_presence(presence: Any) -> None:
+            if presence["from"].bare == room and not joined.done():
+                joined.set_result(None)
+
+        self.client.add_event_handler("presence", on_presence)
+        presence = self.client.make_presence(pto=f"{room}/{nick}")
+        ET.SubElement(presence.xml, "{http://jabber.org/protocol/muc}x")
+        presence.send()
+        try:
+            await asyncio.wait_for(joined, timeout)
+        finally:
+            self.client.del_event_handler("presence", on_presence)
+
+    def say(self, room: str, body: str) -> None:
+        self.client.make_message(mto=room, mbody=body, mtype="groupchat").send()
+
+    async def close(self) -> None:
+        await self.client.disconnect(wait=1.0)
+
+
+async def plain_xmpp(server: ProsodyServer, prefix: str) -> PlainXmpp:
+    jid, password = server.new_user(prefix)
+    client = ClientXMPP(f"{jid}/plain", password)
+    client.register_plugin("xep_0030")
+    server.configure_client(client)
+    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_start(_event: Any) -> None:
+        client.send_presence()
+        if not ready.done():
+            ready.set_result(None)
+
+    client.add_event_handler("session_start", on_start)
+    client.connect(host=server.host, port=server.c2s_port)
+    await asyncio.wait_for(ready, 30)
+    return PlainXmpp(client, jid)
 
 
 # -- rooms and groups -----------------------------------------------------------------------

@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 XMPP = xmpp_ns.TRANSPORT_NAME
 MATRIX = matrix_ns.TRANSPORT_NAME
 PUPPETS_CURSOR = "relay:puppets"
+EMITTED_CURSOR = "relay:emitted:"  # + group id hex: the last log seq re-emitted
 NOTICE = ("This room is bridged in relay mode: the bridge decrypts the group's messages "
           "for people without an MLS client and encrypts theirs, so end-to-end "
           "encryption ends at the bridge.")
@@ -177,6 +178,8 @@ class Relay:
         self.puppets: dict[str, Puppet] = {}
         self.relayed = 0  # messages re-emitted (counted, never logged)
         self._emitted: OrderedDict[tuple[bytes, int], None] = OrderedDict()
+        self._emitted_upto: dict[bytes, int] = {}  # persisted: survives a kill -9
+        self._early: dict[bytes, list[_Emission]] = {}  # decrypted before enable()
         self._inbound: asyncio.Queue[Job] = asyncio.Queue()
         self._outbound: asyncio.Queue[_Emission] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -229,8 +232,14 @@ class Relay:
         self.groups[group_id] = rooms
         self.by_room[(XMPP, xmpp_room)] = group_id
         self.by_room[(MATRIX, matrix_room)] = group_id
+        if group_id not in self._emitted_upto:
+            saved = await self.store.get_cursor(EMITTED_CURSOR + group_id.hex())
+            self._emitted_upto[group_id] = int(saved) if saved else 0
         if self.component is not None:
             self.component.set_relay(xmpp_room)
+        for emission in self._early.pop(group_id, []):
+            if emission.seq > self._emitted_upto[group_id]:
+                self._outbound.put_nowait(emission)
         if first:
             self._inbound.put_nowait(lambda: self._announce_and_scan(group_id, rooms))
 
@@ -350,18 +359,25 @@ class Relay:
 
     def _on_decrypted(self, puppet: Puppet, received: Received) -> None:
         """A message a puppet decrypted: queue it once for the relayed rooms (messages
-        of legacy users were shown when they were sent)."""
+        of legacy users were shown when they were sent). Puppets persist their group
+        state lazily, so after a ``kill -9`` one may decrypt again what was already
+        re-emitted: the seq cursor persisted after each re-emit skips those."""
         key = (received.group_id, received.seq)
         if key in self._emitted or received.sender in self.puppets:
+            return
+        if received.seq <= self._emitted_upto.get(received.group_id, 0):
             return
         self._emitted[key] = None
         while len(self._emitted) > 4096:
             self._emitted.popitem(last=False)
         text = received.content.body
-        if text is None or received.group_id not in self.groups:
+        if text is None:
             return
-        self._outbound.put_nowait(_Emission(received.group_id, received.seq,
-                                            received.sender, text))
+        emission = _Emission(received.group_id, received.seq, received.sender, text)
+        if received.group_id not in self.groups:  # restarted: rooms not attached yet
+            self._early.setdefault(received.group_id, []).append(emission)
+            return
+        self._outbound.put_nowait(emission)
 
     async def _work_outbound(self) -> None:
         while True:
@@ -370,8 +386,21 @@ class Relay:
                 await self._emit(emission)
             except TransportError as exc:
                 log.warning("relay: a message was not re-emitted: %s", exc)
+            try:
+                await self._mark_emitted(emission)
+            except StoreError as exc:
+                log.warning("relay: re-emit cursor not saved: %s", exc)
             finally:
                 self._outbound.task_done()
+
+    async def _mark_emitted(self, emission: _Emission) -> None:
+        """Persist the seq of a re-emitted group message (not of a legacy user's own
+        text: its puppet never decrypts it) before the next re-emit."""
+        if emission.origin or emission.seq <= self._emitted_upto.get(emission.group_id, 0):
+            return
+        self._emitted_upto[emission.group_id] = emission.seq
+        await self.store.set_cursor(EMITTED_CURSOR + emission.group_id.hex(),
+                                    str(emission.seq))
 
     async def _emit(self, emission: _Emission) -> None:
         rooms = self.groups.get(emission.group_id)
