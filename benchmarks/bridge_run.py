@@ -314,6 +314,7 @@ class PlainXmpp:
         self.client = client
         self.jid = jid
         self.messages: list[tuple[str, str]] = []  # (from, body) of groupchat messages
+        self.stanzas: list[str] = []  # every message stanza received, serialized
         client.add_event_handler("message", self._on_message)
 
     @property
@@ -321,6 +322,7 @@ class PlainXmpp:
         return "xmpp:" + self.jid
 
     def _on_message(self, message: Any) -> None:
+        self.stanzas.append(str(message))
         if message["type"] == "groupchat" and message["body"]:
             self.messages.append((str(message["from"]), message["body"]))
 

@@ -9,11 +9,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
-from xml.etree import ElementTree as ET
 
 import nio
 import pytest
-from slixmpp import ClientXMPP
 
 from bridge import HubIdentity, Member
 from bridge.public_view import identity_of
@@ -121,66 +119,6 @@ async def people(prosody_server: ProsodyServer, synapse_server: SynapseServer,
     finally:
         for person in made:
             await person.close()
-
-
-class PlainXmpp:
-    """A plain slixmpp client: no MLS plugin, joins rooms like any MUC client."""
-
-    def __init__(self, client: ClientXMPP, jid: str) -> None:
-        self.client = client
-        self.jid = jid
-        self.messages: list[tuple[str, str]] = []  # (from, body) of groupchat messages
-        self.stanzas: list[str] = []  # every message stanza received, serialized
-        client.add_event_handler("message", self._on_message)
-
-    @property
-    def identity(self) -> str:
-        return "xmpp:" + self.jid
-
-    def _on_message(self, message: Any) -> None:
-        self.stanzas.append(str(message))
-        if message["type"] == "groupchat" and message["body"]:
-            self.messages.append((str(message["from"]), message["body"]))
-
-    async def join(self, room: str, nick: str) -> None:
-        joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def on_presence(presence: Any) -> None:
-            if presence["from"].bare == room and not joined.done():
-                joined.set_result(None)
-
-        self.client.add_event_handler("presence", on_presence)
-        presence = self.client.make_presence(pto=f"{room}/{nick}")
-        ET.SubElement(presence.xml, f"{{{NS_MUC}}}x")
-        presence.send()
-        try:
-            await asyncio.wait_for(joined, TIMEOUT)
-        finally:
-            self.client.del_event_handler("presence", on_presence)
-
-    def say(self, room: str, body: str) -> None:
-        self.client.make_message(mto=room, mbody=body, mtype="groupchat").send()
-
-    async def close(self) -> None:
-        await self.client.disconnect(wait=1.0)
-
-
-async def plain_xmpp(server: ProsodyServer, prefix: str) -> PlainXmpp:
-    jid, password = server.new_user(prefix)
-    client = ClientXMPP(f"{jid}/plain", password)
-    client.register_plugin("xep_0030")
-    server.configure_client(client)
-    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def on_start(_event: Any) -> None:
-        client.send_presence()
-        if not ready.done():
-            ready.set_result(None)
-
-    client.add_event_handler("session_start", on_start)
-    client.connect(host=server.host, port=server.c2s_port)
-    await asyncio.wait_for(ready, TIMEOUT)
-    return PlainXmpp(client, jid)
 
 
 class PlainMatrix:

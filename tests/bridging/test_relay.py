@@ -11,15 +11,14 @@ from typing import Any
 
 import nio
 
+from benchmarks.bridge_run import PlainXmpp, plain_xmpp
 from bridge.relay import NOTICE
 from bridge.services.bridge import BridgeService, RoomPair
 from tests.bridging.conftest import (
     PlainMatrix,
-    PlainXmpp,
     converge,
     in_group,
     plain_matrix,
-    plain_xmpp,
     roster,
     texts,
     until,
