@@ -32,11 +32,10 @@ Counts per row (N members, leaves 0..N-1; committer = leaf N-1, processor = leaf
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from benchmarks.primitives import median_seconds
 from mls.crypto.suite import CipherSuite, suite
 from mls.tree.math import LeafIndex, NodeIndex, copath, direct_path, leaf_to_node, left, right
 
@@ -71,25 +70,8 @@ class UnitCosts:
 
 
 def _time(operation: Callable[[], object], runs: int = 5, target: float = 0.02) -> float:
-    """Median seconds per call over ``runs`` runs of about ``target`` seconds each."""
-    operation()
-    iterations = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(iterations):
-            operation()
-        elapsed = time.perf_counter() - start
-        if elapsed >= target / 4 or iterations >= 1 << 16:
-            break
-        iterations *= 2
-    iterations = max(1, int(iterations * target / max(elapsed, 1e-9)))
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        for _ in range(iterations):
-            operation()
-        samples.append((time.perf_counter() - start) / iterations)
-    return statistics.median(samples)
+    """Median seconds per call (see :func:`benchmarks.primitives.median_seconds`)."""
+    return median_seconds(operation, runs, target, max_iterations=1 << 16)
 
 
 def measure_units(cs: CipherSuite) -> UnitCosts:

@@ -43,26 +43,33 @@ def machine_line() -> str:
             f"({openssl_backend.openssl_version_text()})")
 
 
-def time_op(operation: Callable[[], object]) -> float:
-    """Median µs per call over RUNS runs, each sized to about RUN_SECONDS."""
-    operation()  # warm caches (parsed keys, cipher objects)
+def median_seconds(operation: Callable[[], object], runs: int = RUNS,
+                   target: float = RUN_SECONDS, max_iterations: int = 1 << 20) -> float:
+    """Median seconds per call over ``runs`` runs, each sized to about ``target``
+    seconds (the first call warms caches: parsed keys, cipher objects)."""
+    operation()
     iterations = 1
     while True:
         start = time.perf_counter()
         for _ in range(iterations):
             operation()
         elapsed = time.perf_counter() - start
-        if elapsed >= RUN_SECONDS / 4 or iterations >= 1 << 20:
+        if elapsed >= target / 4 or iterations >= max_iterations:
             break
         iterations *= 2
-    iterations = max(1, int(iterations * RUN_SECONDS / max(elapsed, 1e-9)))
+    iterations = max(1, int(iterations * target / max(elapsed, 1e-9)))
     samples = []
-    for _ in range(RUNS):
+    for _ in range(runs):
         start = time.perf_counter()
         for _ in range(iterations):
             operation()
-        samples.append((time.perf_counter() - start) / iterations * 1e6)
+        samples.append((time.perf_counter() - start) / iterations)
     return statistics.median(samples)
+
+
+def time_op(operation: Callable[[], object]) -> float:
+    """Median µs per call over RUNS runs, each sized to about RUN_SECONDS."""
+    return median_seconds(operation) * 1e6
 
 
 def suite_operations(cs: CipherSuite) -> list[tuple[str, Callable[[], object]]]:
