@@ -43,6 +43,7 @@ from bridge.public_view import identity_of
 from transports.interface import HubLink, Inbound, Outbound
 from transports.matrix.client import MatrixMemberLink
 from transports.xmpp.client import MLSClientPlugin, register
+from transports.xmpp.namespace import NS_SID
 
 REPO = Path(__file__).resolve().parents[1]
 SYNC_MS = 1000
@@ -121,10 +122,11 @@ class BridgeProcess:
         """Start and wait for the ``bridge ready`` event; return the seconds it took."""
         began = time.monotonic()
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge.cli", "run", "--config", str(self.config)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, cwd=REPO)
+        with self.stderr_file.open("ab") as stderr:  # tracebacks the log cannot hold
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bridge.cli", "run", "--config", str(self.config)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                cwd=REPO)
         self.starts += 1
 
         def ready() -> bool:
@@ -148,10 +150,21 @@ class BridgeProcess:
                 out.append(json.loads(line))
         return out
 
+    @property
+    def stderr_file(self) -> Path:
+        return self.log_file.with_name(self.log_file.name + ".stderr")
+
     def tail(self, lines: int = 40) -> str:
+        """The last ``lines`` log lines, the last warnings and errors, and stderr."""
         if not self.log_file.exists():
             return ""
-        return "\n".join(self.log_file.read_text("utf-8", "replace").splitlines()[-lines:])
+        logged = self.log_file.read_text("utf-8", "replace").splitlines()
+        problems = [line for line in logged
+                    if '"level": "warning"' in line or '"level": "error"' in line]
+        stderr = (self.stderr_file.read_text("utf-8", "replace").splitlines()
+                  if self.stderr_file.exists() else [])
+        return "\n".join([*logged[-lines:], "-- warnings and errors --", *problems[-lines:],
+                          "-- stderr --", *stderr[-lines:]])
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flush; only what the store committed survives."""
@@ -315,6 +328,8 @@ class PlainXmpp:
         self.jid = jid
         self.messages: list[tuple[str, str]] = []  # (from, body) of groupchat messages
         self.stanzas: list[str] = []  # every message stanza received, serialized
+        self.repeats: list[tuple[str, str]] = []  # (from, body) dropped as repeats
+        self._seen: dict[tuple[str, str], str] = {}  # (room, stanza-id) -> body
         client.add_event_handler("message", self._on_message)
 
     @property
@@ -322,9 +337,21 @@ class PlainXmpp:
         return "xmpp:" + self.jid
 
     def _on_message(self, message: Any) -> None:
+        """Like a MUC client that honours XEP-0359: a groupchat message carrying a
+        stanza-id the room already gave to a message it showed is a repeat, not shown
+        again (the body must be the same: a different one is kept and so caught)."""
         self.stanzas.append(str(message))
-        if message["type"] == "groupchat" and message["body"]:
-            self.messages.append((str(message["from"]), message["body"]))
+        if message["type"] != "groupchat" or not message["body"]:
+            return
+        room, body = message["from"].bare, message["body"]
+        sid = message.xml.find(f"{{{NS_SID}}}stanza-id")
+        if sid is not None and sid.get("by") == room:
+            key = (room, sid.get("id", ""))
+            if self._seen.get(key) == body:
+                self.repeats.append((str(message["from"]), body))
+                return
+            self._seen.setdefault(key, body)
+        self.messages.append((str(message["from"]), body))
 
     async def join(self, room: str, nick: str, timeout: float = 30.0) -> None:
         joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()

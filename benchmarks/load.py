@@ -248,7 +248,8 @@ async def run_load(prosody: ProsodyServer, synapse: SynapseServer, workdir: Path
                   for room in rooms]
         assert len(epochs) == len(rooms)
         latencies, deliveries, lost, duplicated = _count(rooms)
-        assert bridge.stop() == 0, bridge.tail()
+        code = bridge.stop()
+        assert code == 0, f"the bridge exited with {code}:\n{bridge.tail()}"
         commits = sum(int(n or 0) for n in results[:len(rooms)])
         return LoadReport(spec, sum(len(r.sent) for r in rooms), deliveries, commits,
                           finished - started, latencies, cpu, lost, duplicated, setup)

@@ -42,6 +42,7 @@ from bridge.member_state import (
     _Slot,
 )
 from bridge.public_view import identity_of
+from bridge.store.errors import StoreError
 from mls.codec import Reader, Writer, decode, encode
 from mls.crypto.suite import Rng, suite
 from mls.enums import ExtensionType
@@ -61,10 +62,14 @@ from mls.messages.proposals import Remove
 from mls.messages.welcome import Welcome
 from mls.tree.math import LeafIndex
 from mls.tree.ratchet_tree import RatchetTree
-from transports.errors import LinkError
+from transports.errors import LinkError, TransportError
 from transports.interface import HubLink, Inbound, Kind, Op, Outbound
 
 log = logging.getLogger(__name__)
+
+# what a delivery may fail with without ending the inbox (see Member._run_inbox)
+DELIVERY_FAILURES = (MLSError, BridgeError, TransportError, StoreError, OSError)
+
 
 class Member:
     """One MLS client (see the module docstring)."""
@@ -132,7 +137,8 @@ class Member:
                              return_exceptions=True)
         self._task = None
         for slot in self._slots.values():
-            await self._persist(slot)
+            if self._may_save(slot):
+                await self._save(slot)
 
     async def idle(self) -> None:
         """Wait until every delivery received so far was processed (and resyncs ended)."""
@@ -440,20 +446,27 @@ class Member:
         self._inbox.put_nowait(message)
 
     async def _run_inbox(self) -> None:
+        """Apply deliveries one by one. A failure (bad entry, hub or link unreachable
+        during catch-up, store down) is logged and the inbox goes on: what was not
+        applied is fetched from the log with the next delivery or :meth:`sync`."""
         while True:
             message = await self._inbox.get()
             try:
                 await self._on_delivery(message)
-            except (MLSError, BridgeError) as exc:
-                log.warning("%s: delivery %s seq %d failed: %s", self.identity,
-                            message.kind, message.seq, exc)
+            except DELIVERY_FAILURES as exc:
+                log.warning("%s: delivery %s seq %d failed: %s: %s", self.identity,
+                            message.kind, message.seq, type(exc).__name__, exc)
             finally:
                 self._inbox.task_done()
                 left = self._queued.pop(message.group_id, 1) - 1
                 if left:
                     self._queued[message.group_id] = left
             if self._inbox.empty():
-                await self._persist_received()
+                try:
+                    await self._persist_received()
+                except (StoreError, OSError) as exc:
+                    log.warning("%s: group state not saved (retried later): %s",
+                                self.identity, type(exc).__name__)
 
     async def _on_delivery(self, message: Outbound) -> None:
         if message.kind == Kind.WELCOME:
@@ -614,9 +627,24 @@ class Member:
     # -- persistence -----------------------------------------------------------------------
 
     async def _persist(self, slot: _Slot) -> None:
+        """Save the slot now (before anything we made leaves the process), once
+        :meth:`_settle` allows it."""
+        await self._settle(slot)
+        await self._save(slot)
+
+    async def _save(self, slot: _Slot) -> None:
+        # the snapshot is taken before the first await: what was checked is what is saved
         await self.store.save("group:" + slot.group.group_id.hex(), slot.to_bytes())
         slot.dirty = False
         slot.persisted_at = time.monotonic()
+
+    def _may_save(self, slot: _Slot) -> bool:
+        """Whether the slot may be saved as it is now (a hook: a relay puppet may not
+        save past a message whose plaintext it has not yet handed on)."""
+        return True
+
+    async def _settle(self, slot: _Slot) -> None:
+        """Wait until :meth:`_may_save` holds (a hook; members never wait)."""
 
     async def _persist_received(self) -> None:
         """Save groups changed only by received entries, at most every
@@ -624,9 +652,10 @@ class Member:
         Losing these saves is harmless: the log is fetched again from the saved position.
         Anything we send is persisted before it leaves."""
         now = time.monotonic()
-        for slot in self._slots.values():
-            if slot.dirty and now - slot.persisted_at >= self.persist_interval:
-                await self._persist(slot)
+        for slot in list(self._slots.values()):
+            if (slot.dirty and now - slot.persisted_at >= self.persist_interval
+                    and self._may_save(slot)):
+                await self._save(slot)
 
 
 def _pending_removes(group: Group) -> set[int]:

@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 XMPP = xmpp_ns.TRANSPORT_NAME
 MATRIX = matrix_ns.TRANSPORT_NAME
 PUPPETS_CURSOR = "relay:puppets"
+SETTLE_TIMEOUT = 30.0  # seconds a puppet waits for re-emits before saving anyway
 EMITTED_CURSOR = "relay:emitted:"  # + group id hex: the last log seq re-emitted
 NOTICE = ("This room is bridged in relay mode: the bridge decrypts the group's messages "
           "for people without an MLS client and encrypts theirs, so end-to-end "
@@ -126,19 +127,30 @@ class CursorMemberStore:
 
 
 class Puppet(Member):
-    """A legacy user's leaf. Decrypted messages go to ``on_message`` and are not kept."""
+    """A legacy user's leaf. Decrypted messages go to the relay and are not kept.
 
-    def __init__(self, link: LocalLink, on_message: Callable[[Puppet, Received], None],
-                 **kwargs: Any) -> None:
+    Its keys are deleted once a message is decrypted (RFC 9420 §9.2) and the plaintext
+    is never stored, so the puppet must not save its group state past a message the
+    relay has not yet re-emitted: after a ``kill -9`` it would not see that message
+    again. Saving therefore waits (or, when lazy, is skipped) until every message up to
+    the puppet's position has been handed on."""
+
+    def __init__(self, link: LocalLink, relay: Relay, **kwargs: Any) -> None:
         super().__init__(link, **kwargs)
-        self._on_message = on_message
+        self._relay = relay
 
     def _apply(self, slot: _Slot, entry: Outbound) -> None:
         super()._apply(slot, entry)
         if slot.received:
             for item in slot.received:
-                self._on_message(self, item)
+                self._relay._on_decrypted(self, item)
             slot.received.clear()
+
+    def _may_save(self, slot: _Slot) -> bool:
+        return self._relay.emitted_through(slot.group.group_id, slot.next_seq - 1)
+
+    async def _settle(self, slot: _Slot) -> None:
+        await self._relay.wait_emitted(slot.group.group_id, slot.next_seq - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +192,8 @@ class Relay:
         self._emitted: OrderedDict[tuple[bytes, int], None] = OrderedDict()
         self._emitted_upto: dict[bytes, int] = {}  # persisted: survives a kill -9
         self._early: dict[bytes, list[_Emission]] = {}  # decrypted before enable()
+        self._unemitted: dict[bytes, set[int]] = {}  # decrypted seqs not yet re-emitted
+        self._emitted_event = asyncio.Event()  # set whenever a re-emit completes
         self._inbound: asyncio.Queue[Job] = asyncio.Queue()
         self._outbound: asyncio.Queue[_Emission] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -240,6 +254,8 @@ class Relay:
         for emission in self._early.pop(group_id, []):
             if emission.seq > self._emitted_upto[group_id]:
                 self._outbound.put_nowait(emission)
+            else:
+                self._settled(emission)
         if first:
             self._inbound.put_nowait(lambda: self._announce_and_scan(group_id, rooms))
 
@@ -289,7 +305,7 @@ class Relay:
         puppet = self.puppets.get(identity)
         if puppet is not None:
             return puppet
-        puppet = Puppet(LocalLink(identity, self.hub), self._on_decrypted,
+        puppet = Puppet(LocalLink(identity, self.hub), self,
                         store=CursorMemberStore(self.store, f"relay:{identity}:"),
                         retry=self.retry, device="relay", rng=os.urandom)
         await puppet.start()
@@ -359,9 +375,10 @@ class Relay:
 
     def _on_decrypted(self, puppet: Puppet, received: Received) -> None:
         """A message a puppet decrypted: queue it once for the relayed rooms (messages
-        of legacy users were shown when they were sent). Puppets persist their group
-        state lazily, so after a ``kill -9`` one may decrypt again what was already
-        re-emitted: the seq cursor persisted after each re-emit skips those."""
+        of legacy users were shown when they were sent). A puppet saves its state only
+        once what it decrypted is re-emitted (:class:`Puppet`), so after a ``kill -9``
+        it may decrypt again what was already re-emitted: the seq cursor persisted
+        after each re-emit skips those."""
         key = (received.group_id, received.seq)
         if key in self._emitted or received.sender in self.puppets:
             return
@@ -374,6 +391,7 @@ class Relay:
         if text is None:
             return
         emission = _Emission(received.group_id, received.seq, received.sender, text)
+        self._unemitted.setdefault(received.group_id, set()).add(received.seq)
         if received.group_id not in self.groups:  # restarted: rooms not attached yet
             self._early.setdefault(received.group_id, []).append(emission)
             return
@@ -391,7 +409,36 @@ class Relay:
             except StoreError as exc:
                 log.warning("relay: re-emit cursor not saved: %s", exc)
             finally:
+                self._settled(emission)
                 self._outbound.task_done()
+
+    def _settled(self, emission: _Emission) -> None:
+        """A decrypted message is handed on: puppets may save state past it."""
+        if emission.origin:
+            return  # a legacy user's own text: no puppet decrypted it
+        pending = self._unemitted.get(emission.group_id)
+        if pending is not None:
+            pending.discard(emission.seq)
+            if not pending:
+                del self._unemitted[emission.group_id]
+        self._emitted_event.set()
+        self._emitted_event = asyncio.Event()
+
+    def emitted_through(self, group_id: bytes, seq: int) -> bool:
+        """Whether every message of the group up to ``seq`` that a puppet decrypted
+        has been re-emitted."""
+        return all(pending > seq for pending in self._unemitted.get(group_id, ()))
+
+    async def wait_emitted(self, group_id: bytes, seq: int) -> None:
+        """Wait until :meth:`emitted_through` holds; after ``SETTLE_TIMEOUT`` s (the
+        rooms are unreachable) go on with a warning rather than block the puppet."""
+        try:
+            async with asyncio.timeout(SETTLE_TIMEOUT):
+                while not self.emitted_through(group_id, seq):
+                    await self._emitted_event.wait()
+        except TimeoutError:
+            log.warning("relay: saving a puppet's state before its messages were "
+                        "re-emitted (%.0f s)", SETTLE_TIMEOUT)
 
     async def _mark_emitted(self, emission: _Emission) -> None:
         """Persist the seq of a re-emitted group message (not of a legacy user's own
@@ -406,8 +453,10 @@ class Relay:
         rooms = self.groups.get(emission.group_id)
         if rooms is None:
             return
-        if self.component is not None:
-            self._emit_xmpp(rooms.xmpp_room, emission)
+        # Matrix first: a resend after a restart has the same transaction id and is
+        # dropped by the homeserver. XMPP has no acknowledgement; the stanzas are
+        # flushed to the connection before the caller persists the re-emit cursor, and
+        # a resend carries the same XEP-0359 stanza-id (clients drop the repeat).
         if self.bot is not None and emission.origin != MATRIX:
             content = {"msgtype": "m.text", "body": f"<{emission.sender}> {emission.text}",
                        matrix_ns.RELAY_KEY: {
@@ -416,19 +465,23 @@ class Relay:
             await self.bot.send_message(rooms.matrix_room, content,
                                         _txn(b"relay", emission.group_id, rooms.matrix_room,
                                              emission.seq))
+        if self.component is not None and self._emit_xmpp(rooms.xmpp_room, emission):
+            await self.component.flush()
         self.relayed += 1
 
-    def _emit_xmpp(self, room: str, emission: _Emission) -> None:
+    def _emit_xmpp(self, room: str, emission: _Emission) -> bool:
+        """Send to the room's legacy occupants; whether there were any."""
         assert self.component is not None
         occupants = self.component.occupants.get(room, {})
         readers = [occupant for occupant in occupants
                    if _xmpp_identity(occupant) in self.puppets
                    and occupant != emission.author_occupant]
         if not readers:
-            return
+            return False
         nick = occupants.get(emission.author_occupant) or emission.sender
         stanza_id = f"relay-{emission.group_id.hex()[:12]}-{emission.seq}"
         self.component.send_plain(room, readers, nick, emission.text, stanza_id)
+        return True
 
 
 class _XmppObserver:

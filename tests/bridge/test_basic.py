@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bridge.store import LogKind
 from tests.bridge.conftest import Harness, domain
+from transports.interface import Kind, Outbound
 
 
 async def test_small_group_end_to_end(harness: Harness) -> None:
@@ -36,3 +37,24 @@ async def test_small_group_end_to_end(harness: Harness) -> None:
 
     # Adding someone already in is a no-op after re-checking.
     assert await carol.add_members(group_id, [domain("bob")]) is None
+
+
+async def test_inbox_survives_an_unreachable_hub_during_catch_up(harness: Harness) -> None:
+    """A delivery ahead of a member's position makes it fetch the log; if the hub is
+    unreachable then, the failure is logged and the member keeps applying deliveries."""
+    alice = await harness.member("alice")
+    bob = await harness.member("bob")
+    group_id = await alice.create_group(transport="xmpp", room_id="room@mls.example.org")
+    await alice.add_members(group_id, [domain("bob")])
+    await harness.quiesce()
+    await harness.stop_hub()
+    harness.network.request_timeout = 0.05
+    ahead = Outbound(Kind.APPLICATION, group_id=group_id, seq=bob.next_seq(group_id) + 3,
+                     epoch=1, sender=alice.identity, payload=b"not yet fetched")
+    await bob.deliver(ahead)
+    await bob.idle()
+    assert bob._task is not None and not bob._task.done()
+    await harness.start_hub()
+    sent = await alice.send_text(group_id, "after the outage")
+    await harness.quiesce()
+    assert [r.content for r in bob.received(group_id)] == [sent]

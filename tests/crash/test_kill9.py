@@ -1,7 +1,8 @@
 """``kill -9`` of the bridge process (hub + relay) during a conversation with concurrent
-commits, with real Prosody and Synapse: nothing accepted is lost, nothing is delivered
-twice, every member ends at one epoch and epoch authenticator (the scenario and what is
-checked: :mod:`benchmarks.crash`)."""
+commits, with real Prosody and Synapse, in an MLS-only room pair and a relay-mode pair
+with a plain XMPP client: nothing accepted is lost, nothing is delivered twice, every
+member ends at one epoch and epoch authenticator (the scenario and what is checked:
+:mod:`benchmarks.crash`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ async def test_kill9_mid_conversation_loses_and_duplicates_nothing(
         prosody_server: ProsodyServer, synapse_server: SynapseServer,
         tmp_path: Path) -> None:
     report = await run_crash(prosody_server, synapse_server, tmp_path,
-                             CrashPlan(seed=20240611, kills=3, ops_per_person=12))
+                             CrashPlan(seed=20240611, kills=3, ops_per_person=12,
+                                       relay=True))
     print_report(report)
     assert len(report.kills) == 3
     assert report.epoch >= 1 and report.acked > 0

@@ -458,6 +458,15 @@ class MLSComponent:
                           {"id": stanza_id, "by": room})
             stanza.send()
 
+    async def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every stanza sent so far is written to the connection (the
+        kernel delivers it even if this process dies next); False after ``timeout``."""
+        try:
+            await asyncio.wait_for(self.xmpp.waiting_queue.join(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     def set_relay(self, room: str) -> None:
         """Mark ``room`` as relayed in its disco#info (identity name and feature)."""
         room = JID(room).bare
