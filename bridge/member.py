@@ -17,6 +17,9 @@ through a :class:`transports.interface.HubLink` and receives deliveries as a
 * group state is persisted (as bytes, through a :class:`MemberStore`) before a commit
   or message leaves the process; changes by received entries are saved lazily (they can
   be fetched again from the log).
+
+The receiving half (inbox, ordered application, lazy saving) is
+:class:`bridge.member_inbox.Receiving`, its base class.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from bridge.content import Attachment, Content
-from bridge.errors import BridgeError, ContentError, HubRefused, MemberError
+from bridge.errors import BridgeError, HubRefused, MemberError
+from bridge.member_inbox import Receiving
 from bridge.member_state import (
     RETRYABLE,
     CommitPlan,
@@ -42,7 +46,6 @@ from bridge.member_state import (
     _Slot,
 )
 from bridge.public_view import identity_of
-from bridge.store.errors import StoreError
 from mls.codec import Reader, Writer, decode, encode
 from mls.crypto.suite import Rng, suite
 from mls.enums import ExtensionType
@@ -50,7 +53,6 @@ from mls.errors import MLSError
 from mls.framing.refs import key_package_ref
 from mls.group.commit import StagedCommit
 from mls.group.config import GroupConfig
-from mls.group.events import ApplicationEvent, CommitEvent
 from mls.group.group import Group
 from mls.group.key_package import KeyPackageBundle, create_key_package
 from mls.messages.credentials import Credential
@@ -60,18 +62,14 @@ from mls.messages.framing import MLSMessage
 from mls.messages.key_package import KeyPackage
 from mls.messages.proposals import Remove
 from mls.messages.welcome import Welcome
-from mls.tree.math import LeafIndex
 from mls.tree.ratchet_tree import RatchetTree
-from transports.errors import LinkError, TransportError
-from transports.interface import HubLink, Inbound, Kind, Op, Outbound
+from transports.errors import LinkError
+from transports.interface import HubLink, Inbound, Op, Outbound
 
 log = logging.getLogger(__name__)
 
-# what a delivery may fail with without ending the inbox (see Member._run_inbox)
-DELIVERY_FAILURES = (MLSError, BridgeError, TransportError, StoreError, OSError)
 
-
-class Member:
+class Member(Receiving):
     """One MLS client (see the module docstring)."""
 
     def __init__(self, link: HubLink, *, cipher_suite: int = 1,
@@ -438,134 +436,6 @@ class Member:
         """Leave on the network: the hub proposes our Remove for the next commit."""
         await self._call(Op.LEAVE, group_id=group_id)
 
-    # -- receiving -------------------------------------------------------------------------
-
-    async def deliver(self, message: Outbound) -> None:
-        """:class:`DeliverySink`: enqueue only."""
-        self._queued[message.group_id] = self._queued.get(message.group_id, 0) + 1
-        self._inbox.put_nowait(message)
-
-    async def _run_inbox(self) -> None:
-        """Apply deliveries one by one. A failure (bad entry, hub or link unreachable
-        during catch-up, store down) is logged and the inbox goes on: what was not
-        applied is fetched from the log with the next delivery or :meth:`sync`."""
-        while True:
-            message = await self._inbox.get()
-            try:
-                await self._on_delivery(message)
-            except DELIVERY_FAILURES as exc:
-                log.warning("%s: delivery %s seq %d failed: %s: %s", self.identity,
-                            message.kind, message.seq, type(exc).__name__, exc)
-            finally:
-                self._inbox.task_done()
-                left = self._queued.pop(message.group_id, 1) - 1
-                if left:
-                    self._queued[message.group_id] = left
-            if self._inbox.empty():
-                try:
-                    await self._persist_received()
-                except (StoreError, OSError) as exc:
-                    log.warning("%s: group state not saved (retried later): %s",
-                                self.identity, type(exc).__name__)
-
-    async def _on_delivery(self, message: Outbound) -> None:
-        if message.kind == Kind.WELCOME:
-            await self._join(message)
-            slot = self._slots.get(message.group_id)
-            if slot is not None:
-                async with slot.lock:
-                    await self._catch_up(slot)
-            return
-        slot = self._slots.get(message.group_id)
-        if slot is None:
-            return
-        async with slot.lock:
-            if message.seq < slot.next_seq:
-                return
-            slot.buffer[message.seq] = message
-            if message.seq == slot.next_seq:
-                self._drain(slot)
-            else:
-                await self._catch_up(slot)
-
-    async def sync(self, group_id: bytes) -> None:
-        """Fetch and apply everything the log holds beyond what we applied."""
-        slot = self._slot(group_id)
-        async with slot.lock:
-            await self._catch_up(slot)
-        await self._persist(slot)
-
-    async def _catch_up(self, slot: _Slot) -> None:
-        """Fetch the log from our position until it is exhausted (lock held)."""
-        while slot.group.active and not slot.broken:
-            reply = await self._request(Op.FETCH_LOG, group_id=slot.group.group_id,
-                                        after_seq=slot.next_seq - 1, limit=self.log_page)
-            if not reply.ok:
-                raise HubRefused(reply.code, reply.reason, reply.epoch)
-            for entry in reply.entries:
-                slot.buffer.setdefault(entry.seq, entry)
-            self._drain(slot)
-            if len(reply.entries) < self.log_page:
-                return
-
-    def _drain(self, slot: _Slot) -> None:
-        """Apply buffered entries while they are next in sequence."""
-        for seq in [s for s in slot.buffer if s < slot.next_seq]:
-            del slot.buffer[seq]
-        while slot.next_seq in slot.buffer and not slot.broken:
-            entry = slot.buffer.pop(slot.next_seq)
-            if entry.seq in slot.own_seqs:
-                slot.own_seqs.discard(entry.seq)
-            elif slot.group.active:
-                self._apply(slot, entry)
-            slot.next_seq += 1
-            slot.dirty = True
-
-    def _apply(self, slot: _Slot, entry: Outbound) -> None:
-        digest = _digest(entry.payload)
-        if entry.kind == Kind.COMMIT:
-            self._apply_commit(slot, entry)
-            return
-        if digest in slot.sent:  # the echo of our own message
-            slot.sent.discard(digest)
-            return
-        try:
-            group, event = slot.group.process(entry.payload, now=self._clock())
-        except MLSError as exc:
-            log.info("%s: dropped %s seq %d: %s", self.identity, entry.kind, entry.seq, exc)
-            return
-        slot.group = group
-        if isinstance(event, ApplicationEvent):
-            try:
-                content = Content.decode(event.data)
-            except ContentError as exc:
-                log.info("%s: undecodable content at seq %d: %s", self.identity,
-                         entry.seq, exc)
-                return
-            sender = _leaf_identity(group, event.sender, event.epoch)
-            slot.received.append(Received(group.group_id, sender, content, entry.seq,
-                                          event.epoch))
-
-    def _apply_commit(self, slot: _Slot, entry: Outbound) -> None:
-        if slot.staged is not None and entry.payload == slot.staged_bytes:
-            slot.group = slot.group.merge(slot.staged)
-            slot.staged, slot.merged_seq = None, entry.seq
-            return
-        if entry.epoch < slot.group.epoch:
-            return  # already applied (we merged it, or a duplicate)
-        try:
-            group, event = slot.group.process(entry.payload, now=self._clock())
-        except MLSError as exc:
-            log.warning("%s: cannot apply commit seq %d (epoch %d, ours %d): %s",
-                        self.identity, entry.seq, entry.epoch, slot.group.epoch, exc)
-            slot.broken = True
-            if self.auto_resync:
-                self._schedule_resync(slot.group.group_id)
-            return
-        slot.group = group
-        if isinstance(event, CommitEvent) and event.removed_self:
-            log.info("%s: removed from group %s", self.identity, group.group_id.hex())
-
     # -- recovery -------------------------------------------------------------------------
 
     def _schedule_resync(self, group_id: bytes) -> None:
@@ -624,40 +494,6 @@ class Member:
             config=self.config)
         return group, commit, None if old_leaf is None else int(old_leaf)
 
-    # -- persistence -----------------------------------------------------------------------
-
-    async def _persist(self, slot: _Slot) -> None:
-        """Save the slot now (before anything we made leaves the process), once
-        :meth:`_settle` allows it."""
-        await self._settle(slot)
-        await self._save(slot)
-
-    async def _save(self, slot: _Slot) -> None:
-        # the snapshot is taken before the first await: what was checked is what is saved
-        await self.store.save("group:" + slot.group.group_id.hex(), slot.to_bytes())
-        slot.dirty = False
-        slot.persisted_at = time.monotonic()
-
-    def _may_save(self, slot: _Slot) -> bool:
-        """Whether the slot may be saved as it is now (a hook: a relay puppet may not
-        save past a message whose plaintext it has not yet handed on)."""
-        return True
-
-    async def _settle(self, slot: _Slot) -> None:
-        """Wait until :meth:`_may_save` holds (a hook; members never wait)."""
-
-    async def _persist_received(self) -> None:
-        """Save groups changed only by received entries, at most every
-        ``persist_interval`` seconds (serializing a large group costs milliseconds).
-        Losing these saves is harmless: the log is fetched again from the saved position.
-        Anything we send is persisted before it leaves."""
-        now = time.monotonic()
-        for slot in list(self._slots.values()):
-            if (slot.dirty and now - slot.persisted_at >= self.persist_interval
-                    and self._may_save(slot)):
-                await self._save(slot)
-
-
 def _pending_removes(group: Group) -> set[int]:
     """Leaves that pending proposals of the epoch remove."""
     removed = set()
@@ -666,14 +502,3 @@ def _pending_removes(group: Group) -> set[int]:
         if isinstance(proposal, Remove):
             removed.add(proposal.removed)
     return removed
-
-
-def _leaf_identity(group: Group, leaf: LeafIndex, epoch: int) -> str:
-    """The credential identity of ``leaf`` in ``epoch`` (current or a retained past one)."""
-    tree = group.state.tree
-    if epoch != group.epoch:
-        for past in group.state.past_epochs:
-            if past.epoch == epoch:
-                tree = past.tree
-    node = tree.leaf(leaf) if leaf < tree.n_leaves else None
-    return identity_of(node.credential) if node is not None else f"leaf-{int(leaf)}"

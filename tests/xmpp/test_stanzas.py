@@ -9,7 +9,6 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from transports.interface import Inbound, KeyPackageListing, Kind, Op, Outbound
-from transports.xmpp.component import fit_entries
 from transports.xmpp.errors import WireError
 from transports.xmpp.namespace import NS
 from transports.xmpp.stanzas import (
@@ -22,6 +21,7 @@ from transports.xmpp.stanzas import (
     encode_reply,
     encode_request,
 )
+from transports.xmpp.upload import fit_entries
 
 
 def test_request_round_trip_ignores_claimed_sender() -> None:

@@ -63,9 +63,8 @@ from transports.xmpp.stanzas import (
 )
 from transports.xmpp.upload import (
     LOOPBACK_HOSTS,
-    STANZA_OVERHEAD,
     Uploader,
-    encoded_size,
+    fit_entries,
     placements,
     resolver,
 )
@@ -595,21 +594,6 @@ class MLSComponent:
             stanza.xml.append(_copy(payload))
             ET.SubElement(stanza.xml, f"{{{ns.NS_HINTS}}}store")
             stanza.send()
-
-
-def fit_entries(reply: Outbound, limit: int) -> Outbound:
-    """A log page trimmed to what fits in one stanza (at least one entry is kept; the
-    client fetches again from where the page ends)."""
-    if len(reply.entries) <= 1 or encoded_size(list(blobs_of(reply))) <= limit:
-        return reply
-    total = encoded_size([reply.payload, reply.ratchet_tree])
-    kept = 0
-    for entry in reply.entries:
-        total += encoded_size([entry.payload]) - STANZA_OVERHEAD + 256
-        if total > limit and kept:
-            break
-        kept += 1
-    return dataclasses.replace(reply, entries=reply.entries[:kept])
 
 
 def _copy(element: ET.Element) -> ET.Element:

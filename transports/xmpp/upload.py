@@ -10,6 +10,7 @@ hub or a member fetch arbitrary URLs. Without an upload service the payload is r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -24,6 +25,7 @@ from slixmpp import JID
 from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.stanza import Iq
 
+from transports.interface import Outbound
 from transports.xmpp.errors import PayloadTooLarge, UploadError
 from transports.xmpp.namespace import NS_UPLOAD
 from transports.xmpp.stanzas import (
@@ -31,6 +33,7 @@ from transports.xmpp.stanzas import (
     Place,
     Resolve,
     UploadRef,
+    blobs_of,
     collect_refs,
     inline,
     no_refs,
@@ -273,3 +276,18 @@ async def resolver(uploader: Uploader | None, root: ET.Element) -> Resolve:
         return fetched[value.url] if isinstance(value, UploadRef) else value
 
     return resolve
+
+
+def fit_entries(reply: Outbound, limit: int) -> Outbound:
+    """A log page trimmed to what fits in one stanza (at least one entry is kept; the
+    client fetches again from where the page ends)."""
+    if len(reply.entries) <= 1 or encoded_size(list(blobs_of(reply))) <= limit:
+        return reply
+    total = encoded_size([reply.payload, reply.ratchet_tree])
+    kept = 0
+    for entry in reply.entries:
+        total += encoded_size([entry.payload]) - STANZA_OVERHEAD + 256
+        if total > limit and kept:
+            break
+        kept += 1
+    return dataclasses.replace(reply, entries=reply.entries[:kept])
