@@ -34,7 +34,7 @@ from mls.crypto.primitives import (
 )
 from mls.crypto.signature import SignatureScheme, scheme_for_suite
 from mls.enums import CipherSuiteId
-from mls.errors import UnsupportedError
+from mls.errors import UnsupportedError, UsageError
 
 #: Source of randomness: ``rng(n)`` returns ``n`` uniformly random bytes.
 Rng = Callable[[int], bytes]
@@ -72,8 +72,8 @@ _SUITE_PARAMS: dict[CipherSuiteId, tuple[Kdf, Aead]] = {
 class CipherSuite:
     """One registered MLS cipher suite (RFC 9420 §5.1, §17.1)."""
 
-    __slots__ = ("_hash_ctor", "aead", "hash_len", "hash_name", "id", "kdf", "kem",
-                 "signature")
+    __slots__ = ("_hash_ctor", "_key_head", "_nonce_head", "_secret_head", "aead",
+                 "hash_len", "hash_name", "id", "kdf", "kem", "signature")
 
     def __init__(self, suite_id: CipherSuiteId) -> None:
         kdf, aead = _SUITE_PARAMS[suite_id]
@@ -85,6 +85,11 @@ class CipherSuite:
         self.aead = aead
         self.kem: HpkeKem = kem_for_suite(suite_id)
         self.signature: SignatureScheme = scheme_for_suite(suite_id)
+        # KDFLabel heads (uint16 length, label<V>) of the per-message derivations;
+        # every suite's Nk and Nn fit in one HKDF-Expand block.
+        self._key_head = aead.key_size.to_bytes(2, "big") + _label_field(b"key")
+        self._nonce_head = aead.nonce_size.to_bytes(2, "big") + _label_field(b"nonce")
+        self._secret_head = kdf.hash_len.to_bytes(2, "big") + _label_field(b"secret")
 
     def __repr__(self) -> str:
         return f"CipherSuite({self.id.name})"
@@ -128,6 +133,34 @@ class CipherSuite:
                     + generation.to_bytes(4, "big") + b"\x01")
             return hmac.digest(secret, info, self.hash_name)[:length]
         return self.expand_with_label(secret, label, generation.to_bytes(4, "big"), length)
+
+    def key_and_nonce(self, secret: bytes, context: bytes) -> tuple[bytes, bytes]:
+        """``ExpandWithLabel(secret, "key", context, Nk)`` and
+        ``ExpandWithLabel(secret, "nonce", context, Nn)`` (RFC 9420 §6.3.2 sender data
+        keys; with the uint32 generation as context, the DeriveTreeSecret key and
+        nonce of §9.1).  Both fit one HKDF-Expand block: ``HMAC(secret, KDFLabel|1)``."""
+        tail = opaque_bytes(context) + b"\x01"
+        key, nonce = self.kdf.hmac_many(secret, (self._key_head + tail,
+                                                 self._nonce_head + tail))
+        return key[:self.aead.key_size], nonce[:self.aead.nonce_size]
+
+    def ratchet_step(self, secret: bytes, generation_bytes: bytes
+                     ) -> tuple[bytes, bytes, bytes]:
+        """DeriveTreeSecret(secret, "key"/"nonce"/"secret", generation, Nk/Nn/Nh)
+        (RFC 9420 §9.1): the key, nonce and next secret of one ratchet generation,
+        given as its 4-byte uint32 encoding."""
+        if len(generation_bytes) != 4:
+            raise UsageError("the generation is a 4-byte uint32")
+        tail = b"\x04" + generation_bytes + b"\x01"  # opaque context<V> of 4 bytes, T(1)
+        key, nonce, next_secret = self.kdf.hmac_many(
+            secret, (self._key_head + tail, self._nonce_head + tail, self._secret_head + tail))
+        return key[:self.aead.key_size], nonce[:self.aead.nonce_size], next_secret
+
+    def next_ratchet_secret(self, secret: bytes, generation_bytes: bytes) -> bytes:
+        """``DeriveTreeSecret(secret, "secret", generation, Nh)`` (RFC 9420 §9.1) with
+        the generation given as its 4-byte uint32 encoding."""
+        return hmac.digest(secret, self._secret_head + opaque_bytes(generation_bytes)
+                           + b"\x01", self.hash_name)
 
     def ref_hash(self, label: bytes, value: bytes) -> bytes:
         """RefHash(label, value) = Hash(RefHashInput) (RFC 9420 §5.2); label is full."""

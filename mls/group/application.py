@@ -11,8 +11,8 @@ from __future__ import annotations
 from mls.crypto.suite import Rng
 from mls.enums import ContentType, ProtocolVersion, WireFormat
 from mls.errors import UsageError
-from mls.framing.private import protect_private
-from mls.framing.public import authenticate, protect_public, sign_content
+from mls.framing.private import protect_application, protect_private
+from mls.framing.public import FRAMED_CONTENT_LABEL, protect_public, sign_content
 from mls.group.state import GroupState
 from mls.messages.framing import (
     AuthenticatedContent,
@@ -21,6 +21,7 @@ from mls.messages.framing import (
     MLSMessage,
     Sender,
     encode_private_message_content,
+    member_application_tbs,
 )
 from mls.schedule.key_schedule import export_secret as _export_secret
 
@@ -72,10 +73,9 @@ def protect(state: GroupState, authenticated: AuthenticatedContent, rng: Rng
                               sender_data_secret=state.secrets.sender_data_secret,
                               reuse_guard=rng(4), padding=_padding(state, authenticated))
     if authenticated.content.content_type != ContentType.COMMIT:
-        state = state.replace(secret_tree=secret_tree,
-                              sent_messages=state.sent_after(private.ciphertext))
+        state = state.with_secret_tree(secret_tree, state.sent_after(private.ciphertext))
     else:
-        state = state.replace(secret_tree=secret_tree)
+        state = state.with_secret_tree(secret_tree)
     return state, MLSMessage(ProtocolVersion.MLS10, WireFormat.PRIVATE_MESSAGE, private)
 
 
@@ -84,10 +84,22 @@ def encrypt_application(state: GroupState, data: bytes, *, rng: Rng,
     """An application message as a PrivateMessage (RFC 9420 §6.3); the key of the
     generation used is deleted at once (§9.2)."""
     check_can_send(state)
-    content = own_content(state, ContentType.APPLICATION, data, authenticated_data)
-    authenticated = authenticate(state.cs, state.signature_priv, WireFormat.PRIVATE_MESSAGE,
-                                 content, state.context_bytes())
-    return protect(state, authenticated, rng)
+    if not isinstance(data, bytes):
+        raise UsageError(f"application data must be bytes, not {type(data).__name__}")
+    cs = state.cs
+    context = state.context
+    group_id, epoch, leaf = context.group_id, context.epoch, state.own_leaf
+    tbs = member_application_tbs(WireFormat.PRIVATE_MESSAGE, group_id, epoch, leaf,
+                                 authenticated_data, data, context.to_bytes())
+    signature = cs.sign_with_label(state.signature_priv, FRAMED_CONTENT_LABEL, tbs)
+    secret_tree = state.secret_tree.copy()
+    private = protect_application(
+        cs, group_id=group_id, epoch=epoch, leaf_index=leaf,
+        authenticated_data=authenticated_data, data=data, signature=signature,
+        secret_tree=secret_tree, sender_data_secret=state.secrets.sender_data_secret,
+        reuse_guard=rng(4), padding_size=state.config.padding_size)
+    state = state.with_secret_tree(secret_tree, state.sent_after(private.ciphertext))
+    return state, MLSMessage(ProtocolVersion.MLS10, WireFormat.PRIVATE_MESSAGE, private)
 
 
 def export_secret(state: GroupState, label: bytes, context: bytes, length: int) -> bytes:

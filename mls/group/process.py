@@ -33,7 +33,7 @@ from mls.errors import (
     UsageError,
     ValidationError,
 )
-from mls.framing.private import decrypt_private
+from mls.framing.private import decrypt_private, open_application
 from mls.framing.public import unprotect_public, verify_content_signature
 from mls.framing.refs import proposal_ref
 from mls.group.credentials import CredentialValidator
@@ -91,6 +91,8 @@ def process_message(state: GroupState, message: MLSMessage, *,
             return state, OwnMessageEvent(body.content_type, body.epoch)
         if body.epoch != state.epoch:
             return process_past_application(state, body)
+        if body.content_type == ContentType.APPLICATION:
+            return receive_application(state, body)
         authenticated, state = decrypt_private_message(state, body)
     else:
         raise UsageError(f"{type(body).__name__} is not processed by a group member")
@@ -160,7 +162,24 @@ def decrypt_private_message(state: GroupState, message: PrivateMessage
     leaf = authenticated.content.sender.leaf_index
     signature_key = member_signature_key(state.tree, leaf)
     verify_content_signature(state.cs, signature_key, authenticated, state.context_bytes())
-    return authenticated, state.replace(secret_tree=secret_tree)
+    return authenticated, state.with_secret_tree(secret_tree)
+
+
+def receive_application(state: GroupState, message: PrivateMessage
+                        ) -> tuple[GroupState, ApplicationEvent]:
+    """An application message of the current epoch (RFC 9420 §6.3): decrypted on a
+    copy of the secret tree, padding and signature checked; returns the state
+    holding the used-up tree."""
+    secret_tree = state.secret_tree.copy()
+    tree = state.tree
+    leaf, data = open_application(
+        state.cs, message, secret_tree=secret_tree,
+        sender_data_secret=state.secrets.sender_data_secret,
+        group_context=state.context.to_bytes(),
+        signature_key_for=lambda leaf_index: member_signature_key(tree, leaf_index))
+    return (state.with_secret_tree(secret_tree),
+            ApplicationEvent(LeafIndex(leaf), data, message.authenticated_data,
+                             message.epoch))
 
 
 def process_past_application(state: GroupState, message: PrivateMessage
@@ -172,17 +191,14 @@ def process_past_application(state: GroupState, message: PrivateMessage
         raise EpochError(f"message for epoch {message.epoch}, group is at {state.epoch}")
     past = state.past_epochs[index]
     secret_tree = past.secret_tree.copy()
-    authenticated = decrypt_private(state.cs, message, secret_tree=secret_tree,
-                                    sender_data_secret=past.sender_data_secret)
-    content = authenticated.content
-    signature_key = member_signature_key(past.tree, content.sender.leaf_index)
-    verify_content_signature(state.cs, signature_key, authenticated, past.group_context)
+    leaf, data = open_application(
+        state.cs, message, secret_tree=secret_tree,
+        sender_data_secret=past.sender_data_secret, group_context=past.group_context,
+        signature_key_for=lambda leaf_index: member_signature_key(past.tree, leaf_index))
     updated = PastEpoch(past.epoch, past.group_context, past.tree, secret_tree,
                         past.sender_data_secret)
     history = (*state.past_epochs[:index], updated, *state.past_epochs[index + 1:])
-    assert isinstance(content.content, bytes)
-    event = ApplicationEvent(LeafIndex(content.sender.leaf_index), content.content,
-                             content.authenticated_data, past.epoch)
+    event = ApplicationEvent(LeafIndex(leaf), data, message.authenticated_data, past.epoch)
     return state.replace(past_epochs=history), event
 
 

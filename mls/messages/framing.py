@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mls.codec import Reader, Writer
+from mls.codec import Reader, Writer, opaque_bytes
 from mls.enums import ContentType, ProtocolVersion, SenderType, WireFormat, closed_enum
 from mls.errors import DecodeError, UsageError
 from mls.messages.key_package import KeyPackage
@@ -196,15 +196,42 @@ def framed_content_tbs(wire_format: WireFormat, content: FramedContent,
     """The serialized FramedContentTBS (RFC 9420 §6.1): version, wire_format and
     content, then the serialized GroupContext for member and new_member_commit
     senders (``group_context_bytes`` is ignored for the other sender types)."""
+    sender = content.sender
+    if (type(content.content) is bytes and sender.sender_type == SenderType.MEMBER
+            and group_context_bytes is not None
+            and content.content_type == ContentType.APPLICATION):
+        return member_application_tbs(wire_format, content.group_id, content.epoch,
+                                      sender.leaf_index, content.authenticated_data,
+                                      content.content, group_context_bytes)
     w = Writer()
     w.u16(ProtocolVersion.MLS10)
     w.u16(wire_format)
     content.encode(w)
-    if content.sender.sender_type in (SenderType.MEMBER, SenderType.NEW_MEMBER_COMMIT):
+    if sender.sender_type in (SenderType.MEMBER, SenderType.NEW_MEMBER_COMMIT):
         if group_context_bytes is None:
             raise UsageError("FramedContentTBS of a member/new_member_commit needs the context")
         w.raw(group_context_bytes)
     return w.getvalue()
+
+
+def member_application_tbs(wire_format: WireFormat, group_id: bytes, epoch: int,
+                           leaf_index: int, authenticated_data: bytes, data: bytes,
+                           group_context_bytes: bytes) -> bytes:
+    """FramedContentTBS (RFC 9420 §6.1) of application data from a member: the fixed
+    layout of :func:`framed_content_tbs` written out (it runs twice per message)."""
+    if not (0 <= wire_format < 0x10000 and 0 <= epoch < 1 << 64
+            and 0 <= leaf_index < 1 << 32):
+        raise UsageError("wire format, epoch or leaf index out of range")
+    return b"".join((
+        _MLS10_BYTES, wire_format.to_bytes(2, "big"), opaque_bytes(group_id),
+        epoch.to_bytes(8, "big"), _MEMBER_BYTE, leaf_index.to_bytes(4, "big"),
+        opaque_bytes(authenticated_data), _APPLICATION_BYTE, opaque_bytes(data),
+        group_context_bytes))
+
+
+_MLS10_BYTES = int(ProtocolVersion.MLS10).to_bytes(2, "big")
+_MEMBER_BYTE = bytes((SenderType.MEMBER,))
+_APPLICATION_BYTE = bytes((ContentType.APPLICATION,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,24 +335,49 @@ class SenderData:
         return cls(r.u32(), r.u32(), r.raw(4))
 
 
+def encode_sender_data(leaf_index: int, generation: int, reuse_guard: bytes) -> bytes:
+    """The encoding of ``SenderData(leaf_index, generation, reuse_guard)`` (RFC 9420
+    §6.3.2) without building the struct."""
+    if len(reuse_guard) != 4 or not (0 <= leaf_index < 1 << 32 and 0 <= generation < 1 << 32):
+        raise UsageError("SenderData field out of range (reuse_guard must be 4 bytes)")
+    return leaf_index.to_bytes(4, "big") + generation.to_bytes(4, "big") + reuse_guard
+
+
+def decode_sender_data(data: bytes) -> tuple[int, int, bytes]:
+    """``(leaf_index, generation, reuse_guard)`` of an encoded SenderData (RFC 9420
+    §6.3.2), which must be exactly 12 bytes; else DecodeError."""
+    r = Reader(data)
+    leaf_index, generation, reuse_guard = r.u32(), r.u32(), r.raw(4)
+    r.finish("SenderData")
+    return leaf_index, generation, reuse_guard
+
+
+def _epoch_head(group_id: bytes, epoch: int, content_type: ContentType) -> bytes:
+    """``opaque group_id<V>; uint64 epoch; ContentType content_type`` (shared head of
+    SenderDataAAD and PrivateContentAAD)."""
+    if not (0 <= epoch < 1 << 64 and 0 <= content_type < 0x100):
+        raise UsageError("epoch or content type out of range")
+    return opaque_bytes(group_id) + epoch.to_bytes(8, "big") + bytes((content_type,))
+
+
+def private_message_aads(group_id: bytes, epoch: int, content_type: ContentType,
+                         authenticated_data: bytes) -> tuple[bytes, bytes]:
+    """``(PrivateContentAAD, SenderDataAAD)`` of one PrivateMessage (RFC 9420 §6.3.1,
+    §6.3.2): the second is the head of the first."""
+    head = _epoch_head(group_id, epoch, content_type)
+    return head + opaque_bytes(authenticated_data), head
+
+
 def encode_sender_data_aad(group_id: bytes, epoch: int, content_type: ContentType) -> bytes:
     """SenderDataAAD (RFC 9420 §6.3.2): group_id<V>, uint64 epoch, content_type."""
-    w = Writer()
-    w.opaque(group_id)
-    w.u64(epoch)
-    w.u8(content_type)
-    return w.getvalue()
+    return _epoch_head(group_id, epoch, content_type)
 
 
 def encode_private_content_aad(group_id: bytes, epoch: int, content_type: ContentType,
                                authenticated_data: bytes) -> bytes:
-    """PrivateContentAAD (RFC 9420 §6.3.1)."""
-    w = Writer()
-    w.opaque(group_id)
-    w.u64(epoch)
-    w.u8(content_type)
-    w.opaque(authenticated_data)
-    return w.getvalue()
+    """PrivateContentAAD (RFC 9420 §6.3.1): SenderDataAAD's fields, then
+    authenticated_data<V>."""
+    return _epoch_head(group_id, epoch, content_type) + opaque_bytes(authenticated_data)
 
 
 def encode_private_message_content(content_type: ContentType, content: Content,
@@ -334,6 +386,10 @@ def encode_private_message_content(content_type: ContentType, content: Content,
     ``padding_len`` zero bytes."""
     if padding_len < 0:
         raise UsageError("padding length must not be negative")
+    if type(content) is bytes and content_type == ContentType.APPLICATION:
+        if auth.confirmation_tag is not None:
+            raise UsageError("confirmation_tag must be present exactly for commits")
+        return application_message_content(content, auth.signature, padding_len)
     w = Writer()
     _encode_content_body(w, content_type, content)
     auth.encode_for(w, content_type)
@@ -341,15 +397,35 @@ def encode_private_message_content(content_type: ContentType, content: Content,
     return w.getvalue()
 
 
+def application_message_content(data: bytes, signature: bytes, padding_len: int) -> bytes:
+    """PrivateMessageContent (RFC 9420 §6.3.1) of application data: application_data<V>,
+    signature<V> and ``padding_len`` zero bytes."""
+    return opaque_bytes(data) + opaque_bytes(signature) + bytes(padding_len)
+
+
+def decode_application_message_content(data: bytes) -> tuple[bytes, bytes]:
+    """``(application_data, signature)`` of a decrypted application
+    PrivateMessageContent; non-zero padding is a DecodeError (RFC 9420 §6.3.1)."""
+    r = Reader(data)
+    application_data, signature = r.opaque(), r.opaque()
+    padding = r.raw(r.remaining)
+    if padding.count(0) != len(padding):
+        raise DecodeError("PrivateMessageContent padding contains a non-zero byte")
+    return application_data, signature
+
+
 def decode_private_message_content(content_type: ContentType,
                                    data: bytes) -> tuple[Content, FramedContentAuthData]:
     """Parse a decrypted PrivateMessageContent; the padding must be all zero bytes
     (RFC 9420 §6.3.1), else DecodeError."""
+    if content_type == ContentType.APPLICATION:
+        application_data, signature = decode_application_message_content(data)
+        return application_data, FramedContentAuthData(signature)
     r = Reader(data)
     content = _decode_content_body(r, content_type)
     auth = FramedContentAuthData.decode_for(r, content_type)
     padding = r.raw(r.remaining)
-    if any(padding):
+    if padding.count(0) != len(padding):
         raise DecodeError("PrivateMessageContent padding contains a non-zero byte")
     return content, auth
 

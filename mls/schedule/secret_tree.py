@@ -74,14 +74,14 @@ class _Ratchet:
     skipped: Mapping[int, tuple[bytes, bytes]] = field(repr=False)
 
 
-def _key_nonce(cs: CipherSuite, secret: bytes, generation: int) -> tuple[bytes, bytes]:
-    key = cs.derive_tree_secret(secret, b"key", generation, cs.key_size)
-    nonce = cs.derive_tree_secret(secret, b"nonce", generation, cs.nonce_size)
-    return key, nonce
-
-
 def _next_secret(cs: CipherSuite, secret: bytes, generation: int) -> bytes:
-    return cs.derive_tree_secret(secret, b"secret", generation, cs.hash_len)
+    """DeriveTreeSecret(secret, "secret", generation, Nh) (RFC 9420 §9.1)."""
+    return cs.next_ratchet_secret(secret, generation.to_bytes(4, "big"))
+
+
+def _step(cs: CipherSuite, secret: bytes, generation: int) -> tuple[bytes, bytes, bytes]:
+    """Key, nonce and next ratchet secret of one generation (RFC 9420 §9.1)."""
+    return cs.ratchet_step(secret, generation.to_bytes(4, "big"))
 
 
 def sender_data_key_nonce(cs: CipherSuite, sender_data_secret: bytes,
@@ -89,9 +89,7 @@ def sender_data_key_nonce(cs: CipherSuite, sender_data_secret: bytes,
     """``sender_data_key``/``sender_data_nonce`` (RFC 9420 §6.3.2): keyed by the
     first ``KDF.Nh`` bytes of the content ciphertext (all of it if shorter)."""
     sample = Reader(ciphertext).raw(min(len(ciphertext), cs.hash_len))
-    key = cs.expand_with_label(sender_data_secret, b"key", sample, cs.key_size)
-    nonce = cs.expand_with_label(sender_data_secret, b"nonce", sample, cs.nonce_size)
-    return key, nonce
+    return cs.key_and_nonce(sender_data_secret, sample)
 
 
 class SecretTree:
@@ -177,14 +175,13 @@ class SecretTree:
         generation of ``leaf``'s ratchet, which advances; the pair is not kept."""
         self._check_leaf(leaf)
         ratchet = self._ratchets.get((leaf, kind))
-        generation = 0 if ratchet is None else ratchet.next_generation
+        if ratchet is None:
+            ratchet = self._ratchet(leaf, kind)
+        generation = ratchet.next_generation
         if generation > _MAX_GENERATION:
             raise GenerationError("sender ratchet exhausted (generation is uint32)")
-        ratchet = self._ratchet(leaf, kind)
-        key, nonce = _key_nonce(self._cs, ratchet.secret, generation)
-        self._ratchets[(leaf, kind)] = _Ratchet(
-            generation + 1, _next_secret(self._cs, ratchet.secret, generation),
-            ratchet.skipped)
+        key, nonce, next_secret = _step(self._cs, ratchet.secret, generation)
+        self._ratchets[(leaf, kind)] = _Ratchet(generation + 1, next_secret, ratchet.skipped)
         return generation, key, nonce
 
     def key_for(self, leaf: int, kind: RatchetKind, generation: int) -> tuple[bytes, bytes]:
@@ -207,6 +204,12 @@ class SecretTree:
                 existing.next_generation, existing.secret, skipped)
             return key_nonce
         expected = 0 if existing is None else existing.next_generation
+        if existing is not None and generation == expected and not existing.skipped:
+            # In-order message, nothing held back: one ratchet step.
+            key, nonce, next_secret = _step(self._cs, existing.secret, generation)
+            self._ratchets[(leaf, kind)] = _Ratchet(generation + 1, next_secret,
+                                                    existing.skipped)
+            return key, nonce
         if generation < expected:
             raise GenerationError("generation already used or no longer held")
         if generation - expected > self.max_forward_distance:
@@ -231,11 +234,12 @@ class SecretTree:
         secret = ratchet.secret
         for g in range(ratchet.next_generation, generation):
             if g >= lowest_kept:
-                skipped[g] = _key_nonce(cs, secret, g)
-            secret = _next_secret(cs, secret, g)
-        key_nonce = _key_nonce(cs, secret, generation)
-        new_ratchet = _Ratchet(generation + 1, _next_secret(cs, secret, generation), skipped)
-        return new_ratchet, key_nonce
+                key, nonce, secret = _step(cs, secret, g)
+                skipped[g] = (key, nonce)
+            else:
+                secret = _next_secret(cs, secret, g)
+        key, nonce, next_secret = _step(cs, secret, generation)
+        return _Ratchet(generation + 1, next_secret, skipped), (key, nonce)
 
     def _ratchet(self, leaf: int, kind: RatchetKind) -> _Ratchet:
         """The leaf's ratchet, initialising both of its ratchets on first use."""
