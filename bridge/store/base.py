@@ -307,6 +307,21 @@ class Store(abc.ABC):
     async def set_cursor(self, name: str, value: str) -> None:
         """Save a transport's position."""
 
+    # -- keys a transport acted on (at-most-once across restarts) --------------------
+
+    @abc.abstractmethod
+    async def mark_seen(self, scope: str, key: str, at: int) -> bool:
+        """Record that ``key`` (an event, transaction or request id) was acted on at
+        unix time ``at``; False if it was already recorded (the first time is kept)."""
+
+    @abc.abstractmethod
+    async def is_seen(self, scope: str, key: str) -> bool:
+        """Whether ``key`` was recorded in ``scope`` and not yet pruned."""
+
+    @abc.abstractmethod
+    async def prune_seen(self, before: int) -> int:
+        """Forget every key recorded before unix time ``before``; how many."""
+
 
 # -- helpers shared by the backends ---------------------------------------------------
 

@@ -392,7 +392,7 @@ class PostgresStore(Store):
     async def purge_expired(self, now: int) -> int:
         async with self._tx() as conn:
             status = await conn.execute("DELETE FROM key_packages WHERE expires_at < $1", now)
-        return int(status.split()[-1])
+        return _affected(status)
 
     # -- rooms ---------------------------------------------------------------------
 
@@ -486,8 +486,31 @@ class PostgresStore(Store):
                 value,
             )
 
+    async def mark_seen(self, scope: str, key: str, at: int) -> bool:
+        async with self._tx() as conn:
+            status = await conn.execute(
+                "INSERT INTO seen (scope, key, seen_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (scope, key) DO NOTHING", scope, key, at)
+        return _affected(status) == 1
+
+    async def is_seen(self, scope: str, key: str) -> bool:
+        async with self._tx() as conn:
+            found = await conn.fetchval(
+                "SELECT 1 FROM seen WHERE scope = $1 AND key = $2", scope, key)
+        return found is not None
+
+    async def prune_seen(self, before: int) -> int:
+        async with self._tx() as conn:
+            status = await conn.execute("DELETE FROM seen WHERE seen_at < $1", before)
+        return _affected(status)
+
 
 # -- statements shared by several operations (run inside an open transaction) -------
+
+
+def _affected(status: str) -> int:
+    """Rows a statement touched, from its command tag ("DELETE 3", "INSERT 0 1")."""
+    return int(status.split()[-1])
 
 
 async def _lock_group(conn: asyncpg.Connection, group_id: bytes) -> tuple[int, int]:

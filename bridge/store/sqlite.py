@@ -477,6 +477,24 @@ class SqliteStore(Store):
                 (name, value),
             )
 
+    async def mark_seen(self, scope: str, key: str, at: int) -> bool:
+        async with self._tx() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO seen (scope, key, seen_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (scope, key) DO NOTHING", (scope, key, at))
+            return cursor.rowcount == 1
+
+    async def is_seen(self, scope: str, key: str) -> bool:
+        async with self._tx(write=False) as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT 1 FROM seen WHERE scope = ? AND key = ?", (scope, key))
+        return bool(rows)
+
+    async def prune_seen(self, before: int) -> int:
+        async with self._tx() as conn:
+            cursor = await conn.execute("DELETE FROM seen WHERE seen_at < ?", (before,))
+            return cursor.rowcount
+
 
 # -- statements shared by several operations (run inside an open transaction) -------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -491,6 +492,21 @@ async def test_cursors(store: Store) -> None:
 # -- durability ------------------------------------------------------------------------
 
 
+async def test_seen_keys_are_marked_once_and_pruned_by_age(store: Store) -> None:
+    assert not await store.is_seen("@bot:hs", "ev:1")
+    assert await store.mark_seen("@bot:hs", "ev:1", 1000)
+    assert not await store.mark_seen("@bot:hs", "ev:1", 5000)  # the first time is kept
+    assert await store.mark_seen("@bot:hs", "ev:2", 3000)
+    assert await store.mark_seen("@bot:hs:txn", "ev:1", 500)  # scopes are separate
+    assert await store.is_seen("@bot:hs", "ev:1")
+    assert not await store.is_seen("@bot:hs", "ev:3")
+    assert await store.prune_seen(2000) == 2
+    assert not await store.is_seen("@bot:hs", "ev:1")
+    assert not await store.is_seen("@bot:hs:txn", "ev:1")
+    assert await store.is_seen("@bot:hs", "ev:2")
+    assert await store.prune_seen(2000) == 0
+
+
 async def test_reopen_keeps_everything_accepted(store_factory: StoreFactory) -> None:
     store = await store_factory.open()
     await make_group(store)
@@ -559,5 +575,28 @@ async def test_sqlite_runs_durable_wal_with_foreign_keys(tmp_path: Path) -> None
         assert pragmas["synchronous"] == 2  # FULL
         assert pragmas["foreign_keys"] == 1
         assert pragmas["busy_timeout"] > 0
+    finally:
+        await store.close()
+
+
+async def test_upgrade_drops_the_old_unbounded_seen_cursors(tmp_path: Path) -> None:
+    """Schema 1 kept handled Matrix ids as cursors forever; schema 2 moves that to the
+    pruned ``seen`` table and drops the old rows, keeping every other cursor."""
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(load_migrations("sqlite")[0][1])
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+                     " applied TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)")
+        conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+        conn.executemany("INSERT INTO cursors (name, value) VALUES (?, ?)", [
+            ("im.mlsbridge.seen:@hub:hs:ev:$abc", "1"),
+            ("im.mlsbridge.sync:@hub:hs", "s72_1"),
+            ("relay:puppets", "[]")])
+    store = await SqliteStore.open(path)
+    try:
+        assert await store.schema_version() == 2
+        assert await store.get_cursor("im.mlsbridge.seen:@hub:hs:ev:$abc") is None
+        assert await store.get_cursor("im.mlsbridge.sync:@hub:hs") == "s72_1"
+        assert await store.get_cursor("relay:puppets") == "[]"
     finally:
         await store.close()

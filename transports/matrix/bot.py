@@ -23,7 +23,8 @@ by :mod:`transports.matrix.appservice` (transactions pushed by the homeserver).
 
 Robustness: the sync token is saved (through a :class:`CursorStore`, the hub store's
 cursor API) only after a whole batch was processed; room events and requests acted on
-are remembered persistently (by event id / sender+request id) and never handled twice;
+are remembered persistently (by event id / sender+request id, :class:`SeenSet`, pruned
+after a week) and never handled twice;
 MLS room events not sent by the bot itself are ignored (counted in :attr:`ignored`).
 """
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -76,32 +78,57 @@ class RoomObserver(Protocol):
 
 
 class CursorStore(Protocol):
-    """Where the transport keeps its positions (the hub store's cursor API)."""
+    """Where the transport keeps its positions and the keys it acted on (the hub
+    store: :class:`bridge.store.Store`)."""
 
     async def get_cursor(self, name: str) -> str | None: ...
 
     async def set_cursor(self, name: str, value: str) -> None: ...
 
+    async def mark_seen(self, scope: str, key: str, at: int) -> bool: ...
+
+    async def is_seen(self, scope: str, key: str) -> bool: ...
+
+    async def prune_seen(self, before: int) -> int: ...
+
 
 class SeenSet:
-    """Keys already acted on, persisted as cursors (with an in-memory LRU in front)."""
+    """Keys already acted on (event, transaction and request ids) in one scope, kept in
+    the store for ``retention`` seconds -- far longer than any redelivery: a sync
+    resumes from the saved token, Synapse retries a transaction until it is answered,
+    a member retries a request for minutes -- with an in-memory LRU in front. Old keys
+    are pruned at most once per ``PRUNE_EVERY`` seconds, so the table stays bounded."""
 
-    def __init__(self, cursors: CursorStore, scope: str, memory: int = 4096) -> None:
-        self.cursors = cursors
-        self.prefix = f"{ns.CURSOR_SEEN}:{scope}:"
+    PRUNE_EVERY = 3600
+
+    def __init__(self, store: CursorStore, scope: str, *, memory: int = 4096,
+                 retention: int = 7 * 86400,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.scope = scope
+        self.retention = retention
+        self._clock = clock
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._memory = memory
+        self._next_prune = 0
 
     async def contains(self, key: str) -> bool:
         if key in self._recent:
             return True
-        return await self.cursors.get_cursor(self.prefix + key) is not None
+        return await self.store.is_seen(self.scope, key)
 
     async def add(self, key: str) -> None:
-        await self.cursors.set_cursor(self.prefix + key, "1")
+        now = int(self._clock())
+        await self.store.mark_seen(self.scope, key, now)
         self._recent[key] = None
         while len(self._recent) > self._memory:
             self._recent.popitem(last=False)
+        if now >= self._next_prune:
+            self._next_prune = now + self.PRUNE_EVERY
+            pruned = await self.store.prune_seen(now - self.retention)
+            if pruned:
+                log.info("forgot %d handled event ids older than %d days", pruned,
+                         self.retention // 86400)
 
 
 class MatrixHubBot:

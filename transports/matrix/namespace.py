@@ -88,5 +88,4 @@ INLINE_BUDGET: Final = 48 * 1024  # conservative budget for one event's content 
 
 # -- cursor names (persisted through the hub store's cursor API) -------------------------
 CURSOR_SYNC: Final = f"{PREFIX}.sync"  # + ":" + bot user id
-CURSOR_SEEN: Final = f"{PREFIX}.seen"  # + ":" + bot user id + ":" + key
 CURSOR_GROUP_ROOM: Final = f"{PREFIX}.state"  # + ":" + room id -> group state published
