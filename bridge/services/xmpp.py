@@ -33,7 +33,7 @@ log = logging.getLogger("bridge.services.xmpp")
 
 
 class StoreState:
-    """:class:`transports.xmpp.component.StateStore` on the store's cursors."""
+    """:class:`transports.xmpp.welcomes.StateStore` on the store's cursors."""
 
     def __init__(self, store: Store, prefix: str = "xmpp:") -> None:
         self._store = store

@@ -53,6 +53,34 @@ class UploadProsody(ProsodyServer):
         return global_lines + super().render_config() + upload
 
 
+class NoOfflineProsody(ProsodyServer):
+    """Prosody without offline storage (``mod_offline`` is auto-loaded unless disabled):
+    a message to a user with no online resource bounces with an error."""
+
+    def render_config(self) -> str:
+        config = super().render_config()
+        assert 'modules_disabled = { "s2s" }' in config
+        return config.replace('modules_disabled = { "s2s" }',
+                              'modules_disabled = { "s2s"; "offline" }')
+
+
+@pytest.fixture(scope="module")
+def no_offline_prosody(tmp_path_factory: pytest.TempPathFactory
+                       ) -> Iterator[NoOfflineProsody]:
+    server = NoOfflineProsody(data_dir=tmp_path_factory.mktemp("prosody-no-offline"))
+    try:
+        server.prepare()
+        server.start()
+    except (ServerSetupError, OSError) as exc:
+        server.stop()
+        pytest.fail(f"prosody without offline storage could not be started: {exc}",
+                    pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def upload_prosody(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UploadProsody]:
     server = UploadProsody(data_dir=tmp_path_factory.mktemp("prosody-upload"))

@@ -111,7 +111,8 @@ async def test_offline_welcome_and_admin_kick(prosody_server: ProsodyServer,
         await until(lambda: in_group(bob, group_id), "bob's Welcome")
         assert not carol.member.group_ids()
 
-        # back online: the component re-sends the Welcome that bounced
+        # back online: Prosody's offline storage hands her the Welcome (a server
+        # without it bounces it: see test_restart's held-Welcome test)
         started = asyncio.get_running_loop().create_future()
 
         def on_start(_event: object) -> None:

@@ -4,17 +4,21 @@
    and started again on the same SQLite store;
 2. the in-process component loses its server connection and reconnects with backoff;
 3. Prosody itself restarts (component and members reconnect).
-Members keep sending meanwhile (their bounced requests are retried)."""
+Members keep sending meanwhile (their bounced requests are retried). A Welcome held for
+an offline user survives the kill as well."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from pathlib import Path
 
 from tests.servers.prosody import ProsodyServer
 from tests.xmpp.conftest import (
     HubProcess,
     InProcessHub,
+    NoOfflineProsody,
     Peer,
     UploadProsody,
     new_peer,
@@ -76,6 +80,43 @@ async def test_killed_hub_process_loses_nothing(prosody_server: ProsodyServer,
         for peer in peers:
             await peer.close()
         process.stop()
+
+
+async def test_welcome_held_for_an_offline_user_survives_a_kill(
+        no_offline_prosody: NoOfflineProsody, tmp_path: Path) -> None:
+    """On a server without offline storage, a Welcome to Carol, offline when she is
+    added, bounces and the component holds it (saved in the store); the hub process
+    is killed and restarted before she comes back, and she still gets it and joins."""
+    prosody_server = no_offline_prosody
+    process = HubProcess(prosody_server, tmp_path)
+    await process.start()
+    peers: list[Peer] = []
+    try:
+        alice, carol = peers[:] = [await new_peer(prosody_server, n) for n in ("wa", "wc")]
+        await carol.member.publish_key_packages(1)
+        await carol.client.disconnect(wait=1.0)
+        group_id = await alice.member.create_group(
+            transport="xmpp", room_id=room_jid(prosody_server.component_name))
+        await alice.member.add_members(group_id, [carol.identity])
+        await until(lambda: _held_welcomes(tmp_path / "hub.db") > 0, "the held Welcome")
+        process.kill()
+        await process.start()
+        await reconnect(carol, prosody_server)
+        await until(lambda: in_group(carol, group_id), "carol's held Welcome")
+        await converge(peers, group_id)
+        assert _held_welcomes(tmp_path / "hub.db") == 0
+    finally:
+        for peer in peers:
+            await peer.close()
+        process.stop()
+
+
+def _held_welcomes(db: Path) -> int:
+    """Held Welcomes saved in the hub's store (read beside the running process: WAL)."""
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT value FROM cursors WHERE name = ?",
+                           ("xmpp:xmpp-held-welcomes",)).fetchone()
+    return 0 if row is None else sum(len(held) for held in json.loads(row[0]).values())
 
 
 async def test_component_reconnects_after_losing_the_server(

@@ -68,6 +68,7 @@ from transports.xmpp.upload import (
     placements,
     resolver,
 )
+from transports.xmpp.welcomes import HeldWelcomes, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +84,6 @@ class RoomObserver(Protocol):
                               mls_client: bool) -> None: ...
 
     async def plain_message(self, room: str, occupant: str, nick: str, body: str) -> None: ...
-
-
-class StateStore(Protocol):
-    """Small persistent key/value state (the occupant list survives a restart)."""
-
-    async def load(self, name: str) -> str | None: ...
-
-    async def save(self, name: str, value: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +133,7 @@ class MLSComponent:
         self._group_rooms: dict[bytes, tuple[tuple[str, str], ...]] = {}
         # Welcomes sent recently (stanza id -> bare JID, stanza) and those that bounced
         # because the user was offline (bare JID -> stanzas), re-sent on its presence.
-        self._welcomes_sent: dict[str, tuple[str, Message]] = {}
-        self._held: dict[str, list[Message]] = {}
+        self._welcomes = HeldWelcomes(self._send_raw, state, self._spawn)
         self._pending_leaves: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._send_lock = asyncio.Lock()
         self._ready = asyncio.Event()
@@ -176,6 +168,7 @@ class MLSComponent:
                     base64.b64decode(group): tuple((t, r) for t, r in rooms)
                     for group, rooms in json.loads(saved).items()
                 }
+        await self._welcomes.load()
         self._stopping = False
         self.xmpp.connect()
         waiter = asyncio.ensure_future(self._ready.wait())
@@ -332,7 +325,7 @@ class MLSComponent:
         presence = cast(Presence, stanza)
         room_jid = presence["to"]
         if presence["type"] != "unavailable":
-            self._resend_held(presence["from"].bare)
+            self._welcomes.online(presence["from"].bare)
         if not room_jid.user or room_jid.domain != self.config.jid:
             return
         room, occupant = room_jid.bare, presence["from"].full
@@ -426,10 +419,9 @@ class MLSComponent:
             return
         if message["type"] != "error":
             return
-        sent = self._welcomes_sent.pop(message["id"], None)
-        if sent is not None:
-            self._held.setdefault(sent[0], []).append(sent[1])
-            log.info("Welcome to %s bounced; held until it is online", sent[0])
+        bounced_to = self._welcomes.bounced(message["id"])
+        if bounced_to is not None:
+            log.info("Welcome to %s bounced; held until it is online", bounced_to)
             return
         occupant = message["from"].full
         for members in self.occupants.values():
@@ -540,19 +532,11 @@ class MLSComponent:
             stanza["id"] = f"welcome-{_short(message.group_id)}-{message.seq}-{bare}"
             stanza.xml.append(_copy(payload))
             ET.SubElement(stanza.xml, f"{{{ns.NS_HINTS}}}store")
-            self._remember_welcome(stanza["id"], bare, stanza)
+            self._welcomes.sent(stanza["id"], bare, str(stanza))
             stanza.send()
 
-    def _remember_welcome(self, stanza_id: str, bare: str, stanza: Message) -> None:
-        self._welcomes_sent[stanza_id] = (bare, stanza)
-        while len(self._welcomes_sent) > 1000:
-            self._welcomes_sent.pop(next(iter(self._welcomes_sent)))
-
-    def _resend_held(self, bare: str) -> None:
-        """The user is online (presence to us): send the Welcomes that bounced."""
-        for stanza in self._held.pop(bare, []):
-            self._remember_welcome(stanza["id"], bare, stanza)
-            stanza.send()
+    def _send_raw(self, xml: str) -> None:
+        self.xmpp.send_raw(xml)
 
     def _fan_out(self, message: Outbound, payload: ET.Element) -> None:
         recipients = {r.removeprefix(ns.URI_SCHEME) for r in message.recipients
