@@ -12,10 +12,10 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from slixmpp import ClientXMPP
@@ -64,38 +64,38 @@ class NoOfflineProsody(ProsodyServer):
                               'modules_disabled = { "s2s"; "offline" }')
 
 
-@pytest.fixture(scope="module")
-def no_offline_prosody(tmp_path_factory: pytest.TempPathFactory
-                       ) -> Iterator[NoOfflineProsody]:
-    server = NoOfflineProsody(data_dir=tmp_path_factory.mktemp("prosody-no-offline"))
+Server = TypeVar("Server", bound=ProsodyServer)
+
+
+def _serving(server: Server, what: str,
+             ready: Callable[[], None] = lambda: None) -> Iterator[Server]:
+    """Start ``server`` for a fixture (a failure fails the tests that need it, with the
+    reason), yield it, stop it."""
     try:
         server.prepare()
         server.start()
+        ready()
     except (ServerSetupError, OSError) as exc:
         server.stop()
-        pytest.fail(f"prosody without offline storage could not be started: {exc}",
-                    pytrace=False)
+        pytest.fail(f"prosody {what} could not be started: {exc}", pytrace=False)
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def no_offline_prosody(tmp_path_factory: pytest.TempPathFactory
+                       ) -> Iterator[NoOfflineProsody]:
+    yield from _serving(NoOfflineProsody(
+        data_dir=tmp_path_factory.mktemp("prosody-no-offline")), "without offline storage")
 
 
 @pytest.fixture(scope="session")
 def upload_prosody(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UploadProsody]:
     server = UploadProsody(data_dir=tmp_path_factory.mktemp("prosody-upload"))
-    try:
-        server.prepare()
-        server.start()
-        wait_for_port(server.http_port, 10.0)
-    except (ServerSetupError, OSError) as exc:
-        server.stop()
-        pytest.fail(f"prosody with http_file_share could not be started: {exc}",
-                    pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serving(server, "with http_file_share",
+                        lambda: wait_for_port(server.http_port, 10.0))
 
 
 @dataclass
