@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -28,6 +27,7 @@ from bridge.config import Config, ConfigError, load_config
 from bridge.hub import HubConfig, HubIdentity
 from bridge.logging import event, setup_logging
 from bridge.metrics import HubMetrics, Metrics, MetricsServer
+from bridge.services import stop_on_signals
 from bridge.services.bridge import BridgeConfigError, BridgeService, RoomPair
 from bridge.services.identity import load_identity
 from bridge.services.matrix import MatrixServiceConfig
@@ -334,25 +334,14 @@ async def serve(config: Config, stop: asyncio.Event,
             await server.stop()
 
 
-def _install_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        event(log, logging.INFO, "signal received", signal=signal.Signals(signum).name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, on_signal, sig)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     setup_logging(config.log.level, config.log.format, config.log.file, config.secrets())
 
     async def main() -> int:
         stop = asyncio.Event()
-        _install_signals(stop)
+        stop_on_signals(stop, lambda name: event(log, logging.INFO, "signal received",
+                                                 signal=name))
         return await serve(config, stop)
 
     try:

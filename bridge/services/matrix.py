@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from pathlib import Path
 import nio
 
 from bridge.hub import Hub, HubConfig, HubIdentity
+from bridge.services import run_until_signalled
 from bridge.services.identity import default_identity_file, load_identity
 from bridge.store import Store, UnknownGroup, open_store
 from transports.interface import HubService
@@ -213,15 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    async def run() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        return await serve(args, stop)
-
-    return asyncio.run(run())
+    return run_until_signalled(lambda stop: serve(args, stop))
 
 
 if __name__ == "__main__":

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
 from bridge.hub import Hub, HubConfig
+from bridge.services import run_until_signalled
 from bridge.services.identity import default_identity_file, load_identity
 from bridge.store import Store, open_store
 from transports.xmpp.component import ComponentConfig, MLSComponent
@@ -106,15 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    async def run() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        return await serve(args, stop)
-
-    return asyncio.run(run())
+    return run_until_signalled(lambda stop: serve(args, stop))
 
 
 if __name__ == "__main__":
