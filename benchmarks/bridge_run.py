@@ -25,9 +25,10 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,16 +282,7 @@ async def xmpp_person(server: ProsodyServer, prefix: str, *, timeout: float = 5.
     server.configure_client(client)
     plugin = register(client, server.component_name, timeout=timeout,
                       retry_window=retry_window)
-    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def on_start(_event: Any) -> None:
-        client.send_presence()
-        if not ready.done():
-            ready.set_result(None)
-
-    client.add_event_handler("session_start", on_start)
-    client.connect(host=server.host, port=server.c2s_port)
-    await asyncio.wait_for(ready, 30)
+    await connect_xmpp(client, server)
     member, spy = _member(plugin, attempts)
     plugin.attach(member)
     await member.start()
@@ -318,6 +310,40 @@ async def matrix_person(server: SynapseServer, prefix: str, hub_user: str, *,
     person = Person("matrix", member, spy, client=client, link=link)
     person.closers += [link.stop, client.close]
     return person
+
+
+async def connect_xmpp(client: ClientXMPP, server: ProsodyServer,
+                       timeout: float = 30.0) -> None:
+    """Connect ``client`` to ``server`` and wait for its session (initial presence
+    sent)."""
+    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_start(_event: Any) -> None:
+        client.send_presence()
+        if not ready.done():
+            ready.set_result(None)
+
+    client.add_event_handler("session_start", on_start)
+    client.connect(host=server.host, port=server.c2s_port)
+    await asyncio.wait_for(ready, timeout)
+
+
+@contextlib.contextmanager
+def real_servers(prefix: str) -> Iterator[tuple[Path, ProsodyServer, SynapseServer]]:
+    """A temp dir with a Prosody and a Synapse started in it (for the benchmark
+    commands), both stopped afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        root = Path(tmp)
+        prosody = ProsodyServer(data_dir=root / "prosody")
+        synapse = SynapseServer(data_dir=root / "synapse")
+        try:
+            for server in (prosody, synapse):
+                server.prepare()
+                server.start()
+            yield root, prosody, synapse
+        finally:
+            prosody.stop()
+            synapse.stop()
 
 
 class PlainXmpp:
@@ -381,16 +407,7 @@ async def plain_xmpp(server: ProsodyServer, prefix: str) -> PlainXmpp:
     client = ClientXMPP(f"{jid}/plain", password)
     client.register_plugin("xep_0030")
     server.configure_client(client)
-    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def on_start(_event: Any) -> None:
-        client.send_presence()
-        if not ready.done():
-            ready.set_result(None)
-
-    client.add_event_handler("session_start", on_start)
-    client.connect(host=server.host, port=server.c2s_port)
-    await asyncio.wait_for(ready, 30)
+    await connect_xmpp(client, server)
     return PlainXmpp(client, jid)
 
 

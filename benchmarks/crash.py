@@ -69,7 +69,6 @@ import asyncio
 import random
 import secrets
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -87,6 +86,7 @@ from benchmarks.bridge_run import (
     matrix_person,
     matrix_room,
     plain_xmpp,
+    real_servers,
     roster,
     until,
     write_config,
@@ -451,24 +451,14 @@ def print_report(report: CrashReport) -> None:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="mls-crash-") as tmp:
-        root = Path(tmp)
-        prosody = ProsodyServer(data_dir=root / "prosody")
-        synapse = SynapseServer(data_dir=root / "synapse")
-        try:
-            for server in (prosody, synapse):
-                server.prepare()
-                server.start()
-            for run in range(args.runs):
-                workdir = root / f"run{run}"
-                workdir.mkdir()
-                plan = CrashPlan(seed=args.seed + run, kills=args.kills,
-                                 ops_per_person=args.ops, xmpp_people=args.xmpp,
-                                 matrix_people=args.matrix, relay=args.relay)
-                print_report(await run_crash(prosody, synapse, workdir, plan))
-        finally:
-            prosody.stop()
-            synapse.stop()
+    with real_servers("mls-crash-") as (root, prosody, synapse):
+        for run in range(args.runs):
+            workdir = root / f"run{run}"
+            workdir.mkdir()
+            plan = CrashPlan(seed=args.seed + run, kills=args.kills,
+                             ops_per_person=args.ops, xmpp_people=args.xmpp,
+                             matrix_people=args.matrix, relay=args.relay)
+            print_report(await run_crash(prosody, synapse, workdir, plan))
     return 0
 
 

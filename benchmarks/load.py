@@ -28,7 +28,6 @@ import random
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -45,6 +44,7 @@ from benchmarks.bridge_run import (
     hub_joined,
     matrix_person,
     matrix_room,
+    real_servers,
     until,
     write_config,
     xmpp_person,
@@ -296,19 +296,9 @@ async def _main(args: argparse.Namespace) -> int:
     logging.getLogger("bridge.member").setLevel(logging.INFO)  # why a message was dropped
     spec = LoadSpec(rooms=args.rooms, members=args.members, messages=args.messages,
                     commits=args.commits, pool=args.pool, seed=args.seed)
-    with tempfile.TemporaryDirectory(prefix="mls-load-") as tmp:
-        root = Path(tmp)
-        prosody = ProsodyServer(data_dir=root / "prosody")
-        synapse = SynapseServer(data_dir=root / "synapse")
-        try:
-            for server in (prosody, synapse):
-                server.prepare()
-                server.start()
-            (root / "run").mkdir()
-            report = await run_load(prosody, synapse, root / "run", spec)
-        finally:
-            prosody.stop()
-            synapse.stop()
+    with real_servers("mls-load-") as (root, prosody, synapse):
+        (root / "run").mkdir()
+        report = await run_load(prosody, synapse, root / "run", spec)
     print_report(report)
     return 0 if report.lost == 0 and report.duplicated == 0 else 1
 

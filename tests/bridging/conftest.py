@@ -5,14 +5,14 @@ members on both networks, and plain (non-MLS) clients for relay mode."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import nio
 import pytest
 
+from benchmarks.bridge_run import until as poll_until
 from bridge import HubIdentity, Member
 from bridge.public_view import identity_of
 from bridge.services.bridge import BridgeService
@@ -41,16 +41,7 @@ class Person(Protocol):
 
 async def until(check: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
     """Poll ``check`` (sync or async) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+    return await poll_until(check, what, timeout)
 
 
 def in_group(person: Person, group_id: bytes) -> bool:

@@ -9,7 +9,6 @@ each a :class:`transports.matrix.client.MatrixMemberLink` feeding a
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import nio
 import pytest
 
+from benchmarks.bridge_run import until
 from bridge import Member, RetryPolicy
 from bridge.services.matrix import MatrixService, MatrixServiceConfig
 from bridge.store import SqliteStore
@@ -31,16 +31,7 @@ SYNC_MS = 1000
 async def eventually(check: Callable[[], Any], timeout: float = TIMEOUT,
                      what: str = "condition") -> Any:
     """Poll ``check`` (sync or async) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.05)
+    return await until(check, what, timeout)
 
 
 async def login(server: SynapseServer, user_id: str, password: str) -> nio.AsyncClient:
