@@ -36,11 +36,11 @@ from typing import Any
 import nio
 from slixmpp import ClientXMPP
 
-from bridge import Member, RetryPolicy
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
-from bridge.member_state import _Slot
-from bridge.public_view import identity_of
+from bridge.identities import identity_of
+from bridge.member import Member, RetryPolicy
+from bridge.member.state import _Slot
 from transports.interface import HubLink, Inbound, Outbound
 from transports.matrix.client import MatrixMemberLink
 from transports.xmpp.client import MLSClientPlugin, register
@@ -101,7 +101,7 @@ def write_config(path: Path, *, db: Path, log_file: Path, prosody: ProsodyServer
 
 
 class BridgeProcess:
-    """``python -m bridge.cli run --config FILE`` as a child process."""
+    """``python -m bridge.app.cli run --config FILE`` as a child process."""
 
     def __init__(self, config: Path, log_file: Path) -> None:
         self.config = config
@@ -125,7 +125,7 @@ class BridgeProcess:
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         with self.stderr_file.open("ab") as stderr:  # tracebacks the log cannot hold
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bridge.cli", "run", "--config", str(self.config)],
+                [sys.executable, "-m", "bridge.app.cli", "run", "--config", str(self.config)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
                 cwd=REPO)
         self.starts += 1

@@ -51,7 +51,7 @@ SQLite store read once the bridge stopped:
   PlainXmpp`), and the report counts such repeats.
 
 Why accepted commits survive: the hub's SQLite store runs in WAL mode with
-``synchronous=FULL`` (:mod:`bridge.store.sqlite`) and ``accept_commit`` is one
+``synchronous=FULL`` (:mod:`bridge.hub.store.sqlite`) and ``accept_commit`` is one
 ``BEGIN IMMEDIATE`` transaction that COMMITs before the commit is fanned out or the
 committer gets its reply. Once COMMIT returned, the transaction is in the WAL file: a
 SIGKILL after that point cannot lose it (the kernel holds the written pages), and
@@ -95,8 +95,8 @@ from benchmarks.bridge_run import (
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from bridge.errors import BridgeError
+from bridge.hub.store import LogEntry, LogKind, SqliteStore
 from bridge.relay import NOTICE
-from bridge.store import LogEntry, LogKind, SqliteStore
 from mls.errors import MLSError
 from transports.errors import TransportError
 from transports.interface import Op

@@ -12,7 +12,7 @@ Families: ``mls-message`` (MLSMessage, all five wire formats), ``key-package``,
 hash and full validation on the parsed tree), ``xmpp-stanza`` (every parser of
 :mod:`transports.xmpp.stanzas` on the element of an XML text), ``matrix-event`` (every
 parser of :mod:`transports.matrix.events` on a JSON event), ``cbor-content``
-(:meth:`bridge.content.Content.decode`) and ``group-process`` (``Group.process`` on a
+(:meth:`bridge.member.content.Content.decode`) and ``group-process`` (``Group.process`` on a
 real member's state).
 """
 
@@ -197,7 +197,7 @@ def matrix_target(data: bytes) -> None:
 
 
 def cbor_target(data: bytes) -> None:
-    from bridge.content import Content
+    from bridge.member.content import Content
 
     try:
         content = Content.decode(data)
@@ -242,5 +242,5 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
     Family("matrix-event", matrix_target, s.json_seeds, m.mutate_json,
            "every transports.matrix.events parser on a JSON event"),
     Family("cbor-content", cbor_target, s.cbor_seeds, m.mutate_cbor,
-           "bridge.content.Content.decode"),
+           "bridge.member.content.Content.decode"),
 )}

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.content import Attachment, Content
+from bridge.member.content import Attachment, Content
 from mls.codec import decode, encode
 from mls.crypto import suite
 from mls.enums import WireFormat

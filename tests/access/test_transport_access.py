@@ -17,8 +17,8 @@ from typing import Any
 import nio
 import pytest
 
+from bridge.app.services.matrix import MatrixService
 from bridge.errors import HubRefused
-from bridge.services.matrix import MatrixService
 from tests.matrix.conftest import MatrixMember, eventually, room_with_hub
 from tests.servers.prosody import ProsodyServer
 from transports.interface import Inbound, Op

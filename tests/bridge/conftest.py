@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bridge.hub import Hub, HubConfig, HubIdentity
+from bridge.hub.store import SqliteStore, Store
 from bridge.member import Member, RetryPolicy
-from bridge.memory import MemoryNetwork
-from bridge.store import SqliteStore, Store
+from transports.memory import MemoryNetwork
 
 NOW = 1_700_000_000
 

@@ -14,7 +14,7 @@ import logging
 import sys
 
 from bridge.hub import Hub, HubIdentity
-from bridge.store import PostgresStore
+from bridge.hub.store import PostgresStore
 from tests.bridge.conftest import clock
 from tests.bridge.wire_json import inbound_from_json, to_json
 from transports.errors import LinkError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.store import LogKind
+from bridge.hub.store import LogKind
 from tests.bridge.conftest import Harness, domain
 from transports.interface import Kind, Outbound
 

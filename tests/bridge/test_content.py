@@ -5,8 +5,8 @@ from __future__ import annotations
 import cbor2
 import pytest
 
-from bridge.content import Attachment, Content
 from bridge.errors import ContentError
+from bridge.member.content import Attachment, Content
 
 MID = bytes(range(16))
 OTHER = bytes(range(16, 48))

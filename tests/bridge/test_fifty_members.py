@@ -8,9 +8,9 @@ import asyncio
 import time
 from collections import defaultdict
 
-from bridge.content import Content
+from bridge.hub.store import LogEntry, LogKind, Store
 from bridge.member import Member
-from bridge.store import LogEntry, LogKind, Store
+from bridge.member.content import Content
 from tests.bridge.conftest import Harness
 
 N_MEMBERS = 50

@@ -8,8 +8,8 @@ import random
 from typing import Any
 
 from bridge.hub import Hub
+from bridge.hub.store import Store
 from bridge.member import Member
-from bridge.store import Store
 from mls.codec import encode
 from mls.crypto import suite
 from mls.group.commit import StagedCommit

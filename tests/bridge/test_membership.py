@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import random
 
+from bridge.hub.store import LogKind
 from bridge.member import Member
-from bridge.store import LogKind
 from mls.codec import encode
 from mls.crypto import suite
 from mls.group.key_package import create_key_package
@@ -18,7 +18,7 @@ from transports.interface import Inbound, Op
 
 
 def identities(member: Member, group_id: bytes) -> list[str]:
-    from bridge.public_view import identity_of
+    from bridge.identities import identity_of
 
     return sorted(identity_of(leaf.credential) for _, leaf in member.group(group_id).members())
 

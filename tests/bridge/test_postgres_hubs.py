@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from bridge.hub import HubIdentity
+from bridge.hub.store import LogKind, PostgresStore
 from bridge.member import Member, RetryPolicy
-from bridge.store import LogKind, PostgresStore
 from tests.bridge.conftest import clock, domain
 from tests.bridge.wire_json import outbound_from_json, to_json
 from tests.store.conftest import create_database

@@ -13,11 +13,12 @@ import nio
 import pytest
 
 from benchmarks.bridge_run import until as poll_until
-from bridge import HubIdentity, Member
-from bridge.public_view import identity_of
-from bridge.services.bridge import BridgeService
-from bridge.services.matrix import MatrixServiceConfig
-from bridge.store import SqliteStore
+from bridge.app.services.bridge import BridgeService
+from bridge.app.services.matrix import MatrixServiceConfig
+from bridge.hub import HubIdentity
+from bridge.hub.store import SqliteStore
+from bridge.identities import identity_of
+from bridge.member import Member
 from tests.matrix.conftest import login, make_member
 from tests.servers.prosody import ProsodyServer
 from tests.servers.synapse import SynapseServer

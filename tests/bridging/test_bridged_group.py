@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bridge.services.bridge import BridgeService, RoomPair
+from bridge.app.services.bridge import BridgeService, RoomPair
 from tests.bridging.conftest import Person, converge, in_group, roster, texts, until
 from tests.matrix.conftest import room_with_hub
 from tests.servers.prosody import ProsodyServer

@@ -12,8 +12,8 @@ from typing import Any
 import nio
 
 from benchmarks.bridge_run import PlainXmpp, plain_xmpp
+from bridge.app.services.bridge import BridgeService, RoomPair
 from bridge.relay import NOTICE
-from bridge.services.bridge import BridgeService, RoomPair
 from tests.bridging.conftest import (
     PlainMatrix,
     converge,

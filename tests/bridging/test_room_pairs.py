@@ -1,9 +1,9 @@
 """Room pairs and identity URIs as the bridge service sees them (the configuration
-of ``[[bridge.rooms]]`` is validated in bridge/config.py: tests/cli/test_config.py)."""
+of ``[[bridge.rooms]]`` is validated in bridge/app/config.py: tests/cli/test_config.py)."""
 
 from __future__ import annotations
 
-from bridge.services.bridge import RoomPair, network_of
+from bridge.app.services.bridge import RoomPair, network_of
 
 
 def test_room_pair_names_each_side() -> None:

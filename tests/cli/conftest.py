@@ -35,7 +35,7 @@ def minimal_config(tmp: Path, **sections: str) -> str:
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30
         ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bridge.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bridge.app.cli", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=REPO_ROOT,
                           env={**os.environ, **(env or {})}, check=False)
 
@@ -45,7 +45,7 @@ class RunningBridge:
 
     def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "bridge.app.cli", "run", "--config", str(config)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
             env={**os.environ, **(env or {})})
         self.lines: list[str] = []

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.cli import main
-from bridge.config import ConfigError, load_config
+from bridge.app.cli import main
+from bridge.app.config import ConfigError, load_config
 from tests.cli.conftest import EXAMPLE, MATRIX_PASSWORD, XMPP_SECRET, cli, minimal_config, write
 
 EXAMPLE_ENV = {"MLS_BRIDGE_COMPONENT_SECRET": XMPP_SECRET,

@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bridge.demo import scan_files
+from bridge.app.demo import scan_files
 from tests.cli.conftest import cli
 
 

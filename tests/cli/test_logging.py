@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.logging import digest, event, setup_logging
+from bridge.app.logs import digest, event, setup_logging
 from tests.bridge.conftest import Harness, domain
 
 SECRET = "component-secret-do-not-log"

@@ -8,7 +8,7 @@ import re
 import urllib.request
 from pathlib import Path
 
-from bridge.metrics import HubMetrics, Metrics, MetricsServer
+from bridge.app.metrics import HubMetrics, Metrics, MetricsServer
 from tests.bridge.conftest import Harness, domain
 
 

@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 from benchmarks.crash import CrashPlan, print_report, run_crash
-from bridge.store import SqliteStore
+from bridge.hub.store import SqliteStore
 from tests.servers.prosody import ProsodyServer
 from tests.servers.synapse import SynapseServer
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bridge.hub import Hub, HubIdentity
-from bridge.store import SqliteStore
+from bridge.hub.store import SqliteStore
 from mls.codec import encode
 from mls.crypto import suite
 from mls.enums import ExtensionType

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.content import Content
 from bridge.member import Member
+from bridge.member.content import Content
 from mls.codec import decode, encode
 from mls.errors import MLSError
 from mls.group.config import GroupConfig

@@ -1,6 +1,6 @@
 """Fixtures for the Matrix transport tests: a hub bot and MLS members on a real Synapse.
 
-``hub`` runs :class:`bridge.services.matrix.MatrixService` in-process (Hub + SQLite store
+``hub`` runs :class:`bridge.app.services.matrix.MatrixService` in-process (Hub + SQLite store
 in a tmp dir + the bot, /sync mode); ``members`` makes logged-in matrix-nio accounts,
 each a :class:`transports.matrix.client.MatrixMemberLink` feeding a
 :class:`bridge.member.Member`.
@@ -18,9 +18,9 @@ import nio
 import pytest
 
 from benchmarks.bridge_run import until
-from bridge import Member, RetryPolicy
-from bridge.services.matrix import MatrixService, MatrixServiceConfig
-from bridge.store import SqliteStore
+from bridge.app.services.matrix import MatrixService, MatrixServiceConfig
+from bridge.hub.store import SqliteStore
+from bridge.member import Member, RetryPolicy
 from tests.servers.synapse import SynapseServer
 from transports.matrix.client import MatrixMemberLink
 

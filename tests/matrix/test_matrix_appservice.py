@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from bridge.services.matrix import MatrixService, MatrixServiceConfig
-from bridge.store import SqliteStore
+from bridge.app.services.matrix import MatrixService, MatrixServiceConfig
+from bridge.hub.store import SqliteStore
 from tests.matrix.conftest import MatrixMember, eventually, room_with_hub
 from tests.servers.synapse import AppServiceSpec, SynapseServer
 from transports.matrix import namespace as ns

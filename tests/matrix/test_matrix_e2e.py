@@ -15,7 +15,7 @@ from typing import Any
 
 import nio
 
-from bridge.services.matrix import MatrixService
+from bridge.app.services.matrix import MatrixService
 from tests.matrix.conftest import MatrixMember, eventually, room_with_hub
 from transports.interface import Kind
 from transports.matrix import namespace as ns

@@ -1,4 +1,4 @@
-"""The hub as its own process (``python -m bridge.services.matrix``), stopped and
+"""The hub as its own process (``python -m bridge.app.services.matrix``), stopped and
 restarted mid-conversation: requests sent while it is down are answered after the
 restart (its sync token and device inbox survive), nothing is lost or duplicated."""
 
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 class HubProcess:
     def __init__(self, server: SynapseServer, store: Path, user: str, password: str) -> None:
-        self.args = [sys.executable, "-m", "bridge.services.matrix",
+        self.args = [sys.executable, "-m", "bridge.app.services.matrix",
                      "--store", f"sqlite:///{store}", "--homeserver", server.url,
                      "--user", user, "--sync-timeout-ms", "1000", "--log-level", "WARNING"]
         self.env = {**os.environ, "MLS_BRIDGE_MATRIX_PASSWORD": password}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge.store import SqliteStore
+from bridge.hub.store import SqliteStore
 from transports.matrix.bot import SeenSet
 
 

@@ -1,1 +1,1 @@
-"""Tests of the hub's stores (bridge.store): one contract suite for every backend."""
+"""Tests of the hub's stores (bridge.hub.store): one contract suite for every backend."""

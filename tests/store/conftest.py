@@ -14,7 +14,7 @@ from pathlib import Path
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from bridge.store import PostgresStore, SqliteStore, Store
+from bridge.hub.store import PostgresStore, SqliteStore, Store
 from tests.store.pg_server import PgServer
 
 BACKENDS = ("sqlite", "postgres")
@@ -52,7 +52,7 @@ class StoreFactory:
         self.opened: list[Store] = []
 
     async def location(self) -> str:
-        """The store's URL for :func:`bridge.store.open_store`."""
+        """The store's URL for :func:`bridge.hub.store.open_store`."""
         if self.backend == "sqlite":
             return f"sqlite:///{self.path}"
         if self.dsn is None:

@@ -17,7 +17,7 @@ import json
 import random
 import sys
 
-from bridge.store import KeyPackageUnavailable, PostgresStore, WrongEpoch
+from bridge.hub.store import KeyPackageUnavailable, PostgresStore, WrongEpoch
 
 GROUP_ID = b"\x42" * 32
 

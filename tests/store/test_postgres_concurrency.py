@@ -16,8 +16,8 @@ from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 
-from bridge.store import LogKind, PostgresStore
-from bridge.store.base import load_migrations
+from bridge.hub.store import LogKind, PostgresStore
+from bridge.hub.store.base import load_migrations
 from tests.store.conftest import create_database
 from tests.store.pg_race_worker import GROUP_ID
 from tests.store.pg_server import PgServer

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.store import (
+from bridge.hub.store import (
     Conflict,
     GroupRecord,
     KeyPackageUnavailable,
@@ -24,7 +24,7 @@ from bridge.store import (
     WrongEpoch,
     open_store,
 )
-from bridge.store.base import load_migrations
+from bridge.hub.store.base import load_migrations
 from tests.store.conftest import StoreFactory
 
 GID = bytes(range(32))

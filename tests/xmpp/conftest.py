@@ -1,5 +1,5 @@
 """Fixtures for the XMPP transport tests: real Prosody on 127.0.0.1, the hub as a
-component (in-process or as a ``bridge.services.xmpp`` subprocess), slixmpp members.
+component (in-process or as a ``bridge.app.services.xmpp`` subprocess), slixmpp members.
 
 ``upload_prosody`` is the project's Prosody plus ``mod_http_file_share`` (shipped with
 Prosody 0.12) on a loopback HTTP port, for the XEP-0363 path; the shared
@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 import pytest
 from slixmpp import ClientXMPP
 
-from bridge import Hub, HubIdentity, Member, RetryPolicy
-from bridge.store import SqliteStore
+from bridge.hub import Hub, HubIdentity
+from bridge.hub.store import SqliteStore
+from bridge.member import Member, RetryPolicy
 from tests.servers.ports import ServerSetupError, free_port, wait_for_port
 from tests.servers.prosody import ProsodyServer
 from transports.interface import HubService
@@ -182,7 +183,7 @@ async def hub_in_process(prosody_server: ProsodyServer,
 
 
 class HubProcess:
-    """``python -m bridge.services.xmpp`` as a child process (kill/restart at will)."""
+    """``python -m bridge.app.services.xmpp`` as a child process (kill/restart at will)."""
 
     def __init__(self, server: ProsodyServer, data_dir: Path) -> None:
         self.server = server
@@ -192,7 +193,7 @@ class HubProcess:
 
     def command(self, secret: str | None = None) -> list[str]:
         return [
-            sys.executable, "-m", "bridge.services.xmpp",
+            sys.executable, "-m", "bridge.app.services.xmpp",
             "--store", f"sqlite:///{self.data_dir / 'hub.db'}",
             "--jid", self.server.component_name,
             "--secret", secret or self.server.component_secret,

@@ -7,7 +7,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 
-from bridge.public_view import identity_of
+from bridge.identities import identity_of
 from tests.xmpp.conftest import Peer
 
 

@@ -1,6 +1,6 @@
 """The hub goes away mid-conversation and comes back: nothing is lost or duplicated.
 
-1. the component's process (``python -m bridge.services.xmpp``) is killed with SIGKILL
+1. the component's process (``python -m bridge.app.services.xmpp``) is killed with SIGKILL
    and started again on the same SQLite store;
 2. the in-process component loses its server connection and reconnects with backoff;
 3. Prosody itself restarts (component and members reconnect).

@@ -79,7 +79,7 @@ class RoomObserver(Protocol):
 
 class CursorStore(Protocol):
     """Where the transport keeps its positions and the keys it acted on (the hub
-    store: :class:`bridge.store.Store`)."""
+    store: :class:`bridge.hub.store.Store`)."""
 
     async def get_cursor(self, name: str) -> str | None: ...
 

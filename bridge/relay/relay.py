@@ -20,7 +20,7 @@ bridge's own store) whose credential names the user's network identity (``xmpp:.
 Encryption therefore ends at the bridge, and the bridge says so: a notice in both rooms
 when relay is enabled (and to each legacy user who joins), the room's XMPP disco#info
 (identity name and the ``urn:mlsbridge:0#relay`` feature) and the ``m.bridge`` state
-event in the Matrix room (published by :mod:`bridge.services.bridge`).
+event in the Matrix room (published by :mod:`bridge.app.services.bridge`).
 
 Plaintext is never logged and never stored: puppets keep group state only (their
 received messages are handed over and dropped at once).
@@ -42,11 +42,11 @@ from typing import TYPE_CHECKING, Any
 
 from slixmpp import JID
 
-from bridge.content import Content
 from bridge.errors import BridgeError
+from bridge.hub.store import Store, StoreError
 from bridge.member import Member
-from bridge.member_state import Received, RetryPolicy, _Slot
-from bridge.store import Store, StoreError
+from bridge.member.content import Content
+from bridge.member.state import Received, RetryPolicy, _Slot
 from mls.errors import MLSError
 from transports.errors import TransportError
 from transports.interface import HubService, Inbound, Outbound
@@ -56,7 +56,7 @@ from transports.matrix.errors import MatrixTransportError
 from transports.xmpp import namespace as xmpp_ns
 
 if TYPE_CHECKING:
-    from bridge.services.bridge import RoutingDeliverer
+    from bridge.app.services.bridge import RoutingDeliverer
     from transports.matrix.bot import MatrixHubBot
     from transports.xmpp.component import MLSComponent
 
@@ -89,7 +89,7 @@ class LocalLink:
 
 
 class CursorMemberStore:
-    """:class:`bridge.member_state.MemberStore` in the hub store's cursors (base64
+    """:class:`bridge.member.state.MemberStore` in the hub store's cursors (base64
     values under one prefix, with a key index): puppet keys live in the bridge's store."""
 
     def __init__(self, store: Store, prefix: str) -> None:

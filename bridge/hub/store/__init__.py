@@ -8,7 +8,17 @@ the store keeps opaque MLS bytes and public metadata only, never group secrets.
 
 from __future__ import annotations
 
-from bridge.store.base import (
+from bridge.errors import (
+    Conflict,
+    KeyPackageUnavailable,
+    ProposalsNotCovered,
+    StoreError,
+    StoreUnavailable,
+    StoreUsageError,
+    UnknownGroup,
+    WrongEpoch,
+)
+from bridge.hub.store.base import (
     GroupRecord,
     KeyPackageInfo,
     LogEntry,
@@ -19,18 +29,8 @@ from bridge.store.base import (
     RoomRef,
     Store,
 )
-from bridge.store.errors import (
-    Conflict,
-    KeyPackageUnavailable,
-    ProposalsNotCovered,
-    StoreError,
-    StoreUnavailable,
-    StoreUsageError,
-    UnknownGroup,
-    WrongEpoch,
-)
-from bridge.store.postgres import PostgresStore
-from bridge.store.sqlite import SqliteStore
+from bridge.hub.store.postgres import PostgresStore
+from bridge.hub.store.sqlite import SqliteStore
 
 
 async def open_store(url: str) -> Store:

@@ -1,20 +1,17 @@
-"""What a :class:`bridge.hub.Hub` is given: its identity (name and signing keys, which
-groups list as their external sender, RFC 9420 §12.1.8.1), its local policy, and the
-observer that watches it (metrics)."""
+"""The hub's identity: its name and signing keys, which groups list as their external
+sender (RFC 9420 §12.1.8.1)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from bridge import public_view
 from bridge.errors import Unsupported
+from bridge.hub import public_view
 from mls.crypto.suite import Rng
 from mls.messages.credentials import Credential
 from mls.messages.extension_types import ExternalSender
-from transports.interface import Inbound, Outbound
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,29 +48,3 @@ class HubIdentity:
     def external_sender(self, suite_id: int) -> ExternalSender:
         """RFC 9420 §12.1.8.1: what a group creator lists in external_senders."""
         return ExternalSender(self.signature_public(suite_id), self.credential)
-
-
-@dataclass(frozen=True, slots=True)
-class HubConfig:
-    """Local policy. ``max_epoch_lag``: how many epochs an application message may be
-    behind the current one. ``allow_external_join(group_id, identity)`` decides who may
-    fetch the GroupInfo and join by external commit (members may always resync)."""
-
-    max_payload: int = 1 << 20
-    max_epoch_lag: int = 1
-    log_page_limit: int = 500
-    allow_external_join: Callable[[bytes, str], bool] = field(
-        default=lambda group_id, identity: True)
-
-
-class HubObserver(Protocol):
-    """Watches the hub from outside (metrics): every request and every delivery."""
-
-    def request_started(self, request: Inbound) -> None: ...
-
-    def request_finished(self, request: Inbound, reply: Outbound | None,
-                         seconds: float) -> None: ...
-
-    def delivery_started(self, message: Outbound) -> None: ...
-
-    def delivery_finished(self, message: Outbound, ok: bool) -> None: ...

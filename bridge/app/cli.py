@@ -8,7 +8,7 @@
 Exit codes: 0 success (also after SIGTERM/SIGINT), 1 runtime failure (a server stayed
 unreachable after ``retry.attempts``, the store failed), 2 bad configuration or a server
 that refused the bridge's credentials. Errors are one line on standard error, never a
-traceback; logs are structured (:mod:`bridge.logging`).
+traceback; logs are structured (:mod:`bridge.app.logs`).
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import aiohttp
 
-from bridge.config import Config, ConfigError, load_config
+from bridge.app.config import Config, ConfigError, load_config
+from bridge.app.logs import event, setup_logging
+from bridge.app.metrics import HubMetrics, Metrics, MetricsServer
+from bridge.app.services.bridge import BridgeConfigError, BridgeService, RoomPair
+from bridge.app.services.identity import load_identity
+from bridge.app.services.matrix import MatrixServiceConfig
+from bridge.app.signals import stop_on_signals
 from bridge.hub import HubConfig, HubIdentity
-from bridge.logging import event, setup_logging
-from bridge.metrics import HubMetrics, Metrics, MetricsServer
-from bridge.services import stop_on_signals
-from bridge.services.bridge import BridgeConfigError, BridgeService, RoomPair
-from bridge.services.identity import load_identity
-from bridge.services.matrix import MatrixServiceConfig
-from bridge.store import Store, StoreError, StoreUnavailable, open_store
+from bridge.hub.store import Store, StoreError, StoreUnavailable, open_store
 from transports.errors import TransportError
 from transports.matrix.appservice import generate_registration, load_registration
 from transports.matrix.errors import HomeserverError
@@ -39,7 +39,7 @@ from transports.matrix.events import user_uri
 from transports.xmpp.component import ComponentConfig
 from transports.xmpp.errors import ComponentAuthError
 
-log = logging.getLogger("bridge.cli")
+log = logging.getLogger("bridge.app.cli")
 
 
 class FatalError(Exception):
@@ -393,7 +393,7 @@ def cmd_generate_registration(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bridge.demo import main as demo_main
+    from bridge.app.demo import main as demo_main
 
     return demo_main(keep=args.keep, workdir=args.workdir)
 

@@ -1,4 +1,5 @@
-"""Runnable services: the hub wired to a store and a transport in one process."""
+"""Stopping a process on SIGTERM and SIGINT: one helper for the `mls-bridge` command
+and the two single-network services."""
 
 from __future__ import annotations
 

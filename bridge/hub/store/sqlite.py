@@ -21,7 +21,16 @@ from typing import Any
 
 import aiosqlite
 
-from bridge.store.base import (
+from bridge.errors import (
+    Conflict,
+    KeyPackageUnavailable,
+    ProposalsNotCovered,
+    StoreUnavailable,
+    StoreUsageError,
+    UnknownGroup,
+    WrongEpoch,
+)
+from bridge.hub.store.base import (
     GroupRecord,
     KeyPackageInfo,
     LogEntry,
@@ -37,15 +46,6 @@ from bridge.store.base import (
     check_welcome,
     load_migrations,
     missing_proposals,
-)
-from bridge.store.errors import (
-    Conflict,
-    KeyPackageUnavailable,
-    ProposalsNotCovered,
-    StoreUnavailable,
-    StoreUsageError,
-    UnknownGroup,
-    WrongEpoch,
 )
 
 _GROUP_COLUMNS = "group_id, cipher_suite, epoch, next_seq, group_info, ratchet_tree, hub_state"

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import NamedTuple, Self
 
-from bridge.store.errors import StoreUsageError
+from bridge.errors import StoreUsageError
 
 
 class LogKind(enum.StrEnum):
@@ -333,7 +333,7 @@ def load_migrations(backend: str) -> list[tuple[int, str]]:
 
     Files are ``migrations/<backend>/NNNN_name.sql``; versions must run 1, 2, 3...
     """
-    folder = resources.files("bridge.store").joinpath("migrations", backend)
+    folder = resources.files("bridge.hub.store").joinpath("migrations", backend)
     found: list[tuple[int, str]] = []
     for entry in folder.iterdir():
         match = _MIGRATION_NAME.match(entry.name)

@@ -16,11 +16,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bridge.content import Content
-from bridge.errors import BridgeError, ContentError, HubRefused
-from bridge.member_state import MemberStore, Received, _digest, _Slot
-from bridge.public_view import identity_of
-from bridge.store.errors import StoreError
+from bridge.errors import BridgeError, ContentError, HubRefused, StoreError
+from bridge.identities import identity_of
+from bridge.member.content import Content
+from bridge.member.state import MemberStore, Received, _digest, _Slot
 from mls.errors import MLSError
 from mls.group.events import ApplicationEvent, CommitEvent
 from mls.group.group import Group

@@ -31,7 +31,6 @@ member table.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 from bridge.errors import (
@@ -43,12 +42,12 @@ from bridge.errors import (
     Unsupported,
     WrongEpochRejection,
 )
-from bridge.store import Member
+from bridge.hub.store import Member
+from bridge.identities import identity_of
 from mls.codec import Reader, Writer, decode, encode
 from mls.crypto.suite import CipherSuite, suite
 from mls.enums import (
     ContentType,
-    CredentialType,
     ExtensionType,
     LeafNodeSource,
     SenderType,
@@ -58,7 +57,6 @@ from mls.errors import CryptoError, DecodeError, MLSError, SignatureError
 from mls.framing.public import verify_content_signature
 from mls.framing.refs import proposal_ref
 from mls.framing.welcome import verify_group_info
-from mls.messages.credentials import Credential
 from mls.messages.extension_types import decode_external_senders
 from mls.messages.extensions import GroupContext, find_extension
 from mls.messages.framing import (
@@ -74,19 +72,6 @@ from mls.tree.math import LeafIndex
 from mls.tree.ratchet_tree import RatchetTree
 
 HUB_STATE_VERSION = 1
-
-
-def identity_of(credential: Credential) -> str:
-    """The user a credential names: a basic credential's identity as text (a URI such
-    as ``xmpp:alice@example.org``); an x509 chain by the hash of its leaf certificate."""
-    if credential.credential_type == CredentialType.BASIC:
-        try:
-            return credential.identity.decode("utf-8")
-        except UnicodeDecodeError:
-            return "invalid-utf8:" + credential.identity.hex()
-    if credential.credential_type == CredentialType.X509 and credential.certificates:
-        return "x509:" + hashlib.sha256(credential.certificates[0]).hexdigest()
-    return f"credential-type-{credential.credential_type}"
 
 
 def parse_message(data: bytes, what: str) -> MLSMessage:

@@ -60,7 +60,7 @@ class StoreSettings:
     password: Secret | None = None
 
     def connect_url(self) -> str:
-        """The URL handed to :func:`bridge.store.open_store` (password inserted)."""
+        """The URL handed to :func:`bridge.hub.store.open_store` (password inserted)."""
         if self.password is None:
             return self.url
         parts = urlsplit(self.url)

@@ -2,13 +2,13 @@
 
 Plain bot account (/sync)::
 
-    python -m bridge.services.matrix --store sqlite:///hub.db \\
+    python -m bridge.app.services.matrix --store sqlite:///hub.db \\
         --homeserver http://127.0.0.1:8008 --user @mlshub:localhost --password PW
 
 Application-service mode (transactions pushed by the homeserver; the AS sender is the
 hub, listening where the registration's ``url`` points)::
 
-    python -m bridge.services.matrix --store sqlite:///hub.db \\
+    python -m bridge.app.services.matrix --store sqlite:///hub.db \\
         --homeserver http://127.0.0.1:8008 --appservice registration.yaml
 
 The bot logs in with a fixed device id (``--device-id``), so its to-device inbox and
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import nio
 
+from bridge.app.services.identity import default_identity_file, load_identity
+from bridge.app.signals import run_until_signalled
 from bridge.hub import Hub, HubConfig, HubIdentity
-from bridge.services import run_until_signalled
-from bridge.services.identity import default_identity_file, load_identity
-from bridge.store import Store, UnknownGroup, open_store
+from bridge.hub.store import Store, UnknownGroup, open_store
 from transports.interface import HubService
 from transports.matrix.appservice import (
     AppServiceListener,
@@ -47,7 +47,7 @@ from transports.matrix.bot import MatrixHubBot, SyncRunner
 from transports.matrix.errors import HomeserverError
 from transports.matrix.events import user_uri
 
-log = logging.getLogger("bridge.services.matrix")
+log = logging.getLogger("bridge.app.services.matrix")
 
 DEFAULT_DEVICE = "MLSBRIDGEHUB"
 
@@ -157,7 +157,7 @@ class MatrixService:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bridge.services.matrix")
+    parser = argparse.ArgumentParser(prog="python -m bridge.app.services.matrix")
     parser.add_argument("--store", required=True, help="sqlite:///path or postgresql://...")
     parser.add_argument("--homeserver", required=True)
     parser.add_argument("--user", default="", help="bot user id (plain mode)")

@@ -1,6 +1,6 @@
 """The hub behind an XMPP component: Hub + store + :class:`MLSComponent` in one process.
 
-    python -m bridge.services.xmpp --store sqlite:///hub.db --jid mls.example.org \\
+    python -m bridge.app.services.xmpp --store sqlite:///hub.db --jid mls.example.org \\
         --secret SECRET --host 127.0.0.1 --port 5347 [--identity-file hub.key]
 
 The hub's signing keys (which groups list as their external sender) are kept in
@@ -20,14 +20,14 @@ import os
 import sys
 from pathlib import Path
 
+from bridge.app.services.identity import default_identity_file, load_identity
+from bridge.app.signals import run_until_signalled
 from bridge.hub import Hub, HubConfig
-from bridge.services import run_until_signalled
-from bridge.services.identity import default_identity_file, load_identity
-from bridge.store import Store, open_store
+from bridge.hub.store import Store, open_store
 from transports.xmpp.component import ComponentConfig, MLSComponent
 from transports.xmpp.errors import ComponentAuthError
 
-log = logging.getLogger("bridge.services.xmpp")
+log = logging.getLogger("bridge.app.services.xmpp")
 
 
 
@@ -76,7 +76,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bridge.services.xmpp",
+    parser = argparse.ArgumentParser(prog="python -m bridge.app.services.xmpp",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", required=True, help="sqlite:///path or postgresql://...")
     parser.add_argument("--jid", required=True, help="the component's JID (mls.example.org)")

@@ -17,7 +17,16 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from bridge.store.base import (
+from bridge.errors import (
+    Conflict,
+    KeyPackageUnavailable,
+    ProposalsNotCovered,
+    StoreUnavailable,
+    StoreUsageError,
+    UnknownGroup,
+    WrongEpoch,
+)
+from bridge.hub.store.base import (
     GroupRecord,
     KeyPackageInfo,
     LogEntry,
@@ -33,15 +42,6 @@ from bridge.store.base import (
     check_welcome,
     load_migrations,
     missing_proposals,
-)
-from bridge.store.errors import (
-    Conflict,
-    KeyPackageUnavailable,
-    ProposalsNotCovered,
-    StoreUnavailable,
-    StoreUsageError,
-    UnknownGroup,
-    WrongEpoch,
 )
 
 # pg_advisory_xact_lock key for migrations: "mlsbrdg" read as a big-endian integer.

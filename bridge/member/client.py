@@ -19,7 +19,7 @@ through a :class:`transports.interface.HubLink` and receives deliveries as a
   be fetched again from the log).
 
 The receiving half (inbox, ordered application, lazy saving) is
-:class:`bridge.member_inbox.Receiving`, its base class.
+:class:`bridge.member.inbox.Receiving`, its base class.
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from bridge.content import Attachment, Content
 from bridge.errors import BridgeError, HubRefused, MemberError
-from bridge.member_inbox import Receiving
-from bridge.member_state import (
+from bridge.identities import identity_of
+from bridge.member.content import Attachment, Content
+from bridge.member.inbox import Receiving
+from bridge.member.state import (
     RETRYABLE,
     CommitPlan,
     MemberStore,
@@ -45,7 +46,6 @@ from bridge.member_state import (
     _digest,
     _Slot,
 )
-from bridge.public_view import identity_of
 from mls.codec import Reader, Writer, decode, encode
 from mls.crypto.suite import Rng, suite
 from mls.enums import ExtensionType

@@ -1,6 +1,6 @@
 """The delivery hub: one strongly consistent delivery service per group (RFC 9750 §5.2).
 
-The hub never holds group secrets and never decrypts (:mod:`bridge.public_view` is
+The hub never holds group secrets and never decrypts (:mod:`bridge.hub.public_view` is
 what it can check). Ordering comes from the store (``accept_commit`` is a compare-and-
 set on the group's epoch inside one database transaction), never from process memory,
 so several hub processes may share one PostgreSQL database. A per-group asyncio lock
@@ -29,7 +29,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bridge import public_view
 from bridge.errors import (
     AlreadyExists,
     Forbidden,
@@ -45,9 +44,11 @@ from bridge.errors import (
     Unsupported,
     WrongEpochRejection,
 )
-from bridge.hub_identity import HubConfig, HubIdentity, HubObserver
-from bridge.public_view import PublicGroup
-from bridge.store import (
+from bridge.hub import public_view
+from bridge.hub.identity import HubIdentity
+from bridge.hub.policy import HubConfig, HubObserver
+from bridge.hub.public_view import PublicGroup
+from bridge.hub.store import (
     Conflict,
     GroupRecord,
     KeyPackageUnavailable,

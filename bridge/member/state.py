@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bridge.content import Content
+from bridge.member.content import Content
 from mls.codec import Reader, Writer
 from mls.group.commit import StagedCommit
 from mls.group.group import Group

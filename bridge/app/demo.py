@@ -28,13 +28,13 @@ from pathlib import Path
 import nio
 from slixmpp import ClientXMPP
 
-from bridge import Member, RetryPolicy
-from bridge.config import load_config
+from bridge.app.config import load_config
+from bridge.app.logs import setup_logging
 from bridge.devservers.ports import ServerSetupError, free_port
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
-from bridge.logging import setup_logging
-from bridge.public_view import identity_of
+from bridge.identities import identity_of
+from bridge.member import Member, RetryPolicy
 from transports.matrix.client import MatrixMemberLink
 from transports.xmpp.client import MLSClientPlugin, register
 
@@ -357,7 +357,7 @@ async def metrics_summary(port: int) -> str:
 
 
 async def run_demo(workdir: Path) -> int:
-    from bridge.cli import serve
+    from bridge.app.cli import serve
 
     began = time.monotonic()
     say(f"demo: working directory {workdir}")

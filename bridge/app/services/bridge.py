@@ -15,7 +15,7 @@ group is attached to. The bridge never decrypts in this mode: it moves the same
 ciphertext to both sides, and the sender every member sees is the MLS credential's URI.
 
 Rooms are paired in configuration (:class:`RoomPair`, built from the CLI's
-``[[bridge.rooms]]`` list, validated by :mod:`bridge.config`): when a group is created in (or
+``[[bridge.rooms]]`` list, validated by :mod:`bridge.app.config`): when a group is created in (or
 attached to) one room of a pair, the bridge attaches the other room too; at start-up
 and on :meth:`BridgeService.attach_rooms` it completes pairs whose group already exists.
 A member may not attach a room on the other network itself (only configuration can),
@@ -35,12 +35,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.app.services.matrix import MatrixService, MatrixServiceConfig
+from bridge.app.services.xmpp import StoreState
 from bridge.errors import BridgeError
 from bridge.hub import Hub, HubConfig, HubIdentity
+from bridge.hub.store import Store
 from bridge.relay import Relay
-from bridge.services.matrix import MatrixService, MatrixServiceConfig
-from bridge.services.xmpp import StoreState
-from bridge.store import Store
 from transports.errors import LinkError
 from transports.interface import Deliverer, DeliverySink, Inbound, Kind, Op, Outbound
 from transports.matrix import namespace as matrix_ns
@@ -123,8 +123,9 @@ class BridgeService:
 
     ``store`` is opened and closed by the caller. ``xmpp`` / ``matrix`` configure the
     networks (either may be None for a one-network hub); ``rooms`` are the configured
-    room pairs (validated by :mod:`bridge.config`). Lifecycle: :meth:`start`, then :meth:`stop` (or
-    :meth:`run_until`). The service is the :class:`HubService` both transports call.
+    room pairs (validated by :mod:`bridge.app.config`). Lifecycle: :meth:`start`, then
+    :meth:`stop` (or :meth:`run_until`). The service is the :class:`HubService` both
+    transports call.
     """
 
     def __init__(self, store: Store, identity: HubIdentity, *,

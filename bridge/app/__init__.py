@@ -1,0 +1,11 @@
+"""The application shell: the `mls-bridge` command and what it runs.
+
+- :mod:`bridge.app.cli` -- ``mls-bridge run | check-config | generate-registration |
+  demo``;
+- :mod:`bridge.app.config` -- the TOML configuration, validated;
+- :mod:`bridge.app.logs` -- structured logs, secrets masked;
+- :mod:`bridge.app.metrics` -- the Prometheus endpoint;
+- :mod:`bridge.app.signals` -- stop on SIGTERM/SIGINT;
+- :mod:`bridge.app.services` -- the runnable services (hub + store + transports);
+- :mod:`bridge.app.demo` -- the local demo.
+"""
