@@ -6,7 +6,7 @@ does not depend on the rest of the Commit that will cover it:
 * Add: the KeyPackage is valid for this group (§10.1, §12.1.1);
 * Update: the sender is a member and the leaf node is valid with source ``update``
   (§7.3, §12.1.2): signature over this group and the sender's leaf index, the group's
-  capabilities, a fresh encryption key, unique keys, credential types supported
+  requirements, a fresh encryption key, unique keys, credential types supported
   both ways, an acceptable credential successor;
 * Remove: names a non-blank leaf of the tree (§12.1.3);
 * PreSharedKey: ``psk_nonce`` of length Nh; a resumption PSK has usage application
@@ -15,6 +15,8 @@ does not depend on the rest of the Commit that will cover it:
   §12.1.7);
 * ExternalInit is never sent by reference (§12.1.6); external senders only send the
   types of §12.1.8.
+
+The leaves are checked by the one rule set of :mod:`mls.group.leaf_validation`.
 
 Failures raise :class:`~mls.errors.ProposalValidationError` (a bad signature too,
 chained from the :class:`~mls.errors.SignatureError`).  The rules that need the
@@ -29,10 +31,10 @@ from mls.group.credentials import CredentialValidator, check_successor
 from mls.group.external_senders import EXTERNAL_SENDER_PROPOSAL_TYPES
 from mls.group.key_package import validate_key_package
 from mls.group.leaf_validation import (
-    GroupRequirements,
     check_credential_types,
     check_keys_unique,
     check_leaf_alone,
+    group_requirements,
 )
 from mls.group.proposal_list import check_extension_list, check_psk_id, check_reinit
 from mls.group.state import GroupState
@@ -109,7 +111,7 @@ def _check_update(state: GroupState, proposal: Update, sender: Sender, where: st
     if old is None:
         raise ProposalValidationError(f"{where}: sender leaf {leaf_index} is blank")
     leaf = proposal.leaf_node
-    check_leaf_alone(state.cs, leaf, requirements=GroupRequirements.of_context(state.context),
+    check_leaf_alone(state.cs, leaf, requirements=group_requirements(state.context.extensions),
                      group_id=state.group_id, leaf_index=leaf_index,
                      expected_source=LeafNodeSource.UPDATE, now=now,
                      credential_validator=credential_validator,
