@@ -129,9 +129,10 @@ def validate_key_package(cs: CipherSuite, key_package: KeyPackage, *, now: int |
     group's members (unique keys, credential types) belong to the proposal list
     (:mod:`mls.group.proposal_list`).
 
-    ``now`` judges the leaf's lifetime (§7.3).  The leaf's capabilities need not
-    list the KeyPackage's own version and cipher suite (see
-    :func:`mls.tree.validation.check_leaf_node`).  Unknown and
+    ``now`` judges the leaf's lifetime (§7.3): give it before using a downloaded
+    KeyPackage and when committing its Add; a receiver of an Add passes ``None``.
+    The leaf's capabilities need not list the KeyPackage's own version and cipher
+    suite (see :func:`mls.tree.validation.check_leaf_node`).  Unknown and
     GREASE extensions in ``KeyPackage.extensions`` are ignored and need not be in the
     leaf's capabilities (§13.4, §13.5; §10.1 does not check them).
 

@@ -72,8 +72,9 @@ def check_leaf_alone(cs: CipherSuite, leaf: LeafNode, *, requirements: LeafRequi
     Authentication Service accepts the credential (§5.3.1), the application's
     ``max_lifetime`` (§7.2) and :func:`mls.tree.validation.check_leaf_node`.
 
-    ``now`` judges a key_package leaf's lifetime.  Raises :class:`SignatureError`
-    for a bad signature and ``error_class`` otherwise.
+    ``now`` judges a key_package leaf's lifetime: give it for a leaf we send (§7.3
+    MUST), ``None`` for one we receive.  Raises :class:`SignatureError` for a bad
+    signature and ``error_class`` otherwise.
     """
     if expected_source != LeafNodeSource.KEY_PACKAGE and (group_id is None
                                                          or leaf_index is None):

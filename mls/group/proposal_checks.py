@@ -16,7 +16,10 @@ does not depend on the rest of the Commit that will cover it:
 * ExternalInit is never sent by reference (§12.1.6); external senders only send the
   types of §12.1.8.
 
-The leaves are checked by the one rule set of :mod:`mls.group.leaf_validation`.
+The leaves are checked by the one rule set of :mod:`mls.group.leaf_validation`, as
+received leaves: their lifetimes are not judged (RFC 9420 §7.3 only recommends it for
+a receiver; see :func:`mls.tree.validation.check_leaf_node`) -- the member that
+commits an Add judges its KeyPackage's lifetime then.
 
 Failures raise :class:`~mls.errors.ProposalValidationError` (a bad signature too,
 chained from the :class:`~mls.errors.SignatureError`).  The rules that need the
@@ -53,7 +56,6 @@ from mls.tree.math import LeafIndex
 
 
 def check_received_proposal(state: GroupState, proposal: Proposal, sender: Sender, *,
-                            now: int | None,
                             credential_validator: CredentialValidator | None) -> None:
     """The checks of the module docstring for one received ``proposal``."""
     where = f"received {proposal.proposal_type.name.lower()} proposal"
@@ -67,7 +69,7 @@ def check_received_proposal(state: GroupState, proposal: Proposal, sender: Sende
                                       f"propose an Add")
     try:
         if isinstance(proposal, Add | Update):
-            _check_new_leaf(state, proposal, sender, where, now, credential_validator)
+            _check_new_leaf(state, proposal, sender, where, credential_validator)
         elif isinstance(proposal, Remove):
             removed = proposal.removed
             if not 0 <= removed < state.tree.n_leaves or (
@@ -85,17 +87,17 @@ def check_received_proposal(state: GroupState, proposal: Proposal, sender: Sende
 
 
 def _check_new_leaf(state: GroupState, proposal: Add | Update, sender: Sender, where: str,
-                    now: int | None, credential_validator: CredentialValidator | None) -> None:
+                    credential_validator: CredentialValidator | None) -> None:
     """An Add's KeyPackage (§10.1) or an Update's leaf node (§7.3), errors prefixed
     with ``where``."""
     try:
         if isinstance(proposal, Add):
-            validate_key_package(state.cs, proposal.key_package, now=now,
+            validate_key_package(state.cs, proposal.key_package, now=None,
                                  group_context=state.context,
                                  credential_validator=credential_validator,
                                  error_class=ProposalValidationError)
         else:
-            _check_update(state, proposal, sender, where, now, credential_validator)
+            _check_update(state, proposal, sender, where, credential_validator)
     except ProposalValidationError as exc:
         if str(exc).startswith(where):
             raise
@@ -103,7 +105,7 @@ def _check_new_leaf(state: GroupState, proposal: Add | Update, sender: Sender, w
 
 
 def _check_update(state: GroupState, proposal: Update, sender: Sender, where: str,
-                  now: int | None, credential_validator: CredentialValidator | None) -> None:
+                  credential_validator: CredentialValidator | None) -> None:
     if sender.sender_type != SenderType.MEMBER:
         raise ProposalValidationError("only members can send Update proposals")
     leaf_index = LeafIndex(sender.leaf_index)
@@ -113,7 +115,7 @@ def _check_update(state: GroupState, proposal: Update, sender: Sender, where: st
     leaf = proposal.leaf_node
     check_leaf_alone(state.cs, leaf, requirements=group_requirements(state.context.extensions),
                      group_id=state.group_id, leaf_index=leaf_index,
-                     expected_source=LeafNodeSource.UPDATE, now=now,
+                     expected_source=LeafNodeSource.UPDATE, now=None,
                      credential_validator=credential_validator,
                      error_class=ProposalValidationError)
     if leaf.encryption_key == old.encryption_key:

@@ -196,6 +196,9 @@ def validate_proposal_list(cs: CipherSuite, proposals: Sequence[SenderProposal],
     proposals>, leaf_index=<joiner's leaf>, replacing=<removed leaf>)``.
     ``linked_usage`` admits one resumption PSK of usage reinit or branch: only for
     the first Commit of a group created by reinitialization or branching (§11.2).
+    ``now`` judges the lifetimes of the added KeyPackages: the committer gives it
+    (§7.3: a sender MUST check), a receiver of the Commit passes ``None`` (see
+    :func:`mls.tree.validation.check_leaf_node`).
     """
     if is_external_commit:
         if committer.sender_type != SenderType.NEW_MEMBER_COMMIT:

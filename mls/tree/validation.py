@@ -121,7 +121,11 @@ def check_leaf_node(suite: CipherSuite, leaf: LeafNode, group_id: bytes | None,
       ``cipher_suite`` fields are checked, §10.1), and leaves from other
       implementations omit the suite in use;
     * unknown and GREASE values in ``capabilities`` are ignored, and a GREASE leaf
-      extension is valid when listed like any other (§13.4, §13.5).
+      extension is valid when listed like any other (§13.4, §13.5);
+    * the lifetime is judged only for leaves we send, where §7.3 makes it a MUST;
+      callers pass ``now=None`` for received leaves (the check is only RECOMMENDED
+      there, as the leaf may have expired in transit, and other implementations do
+      not make it).
 
     Raises :class:`TreeValidationError`; callers validating a proposal may catch it
     and re-raise their own error class.
@@ -221,13 +225,16 @@ def _check_unmerged_entry(tree: RatchetTree, parent_index: NodeIndex, leaf: Leaf
                 f"node {between}: missing unmerged leaf {leaf} listed above it")
 
 
-def validate_tree(tree: RatchetTree, group_id: bytes, *, now: int | None = None,
+def validate_tree(tree: RatchetTree, group_id: bytes, *,
                   requirements: LeafRequirements = NO_REQUIREMENTS) -> None:
     """Full validation of a ratchet tree received on join (RFC 9420 §12.4.3.1):
     unique keys, consistent unmerged leaves, every leaf valid per
     :func:`check_leaf_node` against the group's ``requirements``, every credential
-    type in use supported by every member (§7.3), and valid parent hashes (and,
-    with ``now``, the lifetimes of key_package leaves).
+    type in use supported by every member (§7.3), and valid parent hashes.
+
+    The tree is received, so the lifetimes of its key_package leaves are not judged
+    (§7.3 only recommends it; a leaf keeps the lifetime of the KeyPackage it was
+    added with until its member updates, and other implementations accept it).
 
     Raises :class:`TreeValidationError` on the first failure.
     """
@@ -236,7 +243,6 @@ def validate_tree(tree: RatchetTree, group_id: bytes, *, now: int | None = None,
     check_unique_keys(tree)
     check_unmerged_leaves(tree)
     for leaf_index, leaf in tree.member_leaves():
-        check_leaf_node(tree.suite, leaf, group_id, leaf_index, requirements=requirements,
-                        now=now)
+        check_leaf_node(tree.suite, leaf, group_id, leaf_index, requirements=requirements)
     check_credential_support(tree)
     verify_parent_hashes(tree)
