@@ -382,14 +382,6 @@ def test_key_package_credential_type_not_in_capabilities() -> None:
         validate_key_package(CS, kp, now=NOW)
 
 
-def test_key_package_must_list_group_version_and_suite() -> None:
-    client = make_client(b"alice")
-    kp = with_leaf(client, capabilities=replace(client.leaf.capabilities,
-                                                cipher_suites=(2,)))
-    with pytest.raises(ValidationError, match="does not support cipher suite"):
-        validate_key_package(CS, kp, now=NOW)
-
-
 def test_key_package_duplicate_extension_types() -> None:
     client = make_client(b"alice")
     kp = resign_key_package(client, client.key_package.replace(

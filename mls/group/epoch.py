@@ -128,7 +128,9 @@ def check_and_apply(state: GroupState, proposals: Sequence[SenderProposal], *,
                     linked_usage: ResumptionPSKUsage | None = None) -> ProposalOutcome:
     """Validate the proposal list (RFC 9420 §12.2), check that a path is present
     when required (§12.4) and apply the proposals to a copy of the tree (§12.3).
-    ``linked_usage``: see :func:`~mls.group.proposal_list.validate_proposal_list`."""
+    ``now`` and ``linked_usage``: see
+    :func:`~mls.group.proposal_list.validate_proposal_list` (the committer gives
+    ``now``, a receiver ``None``)."""
     external = committer.sender_type == SenderType.NEW_MEMBER_COMMIT
     validate_proposal_list(state.cs, proposals, committer=committer, tree=state.tree,
                            group_context=state.context, now=now,

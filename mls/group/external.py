@@ -126,8 +126,7 @@ def join_external(group_info: GroupInfo, *, credential: Credential, signature_pr
     cs = suite(group_info.group_context.cipher_suite)
     config = config or GroupConfig()
     tree = group_tree(cs, group_info, ratchet_tree)
-    validate_group_tree(cs, tree, group_info, now=now,
-                        credential_validator=credential_validator)
+    validate_group_tree(cs, tree, group_info, credential_validator=credential_validator)
     kem_output, init_secret = external_init_sender(cs, _external_pub(group_info), rng)
     view = pre_join_view(cs, group_info, tree, signature_priv, config)
     proposals = [SenderProposal(p, NEW_MEMBER_COMMIT, None)

@@ -7,8 +7,10 @@
 3. decrypt the GroupInfo and check its cipher suite and version;
 4. take the ratchet tree from the ratchet_tree extension or from the caller;
 5. verify the GroupInfo signature with the signer leaf's signature key;
-6. validate the tree fully: tree hash equals ``group_context.tree_hash``, leaves,
-   parent hashes, unmerged leaves, unique keys (:func:`mls.tree.validation.validate_tree`);
+6. validate the tree fully: tree hash equals ``group_context.tree_hash``, leaves
+   (the one rule set of :mod:`mls.group.leaf_validation`: the group's requirements
+   and the Authentication Service, lifetimes not judged), parent hashes, unmerged
+   leaves, unique keys (:func:`mls.tree.validation.validate_tree`);
 7. find our leaf (identical to our KeyPackage's leaf node);
 8. set the private keys from the path secret at the lowest common ancestor of our
    leaf and the signer, up to the root, checking each derived public key;
@@ -22,19 +24,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from mls.codec import decode, encode
+from mls.codec import encode
 from mls.crypto.suite import CipherSuite, suite
 from mls.enums import ExtensionType, ProtocolVersion
-from mls.errors import DecodeError, TreeValidationError, UsageError, ValidationError
+from mls.errors import TreeValidationError, UsageError, ValidationError
 from mls.framing.refs import key_package_ref
 from mls.framing.welcome import decrypt_group_info, open_group_secrets, verify_group_info
 from mls.group.config import GroupConfig
-from mls.group.credentials import CredentialValidator
+from mls.group.credentials import CredentialValidator, check_credential
 from mls.group.key_package import KeyPackageBundle
+from mls.group.leaf_validation import group_requirements
 from mls.group.psk import PskResolver
 from mls.group.resumption import linked_psk_id, resumption_lookup, verify_linked_join
 from mls.group.state import GroupState, start_epoch_keys
-from mls.messages.extension_types import RequiredCapabilities
 from mls.messages.extensions import find_extension
 from mls.messages.framing import interim_transcript_hash_input
 from mls.messages.welcome import GroupInfo, GroupSecrets, Welcome
@@ -62,10 +64,13 @@ def group_tree(cs: CipherSuite, group_info: GroupInfo,
 
 
 def validate_group_tree(cs: CipherSuite, tree: RatchetTree, group_info: GroupInfo, *,
-                        now: int | None,
                         credential_validator: CredentialValidator | None) -> None:
     """Signature of the GroupInfo by its signer, then full tree validation
-    (RFC 9420 §12.4.3.1)."""
+    (RFC 9420 §12.4.3.1): every leaf meets the requirements of the GroupContext
+    (its extension types and ``required_capabilities``, §7.3, §13.4 -- which also
+    checks that we support every GroupContext extension, our leaf being in the tree)
+    and its credential is accepted by the Authentication Service (§5.3.1), as on
+    every other path.  The tree is received: lifetimes are not judged (§7.3)."""
     context = group_info.group_context
     if not 0 <= group_info.signer < tree.n_leaves:
         raise ValidationError("GroupInfo signer is outside the tree")
@@ -75,25 +80,10 @@ def validate_group_tree(cs: CipherSuite, tree: RatchetTree, group_info: GroupInf
     verify_group_info(cs, group_info, signer.signature_key)
     if tree.tree_hash() != context.tree_hash:
         raise TreeValidationError("ratchet tree hash does not match the GroupContext")
-    required = _required_capabilities(group_info)
-    validate_tree(tree, context.group_id, now=now,
-                  required_extensions=required.extension_types,
-                  required_proposals=required.proposal_types,
-                  required_credentials=required.credential_types)
-    if credential_validator is not None:
-        for _, leaf in tree.member_leaves():
-            credential_validator.validate(leaf.credential, leaf.signature_key)
-
-
-def _required_capabilities(group_info: GroupInfo) -> RequiredCapabilities:
-    extension = find_extension(group_info.group_context.extensions,
-                               ExtensionType.REQUIRED_CAPABILITIES)
-    if extension is None:
-        return RequiredCapabilities()
-    try:
-        return decode(RequiredCapabilities, extension.extension_data)
-    except DecodeError as exc:
-        raise ValidationError("malformed required_capabilities extension") from exc
+    validate_tree(tree, context.group_id,
+                  requirements=group_requirements(context.extensions))
+    for _, leaf in tree.member_leaves():
+        check_credential(credential_validator, leaf.credential, leaf.signature_key)
 
 
 def _own_leaf(tree: RatchetTree, bundle: KeyPackageBundle) -> LeafIndex:
@@ -133,6 +123,8 @@ def join_from_welcome(welcome: Welcome, bundle: KeyPackageBundle, *,
     resumption PSKs retained by ``resumption_groups`` (old groups by group id).  A
     Welcome naming a reinit/branch PSK is verified against its old group, which must
     be in ``resumption_groups`` (:func:`mls.group.resumption.verify_linked_join`).
+    ``now`` judges nothing here: the leaves of a received tree are not held to their
+    lifetimes (RFC 9420 §7.3, see :func:`mls.tree.validation.validate_tree`).
     """
     key_package = bundle.key_package
     cs = suite(welcome.cipher_suite)
@@ -151,8 +143,7 @@ def join_from_welcome(welcome: Welcome, bundle: KeyPackageBundle, *,
     if linked_psk is not None and context.epoch != 1:
         raise ValidationError("a group started by reinit/branch must be joined at epoch 1")
     tree = group_tree(cs, group_info, ratchet_tree)
-    validate_group_tree(cs, tree, group_info, now=now,
-                        credential_validator=credential_validator)
+    validate_group_tree(cs, tree, group_info, credential_validator=credential_validator)
     own = _own_leaf(tree, bundle)
     keys = _path_keys(cs, tree, own, LeafIndex(group_info.signer), group_secrets)
     keys[key_package.leaf_node.encryption_key] = bundle.encryption_priv

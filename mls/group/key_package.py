@@ -13,16 +13,16 @@ from mls.enums import CredentialType, LeafNodeSource, ProtocolVersion
 from mls.errors import CryptoError, SignatureError, UsageError, ValidationError
 from mls.framing.refs import key_package_ref
 from mls.group.credentials import CredentialValidator
-from mls.group.leaf_validation import (
-    GroupRequirements,
-    check_leaf_alone,
-    check_unique_extension_types,
-)
+from mls.group.leaf_validation import check_leaf_alone, group_requirements
 from mls.messages.credentials import Credential
 from mls.messages.extensions import Extension, GroupContext
 from mls.messages.key_package import KeyPackage
 from mls.messages.leaf_node import Capabilities, LeafNode, Lifetime
-from mls.tree.validation import DEFAULT_EXTENSION_TYPES
+from mls.tree.validation import (
+    DEFAULT_EXTENSION_TYPES,
+    NO_REQUIREMENTS,
+    check_unique_extension_types,
+)
 
 #: Default KeyPackage lifetime: 90 days.
 DEFAULT_LIFETIME = 90 * 86400
@@ -120,12 +120,21 @@ def validate_key_package(cs: CipherSuite, key_package: KeyPackage, *, now: int |
     """Validate a KeyPackage (RFC 9420 §10, §10.1).
 
     Checks: version mls10 and cipher suite ``cs`` (and those of ``group_context``
-    when given); the leaf node is valid for a KeyPackage (§7.3: source key_package,
-    credential, signature, capabilities, lifetime when ``now`` is given, and, with a
-    group context, the group's required capabilities and extensions); the KeyPackage
-    signature verifies with the leaf's signature key; ``init_key`` differs from the
-    leaf's ``encryption_key``.  Checks that need the group's members (unique keys,
-    credential types) belong to the proposal list (:mod:`mls.group.proposal_list`).
+    when given); ``init_key`` is an HPKE public key of the suite; each extension type
+    once (§13.4); the leaf node is valid for a KeyPackage by the one rule set of
+    :func:`mls.group.leaf_validation.check_leaf_alone` (§7.3: source key_package,
+    credential, signature, capabilities, and with a group context the group's
+    requirements); the KeyPackage signature verifies with the leaf's signature key;
+    ``init_key`` differs from the leaf's ``encryption_key``.  Checks that need the
+    group's members (unique keys, credential types) belong to the proposal list
+    (:mod:`mls.group.proposal_list`).
+
+    ``now`` judges the leaf's lifetime (§7.3): give it before using a downloaded
+    KeyPackage and when committing its Add; a receiver of an Add passes ``None``.
+    The leaf's capabilities need not list the KeyPackage's own version and cipher
+    suite (see :func:`mls.tree.validation.check_leaf_node`).  Unknown and
+    GREASE extensions in ``KeyPackage.extensions`` are ignored and need not be in the
+    leaf's capabilities (§13.4, §13.5; §10.1 does not check them).
 
     Raises :class:`SignatureError` for either signature, ``error_class`` otherwise.
     """
@@ -134,15 +143,13 @@ def validate_key_package(cs: CipherSuite, key_package: KeyPackage, *, now: int |
     if key_package.cipher_suite != cs.id:
         raise error_class(f"KeyPackage cipher suite 0x{key_package.cipher_suite:04x} "
                           f"is not 0x{cs.id:04x}")
-    if group_context is None:
-        requirements = GroupRequirements(key_package.version, key_package.cipher_suite,
-                                         (), (), ())
-    else:
+    requirements = NO_REQUIREMENTS
+    if group_context is not None:
         if key_package.version != group_context.version:
             raise error_class("KeyPackage version differs from the group's")
         if key_package.cipher_suite != group_context.cipher_suite:
             raise error_class("KeyPackage cipher suite differs from the group's")
-        requirements = GroupRequirements.of_context(group_context)
+        requirements = group_requirements(group_context.extensions)
     if len(key_package.init_key) != cs.kem.n_pk:
         raise error_class(f"KeyPackage init_key is not a {cs.id.name} HPKE public key")
     check_unique_extension_types(key_package.extensions, "KeyPackage", error_class)

@@ -1,35 +1,29 @@
 """Leaf node validation in the context of a group (RFC 9420 §7.3).
 
-:func:`validate_leaf_node` runs every step of §7.3 for a LeafNode arriving in an
-Update proposal, an UpdatePath or (via :mod:`mls.group.key_package`) a KeyPackage:
+One rule set for every path a LeafNode takes into a group: a KeyPackage (§10.1, via
+:mod:`mls.group.key_package`) in an Add, an Update, the UpdatePath of a Commit, the
+UpdatePath of an external Commit, and a ratchet tree received on join (§12.4.3.1,
+:func:`mls.tree.validation.validate_tree`).  The per-leaf rules are
+:func:`mls.tree.validation.check_leaf_node`'s (see there for the choices made where
+the RFC leaves room); this module adds what needs the group:
 
-* the credential is accepted by the Authentication Service (§5.3.1);
-* the signature verifies (``group_id``/``leaf_index`` are in the TBS for the update
-  and commit sources) -- failures raise :class:`~mls.errors.SignatureError`;
-* the capabilities list the group's version and cipher suite, the group's
-  ``required_capabilities`` and every extension in the GroupContext (§11.1, §13.4);
-* the leaf's own extensions and credential type are listed in its capabilities;
-* ``leaf_node_source`` is the one expected, and the lifetime holds when ``now`` is
-  given (key_package source);
+* the requirements of the GroupContext (:func:`group_requirements`);
+* the credential is accepted by the Authentication Service (§5.3.1), and a
+  replacing credential is an acceptable successor;
 * its credential type is supported by every member and it supports every credential
   type in use;
 * ``encryption_key`` and ``signature_key`` are unique in the tree.
-
-The per-leaf checks reuse :func:`mls.tree.validation.check_leaf_node`; this module adds
-what needs the group: the GroupContext, the other members and the AS.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from mls.codec import decode
 from mls.crypto.suite import CipherSuite
 from mls.enums import ExtensionType, LeafNodeSource
 from mls.errors import (
     DecodeError,
-    MLSError,
     SignatureError,
     TreeValidationError,
     UsageError,
@@ -41,34 +35,7 @@ from mls.messages.extensions import Extension, GroupContext, find_extension
 from mls.messages.leaf_node import LeafNode
 from mls.tree.math import LeafIndex
 from mls.tree.ratchet_tree import RatchetTree
-from mls.tree.validation import check_leaf_node, verify_leaf_signature
-
-
-@dataclass(frozen=True, slots=True)
-class GroupRequirements:
-    """What a leaf must support to be in a group with these GroupContext fields:
-    the version and suite, every GroupContext extension (§13.4) and the
-    ``required_capabilities`` (§11.1)."""
-
-    version: int
-    cipher_suite: int
-    extensions: tuple[int, ...]
-    proposals: tuple[int, ...]
-    credentials: tuple[int, ...]
-
-    @classmethod
-    def of(cls, version: int, cipher_suite: int,
-           extensions: tuple[Extension, ...]) -> GroupRequirements:
-        required = required_capabilities(extensions)
-        extension_types = dict.fromkeys(
-            [ext.extension_type for ext in extensions] + list(required.extension_types))
-        return cls(version, cipher_suite, tuple(extension_types), required.proposal_types,
-                   required.credential_types)
-
-    @classmethod
-    def of_context(cls, group_context: GroupContext) -> GroupRequirements:
-        return cls.of(group_context.version, group_context.cipher_suite,
-                      group_context.extensions)
+from mls.tree.validation import LeafRequirements, check_leaf_node, verify_leaf_signature
 
 
 def required_capabilities(extensions: tuple[Extension, ...]) -> RequiredCapabilities:
@@ -83,61 +50,50 @@ def required_capabilities(extensions: tuple[Extension, ...]) -> RequiredCapabili
         raise ValidationError(f"malformed required_capabilities extension: {exc}") from exc
 
 
-def check_unique_extension_types(extensions: Iterable[Extension], where: str,
-                                 error_class: type[MLSError] = ValidationError) -> None:
-    """A list of extensions holds each type at most once (RFC 9420 §13.4)."""
-    seen: set[int] = set()
-    for ext in extensions:
-        if ext.extension_type in seen:
-            raise error_class(f"{where}: extension type {ext.extension_type} appears twice")
-        seen.add(ext.extension_type)
+def group_requirements(extensions: tuple[Extension, ...]) -> LeafRequirements:
+    """What a leaf must list to be in a group with these GroupContext extensions:
+    every extension type in use (§13.4) and the ``required_capabilities`` (§7.3,
+    §11.1).  Not the group's version and cipher suite: see
+    :func:`mls.tree.validation.check_leaf_node`."""
+    required = required_capabilities(extensions)
+    extension_types = dict.fromkeys(
+        [ext.extension_type for ext in extensions] + list(required.extension_types))
+    return LeafRequirements(tuple(extension_types), required.proposal_types,
+                            required.credential_types)
 
 
-def check_leaf_alone(cs: CipherSuite, leaf: LeafNode, *, requirements: GroupRequirements | None,
+def check_leaf_alone(cs: CipherSuite, leaf: LeafNode, *, requirements: LeafRequirements,
                      group_id: bytes | None, leaf_index: LeafIndex | None,
                      expected_source: LeafNodeSource, now: int | None,
                      credential_validator: CredentialValidator | None = None,
                      max_lifetime: int | None = None,
                      error_class: type[ValidationError] = ValidationError) -> None:
-    """The checks of RFC 9420 §7.3 that need no other member of the group.
+    """The checks of RFC 9420 §7.3 that need no other member of the group: the
+    Authentication Service accepts the credential (§5.3.1), the application's
+    ``max_lifetime`` (§7.2) and :func:`mls.tree.validation.check_leaf_node`.
 
-    ``requirements`` is ``None`` for a KeyPackage checked outside any group.  Raises
-    :class:`SignatureError` for a bad signature and ``error_class`` otherwise.
+    ``now`` judges a key_package leaf's lifetime: give it for a leaf we send (§7.3
+    MUST), ``None`` for one we receive.  Raises :class:`SignatureError` for a bad
+    signature and ``error_class`` otherwise.
     """
     if expected_source != LeafNodeSource.KEY_PACKAGE and (group_id is None
                                                          or leaf_index is None):
         raise UsageError("update/commit leaves are validated with group_id and leaf_index")
     where = f"leaf {leaf_index}" if leaf_index is not None else "leaf node"
-    if leaf.leaf_node_source != expected_source:
-        raise error_class(f"{where}: leaf_node_source is {leaf.leaf_node_source.name.lower()}"
-                          f", expected {expected_source.name.lower()}")
-    if len(leaf.encryption_key) != cs.kem.n_pk:
-        raise error_class(f"{where}: encryption_key is not a {cs.id.name} HPKE public key")
-    check_unique_extension_types(leaf.extensions, where, error_class)
     try:
         check_credential(credential_validator, leaf.credential, leaf.signature_key)
     except ValidationError as exc:
         raise error_class(f"{where}: credential rejected: {exc}") from exc
-    caps = leaf.capabilities
-    if requirements is not None:
-        if requirements.version not in caps.versions:
-            raise error_class(f"{where}: does not support protocol version "
-                              f"{requirements.version}")
-        if requirements.cipher_suite not in caps.cipher_suites:
-            raise error_class(f"{where}: does not support cipher suite "
-                              f"0x{requirements.cipher_suite:04x}")
     if max_lifetime is not None and leaf.lifetime is not None and (
             leaf.lifetime.not_after - leaf.lifetime.not_before > max_lifetime):
         raise error_class(f"{where}: lifetime longer than {max_lifetime} seconds")
     try:
-        check_leaf_node(
-            cs, leaf, group_id, leaf_index, now=now, expected_source=expected_source,
-            required_extensions=requirements.extensions if requirements else (),
-            required_proposals=requirements.proposals if requirements else (),
-            required_credentials=requirements.credentials if requirements else ())
+        check_leaf_node(cs, leaf, group_id, leaf_index, requirements=requirements,
+                        expected_source=expected_source, now=now)
     except TreeValidationError as exc:
         # Only the failure path verifies a second time, to classify the failure.
-        if not verify_leaf_signature(cs, leaf, group_id, leaf_index):
+        if leaf.leaf_node_source == expected_source and not verify_leaf_signature(
+                cs, leaf, group_id, leaf_index):
             raise SignatureError(f"{where}: invalid LeafNode signature") from exc
         raise error_class(str(exc)) from exc
 
@@ -218,7 +174,7 @@ def validate_leaf_node(cs: CipherSuite, leaf: LeafNode, *, group_context: GroupC
     Raises :class:`SignatureError` for a bad signature and ``error_class``
     (:class:`ValidationError` by default) for every other failure.
     """
-    requirements = GroupRequirements.of_context(group_context)
+    requirements = group_requirements(group_context.extensions)
     check_leaf_alone(cs, leaf, requirements=requirements, group_id=group_context.group_id,
                      leaf_index=leaf_index, expected_source=expected_source, now=now,
                      credential_validator=credential_validator, max_lifetime=max_lifetime,

@@ -12,8 +12,11 @@ a PrivateMessage, §6.3), then:
   (our own Commit must be merged, not processed: UsageError).
 
 A proposal is validated on receipt (:mod:`mls.group.proposal_checks`) before it
-enters the pending store.  A group retired by a ReInit (RFC 9420 §11.2) accepts no
-further proposals or Commits.
+enters the pending store.  Received leaves are held to the one rule set of
+:mod:`mls.group.leaf_validation`, except that their lifetimes are not judged
+(RFC 9420 §7.3 only recommends it for a receiver: a KeyPackage may expire in
+transit); the committer judged them.  A group retired by a ReInit (RFC 9420 §11.2)
+accepts no further proposals or Commits.
 
 Nothing is changed on failure: the caller's state is never mutated, and the secret
 tree is trialled on a copy.
@@ -105,8 +108,7 @@ def process_message(state: GroupState, message: MLSMessage, *,
         raise UsageError("this group was reinitialized (ReInit): it takes no more "
                          "proposals or commits")
     if content.content_type == ContentType.PROPOSAL:
-        return store_proposal(state, authenticated, now=now,
-                              credential_validator=credential_validator)
+        return store_proposal(state, authenticated, credential_validator=credential_validator)
     resolver = psk_resolver or psk_resolver_for(state, external_psks)
     return process_commit(state, authenticated, resolver, now=now,
                           credential_validator=credential_validator)
@@ -205,7 +207,6 @@ def process_past_application(state: GroupState, message: PrivateMessage
 # -- proposals -----------------------------------------------------------------------
 
 def store_proposal(state: GroupState, authenticated: AuthenticatedContent, *,
-                   now: int | None = None,
                    credential_validator: CredentialValidator | None = None
                    ) -> tuple[GroupState, Event]:
     """Validate a received proposal (:mod:`mls.group.proposal_checks`) and keep it
@@ -219,7 +220,7 @@ def store_proposal(state: GroupState, authenticated: AuthenticatedContent, *,
     if content.sender == Sender.member(state.own_leaf) and any(
             item.ref == ref for item in pending):
         return state, OwnMessageEvent(ContentType.PROPOSAL, state.epoch, ref)
-    check_received_proposal(state, proposal, content.sender, now=now,
+    check_received_proposal(state, proposal, content.sender,
                             credential_validator=credential_validator)
     if all(item.ref != ref for item in pending):
         pending = (*pending, PendingProposal(ref, authenticated))
@@ -243,8 +244,9 @@ def process_commit(state: GroupState, authenticated: AuthenticatedContent,
     if not external and sender.sender_type != SenderType.MEMBER:
         raise ValidationError("only members and new members can send a Commit")
     proposals = resolve_proposals(state, commit, sender)
+    # Received KeyPackages: their lifetimes are not judged (RFC 9420 §7.3).
     outcome = check_and_apply(state, proposals, committer=sender,
-                              has_path=commit.path is not None, now=now,
+                              has_path=commit.path is not None, now=None,
                               credential_validator=credential_validator)
     updated = tuple(LeafIndex(p.sender.leaf_index) for p in proposals
                     if isinstance(p.proposal, Update))

@@ -6,7 +6,7 @@ does not depend on the rest of the Commit that will cover it:
 * Add: the KeyPackage is valid for this group (§10.1, §12.1.1);
 * Update: the sender is a member and the leaf node is valid with source ``update``
   (§7.3, §12.1.2): signature over this group and the sender's leaf index, the group's
-  capabilities, a fresh encryption key, unique keys, credential types supported
+  requirements, a fresh encryption key, unique keys, credential types supported
   both ways, an acceptable credential successor;
 * Remove: names a non-blank leaf of the tree (§12.1.3);
 * PreSharedKey: ``psk_nonce`` of length Nh; a resumption PSK has usage application
@@ -15,6 +15,11 @@ does not depend on the rest of the Commit that will cover it:
   §12.1.7);
 * ExternalInit is never sent by reference (§12.1.6); external senders only send the
   types of §12.1.8.
+
+The leaves are checked by the one rule set of :mod:`mls.group.leaf_validation`, as
+received leaves: their lifetimes are not judged (RFC 9420 §7.3 only recommends it for
+a receiver; see :func:`mls.tree.validation.check_leaf_node`) -- the member that
+commits an Add judges its KeyPackage's lifetime then.
 
 Failures raise :class:`~mls.errors.ProposalValidationError` (a bad signature too,
 chained from the :class:`~mls.errors.SignatureError`).  The rules that need the
@@ -29,10 +34,10 @@ from mls.group.credentials import CredentialValidator, check_successor
 from mls.group.external_senders import EXTERNAL_SENDER_PROPOSAL_TYPES
 from mls.group.key_package import validate_key_package
 from mls.group.leaf_validation import (
-    GroupRequirements,
     check_credential_types,
     check_keys_unique,
     check_leaf_alone,
+    group_requirements,
 )
 from mls.group.proposal_list import check_extension_list, check_psk_id, check_reinit
 from mls.group.state import GroupState
@@ -51,7 +56,6 @@ from mls.tree.math import LeafIndex
 
 
 def check_received_proposal(state: GroupState, proposal: Proposal, sender: Sender, *,
-                            now: int | None,
                             credential_validator: CredentialValidator | None) -> None:
     """The checks of the module docstring for one received ``proposal``."""
     where = f"received {proposal.proposal_type.name.lower()} proposal"
@@ -65,7 +69,7 @@ def check_received_proposal(state: GroupState, proposal: Proposal, sender: Sende
                                       f"propose an Add")
     try:
         if isinstance(proposal, Add | Update):
-            _check_new_leaf(state, proposal, sender, where, now, credential_validator)
+            _check_new_leaf(state, proposal, sender, where, credential_validator)
         elif isinstance(proposal, Remove):
             removed = proposal.removed
             if not 0 <= removed < state.tree.n_leaves or (
@@ -83,17 +87,17 @@ def check_received_proposal(state: GroupState, proposal: Proposal, sender: Sende
 
 
 def _check_new_leaf(state: GroupState, proposal: Add | Update, sender: Sender, where: str,
-                    now: int | None, credential_validator: CredentialValidator | None) -> None:
+                    credential_validator: CredentialValidator | None) -> None:
     """An Add's KeyPackage (§10.1) or an Update's leaf node (§7.3), errors prefixed
     with ``where``."""
     try:
         if isinstance(proposal, Add):
-            validate_key_package(state.cs, proposal.key_package, now=now,
+            validate_key_package(state.cs, proposal.key_package, now=None,
                                  group_context=state.context,
                                  credential_validator=credential_validator,
                                  error_class=ProposalValidationError)
         else:
-            _check_update(state, proposal, sender, where, now, credential_validator)
+            _check_update(state, proposal, sender, where, credential_validator)
     except ProposalValidationError as exc:
         if str(exc).startswith(where):
             raise
@@ -101,7 +105,7 @@ def _check_new_leaf(state: GroupState, proposal: Add | Update, sender: Sender, w
 
 
 def _check_update(state: GroupState, proposal: Update, sender: Sender, where: str,
-                  now: int | None, credential_validator: CredentialValidator | None) -> None:
+                  credential_validator: CredentialValidator | None) -> None:
     if sender.sender_type != SenderType.MEMBER:
         raise ProposalValidationError("only members can send Update proposals")
     leaf_index = LeafIndex(sender.leaf_index)
@@ -109,9 +113,9 @@ def _check_update(state: GroupState, proposal: Update, sender: Sender, where: st
     if old is None:
         raise ProposalValidationError(f"{where}: sender leaf {leaf_index} is blank")
     leaf = proposal.leaf_node
-    check_leaf_alone(state.cs, leaf, requirements=GroupRequirements.of_context(state.context),
+    check_leaf_alone(state.cs, leaf, requirements=group_requirements(state.context.extensions),
                      group_id=state.group_id, leaf_index=leaf_index,
-                     expected_source=LeafNodeSource.UPDATE, now=now,
+                     expected_source=LeafNodeSource.UPDATE, now=None,
                      credential_validator=credential_validator,
                      error_class=ProposalValidationError)
     if leaf.encryption_key == old.encryption_key:

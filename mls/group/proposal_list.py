@@ -42,9 +42,8 @@ from mls.group.external_senders import (
 )
 from mls.group.key_package import validate_key_package
 from mls.group.leaf_validation import (
-    GroupRequirements,
     check_leaf_alone,
-    check_unique_extension_types,
+    group_requirements,
     required_capabilities,
 )
 from mls.messages.extensions import Extension, GroupContext
@@ -64,7 +63,11 @@ from mls.messages.proposals import (
 from mls.messages.psk import PreSharedKeyID
 from mls.tree.math import LeafIndex, NodeIndex
 from mls.tree.ratchet_tree import RatchetTree
-from mls.tree.validation import DEFAULT_EXTENSION_TYPES, DEFAULT_PROPOSAL_TYPES
+from mls.tree.validation import (
+    DEFAULT_PROPOSAL_TYPES,
+    LeafRequirements,
+    check_unique_extension_types,
+)
 
 #: Proposal types that do not require an UpdatePath (RFC 9420 §12.4, §17.4).
 PATH_NOT_REQUIRED_TYPES = frozenset({ProposalType.ADD, ProposalType.PSK, ProposalType.REINIT})
@@ -193,6 +196,9 @@ def validate_proposal_list(cs: CipherSuite, proposals: Sequence[SenderProposal],
     proposals>, leaf_index=<joiner's leaf>, replacing=<removed leaf>)``.
     ``linked_usage`` admits one resumption PSK of usage reinit or branch: only for
     the first Commit of a group created by reinitialization or branching (§11.2).
+    ``now`` judges the lifetimes of the added KeyPackages: the committer gives it
+    (§7.3: a sender MUST check), a receiver of the Commit passes ``None`` (see
+    :func:`mls.tree.validation.check_leaf_node`).
     """
     if is_external_commit:
         if committer.sender_type != SenderType.NEW_MEMBER_COMMIT:
@@ -262,7 +268,7 @@ class _MemberCommitCheck:
         for position, sp in enumerate(self.proposals):
             self._check_sender(position, sp)
         self._check_singletons()
-        requirements = GroupRequirements.of_context(self.context)
+        requirements = group_requirements(self.context.extensions)
         for position, sp in enumerate(self.proposals):
             if isinstance(sp.proposal, Remove):
                 self._check_remove(position, sp.proposal)
@@ -349,7 +355,7 @@ class _MemberCommitCheck:
         self.removed[leaf_index] = position
 
     def _check_update(self, position: int, sp: SenderProposal, proposal: Update,
-                      requirements: GroupRequirements) -> None:
+                      requirements: LeafRequirements) -> None:
         where = _where(position, proposal)
         if sp.sender.sender_type != SenderType.MEMBER:
             raise ProposalValidationError(f"{where}: Update from a non-member")
@@ -373,7 +379,7 @@ class _MemberCommitCheck:
         self.updated[leaf_index] = leaf
         self._claim_keys(where, leaf, (), own=leaf_index)
 
-    def _check_new_leaf(self, where: str, leaf: LeafNode, requirements: GroupRequirements,
+    def _check_new_leaf(self, where: str, leaf: LeafNode, requirements: LeafRequirements,
                         leaf_index: LeafIndex) -> None:
         try:
             check_leaf_alone(self.cs, leaf, requirements=requirements,
@@ -454,20 +460,15 @@ class _MemberCommitCheck:
                     raise ProposalValidationError(
                         f"{_where(position, sp.proposal)}: not supported by leaf {index}")
 
-    def _check_members_meet(self, requirements: GroupRequirements) -> None:
+    def _check_members_meet(self, requirements: LeafRequirements) -> None:
         """After a GroupContextExtensions, every member that stays supports the new
-        extensions and required capabilities (§11.1, §12.1.7, §13.4).  Updated and
-        added leaves were checked against the new requirements already."""
+        extensions and required capabilities (§11.1, §12.1.7, §13.4), by the same
+        rule as a new leaf (:meth:`LeafRequirements.missing`).  Updated and added
+        leaves were checked against the new requirements already."""
         for index, leaf in self._staying_members():
             if index in self.updated:
                 continue
-            caps = leaf.capabilities
-            missing = [f"extension {t}" for t in requirements.extensions
-                       if t not in DEFAULT_EXTENSION_TYPES and t not in caps.extensions]
-            missing += [f"proposal {t}" for t in requirements.proposals
-                        if t not in DEFAULT_PROPOSAL_TYPES and t not in caps.proposals]
-            missing += [f"credential {t}" for t in requirements.credentials
-                        if t not in caps.credentials]
+            missing = requirements.missing(leaf.capabilities)
             if missing:
                 raise ProposalValidationError(
                     f"GroupContextExtensions: leaf {index} does not support "

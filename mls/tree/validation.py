@@ -1,11 +1,15 @@
 """Validation of a ratchet tree received from a peer (RFC 9420 §7.3, §7.9.2,
 §12.4.3.1).
 
-:func:`validate_tree` runs every structural and cryptographic check a joiner must
-make: leaf node validity (signature, capabilities, extensions, lifetime when a time
-is given), parent-hash validity of every parent node, consistency of the
-``unmerged_leaves`` lists, and uniqueness of HPKE and signature keys.  The tree hash
-is compared with the GroupInfo by the caller.  Failures raise
+:func:`check_leaf_node` is the one set of per-leaf rules of §7.3 (plus the leaf-level
+rules of §7.2, §10 and §13.4) that every path applies -- a KeyPackage, an Add, an
+Update, an UpdatePath, an external Commit and a tree received on join;
+:mod:`mls.group.leaf_validation` adds what needs the group's members and its
+Authentication Service.  :func:`validate_tree` runs every structural and
+cryptographic check a joiner must make: leaf node validity, parent-hash validity of
+every parent node, consistency of the ``unmerged_leaves`` lists, uniqueness of HPKE
+and signature keys, and credential types supported by every member.  The tree hash is
+compared with the GroupInfo by the caller.  Failures raise
 :class:`~mls.errors.TreeValidationError` naming the offending node.
 """
 
@@ -13,11 +17,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from mls.crypto.suite import CipherSuite
 from mls.enums import ExtensionType, LeafNodeSource, ProposalType
-from mls.errors import CryptoError, TreeValidationError
-from mls.messages.leaf_node import LeafNode
+from mls.errors import CryptoError, MLSError, TreeValidationError, ValidationError
+from mls.messages.extensions import Extension
+from mls.messages.leaf_node import Capabilities, LeafNode
 from mls.messages.tree_nodes import ParentNode
 from mls.tree.math import LeafIndex, NodeIndex, direct_path, is_ancestor, leaf_to_node
 from mls.tree.parent_hash import verify_parent_hashes
@@ -26,6 +32,49 @@ from mls.tree.ratchet_tree import RatchetTree
 #: Extension and proposal types every client supports implicitly (RFC 9420 §7.2).
 DEFAULT_EXTENSION_TYPES = frozenset(int(t) for t in ExtensionType)
 DEFAULT_PROPOSAL_TYPES = frozenset(int(t) for t in ProposalType)
+
+
+@dataclass(frozen=True, slots=True)
+class LeafRequirements:
+    """What every leaf of a group must list in its capabilities.
+
+    ``extensions``: the types of every GroupContext extension (RFC 9420 §13.4: "The
+    capabilities field MUST indicate support for each extension in the GroupContext")
+    and the extension types of ``required_capabilities``; ``proposals`` and
+    ``credentials``: those of ``required_capabilities`` (§7.3, §11.1).  Default
+    extension and proposal types are implied and need not be listed (§7.2, §11.1);
+    credential types have no defaults.  Built from a GroupContext by
+    :func:`mls.group.leaf_validation.group_requirements`.
+    """
+
+    extensions: tuple[int, ...] = ()
+    proposals: tuple[int, ...] = ()
+    credentials: tuple[int, ...] = ()
+
+    def missing(self, capabilities: Capabilities) -> list[str]:
+        """The requirements ``capabilities`` does not list, as ``"extension 65281"``
+        etc. (empty if it meets them all).  Values not required are ignored, so
+        unknown and GREASE values in ``capabilities`` never matter (§13.5)."""
+        missing = [f"extension {t}" for t in self.extensions
+                   if t not in DEFAULT_EXTENSION_TYPES and t not in capabilities.extensions]
+        missing += [f"proposal {t}" for t in self.proposals
+                    if t not in DEFAULT_PROPOSAL_TYPES and t not in capabilities.proposals]
+        missing += [f"credential type {t}" for t in self.credentials
+                    if t not in capabilities.credentials]
+        return missing
+
+
+NO_REQUIREMENTS = LeafRequirements()
+
+
+def check_unique_extension_types(extensions: Iterable[Extension], where: str,
+                                 error_class: type[MLSError] = ValidationError) -> None:
+    """A list of extensions holds each type at most once (RFC 9420 §13.4)."""
+    seen: set[int] = set()
+    for ext in extensions:
+        if ext.extension_type in seen:
+            raise error_class(f"{where}: extension type {ext.extension_type} appears twice")
+        seen.add(ext.extension_type)
 
 
 def verify_leaf_signature(suite: CipherSuite, leaf: LeafNode, group_id: bytes | None,
@@ -46,16 +95,37 @@ def verify_leaf_signature(suite: CipherSuite, leaf: LeafNode, group_id: bytes | 
 
 
 def check_leaf_node(suite: CipherSuite, leaf: LeafNode, group_id: bytes | None,
-                    leaf_index: LeafIndex | None, *, now: int | None = None,
+                    leaf_index: LeafIndex | None, *,
+                    requirements: LeafRequirements = NO_REQUIREMENTS,
                     expected_source: LeafNodeSource | None = None,
-                    required_extensions: Iterable[int] = (),
-                    required_proposals: Iterable[int] = (),
-                    required_credentials: Iterable[int] = ()) -> None:
-    """Per-leaf checks of RFC 9420 §7.3 that need no other member: signature,
-    credential type and extensions listed in the leaf's own capabilities, the
-    group's required capabilities, the ``leaf_node_source`` (if ``expected_source``
-    is given: key_package in a KeyPackage, update in an Update, commit in an
-    UpdatePath) and (if ``now`` is given) the lifetime.
+                    now: int | None = None) -> None:
+    """The per-leaf rules of RFC 9420 §7.3 that need no other member, the same on
+    every path:
+
+    * ``leaf_node_source`` is ``expected_source`` when given (key_package in a
+      KeyPackage, update in an Update, commit in an UpdatePath);
+    * ``encryption_key`` is an HPKE public key of the suite (§7.2, §10) and no
+      extension type appears twice (§13.4);
+    * the signature verifies (``group_id``/``leaf_index`` are in the TBS for the
+      update and commit sources);
+    * the leaf's credential type and its non-default extension types are listed in
+      its own capabilities (§7.2, §7.3);
+    * its capabilities meet ``requirements``: the ``required_capabilities`` of the
+      GroupContext and every GroupContext extension type (§7.3, §11.1, §13.4);
+    * if ``now`` is given, a key_package leaf is within its lifetime (§7.3).
+
+    Where the RFC leaves room, this accepts what the other implementations accept:
+
+    * the group's cipher suite and protocol version need not be listed in
+      ``capabilities`` -- §7.3 has no such step (the KeyPackage's own ``version`` and
+      ``cipher_suite`` fields are checked, §10.1), and leaves from other
+      implementations omit the suite in use;
+    * unknown and GREASE values in ``capabilities`` are ignored, and a GREASE leaf
+      extension is valid when listed like any other (§13.4, §13.5);
+    * the lifetime is judged only for leaves we send, where §7.3 makes it a MUST;
+      callers pass ``now=None`` for received leaves (the check is only RECOMMENDED
+      there, as the leaf may have expired in transit, and other implementations do
+      not make it).
 
     Raises :class:`TreeValidationError`; callers validating a proposal may catch it
     and re-raise their own error class.
@@ -65,6 +135,10 @@ def check_leaf_node(suite: CipherSuite, leaf: LeafNode, group_id: bytes | None,
         raise TreeValidationError(
             f"{where}: leaf_node_source is {leaf.leaf_node_source.name.lower()}, "
             f"expected {expected_source.name.lower()}")
+    if len(leaf.encryption_key) != suite.kem.n_pk:
+        raise TreeValidationError(
+            f"{where}: encryption_key is not a {suite.id.name} HPKE public key")
+    check_unique_extension_types(leaf.extensions, where, TreeValidationError)
     if not verify_leaf_signature(suite, leaf, group_id, leaf_index):
         raise TreeValidationError(f"{where}: invalid LeafNode signature")
     caps = leaf.capabilities
@@ -75,25 +149,14 @@ def check_leaf_node(suite: CipherSuite, leaf: LeafNode, group_id: bytes | None,
                 ext.extension_type not in caps.extensions):
             raise TreeValidationError(
                 f"{where}: extension {ext.extension_type} not in its capabilities")
-    _check_required(where, "extension", required_extensions, caps.extensions,
-                    DEFAULT_EXTENSION_TYPES)
-    _check_required(where, "proposal", required_proposals, caps.proposals,
-                    DEFAULT_PROPOSAL_TYPES)
-    _check_required(where, "credential", required_credentials, caps.credentials, frozenset())
+    missing = requirements.missing(caps)
+    if missing:
+        raise TreeValidationError(f"{where}: does not support required "
+                                  f"{', '.join(missing)}")
     if now is not None and leaf.leaf_node_source == LeafNodeSource.KEY_PACKAGE:
         lifetime = leaf.lifetime
         if lifetime is None or not lifetime.not_before <= now <= lifetime.not_after:
             raise TreeValidationError(f"{where}: outside its lifetime")
-
-
-def _check_required(where: str, what: str, required: Iterable[int], listed: Iterable[int],
-                    implicit: frozenset[int]) -> None:
-    if not required:
-        return
-    listed_set = set(listed)
-    for value in required:
-        if value not in implicit and value not in listed_set:
-            raise TreeValidationError(f"{where}: required {what} {value} not supported")
 
 
 def check_unique_keys(tree: RatchetTree) -> None:
@@ -162,11 +225,16 @@ def _check_unmerged_entry(tree: RatchetTree, parent_index: NodeIndex, leaf: Leaf
                 f"node {between}: missing unmerged leaf {leaf} listed above it")
 
 
-def validate_tree(tree: RatchetTree, group_id: bytes, *, now: int | None = None,
-                  required_extensions: Iterable[int] = (),
-                  required_proposals: Iterable[int] = (),
-                  required_credentials: Iterable[int] = ()) -> None:
-    """Full validation of a ratchet tree received on join (RFC 9420 §12.4.3.1).
+def validate_tree(tree: RatchetTree, group_id: bytes, *,
+                  requirements: LeafRequirements = NO_REQUIREMENTS) -> None:
+    """Full validation of a ratchet tree received on join (RFC 9420 §12.4.3.1):
+    unique keys, consistent unmerged leaves, every leaf valid per
+    :func:`check_leaf_node` against the group's ``requirements``, every credential
+    type in use supported by every member (§7.3), and valid parent hashes.
+
+    The tree is received, so the lifetimes of its key_package leaves are not judged
+    (§7.3 only recommends it; a leaf keeps the lifetime of the KeyPackage it was
+    added with until its member updates, and other implementations accept it).
 
     Raises :class:`TreeValidationError` on the first failure.
     """
@@ -174,13 +242,7 @@ def validate_tree(tree: RatchetTree, group_id: bytes, *, now: int | None = None,
         raise TreeValidationError("ratchet tree has no members")
     check_unique_keys(tree)
     check_unmerged_leaves(tree)
-    required_extensions = tuple(required_extensions)
-    required_proposals = tuple(required_proposals)
-    required_credentials = tuple(required_credentials)
     for leaf_index, leaf in tree.member_leaves():
-        check_leaf_node(tree.suite, leaf, group_id, leaf_index, now=now,
-                        required_extensions=required_extensions,
-                        required_proposals=required_proposals,
-                        required_credentials=required_credentials)
+        check_leaf_node(tree.suite, leaf, group_id, leaf_index, requirements=requirements)
     check_credential_support(tree)
     verify_parent_hashes(tree)
