@@ -21,9 +21,8 @@ from mls.messages.leaf_node import Capabilities, LeafNode, Lifetime
 from mls.messages.tree_nodes import ParentNode
 from mls.tree import math as tm
 from mls.tree.math import LeafIndex, NodeIndex
-from mls.tree.parent_hash import verify_parent_hashes
+from mls.tree.parent_hash import original_tree_hash, verify_parent_hashes
 from mls.tree.ratchet_tree import RatchetTree
-from mls.tree.tree_hash import original_tree_hash
 from mls.tree.treekem import create_update_path, decrypt_update_path, merge_update_path
 from mls.tree.validation import validate_tree
 

@@ -26,6 +26,7 @@ from mls.group.epoch import (
     EpochResult,
     ProvisionalEpoch,
     check_and_apply,
+    commit_event,
     create_path,
     finish_epoch,
     next_state,
@@ -42,7 +43,7 @@ from mls.messages.framing import AuthenticatedContent, FramedContentAuthData, ML
 from mls.messages.proposals import Commit, Proposal, ProposalOrRef, Update
 from mls.messages.welcome import GroupInfo, GroupSecrets
 from mls.schedule.key_schedule import external_key_pair
-from mls.tree.math import LeafIndex, common_ancestor, leaf_to_node
+from mls.tree.math import common_ancestor, leaf_to_node
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +179,8 @@ def create_commit(state: GroupState, *, rng: Rng, proposals: Sequence[Proposal] 
     new_state = next_state(sent_state, provisional, result)
     group_info = create_group_info(new_state, result)
     welcome = create_welcome(new_state, provisional, result, group_info)
-    updated = [LeafIndex(sp.sender.leaf_index) for sp in covered
-               if isinstance(sp.proposal, Update)]
-    if with_path:
-        updated.append(state.own_leaf)
-    event = CommitEvent(new_state.epoch, me, outcome.added, outcome.removed, tuple(updated),
-                        outcome.psk_ids, outcome.reinit)
+    event = commit_event(new_state.epoch, me, covered, outcome,
+                         path_leaf=state.own_leaf if with_path else None)
     return StagedCommit(message, welcome, group_info, event, base_of(state), new_state)
 
 

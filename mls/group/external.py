@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from mls.codec import decode
 from mls.crypto.suite import CipherSuite, Rng, suite
 from mls.enums import ContentType, ExtensionType, LeafNodeSource, SenderType, WireFormat
-from mls.errors import DecodeError, ProposalValidationError, UsageError, ValidationError
+from mls.errors import DecodeError, ProposalValidationError, ValidationError
 from mls.framing.public import protect_public, sign_content
 from mls.group.config import GroupConfig
 from mls.group.credentials import CredentialValidator
@@ -156,13 +156,6 @@ def join_external(group_info: GroupInfo, *, credential: Credential, signature_pr
     message = protect_public(cs, authenticated, None, view.context_bytes())
     state = next_state(view, provisional, result, own_leaf=own_leaf)
     return state, MLSMessage.wrap(message)
-
-
-def check_group_info_message(message: MLSMessage) -> GroupInfo:
-    """The GroupInfo carried by an MLSMessage (UsageError for anything else)."""
-    if not isinstance(message.body, GroupInfo):
-        raise UsageError("expected a GroupInfo message")
-    return message.body
 
 
 def _external_proposal(cs: CipherSuite, group_id: bytes, epoch: int, sender: Sender,

@@ -42,7 +42,7 @@ from mls.group.config import GroupConfig
 from mls.group.credentials import CredentialValidator
 from mls.group.events import Event
 from mls.group.external import join_external
-from mls.group.join import join_from_welcome
+from mls.group.join import group_info_of, join_from_welcome
 from mls.group.key_package import KeyPackageBundle
 from mls.group.process import process_message
 from mls.group.psk import PskResolver
@@ -146,14 +146,9 @@ class Group:
                       config: GroupConfig | None = None) -> tuple[Group, MLSMessage]:
         """Join by external Commit (RFC 9420 §12.4.3.2); ``resync_leaf`` removes our
         old leaf.  Returns the new group and the Commit to send."""
-        if not isinstance(group_info, GroupInfo):
-            body = _as_message(group_info).body
-            if not isinstance(body, GroupInfo):
-                raise UsageError("expected a GroupInfo message")
-            group_info = body
         state, message = join_external(
-            group_info, credential=credential, signature_priv=signature_priv, rng=rng,
-            ratchet_tree=ratchet_tree, remove=resync_leaf, psk_ids=psk_ids,
+            group_info_of(group_info), credential=credential, signature_priv=signature_priv,
+            rng=rng, ratchet_tree=ratchet_tree, remove=resync_leaf, psk_ids=psk_ids,
             external_psks=external_psks, now=now,
             credential_validator=credential_validator, config=config)
         return cls(state), message

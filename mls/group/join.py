@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from mls.codec import encode
+from mls.codec import decode, encode
 from mls.crypto.suite import CipherSuite, suite
 from mls.enums import ExtensionType, ProtocolVersion
 from mls.errors import TreeValidationError, UsageError, ValidationError
@@ -38,7 +38,7 @@ from mls.group.psk import PskResolver
 from mls.group.resumption import linked_psk_id, resumption_lookup, verify_linked_join
 from mls.group.state import GroupState, start_epoch_keys
 from mls.messages.extensions import find_extension
-from mls.messages.framing import interim_transcript_hash_input
+from mls.messages.framing import MLSMessage, interim_transcript_hash_input
 from mls.messages.welcome import GroupInfo, GroupSecrets, Welcome
 from mls.schedule.key_schedule import derive_welcome_secret, epoch_from_joiner
 from mls.schedule.psk import psk_secret
@@ -47,6 +47,17 @@ from mls.tree.math import LeafIndex, common_ancestor, leaf_to_node
 from mls.tree.ratchet_tree import RatchetTree
 from mls.tree.treekem import private_keys_from_path_secret
 from mls.tree.validation import validate_tree
+
+
+def group_info_of(value: MLSMessage | GroupInfo | bytes) -> GroupInfo:
+    """The GroupInfo itself, or the one an MLSMessage (or its encoding) carries
+    (RFC 9420 §6); :class:`UsageError` for any other message."""
+    if isinstance(value, GroupInfo):
+        return value
+    message = decode(MLSMessage, value) if isinstance(value, bytes) else value
+    if not isinstance(message.body, GroupInfo):
+        raise UsageError("expected a GroupInfo message")
+    return message.body
 
 
 def group_tree(cs: CipherSuite, group_info: GroupInfo,

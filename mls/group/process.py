@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import hmac
 from collections.abc import Mapping
-from typing import Any
 
 from mls.enums import ContentType, SenderType
 from mls.errors import (
@@ -41,28 +40,24 @@ from mls.framing.public import unprotect_public, verify_content_signature
 from mls.framing.refs import proposal_ref
 from mls.group.credentials import CredentialValidator
 from mls.group.epoch import (
-    ProvisionalEpoch,
-    check_and_apply,
-    external_sender_leaf,
+    commit_event,
     finish_epoch,
+    merge_received_path,
     next_state,
     psk_resolver_for,
+    receive_commit,
     receive_path,
-    resolve_proposals,
-    without_path,
 )
 from mls.group.events import (
     ApplicationEvent,
-    CommitEvent,
     Event,
     OwnMessageEvent,
-    ProposalEvent,
 )
-from mls.group.external_senders import external_proposal_signature_key
-from mls.group.proposal_checks import check_received_proposal
-from mls.group.proposal_list import ProposalOutcome, SenderProposal
+from mls.group.external import receiver_init_secret
+from mls.group.proposal_checks import receive_proposal
 from mls.group.psk import PskResolver
-from mls.group.state import GroupState, PastEpoch, PendingProposal
+from mls.group.senders import member_signature_key, public_message_signer
+from mls.group.state import GroupState, PastEpoch
 from mls.messages.framing import (
     AuthenticatedContent,
     MLSMessage,
@@ -70,9 +65,8 @@ from mls.messages.framing import (
     PublicMessage,
     Sender,
 )
-from mls.messages.proposals import Commit, Update
+from mls.messages.proposals import Commit
 from mls.tree.math import LeafIndex
-from mls.tree.ratchet_tree import RatchetTree
 
 
 def process_message(state: GroupState, message: MLSMessage, *,
@@ -116,39 +110,9 @@ def process_message(state: GroupState, message: MLSMessage, *,
 
 # -- unprotecting ----------------------------------------------------------------------
 
-def member_signature_key(tree: RatchetTree, leaf_index: int) -> bytes:
-    """The signature key of a member sender; ValidationError for a blank leaf."""
-    if not 0 <= leaf_index < tree.n_leaves:
-        raise ValidationError(f"sender leaf {leaf_index} is outside the tree")
-    leaf = tree.leaf(LeafIndex(leaf_index))
-    if leaf is None:
-        raise ValidationError(f"sender leaf {leaf_index} is blank")
-    return leaf.signature_key
-
-
-def _sender_signature_key(state: GroupState, message: PublicMessage) -> bytes:
-    content = message.content
-    sender = content.sender
-    if sender.sender_type == SenderType.MEMBER:
-        return member_signature_key(state.tree, sender.leaf_index)
-    if sender.sender_type == SenderType.NEW_MEMBER_COMMIT:
-        body = content.content
-        if not isinstance(body, Commit) or body.path is None:
-            raise ValidationError("a new_member_commit sender must send a Commit with a path")
-        return body.path.leaf_node.signature_key
-    proposal = None if isinstance(content.content, (bytes, Commit)) else content.content
-    return external_proposal_signature_key(sender, content.content_type, proposal,
-                                           group_context=state.context)
-
-
 def unprotect_public_message(state: GroupState, message: PublicMessage) -> AuthenticatedContent:
     """Group id, epoch, membership tag and signature of a PublicMessage (§6.2)."""
-    content = message.content
-    if content.group_id != state.group_id:
-        raise ValidationError("message is for another group")
-    if content.epoch != state.epoch:
-        raise EpochError(f"message for epoch {content.epoch}, group is at {state.epoch}")
-    signature_key = _sender_signature_key(state, message)
+    signature_key = public_message_signer(state, message.content)
     return unprotect_public(state.cs, message, group_context=state.context_bytes(),
                             membership_key=state.secrets.membership_key,
                             signature_pub=signature_key)
@@ -220,11 +184,9 @@ def store_proposal(state: GroupState, authenticated: AuthenticatedContent, *,
     if content.sender == Sender.member(state.own_leaf) and any(
             item.ref == ref for item in pending):
         return state, OwnMessageEvent(ContentType.PROPOSAL, state.epoch, ref)
-    check_received_proposal(state, proposal, content.sender,
-                            credential_validator=credential_validator)
-    if all(item.ref != ref for item in pending):
-        pending = (*pending, PendingProposal(ref, authenticated))
-    return state.replace(pending=pending), ProposalEvent(ref, proposal, content.sender)
+    pending, event = receive_proposal(state, authenticated, ref,
+                                      credential_validator=credential_validator)
+    return state.replace(pending=pending), event
 
 
 # -- commits -------------------------------------------------------------------------
@@ -233,7 +195,10 @@ def process_commit(state: GroupState, authenticated: AuthenticatedContent,
                    psks: PskResolver, *, now: int | None,
                    credential_validator: CredentialValidator | None
                    ) -> tuple[GroupState, Event]:
-    """Apply a received Commit (RFC 9420 §12.4.2)."""
+    """Apply a received Commit (RFC 9420 §12.4.2): the public steps shared with
+    :class:`~mls.group.public.PublicGroup` (:func:`~mls.group.epoch.receive_commit`,
+    :func:`~mls.group.epoch.merge_received_path`), then the path secret, the key
+    schedule and the confirmation tag."""
     content = authenticated.content
     commit = content.content
     assert isinstance(commit, Commit)
@@ -241,54 +206,22 @@ def process_commit(state: GroupState, authenticated: AuthenticatedContent,
     external = sender.sender_type == SenderType.NEW_MEMBER_COMMIT
     if sender.sender_type == SenderType.MEMBER and sender.leaf_index == state.own_leaf:
         raise UsageError("a member cannot process its own commit: merge the staged commit")
-    if not external and sender.sender_type != SenderType.MEMBER:
-        raise ValidationError("only members and new members can send a Commit")
-    proposals = resolve_proposals(state, commit, sender)
-    # Received KeyPackages: their lifetimes are not judged (RFC 9420 §7.3).
-    outcome = check_and_apply(state, proposals, committer=sender,
-                              has_path=commit.path is not None, now=None,
-                              credential_validator=credential_validator)
-    updated = tuple(LeafIndex(p.sender.leaf_index) for p in proposals
-                    if isinstance(p.proposal, Update))
-    event = CommitEvent(state.epoch + 1, sender, outcome.added, outcome.removed, updated,
-                        outcome.psk_ids, outcome.reinit, external=external)
+    proposals, outcome = receive_commit(state, content,
+                                        credential_validator=credential_validator)
     if state.own_leaf in outcome.removed:
+        event = commit_event(state.epoch + 1, sender, proposals, outcome)
         return (state.replace(active=False, pending=()),
-                _with(event, removed_self=True))
-    init_secret = None
-    if external:
-        from mls.group.external import receiver_init_secret
-
-        init_secret = receiver_init_secret(state, outcome.external_init)
-    provisional = _provisional(state, commit, outcome, proposals, sender, external, now,
-                               credential_validator)
+                dataclasses.replace(event, removed_self=True))
+    init_secret = receiver_init_secret(state, outcome.external_init) if external else None
+    merged = merge_received_path(state, outcome, commit, sender, now=now,
+                                 credential_validator=credential_validator)
+    provisional = receive_path(state, outcome, proposals, merged, commit.path)
     tag = authenticated.auth.confirmation_tag
     result = finish_epoch(state, provisional, wire_format=authenticated.wire_format,
                           content=content, signature=authenticated.auth.signature,
                           psks=psks, init_secret=init_secret)
     if tag is None or not hmac.compare_digest(tag, result.confirmation_tag):
         raise ConfirmationTagError("Commit confirmation tag does not match")
-    if external:
-        event = _with(event, added=(*event.added, provisional.sender_leaf))
-    elif commit.path is not None:
-        event = _with(event, updated=(*updated, LeafIndex(sender.leaf_index)))
+    path_leaf = None if commit.path is None else merged.sender_leaf
+    event = commit_event(state.epoch + 1, sender, proposals, outcome, path_leaf=path_leaf)
     return next_state(state, provisional, result), event
-
-
-def _provisional(state: GroupState, commit: Commit, outcome: ProposalOutcome,
-                 proposals: tuple[SenderProposal, ...], sender: Sender, external: bool,
-                 now: int | None, credential_validator: CredentialValidator | None
-                 ) -> ProvisionalEpoch:
-    if commit.path is None:
-        return without_path(state, outcome, proposals, LeafIndex(sender.leaf_index))
-    if external:
-        tree, leaf = external_sender_leaf(outcome.tree)
-    else:
-        tree, leaf = outcome.tree, LeafIndex(sender.leaf_index)
-    return receive_path(state, outcome, proposals, sender_leaf=leaf, tree=tree,
-                        update_path=commit.path, external=external, now=now,
-                        credential_validator=credential_validator)
-
-
-def _with(event: CommitEvent, **changes: Any) -> CommitEvent:
-    return dataclasses.replace(event, **changes)

@@ -31,6 +31,7 @@ from __future__ import annotations
 from mls.enums import LeafNodeSource, SenderType
 from mls.errors import ProposalValidationError, SignatureError, ValidationError
 from mls.group.credentials import CredentialValidator, check_successor
+from mls.group.events import ProposalEvent
 from mls.group.external_senders import EXTERNAL_SENDER_PROPOSAL_TYPES
 from mls.group.key_package import validate_key_package
 from mls.group.leaf_validation import (
@@ -40,10 +41,11 @@ from mls.group.leaf_validation import (
     group_requirements,
 )
 from mls.group.proposal_list import check_extension_list, check_psk_id, check_reinit
-from mls.group.state import GroupState
-from mls.messages.framing import Sender
+from mls.group.state import EpochView, PendingProposal
+from mls.messages.framing import AuthenticatedContent, Sender
 from mls.messages.proposals import (
     Add,
+    Commit,
     ExternalInit,
     GroupContextExtensions,
     PreSharedKey,
@@ -55,7 +57,24 @@ from mls.messages.proposals import (
 from mls.tree.math import LeafIndex
 
 
-def check_received_proposal(state: GroupState, proposal: Proposal, sender: Sender, *,
+def receive_proposal(view: EpochView, authenticated: AuthenticatedContent, ref: bytes, *,
+                     credential_validator: CredentialValidator | None
+                     ) -> tuple[tuple[PendingProposal, ...], ProposalEvent]:
+    """A proposal received in this epoch (RFC 9420 §12.1), its signature already
+    verified: checked (:func:`check_received_proposal`) and added to the epoch's
+    pending proposals under its ProposalRef ``ref`` unless already there."""
+    content = authenticated.content
+    proposal = content.content
+    assert not isinstance(proposal, (bytes, Commit))
+    check_received_proposal(view, proposal, content.sender,
+                            credential_validator=credential_validator)
+    pending = view.pending
+    if all(item.ref != ref for item in pending):
+        pending = (*pending, PendingProposal(ref, authenticated))
+    return pending, ProposalEvent(ref, proposal, content.sender)
+
+
+def check_received_proposal(view: EpochView, proposal: Proposal, sender: Sender, *,
                             credential_validator: CredentialValidator | None) -> None:
     """The checks of the module docstring for one received ``proposal``."""
     where = f"received {proposal.proposal_type.name.lower()} proposal"
@@ -69,60 +88,60 @@ def check_received_proposal(state: GroupState, proposal: Proposal, sender: Sende
                                       f"propose an Add")
     try:
         if isinstance(proposal, Add | Update):
-            _check_new_leaf(state, proposal, sender, where, credential_validator)
+            _check_new_leaf(view, proposal, sender, where, credential_validator)
         elif isinstance(proposal, Remove):
             removed = proposal.removed
-            if not 0 <= removed < state.tree.n_leaves or (
-                    state.tree.leaf(LeafIndex(removed)) is None):
+            if not 0 <= removed < view.tree.n_leaves or (
+                    view.tree.leaf(LeafIndex(removed)) is None):
                 raise ProposalValidationError(f"{where}: removes blank or absent leaf "
                                               f"{removed}")
         elif isinstance(proposal, PreSharedKey):
-            check_psk_id(state.cs, proposal.psk, where)
+            check_psk_id(view.cs, proposal.psk, where)
         elif isinstance(proposal, ReInit):
-            check_reinit(proposal, state.context, where, credential_validator)
+            check_reinit(proposal, view.context, where, credential_validator)
         elif isinstance(proposal, GroupContextExtensions):
             check_extension_list(proposal.extensions, where, credential_validator)
     except SignatureError as exc:
         raise ProposalValidationError(f"{where}: {exc}") from exc
 
 
-def _check_new_leaf(state: GroupState, proposal: Add | Update, sender: Sender, where: str,
+def _check_new_leaf(view: EpochView, proposal: Add | Update, sender: Sender, where: str,
                     credential_validator: CredentialValidator | None) -> None:
     """An Add's KeyPackage (§10.1) or an Update's leaf node (§7.3), errors prefixed
     with ``where``."""
     try:
         if isinstance(proposal, Add):
-            validate_key_package(state.cs, proposal.key_package, now=None,
-                                 group_context=state.context,
+            validate_key_package(view.cs, proposal.key_package, now=None,
+                                 group_context=view.context,
                                  credential_validator=credential_validator,
                                  error_class=ProposalValidationError)
         else:
-            _check_update(state, proposal, sender, where, credential_validator)
+            _check_update(view, proposal, sender, where, credential_validator)
     except ProposalValidationError as exc:
         if str(exc).startswith(where):
             raise
         raise ProposalValidationError(f"{where}: {exc}") from exc
 
 
-def _check_update(state: GroupState, proposal: Update, sender: Sender, where: str,
+def _check_update(view: EpochView, proposal: Update, sender: Sender, where: str,
                   credential_validator: CredentialValidator | None) -> None:
     if sender.sender_type != SenderType.MEMBER:
         raise ProposalValidationError("only members can send Update proposals")
     leaf_index = LeafIndex(sender.leaf_index)
-    old = state.tree.leaf(leaf_index)
+    old = view.tree.leaf(leaf_index)
     if old is None:
         raise ProposalValidationError(f"{where}: sender leaf {leaf_index} is blank")
     leaf = proposal.leaf_node
-    check_leaf_alone(state.cs, leaf, requirements=group_requirements(state.context.extensions),
-                     group_id=state.group_id, leaf_index=leaf_index,
+    check_leaf_alone(view.cs, leaf, requirements=group_requirements(view.context.extensions),
+                     group_id=view.context.group_id, leaf_index=leaf_index,
                      expected_source=LeafNodeSource.UPDATE, now=None,
                      credential_validator=credential_validator,
                      error_class=ProposalValidationError)
     if leaf.encryption_key == old.encryption_key:
         raise ProposalValidationError(f"{where}: encryption_key is not changed")
-    check_keys_unique(state.tree, leaf, where, replacing=leaf_index,
+    check_keys_unique(view.tree, leaf, where, replacing=leaf_index,
                       error_class=ProposalValidationError)
-    check_credential_types(state.tree, leaf, where, ignore=(leaf_index,),
+    check_credential_types(view.tree, leaf, where, ignore=(leaf_index,),
                            error_class=ProposalValidationError)
     try:
         check_successor(credential_validator, old.credential, leaf.credential)

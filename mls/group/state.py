@@ -20,7 +20,7 @@ import dataclasses
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from mls.codec import Reader, Writer
 from mls.crypto.suite import CipherSuite, suite
@@ -62,6 +62,27 @@ class PendingProposal:
 
     ref: bytes
     authenticated: AuthenticatedContent
+
+
+class EpochView(Protocol):
+    """The public part of one epoch, which is all that verifying a received proposal
+    or Commit without secrets reads (RFC 9420 §12.1, §12.2, §12.4.2): a member's
+    :class:`GroupState` is one, and so is a :class:`~mls.group.public.PublicGroup`."""
+
+    @property
+    def cs(self) -> CipherSuite: ...
+
+    @property
+    def context(self) -> GroupContext: ...
+
+    @property
+    def tree(self) -> RatchetTree: ...
+
+    @property
+    def interim_transcript_hash(self) -> bytes: ...
+
+    @property
+    def pending(self) -> tuple[PendingProposal, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +210,7 @@ class GroupState:
         w.u8(STATE_VERSION)
         w.u16(self.cs.id)
         self.context.encode(w)
-        _write_tree(w, self.tree)
+        write_tree(w, self.tree)
         w.u32(self.own_leaf)
         w.opaque(self.signature_priv)
         w.vector(sorted(self.hpke_keys.items()), _write_pair)
@@ -198,7 +219,7 @@ class GroupState:
         w.opaque(self.secret_tree.to_bytes())
         w.opaque(self.interim_transcript_hash)
         w.opaque(self.confirmation_tag)
-        w.vector(self.pending, _write_pending)
+        w.vector(self.pending, write_pending)
         w.vector(self.past_epochs, _write_past_epoch)
         w.vector(self.resumption_psks, _write_psk)
         self.config.encode(w)
@@ -216,14 +237,14 @@ class GroupState:
             raise DecodeError(f"unsupported group state version {version}")
         cs = suite(r.u16())
         context = GroupContext.decode(r)
-        tree = _read_tree(r, cs)
+        tree = read_tree(r, cs)
         own_leaf = LeafIndex(r.u32())
         signature_priv = r.opaque()
         pairs = r.vector(_read_pair)
         secrets = EpochSecrets(**{name: r.opaque() for name in _SECRET_FIELDS})
         secret_tree = SecretTree.from_bytes(r.opaque())
         interim, tag = r.opaque(), r.opaque()
-        pending = r.vector(_read_pending)
+        pending = r.vector(read_pending)
         past = r.vector(lambda rr: _read_past_epoch(rr, cs))
         psks = r.vector(_read_psk)
         config = GroupConfig.decode(r)
@@ -240,12 +261,15 @@ class GroupState:
                    sent)
 
 
-def _write_tree(w: Writer, tree: RatchetTree) -> None:
+def write_tree(w: Writer, tree: RatchetTree) -> None:
+    """A ratchet tree in stored state: its full width (trailing blank leaves count in
+    the tree hash, RFC 9420 §7.8) and its ``ratchet_tree`` encoding."""
     w.u32(tree.width)
     w.opaque(tree.to_bytes())
 
 
-def _read_tree(r: Reader, cs: CipherSuite) -> RatchetTree:
+def read_tree(r: Reader, cs: CipherSuite) -> RatchetTree:
+    """Inverse of :func:`write_tree`."""
     width = r.u32()
     tree = RatchetTree.from_bytes(cs, r.opaque())
     while tree.width < width:
@@ -264,19 +288,21 @@ def _read_pair(r: Reader) -> tuple[bytes, bytes]:
     return r.opaque(), r.opaque()
 
 
-def _write_pending(w: Writer, pending: PendingProposal) -> None:
+def write_pending(w: Writer, pending: PendingProposal) -> None:
+    """A pending proposal in stored state: its ProposalRef and signed content."""
     w.opaque(pending.ref)
     pending.authenticated.encode(w)
 
 
-def _read_pending(r: Reader) -> PendingProposal:
+def read_pending(r: Reader) -> PendingProposal:
+    """Inverse of :func:`write_pending`."""
     return PendingProposal(r.opaque(), AuthenticatedContent.decode(r))
 
 
 def _write_past_epoch(w: Writer, past: PastEpoch) -> None:
     w.u64(past.epoch)
     w.opaque(past.group_context)
-    _write_tree(w, past.tree)
+    write_tree(w, past.tree)
     w.opaque(past.secret_tree.to_bytes())
     w.opaque(past.sender_data_secret)
 
@@ -284,7 +310,7 @@ def _write_past_epoch(w: Writer, past: PastEpoch) -> None:
 def _read_past_epoch(r: Reader, cs: CipherSuite) -> PastEpoch:
     epoch = r.u64()
     context = r.opaque()
-    tree = _read_tree(r, cs)
+    tree = read_tree(r, cs)
     return PastEpoch(epoch, context, tree, SecretTree.from_bytes(r.opaque()), r.opaque())
 
 

@@ -11,19 +11,30 @@
 The parent hash of a parent node P "with copath child S" hashes P's key, P's own
 ``parent_hash`` field and the tree hash of S computed as if the leaves in
 ``P.unmerged_leaves`` were blank and absent from every ``unmerged_leaves`` list
-(the *original* sibling tree hash, §7.9).
+(the *original* sibling tree hash, §7.9: :func:`original_tree_hash`).
 """
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Collection
 
 from mls.codec import Writer
 from mls.crypto.suite import CipherSuite
 from mls.errors import TreeValidationError, UsageError
 from mls.messages.leaf_node import LeafNode
 from mls.messages.tree_nodes import ParentNode
-from mls.tree.math import LeafIndex, NodeIndex, leaf_to_node, leaves_under, left, right
+from mls.tree.math import (
+    LeafIndex,
+    NodeIndex,
+    leaf_to_node,
+    leaves_under,
+    left,
+    level,
+    right,
+)
 from mls.tree.ratchet_tree import RatchetTree
-from mls.tree.tree_hash import original_tree_hash
+from mls.tree.tree_hash import leaf_hash_input, parent_hash_input
 
 
 def parent_hash(suite: CipherSuite, encryption_key: bytes, parent_hash_field: bytes,
@@ -34,6 +45,41 @@ def parent_hash(suite: CipherSuite, encryption_key: bytes, parent_hash_field: by
     w.opaque(parent_hash_field)
     w.opaque(original_sibling_tree_hash)
     return suite.hash(w.getvalue())
+
+
+def original_tree_hash(tree: RatchetTree, node: NodeIndex,
+                       removed_leaves: Collection[int]) -> bytes:
+    """Tree hash of ``node`` after blanking ``removed_leaves`` and deleting them from
+    every ``unmerged_leaves`` list (the "original sibling tree hash", RFC 9420 §7.9).
+
+    Subtrees holding none of the removed leaves reuse the tree's cached hashes, so
+    the cost is proportional to the removed leaves times the tree depth.
+    """
+    removed = frozenset(removed_leaves)
+    if not removed:
+        return tree.node_hash(node)
+    hash_fn = tree.suite.hash
+    return _original_hash(tree, node, removed, hash_fn)
+
+
+def _original_hash(tree: RatchetTree, node: NodeIndex, removed: frozenset[int],
+                   hash_fn: Callable[[bytes], bytes]) -> bytes:
+    covered = leaves_under(node, tree.n_leaves)
+    if not any(leaf in covered for leaf in removed):
+        return tree.node_hash(node)
+    value = tree.node(node)
+    if level(node) == 0:
+        leaf_index = LeafIndex(node >> 1)
+        leaf = None if leaf_index in removed else value
+        assert leaf is None or isinstance(leaf, LeafNode)
+        return hash_fn(leaf_hash_input(leaf_index, leaf))
+    left_hash = _original_hash(tree, left(node), removed, hash_fn)
+    right_hash = _original_hash(tree, right(node), removed, hash_fn)
+    parent: ParentNode | None = None
+    if isinstance(value, ParentNode):
+        kept = tuple(leaf for leaf in value.unmerged_leaves if leaf not in removed)
+        parent = dataclasses.replace(value, unmerged_leaves=kept)
+    return hash_fn(parent_hash_input(parent, left_hash, right_hash))
 
 
 def parent_hash_of(tree: RatchetTree, parent: NodeIndex, sibling: NodeIndex) -> bytes:

@@ -17,6 +17,7 @@ from mls.crypto import suite
 from mls.group.join import join_from_welcome
 from mls.group.key_package import KeyPackageBundle
 from mls.group.process import process_message
+from mls.group.state import GroupState
 from mls.messages.framing import MLSMessage
 from mls.messages.key_package import KeyPackage
 from mls.messages.welcome import Welcome
@@ -42,15 +43,26 @@ def _bundle(case: dict[str, Any]) -> KeyPackageBundle:
     return KeyPackageBundle(key_package, init_priv, encryption_priv, signature_priv)
 
 
-def check(case: dict[str, Any]) -> None:
+def external_psks(case: dict[str, Any]) -> dict[bytes, bytes]:
+    """The case's external PSKs by id."""
+    return {bytes.fromhex(entry["psk_id"]): bytes.fromhex(entry["psk"])
+            for entry in case["external_psks"]}
+
+
+def join(case: dict[str, Any]) -> GroupState:
+    """The passive client's state after joining from the case's Welcome."""
     bundle = _bundle(case)
     welcome = _message(case["welcome"]).body
     assert isinstance(welcome, Welcome)
-    psks = {bytes.fromhex(entry["psk_id"]): bytes.fromhex(entry["psk"])
-            for entry in case["external_psks"]}
     tree_hex = case.get("ratchet_tree")
     ratchet_tree = bytes.fromhex(tree_hex) if tree_hex else None
-    state = join_from_welcome(welcome, bundle, ratchet_tree=ratchet_tree, external_psks=psks)
+    return join_from_welcome(welcome, bundle, ratchet_tree=ratchet_tree,
+                             external_psks=external_psks(case))
+
+
+def check(case: dict[str, Any]) -> None:
+    psks = external_psks(case)
+    state = join(case)
     expected = bytes.fromhex(case["initial_epoch_authenticator"])
     assert state.secrets.epoch_authenticator == expected, "initial epoch_authenticator"
     for number, epoch in enumerate(case["epochs"]):
