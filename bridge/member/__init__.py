@@ -2,8 +2,10 @@
 Matrix helper, the relay's puppets, the demo and the tests use.
 
 - :mod:`bridge.member.client` -- :class:`Member`: creating, joining, committing, sending;
-- :mod:`bridge.member.inbox` -- its receiving half: deliveries applied in log order;
-- :mod:`bridge.member.state` -- its store protocol, retry policy and per-group records;
+- :mod:`bridge.member.inbox` -- :class:`Inbox`, its receiving half (a collaborator the
+  member owns): deliveries applied in log order, lazy saving;
+- :mod:`bridge.member.state` -- its store protocol, retry policy, per-group slot,
+  received-message records and the two hooks (on received, save policy);
 - :mod:`bridge.member.content` -- the CBOR inner content of application messages.
 """
 
@@ -11,21 +13,31 @@ from __future__ import annotations
 
 from bridge.member.client import Member
 from bridge.member.content import Attachment, Content
+from bridge.member.inbox import Inbox
 from bridge.member.state import (
     CommitPlan,
+    GroupSlot,
     MemberStore,
     MemoryMemberStore,
     Received,
+    ReceivedHook,
     RetryPolicy,
+    SaveAnytime,
+    SavePolicy,
 )
 
 __all__ = [
     "Attachment",
     "CommitPlan",
     "Content",
+    "GroupSlot",
+    "Inbox",
     "Member",
     "MemberStore",
     "MemoryMemberStore",
     "Received",
+    "ReceivedHook",
     "RetryPolicy",
+    "SaveAnytime",
+    "SavePolicy",
 ]

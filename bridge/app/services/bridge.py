@@ -95,6 +95,13 @@ class RoutingDeliverer:
         self.networks: dict[str, Deliverer] = {}
         self.local: dict[str, DeliverySink] = {}
 
+    def add_local(self, identity: str, sink: DeliverySink) -> None:
+        """:class:`bridge.relay.routing.LocalRouting`: ``identity`` is served in-process."""
+        self.local[identity] = sink
+
+    def remove_local(self, identity: str) -> None:
+        self.local.pop(identity, None)
+
     async def deliver(self, message: Outbound) -> None:
         remote = tuple(r for r in message.recipients if r not in self.local)
         for recipient in message.recipients:
