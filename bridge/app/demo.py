@@ -2,12 +2,13 @@
 
 Starts Prosody and Synapse on 127.0.0.1 (installing them when missing, like the test
 suite: :mod:`bridge.devservers`), writes a bridge configuration pairing an XMPP room
-with a Matrix room, runs the bridge (the same code as ``mls-bridge run``) and plays a
-short conversation: Alice on XMPP creates the group, adds Bob from Matrix, they chat
-both ways, Bob adds Carol from XMPP, Bob removes Carol. It prints what each person sees,
-then searches the bridge's database files for every plaintext sent (there must be none:
-the bridge only relays MLS ciphertext), prints ``demo: OK — ...`` and stops everything it
-started. Exit code 0 on success, 1 otherwise (with the reason).
+with a Matrix room, runs the bridge (the same code as ``mls-bridge run``:
+:func:`bridge.app.runtime.serve`) and plays a short conversation: Alice on XMPP
+creates the group, adds Bob from Matrix, they chat both ways, Bob adds Carol from XMPP,
+Bob removes Carol. It prints what each person sees, then searches the bridge's database
+files for every plaintext sent (there must be none: the bridge only relays MLS
+ciphertext), prints ``demo: OK — ...`` and stops everything it started. Exit code 0 on
+success, 1 otherwise (with the reason).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from slixmpp import ClientXMPP
 
 from bridge.app.config import load_config
 from bridge.app.logs import setup_logging
+from bridge.app.runtime import serve
 from bridge.devservers.ports import ServerSetupError, free_port
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
@@ -357,8 +359,6 @@ async def metrics_summary(port: int) -> str:
 
 
 async def run_demo(workdir: Path) -> int:
-    from bridge.app.cli import serve
-
     began = time.monotonic()
     say(f"demo: working directory {workdir}")
     say("demo: starting Prosody (XMPP) and Synapse (Matrix) on 127.0.0.1 "
