@@ -60,6 +60,7 @@ from bridge.hub.store import (
     UnknownGroup,
     WrongEpoch,
 )
+from bridge.identities import identity_of
 from mls.codec import encode
 from mls.enums import ContentType, WireFormat
 from mls.errors import MLSError, ValidationError
@@ -433,7 +434,7 @@ class Hub:
             validate_key_package(cs, body, now=self.clock())
         except (ValidationError, MLSError) as exc:
             raise Malformed(f"invalid KeyPackage: {exc}") from exc
-        if public_view.identity_of(body.leaf_node.credential) != request.sender:
+        if identity_of(body.leaf_node.credential) != request.sender:
             raise Forbidden("a KeyPackage may only be published by the user it names")
         lifetime = body.leaf_node.lifetime
         assert lifetime is not None

@@ -8,7 +8,7 @@ Nothing here imports :mod:`mls`: MLS messages are opaque bytes, carried as
 """
 
 from transports.xmpp.client import MLSClientPlugin, register
-from transports.xmpp.component import ComponentConfig, MLSComponent, StateStore
+from transports.xmpp.component import ComponentConfig, MLSComponent
 from transports.xmpp.errors import (
     ComponentAuthError,
     HubUnreachable,
@@ -19,6 +19,7 @@ from transports.xmpp.errors import (
     XmppTransportError,
 )
 from transports.xmpp.namespace import NS
+from transports.xmpp.welcomes import StateStore
 
 __all__ = [
     "NS",
