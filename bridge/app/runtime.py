@@ -21,9 +21,10 @@ import aiohttp
 from bridge.app.config import Config
 from bridge.app.logs import event
 from bridge.app.metrics import HubMetrics, Metrics, MetricsServer
-from bridge.app.services.bridge import BridgeConfigError, BridgeService, RoomPair
+from bridge.app.services.bridge import BridgeService, RoomPair
 from bridge.app.services.identity import load_identity
 from bridge.app.services.matrix import MatrixServiceConfig
+from bridge.errors import BridgeConfigError
 from bridge.hub import HubConfig, HubIdentity
 from bridge.hub.store import Store, StoreError, StoreUnavailable, open_store
 from transports.errors import TransportError

@@ -256,7 +256,8 @@ class Hub:
         return self._reply(request)
 
     async def attach_room(self, transport: str, room_id: str, group_id: bytes) -> None:
-        """Map a room to a group (the group manager's call, no membership check)."""
+        """Map a room to a group: the bridge's own call for a configured room pair
+        (:class:`bridge.app.services.bridge.BridgeService`), so no membership check."""
         try:
             await self.store.attach_room(transport, room_id, group_id)
         except UnknownGroup as exc:

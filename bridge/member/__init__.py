@@ -1,5 +1,6 @@
-"""The member client: the transport-agnostic MLS client that the XMPP plugin, the
-Matrix helper, the relay's puppets, the demo and the tests use.
+"""The member client: the transport-agnostic MLS client. It talks to the hub through any
+:class:`transports.interface.HubLink` (the XMPP client plugin, the Matrix helper, an
+in-process link); the relay's puppets, the demo and the tests are members.
 
 - :mod:`bridge.member.client` -- :class:`Member`: creating, joining, committing, sending;
 - :mod:`bridge.member.inbox` -- :class:`Inbox`, its receiving half (a collaborator the

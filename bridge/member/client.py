@@ -1,5 +1,5 @@
-"""The transport-agnostic MLS member client (used by the XMPP plugin, the Matrix
-helper, the demo and the tests).
+"""The transport-agnostic MLS member client (over the XMPP client plugin, the Matrix
+helper or an in-process link; the relay's puppets, the demo and the tests use it).
 
 A :class:`Member` holds one :class:`mls.group.group.Group` per group, talks to the hub
 through a :class:`transports.interface.HubLink` and receives deliveries as a
