@@ -229,6 +229,25 @@ async def matrix_room(owner: nio.AsyncClient, hub_user: str) -> str:
     return str(created.room_id)
 
 
+def check_no_plaintext(workdir: Path, sent: list[str]) -> None:
+    """Search the bridge's database and log for every plaintext sent; say what was
+    searched; :class:`DemoError` if any is found (or the database is missing)."""
+    files, found = scan_files(workdir, ("bridge.db", "bridge.db-wal", "bridge.db-shm"),
+                              sent)
+    sizes = ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KiB" for p in files)
+    say(f"demo: searched the bridge's database ({sizes}) for each of the "
+        f"{len(sent)} plaintexts: {len(found)} found")
+    if found or not files:
+        raise DemoError("plaintext found in the bridge's store" if found
+                        else "the bridge's database file is missing")
+    logs, in_log = scan_files(workdir, ("bridge.log",), sent)
+    lines = len(logs[0].read_text("utf-8").splitlines()) if logs else 0
+    say(f"demo: searched the bridge's log ({lines} lines) for them too: "
+        f"{len(in_log)} found")
+    if in_log:
+        raise DemoError("plaintext found in the bridge's log")
+
+
 def scan_files(workdir: Path, names: tuple[str, ...], plaintexts: list[str]
                ) -> tuple[list[Path], list[str]]:
     """The existing files among ``names``, and which plaintexts occur in any of them."""
@@ -358,6 +377,17 @@ async def metrics_summary(port: int) -> str:
 # -- main ----------------------------------------------------------------------------------------
 
 
+async def serving(bridge: asyncio.Task[int], ready: asyncio.Event,
+                  timeout: float = 60.0) -> bool:
+    """Wait until the bridge serves (``ready`` set), ends, or ``timeout`` s pass;
+    whether it serves."""
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({bridge, waiter}, timeout=timeout,
+                       return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    return ready.is_set()
+
+
 async def run_demo(workdir: Path) -> int:
     began = time.monotonic()
     say(f"demo: working directory {workdir}")
@@ -386,10 +416,7 @@ async def run_demo(workdir: Path) -> int:
         setup_logging(config.log.level, config.log.format, config.log.file, config.secrets())
         ready = asyncio.Event()
         bridge = asyncio.create_task(serve(config, stop, ready=ready))
-        waiter = asyncio.create_task(ready.wait())
-        await asyncio.wait({bridge, waiter}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if not ready.is_set():
+        if not await serving(bridge, ready):
             raise DemoError(f"the bridge did not start; see {workdir / 'bridge.log'}")
         say(f"demo: bridge running: XMPP room {xmpp_room} <-> Matrix room {room} "
             f"(logs: {workdir / 'bridge.log'})")
@@ -398,20 +425,7 @@ async def run_demo(workdir: Path) -> int:
         people += [alice, carol]
         talk, epoch = await asyncio.wait_for(play(alice, bob, carol, alice_plugin, xmpp_room),
                                              120)
-        files, found = scan_files(workdir, ("bridge.db", "bridge.db-wal", "bridge.db-shm"),
-                                  talk.sent)
-        sizes = ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KiB" for p in files)
-        say(f"demo: searched the bridge's database ({sizes}) for each of the "
-            f"{len(talk.sent)} plaintexts: {len(found)} found")
-        if found or not files:
-            raise DemoError("plaintext found in the bridge's store" if found
-                            else "the bridge's database file is missing")
-        logs, in_log = scan_files(workdir, ("bridge.log",), talk.sent)
-        lines = len(logs[0].read_text("utf-8").splitlines()) if logs else 0
-        say(f"demo: searched the bridge's log ({lines} lines) for them too: "
-            f"{len(in_log)} found")
-        if in_log:
-            raise DemoError("plaintext found in the bridge's log")
+        check_no_plaintext(workdir, talk.sent)
         say(f"demo: bridge metrics: {await metrics_summary(config.metrics.port)}")
     finally:
         for person in people:
