@@ -39,8 +39,7 @@ from slixmpp import ClientXMPP
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from bridge.identities import identity_of
-from bridge.member import Member, RetryPolicy
-from bridge.member.state import _Slot
+from bridge.member import Member, Received, RetryPolicy
 from transports.interface import HubLink, Inbound, Outbound
 from transports.matrix.client import MatrixMemberLink
 from transports.xmpp.client import MLSClientPlugin, register
@@ -203,15 +202,11 @@ class TimedMember(Member):
     """A :class:`Member` that notes when each application message arrived (by body)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, on_received=self._arrived, **kwargs)
         self.arrivals: dict[str, float] = {}
 
-    def _apply(self, slot: _Slot, entry: Outbound) -> None:
-        before = len(slot.received)
-        super()._apply(slot, entry)
-        now = time.monotonic()
-        for received in slot.received[before:]:
-            self.arrivals.setdefault(received.content.body or "", now)
+    def _arrived(self, received: Received) -> None:
+        self.arrivals.setdefault(received.content.body or "", time.monotonic())
 
 
 class Spy:

@@ -1,13 +1,14 @@
-"""The bridge's one error tree (delivery hub, its store, member client, content format).
+"""The bridge's one error tree: delivery hub, its store, member client, content format,
+and the bridge service's room pairs.
 
 One root, :class:`BridgeError`, separate from :class:`mls.errors.MLSError`. The hub's
 stores raise :class:`StoreError` and its subclasses (every backend the same ones, so the
-hub never catches ``sqlite3`` or ``asyncpg`` exceptions; driver errors that are not one of
-the specific cases surface as :class:`StoreUnavailable`, chained to the original). A hub
-rejection is a :class:`Rejection` with a stable
-``code`` string that travels in :class:`transports.interface.Outbound` replies, so transports
-can map it (for example ``wrong-epoch`` to an XMPP ``<conflict/>``) and members can react
-to it without importing this module's classes. Messages never carry plaintext or keys.
+hub never catches ``sqlite3`` or ``asyncpg`` exceptions; driver errors that are not one
+of the specific cases surface as :class:`StoreUnavailable`, chained to the original). A
+hub rejection is a :class:`Rejection` with a stable ``code`` string that travels in
+:class:`transports.interface.Outbound` replies, so transports can map it (for example
+``wrong-epoch`` to an XMPP ``<conflict/>``) and members can react to it without
+importing this module's classes. Messages never carry plaintext or keys.
 """
 
 from __future__ import annotations
@@ -117,6 +118,10 @@ class HubRefused(MemberError):
         self.code = code
         self.reason = reason
         self.epoch = epoch
+
+class BridgeConfigError(BridgeError):
+    """A bridge service that cannot be set up as configured: no network, or a room pair
+    whose two rooms carry different groups (:mod:`bridge.app.services.bridge`)."""
 
 
 # -- the hub's stores ----------------------------------------------------------------------

@@ -15,16 +15,19 @@ Two directions, one pair of value types:
 
 Four roles, as :class:`typing.Protocol` classes:
 
-* :class:`HubService` -- implemented by :class:`bridge.hub.Hub`; the hub-side transport
-  (an XMPP component, a Matrix bot) calls ``handle`` for every request it receives,
-  with ``sender`` set to the network-authenticated identity (a URI such as
-  ``xmpp:alice@example.org``), and sends the returned reply back to the requester.
+* :class:`HubService` -- implemented by :class:`bridge.hub.Hub` (and by
+  :class:`bridge.app.services.bridge.BridgeService`, one hub for both networks); the
+  hub-side transport (an XMPP component, a Matrix bot) calls ``handle`` for every
+  request it receives, with ``sender`` set to the network-authenticated identity (a URI
+  such as ``xmpp:alice@example.org``), and sends the returned reply back to the
+  requester.
 * :class:`Deliverer` -- implemented by the hub-side transport: carry an
   :class:`Outbound` delivery to each of its ``recipients`` (the groupchat messages /
-  room events of the wire binding), preserving the order of calls per recipient.
+  room events of the wire binding), preserving the order of calls per recipient
+  (:class:`bridge.app.services.bridge.RoutingDeliverer` routes among several).
 * :class:`HubLink` -- implemented by the client-side transport (XMPP client plugin,
   Matrix helper): send one request to the hub and return its reply; raise
-  :class:`bridge.errors.LinkError` when the reply cannot be obtained.
+  :class:`transports.errors.LinkError` when the reply cannot be obtained.
 * :class:`DeliverySink` -- implemented by :class:`bridge.member.Member`; the client-side
   transport calls ``deliver`` for each delivery it receives. ``deliver`` only enqueues:
   it never blocks on the member's work.
@@ -162,7 +165,7 @@ class HubLink(Protocol):
         ...
 
     async def request(self, request: Inbound) -> Outbound:
-        """Send ``request`` and return the hub's reply; LinkError if it cannot."""
+        """Send ``request`` and return the hub's reply; :class:`LinkError` if it cannot."""
         ...
 
 

@@ -2,6 +2,8 @@
 
 - :mod:`bridge.app.cli` -- ``mls-bridge run | check-config | generate-registration |
   demo``;
+- :mod:`bridge.app.runtime` -- building the bridge from a configuration and running it
+  (what ``run`` and ``demo`` share);
 - :mod:`bridge.app.config` -- the TOML configuration, validated;
 - :mod:`bridge.app.logs` -- structured logs, secrets masked;
 - :mod:`bridge.app.metrics` -- the Prometheus endpoint;

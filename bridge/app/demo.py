@@ -2,12 +2,13 @@
 
 Starts Prosody and Synapse on 127.0.0.1 (installing them when missing, like the test
 suite: :mod:`bridge.devservers`), writes a bridge configuration pairing an XMPP room
-with a Matrix room, runs the bridge (the same code as ``mls-bridge run``) and plays a
-short conversation: Alice on XMPP creates the group, adds Bob from Matrix, they chat
-both ways, Bob adds Carol from XMPP, Bob removes Carol. It prints what each person sees,
-then searches the bridge's database files for every plaintext sent (there must be none:
-the bridge only relays MLS ciphertext), prints ``demo: OK — ...`` and stops everything it
-started. Exit code 0 on success, 1 otherwise (with the reason).
+with a Matrix room, runs the bridge (the same code as ``mls-bridge run``:
+:func:`bridge.app.runtime.serve`) and plays a short conversation: Alice on XMPP
+creates the group, adds Bob from Matrix, they chat both ways, Bob adds Carol from XMPP,
+Bob removes Carol. It prints what each person sees, then searches the bridge's database
+files for every plaintext sent (there must be none: the bridge only relays MLS
+ciphertext), prints ``demo: OK — ...`` and stops everything it started. Exit code 0 on
+success, 1 otherwise (with the reason).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from slixmpp import ClientXMPP
 
 from bridge.app.config import load_config
 from bridge.app.logs import setup_logging
+from bridge.app.runtime import serve
 from bridge.devservers.ports import ServerSetupError, free_port
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
@@ -227,6 +229,25 @@ async def matrix_room(owner: nio.AsyncClient, hub_user: str) -> str:
     return str(created.room_id)
 
 
+def check_no_plaintext(workdir: Path, sent: list[str]) -> None:
+    """Search the bridge's database and log for every plaintext sent; say what was
+    searched; :class:`DemoError` if any is found (or the database is missing)."""
+    files, found = scan_files(workdir, ("bridge.db", "bridge.db-wal", "bridge.db-shm"),
+                              sent)
+    sizes = ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KiB" for p in files)
+    say(f"demo: searched the bridge's database ({sizes}) for each of the "
+        f"{len(sent)} plaintexts: {len(found)} found")
+    if found or not files:
+        raise DemoError("plaintext found in the bridge's store" if found
+                        else "the bridge's database file is missing")
+    logs, in_log = scan_files(workdir, ("bridge.log",), sent)
+    lines = len(logs[0].read_text("utf-8").splitlines()) if logs else 0
+    say(f"demo: searched the bridge's log ({lines} lines) for them too: "
+        f"{len(in_log)} found")
+    if in_log:
+        raise DemoError("plaintext found in the bridge's log")
+
+
 def scan_files(workdir: Path, names: tuple[str, ...], plaintexts: list[str]
                ) -> tuple[list[Path], list[str]]:
     """The existing files among ``names``, and which plaintexts occur in any of them."""
@@ -356,9 +377,18 @@ async def metrics_summary(port: int) -> str:
 # -- main ----------------------------------------------------------------------------------------
 
 
-async def run_demo(workdir: Path) -> int:
-    from bridge.app.cli import serve
+async def serving(bridge: asyncio.Task[int], ready: asyncio.Event,
+                  timeout: float = 60.0) -> bool:
+    """Wait until the bridge serves (``ready`` set), ends, or ``timeout`` s pass;
+    whether it serves."""
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({bridge, waiter}, timeout=timeout,
+                       return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    return ready.is_set()
 
+
+async def run_demo(workdir: Path) -> int:
     began = time.monotonic()
     say(f"demo: working directory {workdir}")
     say("demo: starting Prosody (XMPP) and Synapse (Matrix) on 127.0.0.1 "
@@ -386,10 +416,7 @@ async def run_demo(workdir: Path) -> int:
         setup_logging(config.log.level, config.log.format, config.log.file, config.secrets())
         ready = asyncio.Event()
         bridge = asyncio.create_task(serve(config, stop, ready=ready))
-        waiter = asyncio.create_task(ready.wait())
-        await asyncio.wait({bridge, waiter}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        if not ready.is_set():
+        if not await serving(bridge, ready):
             raise DemoError(f"the bridge did not start; see {workdir / 'bridge.log'}")
         say(f"demo: bridge running: XMPP room {xmpp_room} <-> Matrix room {room} "
             f"(logs: {workdir / 'bridge.log'})")
@@ -398,20 +425,7 @@ async def run_demo(workdir: Path) -> int:
         people += [alice, carol]
         talk, epoch = await asyncio.wait_for(play(alice, bob, carol, alice_plugin, xmpp_room),
                                              120)
-        files, found = scan_files(workdir, ("bridge.db", "bridge.db-wal", "bridge.db-shm"),
-                                  talk.sent)
-        sizes = ", ".join(f"{p.name} {p.stat().st_size / 1024:.0f} KiB" for p in files)
-        say(f"demo: searched the bridge's database ({sizes}) for each of the "
-            f"{len(talk.sent)} plaintexts: {len(found)} found")
-        if found or not files:
-            raise DemoError("plaintext found in the bridge's store" if found
-                            else "the bridge's database file is missing")
-        logs, in_log = scan_files(workdir, ("bridge.log",), talk.sent)
-        lines = len(logs[0].read_text("utf-8").splitlines()) if logs else 0
-        say(f"demo: searched the bridge's log ({lines} lines) for them too: "
-            f"{len(in_log)} found")
-        if in_log:
-            raise DemoError("plaintext found in the bridge's log")
+        check_no_plaintext(workdir, talk.sent)
         say(f"demo: bridge metrics: {await metrics_summary(config.metrics.port)}")
     finally:
         for person in people:

@@ -60,6 +60,7 @@ from bridge.hub.store import (
     UnknownGroup,
     WrongEpoch,
 )
+from bridge.identities import identity_of
 from mls.codec import encode
 from mls.enums import ContentType, WireFormat
 from mls.errors import MLSError, ValidationError
@@ -255,7 +256,8 @@ class Hub:
         return self._reply(request)
 
     async def attach_room(self, transport: str, room_id: str, group_id: bytes) -> None:
-        """Map a room to a group (the group manager's call, no membership check)."""
+        """Map a room to a group: the bridge's own call for a configured room pair
+        (:class:`bridge.app.services.bridge.BridgeService`), so no membership check."""
         try:
             await self.store.attach_room(transport, room_id, group_id)
         except UnknownGroup as exc:
@@ -433,7 +435,7 @@ class Hub:
             validate_key_package(cs, body, now=self.clock())
         except (ValidationError, MLSError) as exc:
             raise Malformed(f"invalid KeyPackage: {exc}") from exc
-        if public_view.identity_of(body.leaf_node.credential) != request.sender:
+        if identity_of(body.leaf_node.credential) != request.sender:
             raise Forbidden("a KeyPackage may only be published by the user it names")
         lifetime = body.leaf_node.lifetime
         assert lifetime is not None

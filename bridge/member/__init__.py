@@ -1,9 +1,12 @@
-"""The member client: the transport-agnostic MLS client that the XMPP plugin, the
-Matrix helper, the relay's puppets, the demo and the tests use.
+"""The member client: the transport-agnostic MLS client. It talks to the hub through any
+:class:`transports.interface.HubLink` (the XMPP client plugin, the Matrix helper, an
+in-process link); the relay's puppets, the demo and the tests are members.
 
 - :mod:`bridge.member.client` -- :class:`Member`: creating, joining, committing, sending;
-- :mod:`bridge.member.inbox` -- its receiving half: deliveries applied in log order;
-- :mod:`bridge.member.state` -- its store protocol, retry policy and per-group records;
+- :mod:`bridge.member.inbox` -- :class:`Inbox`, its receiving half (a collaborator the
+  member owns): deliveries applied in log order, lazy saving;
+- :mod:`bridge.member.state` -- its store protocol, retry policy, per-group slot,
+  received-message records and the two hooks (on received, save policy);
 - :mod:`bridge.member.content` -- the CBOR inner content of application messages.
 """
 
@@ -11,21 +14,31 @@ from __future__ import annotations
 
 from bridge.member.client import Member
 from bridge.member.content import Attachment, Content
+from bridge.member.inbox import Inbox
 from bridge.member.state import (
     CommitPlan,
+    GroupSlot,
     MemberStore,
     MemoryMemberStore,
     Received,
+    ReceivedHook,
     RetryPolicy,
+    SaveAnytime,
+    SavePolicy,
 )
 
 __all__ = [
     "Attachment",
     "CommitPlan",
     "Content",
+    "GroupSlot",
+    "Inbox",
     "Member",
     "MemberStore",
     "MemoryMemberStore",
     "Received",
+    "ReceivedHook",
     "RetryPolicy",
+    "SaveAnytime",
+    "SavePolicy",
 ]

@@ -1,5 +1,5 @@
-"""The transport-agnostic MLS member client (used by the XMPP plugin, the Matrix
-helper, the demo and the tests).
+"""The transport-agnostic MLS member client (over the XMPP client plugin, the Matrix
+helper or an in-process link; the relay's puppets, the demo and the tests use it).
 
 A :class:`Member` holds one :class:`mls.group.group.Group` per group, talks to the hub
 through a :class:`transports.interface.HubLink` and receives deliveries as a
@@ -18,8 +18,11 @@ through a :class:`transports.interface.HubLink` and receives deliveries as a
   or message leaves the process; changes by received entries are saved lazily (they can
   be fetched again from the log).
 
-The receiving half (inbox, ordered application, lazy saving) is
-:class:`bridge.member.inbox.Receiving`, its base class.
+The receiving half (inbox, ordered application, lazy saving) is an
+:class:`bridge.member.inbox.Inbox` the member owns (:attr:`Member.inbox`). Two hooks let
+an owner change what happens to received messages (``on_received``, ``keep_received``)
+and when group state may be saved (``save_policy``): the relay's puppets use them
+(:mod:`bridge.relay.puppets`).
 """
 
 from __future__ import annotations
@@ -34,17 +37,19 @@ from collections.abc import Callable, Sequence
 from bridge.errors import BridgeError, HubRefused, MemberError
 from bridge.identities import identity_of
 from bridge.member.content import Attachment, Content
-from bridge.member.inbox import Receiving
+from bridge.member.inbox import Inbox
 from bridge.member.state import (
     RETRYABLE,
     CommitPlan,
+    GroupSlot,
     MemberStore,
     MemoryMemberStore,
     Planner,
     Received,
+    ReceivedHook,
     RetryPolicy,
-    _digest,
-    _Slot,
+    SavePolicy,
+    digest,
 )
 from mls.codec import Reader, Writer, decode, encode
 from mls.crypto.suite import Rng, suite
@@ -69,15 +74,20 @@ from transports.interface import HubLink, Inbound, Op, Outbound
 log = logging.getLogger(__name__)
 
 
-class Member(Receiving):
-    """One MLS client (see the module docstring)."""
+class Member:
+    """One MLS client (see the module docstring).
+
+    ``on_received`` sees each decrypted application message; the member keeps them
+    for :meth:`received` unless ``keep_received`` is False. ``save_policy`` decides
+    when group state may be saved (default: any time)."""
 
     def __init__(self, link: HubLink, *, cipher_suite: int = 1,
                  store: MemberStore | None = None, rng: Rng | None = None,
                  clock: Callable[[], int] | None = None, retry: RetryPolicy | None = None,
                  config: GroupConfig | None = None, device: str = "default",
                  log_page: int = 200, auto_resync: bool = True,
-                 persist_interval: float = 1.0) -> None:
+                 persist_interval: float = 1.0, on_received: ReceivedHook | None = None,
+                 keep_received: bool = True, save_policy: SavePolicy | None = None) -> None:
         self.link = link
         self.cs = suite(cipher_suite)
         self.store: MemberStore = store or MemoryMemberStore()
@@ -87,17 +97,17 @@ class Member(Receiving):
         self.retry = retry or RetryPolicy()
         self.config = config or GroupConfig()
         self.device = device
-        self.log_page = log_page
-        self.auto_resync = auto_resync
-        self.persist_interval = persist_interval
         self._signature_priv = b""
         self._bundles: dict[bytes, tuple[KeyPackageBundle, bool]] = {}
-        self._slots: dict[bytes, _Slot] = {}
-        self._inbox: asyncio.Queue[Outbound] = asyncio.Queue()
-        self._queued: dict[bytes, int] = {}  # group id -> deliveries in the inbox
-        self._task: asyncio.Task[None] | None = None
+        self._slots: dict[bytes, GroupSlot] = {}
         self._resyncs: dict[bytes, asyncio.Task[None]] = {}
         self._request_ids = 0
+        self.inbox = Inbox(
+            self._slots, self.store, identity=lambda: self.identity,
+            fetch_log=self._fetch_log, join=self._join,
+            on_broken=self._schedule_resync if auto_resync else None, clock=self._clock,
+            log_page=log_page, persist_interval=persist_interval, save_policy=save_policy,
+            on_received=on_received, keep_received=keep_received)
 
     @property
     def identity(self) -> str:
@@ -123,27 +133,34 @@ class Member(Receiving):
         for key in await self.store.keys("group:"):
             data = await self.store.load(key)
             if data is not None:
-                slot = _Slot.from_bytes(data)
+                slot = GroupSlot.from_bytes(data)
                 self._slots[slot.group.group_id] = slot
-        self._task = asyncio.get_running_loop().create_task(self._run_inbox())
+        self.inbox.start()
 
     async def stop(self) -> None:
-        for task in [self._task, *self._resyncs.values()]:
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*[t for t in [self._task, *self._resyncs.values()] if t],
-                             return_exceptions=True)
-        self._task = None
-        for slot in self._slots.values():
-            if self._may_save(slot):
-                await self._save(slot)
+        resyncs = list(self._resyncs.values())
+        for task in resyncs:
+            task.cancel()
+        await self.inbox.stop()
+        await asyncio.gather(*resyncs, return_exceptions=True)
+        await self.inbox.save_allowed()
 
     async def idle(self) -> None:
         """Wait until every delivery received so far was processed (and resyncs ended)."""
-        await self._inbox.join()
+        await self.inbox.idle()
         while self._resyncs:
             await asyncio.gather(*self._resyncs.values(), return_exceptions=True)
-            await self._inbox.join()
+            await self.inbox.idle()
+
+    # -- receiving (the inbox) -----------------------------------------------------------
+
+    async def deliver(self, message: Outbound) -> None:
+        """:class:`transports.interface.DeliverySink`: into the inbox (enqueue only)."""
+        await self.inbox.deliver(message)
+
+    async def sync(self, group_id: bytes) -> None:
+        """Fetch and apply everything the log holds beyond what we applied."""
+        await self.inbox.sync(self._slot(group_id))
 
     # -- inspection ----------------------------------------------------------------------
 
@@ -159,7 +176,7 @@ class Member(Receiving):
     def next_seq(self, group_id: bytes) -> int:
         return self._slot(group_id).next_seq
 
-    def _slot(self, group_id: bytes) -> _Slot:
+    def _slot(self, group_id: bytes) -> GroupSlot:
         try:
             return self._slots[group_id]
         except KeyError:
@@ -172,6 +189,10 @@ class Member(Receiving):
         request = Inbound(op, self.identity, f"{self.device}-{self._request_ids}",
                           **fields)  # type: ignore[arg-type]
         return await self.link.request(request)
+
+    async def _fetch_log(self, group_id: bytes, after_seq: int, limit: int) -> Outbound:
+        return await self._request(Op.FETCH_LOG, group_id=group_id, after_seq=after_seq,
+                                   limit=limit)
 
     async def _call(self, op: Op, **fields: object) -> Outbound:
         reply = await self._request(op, **fields)
@@ -235,9 +256,9 @@ class Member(Receiving):
         info = group.group_info()
         tree = b"" if find_extension(info.extensions, ExtensionType.RATCHET_TREE) else \
             group.ratchet_tree()
-        slot = _Slot(group, 1)
+        slot = GroupSlot(group, 1)
         self._slots[group.group_id] = slot
-        await self._persist(slot)
+        await self.inbox.persist(slot)
         await self._call(Op.CREATE_GROUP, group_id=group.group_id,
                          group_info=encode(MLSMessage.wrap(info)), ratchet_tree=tree,
                          transport=transport, room_id=room_id)
@@ -261,9 +282,9 @@ class Member(Receiving):
             ref = key_package_ref(self.cs, bundle.key_package)
             self._bundles.pop(ref, None)
             await self.store.delete("kp:" + ref.hex())
-        slot = _Slot(group, delivery.seq + 1)
+        slot = GroupSlot(group, delivery.seq + 1)
         self._slots[group.group_id] = slot
-        await self._persist(slot)
+        await self.inbox.persist(slot)
 
     async def fetch_welcomes(self) -> int:
         """Ask the hub for Welcomes that were not delivered; return how many joined."""
@@ -346,8 +367,8 @@ class Member(Receiving):
                 await asyncio.sleep(self.retry.delay(attempt, self._jitter))
             async with slot.lock:
                 self._check_can_commit(slot)
-                if not attempt and (slot.buffer or self._queued.get(group_id)):
-                    await self._catch_up(slot)  # see the docstring
+                if not attempt and (slot.buffer or self.inbox.pending(group_id)):
+                    await self.inbox.catch_up(slot)  # see the docstring
                     self._check_can_commit(slot)
                 plan = await planner(slot.group)
                 if plan is None:
@@ -365,7 +386,7 @@ class Member(Receiving):
                         slot.group = slot.group.merge(staged)
                         slot.staged = None
                         self._mark_own(slot, reply.seq)
-                    await self._persist(slot)
+                    await self.inbox.persist(slot)
                     return reply.seq
                 if reply is not None:
                     last = f"{reply.code}: {reply.reason}"
@@ -373,17 +394,17 @@ class Member(Receiving):
                         slot.staged = None
                         raise HubRefused(reply.code, reply.reason, reply.epoch)
                 try:
-                    await self._catch_up(slot)
+                    await self.inbox.catch_up(slot)
                 finally:
                     merged = slot.staged is None
                     slot.staged = None
                 if merged:  # the log showed our commit was accepted after all
-                    await self._persist(slot)
+                    await self.inbox.persist(slot)
                     return slot.merged_seq
         raise MemberError(f"commit not accepted after {self.retry.attempts} attempts "
                           f"(last: {last})")
 
-    def _check_can_commit(self, slot: _Slot) -> None:
+    def _check_can_commit(self, slot: GroupSlot) -> None:
         if not slot.group.active:
             raise MemberError("we are no longer in this group")
         if slot.broken:
@@ -391,11 +412,11 @@ class Member(Receiving):
         if int(slot.group.own_leaf) in _pending_removes(slot.group):
             raise MemberError("a pending proposal removes us: we cannot commit")
 
-    def _mark_own(self, slot: _Slot, seq: int) -> None:
+    def _mark_own(self, slot: GroupSlot, seq: int) -> None:
         """Our commit at ``seq`` is merged: skip it when the log gets there."""
         if slot.next_seq == seq:
             slot.next_seq = seq + 1
-            self._drain(slot)
+            self.inbox.drain(slot)
         elif seq > slot.next_seq:
             slot.own_seqs.add(seq)
 
@@ -421,15 +442,15 @@ class Member(Receiving):
                 group, message = slot.group.encrypt(data, rng=self._rng)
                 payload = encode(message)
                 slot.group = group
-                slot.sent.add(_digest(payload))
-                await self._persist(slot)
+                slot.sent.add(digest(payload))
+                await self.inbox.persist(slot)
                 reply = await self._request(Op.SEND, group_id=group_id, payload=payload)
                 if reply.ok:
                     return reply.seq
-                slot.sent.discard(_digest(payload))
+                slot.sent.discard(digest(payload))
                 if reply.code not in RETRYABLE:
                     raise HubRefused(reply.code, reply.reason, reply.epoch)
-                await self._catch_up(slot)
+                await self.inbox.catch_up(slot)
         raise MemberError(f"message not accepted after {self.retry.attempts} attempts")
 
     async def leave(self, group_id: bytes) -> None:
@@ -471,11 +492,11 @@ class Member(Receiving):
                     Op.SUBMIT_COMMIT, group_id=group_id, payload=encode(commit),
                     group_info=encode(MLSMessage.wrap(staged_info)), ratchet_tree=tree)
                 if reply.ok:
-                    new_slot = _Slot(group, reply.seq + 1, lock=lock)
+                    new_slot = GroupSlot(group, reply.seq + 1, lock=lock)
                     if slot is not None:
                         new_slot.received = slot.received
                     self._slots[group_id] = new_slot
-                    await self._persist(new_slot)
+                    await self.inbox.persist(new_slot)
                     log.info("%s: rejoined %s (old leaf %s)", self.identity,
                              group_id.hex(), old_leaf)
                     return reply.seq
@@ -493,6 +514,7 @@ class Member(Receiving):
             rng=self._rng, ratchet_tree=tree, resync_leaf=old_leaf, now=self._clock(),
             config=self.config)
         return group, commit, None if old_leaf is None else int(old_leaf)
+
 
 def _pending_removes(group: Group) -> set[int]:
     """Leaves that pending proposals of the epoch remove."""

@@ -1,11 +1,13 @@
 """The receiving half of :class:`bridge.member.Member`: deliveries applied strictly in
 log order, gaps fetched from the hub, echoes of our own messages recognised, a commit
-that cannot be processed answered by a resync, and the lazy saving of what received
+that cannot be processed reported for a resync, and the lazy saving of what received
 entries changed (RFC 9750 §5.2; RFC 9420 §14 for the ordering a member relies on).
 
-:class:`Receiving` is a base class: :class:`bridge.member.Member` supplies the state it
-declares (groups, inbox, store, link) and the two operations it calls back
-(:meth:`Receiving._join` for a Welcome, :meth:`Receiving._schedule_resync`).
+:class:`Inbox` is a collaborator the member owns: it shares the member's group slots
+and store, and is given explicitly what it needs of the member -- its identity (for
+logs), a way to fetch the log, what to do with a Welcome and with a group it can no
+longer follow -- and the member's two hooks (:data:`bridge.member.state.ReceivedHook`,
+:class:`bridge.member.state.SavePolicy`).
 """
 
 from __future__ import annotations
@@ -13,85 +15,134 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from bridge.errors import BridgeError, ContentError, HubRefused, StoreError
 from bridge.identities import identity_of
 from bridge.member.content import Content
-from bridge.member.state import MemberStore, Received, _digest, _Slot
+from bridge.member.state import (
+    GroupSlot,
+    MemberStore,
+    Received,
+    ReceivedHook,
+    SaveAnytime,
+    SavePolicy,
+    digest,
+)
 from mls.errors import MLSError
 from mls.group.events import ApplicationEvent, CommitEvent
 from mls.group.group import Group
 from mls.tree.math import LeafIndex
 from transports.errors import TransportError
-from transports.interface import Kind, Op, Outbound
+from transports.interface import Kind, Outbound
 
 log = logging.getLogger("bridge.member")
 
-# what a delivery may fail with without ending the inbox (see Receiving._run_inbox)
+# what a delivery may fail with without ending the inbox (see Inbox.run)
 DELIVERY_FAILURES = (MLSError, BridgeError, TransportError, StoreError, OSError)
 
+#: ``fetch_log(group_id, after_seq, limit)``: the hub's reply to FETCH_LOG.
+FetchLog = Callable[[bytes, int, int], Awaitable[Outbound]]
 
-class Receiving:
-    """Deliveries in, group state forward (see the module docstring)."""
 
-    store: MemberStore
-    log_page: int
-    auto_resync: bool
-    persist_interval: float
-    _slots: dict[bytes, _Slot]
-    _inbox: asyncio.Queue[Outbound]
-    _queued: dict[bytes, int]
-    _clock: Callable[[], int]
+class Inbox:
+    """Deliveries in, group state forward (see the module docstring).
 
-    if TYPE_CHECKING:  # supplied by Member
-        @property
-        def identity(self) -> str: ...
-        async def _request(self, op: Op, **fields: object) -> Outbound: ...
-        async def _join(self, delivery: Outbound) -> None: ...
-        def _slot(self, group_id: bytes) -> _Slot: ...
-        def _schedule_resync(self, group_id: bytes) -> None: ...
+    ``slots`` is the member's own dict of groups (the inbox adds none, except through
+    ``join``); ``join(delivery)`` handles a Welcome; ``on_broken(group_id)`` is told
+    of a group whose commit could not be processed (None: nothing is done);
+    ``on_received`` sees every decrypted application message, which the slot keeps
+    (for :meth:`bridge.member.Member.received`) only if ``keep_received``."""
 
-    # -- receiving -------------------------------------------------------------------------
+    def __init__(self, slots: dict[bytes, GroupSlot], store: MemberStore, *,
+                 identity: Callable[[], str], fetch_log: FetchLog,
+                 join: Callable[[Outbound], Awaitable[None]],
+                 on_broken: Callable[[bytes], None] | None, clock: Callable[[], int],
+                 log_page: int = 200, persist_interval: float = 1.0,
+                 save_policy: SavePolicy | None = None,
+                 on_received: ReceivedHook | None = None,
+                 keep_received: bool = True) -> None:
+        self.slots = slots
+        self.store = store
+        self.log_page = log_page
+        self.persist_interval = persist_interval
+        self.save_policy: SavePolicy = save_policy or SaveAnytime()
+        self._identity = identity
+        self._fetch_log = fetch_log
+        self._join = join
+        self._on_broken = on_broken
+        self._clock = clock
+        self._on_received = on_received
+        self._keep_received = keep_received
+        self._queue: asyncio.Queue[Outbound] = asyncio.Queue()
+        self._queued: dict[bytes, int] = {}  # group id -> deliveries in the queue
+        self._task: asyncio.Task[None] | None = None
+
+    # -- the queue ---------------------------------------------------------------------
 
     async def deliver(self, message: Outbound) -> None:
-        """:class:`DeliverySink`: enqueue only."""
+        """:class:`transports.interface.DeliverySink`: enqueue only."""
         self._queued[message.group_id] = self._queued.get(message.group_id, 0) + 1
-        self._inbox.put_nowait(message)
+        self._queue.put_nowait(message)
 
-    async def _run_inbox(self) -> None:
+    def empty(self) -> bool:
+        """Whether no delivery is waiting."""
+        return self._queue.empty()
+
+    def pending(self, group_id: bytes) -> int:
+        """How many deliveries for the group wait in the queue."""
+        return self._queued.get(group_id, 0)
+
+    async def idle(self) -> None:
+        """Wait until every delivery received so far was processed."""
+        await self._queue.join()
+
+    @property
+    def running(self) -> bool:
+        """Whether the inbox is applying deliveries (started, not stopped, not dead)."""
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def run(self) -> None:
         """Apply deliveries one by one. A failure (bad entry, hub or link unreachable
         during catch-up, store down) is logged and the inbox goes on: what was not
-        applied is fetched from the log with the next delivery or :meth:`sync`."""
+        applied is fetched from the log with the next delivery or a sync."""
         while True:
-            message = await self._inbox.get()
+            message = await self._queue.get()
             try:
                 await self._on_delivery(message)
             except DELIVERY_FAILURES as exc:
-                log.warning("%s: delivery %s seq %d failed: %s: %s", self.identity,
+                log.warning("%s: delivery %s seq %d failed: %s: %s", self._identity(),
                             message.kind, message.seq, type(exc).__name__, exc)
             finally:
-                self._inbox.task_done()
+                self._queue.task_done()
                 left = self._queued.pop(message.group_id, 1) - 1
                 if left:
                     self._queued[message.group_id] = left
-            if self._inbox.empty():
+            if self._queue.empty():
                 try:
                     await self._persist_received()
                 except (StoreError, OSError) as exc:
                     log.warning("%s: group state not saved (retried later): %s",
-                                self.identity, type(exc).__name__)
+                                self._identity(), type(exc).__name__)
 
     async def _on_delivery(self, message: Outbound) -> None:
         if message.kind == Kind.WELCOME:
             await self._join(message)
-            slot = self._slots.get(message.group_id)
+            slot = self.slots.get(message.group_id)
             if slot is not None:
                 async with slot.lock:
-                    await self._catch_up(slot)
+                    await self.catch_up(slot)
             return
-        slot = self._slots.get(message.group_id)
+        slot = self.slots.get(message.group_id)
         if slot is None:
             return
         async with slot.lock:
@@ -99,31 +150,32 @@ class Receiving:
                 return
             slot.buffer[message.seq] = message
             if message.seq == slot.next_seq:
-                self._drain(slot)
+                self.drain(slot)
             else:
-                await self._catch_up(slot)
+                await self.catch_up(slot)
 
-    async def sync(self, group_id: bytes) -> None:
-        """Fetch and apply everything the log holds beyond what we applied."""
-        slot = self._slot(group_id)
+    # -- applying the log --------------------------------------------------------------
+
+    async def sync(self, slot: GroupSlot) -> None:
+        """Fetch and apply everything the log holds beyond what we applied; save."""
         async with slot.lock:
-            await self._catch_up(slot)
-        await self._persist(slot)
+            await self.catch_up(slot)
+        await self.persist(slot)
 
-    async def _catch_up(self, slot: _Slot) -> None:
+    async def catch_up(self, slot: GroupSlot) -> None:
         """Fetch the log from our position until it is exhausted (lock held)."""
         while slot.group.active and not slot.broken:
-            reply = await self._request(Op.FETCH_LOG, group_id=slot.group.group_id,
-                                        after_seq=slot.next_seq - 1, limit=self.log_page)
+            reply = await self._fetch_log(slot.group.group_id, slot.next_seq - 1,
+                                          self.log_page)
             if not reply.ok:
                 raise HubRefused(reply.code, reply.reason, reply.epoch)
             for entry in reply.entries:
                 slot.buffer.setdefault(entry.seq, entry)
-            self._drain(slot)
+            self.drain(slot)
             if len(reply.entries) < self.log_page:
                 return
 
-    def _drain(self, slot: _Slot) -> None:
+    def drain(self, slot: GroupSlot) -> None:
         """Apply buffered entries while they are next in sequence."""
         for seq in [s for s in slot.buffer if s < slot.next_seq]:
             del slot.buffer[seq]
@@ -136,32 +188,36 @@ class Receiving:
             slot.next_seq += 1
             slot.dirty = True
 
-    def _apply(self, slot: _Slot, entry: Outbound) -> None:
-        digest = _digest(entry.payload)
+    def _apply(self, slot: GroupSlot, entry: Outbound) -> None:
         if entry.kind == Kind.COMMIT:
             self._apply_commit(slot, entry)
             return
-        if digest in slot.sent:  # the echo of our own message
-            slot.sent.discard(digest)
+        sent = digest(entry.payload)
+        if sent in slot.sent:  # the echo of our own message
+            slot.sent.discard(sent)
             return
         try:
             group, event = slot.group.process(entry.payload, now=self._clock())
         except MLSError as exc:
-            log.info("%s: dropped %s seq %d: %s", self.identity, entry.kind, entry.seq, exc)
+            log.info("%s: dropped %s seq %d: %s", self._identity(), entry.kind, entry.seq,
+                     exc)
             return
         slot.group = group
         if isinstance(event, ApplicationEvent):
             try:
                 content = Content.decode(event.data)
             except ContentError as exc:
-                log.info("%s: undecodable content at seq %d: %s", self.identity,
+                log.info("%s: undecodable content at seq %d: %s", self._identity(),
                          entry.seq, exc)
                 return
             sender = _leaf_identity(group, event.sender, event.epoch)
-            slot.received.append(Received(group.group_id, sender, content, entry.seq,
-                                          event.epoch))
+            received = Received(group.group_id, sender, content, entry.seq, event.epoch)
+            if self._keep_received:
+                slot.received.append(received)
+            if self._on_received is not None:
+                self._on_received(received)
 
-    def _apply_commit(self, slot: _Slot, entry: Outbound) -> None:
+    def _apply_commit(self, slot: GroupSlot, entry: Outbound) -> None:
         if slot.staged is not None and entry.payload == slot.staged_bytes:
             slot.group = slot.group.merge(slot.staged)
             slot.staged, slot.merged_seq = None, entry.seq
@@ -172,36 +228,34 @@ class Receiving:
             group, event = slot.group.process(entry.payload, now=self._clock())
         except MLSError as exc:
             log.warning("%s: cannot apply commit seq %d (epoch %d, ours %d): %s",
-                        self.identity, entry.seq, entry.epoch, slot.group.epoch, exc)
+                        self._identity(), entry.seq, entry.epoch, slot.group.epoch, exc)
             slot.broken = True
-            if self.auto_resync:
-                self._schedule_resync(slot.group.group_id)
+            if self._on_broken is not None:
+                self._on_broken(slot.group.group_id)
             return
         slot.group = group
         if isinstance(event, CommitEvent) and event.removed_self:
-            log.info("%s: removed from group %s", self.identity, group.group_id.hex())
+            log.info("%s: removed from group %s", self._identity(), group.group_id.hex())
 
     # -- persistence -----------------------------------------------------------------------
 
-    async def _persist(self, slot: _Slot) -> None:
-        """Save the slot now (before anything we made leaves the process), once
-        :meth:`_settle` allows it."""
-        await self._settle(slot)
-        await self._save(slot)
+    async def persist(self, slot: GroupSlot) -> None:
+        """Save the slot now (before anything we made leaves the process), once the
+        save policy allows it."""
+        await self.save_policy.settle(slot)
+        await self.save(slot)
 
-    async def _save(self, slot: _Slot) -> None:
+    async def save(self, slot: GroupSlot) -> None:
         # the snapshot is taken before the first await: what was checked is what is saved
         await self.store.save("group:" + slot.group.group_id.hex(), slot.to_bytes())
         slot.dirty = False
         slot.persisted_at = time.monotonic()
 
-    def _may_save(self, slot: _Slot) -> bool:
-        """Whether the slot may be saved as it is now (a hook: a relay puppet may not
-        save past a message whose plaintext it has not yet handed on)."""
-        return True
-
-    async def _settle(self, slot: _Slot) -> None:
-        """Wait until :meth:`_may_save` holds (a hook; members never wait)."""
+    async def save_allowed(self) -> None:
+        """Save every group the save policy allows to save now (at stop)."""
+        for slot in list(self.slots.values()):
+            if self.save_policy.may_save(slot):
+                await self.save(slot)
 
     async def _persist_received(self) -> None:
         """Save groups changed only by received entries, at most every
@@ -209,10 +263,10 @@ class Receiving:
         Losing these saves is harmless: the log is fetched again from the saved position.
         Anything we send is persisted before it leaves."""
         now = time.monotonic()
-        for slot in list(self._slots.values()):
+        for slot in list(self.slots.values()):
             if (slot.dirty and now - slot.persisted_at >= self.persist_interval
-                    and self._may_save(slot)):
-                await self._save(slot)
+                    and self.save_policy.may_save(slot)):
+                await self.save(slot)
 
 
 def _leaf_identity(group: Group, leaf: LeafIndex, epoch: int) -> str:

@@ -1,5 +1,8 @@
 """The member client's state and policy types: its persistent store, retry policy,
-received-message records and per-group working slot (see :mod:`bridge.member`)."""
+received-message records, per-group working slot (:class:`GroupSlot`) and the two hooks
+an owner of a member may set -- what happens to received messages
+(:data:`ReceivedHook`) and when group state may be saved (:class:`SavePolicy`)
+(see :mod:`bridge.member`)."""
 
 from __future__ import annotations
 
@@ -90,7 +93,7 @@ Planner = Callable[[Group], Awaitable[CommitPlan | None]]
 
 
 @dataclass(eq=False)
-class _Slot:
+class GroupSlot:
     """One group's working state inside the member."""
 
     group: Group
@@ -115,7 +118,7 @@ class _Slot:
         return w.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> _Slot:
+    def from_bytes(cls, data: bytes) -> GroupSlot:
         r = Reader(data)
         next_seq = r.u64()
         own = r.vector(Reader.u64)
@@ -124,5 +127,33 @@ class _Slot:
         return cls(group, next_seq, own_seqs=set(own))
 
 
-def _digest(data: bytes) -> bytes:
+def digest(data: bytes) -> bytes:
+    """How a member recognises the echo of its own message in the log: SHA-256."""
     return hashlib.sha256(data).digest()
+
+
+#: Called with each application message a member decrypts, in log order.
+ReceivedHook = Callable[[Received], None]
+
+
+class SavePolicy(Protocol):
+    """When a member may save a group's state (a relay puppet may not save past a
+    message whose plaintext it has not yet handed on: :mod:`bridge.relay.puppets`)."""
+
+    def may_save(self, slot: GroupSlot) -> bool:
+        """Whether the slot may be saved as it is now (lazy saves skip it if not)."""
+        ...
+
+    async def settle(self, slot: GroupSlot) -> None:
+        """Wait until :meth:`may_save` holds (before a save that cannot be skipped)."""
+        ...
+
+
+class SaveAnytime:
+    """The default :class:`SavePolicy`: a member never waits to save."""
+
+    def may_save(self, slot: GroupSlot) -> bool:
+        return True
+
+    async def settle(self, slot: GroupSlot) -> None:
+        return None

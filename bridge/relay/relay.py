@@ -24,133 +24,53 @@ event in the Matrix room (published by :mod:`bridge.app.services.bridge`).
 
 Plaintext is never logged and never stored: puppets keep group state only (their
 received messages are handed over and dropped at once).
+
+This module holds :class:`Relay`; the puppets are in :mod:`bridge.relay.puppets`, the
+legacy-room observers in :mod:`bridge.relay.observers`, and the protocol through which
+puppets receive deliveries in-process in :mod:`bridge.relay.routing`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import hashlib
 import json
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from slixmpp import JID
 
 from bridge.errors import BridgeError
 from bridge.hub.store import Store, StoreError
-from bridge.member import Member
-from bridge.member.content import Content
-from bridge.member.state import Received, RetryPolicy, _Slot
+from bridge.member import Content, Received, RetryPolicy
+from bridge.relay.observers import (
+    MATRIX,
+    XMPP,
+    Job,
+    MatrixObserver,
+    XmppObserver,
+    xmpp_identity,
+)
+from bridge.relay.puppets import CursorMemberStore, LocalLink, Puppet
+from bridge.relay.routing import LocalRouting
 from mls.errors import MLSError
 from transports.errors import TransportError
-from transports.interface import HubService, Inbound, Outbound
+from transports.interface import HubService
 from transports.matrix import events as matrix_events
 from transports.matrix import namespace as matrix_ns
+from transports.matrix.bot import MatrixHubBot
 from transports.matrix.errors import MatrixTransportError
-from transports.xmpp import namespace as xmpp_ns
-
-if TYPE_CHECKING:
-    from bridge.app.services.bridge import RoutingDeliverer
-    from transports.matrix.bot import MatrixHubBot
-    from transports.xmpp.component import MLSComponent
+from transports.xmpp.component import MLSComponent
 
 log = logging.getLogger(__name__)
 
-XMPP = xmpp_ns.TRANSPORT_NAME
-MATRIX = matrix_ns.TRANSPORT_NAME
 PUPPETS_CURSOR = "relay:puppets"
 SETTLE_TIMEOUT = 30.0  # seconds a puppet waits for re-emits before saving anyway
 EMITTED_CURSOR = "relay:emitted:"  # + group id hex: the last log seq re-emitted
 NOTICE = ("This room is bridged in relay mode: the bridge decrypts the group's messages "
           "for people without an MLS client and encrypts theirs, so end-to-end "
           "encryption ends at the bridge.")
-
-
-class LocalLink:
-    """A puppet's :class:`transports.interface.HubLink`: straight into the hub, as
-    the identity the legacy network authenticated."""
-
-    def __init__(self, identity: str, hub: HubService) -> None:
-        self._identity = identity
-        self._hub = hub
-
-    @property
-    def identity(self) -> str:
-        return self._identity
-
-    async def request(self, request: Inbound) -> Outbound:
-        return await self._hub.handle(dataclasses.replace(request, sender=self._identity))
-
-
-class CursorMemberStore:
-    """:class:`bridge.member.state.MemberStore` in the hub store's cursors (base64
-    values under one prefix, with a key index): puppet keys live in the bridge's store."""
-
-    def __init__(self, store: Store, prefix: str) -> None:
-        self._store = store
-        self._prefix = prefix
-        self._index_name = prefix + "#keys"
-        self._index: set[str] | None = None
-
-    async def _keys(self) -> set[str]:
-        if self._index is None:
-            saved = await self._store.get_cursor(self._index_name)
-            self._index = set(json.loads(saved)) if saved else set()
-        return self._index
-
-    async def load(self, key: str) -> bytes | None:
-        value = await self._store.get_cursor(self._prefix + key)
-        return base64.b64decode(value) if value else None
-
-    async def save(self, key: str, value: bytes) -> None:
-        await self._store.set_cursor(self._prefix + key, base64.b64encode(value).decode())
-        keys = await self._keys()
-        if key not in keys:
-            keys.add(key)
-            await self._store.set_cursor(self._index_name, json.dumps(sorted(keys)))
-
-    async def delete(self, key: str) -> None:
-        await self._store.set_cursor(self._prefix + key, "")
-        keys = await self._keys()
-        if key in keys:
-            keys.discard(key)
-            await self._store.set_cursor(self._index_name, json.dumps(sorted(keys)))
-
-    async def keys(self, prefix: str) -> list[str]:
-        return sorted(k for k in await self._keys() if k.startswith(prefix))
-
-
-class Puppet(Member):
-    """A legacy user's leaf. Decrypted messages go to the relay and are not kept.
-
-    Its keys are deleted once a message is decrypted (RFC 9420 §9.2) and the plaintext
-    is never stored, so the puppet must not save its group state past a message the
-    relay has not yet re-emitted: after a ``kill -9`` it would not see that message
-    again. Saving therefore waits (or, when lazy, is skipped) until every message up to
-    the puppet's position has been handed on."""
-
-    def __init__(self, link: LocalLink, relay: Relay, **kwargs: Any) -> None:
-        super().__init__(link, **kwargs)
-        self._relay = relay
-
-    def _apply(self, slot: _Slot, entry: Outbound) -> None:
-        super()._apply(slot, entry)
-        if slot.received:
-            for item in slot.received:
-                self._relay._on_decrypted(self, item)
-            slot.received.clear()
-
-    def _may_save(self, slot: _Slot) -> bool:
-        return self._relay.emitted_through(slot.group.group_id, slot.next_seq - 1)
-
-    async def _settle(self, slot: _Slot) -> None:
-        await self._relay.wait_emitted(slot.group.group_id, slot.next_seq - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,13 +91,10 @@ class _Emission:
     author_occupant: str = ""  # the XMPP occupant who wrote it (not echoed to them)
 
 
-Job = Callable[[], Awaitable[None]]
-
-
 class Relay:
     """Puppets, legacy input and plaintext output for every relayed room."""
 
-    def __init__(self, store: Store, hub: HubService, deliverer: RoutingDeliverer, *,
+    def __init__(self, store: Store, hub: HubService, deliverer: LocalRouting, *,
                  retry: RetryPolicy | None = None) -> None:
         self.store = store
         self.hub = hub
@@ -201,9 +118,9 @@ class Relay:
     def connect(self, component: MLSComponent | None, bot: MatrixHubBot | None) -> None:
         self.component, self.bot = component, bot
         if component is not None:
-            component.observe(_XmppObserver(self))
+            component.observe(XmppObserver(self))
         if bot is not None:
-            bot.observer = _MatrixObserver(self)
+            bot.observer = MatrixObserver(self)
 
     async def start(self) -> None:
         """Bring back the puppets saved in the store; start the two workers."""
@@ -226,7 +143,7 @@ class Relay:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         for identity, puppet in self.puppets.items():
-            self.deliverer.local.pop(identity, None)
+            self.deliverer.remove_local(identity)
             await puppet.stop()
         self.puppets.clear()
 
@@ -264,7 +181,7 @@ class Relay:
         legacy: list[tuple[str, str]] = []  # (identity, XMPP occupant or "")
         if self.component is not None:
             for occupant in self.component.occupants.get(rooms.xmpp_room, {}):
-                identity = _xmpp_identity(occupant)
+                identity = xmpp_identity(occupant)
                 if identity in self.puppets or identity not in roster:
                     legacy.append((identity, occupant))
         if self.bot is not None:
@@ -310,7 +227,7 @@ class Relay:
                         retry=self.retry, device="relay", rng=os.urandom)
         await puppet.start()
         self.puppets[identity] = puppet
-        self.deliverer.local[identity] = puppet
+        self.deliverer.add_local(identity, puppet)
         await self.store.set_cursor(PUPPETS_CURSOR, json.dumps(sorted(self.puppets)))
         return puppet
 
@@ -329,7 +246,8 @@ class Relay:
 
     # -- legacy input ----------------------------------------------------------------------
 
-    def _queue(self, job: Job) -> None:
+    def queue(self, job: Job) -> None:
+        """:class:`bridge.relay.observers.LegacyInput`: run ``job`` on the input worker."""
         self._inbound.put_nowait(job)
 
     async def _work_inbound(self) -> None:
@@ -346,7 +264,7 @@ class Relay:
         group_id = self.by_room.get((XMPP, room))
         if group_id is None or mls_client:
             return
-        await self._join_legacy(_xmpp_identity(occupant), group_id, occupant)
+        await self._join_legacy(xmpp_identity(occupant), group_id, occupant)
 
     async def matrix_joined(self, room_id: str, user_id: str) -> None:
         group_id = self.by_room.get((MATRIX, room_id))
@@ -373,7 +291,7 @@ class Relay:
 
     # -- output ----------------------------------------------------------------------------
 
-    def _on_decrypted(self, puppet: Puppet, received: Received) -> None:
+    def on_decrypted(self, received: Received) -> None:
         """A message a puppet decrypted: queue it once for the relayed rooms (messages
         of legacy users were shown when they were sent). A puppet saves its state only
         once what it decrypted is re-emitted (:class:`Puppet`), so after a ``kill -9``
@@ -474,7 +392,7 @@ class Relay:
         assert self.component is not None
         occupants = self.component.occupants.get(room, {})
         readers = [occupant for occupant in occupants
-                   if _xmpp_identity(occupant) in self.puppets
+                   if xmpp_identity(occupant) in self.puppets
                    and occupant != emission.author_occupant]
         if not readers:
             return False
@@ -484,45 +402,10 @@ class Relay:
         return True
 
 
-class _XmppObserver:
-    """:class:`transports.xmpp.component.RoomObserver` for the relay (enqueue only)."""
-
-    def __init__(self, relay: Relay) -> None:
-        self.relay = relay
-
-    async def occupant_joined(self, room: str, occupant: str, nick: str,
-                              mls_client: bool) -> None:
-        self.relay._queue(lambda: self.relay.xmpp_joined(room, occupant, mls_client))
-
-    async def plain_message(self, room: str, occupant: str, nick: str, body: str) -> None:
-        identity = _xmpp_identity(occupant)
-        self.relay._queue(lambda: self.relay.legacy_message(XMPP, room, identity, body,
-                                                            occupant))
-
-
-class _MatrixObserver:
-    """:class:`transports.matrix.bot.RoomObserver` for the relay (enqueue only)."""
-
-    def __init__(self, relay: Relay) -> None:
-        self.relay = relay
-
-    async def member_joined(self, room_id: str, user_id: str) -> None:
-        self.relay._queue(lambda: self.relay.matrix_joined(room_id, user_id))
-
-    async def plain_message(self, room_id: str, user_id: str, event_id: str,
-                            body: str) -> None:
-        identity = matrix_events.user_uri(user_id)
-        self.relay._queue(lambda: self.relay.legacy_message(MATRIX, room_id, identity, body))
-
-
-def _xmpp_identity(occupant: str) -> str:
-    return xmpp_ns.URI_SCHEME + JID(occupant).bare
-
-
 def _txn(kind: bytes, group_id: bytes, room_id: str, seq: int = 0) -> str:
     """A deterministic Matrix transaction id (a resend after a restart is deduplicated)."""
     return hashlib.sha256(b"%s|%s|%s|%d" % (kind, group_id, room_id.encode(), seq)
                           ).hexdigest()[:32]
 
 
-__all__ = ["NOTICE", "CursorMemberStore", "LocalLink", "Puppet", "Relay"]
+__all__ = ["EMITTED_CURSOR", "NOTICE", "PUPPETS_CURSOR", "Relay"]

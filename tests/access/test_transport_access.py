@@ -18,9 +18,9 @@ import nio
 import pytest
 
 from bridge.app.services.matrix import MatrixService
+from bridge.devservers.prosody import ProsodyServer
 from bridge.errors import HubRefused
 from tests.matrix.conftest import MatrixMember, eventually, room_with_hub
-from tests.servers.prosody import ProsodyServer
 from transports.interface import Inbound, Op
 from transports.matrix import namespace as ns
 from transports.matrix.events import b64encode

@@ -74,9 +74,9 @@ class Harness:
             await self.network.settle()
             await asyncio.gather(*(member.idle() for member in self.members))
             await asyncio.sleep(0)
-            if all(member._inbox.empty() for member in self.members):
+            if all(member.inbox.empty() for member in self.members):
                 await self.network.settle()
-                if all(member._inbox.empty() for member in self.members):
+                if all(member.inbox.empty() for member in self.members):
                     return
         raise AssertionError("the network did not settle")
 

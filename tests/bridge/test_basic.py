@@ -53,7 +53,7 @@ async def test_inbox_survives_an_unreachable_hub_during_catch_up(harness: Harnes
                      epoch=1, sender=alice.identity, payload=b"not yet fetched")
     await bob.deliver(ahead)
     await bob.idle()
-    assert bob._task is not None and not bob._task.done()
+    assert bob.inbox.running
     await harness.start_hub()
     sent = await alice.send_text(group_id, "after the outage")
     await harness.quiesce()

@@ -15,13 +15,13 @@ import pytest
 from benchmarks.bridge_run import until as poll_until
 from bridge.app.services.bridge import BridgeService
 from bridge.app.services.matrix import MatrixServiceConfig
+from bridge.devservers.prosody import ProsodyServer
+from bridge.devservers.synapse import SynapseServer
 from bridge.hub import HubIdentity
 from bridge.hub.store import SqliteStore
 from bridge.identities import identity_of
 from bridge.member import Member
 from tests.matrix.conftest import login, make_member
-from tests.servers.prosody import ProsodyServer
-from tests.servers.synapse import SynapseServer
 from tests.xmpp.conftest import new_peer
 from transports.xmpp.component import ComponentConfig
 

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from bridge.app.services.bridge import BridgeService, RoomPair
+from bridge.devservers.prosody import ProsodyServer
 from tests.bridging.conftest import Person, converge, in_group, roster, texts, until
 from tests.matrix.conftest import room_with_hub
-from tests.servers.prosody import ProsodyServer
 from transports.interface import Inbound, Op
 
 

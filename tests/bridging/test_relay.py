@@ -13,6 +13,8 @@ import nio
 
 from benchmarks.bridge_run import PlainXmpp, plain_xmpp
 from bridge.app.services.bridge import BridgeService, RoomPair
+from bridge.devservers.prosody import ProsodyServer
+from bridge.devservers.synapse import SynapseServer
 from bridge.relay import NOTICE
 from tests.bridging.conftest import (
     PlainMatrix,
@@ -24,8 +26,6 @@ from tests.bridging.conftest import (
     until,
 )
 from tests.matrix.conftest import room_with_hub
-from tests.servers.prosody import ProsodyServer
-from tests.servers.synapse import SynapseServer
 from transports.matrix import namespace as matrix_ns
 from transports.xmpp import namespace as xmpp_ns
 

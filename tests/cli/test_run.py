@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from bridge.devservers.ports import free_port
+from bridge.devservers.prosody import ProsodyServer
 from tests.cli.conftest import XMPP_SECRET, RunningBridge, minimal_config, write
-from tests.servers.prosody import ProsodyServer
 
 
 def xmpp_config(tmp: Path, host: str, port: int, retry: str = "") -> Path:

@@ -10,9 +10,9 @@ import sqlite3
 from pathlib import Path
 
 from benchmarks.crash import CrashPlan, print_report, run_crash
+from bridge.devservers.prosody import ProsodyServer
+from bridge.devservers.synapse import SynapseServer
 from bridge.hub.store import SqliteStore
-from tests.servers.prosody import ProsodyServer
-from tests.servers.synapse import SynapseServer
 
 
 async def test_kill9_mid_conversation_loses_and_duplicates_nothing(

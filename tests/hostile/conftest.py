@@ -21,14 +21,13 @@ from mls.crypto import suite
 from mls.enums import ExtensionType
 from mls.group.commit import StagedCommit
 from mls.group.group import Group
-from mls.group.key_package import KeyPackageBundle, create_key_package
-from mls.messages.credentials import Credential
+from mls.group.key_package import KeyPackageBundle
 from mls.messages.extension_types import encode_external_senders
 from mls.messages.extensions import Extension
 from mls.messages.framing import MLSMessage
+from tests.mls.fixtures import NOW, Person
 from transports.interface import Inbound, Op, Outbound
 
-NOW = 1_700_000_000
 CS = suite(1)
 
 
@@ -38,11 +37,9 @@ def identity(name: str) -> str:
 
 def bundle(name: str, rng: random.Random, *, now: int = NOW, cs_id: int = 1,
            lifetime: int | None = None) -> KeyPackageBundle:
-    cs = suite(cs_id)
-    signature_priv, _ = cs.generate_signature_key_pair(rng.randbytes)
     options = {} if lifetime is None else {"lifetime": lifetime}
-    return create_key_package(cs, Credential.basic(identity(name).encode()), signature_priv,
-                              rng=rng.randbytes, now=now, **options)  # type: ignore[arg-type]
+    return Person(identity(name).encode(), rng.randbytes).key_package(suite(cs_id), now=now,
+                                                                      **options)
 
 
 class RecordingDeliverer:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.load import LoadSpec, print_report, run_load
-from tests.servers.prosody import ProsodyServer
-from tests.servers.synapse import SynapseServer
+from bridge.devservers.prosody import ProsodyServer
+from bridge.devservers.synapse import SynapseServer
 
 
 async def test_small_load_loses_and_duplicates_nothing(

@@ -19,9 +19,9 @@ import pytest
 
 from benchmarks.bridge_run import until
 from bridge.app.services.matrix import MatrixService, MatrixServiceConfig
+from bridge.devservers.synapse import SynapseServer
 from bridge.hub.store import SqliteStore
 from bridge.member import Member, RetryPolicy
-from tests.servers.synapse import SynapseServer
 from transports.matrix.client import MatrixMemberLink
 
 TIMEOUT = 30.0

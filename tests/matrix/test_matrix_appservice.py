@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from bridge.app.services.matrix import MatrixService, MatrixServiceConfig
+from bridge.devservers.synapse import AppServiceSpec, SynapseServer
 from bridge.hub.store import SqliteStore
 from tests.matrix.conftest import MatrixMember, eventually, room_with_hub
-from tests.servers.synapse import AppServiceSpec, SynapseServer
 from transports.matrix import namespace as ns
 from transports.matrix.appservice import load_registration
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from bridge.devservers.synapse import SynapseServer
 from tests.matrix.conftest import login
-from tests.servers.synapse import SynapseServer
 from transports.interface import Inbound, KeyPackageListing, Kind, Op, Outbound
 from transports.matrix import events
 from transports.matrix import namespace as ns

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bridge.devservers.synapse import SynapseServer
 from tests.matrix.conftest import TIMEOUT, MatrixMember, eventually, room_with_hub
-from tests.servers.synapse import SynapseServer
 from transports.interface import Kind
 from transports.matrix import namespace as ns
 

@@ -1,0 +1,2 @@
+"""Tests of the MLS core (mls/): unit, property and conformance tests; shared fixtures in
+:mod:`tests.mls.fixtures`."""

@@ -54,9 +54,10 @@ from mls.messages.welcome import GroupInfo
 from mls.tree.math import LeafIndex
 from mls.tree.ratchet_tree import RatchetTree
 from mls.tree.validation import validate_tree
+from tests.mls.fixtures import NOW
 
 CS = suite(1)
-NOW = 1_700_000_000
+
 DAY = 86400
 GROUP_ID = b"leaf rules"
 REQUIRED_EXTENSION = 0xFF10

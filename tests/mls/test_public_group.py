@@ -62,7 +62,7 @@ from mls.messages.proposals import (
 from mls.messages.psk import PreSharedKeyID
 from mls.messages.tree_nodes import UpdatePath
 from mls.vectors import LabelledCase, load_cases, passive_client, vectors_dir
-from tests.test_group import NOW, Rng, make_member, make_rng, three_members
+from tests.mls.fixtures import NOW, Rng, make_member, make_rng, three_members
 
 # -- helpers --------------------------------------------------------------------------
 

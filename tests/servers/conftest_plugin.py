@@ -7,9 +7,9 @@ Use from any test directory by adding to the top-level ``tests/conftest.py``::
 Fixtures (both session scoped; a server that cannot be installed or started FAILS the
 test with the reason, it is never skipped):
 
-- ``prosody_server`` -> :class:`tests.servers.prosody.ProsodyServer`
-- ``synapse_server`` -> :class:`tests.servers.synapse.SynapseServer`; parametrize it
-  indirectly with an :class:`~tests.servers.synapse.AppServiceSpec` for AS mode::
+- ``prosody_server`` -> :class:`bridge.devservers.prosody.ProsodyServer`
+- ``synapse_server`` -> :class:`bridge.devservers.synapse.SynapseServer`; parametrize it
+  indirectly with an :class:`~bridge.devservers.synapse.AppServiceSpec` for AS mode::
 
       @pytest.mark.parametrize("synapse_server", [AppServiceSpec()], indirect=True)
       async def test_bridge(synapse_server): ...
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.ports import ServerSetupError
-from tests.servers.prosody import ProsodyServer
-from tests.servers.synapse import AppServiceSpec, SynapseServer
+from bridge.devservers.ports import ServerSetupError
+from bridge.devservers.prosody import ProsodyServer
+from bridge.devservers.synapse import AppServiceSpec, SynapseServer
 
 
 def _timed_start(server: ProsodyServer | SynapseServer, what: str) -> None:

@@ -23,9 +23,9 @@ from aiohttp import web
 from slixmpp import ClientXMPP, ComponentXMPP
 from slixmpp.stanza import Message
 
-from tests.servers.ports import ServerSetupError
-from tests.servers.prosody import ProsodyServer
-from tests.servers.synapse import AppServiceSpec, SynapseServer
+from bridge.devservers.ports import ServerSetupError
+from bridge.devservers.prosody import ProsodyServer
+from bridge.devservers.synapse import AppServiceSpec, SynapseServer
 
 TIMEOUT = 20.0
 MATRIX_EVENT_TYPE = "im.mlsbridge.test"

@@ -20,11 +20,11 @@ from typing import Any, TypeVar
 import pytest
 from slixmpp import ClientXMPP
 
+from bridge.devservers.ports import ServerSetupError, free_port, wait_for_port
+from bridge.devservers.prosody import ProsodyServer
 from bridge.hub import Hub, HubIdentity
 from bridge.hub.store import SqliteStore
 from bridge.member import Member, RetryPolicy
-from tests.servers.ports import ServerSetupError, free_port, wait_for_port
-from tests.servers.prosody import ProsodyServer
 from transports.interface import HubService
 from transports.xmpp.client import MLSClientPlugin, register
 from transports.xmpp.component import ComponentConfig, MLSComponent

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.servers.prosody import ProsodyServer
+from bridge.devservers.prosody import ProsodyServer
 from tests.xmpp.conftest import InProcessHub, Peer, new_peer, start_hub
 from tests.xmpp.helpers import (
     chat,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.prosody import ProsodyServer
+from bridge.devservers.prosody import ProsodyServer
 from tests.xmpp.conftest import Peer, UploadProsody, new_peer, start_hub
 from tests.xmpp.helpers import converge, in_group, room_jid, texts, until
 from transports.xmpp.errors import PayloadTooLarge, UploadError

@@ -14,7 +14,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from tests.servers.prosody import ProsodyServer
+from bridge.devservers.prosody import ProsodyServer
 from tests.xmpp.conftest import (
     HubProcess,
     InProcessHub,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from slixmpp import JID
 
-from tests.servers.prosody import ProsodyServer
+from bridge.devservers.prosody import ProsodyServer
 from tests.xmpp.conftest import HubProcess, InProcessHub, connect_client
 from transports.interface import Inbound, Op
 from transports.xmpp.component import ComponentConfig, MLSComponent

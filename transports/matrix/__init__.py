@@ -5,5 +5,6 @@ Modules: :mod:`~transports.matrix.namespace` (every event type and key, one pref
 :mod:`~transports.matrix.media` (large payloads through the media repository),
 :mod:`~transports.matrix.bot` (hub side, /sync), :mod:`~transports.matrix.appservice`
 (hub side as an application service), :mod:`~transports.matrix.client` (member side on
-matrix-nio). Like every transport it moves opaque bytes and never imports ``mls``.
+matrix-nio), :mod:`~transports.matrix.errors` (one root, ``MatrixTransportError``).
+Like every transport it moves opaque bytes and never imports ``mls``.
 """

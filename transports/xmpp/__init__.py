@@ -1,14 +1,16 @@
 """MLS over XMPP (namespace ``urn:mlsbridge:0``): the hub as an XEP-0114 component
-(:mod:`transports.xmpp.component`) and members as slixmpp clients
+(:mod:`transports.xmpp.component`, which holds Welcomes for offline users in
+:mod:`transports.xmpp.welcomes`) and members as slixmpp clients
 (:mod:`transports.xmpp.client`), with XEP-0363 uploads for large payloads
-(:mod:`transports.xmpp.upload`). The XML lives in :mod:`transports.xmpp.stanzas`.
+(:mod:`transports.xmpp.upload`). The XML lives in :mod:`transports.xmpp.stanzas`, its
+names in :mod:`transports.xmpp.namespace`, the errors in :mod:`transports.xmpp.errors`.
 
 Nothing here imports :mod:`mls`: MLS messages are opaque bytes, carried as
 :class:`transports.interface.Inbound` / :class:`transports.interface.Outbound` values.
 """
 
 from transports.xmpp.client import MLSClientPlugin, register
-from transports.xmpp.component import ComponentConfig, MLSComponent, StateStore
+from transports.xmpp.component import ComponentConfig, MLSComponent
 from transports.xmpp.errors import (
     ComponentAuthError,
     HubUnreachable,
@@ -19,6 +21,7 @@ from transports.xmpp.errors import (
     XmppTransportError,
 )
 from transports.xmpp.namespace import NS
+from transports.xmpp.welcomes import StateStore
 
 __all__ = [
     "NS",

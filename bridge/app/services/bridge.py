@@ -14,9 +14,10 @@ and room-visible events (commits, proposals, application messages) into every ro
 group is attached to. The bridge never decrypts in this mode: it moves the same
 ciphertext to both sides, and the sender every member sees is the MLS credential's URI.
 
-Rooms are paired in configuration (:class:`RoomPair`, built from the CLI's
-``[[bridge.rooms]]`` list, validated by :mod:`bridge.app.config`): when a group is created in (or
-attached to) one room of a pair, the bridge attaches the other room too; at start-up
+Rooms are paired in configuration (:class:`RoomPair`, built by
+:func:`bridge.app.runtime.build_service` from the ``[[bridge.rooms]]`` list that
+:mod:`bridge.app.config` validated): when a group is created in (or attached to) one
+room of a pair, the bridge attaches the other room too; at start-up
 and on :meth:`BridgeService.attach_rooms` it completes pairs whose group already exists.
 A member may not attach a room on the other network itself (only configuration can),
 so nobody can point a group at a room the bridge happens to sit in.
@@ -37,7 +38,7 @@ from typing import Any
 
 from bridge.app.services.matrix import MatrixService, MatrixServiceConfig
 from bridge.app.services.xmpp import StoreState
-from bridge.errors import BridgeError
+from bridge.errors import BridgeConfigError
 from bridge.hub import Hub, HubConfig, HubIdentity
 from bridge.hub.store import Store
 from bridge.relay import Relay
@@ -54,10 +55,6 @@ log = logging.getLogger(__name__)
 XMPP = xmpp_ns.TRANSPORT_NAME
 MATRIX = matrix_ns.TRANSPORT_NAME
 SCHEMES = {XMPP: xmpp_ns.URI_SCHEME, MATRIX: matrix_ns.URI_SCHEME}
-
-
-class BridgeConfigError(BridgeError):
-    """A room pair that cannot be honoured (malformed, or two different groups)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +91,13 @@ class RoutingDeliverer:
     def __init__(self) -> None:
         self.networks: dict[str, Deliverer] = {}
         self.local: dict[str, DeliverySink] = {}
+
+    def add_local(self, identity: str, sink: DeliverySink) -> None:
+        """:class:`bridge.relay.routing.LocalRouting`: ``identity`` is served in-process."""
+        self.local[identity] = sink
+
+    def remove_local(self, identity: str) -> None:
+        self.local.pop(identity, None)
 
     async def deliver(self, message: Outbound) -> None:
         remote = tuple(r for r in message.recipients if r not in self.local)
@@ -322,5 +326,5 @@ def _refusal(request: Inbound, code: str, reason: str) -> Outbound:
                     ok=False, code=code, reason=reason)
 
 
-__all__ = ["BridgeConfigError", "BridgeService", "RoomPair", "RoutingDeliverer",
+__all__ = ["BridgeService", "RoomPair", "RoutingDeliverer",
            "network_of"]

@@ -99,7 +99,7 @@ class MatrixService:
         client = nio.AsyncClient(cfg.homeserver, cfg.user, device_id=cfg.device_id)
         response = await client.login(cfg.password, device_name="mls-bridge hub")
         if not isinstance(response, nio.LoginResponse):
-            await client.close()
+            await client.close()  # type: ignore[no-untyped-call]  # nio: unannotated
             raise HomeserverError(f"login of {cfg.user} refused: {response}")
         return client
 
@@ -153,7 +153,7 @@ class MatrixService:
         if self.bot is not None:
             await self.bot.close()
         if self.client is not None:
-            await self.client.close()
+            await self.client.close()  # type: ignore[no-untyped-call]  # nio: unannotated
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -16,6 +16,7 @@ from mls.crypto.suite import suite
 from mls.enums import CipherSuiteId
 from mls.errors import CryptoError, UnsupportedError
 from mls.vectors import vectors_dir
+from tests.mls.fixtures import make_rng
 
 SUITES = list(CipherSuiteId)
 X448_SUITES = [CipherSuiteId.MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448,
@@ -25,18 +26,6 @@ ECDSA_SUITES = [CipherSuiteId.MLS_128_DHKEMP256_AES128GCM_SHA256_P256,
                 CipherSuiteId.MLS_256_DHKEMP384_AES256GCM_SHA384_P384]
 INFO = b"EncryptContext for the test"
 PLAINTEXT = b"a path secret of thirty-two byte"
-
-
-def seeded_rng(seed: bytes) -> Callable[[int], bytes]:
-    """A deterministic rng(n): successive SHAKE-256 blocks of a counter and seed."""
-    counter = 0
-
-    def rng(n: int) -> bytes:
-        nonlocal counter
-        counter += 1
-        return hashlib.shake_256(counter.to_bytes(4, "big") + seed).digest(n)
-
-    return rng
 
 
 def flip_last_bit(data: bytes) -> bytes:
@@ -83,9 +72,9 @@ def test_derive_key_pair_is_deterministic(suite_id: CipherSuiteId) -> None:
 @pytest.mark.parametrize("suite_id", SUITES)
 def test_generate_key_pair_uses_rng(suite_id: CipherSuiteId) -> None:
     cs = suite(suite_id)
-    first = cs.generate_hpke_key_pair(seeded_rng(b"a"))
-    assert first == cs.generate_hpke_key_pair(seeded_rng(b"a"))
-    assert first != cs.generate_hpke_key_pair(seeded_rng(b"b"))
+    first = cs.generate_hpke_key_pair(make_rng(b"a"))
+    assert first == cs.generate_hpke_key_pair(make_rng(b"a"))
+    assert first != cs.generate_hpke_key_pair(make_rng(b"b"))
     assert cs.hpke_public_key(first[0]) == first[1]
 
 
@@ -219,8 +208,8 @@ def test_signature_round_trip(suite_id: CipherSuiteId) -> None:
 @pytest.mark.parametrize("suite_id", SUITES)
 def test_signature_tampering_is_false(suite_id: CipherSuiteId) -> None:
     scheme = scheme_for_suite(suite_id)
-    priv, pub = scheme.generate_key_pair(seeded_rng(b"signer"))
-    _, other_pub = scheme.generate_key_pair(seeded_rng(b"other"))
+    priv, pub = scheme.generate_key_pair(make_rng(b"signer"))
+    _, other_pub = scheme.generate_key_pair(make_rng(b"other"))
     signature = scheme.sign(priv, b"message")
     assert not scheme.verify(pub, b"messagE", signature)
     assert not scheme.verify(other_pub, b"message", signature)
@@ -232,7 +221,7 @@ def test_signature_tampering_is_false(suite_id: CipherSuiteId) -> None:
 @pytest.mark.parametrize("suite_id", SUITES)
 def test_signature_malformed_keys_raise(suite_id: CipherSuiteId) -> None:
     scheme = scheme_for_suite(suite_id)
-    priv, pub = scheme.generate_key_pair(seeded_rng(b"signer"))
+    priv, pub = scheme.generate_key_pair(make_rng(b"signer"))
     signature = scheme.sign(priv, b"message")
     for bad_public in (b"", pub[:-1], pub + b"\x00"):
         with pytest.raises(CryptoError):
@@ -253,7 +242,7 @@ def test_signature_malformed_keys_raise(suite_id: CipherSuiteId) -> None:
 @pytest.mark.parametrize("suite_id", ECDSA_SUITES)
 def test_ecdsa_key_encodings_enforced(suite_id: CipherSuiteId) -> None:
     scheme = scheme_for_suite(suite_id)
-    priv, pub = scheme.generate_key_pair(seeded_rng(b"signer"))
+    priv, pub = scheme.generate_key_pair(make_rng(b"signer"))
     signature = scheme.sign(priv, b"message")
     half = (len(pub) - 1) // 2
     compressed = bytes((2 + (pub[-1] & 1),)) + pub[1:1 + half]
@@ -283,7 +272,7 @@ def test_ecdsa_key_generation_rejects_invalid_scalars(suite_id: CipherSuiteId) -
 @pytest.mark.parametrize("suite_id", SUITES)
 def test_suite_signature_helpers(suite_id: CipherSuiteId) -> None:
     cs = suite(suite_id)
-    priv, pub = cs.generate_signature_key_pair(seeded_rng(b"suite"))
+    priv, pub = cs.generate_signature_key_pair(make_rng(b"suite"))
     assert cs.signature_public_key(priv) == pub
     signature = cs.sign_with_label(priv, b"LeafNodeTBS", b"content")
     assert cs.verify_with_label(pub, b"LeafNodeTBS", b"content", signature)
@@ -298,7 +287,7 @@ def test_no_private_key_bytes_in_repr_or_errors(suite_id: CipherSuiteId) -> None
     cs = suite(suite_id)
     kem, scheme = cs.kem, cs.signature
     hpke_priv, hpke_pub = key_pair(kem, "recipient")
-    sig_priv, _ = scheme.generate_key_pair(seeded_rng(b"signer"))
+    sig_priv, _ = scheme.generate_key_pair(make_rng(b"signer"))
     kem_output, ciphertext = kem.seal(hpke_pub, INFO, PLAINTEXT)
     texts = [repr(cs), repr(kem), repr(scheme), repr(pure_kem_for_suite(suite_id))]
     failures: list[Callable[[], object]] = [

@@ -6,7 +6,6 @@ interoperate with the generic protect/unprotect functions."""
 from __future__ import annotations
 
 import hmac
-import random
 
 import pytest
 
@@ -19,9 +18,7 @@ from mls.framing.public import authenticate
 from mls.group.config import GroupConfig
 from mls.group.events import ApplicationEvent
 from mls.group.group import Group
-from mls.group.key_package import create_key_package
 from mls.group.state import GroupState
-from mls.messages.credentials import Credential
 from mls.messages.framing import (
     FramedContent,
     FramedContentAuthData,
@@ -40,6 +37,7 @@ from mls.messages.framing import (
 )
 from mls.schedule.secret_tree import SecretTree
 from mls.tree.math import LeafIndex
+from tests.mls.fixtures import NOW, make_member, make_rng
 
 SUITES = [suite(int(suite_id)) for suite_id in CipherSuiteId]
 CONTEXT = b"\x00\x01serialized group context"
@@ -116,7 +114,7 @@ def test_shared_key_derivations_equal_the_generic_ones(cs: object) -> None:
     from mls.crypto.suite import CipherSuite
 
     assert isinstance(cs, CipherSuite)
-    rng = random.Random(5).randbytes
+    rng = make_rng(5)
     secret = rng(cs.hash_len)
     for key in (b"", rng(cs.hash_len), rng(200)):  # 200 bytes: longer than any block
         messages = (b"", b"one", rng(300))
@@ -135,7 +133,7 @@ def test_shared_key_derivations_equal_the_generic_ones(cs: object) -> None:
 
 def test_fast_and_generic_protection_interoperate() -> None:
     cs = suite(1)
-    rng = random.Random(9).randbytes
+    rng = make_rng(9)
     signature_priv, signature_pub = cs.generate_signature_key_pair(rng)
     sender_data_secret, encryption_secret = rng(32), rng(32)
     sender_tree, receiver_tree = (SecretTree(cs, encryption_secret, 4) for _ in range(2))
@@ -163,19 +161,16 @@ def test_fast_and_generic_protection_interoperate() -> None:
 
 
 def _pair(config: GroupConfig | None = None) -> tuple[Group, Group]:
-    rng = random.Random(11).randbytes
-    cs = suite(1)
-    bundles = [create_key_package(cs, Credential.basic(name),
-                                  cs.generate_signature_key_pair(rng)[0], rng=rng, now=0)
-               for name in (b"alice", b"bob")]
+    rng = make_rng(11)
+    bundles = [make_member(name, rng) for name in (b"alice", b"bob")]
     alice = Group.create(bundles[0], group_id=b"fast path", rng=rng, config=config)
-    staged = alice.commit(rng=rng, add=[bundles[1].key_package], now=0)
+    staged = alice.commit(rng=rng, add=[bundles[1].key_package], now=NOW)
     assert staged.welcome is not None
-    return alice.merge(staged), Group.join(staged.welcome, bundles[1], now=0, config=config)
+    return alice.merge(staged), Group.join(staged.welcome, bundles[1], now=NOW, config=config)
 
 
 def test_group_round_trip_and_rejections_leave_state_unchanged() -> None:
-    rng = random.Random(12).randbytes
+    rng = make_rng(12)
     alice, bob = _pair(GroupConfig(padding_size=48))
     before_send = alice.to_bytes()
     alice_next, message = alice.encrypt(b"payload", rng=rng, authenticated_data=b"ad")

@@ -3,12 +3,9 @@ error and leaves the receiver's secret tree untouched."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from mls.codec import encode
-from mls.crypto import suite
 from mls.enums import ContentType, ProtocolVersion, WireFormat
 from mls.errors import (
     CryptoError,
@@ -25,16 +22,17 @@ from mls.messages.extensions import GroupContext
 from mls.messages.framing import FramedContent, PrivateMessage, PublicMessage, Sender
 from mls.messages.proposals import Remove
 from mls.schedule.secret_tree import SecretTree
+from tests.mls.fixtures import CS, make_rng
 
-CS = suite(1)
+RNG = make_rng(b"framing")
 GROUP_ID = b"group-under-test"
 CONTEXT = encode(GroupContext(ProtocolVersion.MLS10, 1, GROUP_ID, 5, b"\x01" * 32,
                               b"\x02" * 32))
-SIG_PRIV, SIG_PUB = CS.signature.generate_key_pair(os.urandom)
-OTHER_PRIV, OTHER_PUB = CS.signature.generate_key_pair(os.urandom)
-MEMBERSHIP_KEY = os.urandom(32)
-ENCRYPTION_SECRET = os.urandom(32)
-SENDER_DATA_SECRET = os.urandom(32)
+SIG_PRIV, SIG_PUB = CS.signature.generate_key_pair(RNG)
+OTHER_PRIV, OTHER_PUB = CS.signature.generate_key_pair(RNG)
+MEMBERSHIP_KEY = RNG(32)
+ENCRYPTION_SECRET = RNG(32)
+SENDER_DATA_SECRET = RNG(32)
 
 
 def _content(content_type: ContentType, body: object, sender: int = 1) -> FramedContent:
@@ -58,7 +56,7 @@ def _private(body: bytes = b"hello", padding: int = 0,
     auth = authenticate(CS, SIG_PRIV, WireFormat.PRIVATE_MESSAGE,
                         _content(ContentType.APPLICATION, body), CONTEXT)
     return protect_private(CS, auth, secret_tree=tree or SecretTree(CS, ENCRYPTION_SECRET, 4),
-                           sender_data_secret=SENDER_DATA_SECRET, reuse_guard=os.urandom(4),
+                           sender_data_secret=SENDER_DATA_SECRET, reuse_guard=RNG(4),
                            padding=padding)
 
 
@@ -76,7 +74,7 @@ def test_public_round_trip() -> None:
 
 def test_public_wrong_membership_key() -> None:
     with pytest.raises(MembershipTagError):
-        _unprotect_public(_public_proposal(), key=os.urandom(32))
+        _unprotect_public(_public_proposal(), key=RNG(32))
 
 
 def test_public_wrong_signer() -> None:

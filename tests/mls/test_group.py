@@ -4,14 +4,12 @@ application messages, and rejection of bad input without any change of state."""
 from __future__ import annotations
 
 import dataclasses
-import random
-from collections.abc import Callable
 
 import pytest
 
 from mls.codec import decode, encode
 from mls.crypto import suite
-from mls.crypto.suite import CipherSuite
+from mls.crypto.suite import Rng
 from mls.enums import (
     ContentType,
     ExtensionType,
@@ -32,12 +30,10 @@ from mls.errors import (
     UsageError,
 )
 from mls.framing.public import membership_tag, sign_content
-from mls.group.commit import StagedCommit
 from mls.group.config import GroupConfig
 from mls.group.events import ApplicationEvent, OwnMessageEvent, ProposalEvent
 from mls.group.external import external_sender_proposal
 from mls.group.group import Group
-from mls.group.key_package import KeyPackageBundle, create_key_package
 from mls.group.state import MAX_SENT_REMEMBERED, GroupState
 from mls.messages.credentials import Credential
 from mls.messages.extension_types import ExternalSender, encode_external_senders
@@ -63,53 +59,14 @@ from mls.messages.proposals import (
     Update,
 )
 from mls.messages.psk import PreSharedKeyID
-
-NOW = 1_700_000_000
-CS = suite(1)
-
-Rng = Callable[[int], bytes]
-
-
-def make_rng(seed: int) -> Rng:
-    return random.Random(seed).randbytes
-
-
-def make_member(name: bytes, rng: Rng, cs: CipherSuite = CS) -> KeyPackageBundle:
-    signature_priv, _ = cs.generate_signature_key_pair(rng)
-    return create_key_package(cs, Credential.basic(name), signature_priv, rng=rng, now=NOW)
-
-
-def three_members(rng: Rng, config: GroupConfig | None = None
-                  ) -> tuple[Group, Group, Group]:
-    """Alice creates the group and adds Bob and Carol with one Commit."""
-    alice_kp, bob_kp, carol_kp = (make_member(n, rng) for n in (b"alice", b"bob", b"carol"))
-    alice = Group.create(alice_kp, group_id=b"test group", rng=rng, config=config)
-    staged = alice.commit(rng=rng, add=[bob_kp.key_package, carol_kp.key_package], now=NOW)
-    alice = alice.merge(staged)
-    assert staged.welcome is not None
-    bob = Group.join(staged.welcome, bob_kp, now=NOW, config=config)
-    carol = Group.join(encode(staged.welcome), carol_kp, now=NOW, config=config)
-    return alice, bob, carol
-
-
-def deliver(staged: StagedCommit, committer: Group, *others: Group) -> list[Group]:
-    """Merge for the committer, process for everyone else."""
-    out = [committer.merge(staged)]
-    for other in others:
-        processed, _ = other.process(staged.message)
-        out.append(processed)
-    authenticators = {group.epoch_authenticator() for group in out}
-    assert len(authenticators) == 1
-    return out
-
-
-def assert_rejected(group: Group, message: MLSMessage | bytes,
-                    error: type[Exception]) -> None:
-    before = group.to_bytes()
-    with pytest.raises(error):
-        group.process(message)
-    assert group.to_bytes() == before
-
+from tests.mls.fixtures import (
+    CS,
+    assert_rejected,
+    deliver,
+    make_member,
+    make_rng,
+    three_members,
+)
 
 # -- creation and state ------------------------------------------------------------------
 

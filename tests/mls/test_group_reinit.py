@@ -3,50 +3,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from mls.crypto import suite
-from mls.crypto.suite import CipherSuite
+from mls.crypto.suite import CipherSuite, Rng
 from mls.enums import PSKType, ResumptionPSKUsage
 from mls.errors import ProposalValidationError, UsageError, ValidationError
 from mls.group.commit import create_commit
 from mls.group.config import GroupConfig
 from mls.group.events import ApplicationEvent, CommitEvent, ProposalEvent
 from mls.group.group import Group
-from mls.group.key_package import KeyPackageBundle, create_key_package
+from mls.group.key_package import KeyPackageBundle
 from mls.group.psk import PskResolver
 from mls.group.resumption import commit_linked_group, linked_psk_id, resumption_lookup
-from mls.messages.credentials import Credential
 from mls.messages.extensions import Extension
 from mls.messages.framing import MLSMessage
 from mls.messages.proposals import Add, PreSharedKey, Proposal, ReInit
 from mls.messages.psk import PreSharedKeyID
-from tests.test_group import NOW, assert_rejected, deliver, make_rng
+from tests.mls.fixtures import NOW, Person, assert_rejected, deliver, make_rng
 
-Rng = Callable[[int], bytes]
 APP_ID = Extension(0x0001, b"reinitialized")
 
 
-class Member:
-    """A client with one identity (credential) and a signature key per suite."""
-
-    def __init__(self, name: bytes, rng: Rng) -> None:
-        self.name = name
-        self.rng = rng
-        self.keys: dict[int, bytes] = {}
-
-    def key_package(self, cs: CipherSuite) -> KeyPackageBundle:
-        if cs.id not in self.keys:
-            self.keys[cs.id], _ = cs.generate_signature_key_pair(self.rng)
-        return create_key_package(cs, Credential.basic(self.name), self.keys[cs.id],
-                                  rng=self.rng, now=NOW)
-
-
 def _group_of_three(cs: CipherSuite, rng: Rng, group_id: bytes = b"old group"
-                    ) -> tuple[list[Member], list[Group]]:
-    people = [Member(name, rng) for name in (b"alice", b"bob", b"carol")]
+                    ) -> tuple[list[Person], list[Group]]:
+    people = [Person(name, rng) for name in (b"alice", b"bob", b"carol")]
     bundles = [person.key_package(cs) for person in people]
     alice = Group.create(bundles[0], group_id=group_id, rng=rng)
     staged = alice.commit(rng=rng, add=[b.key_package for b in bundles[1:]], now=NOW)
@@ -155,7 +136,7 @@ def test_reinit_requires_retired_group_and_matching_key_package() -> None:
         alice.reinit(new_bundles[0], [new_bundles[1].key_package], rng=rng)
 
 
-def _retired_trio(seed: int) -> tuple[list[Member], list[Group], CipherSuite]:
+def _retired_trio(seed: int) -> tuple[list[Person], list[Group], CipherSuite]:
     rng = make_rng(seed)
     cs = suite(1)
     people, groups = _group_of_three(cs, rng)
@@ -229,7 +210,7 @@ def test_reinit_join_at_wrong_epoch_and_without_reinit() -> None:
     new_alice, _ = alice.reinit(bundles[0], [bundles[1].key_package, bundles[2].key_package],
                                 rng=rng, now=NOW)
     # A second Commit of the new group (epoch 1 -> 2) carrying a reinit PSK again.
-    late = Member(b"bob", rng).key_package(cs)
+    late = Person(b"bob", rng).key_package(cs)
     psk = PreSharedKeyID(PSKType.RESUMPTION, rng(cs.hash_len),
                          usage=ResumptionPSKUsage.REINIT, psk_group_id=alice.group_id,
                          psk_epoch=alice.epoch)
@@ -239,8 +220,8 @@ def test_reinit_join_at_wrong_epoch_and_without_reinit() -> None:
 
     # A reinit PSK naming an epoch whose Commit held no ReInit.
     _, (dan, erin, _) = _group_of_three(cs, rng, group_id=b"plain group")
-    fresh = Group.create(Member(b"dan", rng).key_package(cs), group_id=b"new", rng=rng)
-    erin_kp = Member(b"erin", rng).key_package(cs)
+    fresh = Group.create(Person(b"dan", rng).key_package(cs), group_id=b"new", rng=rng)
+    erin_kp = Person(b"erin", rng).key_package(cs)
     psk = PreSharedKeyID(PSKType.RESUMPTION, rng(cs.hash_len),
                          usage=ResumptionPSKUsage.REINIT, psk_group_id=dan.group_id,
                          psk_epoch=dan.epoch)
@@ -253,8 +234,8 @@ def test_two_linked_psks_are_rejected() -> None:
     rng = make_rng(2600)
     cs = suite(1)
     _, (alice, _bob, _) = _group_of_three(cs, rng)
-    fresh = Group.create(Member(b"alice", rng).key_package(cs), group_id=b"sub", rng=rng)
-    bob_kp = Member(b"bob", rng).key_package(cs)
+    fresh = Group.create(Person(b"alice", rng).key_package(cs), group_id=b"sub", rng=rng)
+    bob_kp = Person(b"bob", rng).key_package(cs)
     psks = [PreSharedKeyID(PSKType.RESUMPTION, rng(cs.hash_len),
                            usage=ResumptionPSKUsage.BRANCH, psk_group_id=alice.group_id,
                            psk_epoch=alice.epoch) for _ in range(2)]
@@ -294,7 +275,7 @@ def test_branch_join_failures() -> None:
     cs = suite(1)
     people, (alice, _bob, carol) = _group_of_three(cs, rng)
     alice_kp, bob_kp = people[0].key_package(cs), people[1].key_package(cs)
-    stranger = Member(b"mallory", rng).key_package(cs)
+    stranger = Person(b"mallory", rng).key_package(cs)
     with pytest.raises(UsageError):  # not a member of the old group
         alice.branch(alice_kp, [stranger.key_package], new_group_id=b"sub", rng=rng)
     with pytest.raises(UsageError):  # another cipher suite
@@ -306,7 +287,7 @@ def test_branch_join_failures() -> None:
         Group.join(welcome, bob_kp, now=NOW)
 
     # A "branch" adding someone who was never in the old group.
-    fresh = Group.create(Member(b"alice", rng).key_package(cs), group_id=b"sub2", rng=rng)
+    fresh = Group.create(Person(b"alice", rng).key_package(cs), group_id=b"sub2", rng=rng)
     psk = PreSharedKeyID(PSKType.RESUMPTION, rng(cs.hash_len), usage=ResumptionPSKUsage.BRANCH,
                          psk_group_id=alice.group_id, psk_epoch=alice.epoch)
     welcome = _welcome_with_psks(fresh, stranger, alice, [psk], ResumptionPSKUsage.BRANCH, rng)
@@ -328,7 +309,7 @@ def test_application_resumption_psk_from_retained_epochs() -> None:
     rng = make_rng(3000)
     config = GroupConfig(max_resumption_psks=1)
     cs = suite(1)
-    people = [Member(name, rng) for name in (b"alice", b"bob")]
+    people = [Person(name, rng) for name in (b"alice", b"bob")]
     alice = Group.create(people[0].key_package(cs), group_id=b"g", rng=rng, config=config)
     bob_kp = people[1].key_package(cs)
     staged = alice.commit(rng=rng, add=[bob_kp.key_package], now=NOW)

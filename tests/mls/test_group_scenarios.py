@@ -19,7 +19,14 @@ from mls.messages.extensions import Extension
 from mls.messages.framing import PrivateMessage
 from mls.messages.proposals import PreSharedKey, Remove
 from mls.messages.psk import PreSharedKeyID
-from tests.test_group import NOW, assert_rejected, deliver, make_member, make_rng, three_members
+from tests.mls.fixtures import (
+    NOW,
+    assert_rejected,
+    deliver,
+    make_member,
+    make_rng,
+    three_members,
+)
 
 
 def _exchange(sender: Group, data: bytes, rng: object, *receivers: Group

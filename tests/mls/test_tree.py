@@ -4,7 +4,6 @@ validation and TreeKEM (RFC 9420 §4.1, §7, Appendix C)."""
 from __future__ import annotations
 
 import dataclasses
-import random
 from collections.abc import Callable
 
 import pytest
@@ -12,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mls import codec
-from mls.crypto.suite import CipherSuite, suite
+from mls.crypto.suite import CipherSuite
 from mls.enums import LeafNodeSource
 from mls.errors import TreeValidationError, UsageError, ValidationError
 from mls.messages.credentials import Credential
@@ -25,8 +24,8 @@ from mls.tree.parent_hash import original_tree_hash, verify_parent_hashes
 from mls.tree.ratchet_tree import RatchetTree
 from mls.tree.treekem import create_update_path, decrypt_update_path, merge_update_path
 from mls.tree.validation import validate_tree
+from tests.mls.fixtures import CS, make_rng
 
-CS = suite(1)
 GROUP_ID = b"test group"
 
 # -- tree math (Appendix C) ----------------------------------------------------------
@@ -101,37 +100,37 @@ def fake_leaf(tag: int) -> LeafNode:
 
 
 @dataclasses.dataclass
-class Member:
+class LeafMember:
     leaf: LeafNode
     signature_priv: bytes
     encryption_priv: bytes
 
 
-def make_member(cs: CipherSuite, rng: Callable[[int], bytes], name: bytes) -> Member:
+def make_leaf_member(cs: CipherSuite, rng: Callable[[int], bytes], name: bytes) -> LeafMember:
     enc_priv, enc_pub = cs.kem.generate_key_pair(rng)
     sig_priv, sig_pub = cs.signature.generate_key_pair(rng)
     unsigned = LeafNode(enc_pub, sig_pub, Credential.basic(name),
                         Capabilities((1,), (cs.id,), (), (), (1,)),
                         LeafNodeSource.KEY_PACKAGE, Lifetime(0, 2**64 - 1))
     signature = cs.sign_with_label(sig_priv, b"LeafNodeTBS", unsigned.tbs_bytes())
-    return Member(unsigned.replace(signature=signature), sig_priv, enc_priv)
+    return LeafMember(unsigned.replace(signature=signature), sig_priv, enc_priv)
 
 
 def context_for(tree_hash: bytes) -> bytes:
     return codec.encode(GroupContext(1, CS.id, GROUP_ID, 1, tree_hash, b""))
 
 
-def build_group(n_members: int, seed: int = 1) -> tuple[RatchetTree, list[Member],
+def build_group(n_members: int, seed: int = 1) -> tuple[RatchetTree, list[LeafMember],
                                                        dict[LeafIndex, dict[NodeIndex, bytes]]]:
     """A valid tree: members are added one at a time and each new member commits an
     UpdatePath, so parent hashes and unmerged leaves are real (Appendix A style)."""
-    rng = random.Random(seed).randbytes
-    members = [make_member(CS, rng, b"m0")]
+    rng = make_rng(seed)
+    members = [make_leaf_member(CS, rng, b"m0")]
     tree = RatchetTree.one_member(CS, members[0].leaf)
     keys: dict[LeafIndex, dict[NodeIndex, bytes]] = {
         LeafIndex(0): {NodeIndex(0): members[0].encryption_priv}}
     for number in range(1, n_members):
-        member = make_member(CS, rng, b"m%d" % number)
+        member = make_leaf_member(CS, rng, b"m%d" % number)
         members.append(member)
         leaf = tree.add_leaf(member.leaf)
         keys[leaf] = {tm.leaf_to_node(leaf): member.encryption_priv}
@@ -302,13 +301,13 @@ def test_original_tree_hash_blanks_removed_leaves() -> None:
 # -- validation (§7.9.2, §12.4.3.1) ---------------------------------------------------
 
 @pytest.fixture(scope="module")
-def group() -> tuple[RatchetTree, list[Member], dict[LeafIndex, dict[NodeIndex, bytes]]]:
+def group() -> tuple[RatchetTree, list[LeafMember], dict[LeafIndex, dict[NodeIndex, bytes]]]:
     tree, members, keys = build_group(6)
-    tree.add_leaf(make_member(CS, random.Random(99).randbytes, b"late").leaf)
+    tree.add_leaf(make_leaf_member(CS, make_rng(99), b"late").leaf)
     return tree, members, keys
 
 
-def test_built_tree_is_valid(group: tuple[RatchetTree, list[Member], dict]) -> None:
+def test_built_tree_is_valid(group: tuple[RatchetTree, list[LeafMember], dict]) -> None:
     tree, _, _ = group
     assert any(isinstance(n, ParentNode) and n.unmerged_leaves for n in tree.nodes())
     validate_tree(tree, GROUP_ID)
@@ -349,7 +348,7 @@ def resign(leaf: LeafNode, signature_priv: bytes, leaf_index: LeafIndex) -> Leaf
 
 
 def test_validation_rejects_duplicate_encryption_key(
-        group: tuple[RatchetTree, list[Member], dict]) -> None:
+        group: tuple[RatchetTree, list[LeafMember], dict]) -> None:
     tree, members, _ = group
     tree = tree.copy()
     target, other = LeafIndex(3), tree.leaf(LeafIndex(1))
@@ -362,7 +361,7 @@ def test_validation_rejects_duplicate_encryption_key(
 
 
 def test_validation_rejects_duplicate_signature_key(
-        group: tuple[RatchetTree, list[Member], dict]) -> None:
+        group: tuple[RatchetTree, list[LeafMember], dict]) -> None:
     tree, members, _ = group
     tree = tree.copy()
     current = tree.leaf(LeafIndex(3))
@@ -389,7 +388,7 @@ def test_validation_rejects_inconsistent_unmerged_leaves(
 
 
 def test_validation_rejects_unsupported_credential_type(
-        group: tuple[RatchetTree, list[Member], dict]) -> None:
+        group: tuple[RatchetTree, list[LeafMember], dict]) -> None:
     tree, members, _ = group
     tree = tree.copy()
     current = tree.leaf(LeafIndex(2))
@@ -405,7 +404,7 @@ def test_validation_rejects_unsupported_credential_type(
 
 def test_update_path_round_trip_and_tampering() -> None:
     base, members, keys = build_group(5, seed=7)
-    rng = random.Random(3).randbytes
+    rng = make_rng(3)
     sender = LeafIndex(4)
     template = base.leaf(sender)
     assert template is not None
@@ -442,8 +441,8 @@ def test_update_path_round_trip_and_tampering() -> None:
 
 def test_external_commit_path_into_blank_leaf() -> None:
     base, _, keys = build_group(3, seed=11)
-    rng = random.Random(5).randbytes
-    joiner = make_member(CS, rng, b"external")
+    rng = make_rng(5)
+    joiner = make_leaf_member(CS, rng, b"external")
     slot = base.leftmost_blank_leaf()
     assert slot == 3
     with pytest.raises(UsageError):

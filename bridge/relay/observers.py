@@ -1,0 +1,75 @@
+"""Legacy room activity into the relay: the two transports' room observers
+(:class:`transports.xmpp.component.RoomObserver`,
+:class:`transports.matrix.bot.RoomObserver`) for relayed rooms. They only enqueue: the
+relay's worker does the MLS work, in order (:class:`LegacyInput`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from slixmpp import JID
+
+from transports.matrix import events as matrix_events
+from transports.matrix import namespace as matrix_ns
+from transports.xmpp import namespace as xmpp_ns
+
+XMPP = xmpp_ns.TRANSPORT_NAME
+MATRIX = matrix_ns.TRANSPORT_NAME
+
+Job = Callable[[], Awaitable[None]]
+
+
+class LegacyInput(Protocol):
+    """What the observers hand to the relay (:class:`bridge.relay.relay.Relay`)."""
+
+    def queue(self, job: Job) -> None:
+        """Run ``job`` on the relay's input worker, after what is queued already."""
+        ...
+
+    async def xmpp_joined(self, room: str, occupant: str, mls_client: bool) -> None: ...
+
+    async def matrix_joined(self, room_id: str, user_id: str) -> None: ...
+
+    async def legacy_message(self, transport: str, room: str, identity: str, text: str,
+                             occupant: str = "") -> None: ...
+
+
+class XmppObserver:
+    """:class:`transports.xmpp.component.RoomObserver` for the relay (enqueue only)."""
+
+    def __init__(self, relay: LegacyInput) -> None:
+        self.relay = relay
+
+    async def occupant_joined(self, room: str, occupant: str, nick: str,
+                              mls_client: bool) -> None:
+        self.relay.queue(lambda: self.relay.xmpp_joined(room, occupant, mls_client))
+
+    async def plain_message(self, room: str, occupant: str, nick: str, body: str) -> None:
+        identity = xmpp_identity(occupant)
+        self.relay.queue(lambda: self.relay.legacy_message(XMPP, room, identity, body,
+                                                           occupant))
+
+
+class MatrixObserver:
+    """:class:`transports.matrix.bot.RoomObserver` for the relay (enqueue only)."""
+
+    def __init__(self, relay: LegacyInput) -> None:
+        self.relay = relay
+
+    async def member_joined(self, room_id: str, user_id: str) -> None:
+        self.relay.queue(lambda: self.relay.matrix_joined(room_id, user_id))
+
+    async def plain_message(self, room_id: str, user_id: str, event_id: str,
+                            body: str) -> None:
+        identity = matrix_events.user_uri(user_id)
+        self.relay.queue(lambda: self.relay.legacy_message(MATRIX, room_id, identity, body))
+
+
+def xmpp_identity(occupant: str) -> str:
+    """The identity URI of an XMPP occupant (its bare JID)."""
+    return xmpp_ns.URI_SCHEME + JID(occupant).bare
+
+
+__all__ = ["MATRIX", "XMPP", "Job", "LegacyInput", "MatrixObserver", "XmppObserver",
+           "xmpp_identity"]
