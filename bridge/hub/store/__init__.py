@@ -13,12 +13,14 @@ from bridge.errors import (
     KeyPackageUnavailable,
     ProposalsNotCovered,
     StoreError,
+    StoreQuota,
     StoreUnavailable,
     StoreUsageError,
     UnknownGroup,
     WrongEpoch,
 )
 from bridge.hub.store.base import (
+    AFFILIATIONS,
     GroupRecord,
     KeyPackageInfo,
     LogEntry,
@@ -44,6 +46,7 @@ async def open_store(url: str) -> Store:
 
 
 __all__ = [
+    "AFFILIATIONS",
     "Conflict",
     "GroupRecord",
     "KeyPackageInfo",
@@ -59,6 +62,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreQuota",
     "StoreUnavailable",
     "StoreUsageError",
     "UnknownGroup",

@@ -23,7 +23,6 @@ import aiosqlite
 
 from bridge.errors import (
     Conflict,
-    KeyPackageUnavailable,
     ProposalsNotCovered,
     StoreUnavailable,
     StoreUsageError,
@@ -32,7 +31,6 @@ from bridge.errors import (
 )
 from bridge.hub.store.base import (
     GroupRecord,
-    KeyPackageInfo,
     LogEntry,
     LogKind,
     Member,
@@ -42,11 +40,12 @@ from bridge.hub.store.base import (
     Store,
     check_kind,
     check_limit,
-    check_members,
     check_welcome,
     load_migrations,
+    members_since,
     missing_proposals,
 )
+from bridge.hub.store.sqlite_directory import SqliteDirectory
 
 _GROUP_COLUMNS = "group_id, cipher_suite, epoch, next_seq, group_info, ratchet_tree, hub_state"
 
@@ -68,7 +67,7 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
-class SqliteStore(Store):
+class SqliteStore(SqliteDirectory, Store):
     """A :class:`Store` in one SQLite file. Open with :meth:`SqliteStore.open`."""
 
     def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
@@ -168,7 +167,7 @@ class SqliteStore(Store):
                 (group_id, cipher_suite, epoch, 1, group_info, ratchet_tree, hub_state),
             )
             if members is not None:
-                await _replace_members(conn, group_id, members)
+                await _replace_members(conn, group_id, members, epoch)
         return record
 
     async def get_group(self, group_id: bytes) -> GroupRecord:
@@ -234,8 +233,11 @@ class SqliteStore(Store):
                     "INSERT INTO welcome_deliveries (welcome_id, recipient) VALUES (?, ?)",
                     [(cursor.lastrowid, recipient) for recipient in recipients],
                 )
+                await conn.executemany(
+                    "DELETE FROM key_package_claims WHERE group_id = ? AND target = ?",
+                    [(group_id, recipient) for recipient in recipients])
             if members is not None:
-                await _replace_members(conn, group_id, members)
+                await _replace_members(conn, group_id, members, epoch + 1)
         return seq
 
     # -- the log -------------------------------------------------------------------
@@ -305,8 +307,8 @@ class SqliteStore(Store):
 
     async def set_members(self, group_id: bytes, members: Sequence[Member]) -> None:
         async with self._tx() as conn:
-            await _epoch_and_next_seq(conn, group_id)
-            await _replace_members(conn, group_id, members)
+            epoch, _ = await _epoch_and_next_seq(conn, group_id)
+            await _replace_members(conn, group_id, members, epoch)
 
     async def get_members(self, group_id: bytes) -> list[Member]:
         async with self._tx(write=False) as conn:
@@ -317,78 +319,13 @@ class SqliteStore(Store):
             )
         return [Member(leaf, identity) for leaf, identity in rows]
 
-    # -- KeyPackage directory --------------------------------------------------------
-
-    async def publish_key_package(
-        self,
-        user: str,
-        device: str,
-        cipher_suite: int,
-        ref: bytes,
-        key_package: bytes,
-        expires_at: int,
-        last_resort: bool = False,
-    ) -> None:
-        async with self._tx() as conn:
-            if last_resort:
-                await conn.execute(
-                    "DELETE FROM key_packages WHERE user_id = ? AND device = ?"
-                    " AND cipher_suite = ? AND last_resort = 1",
-                    (user, device, cipher_suite),
-                )
-            if await conn.execute_fetchall("SELECT 1 FROM key_packages WHERE ref = ?", (ref,)):
-                raise Conflict(f"KeyPackage {ref.hex()} already published")
-            await conn.execute(
-                "INSERT INTO key_packages (ref, user_id, device, cipher_suite, key_package,"
-                " expires_at, last_resort) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (ref, user, device, cipher_suite, key_package, expires_at, int(last_resort)),
-            )
-
-    async def claim_key_package(
-        self, user: str, cipher_suite: int, now: int, device: str | None = None
-    ) -> bytes:
-        where = "user_id = ? AND cipher_suite = ? AND expires_at >= ? AND last_resort = ?"
-        params: tuple[Any, ...] = (user, cipher_suite, now)
-        if device is not None:
-            where += " AND device = ?"
-        async with self._tx() as conn:
-            rows = await conn.execute_fetchall(
-                "DELETE FROM key_packages WHERE ref = (SELECT ref FROM key_packages"
-                f" WHERE {where} ORDER BY expires_at, ref LIMIT 1) RETURNING key_package",
-                (*params, 0, *((device,) if device is not None else ())),
-            )
-            if not rows:
-                rows = await conn.execute_fetchall(
-                    f"SELECT key_package FROM key_packages WHERE {where}"
-                    " ORDER BY expires_at DESC, ref LIMIT 1",
-                    (*params, 1, *((device,) if device is not None else ())),
-                )
-        if not rows:
-            raise KeyPackageUnavailable(user, cipher_suite, device)
-        return bytes(next(iter(rows))[0])
-
-    async def list_key_packages(self, user: str, device: str | None = None) -> list[KeyPackageInfo]:
-        query = (
-            "SELECT ref, user_id, device, cipher_suite, expires_at, last_resort"
-            " FROM key_packages WHERE user_id = ?"
-        )
-        params: tuple[str, ...] = (user,)
-        if device is not None:
-            query += " AND device = ?"
-            params = (user, device)
+    async def member_since(self, group_id: bytes, identity: str) -> int | None:
         async with self._tx(write=False) as conn:
             rows = await conn.execute_fetchall(
-                query + " ORDER BY device, cipher_suite, expires_at, ref", params
-            )
-        return [
-            KeyPackageInfo(bytes(ref), user_id, dev, suite, expires_at, bool(last_resort))
-            for ref, user_id, dev, suite, expires_at, last_resort in rows
-        ]
-
-    async def purge_expired(self, now: int) -> int:
-        async with self._tx() as conn:
-            cursor = await conn.execute("DELETE FROM key_packages WHERE expires_at < ?", (now,))
-            return cursor.rowcount
+                "SELECT min(since_epoch) FROM members WHERE group_id = ? AND identity = ?",
+                (group_id, identity))
+        value = next(iter(rows))[0]
+        return None if value is None else int(value)
 
     # -- rooms ---------------------------------------------------------------------
 
@@ -550,13 +487,16 @@ async def _append(
 
 
 async def _replace_members(
-    conn: aiosqlite.Connection, group_id: bytes, members: Sequence[Member]
+    conn: aiosqlite.Connection, group_id: bytes, members: Sequence[Member], epoch: int
 ) -> None:
-    normalised = check_members(members)
+    before = {str(identity): int(since) for identity, since in await conn.execute_fetchall(
+        "SELECT identity, min(since_epoch) FROM members WHERE group_id = ? GROUP BY identity",
+        (group_id,))}
+    rows = members_since(members, before, epoch)
     await conn.execute("DELETE FROM members WHERE group_id = ?", (group_id,))
     await conn.executemany(
-        "INSERT INTO members (group_id, leaf_index, identity) VALUES (?, ?, ?)",
-        [(group_id, leaf, identity) for leaf, identity in normalised],
+        "INSERT INTO members (group_id, leaf_index, identity, since_epoch) VALUES (?, ?, ?, ?)",
+        [(group_id, leaf, identity, since) for leaf, identity, since in rows],
     )
 
 
