@@ -9,15 +9,19 @@ in each process only keeps that process's fan-out in sequence order.
 Requests arrive as :class:`transports.interface.Inbound` through :meth:`Hub.handle`, which
 always answers with an :class:`transports.interface.Outbound` reply: accepted (with the
 sequence number and epoch) or refused with a specific code (:mod:`bridge.errors`).
-Refused requests change nothing. Deliveries go out through the transport's
-:class:`transports.interface.Deliverer`: the accepted commit to every member of the old
-epoch, then each Welcome to its new member; proposals and application messages to the
-current members.
+Refused requests change nothing. Before any handler runs, the dispatcher asks
+:class:`bridge.hub.authz.Authorizer` (the whole authorization model of
+``docs/SECURITY.md``, for both networks); handlers ask it again for the rules that need
+the parsed content. Room membership changes arrive apart, as
+:class:`transports.interface.NetworkEvent` through :meth:`Hub.network_event`.
+Deliveries go out through the transport's :class:`transports.interface.Deliverer`:
+the accepted commit to every member of the old epoch, then each Welcome to its new
+member; proposals and application messages to the current members.
 
 Member-sent proposals are relayed (the next committer may include them); the hub's own
-proposals (Removes for members who left or were kicked on the network, signed as the
-group's external sender) are queued: the next commit must include them by reference
-or it is refused.
+proposals (Removes for members who left or were kicked from a room on the network,
+signed as the group's external sender) are queued: the next commit must include them
+by reference or it is refused.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from bridge.errors import (
@@ -36,15 +40,16 @@ from bridge.errors import (
     NoKeyPackage,
     NotMember,
     ProposalsMissing,
+    QuotaExceeded,
     Rejection,
     StaleEpoch,
     TooLarge,
     Unavailable,
     UnknownGroupRejection,
-    Unsupported,
     WrongEpochRejection,
 )
 from bridge.hub import public_view
+from bridge.hub.authz import HUB, Authorizer, commit_changes
 from bridge.hub.identity import HubIdentity
 from bridge.hub.policy import HubConfig, HubObserver
 from bridge.hub.public_view import PublicGroup
@@ -56,11 +61,11 @@ from bridge.hub.store import (
     ProposalsNotCovered,
     Store,
     StoreError,
+    StoreQuota,
     StoreUsageError,
     UnknownGroup,
     WrongEpoch,
 )
-from bridge.identities import identity_of
 from mls.codec import encode
 from mls.enums import ContentType, WireFormat
 from mls.errors import MLSError, ValidationError
@@ -69,20 +74,22 @@ from mls.group.external import external_sender_proposal
 from mls.group.key_package import validate_key_package
 from mls.messages.framing import AuthenticatedContent, PrivateMessage, PublicMessage
 from mls.messages.key_package import KeyPackage
-from mls.messages.proposals import Remove
+from mls.messages.proposals import Commit, Remove
 from transports.errors import LinkError
 from transports.interface import (
     Deliverer,
     Inbound,
     KeyPackageListing,
     Kind,
+    NetworkEvent,
     Op,
     Outbound,
+    RoomDirectory,
 )
 
 log = logging.getLogger(__name__)
 
-HUB_SENDER = "hub"
+HUB_SENDER = HUB
 #: How many of the latest log entries a SEND is compared with (see Hub._logged).
 REPLAY_WINDOW = 64
 
@@ -96,19 +103,21 @@ class Hub:
     def __init__(self, store: Store, identity: HubIdentity, deliverer: Deliverer, *,
                  config: HubConfig | None = None,
                  clock: Callable[[], int] | None = None,
-                 observer: HubObserver | None = None) -> None:
+                 observer: HubObserver | None = None,
+                 directories: Mapping[str, RoomDirectory] | None = None) -> None:
         self.store = store
         self.observer = observer
         self.identity = identity
         self.deliverer = deliverer
-        self.config = config or HubConfig()
+        config = config or HubConfig()
         self.clock = clock or (lambda: int(time.time()))
         self._locks: dict[bytes, asyncio.Lock] = {}
         self._views: dict[bytes, tuple[int, PublicGroup]] = {}
+        self.authz = Authorizer(store, config, self._view)
+        self.authz.directories.update(directories or {})
         self._handlers: dict[str, Handler] = {
             Op.HUB_INFO: self._hub_info,
             Op.CREATE_GROUP: self._create_group,
-            Op.ATTACH_ROOM: self._attach_room,
             Op.SUBMIT_COMMIT: self._submit_commit,
             Op.SEND: self._send,
             Op.FETCH_LOG: self._fetch_log,
@@ -118,8 +127,16 @@ class Hub:
             Op.LIST_KEY_PACKAGES: self._list_key_packages,
             Op.FETCH_WELCOMES: self._fetch_welcomes,
             Op.LEAVE: self._leave,
-            Op.KICK: self._kick,
         }
+
+    @property
+    def config(self) -> HubConfig:
+        """The local policy (one object, shared with the authorization rules)."""
+        return self.authz.config
+
+    @config.setter
+    def config(self, config: HubConfig) -> None:
+        self.authz.config = config
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -155,10 +172,8 @@ class Hub:
             if request.size() > self.config.max_payload:
                 raise TooLarge(f"request of {request.size()} bytes exceeds the limit of "
                                f"{self.config.max_payload} bytes")
-            handler = self._handlers.get(request.op)
-            if handler is None:
-                raise Unsupported(f"unknown request {request.op!r}")
-            return await handler(request)
+            await self.authz.check(request)
+            return await self._handlers[request.op](request)
         except Rejection as exc:
             return self._refusal(request, exc)
         except MLSError as exc:  # bytes that parsed but cannot be used (bad tree, key...)
@@ -166,6 +181,22 @@ class Hub:
         except StoreError as exc:
             log.warning("store failure on %s: %s", request.op, exc)
             return self._refusal(request, Unavailable(f"store failed: {type(exc).__name__}"))
+
+    async def network_event(self, event: NetworkEvent) -> Outbound:
+        """A room membership change a transport observed (A20 of docs/SECURITY.md):
+        when the rules let it act, the hub queues Removes of the target's leaves."""
+        request = Inbound(Op.LEAVE, event.target, event.event_id, network=event.network)
+        try:
+            group_id = await self.authz.check_network_event(event)
+            seqs = await self.remove_member(group_id, event.target)
+        except Rejection as exc:
+            return self._refusal(request, exc)
+        except StoreError as exc:
+            log.warning("store failure on a network event: %s", exc)
+            return self._refusal(request, Unavailable(f"store failed: {type(exc).__name__}"))
+        log.info("%s of %s in %s by %s: %d Remove(s) queued", event.after, event.target,
+                 event.room, event.actor, len(seqs))
+        return self._reply(request, group_id=group_id, seq=seqs[-1] if seqs else 0)
 
     def _refusal(self, request: Inbound, exc: Rejection) -> Outbound:
         epoch = getattr(exc, "current_epoch", 0)
@@ -200,6 +231,9 @@ class Hub:
         view = PublicGroup.load(record.hub_state, record.ratchet_tree)
         self._views[group_id] = (record.epoch, view)
         return record, view
+
+    async def _view(self, group_id: bytes) -> PublicGroup:
+        return (await self._load(group_id))[1]
 
     async def _rooms(self, group_id: bytes) -> tuple[tuple[str, str], ...]:
         return tuple((room.transport, room.room_id)
@@ -243,18 +277,6 @@ class Hub:
         self._views[view.group_id] = (0, view)
         return self._reply(request, group_id=view.group_id, seq=0, epoch=0)
 
-    async def _attach_room(self, request: Inbound) -> Outbound:
-        _, view = await self._load(request.group_id)
-        if request.sender not in view.identities:
-            raise NotMember("only members may attach the group to a room")
-        if not request.transport or not request.room_id:
-            raise Malformed("attach-room needs a transport and a room id")
-        try:
-            await self.store.attach_room(request.transport, request.room_id, request.group_id)
-        except Conflict as exc:
-            raise AlreadyExists(str(exc)) from exc
-        return self._reply(request)
-
     async def attach_room(self, transport: str, room_id: str, group_id: bytes) -> None:
         """Map a room to a group: the bridge's own call for a configured room pair
         (:class:`bridge.app.services.bridge.BridgeService`), so no membership check."""
@@ -279,10 +301,15 @@ class Hub:
             checked = public_view.check_commit(view, message, request.group_info,
                                                request.ratchet_tree, request.welcome,
                                                request.sender, hub_key)
-            if checked.external and not (
-                    request.sender in view.identities
-                    or self.config.allow_external_join(group_id, request.sender)):
-                raise Forbidden("external joins are not allowed for this user")
+            commit = message.content.content
+            assert isinstance(commit, Commit)
+            hub_removes = {item.proposal_ref: leaf for item in
+                           await self.store.queued_proposals(group_id, view.epoch)
+                           for leaf in _removed_leaves(item.payload)}
+            await self.authz.check_commit(
+                dataclasses.replace(request, group_id=group_id), view,
+                commit_changes(view, commit, request.sender, checked.external,
+                               checked.new_view.members, hub_removes))
             new_view = checked.new_view
             try:
                 seq = await self.store.accept_commit(
@@ -329,10 +356,7 @@ class Hub:
         return record.group_info or b"", record.ratchet_tree or b""
 
     async def _get_group_info(self, request: Inbound) -> Outbound:
-        record, view = await self._load(request.group_id)
-        if not (request.sender in view.identities
-                or self.config.allow_external_join(request.group_id, request.sender)):
-            raise Forbidden("external joins are not allowed for this user")
+        record, _ = await self._load(request.group_id)  # A14 was checked by the dispatcher
         return self._reply(request, payload=record.group_info or b"",
                            ratchet_tree=record.ratchet_tree or b"", epoch=record.epoch,
                            seq=record.next_seq - 1)
@@ -355,8 +379,8 @@ class Hub:
             raise Malformed("group_id differs from the message's")
         async with self._lock(group_id):
             record, view = await self._load(group_id)
-            if request.sender not in view.identities:
-                raise NotMember(f"{request.sender} is not a member of the group")
+            await self.authz.check_message(dataclasses.replace(request, group_id=group_id),
+                                           view, body)
             self._check_epoch(view.epoch, epoch)
             if isinstance(body, PublicMessage):
                 public_view.check_public_proposal(view, body, request.sender)
@@ -402,9 +426,11 @@ class Hub:
     # -- catch-up ------------------------------------------------------------------------------
 
     async def _fetch_log(self, request: Inbound) -> Outbound:
+        """Log entries after ``after_seq``; those of epochs before the requester joined
+        come as placeholders (seq, epoch and kind, no payload, no sender): the sequence
+        stays gap-free, the ciphertext stays with those who could read it (A13)."""
         _, view = await self._load(request.group_id)
-        if request.sender not in view.identities:
-            raise NotMember(f"{request.sender} is not a member of the group")
+        since = await self.authz.readable_from(request.group_id, request.sender, view.epoch)
         limit = min(request.limit or self.config.log_page_limit, self.config.log_page_limit)
         try:
             entries = await self.store.log_since(request.group_id, request.after_seq, limit)
@@ -412,6 +438,9 @@ class Hub:
             raise Malformed(str(exc)) from exc
         items = tuple(Outbound(entry.kind.value, group_id=request.group_id, seq=entry.seq,
                                epoch=entry.epoch, sender=entry.sender, payload=entry.payload)
+                      if entry.epoch >= since else
+                      Outbound(entry.kind.value, group_id=request.group_id, seq=entry.seq,
+                               epoch=entry.epoch)
                       for entry in entries)
         return self._reply(request, entries=items, epoch=view.epoch)
 
@@ -431,44 +460,47 @@ class Hub:
         if not isinstance(body, KeyPackage):
             raise Malformed("the payload is not a KeyPackage")
         cs = public_view.cipher_suite(body.cipher_suite)
+        self.authz.check_key_package(request, body)
         try:
             validate_key_package(cs, body, now=self.clock())
         except (ValidationError, MLSError) as exc:
             raise Malformed(f"invalid KeyPackage: {exc}") from exc
-        if identity_of(body.leaf_node.credential) != request.sender:
-            raise Forbidden("a KeyPackage may only be published by the user it names")
         lifetime = body.leaf_node.lifetime
         assert lifetime is not None
         ref = key_package_ref(cs, body)
+        config = self.config
         try:
             await self.store.publish_key_package(
                 request.sender, request.device or "default", cs.id, ref, request.payload,
-                lifetime.not_after, last_resort=request.last_resort)
+                lifetime.not_after, last_resort=request.last_resort, now=self.clock(),
+                max_per_device=config.max_key_packages_per_device,
+                max_devices=config.max_devices)
         except Conflict as exc:
             raise AlreadyExists("this KeyPackage is already published") from exc
+        except StoreQuota as exc:
+            raise QuotaExceeded(str(exc)) from exc
         return self._reply(request, payload=ref)
 
     async def _claim_key_package(self, request: Inbound) -> Outbound:
-        """Claim one of ``target``'s KeyPackages. A claim naming a group (``group_id``)
-        is for adding ``target`` to it: only a current member of that group may make it.
-        A claim without a group (to start a new group) is open to any authenticated user.
-        """
-        if not request.target:
-            raise Malformed("claim-key-package needs the target user")
-        if request.group_id:
-            _, view = await self._load(request.group_id)
-            if request.sender not in view.identities:
-                raise NotMember(f"{request.sender} is not a member of the group")
+        """Claim one of ``target``'s KeyPackages to add ``target`` to the group the
+        request names (A16: a member of it, within the outstanding-claims bound)."""
+        now = self.clock()
         try:
             key_package = await self.store.claim_key_package(
-                request.target, request.cipher_suite or 1, self.clock(),
-                device=request.device or None)
+                request.target, request.cipher_suite or 1, now,
+                device=request.device or None, group_id=request.group_id,
+                claimer=request.sender, max_outstanding=self.config.claims_per_target,
+                outstanding_since=now - self.config.claim_ttl)
         except KeyPackageUnavailable as exc:
             raise NoKeyPackage(str(exc)) from exc
+        except StoreQuota as exc:
+            raise QuotaExceeded(str(exc)) from exc
+        except UnknownGroup as exc:
+            raise UnknownGroupRejection(str(exc)) from exc
         return self._reply(request, payload=key_package, sender=request.target)
 
     async def _list_key_packages(self, request: Inbound) -> Outbound:
-        user = request.target or request.sender
+        user = request.sender  # A17: one's own only
         infos = await self.store.list_key_packages(user, request.device or None)
         listing = tuple(KeyPackageListing(info.ref, info.user, info.device, info.cipher_suite,
                                           info.expires_at, info.last_resort)
@@ -492,15 +524,8 @@ class Hub:
         raise Malformed("need a group id or a room")
 
     async def _leave(self, request: Inbound) -> Outbound:
+        """The requester leaves (A19: itself only, checked by the dispatcher)."""
         seqs = await self.remove_member(await self._group_of(request), request.sender)
-        return self._reply(request, seq=seqs[-1] if seqs else 0)
-
-    async def _kick(self, request: Inbound) -> Outbound:
-        """A network-level removal reported by the transport (which checked the
-        kicker's rights on its network)."""
-        if not request.target:
-            raise Malformed("kick needs the target user")
-        seqs = await self.remove_member(await self._group_of(request), request.target)
         return self._reply(request, seq=seqs[-1] if seqs else 0)
 
     async def remove_member(self, group_id: bytes, identity: str) -> list[int]:

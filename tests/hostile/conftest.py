@@ -25,6 +25,7 @@ from mls.group.key_package import KeyPackageBundle
 from mls.messages.extension_types import encode_external_senders
 from mls.messages.extensions import Extension
 from mls.messages.framing import MLSMessage
+from tests.bridge.conftest import authenticated
 from tests.mls.fixtures import NOW, Person
 from transports.interface import Inbound, Op, Outbound
 
@@ -75,15 +76,19 @@ class Bench:
         """The hub refuses ``request`` with ``code``, delivers nothing, stores nothing."""
         before = await self.snapshot()
         delivered = len(self.deliverer.delivered)
-        reply = await self.hub.handle(request)
+        reply = await self.ask(request)
         assert not reply.ok, f"the hub accepted a {request.op} it should refuse"
         assert reply.code == code, (reply.code, reply.reason)
         assert len(self.deliverer.delivered) == delivered, "the hub relayed it"
         assert await self.snapshot() == before, "the hub's store changed"
         return reply
 
+    async def ask(self, request: Inbound) -> Outbound:
+        """``request`` to the hub as its sender's network would hand it over."""
+        return await self.hub.handle(authenticated(request))
+
     async def accepted(self, request: Inbound) -> Outbound:
-        reply = await self.hub.handle(request)
+        reply = await self.ask(request)
         assert reply.ok, (reply.code, reply.reason)
         return reply
 
