@@ -262,20 +262,33 @@ class Hub:
                                                     request.sender, hub_key)
         if request.group_id and request.group_id != view.group_id:
             raise Malformed("group_id differs from the GroupInfo's")
+        room = (request.transport, request.room_id) if request.room_id else None
         try:
+            if room is not None and await self.store.room_group(*room) is not None:
+                raise AlreadyExists(f"room {room[1]} carries another group")
             await self.store.create_group(
                 view.group_id, view.context.cipher_suite, epoch=0,
                 group_info=request.group_info, ratchet_tree=checked.tree_bytes,
                 hub_state=view.hub_state(), members=view.member_list())
-            if request.transport and request.room_id:
-                await self.store.attach_room(request.transport, request.room_id,
-                                             view.group_id)
         except Conflict as exc:
             raise AlreadyExists(str(exc)) from exc
         except StoreError as exc:
             raise Unavailable(f"store failed: {type(exc).__name__}") from exc
+        if room is not None:
+            await self._attach_new(view.group_id, room)
         self._views[view.group_id] = (0, view)
         return self._reply(request, group_id=view.group_id, seq=0, epoch=0)
+
+    async def _attach_new(self, group_id: bytes, room: tuple[str, str]) -> None:
+        """Attach a just-created group's room; if another group took the room in
+        between, the new group is dropped again (a refusal changes nothing)."""
+        try:
+            await self.store.attach_room(*room, group_id)
+        except StoreError as exc:
+            await self.store.delete_group(group_id)
+            if isinstance(exc, Conflict):
+                raise AlreadyExists(f"room {room[1]} carries another group") from exc
+            raise Unavailable(f"store failed: {type(exc).__name__}") from exc
 
     async def attach_room(self, transport: str, room_id: str, group_id: bytes) -> None:
         """Map a room to a group: the bridge's own call for a configured room pair
