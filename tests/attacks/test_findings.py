@@ -24,7 +24,7 @@ from mls.messages.framing import MLSMessage
 from tests.attacks.conftest import bridged_scene
 from tests.bridging.conftest import Person, converge, in_group, roster, until
 from tests.matrix.conftest import room_with_hub
-from tests.xmpp.helpers import muc_admin, nick_of
+from tests.xmpp.helpers import muc_admin, muc_admin_list, nick_of
 from transports.errors import LinkError
 from transports.interface import Inbound, Op, Outbound
 
@@ -154,6 +154,8 @@ async def test_ones_own_room_and_a_ban_there_change_nothing(
     assert isinstance(kicked, nio.RoomKickResponse), kicked
     await until(lambda: bool(scene.xa.member.group(scene.group_id).state.pending),
                 "the hub's Remove after the kick")
+    # the kicker's power was read from the room state at the kick (GET /context)
+    assert not any("no state at" in r.getMessage() for r in caplog.records)
     await scene.xa.member.commit_pending(scene.group_id)
     # out of the room, mb hears nothing more (not even his removal): the others see it
     await until(lambda: mb.identity not in roster(scene.ma, scene.group_id), "mb removed")
@@ -182,6 +184,10 @@ async def test_room_moderation_on_xmpp(
     with pytest.raises(LinkError):
         await scene.xb.plugin.join_room(room)
     await converge([scene.xa, scene.ma], scene.group_id)
+    xa_jid, xb_jid = (p.identity.removeprefix("xmpp:") for p in (scene.xa, scene.xb))
+    assert await muc_admin_list(scene.xa, room, "outcast") == [xb_jid]
+    assert await muc_admin_list(scene.xa, room, "owner") == [xa_jid]
+    assert await muc_admin_list(scene.xb, room, "owner") == "forbidden"
 
 
 async def test_the_key_package_directory_cannot_be_exhausted(

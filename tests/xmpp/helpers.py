@@ -99,3 +99,18 @@ def nick_of(peer: Peer) -> str:
     """The nick the MLS client plugin takes in rooms."""
     bound = peer.client.boundjid
     return peer.plugin.nick or f"{bound.user}-{bound.resource[:8]}"
+
+
+async def muc_admin_list(peer: Peer, room: str, affiliation: str) -> list[str] | str:
+    """The bare JIDs holding ``affiliation`` in ``room`` (XEP-0045 §9.5), as ``peer``
+    asks; the stanza error condition if refused."""
+    iq = peer.client.Iq()
+    iq["to"], iq["type"] = room, "get"
+    query = ET.SubElement(iq.xml, f"{{{NS_MUC_ADMIN}}}query")
+    ET.SubElement(query, f"{{{NS_MUC_ADMIN}}}item", {"affiliation": affiliation})
+    try:
+        result = await iq.send(timeout=10)  # type: ignore[no-untyped-call]
+    except IqError as exc:
+        return str(exc.iq["error"]["condition"])
+    return sorted(item.get("jid", "") for item in
+                  result.xml.iter(f"{{{NS_MUC_ADMIN}}}item"))

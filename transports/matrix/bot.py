@@ -337,9 +337,13 @@ class MatrixHubBot:
         """Whether ``user_id`` had at least the ``kick`` power level in the room state at
         ``event_id`` (GET /context: the state at the event); the current state if the
         homeserver cannot say."""
+        # nio drops limit=0 (it sends a limit only when truthy): build the request
+        # so that no event after ours is returned, and the state is the one at ours
+        path = nio.Api._build_path(["rooms", room_id, "context", event_id],
+                                   {"access_token": self.client.access_token, "limit": 0})
         try:
-            response = await self._call(
-                "context", lambda: self.client.room_context(room_id, event_id, limit=0),
+            response = await self._call("context", lambda: self.client._send(
+                nio.RoomContextResponse, "GET", path, response_data=(room_id,)),
                 nio.RoomContextResponse)
             state = RoomState.from_events(event.source for event in response.state)
         except HomeserverError as exc:
