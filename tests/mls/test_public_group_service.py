@@ -12,16 +12,17 @@ import pytest
 from mls.codec import encode
 from mls.crypto import suite
 from mls.enums import ContentType, SenderType, WireFormat
-from mls.errors import DecodeError, UsageError, ValidationError
+from mls.errors import DecodeError, PathSecretError, UsageError, ValidationError
 from mls.group.events import ProposalEvent
 from mls.group.external import external_sender_proposal
 from mls.group.group import Group
 from mls.group.public import PublicCommit, PublicGroup, message_header
 from mls.messages.framing import MLSMessage, Sender
-from mls.messages.proposals import Remove
+from mls.messages.proposals import Commit, Remove
+from mls.messages.tree_nodes import HPKECiphertext
 from mls.messages.welcome import Welcome
 from tests.mls.fixtures import NOW, make_member, make_rng, three_members
-from tests.mls.test_public_group import assert_in_step, observe, with_hub
+from tests.mls.test_public_group import assert_in_step, commit_of, forge, observe, with_hub
 
 
 def welcome_of(message: MLSMessage | None) -> Welcome:
@@ -130,3 +131,27 @@ def test_message_header_is_the_cleartext_routing_data() -> None:
         message_header(MLSMessage.wrap(alice.group_info()))
     with pytest.raises(DecodeError):
         message_header(b"\x00\x01\x00")
+
+
+def test_a_wrong_path_secret_is_for_its_receiver_to_find() -> None:
+    """Alice's path secret for Bob replaced by another one sealed to Bob's key: the
+    public checks pass, Bob finds the derived key is not the announced one."""
+    rng = make_rng(3400)
+    alice, bob, _ = three_members(rng)
+    public = observe(alice)
+    staged = alice.commit(rng=rng, force_path=True)
+    path = commit_of(staged).path
+    assert path is not None
+    bob_key = bob.state.own_leaf_node().encryption_key
+    provisional = dataclasses.replace(  # RFC 9420 §12.4.1: the old transcript hash
+        staged.state.context,
+        confirmed_transcript_hash=alice.state.context.confirmed_transcript_hash)
+    kem_output, ciphertext = alice.state.cs.encrypt_with_label(
+        bob_key, b"UpdatePathNode", encode(provisional), rng(32))
+    first = dataclasses.replace(path.nodes[0], encrypted_path_secret=(
+        HPKECiphertext(kem_output, ciphertext),))
+    forged = forge(alice, Commit(path=dataclasses.replace(path, nodes=(first, *path.nodes[1:]))))
+    _, commit = public.process(forged, now=NOW)
+    assert isinstance(commit, PublicCommit)
+    with pytest.raises(PathSecretError, match="derived key"):
+        bob.process(forged, now=NOW)
