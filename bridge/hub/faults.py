@@ -30,9 +30,16 @@ member that failed it reports it, so the quorum is reached in that same round (w
 fewer than ``fault_quorum`` other members, all of them is the quorum). From then on
 the committer's identity can neither commit nor join the group again, and its leaves
 are removed by the next commit. So each attacker identity causes at most one round
-of resyncs, then it is out; a colluding set of identities as large as the quorum
-could frame an honest committer, but members of a group can remove each other by a
-plain commit anyway. Bans are per group and cleared only with the group.
+of resyncs, then it is out.
+
+Limits, stated plainly: reports are not proofs (the hub cannot check them), so
+identities as many as the quorum, all members, could get an honest committer removed
+-- which members of a group can do by a plain commit anyway; a member that joined
+after a commit may still report it (the hub does not keep who was in which epoch),
+within ``report_window`` epochs. If the committer's accomplices are enough members to
+keep the quorum out of reach, the member-side limit still holds: at most one resync
+per member per ``resync_interval``, doubling while resyncs keep failing. Bans are per
+group and go only with the group.
 """
 
 from __future__ import annotations
