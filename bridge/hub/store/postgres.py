@@ -27,6 +27,7 @@ from bridge.errors import (
     WrongEpoch,
 )
 from bridge.hub.store.base import (
+    Ban,
     GroupRecord,
     KeyPackageInfo,
     LogEntry,
@@ -295,6 +296,43 @@ class PostgresStore(Store):
                 epoch,
             )
         return [QueuedProposal(*row) for row in rows]
+
+    async def epoch_proposals(self, group_id: bytes, epoch: int) -> list[LogEntry]:
+        async with self._tx() as conn:
+            await _group_exists(conn, group_id)
+            rows = await conn.fetch(
+                "SELECT seq, epoch, kind, payload, sender FROM log WHERE group_id = $1"
+                " AND epoch = $2 AND kind = 'proposal' ORDER BY seq", group_id, epoch)
+        return [LogEntry(row[0], row[1], LogKind(row[2]), row[3], row[4]) for row in rows]
+
+    # -- fault reports and bans ------------------------------------------------------
+
+    async def add_fault_report(
+        self, group_id: bytes, commit_seq: int, reporter: str, reason: str, at: int
+    ) -> int:
+        async with self._tx() as conn:
+            await _group_exists(conn, group_id)
+            await conn.execute(
+                "INSERT INTO fault_reports (group_id, commit_seq, reporter, reason, reported_at)"
+                " VALUES ($1, $2, $3, $4, $5)", group_id, commit_seq, reporter, reason, at)
+            return int(await conn.fetchval(
+                "SELECT count(*) FROM fault_reports WHERE group_id = $1 AND commit_seq = $2",
+                group_id, commit_seq))
+
+    async def ban(self, group_id: bytes, identity: str, reason: str, at: int) -> bool:
+        async with self._tx() as conn:
+            await _group_exists(conn, group_id)
+            status = await conn.execute(
+                "INSERT INTO bans (group_id, identity, reason, banned_at) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (group_id, identity) DO NOTHING", group_id, identity, reason, at)
+            return _affected(status) == 1
+
+    async def bans(self, group_id: bytes) -> list[Ban]:
+        async with self._tx() as conn:
+            await _group_exists(conn, group_id)
+            rows = await conn.fetch("SELECT identity, reason, banned_at FROM bans"
+                                    " WHERE group_id = $1 ORDER BY identity", group_id)
+        return [Ban(row[0], row[1], row[2]) for row in rows]
 
     # -- members -------------------------------------------------------------------
 

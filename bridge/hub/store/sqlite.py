@@ -31,6 +31,7 @@ from bridge.errors import (
     WrongEpoch,
 )
 from bridge.hub.store.base import (
+    Ban,
     GroupRecord,
     KeyPackageInfo,
     LogEntry,
@@ -300,6 +301,44 @@ class SqliteStore(Store):
             QueuedProposal(bytes(ref), seq, ep, bytes(payload), sender)
             for ref, seq, ep, payload, sender in rows
         ]
+
+    async def epoch_proposals(self, group_id: bytes, epoch: int) -> list[LogEntry]:
+        async with self._tx(write=False) as conn:
+            await _epoch_and_next_seq(conn, group_id)
+            rows = await conn.execute_fetchall(
+                "SELECT seq, epoch, kind, payload, sender FROM log WHERE group_id = ?"
+                " AND epoch = ? AND kind = 'proposal' ORDER BY seq", (group_id, epoch))
+        return [LogEntry(seq, ep, LogKind(kind), bytes(payload), sender)
+                for seq, ep, kind, payload, sender in rows]
+
+    # -- fault reports and bans ------------------------------------------------------
+
+    async def add_fault_report(
+        self, group_id: bytes, commit_seq: int, reporter: str, reason: str, at: int
+    ) -> int:
+        async with self._tx() as conn:
+            await _epoch_and_next_seq(conn, group_id)
+            await conn.execute(
+                "INSERT INTO fault_reports (group_id, commit_seq, reporter, reason, reported_at)"
+                " VALUES (?, ?, ?, ?, ?)", (group_id, commit_seq, reporter, reason, at))
+            return await _scalar(conn, "SELECT count(*) FROM fault_reports WHERE group_id = ?"
+                                 " AND commit_seq = ?", (group_id, commit_seq))
+
+    async def ban(self, group_id: bytes, identity: str, reason: str, at: int) -> bool:
+        async with self._tx() as conn:
+            await _epoch_and_next_seq(conn, group_id)
+            cursor = await conn.execute(
+                "INSERT INTO bans (group_id, identity, reason, banned_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (group_id, identity) DO NOTHING", (group_id, identity, reason, at))
+            return cursor.rowcount == 1
+
+    async def bans(self, group_id: bytes) -> list[Ban]:
+        async with self._tx(write=False) as conn:
+            await _epoch_and_next_seq(conn, group_id)
+            rows = await conn.execute_fetchall(
+                "SELECT identity, reason, banned_at FROM bans WHERE group_id = ?"
+                " ORDER BY identity", (group_id,))
+        return [Ban(identity, reason, at) for identity, reason, at in rows]
 
     # -- members -------------------------------------------------------------------
 
