@@ -121,6 +121,11 @@ class PendingWelcome:
 class Store(abc.ABC):
     """The hub's persistent state. All methods are coroutines; each is one transaction.
 
+    Cancelling a call never leaves a transaction half-open or the store unusable: a call
+    cancelled before its transaction began did nothing; one cancelled later took effect
+    0 or 1 times (all of it or none), settled by the time the caller sees
+    :class:`asyncio.CancelledError` (``bridge.hub.store.transactions``).
+
     Group ids, refs and MLS messages are opaque ``bytes``. Times (``now``,
     ``expires_at``) are integer seconds supplied by the caller: the store reads no clock.
     A KeyPackage is usable while ``now <= expires_at`` (its lifetime's ``not_after``,
@@ -131,7 +136,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Release connections. The store is unusable afterwards."""
+        """Wait for the transactions in flight, then release connections. Idempotent;
+        any call made once closing began raises :class:`StoreUsageError`."""
 
     async def __aenter__(self) -> Self:
         return self
