@@ -137,12 +137,21 @@ def without_id(welcome: PendingWelcome) -> tuple[object, ...]:
             welcome.welcome)  # fmt: skip
 
 
-GROUP, ROOMS, KEY_PACKAGES, CURSOR, SEEN = (
+async def faults_view(store: Store, k: Keys) -> object:
+    """The group's bans and who reported its commit at seq 1."""
+    try:
+        return await store.bans(k.gid), await store.fault_reporters(k.gid, 1)
+    except UnknownGroup:
+        return "no group"
+
+
+GROUP, ROOMS, KEY_PACKAGES, CURSOR, SEEN, FAULTS = (
     group_view,
     rooms_view,
     key_package_view,
     cursor_view,
     seen_view,
+    faults_view,
 )
 
 # -- preconditions -----------------------------------------------------------------------
@@ -208,6 +217,13 @@ async def cursor_set(store: Store, k: Keys) -> Any:
 async def seen_keys(store: Store, k: Keys) -> Any:
     await store.mark_seen(k.name("scope"), "old", 100)
     await store.mark_seen(k.name("scope"), "new", 5000)
+
+
+async def reported_group(store: Store, k: Keys) -> Any:
+    """A busy group whose commit at seq 1 was reported once, with one ban."""
+    await busy_group(store, k)
+    await store.add_fault_report(k.gid, 1, k.name("bob"), "membership-tag", NOW)
+    await store.ban(k.gid, k.name("mallory"), "fault", NOW)
 
 
 async def purge(store: Store, k: Keys) -> None:
@@ -309,6 +325,18 @@ CASES = [
          seen_keys, prune),
     Case("prune_seen", (SEEN,), lambda s, k, _: s.prune_seen(1000), seen_keys, prune),
     Case("schema_version", (), lambda s, k, _: s.schema_version()),
+    Case("epoch_proposals", (GROUP,), lambda s, k, _: s.epoch_proposals(k.gid, 0), busy_group),
+    Case("add_fault_report", (GROUP, FAULTS), lambda s, k, _: s.add_fault_report(
+        k.gid, 1, k.name("carol"), "membership-tag", NOW), reported_group),
+    Case("add_fault_report/duplicate", (GROUP, FAULTS), lambda s, k, _: s.add_fault_report(
+        k.gid, 1, k.name("bob"), "membership-tag", NOW), reported_group),
+    Case("ban", (GROUP, FAULTS), lambda s, k, _: s.ban(k.gid, k.name("eve"), "fault", NOW),
+         reported_group),
+    Case("ban/again", (GROUP, FAULTS), lambda s, k, _: s.ban(
+        k.gid, k.name("mallory"), "fault", NOW), reported_group),
+    Case("bans", (FAULTS,), lambda s, k, _: s.bans(k.gid), reported_group),
+    Case("fault_reporters", (FAULTS,), lambda s, k, _: s.fault_reporters(k.gid, 1),
+         reported_group),
 ]  # fmt: skip
 
 # The reads and the refused calls: an undisturbed call leaves the state as it was (every
@@ -319,7 +347,8 @@ UNCHANGED = frozenset({
     "get_members", "publish_key_package/duplicate", "claim_key_package/last_resort",
     "claim_key_package/none", "list_key_packages", "attach_room/taken", "room_group",
     "group_rooms", "pending_welcomes", "get_cursor", "mark_seen/again", "is_seen",
-    "schema_version",
+    "schema_version", "epoch_proposals", "add_fault_report/duplicate", "ban/again", "bans",
+    "fault_reporters",
 })  # fmt: skip
 
 

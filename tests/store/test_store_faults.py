@@ -41,6 +41,8 @@ async def test_fault_reports_count_distinct_reporters_once(store: Store) -> None
     with pytest.raises(UnknownGroup):
         await store.add_fault_report(OTHER_GID, seq, "bob", "membership-tag", NOW)
     assert await store.add_fault_report(GID, seq, "carol", "path-secret", NOW) == 3
+    assert await store.fault_reporters(GID, seq) == ["alice", "bob", "carol"]
+    assert await store.fault_reporters(GID, other) == ["alice"]
 
 
 async def test_bans_are_kept_per_group_and_go_with_it(store: Store) -> None:

@@ -253,6 +253,11 @@ class Store(abc.ABC):
         entry does not exist), :class:`UnknownGroup` if the group is absent."""
 
     @abc.abstractmethod
+    async def fault_reporters(self, group_id: bytes, commit_seq: int) -> list[str]:
+        """Who reported the log entry ``commit_seq``, sorted (:class:`UnknownGroup` if
+        the group is absent)."""
+
+    @abc.abstractmethod
     async def ban(self, group_id: bytes, identity: str, reason: str, at: int) -> bool:
         """Put ``identity`` on the group's ban list; False if it was already there."""
 

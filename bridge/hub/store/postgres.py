@@ -320,41 +320,55 @@ class PostgresStore(TransactionalStore[asyncpg.Connection], Store):
         )
         return [QueuedProposal(*row) for row in rows]
 
-    async def epoch_proposals(self, group_id: bytes, epoch: int) -> list[LogEntry]:
-        async with self._tx() as conn:
-            await _group_exists(conn, group_id)
-            rows = await conn.fetch(
-                "SELECT seq, epoch, kind, payload, sender FROM log WHERE group_id = $1"
-                " AND epoch = $2 AND kind = 'proposal' ORDER BY seq", group_id, epoch)
+    @transaction(write=True)
+    async def epoch_proposals(
+        self, conn: asyncpg.Connection, group_id: bytes, epoch: int
+    ) -> list[LogEntry]:
+        await _group_exists(conn, group_id)
+        rows = await conn.fetch(
+            "SELECT seq, epoch, kind, payload, sender FROM log WHERE group_id = $1"
+            " AND epoch = $2 AND kind = 'proposal' ORDER BY seq", group_id, epoch)
         return [LogEntry(row[0], row[1], LogKind(row[2]), row[3], row[4]) for row in rows]
 
     # -- fault reports and bans ------------------------------------------------------
 
+    @transaction(write=True)
     async def add_fault_report(
-        self, group_id: bytes, commit_seq: int, reporter: str, reason: str, at: int
+        self, conn: asyncpg.Connection, group_id: bytes, commit_seq: int, reporter: str,
+        reason: str, at: int,
     ) -> int:
-        async with self._tx() as conn:
-            await _group_exists(conn, group_id)
-            await conn.execute(
-                "INSERT INTO fault_reports (group_id, commit_seq, reporter, reason, reported_at)"
-                " VALUES ($1, $2, $3, $4, $5)", group_id, commit_seq, reporter, reason, at)
-            return int(await conn.fetchval(
-                "SELECT count(*) FROM fault_reports WHERE group_id = $1 AND commit_seq = $2",
-                group_id, commit_seq))
+        await _group_exists(conn, group_id)
+        await conn.execute(
+            "INSERT INTO fault_reports (group_id, commit_seq, reporter, reason, reported_at)"
+            " VALUES ($1, $2, $3, $4, $5)", group_id, commit_seq, reporter, reason, at)
+        return int(await conn.fetchval(
+            "SELECT count(*) FROM fault_reports WHERE group_id = $1 AND commit_seq = $2",
+            group_id, commit_seq))
 
-    async def ban(self, group_id: bytes, identity: str, reason: str, at: int) -> bool:
-        async with self._tx() as conn:
-            await _group_exists(conn, group_id)
-            status = await conn.execute(
-                "INSERT INTO bans (group_id, identity, reason, banned_at) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (group_id, identity) DO NOTHING", group_id, identity, reason, at)
-            return _affected(status) == 1
+    @transaction(write=False)
+    async def fault_reporters(
+        self, conn: asyncpg.Connection, group_id: bytes, commit_seq: int
+    ) -> list[str]:
+        await _group_exists(conn, group_id)
+        rows = await conn.fetch("SELECT reporter FROM fault_reports WHERE group_id = $1"
+                                " AND commit_seq = $2 ORDER BY reporter", group_id, commit_seq)
+        return [str(row[0]) for row in rows]
 
-    async def bans(self, group_id: bytes) -> list[Ban]:
-        async with self._tx() as conn:
-            await _group_exists(conn, group_id)
-            rows = await conn.fetch("SELECT identity, reason, banned_at FROM bans"
-                                    " WHERE group_id = $1 ORDER BY identity", group_id)
+    @transaction(write=True)
+    async def ban(
+        self, conn: asyncpg.Connection, group_id: bytes, identity: str, reason: str, at: int
+    ) -> bool:
+        await _group_exists(conn, group_id)
+        status = await conn.execute(
+            "INSERT INTO bans (group_id, identity, reason, banned_at) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (group_id, identity) DO NOTHING", group_id, identity, reason, at)
+        return _affected(status) == 1
+
+    @transaction(write=True)
+    async def bans(self, conn: asyncpg.Connection, group_id: bytes) -> list[Ban]:
+        await _group_exists(conn, group_id)
+        rows = await conn.fetch("SELECT identity, reason, banned_at FROM bans"
+                                " WHERE group_id = $1 ORDER BY identity", group_id)
         return [Ban(row[0], row[1], row[2]) for row in rows]
 
     # -- members -------------------------------------------------------------------

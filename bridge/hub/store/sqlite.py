@@ -315,42 +315,57 @@ class SqliteStore(TransactionalStore[aiosqlite.Connection], Store):
             for ref, seq, ep, payload, sender in rows
         ]
 
-    async def epoch_proposals(self, group_id: bytes, epoch: int) -> list[LogEntry]:
-        async with self._tx(write=False) as conn:
-            await _epoch_and_next_seq(conn, group_id)
-            rows = await conn.execute_fetchall(
-                "SELECT seq, epoch, kind, payload, sender FROM log WHERE group_id = ?"
-                " AND epoch = ? AND kind = 'proposal' ORDER BY seq", (group_id, epoch))
+    @transaction(write=False)
+    async def epoch_proposals(
+        self, conn: aiosqlite.Connection, group_id: bytes, epoch: int
+    ) -> list[LogEntry]:
+        await _epoch_and_next_seq(conn, group_id)
+        rows = await conn.execute_fetchall(
+            "SELECT seq, epoch, kind, payload, sender FROM log WHERE group_id = ?"
+            " AND epoch = ? AND kind = 'proposal' ORDER BY seq", (group_id, epoch))
         return [LogEntry(seq, ep, LogKind(kind), bytes(payload), sender)
                 for seq, ep, kind, payload, sender in rows]
 
     # -- fault reports and bans ------------------------------------------------------
 
+    @transaction(write=True)
     async def add_fault_report(
-        self, group_id: bytes, commit_seq: int, reporter: str, reason: str, at: int
+        self, conn: aiosqlite.Connection, group_id: bytes, commit_seq: int, reporter: str,
+        reason: str, at: int,
     ) -> int:
-        async with self._tx() as conn:
-            await _epoch_and_next_seq(conn, group_id)
-            await conn.execute(
-                "INSERT INTO fault_reports (group_id, commit_seq, reporter, reason, reported_at)"
-                " VALUES (?, ?, ?, ?, ?)", (group_id, commit_seq, reporter, reason, at))
-            return await _scalar(conn, "SELECT count(*) FROM fault_reports WHERE group_id = ?"
-                                 " AND commit_seq = ?", (group_id, commit_seq))
+        await _epoch_and_next_seq(conn, group_id)
+        await conn.execute(
+            "INSERT INTO fault_reports (group_id, commit_seq, reporter, reason, reported_at)"
+            " VALUES (?, ?, ?, ?, ?)", (group_id, commit_seq, reporter, reason, at))
+        return await _scalar(conn, "SELECT count(*) FROM fault_reports WHERE group_id = ?"
+                             " AND commit_seq = ?", (group_id, commit_seq))
 
-    async def ban(self, group_id: bytes, identity: str, reason: str, at: int) -> bool:
-        async with self._tx() as conn:
-            await _epoch_and_next_seq(conn, group_id)
-            cursor = await conn.execute(
-                "INSERT INTO bans (group_id, identity, reason, banned_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (group_id, identity) DO NOTHING", (group_id, identity, reason, at))
-            return cursor.rowcount == 1
+    @transaction(write=False)
+    async def fault_reporters(
+        self, conn: aiosqlite.Connection, group_id: bytes, commit_seq: int
+    ) -> list[str]:
+        await _epoch_and_next_seq(conn, group_id)
+        rows = await conn.execute_fetchall(
+            "SELECT reporter FROM fault_reports WHERE group_id = ? AND commit_seq = ?"
+            " ORDER BY reporter", (group_id, commit_seq))
+        return [str(row[0]) for row in rows]
 
-    async def bans(self, group_id: bytes) -> list[Ban]:
-        async with self._tx(write=False) as conn:
-            await _epoch_and_next_seq(conn, group_id)
-            rows = await conn.execute_fetchall(
-                "SELECT identity, reason, banned_at FROM bans WHERE group_id = ?"
-                " ORDER BY identity", (group_id,))
+    @transaction(write=True)
+    async def ban(
+        self, conn: aiosqlite.Connection, group_id: bytes, identity: str, reason: str, at: int
+    ) -> bool:
+        await _epoch_and_next_seq(conn, group_id)
+        cursor = await conn.execute(
+            "INSERT INTO bans (group_id, identity, reason, banned_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (group_id, identity) DO NOTHING", (group_id, identity, reason, at))
+        return cursor.rowcount == 1
+
+    @transaction(write=False)
+    async def bans(self, conn: aiosqlite.Connection, group_id: bytes) -> list[Ban]:
+        await _epoch_and_next_seq(conn, group_id)
+        rows = await conn.execute_fetchall(
+            "SELECT identity, reason, banned_at FROM bans WHERE group_id = ?"
+            " ORDER BY identity", (group_id,))
         return [Ban(identity, reason, at) for identity, reason, at in rows]
 
     # -- members -------------------------------------------------------------------
