@@ -7,9 +7,9 @@ RFC 9420 wire form (``MLSMessage``).
 Two directions, one pair of value types:
 
 * :class:`Inbound` -- a request to the hub: a member submits a commit bundle, sends an
-  application message, publishes or claims a KeyPackage, asks for the log...; its
-  ``sender`` and ``network`` are set by the transport from what the network
-  authenticated, never from the request's content.
+  application message, publishes or claims a KeyPackage, asks for the log, reports a
+  commit it could not process...; its ``sender`` and ``network`` are set by the
+  transport from what the network authenticated, never from the request's content.
 * :class:`Outbound` -- what the hub sends: the reply to a request (``kind="reply"``)
   and deliveries (commits, proposals, application messages in sequence order, and
   Welcomes to new members).
@@ -87,6 +87,7 @@ class Op(enum.StrEnum):
     FETCH_WELCOMES = "fetch-welcomes"  # -> reply entries (Welcomes not yet delivered)
     LEAVE = "leave"  # the sender leaves the group (only itself; target empty or itself)
     KICK = "kick"  # refused (forbidden): kicks are network events, never requests
+    REPORT = "report"  # group_id, seq (a commit the sender could not process), reason
 
 
 class Kind(enum.StrEnum):
@@ -106,6 +107,8 @@ class Inbound:
     ``sender`` is the identity the network authenticated and ``network`` the
     :class:`Network` that did (both set by the transport, never values the client
     chose); ``request_id`` is echoed in the reply. Empty bytes/strings mean "absent".
+    ``seq`` names one entry of the group's log (a report's commit) and ``reason`` is a
+    short code saying why (a report's fault: ``membership-tag``...).
     """
 
     op: str
@@ -124,6 +127,8 @@ class Inbound:
     after_seq: int = 0
     limit: int = 0
     last_resort: bool = False
+    seq: int = 0
+    reason: str = ""
     network: str = ""
 
     def size(self) -> int:

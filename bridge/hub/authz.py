@@ -21,9 +21,8 @@ membership change reported by a transport. Each refusal is a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 from bridge.errors import (
     Forbidden,
@@ -38,16 +37,24 @@ from bridge.errors import (
     Unsupported,
 )
 from bridge.hub.policy import HubConfig, JoinPolicy, RoomPolicy
+from bridge.hub.public_view import identities, leaf_identity, sender_index
 from bridge.hub.store import Store
 from bridge.identities import identity_of
-from mls.messages.framing import PrivateMessage, PublicMessage
-from mls.messages.key_package import KeyPackage
-from mls.messages.proposals import (
-    Commit,
+from mls import (
     GroupContextExtensions,
+    KeyPackage,
+    MLSMessage,
+    Proposal,
+    PublicCommit,
+    PublicGroup,
+    PublicMessage,
     ReInit,
     Remove,
+    Sender,
+    SenderType,
+    Update,
 )
+from mls.messages.proposals import Commit
 from transports.interface import (
     IDENTITY_SCHEMES,
     Inbound,
@@ -63,39 +70,25 @@ from transports.interface import (
 HUB = "hub"
 
 
-class GroupView(Protocol):
-    """What the rules read of a group's public state in its current epoch."""
-
-    @property
-    def epoch(self) -> int: ...
-
-    @property
-    def members(self) -> Mapping[int, str]: ...
-
-    @property
-    def identities(self) -> frozenset[str]: ...
-
-
-LoadView = Callable[[bytes], Awaitable[GroupView]]
+LoadView = Callable[[bytes], Awaitable[PublicGroup]]
 
 
 @dataclass(frozen=True, slots=True)
 class CommitChanges:
-    """What a commit changes, as the rules need it (RFC 9420 §12.4.2).
+    """What a commit changes, as the rules need it (RFC 9420 §12.4.2), each change
+    with its *authority*: the identity whose decision it is -- the committer for a
+    proposal by value, the proposer for a member's proposal by reference, :data:`HUB`
+    for the hub's own proposals (another external sender's proposal is the
+    committer's: it chose to commit it).
 
-    ``removals``: (authority, removed identity) per removed leaf, where the authority is
-    the identity whose decision it is -- the committer for a Remove by value or a
-    proposal the hub did not queue, :data:`HUB` for the hub's own queued Removes.
-    ``renamed``: identities of leaves that now name another identity (an Update or
-    path that swaps the credential). ``context_changed``: GroupContextExtensions;
-    ``reinit``: a ReInit."""
+    ``removals``: (authority, removed identity) per removed leaf; ``context_changes``
+    and ``reinits``: the authorities of GroupContextExtensions and ReInit proposals."""
 
     committer: str
     external: bool
     removals: tuple[tuple[str, str], ...] = ()
-    renamed: tuple[str, ...] = ()
-    context_changed: bool = False
-    reinit: bool = False
+    context_changes: tuple[str, ...] = ()
+    reinits: tuple[str, ...] = ()
 
 
 class Authorizer:
@@ -124,6 +117,7 @@ class Authorizer:
             Op.FETCH_WELCOMES: self._anyone,  # A18: only the requester's own, by query
             Op.LEAVE: self._leave,
             Op.KICK: self._network_only,
+            Op.REPORT: self._member,  # A21 (what a report then does: bridge.hub.faults)
         }
 
     # -- configuration ----------------------------------------------------------------
@@ -172,15 +166,17 @@ class Authorizer:
         raise Forbidden("kicks happen on the network (room moderation), not by request")
 
     async def _member(self, request: Inbound) -> None:
-        """A13: the log is for current members."""
-        view = await self._load(request.group_id)
-        if request.sender not in view.identities:
+        """A13, A16, A21: for current members of the named group."""
+        if not request.group_id:
+            raise Malformed(f"{request.op} names its group")
+        group = await self._load(request.group_id)
+        if request.sender not in identities(group):
             raise NotMember(f"{request.sender} is not a member of the group")
 
     async def _group_info(self, request: Inbound) -> None:
         """A14: a member, or whoever the join policy lets join by external commit."""
-        view = await self._load(request.group_id)
-        if request.sender not in view.identities:
+        group = await self._load(request.group_id)
+        if request.sender not in identities(group):
             await self._check_join(request.group_id, request)
 
     async def _leave(self, request: Inbound) -> None:
@@ -268,47 +264,50 @@ class Authorizer:
 
     # -- commits and proposals (A6-A12) ---------------------------------------------------
 
-    async def check_commit(self, request: Inbound, view: GroupView,
+    async def check_commit(self, request: Inbound, group: PublicGroup,
                            changes: CommitChanges) -> None:
         """A11: an external commit by a newcomer follows the join policy (a member
-        resyncing its own identity always may). A8: removing another identity needs
-        a moderator of an attached room (the hub's queued Removes need nobody).
-        A9: GroupContextExtensions and ReInit need a moderator. A10: a leaf keeps its
-        identity."""
+        resyncing its own identity always may). A8: removing another identity is the
+        decision of a moderator of one of the group's rooms (the hub's Removes need
+        nobody). A9: GroupContextExtensions and ReInit likewise. (A10, a leaf keeping
+        its identity, is verified with the commit: :mod:`bridge.hub.commits`.)"""
         group_id = request.group_id
-        if changes.external and request.sender not in view.identities:
+        if changes.external and request.sender not in identities(group):
             await self._check_join(group_id, request)
-        if changes.renamed:
-            raise Forbidden("a leaf may not change its identity; add the new one instead")
-        others = {target for authority, target in changes.removals
-                  if authority not in (HUB, target)}
-        needs = ("remove other members" if others else
-                 "change the group context" if changes.context_changed else
-                 "reinitialize the group" if changes.reinit else "")
-        if needs and not await self._moderates(group_id, request.sender):
-            raise NotModerator(f"only a moderator of the group's rooms may {needs}")
+        decisions = [(authority, "remove other members") for authority, target
+                     in changes.removals if authority not in (HUB, target)]
+        decisions += [(authority, "change the group context")
+                      for authority in changes.context_changes if authority != HUB]
+        decisions += [(authority, "reinitialize the group")
+                      for authority in changes.reinits if authority != HUB]
+        for authority, what in decisions:
+            if not await self._moderates(group_id, authority):
+                raise NotModerator(f"only a moderator of the group's rooms may {what}")
 
-    async def check_message(self, request: Inbound, view: GroupView,
-                            body: PublicMessage | PrivateMessage) -> None:
-        """A12: a member sends; a proposal travels as a PublicMessage (the hub
-        authorizes what it sees) and follows A8/A9 for what it proposes."""
-        if request.sender not in view.identities:
+    async def check_message(self, request: Inbound, group: PublicGroup,
+                            message: MLSMessage) -> None:
+        """A12: a member sends; a proposal (a PublicMessage: the hub refuses others
+        before) follows A8/A9 for what it proposes, and an Update keeps its sender's
+        identity (A10)."""
+        if request.sender not in identities(group):
             raise NotMember(f"{request.sender} is not a member of the group")
-        if isinstance(body, PrivateMessage):
-            if body.content_type.name == "PROPOSAL":
-                raise Forbidden("proposals must be PublicMessages so the hub can check them")
+        body = message.body
+        if not isinstance(body, PublicMessage):
             return
         proposal = body.content.content
+        if isinstance(proposal, Update):
+            if identity_of(proposal.leaf_node.credential) != request.sender:
+                raise Forbidden("an Update may not change its leaf's identity")
+            return
         if isinstance(proposal, Remove):
-            if view.members.get(proposal.removed) in (request.sender, None):
+            if leaf_identity(group, proposal.removed) in (request.sender, None):
                 return
             needs = "propose removing other members"
         elif isinstance(proposal, GroupContextExtensions | ReInit):
             needs = "propose changing the group context"
         else:
             return
-        if not await self._moderates(request.group_id or body.content.group_id,
-                                     request.sender):
+        if not await self._moderates(group.group_id, request.sender):
             raise NotModerator(f"only a moderator of the group's rooms may {needs}")
 
     # -- KeyPackage directory (A15-A17) -------------------------------------------------------
@@ -376,35 +375,39 @@ class Authorizer:
         return current if since is None else since
 
 
-def commit_changes(view: GroupView, commit: Commit, committer: str, external: bool,
-                   new_members: Mapping[int, str], hub_removes: Mapping[bytes, int]
-                   ) -> CommitChanges:
-    """Read a commit's changes from its proposals and the new member list.
+def commit_changes(group: PublicGroup, message: MLSMessage, commit: PublicCommit,
+                   committer: str, hub_key: bytes) -> CommitChanges:
+    """What a commit the hub verified changes, with whose decision each change is (see
+    :class:`CommitChanges`): the proposals come from the Commit itself (by value) and
+    from the epoch's proposals the hub followed (by reference: their senders), the
+    removed leaves from the verified :class:`~mls.PublicCommit`."""
+    body = message.body
+    assert isinstance(body, PublicMessage) and isinstance(body.content.content, Commit)
+    pending = {event.ref: event for event in group.proposals()}
+    hub_index = sender_index(group, hub_key)
+    covered: list[tuple[str, Proposal]] = []
+    for entry in body.content.content.proposals:
+        if entry.proposal is not None:
+            covered.append((committer, entry.proposal))
+        elif entry.reference is not None and entry.reference in pending:
+            event = pending[entry.reference]
+            covered.append((_authority(group, event.sender, hub_index, committer),
+                            event.proposal))
+    by_leaf = {proposal.removed: who for who, proposal in covered
+               if isinstance(proposal, Remove)}
+    removals = tuple((by_leaf.get(int(leaf.leaf_index), committer),
+                      identity_of(leaf.credential)) for leaf in commit.removed)
+    return CommitChanges(
+        committer, commit.external, removals,
+        tuple(who for who, p in covered if isinstance(p, GroupContextExtensions)),
+        tuple(who for who, p in covered if isinstance(p, ReInit)))
 
-    A Remove by value is the committer's decision; by reference, the hub's own queued
-    Removes (``hub_removes``: ProposalRef -> removed leaf) are the hub's, and a leaf
-    that disappears through any other reference is the committer's (it chose to commit
-    that proposal). ``renamed``: a leaf present before and after, not removed, whose
-    identity changed. GroupContextExtensions and ReInit count by value; a member's
-    proposal of either was judged when it was sent (A12)."""
-    removals: list[tuple[str, str]] = []
-    removed: set[int] = set()
-    context_changed = reinit = False
-    for entry in commit.proposals:
-        proposal = entry.proposal
-        if entry.reference is not None and entry.reference in hub_removes:
-            leaf = hub_removes[entry.reference]
-            removed.add(leaf)
-            removals.append((HUB, view.members.get(leaf, "")))
-        elif isinstance(proposal, Remove):
-            removed.add(proposal.removed)
-            removals.append((committer, view.members.get(proposal.removed, "")))
-        context_changed |= isinstance(proposal, GroupContextExtensions)
-        reinit |= isinstance(proposal, ReInit)
-    removals.extend((committer, who) for leaf, who in view.members.items()
-                    if leaf not in new_members and leaf not in removed)
-    renamed = tuple(sorted({who for leaf, who in view.members.items()
-                            if leaf in new_members and new_members[leaf] != who
-                            and leaf not in removed}))
-    return CommitChanges(committer, external, tuple(removals), renamed, context_changed,
-                         reinit)
+
+def _authority(group: PublicGroup, sender: Sender, hub_index: int | None,
+               committer: str) -> str:
+    """Whose decision a proposal is: a member's own, the hub's, else the committer's."""
+    if sender.sender_type == SenderType.MEMBER:
+        return leaf_identity(group, sender.leaf_index) or committer
+    if sender.sender_type == SenderType.EXTERNAL and sender.sender_index == hub_index:
+        return HUB
+    return committer

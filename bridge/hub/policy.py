@@ -55,7 +55,13 @@ class HubConfig:
     ``max_key_package_lifetime`` (seconds from ``not_before`` to ``not_after``),
     ``max_key_package_size`` (bytes), ``claims_per_target`` (outstanding claims of one
     target per group, and per claimer) and ``claim_ttl`` (seconds a claim stays
-    outstanding unless the commit adding the target lands first)."""
+    outstanding unless the commit adding the target lands first).
+
+    Faults the hub cannot verify (:mod:`bridge.hub.faults`): ``fault_quorum`` distinct
+    members reporting one commit get its committer removed and banned from the group
+    (every other member, if there are fewer); a report may name a commit at most
+    ``report_window`` epochs old; at most ``external_commit_limit`` external commits
+    per identity and group in any ``external_commit_window`` seconds."""
 
     max_payload: int = 1 << 20
     max_epoch_lag: int = 1
@@ -68,6 +74,10 @@ class HubConfig:
     max_key_package_size: int = 16384
     claims_per_target: int = 3
     claim_ttl: int = 3600
+    fault_quorum: int = 2
+    report_window: int = 16
+    external_commit_limit: int = 3
+    external_commit_window: int = 60
 
 
 class HubObserver(Protocol):

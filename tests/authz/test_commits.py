@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
-
-from bridge.errors import Forbidden
-from bridge.hub.authz import HUB, CommitChanges, commit_changes
 from bridge.hub.policy import JoinPolicy
 from mls.codec import encode
-from mls.enums import WireFormat
+from mls.enums import LeafNodeSource, WireFormat
+from mls.group.commit import create_proposal
 from mls.group.config import GroupConfig
 from mls.group.group import Group
+from mls.messages.credentials import Credential
 from mls.messages.framing import MLSMessage
-from mls.messages.proposals import Commit, GroupContextExtensions, ProposalOrRef, Remove
+from mls.messages.proposals import GroupContextExtensions, Update
 from tests.authz.conftest import MATRIX_ROOM, XMPP_ROOM, AuthzBench, who
 from tests.mls.fixtures import NOW
 from transports.interface import Inbound, Op, Role
@@ -168,36 +166,46 @@ async def test_proposals_follow_the_same_rules(bench: AuthzBench) -> None:
         bench.groups["bob"].state,
         config=GroupConfig(handshake_wire_format=WireFormat.PRIVATE_MESSAGE)))
     _, hidden = private_bob.propose_remove(BOB, rng=bench.draw)
-    await bench.refused(send("bob", hidden), "forbidden")
+    await bench.refused(send("bob", hidden), "private-proposal")
     _, leaving = bench.groups["bob"].propose_remove(BOB, rng=bench.draw)
     await bench.accepted(send("bob", leaving))
     _, remove_bob = bench.groups["alice"].propose_remove(BOB, rng=bench.draw)
     await bench.accepted(send("alice", remove_bob))
 
 
-def test_a_leaf_keeps_its_identity() -> None:
-    """A10: a commit whose tree gives an existing leaf another identity is refused;
-    removals are attributed to whoever decided them."""
-    view = type("View", (), {"epoch": 3, "members": {0: "xmpp:a@x", 1: "xmpp:b@x",
-                                                     2: "matrix:u/c:x"},
-                             "identities": frozenset({"xmpp:a@x", "xmpp:b@x",
-                                                      "matrix:u/c:x"})})()
-    ref = b"\x01" * 32
-    commit = Commit((ProposalOrRef(proposal=Remove(1)), ProposalOrRef(reference=ref)))
-    changes = commit_changes(view, commit, "xmpp:a@x", False,
-                             {0: "xmpp:a@x", 3: "xmpp:d@x"}, {ref: 2})
-    assert changes.removals == (("xmpp:a@x", "xmpp:b@x"), (HUB, "matrix:u/c:x"))
-    assert changes.renamed == ()
-    renamed = commit_changes(view, Commit(()), "xmpp:a@x", False,
-                             {0: "xmpp:a@x", 1: "xmpp:mallory@x", 2: "matrix:u/c:x"}, {})
-    assert renamed.renamed == ("xmpp:b@x",)
+async def test_an_update_keeps_its_identity(bench: AuthzBench) -> None:
+    """A10: an Update proposal whose new leaf names another identity (signed by the
+    member's own key) is refused; the member's honest Update is followed."""
+    bob = bench.groups["bob"].state
+    private, public = bob.cs.generate_hpke_key_pair(bench.draw)
+    unsigned = bob.own_leaf_node().replace(
+        encryption_key=public, leaf_node_source=LeafNodeSource.UPDATE, lifetime=None,
+        parent_hash=b"", signature=b"", credential=Credential.basic(who("mallory").encode()))
+    signature = bob.cs.sign_with_label(bob.signature_priv, b"LeafNodeTBS",
+                                       unsigned.tbs_bytes(bob.group_id, bob.own_leaf))
+    _, renamed = create_proposal(bob, Update(unsigned.replace(signature=signature)),
+                                 rng=bench.draw, new_keys={public: private})
+    await bench.refused(bench.request(Op.SEND, "bob", group_id=bench.group_id,
+                                      payload=encode(renamed)), "forbidden")
+    _, honest = bench.groups["bob"].propose_update(rng=bench.draw)
+    await bench.accepted(bench.request(Op.SEND, "bob", group_id=bench.group_id,
+                                       payload=encode(honest)))
 
 
-async def test_a_renamed_leaf_is_refused(bench: AuthzBench) -> None:
-    """A10, at the rule: whatever else a commit does, renaming a leaf is forbidden."""
-    changes = CommitChanges(who("alice"), False, renamed=(who("bob"),))
-    view = await bench.hub._view(bench.group_id)
-    with pytest.raises(Forbidden):
-        await bench.hub.authz.check_commit(bench.request(Op.SUBMIT_COMMIT, "alice",
-                                                         group_id=bench.group_id),
-                                           view, changes)
+async def test_whose_decision_a_removal_is(bench: AuthzBench) -> None:
+    """A8 by reference: a moderator's Remove proposal may be committed by any member
+    (the decision is the proposer's); the proposer's role is checked again when the
+    commit comes (a moderator who lost the role in between decides nothing)."""
+    await rooms(bench)
+    _, proposal = bench.groups["alice"].propose_remove(CAROL, rng=bench.draw)
+    await bench.accepted(bench.request(Op.SEND, "alice", group_id=bench.group_id,
+                                       payload=encode(proposal)))
+    for name in ("alice", "bob", "carol"):
+        bench.groups[name], _ = bench.groups[name].process(proposal, now=NOW)
+    staged = bench.groups["bob"].commit(rng=bench.draw)
+    bench.role("xmpp", XMPP_ROOM, "alice", Role.MEMBER)  # alice is no moderator now
+    await bench.refused(bench.commit_request("bob", staged), "not-moderator")
+    bench.role("xmpp", XMPP_ROOM, "alice", Role.MODERATOR)
+    await bench.commit("bob", staged)
+    assert [m.identity for m in await bench.store.get_members(bench.group_id)] == [
+        who("alice"), who("bob")]

@@ -27,9 +27,10 @@ from mls.messages.extensions import Extension
 from mls.messages.framing import MLSMessage
 from tests.bridge.conftest import authenticated
 from tests.mls.fixtures import NOW, Person
-from transports.interface import Inbound, Op, Outbound
+from transports.interface import Inbound, Membership, NetworkEvent, Op, Outbound
 
 CS = suite(1)
+KICK_ROOM = "room@mls.example.org"
 
 
 def identity(name: str) -> str:
@@ -104,6 +105,15 @@ class Bench:
     def send_request(self, sender: str, message: MLSMessage | bytes) -> Inbound:
         payload = message if isinstance(message, bytes) else encode(message)
         return Inbound(Op.SEND, sender, group_id=self.group_id, payload=payload)
+
+    async def kick(self, target: str, by: str = "moderator") -> Outbound:
+        """``by`` kicks ``target`` from the group's XMPP room (attached on first use):
+        the network event a transport reports, which the hub turns into a Remove."""
+        if not await self.store.group_rooms(self.group_id):
+            await self.hub.attach_room("xmpp", KICK_ROOM, self.group_id)
+        return await self.hub.network_event(NetworkEvent(
+            "xmpp", KICK_ROOM, identity(target), identity(by), Membership.JOINED,
+            Membership.NONE, actor_moderator=True))
 
     async def commit(self, name: str, staged: StagedCommit, *receivers: str) -> None:
         """Submit through the hub, merge for the committer, process for ``receivers``."""

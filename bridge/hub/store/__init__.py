@@ -21,6 +21,7 @@ from bridge.errors import (
 )
 from bridge.hub.store.base import (
     AFFILIATIONS,
+    Ban,
     GroupRecord,
     KeyPackageInfo,
     LogEntry,
@@ -47,6 +48,7 @@ async def open_store(url: str) -> Store:
 
 __all__ = [
     "AFFILIATIONS",
+    "Ban",
     "Conflict",
     "GroupRecord",
     "KeyPackageInfo",

@@ -3,12 +3,12 @@
 
 Quotas and outstanding claims are checked inside the transaction that writes, under a
 transaction-level advisory lock on the user (``pg_advisory_xact_lock``), so concurrent
-requests on several hub workers cannot overshoot them.
+requests on several hub workers cannot overshoot them; each method is one transaction
+of the store (``transactions``).
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -20,22 +20,22 @@ from bridge.errors import (
     UnknownGroup,
 )
 from bridge.hub.store.base import KeyPackageInfo, check_affiliation
+from bridge.hub.store.transactions import TransactionalStore, transaction
 
 # The advisory lock key space of per-user directory locks (the second key is the
 # user's hashtext): "mlskp" read as a big-endian integer.
 DIRECTORY_LOCK_KEY = int.from_bytes(b"mlskp", "big") & 0x7FFFFFFF
 
 
-class PostgresDirectory:
+class PostgresDirectory(TransactionalStore[asyncpg.Connection]):
     """KeyPackages, claims and affiliations on the store's pool."""
-
-    def _tx(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
-        raise NotImplementedError  # PostgresStore's transaction
 
     # -- KeyPackage directory --------------------------------------------------------
 
+    @transaction(write=True)
     async def publish_key_package(
         self,
+        conn: asyncpg.Connection,
         user: str,
         device: str,
         cipher_suite: int,
@@ -48,105 +48,108 @@ class PostgresDirectory:
         max_per_device: int = 0,
         max_devices: int = 0,
     ) -> None:
-        async with self._tx() as conn:
-            await _lock_user(conn, user)
-            if last_resort:
-                await conn.execute(
-                    "DELETE FROM key_packages WHERE user_id = $1 AND device = $2"
-                    " AND cipher_suite = $3 AND last_resort",
-                    user,
-                    device,
-                    cipher_suite,
-                )
-            await _check_quota(conn, user, device, now, max_per_device, max_devices)
-            inserted = await conn.fetchval(
-                "INSERT INTO key_packages (ref, user_id, device, cipher_suite, key_package,"
-                " expires_at, last_resort) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                " ON CONFLICT (ref) DO NOTHING RETURNING true",
-                ref,
+        await _lock_user(conn, user)
+        if last_resort:
+            await conn.execute(
+                "DELETE FROM key_packages WHERE user_id = $1 AND device = $2"
+                " AND cipher_suite = $3 AND last_resort",
                 user,
                 device,
                 cipher_suite,
-                key_package,
-                expires_at,
-                last_resort,
             )
-            if not inserted:
-                raise Conflict(f"KeyPackage {ref.hex()} already published")
+        await _check_quota(conn, user, device, now, max_per_device, max_devices)
+        inserted = await conn.fetchval(
+            "INSERT INTO key_packages (ref, user_id, device, cipher_suite, key_package,"
+            " expires_at, last_resort) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT (ref) DO NOTHING RETURNING true",
+            ref,
+            user,
+            device,
+            cipher_suite,
+            key_package,
+            expires_at,
+            last_resort,
+        )
+        if not inserted:
+            raise Conflict(f"KeyPackage {ref.hex()} already published")
 
+    @transaction(write=True)
     async def claim_key_package(
-        self, user: str, cipher_suite: int, now: int, device: str | None = None,
-        *, group_id: bytes | None = None, claimer: str = "", max_outstanding: int = 0,
-        outstanding_since: int = 0,
+        self, conn: asyncpg.Connection, user: str, cipher_suite: int, now: int,
+        device: str | None = None, *, group_id: bytes | None = None, claimer: str = "",
+        max_outstanding: int = 0, outstanding_since: int = 0,
     ) -> bytes:
         where = (
             "user_id = $1 AND cipher_suite = $2 AND expires_at >= $3"
             " AND ($4::text IS NULL OR device = $4)"
         )
-        async with self._tx() as conn:
-            if group_id is not None:
-                await _lock_user(conn, user)
-                await _check_claims(conn, group_id, user, claimer, max_outstanding,
-                                    outstanding_since)
+        if group_id is not None:
+            await _lock_user(conn, user)
+            await _check_claims(conn, group_id, user, claimer, max_outstanding,
+                                outstanding_since)
+        claimed = await conn.fetchval(
+            "DELETE FROM key_packages WHERE ref = (SELECT ref FROM key_packages"
+            f" WHERE {where} AND NOT last_resort ORDER BY expires_at, ref LIMIT 1"
+            " FOR UPDATE SKIP LOCKED) RETURNING key_package",
+            user,
+            cipher_suite,
+            now,
+            device,
+        )
+        if claimed is None:
             claimed = await conn.fetchval(
-                "DELETE FROM key_packages WHERE ref = (SELECT ref FROM key_packages"
-                f" WHERE {where} AND NOT last_resort ORDER BY expires_at, ref LIMIT 1"
-                " FOR UPDATE SKIP LOCKED) RETURNING key_package",
+                f"SELECT key_package FROM key_packages WHERE {where} AND last_resort"
+                " ORDER BY expires_at DESC, ref LIMIT 1",
                 user,
                 cipher_suite,
                 now,
                 device,
             )
-            if claimed is None:
-                claimed = await conn.fetchval(
-                    f"SELECT key_package FROM key_packages WHERE {where} AND last_resort"
-                    " ORDER BY expires_at DESC, ref LIMIT 1",
-                    user,
-                    cipher_suite,
-                    now,
-                    device,
-                )
-            if claimed is None:
-                raise KeyPackageUnavailable(user, cipher_suite, device)
-            if group_id is not None:
-                await conn.execute(
-                    "INSERT INTO key_package_claims (group_id, target, claimer, claimed_at)"
-                    " VALUES ($1, $2, $3, $4)", group_id, user, claimer, now)
+        if claimed is None:
+            raise KeyPackageUnavailable(user, cipher_suite, device)
+        if group_id is not None:
+            await conn.execute(
+                "INSERT INTO key_package_claims (group_id, target, claimer, claimed_at)"
+                " VALUES ($1, $2, $3, $4)", group_id, user, claimer, now)
         return bytes(claimed)
 
-    async def list_key_packages(self, user: str, device: str | None = None) -> list[KeyPackageInfo]:
-        async with self._tx() as conn:
-            rows = await conn.fetch(
-                "SELECT ref, user_id, device, cipher_suite, expires_at, last_resort"
-                " FROM key_packages WHERE user_id = $1 AND ($2::text IS NULL OR device = $2)"
-                " ORDER BY device, cipher_suite, expires_at, ref",
-                user,
-                device,
-            )
+    @transaction(write=False)
+    async def list_key_packages(
+        self, conn: asyncpg.Connection, user: str, device: str | None = None
+    ) -> list[KeyPackageInfo]:
+        rows = await conn.fetch(
+            "SELECT ref, user_id, device, cipher_suite, expires_at, last_resort"
+            " FROM key_packages WHERE user_id = $1 AND ($2::text IS NULL OR device = $2)"
+            " ORDER BY device, cipher_suite, expires_at, ref",
+            user,
+            device,
+        )
         return [KeyPackageInfo(*row) for row in rows]
 
-    async def purge_expired(self, now: int) -> int:
-        async with self._tx() as conn:
-            status = await conn.execute("DELETE FROM key_packages WHERE expires_at < $1", now)
+    @transaction(write=True)
+    async def purge_expired(self, conn: asyncpg.Connection, now: int) -> int:
+        status = await conn.execute("DELETE FROM key_packages WHERE expires_at < $1", now)
         return int(status.split()[-1])
 
     # -- XMPP room affiliations --------------------------------------------------------
 
-    async def set_affiliation(self, room: str, identity: str, affiliation: str) -> None:
+    @transaction(write=True)
+    async def set_affiliation(
+        self, conn: asyncpg.Connection, room: str, identity: str, affiliation: str
+    ) -> None:
         check_affiliation(affiliation)
-        async with self._tx() as conn:
-            if affiliation == "none":
-                await conn.execute("DELETE FROM room_affiliations WHERE room = $1"
-                                   " AND identity = $2", room, identity)
-                return
-            await conn.execute(
-                "INSERT INTO room_affiliations (room, identity, affiliation)"
-                " VALUES ($1, $2, $3) ON CONFLICT (room, identity)"
-                " DO UPDATE SET affiliation = excluded.affiliation", room, identity, affiliation)
+        if affiliation == "none":
+            await conn.execute("DELETE FROM room_affiliations WHERE room = $1"
+                               " AND identity = $2", room, identity)
+            return
+        await conn.execute(
+            "INSERT INTO room_affiliations (room, identity, affiliation)"
+            " VALUES ($1, $2, $3) ON CONFLICT (room, identity)"
+            " DO UPDATE SET affiliation = excluded.affiliation", room, identity, affiliation)
 
-    async def room_affiliations(self) -> dict[str, dict[str, str]]:
-        async with self._tx() as conn:
-            rows = await conn.fetch("SELECT room, identity, affiliation FROM room_affiliations")
+    @transaction(write=False)
+    async def room_affiliations(self, conn: asyncpg.Connection) -> dict[str, dict[str, str]]:
+        rows = await conn.fetch("SELECT room, identity, affiliation FROM room_affiliations")
         found: dict[str, dict[str, str]] = {}
         for row in rows:
             found.setdefault(str(row[0]), {})[str(row[1])] = str(row[2])

@@ -2,12 +2,12 @@
 (a mixin: the same transactions, kept apart so each module stays one concern).
 
 Quotas and outstanding claims are checked inside the transaction that writes, so
-concurrent requests cannot overshoot them (``BEGIN IMMEDIATE`` serialises writers).
+concurrent requests cannot overshoot them (``BEGIN IMMEDIATE`` serialises writers);
+each method is one transaction of the store (``transactions``).
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiosqlite
@@ -19,18 +19,18 @@ from bridge.errors import (
     UnknownGroup,
 )
 from bridge.hub.store.base import KeyPackageInfo, check_affiliation
+from bridge.hub.store.transactions import TransactionalStore, transaction
 
 
-class SqliteDirectory:
+class SqliteDirectory(TransactionalStore[aiosqlite.Connection]):
     """KeyPackages, claims and affiliations on the store's one connection."""
-
-    def _tx(self, *, write: bool = True) -> AbstractAsyncContextManager[aiosqlite.Connection]:
-        raise NotImplementedError  # SqliteStore's transaction
 
     # -- KeyPackage directory --------------------------------------------------------
 
+    @transaction(write=True)
     async def publish_key_package(
         self,
+        conn: aiosqlite.Connection,
         user: str,
         device: str,
         cipher_suite: int,
@@ -43,55 +43,57 @@ class SqliteDirectory:
         max_per_device: int = 0,
         max_devices: int = 0,
     ) -> None:
-        async with self._tx() as conn:
-            if last_resort:
-                await conn.execute(
-                    "DELETE FROM key_packages WHERE user_id = ? AND device = ?"
-                    " AND cipher_suite = ? AND last_resort = 1",
-                    (user, device, cipher_suite),
-                )
-            if await conn.execute_fetchall("SELECT 1 FROM key_packages WHERE ref = ?", (ref,)):
-                raise Conflict(f"KeyPackage {ref.hex()} already published")
-            await _check_quota(conn, user, device, now, max_per_device, max_devices)
+        if last_resort:
             await conn.execute(
-                "INSERT INTO key_packages (ref, user_id, device, cipher_suite, key_package,"
-                " expires_at, last_resort) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (ref, user, device, cipher_suite, key_package, expires_at, int(last_resort)),
+                "DELETE FROM key_packages WHERE user_id = ? AND device = ?"
+                " AND cipher_suite = ? AND last_resort = 1",
+                (user, device, cipher_suite),
             )
+        if await conn.execute_fetchall("SELECT 1 FROM key_packages WHERE ref = ?", (ref,)):
+            raise Conflict(f"KeyPackage {ref.hex()} already published")
+        await _check_quota(conn, user, device, now, max_per_device, max_devices)
+        await conn.execute(
+            "INSERT INTO key_packages (ref, user_id, device, cipher_suite, key_package,"
+            " expires_at, last_resort) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (ref, user, device, cipher_suite, key_package, expires_at, int(last_resort)),
+        )
 
+    @transaction(write=True)
     async def claim_key_package(
-        self, user: str, cipher_suite: int, now: int, device: str | None = None,
-        *, group_id: bytes | None = None, claimer: str = "", max_outstanding: int = 0,
-        outstanding_since: int = 0,
+        self, conn: aiosqlite.Connection, user: str, cipher_suite: int, now: int,
+        device: str | None = None, *, group_id: bytes | None = None, claimer: str = "",
+        max_outstanding: int = 0, outstanding_since: int = 0,
     ) -> bytes:
         where = "user_id = ? AND cipher_suite = ? AND expires_at >= ? AND last_resort = ?"
         params: tuple[Any, ...] = (user, cipher_suite, now)
         if device is not None:
             where += " AND device = ?"
-        async with self._tx() as conn:
-            if group_id is not None:
-                await _check_claims(conn, group_id, user, claimer, max_outstanding,
-                                    outstanding_since)
+        if group_id is not None:
+            await _check_claims(conn, group_id, user, claimer, max_outstanding,
+                                outstanding_since)
+        rows = await conn.execute_fetchall(
+            "DELETE FROM key_packages WHERE ref = (SELECT ref FROM key_packages"
+            f" WHERE {where} ORDER BY expires_at, ref LIMIT 1) RETURNING key_package",
+            (*params, 0, *((device,) if device is not None else ())),
+        )
+        if not rows:
             rows = await conn.execute_fetchall(
-                "DELETE FROM key_packages WHERE ref = (SELECT ref FROM key_packages"
-                f" WHERE {where} ORDER BY expires_at, ref LIMIT 1) RETURNING key_package",
-                (*params, 0, *((device,) if device is not None else ())),
+                f"SELECT key_package FROM key_packages WHERE {where}"
+                " ORDER BY expires_at DESC, ref LIMIT 1",
+                (*params, 1, *((device,) if device is not None else ())),
             )
-            if not rows:
-                rows = await conn.execute_fetchall(
-                    f"SELECT key_package FROM key_packages WHERE {where}"
-                    " ORDER BY expires_at DESC, ref LIMIT 1",
-                    (*params, 1, *((device,) if device is not None else ())),
-                )
-            if not rows:
-                raise KeyPackageUnavailable(user, cipher_suite, device)
-            if group_id is not None:
-                await conn.execute(
-                    "INSERT INTO key_package_claims (group_id, target, claimer, claimed_at)"
-                    " VALUES (?, ?, ?, ?)", (group_id, user, claimer, now))
+        if not rows:
+            raise KeyPackageUnavailable(user, cipher_suite, device)
+        if group_id is not None:
+            await conn.execute(
+                "INSERT INTO key_package_claims (group_id, target, claimer, claimed_at)"
+                " VALUES (?, ?, ?, ?)", (group_id, user, claimer, now))
         return bytes(next(iter(rows))[0])
 
-    async def list_key_packages(self, user: str, device: str | None = None) -> list[KeyPackageInfo]:
+    @transaction(write=False)
+    async def list_key_packages(
+        self, conn: aiosqlite.Connection, user: str, device: str | None = None
+    ) -> list[KeyPackageInfo]:
         query = (
             "SELECT ref, user_id, device, cipher_suite, expires_at, last_resort"
             " FROM key_packages WHERE user_id = ?"
@@ -100,38 +102,39 @@ class SqliteDirectory:
         if device is not None:
             query += " AND device = ?"
             params = (user, device)
-        async with self._tx(write=False) as conn:
-            rows = await conn.execute_fetchall(
-                query + " ORDER BY device, cipher_suite, expires_at, ref", params
-            )
+        rows = await conn.execute_fetchall(
+            query + " ORDER BY device, cipher_suite, expires_at, ref", params
+        )
         return [
             KeyPackageInfo(bytes(ref), user_id, dev, suite, expires_at, bool(last_resort))
             for ref, user_id, dev, suite, expires_at, last_resort in rows
         ]
 
-    async def purge_expired(self, now: int) -> int:
-        async with self._tx() as conn:
-            cursor = await conn.execute("DELETE FROM key_packages WHERE expires_at < ?", (now,))
-            return cursor.rowcount
+    @transaction(write=True)
+    async def purge_expired(self, conn: aiosqlite.Connection, now: int) -> int:
+        cursor = await conn.execute("DELETE FROM key_packages WHERE expires_at < ?", (now,))
+        return cursor.rowcount
 
     # -- XMPP room affiliations --------------------------------------------------------
 
-    async def set_affiliation(self, room: str, identity: str, affiliation: str) -> None:
+    @transaction(write=True)
+    async def set_affiliation(
+        self, conn: aiosqlite.Connection, room: str, identity: str, affiliation: str
+    ) -> None:
         check_affiliation(affiliation)
-        async with self._tx() as conn:
-            if affiliation == "none":
-                await conn.execute("DELETE FROM room_affiliations WHERE room = ?"
-                                   " AND identity = ?", (room, identity))
-                return
-            await conn.execute(
-                "INSERT INTO room_affiliations (room, identity, affiliation) VALUES (?, ?, ?)"
-                " ON CONFLICT (room, identity) DO UPDATE SET affiliation = excluded.affiliation",
-                (room, identity, affiliation))
+        if affiliation == "none":
+            await conn.execute("DELETE FROM room_affiliations WHERE room = ?"
+                               " AND identity = ?", (room, identity))
+            return
+        await conn.execute(
+            "INSERT INTO room_affiliations (room, identity, affiliation) VALUES (?, ?, ?)"
+            " ON CONFLICT (room, identity) DO UPDATE SET affiliation = excluded.affiliation",
+            (room, identity, affiliation))
 
-    async def room_affiliations(self) -> dict[str, dict[str, str]]:
-        async with self._tx(write=False) as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT room, identity, affiliation FROM room_affiliations")
+    @transaction(write=False)
+    async def room_affiliations(self, conn: aiosqlite.Connection) -> dict[str, dict[str, str]]:
+        rows = await conn.execute_fetchall(
+            "SELECT room, identity, affiliation FROM room_affiliations")
         found: dict[str, dict[str, str]] = {}
         for room, identity, affiliation in rows:
             found.setdefault(str(room), {})[str(identity)] = str(affiliation)
