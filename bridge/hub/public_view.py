@@ -117,10 +117,13 @@ def identities(group: PublicGroup) -> frozenset[str]:
     return frozenset(identity_of(leaf.credential) for _, leaf in group.members())
 
 
-def leaves_of(group: PublicGroup, identity: str) -> list[int]:
-    """The leaves whose credential names ``identity``."""
+def leaves_of(group: PublicGroup, identity: str, signature_key: bytes | None = None
+              ) -> list[int]:
+    """The leaves whose credential names ``identity`` (and, if given, whose signature
+    key is ``signature_key``)."""
     return [int(index) for index, leaf in group.members()
-            if identity_of(leaf.credential) == identity]
+            if identity_of(leaf.credential) == identity
+            and signature_key in (None, leaf.signature_key)]
 
 
 def member_list(group: PublicGroup) -> list[Member]:

@@ -5,8 +5,9 @@ by whom and why (SECURITY.md, "Identities members can check").
 
 Encoding: a CBOR map with text keys, in deterministic encoding (RFC 8949 §4.2.1)::
 
-    { "reason": "leave" | "kick" | "fault",
-      "by":     tstr,      ; who caused it: the leaver, the kicker, or the hub itself
+    { "reason": "leave" | "kick" | "fault" | "replaced",
+      "by":     tstr,      ; who caused it: the leaver, the kicker, the hub itself, or
+                           ; for "replaced" the identity that replaces the relay puppet
       ? "room": tstr }     ; "<transport>:<room id>" where it happened on the network
 
 Decoding is strict (exactly such a map, canonically encoded); anything else is
@@ -45,7 +46,12 @@ HUB_SENDER = "hub"
 LEAVE = "leave"
 KICK = "kick"
 FAULT = "fault"
-REASONS = frozenset({LEAVE, KICK, FAULT})
+#: A relay puppet (a ``relay+`` identity, :mod:`bridge.identities`) removed because the
+#: user it stood for now runs an MLS client (or, after an upgrade, because its leaf
+#: still named the user's network identity): "relay puppet replaced by the user's own
+#: client".
+REPLACED = "replaced"
+REASONS = frozenset({LEAVE, KICK, FAULT, REPLACED})
 MAX_SIZE = 4096
 
 
@@ -116,11 +122,13 @@ class HubRemoves:
     def hub_key(self, group: PublicGroup) -> bytes:
         return self.identity.signature_public(group.context.cipher_suite)
 
-    async def queue(self, group: PublicGroup, identity: str, removal: Removal) -> list[int]:
-        """Queue a Remove of every leaf of ``identity`` not already being removed by
-        the hub; return the log seqs. :class:`NotMember` if it holds no leaf, the
-        store's :class:`WrongEpoch` if another process ended the epoch meanwhile."""
-        leaves = public_view.leaves_of(group, identity)
+    async def queue(self, group: PublicGroup, identity: str, removal: Removal,
+                    signature_key: bytes | None = None) -> list[int]:
+        """Queue a Remove of every leaf of ``identity`` (only the one with
+        ``signature_key``, if given) not already being removed by the hub; return the
+        log seqs. :class:`NotMember` if it holds no such leaf, the store's
+        :class:`WrongEpoch` if another process ended the epoch meanwhile."""
+        leaves = public_view.leaves_of(group, identity, signature_key)
         if not leaves:
             raise NotMember(f"{identity} is not a member of the group")
         suite_id = group.context.cipher_suite
