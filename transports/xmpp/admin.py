@@ -160,10 +160,16 @@ class RoomAdmin:
             ET.SubElement(muc_user, f"{{{ns.NS_MUC_USER}}}status", {"code": code})
         presence.send()
 
-    def refuse_entry(self, presence: Presence) -> None:
-        """An outcast may not enter (XEP-0045 §9.1): a presence error ``forbidden``."""
+    def refuse_entry(self, presence: Presence, condition: str = "forbidden",
+                     error_type: str = "auth", text: str = "") -> None:
+        """A presence error: an outcast may not enter (XEP-0045 §9.1, ``forbidden``);
+        a nickname in use or reserved may not be taken (§7.2.9, ``conflict``)."""
         error = self.host.xmpp.make_presence(pto=presence["from"], pfrom=presence["to"],
                                              ptype="error")
-        error["error"]["type"] = "auth"
-        error["error"]["condition"] = "forbidden"
+        ET.SubElement(error.xml, f"{{{ns.NS_MUC}}}x")
+        error["error"]["type"] = error_type
+        error["error"]["condition"] = condition
+        error["error"]["by"] = presence["to"].bare
+        if text:
+            error["error"]["text"] = text
         error.send()
