@@ -158,6 +158,9 @@ class Hub:
             handler = self._handlers.get(request.op)
             if handler is None:
                 raise Unsupported(f"unknown request {request.op!r}")
+            if request.op == Op.GET_GROUP_INFO and not request.group_id:
+                # joining by a room's address: the reply names the room's group
+                request = dataclasses.replace(request, group_id=await self._group_of(request))
             return await handler(request)
         except Rejection as exc:
             return self._refusal(request, exc)
