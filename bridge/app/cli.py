@@ -4,6 +4,8 @@
     mls-bridge check-config FILE            validate; print what run would do (no secrets)
     mls-bridge generate-registration --config FILE --out registration.yaml
     mls-bridge demo                         local Prosody + Synapse, a short conversation
+    mls-bridge chat --xmpp JID | --matrix MXID --homeserver URL
+                                            a terminal chat client (bridge.chat.main)
 
 Exit codes: 0 success (also after SIGTERM/SIGINT), 1 runtime failure (a server stayed
 unreachable after ``retry.attempts``, the store failed), 2 bad configuration or a server
@@ -24,6 +26,7 @@ from bridge.app.demo import main as demo_main
 from bridge.app.logs import event, setup_logging
 from bridge.app.runtime import FatalError, serve
 from bridge.app.signals import stop_on_signals
+from bridge.chat.main import main as chat_main
 from transports.matrix.appservice import generate_registration
 
 log = logging.getLogger("bridge.app.cli")  # not __name__: "__main__" under python -m
@@ -127,10 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default="", help="directory for servers and database "
                                                     "(default: a new temporary one)")
     demo.set_defaults(func=cmd_demo)
+    commands.add_parser("chat", add_help=False,
+                        help="a terminal chat client for one XMPP or Matrix account "
+                             "(mls-bridge chat --help)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["chat"]:  # its own options: parsed by bridge.chat.main
+        return chat_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

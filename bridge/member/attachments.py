@@ -12,7 +12,8 @@ any mismatch raises :class:`bridge.errors.FileError` and nothing is returned.
 
 Upload and download are callables the client passes in (each network has its own
 store), so this module does no I/O: ``upload(ciphertext) -> url`` and
-``download(url, max_size) -> ciphertext``.
+``download(url, size, sha256) -> ciphertext`` (the exact size and hash of the
+ciphertext, which the transports' own downloads check as well).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from bridge.member.content import FILE_KEY_SIZE, FILE_NONCE_SIZE, ExternalPart
 
 TAG_SIZE = 16
 Upload = Callable[[bytes], Awaitable[str]]
-Download = Callable[[str, int], Awaitable[bytes]]
+Download = Callable[[str, int, bytes], Awaitable[bytes]]
 Rng = Callable[[int], bytes]
 
 
@@ -80,4 +81,5 @@ async def fetch_file(part: ExternalPart, *, download: Download, limit: int) -> b
     """Download and open a received file (:func:`open_sealed`'s checks)."""
     if part.size > limit:
         raise FileError(f"file of {part.size} bytes exceeds the limit of {limit} bytes")
-    return open_sealed(part, await download(part.url, part.size + TAG_SIZE), limit=limit)
+    ciphertext = await download(part.url, part.size + TAG_SIZE, part.sha256)
+    return open_sealed(part, ciphertext, limit=limit)

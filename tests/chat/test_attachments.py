@@ -27,9 +27,9 @@ class Server:
         self.blobs[url] = data
         return url
 
-    async def download(self, url: str, max_size: int) -> bytes:
+    async def download(self, url: str, size: int, sha256: bytes) -> bytes:
         data = self.blobs[url]
-        assert len(data) <= max_size
+        assert len(data) == size and hashlib.sha256(data).digest() == sha256
         return data
 
 
@@ -106,7 +106,7 @@ async def test_size_limit_on_receive_downloads_nothing() -> None:
     server = Server()
     part = await _sent(server)
 
-    async def no_download(url: str, max_size: int) -> bytes:
+    async def no_download(url: str, size: int, sha256: bytes) -> bytes:
         raise AssertionError("must not download")
 
     with pytest.raises(FileError, match="limit"):
