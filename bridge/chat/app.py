@@ -42,10 +42,11 @@ class ChatApp(App[int]):
     #timeline { height: 1fr; }
     #input { dock: bottom; }
     """
+    ENABLE_COMMAND_PALETTE = False
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+n", "next_room", "next room"),
-        Binding("ctrl+p", "previous_room", "previous room"),
-        Binding("ctrl+q", "quit", "quit"),
+        Binding("ctrl+n", "next_room", "next room", priority=True),
+        Binding("ctrl+p", "previous_room", "previous room", priority=True),
+        Binding("ctrl+q", "quit", "quit", priority=True),
     ]
 
     def __init__(self, chat: ChatClient) -> None:
@@ -182,7 +183,7 @@ class ChatApp(App[int]):
         timeline = self.current.timeline if self.current else self.chat.console
         for item in timeline.items:
             for line in render(item, timeline, self.chat.me):
-                log.write(Text(line))
+                log.write(Text(line), expand=True)
 
 
 def render(item: Message | Notice, timeline: Timeline, me: str) -> list[str]:

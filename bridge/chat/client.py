@@ -102,6 +102,7 @@ class ChatClient:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Task[None] | None = None
         self._stopped = False
+        self._joining: set[bytes] = set()  # groups we are joining by external commit
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -224,6 +225,8 @@ class ChatClient:
     def refresh(self) -> None:
         """Compare every group with what we showed last: new groups, membership."""
         for group_id in self.member.group_ids():
+            if group_id in self._joining:
+                continue  # join() makes the room when the external commit is in
             room = self.rooms.get(group_id)
             if room is None:
                 room = self._joined_by_welcome(group_id)
@@ -238,10 +241,12 @@ class ChatClient:
         self.on_change()
 
     def _joined_by_welcome(self, group_id: bytes) -> Room:
-        room_id, sender = self._welcome_rooms.get(group_id, ("", ""))
+        welcome = self._welcome_rooms.get(group_id)
+        room_id, sender = welcome or ("", "")
         room = self._new_room(group_id, room_id)
         by = f" (added by {short(sender)})" if sender and sender != HUB else ""
-        self._notice(room, f"you joined {room.name} from a Welcome{by}")
+        how = "from a Welcome" if welcome else "(found in the device store)"
+        self._notice(room, f"you joined {room.name} {how}{by}")
         if room_id in self.waiting:
             self._spawn(self.store.delete("chat:waiting:" + room_id))
             del self.waiting[room_id]
@@ -337,6 +342,7 @@ class ChatClient:
             return None
         if not reply.ok:
             raise CommandError(f"cannot join {wanted}: {reply.reason}")
+        self._joining.add(reply.group_id)
         try:
             await self.member.rejoin(reply.group_id)
         except HubRefused as exc:
@@ -347,6 +353,8 @@ class ChatClient:
             raise CommandError(f"cannot join {wanted}: {exc.reason}") from exc
         except (BridgeError, LinkError, MLSError) as exc:
             raise CommandError(f"cannot join {wanted}: {exc}") from exc
+        finally:
+            self._joining.discard(reply.group_id)
         await self.session.attach_room(room_id, reply.group_id)
         room = self.rooms.get(reply.group_id) or self._new_room(reply.group_id, room_id,
                                                                 name=wanted)

@@ -102,8 +102,8 @@ async def _members(ctx: Context, args: str) -> None:
     ctx.say(f"{len(people)} members of {room.name} (epoch {group.epoch}):")
     for person in people:
         you = " (you)" if person.own else ""
-        ctx.say(f"  {short(person.identity)}{you}  leaf {person.leaf}  "
-                f"key {person.fingerprint}")
+        ctx.say(f"  {short(person.identity)}{you}, leaf {person.leaf}")
+        ctx.say(f"      key {person.fingerprint}")
 
 
 async def _safety(ctx: Context, args: str) -> None:
@@ -111,8 +111,8 @@ async def _safety(ctx: Context, args: str) -> None:
     group = ctx.chat.member.group(room.group_id)
     if not group.active:
         raise CommandError(f"you are no longer a member of {room.name}")
-    ctx.say(f"safety number of {room.name} at epoch {group.epoch}: "
-            f"{group_safety_number(group)}")
+    ctx.say(f"safety number of {room.name} at epoch {group.epoch}:")
+    ctx.say(f"      {group_safety_number(group)}")
     ctx.say("compare it with the others out of band: equal numbers mean you all see "
             "the same group (it changes with every membership change)")
 

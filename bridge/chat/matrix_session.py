@@ -123,8 +123,9 @@ class MatrixSession:
 
     def room_address(self, text: str) -> str:
         text = text.strip()
-        if not text.startswith(("!", "#")) or ":" not in text:
-            raise SessionError(f"{text!r} is not a Matrix room (use !id:server or "
+        room_id = text.startswith("!") and len(text) > 1  # v12 room ids name no server
+        if " " in text or not (room_id or (text.startswith("#") and ":" in text)):
+            raise SessionError(f"{text!r} is not a Matrix room (use !id or "
                                f"#alias:server)")
         return text
 
@@ -144,8 +145,7 @@ class MatrixSession:
         it needs to publish the group's state."""
         created = await self.client.room_create(
             name=name, invite=[self.hub_user],
-            power_level_override={"users": {self.hub_user: 50,
-                                            str(self.client.user_id): 100}})
+            power_level_override={"users": {self.hub_user: 50}})
         if not isinstance(created, nio.RoomCreateResponse):
             raise SessionError(f"cannot create a Matrix room: "
                                f"{getattr(created, 'message', created)}")

@@ -307,12 +307,15 @@ class Hub:
                 epoch=view.epoch, sender=request.sender, payload=request.payload,
                 rooms=rooms))
             await self._deliver_welcomes(group_id, seq, new_view.epoch,
-                                         checked.welcome_recipients, checked.tree_bytes)
+                                         checked.welcome_recipients, checked.tree_bytes,
+                                         request.sender)
         return self._reply(request, group_id=group_id, seq=seq, epoch=new_view.epoch)
 
     async def _deliver_welcomes(self, group_id: bytes, commit_seq: int, epoch: int,
-                                recipients: tuple[str, ...], tree: bytes) -> None:
-        """After the commit is stored and fanned out: each new member's Welcome."""
+                                recipients: tuple[str, ...], tree: bytes,
+                                sender: str = "") -> None:
+        """After the commit is stored and fanned out: each new member's Welcome (its
+        ``sender``: who submitted the commit, so the joiner can say who added them)."""
         for recipient in recipients:
             for pending in await self.store.pending_welcomes(recipient):
                 if pending.group_id != group_id or pending.commit_seq != commit_seq:
@@ -320,7 +323,8 @@ class Hub:
                 try:
                     await self._deliver(Outbound(
                         Kind.WELCOME, (recipient,), group_id=group_id, seq=commit_seq,
-                        epoch=epoch, payload=pending.welcome, ratchet_tree=tree))
+                        epoch=epoch, sender=sender, payload=pending.welcome,
+                        ratchet_tree=tree))
                 except LinkError as exc:
                     log.warning("Welcome delivery failed (kept for fetch): %s", exc)
                     continue

@@ -69,6 +69,11 @@ class Accounts:
             address, password = self.synapse.new_user(prefix)
         return Account(network, address, password, self.tmp / f"{prefix}.sqlite3")
 
+    def new_device(self, account: Account, name: str) -> Account:
+        """The same account on another device (its own store: another MLS leaf)."""
+        return Account(account.network, account.address, account.password,
+                       self.tmp / f"{name}.sqlite3")
+
     async def client(self, account: Account) -> ChatClient:
         """A chat client (not started) over the account's device store."""
         store = await SqliteMemberStore.open(account.store_path)
@@ -134,8 +139,11 @@ async def submit(pilot: Any, line: str) -> None:
 
 async def shows(app: ChatApp, text: str, timeout: float = TIMEOUT) -> str:
     """Wait until ``text`` is on the screen; the screen."""
-    return str(await until(lambda: (lambda s: s if text in s else "")(screen(app)),
-                           f"{text!r} on the screen", timeout))
+    try:
+        return str(await until(lambda: (lambda s: s if text in s else "")(screen(app)),
+                               f"{text!r} on the screen", timeout))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the screen:\n{screen(app)}") from None
 
 
 async def eventually(check: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
