@@ -20,7 +20,7 @@ from textual.widgets import Input, Label, ListView, RichLog, Static
 from benchmarks.bridge_run import until
 from bridge.app.services.bridge import BridgeService
 from bridge.chat.app import ChatApp
-from bridge.chat.client import ChatClient
+from bridge.chat.client import ChatClient, Room
 from bridge.chat.matrix_session import MatrixSession
 from bridge.chat.xmpp_session import XmppSession
 from bridge.devservers.synapse import SynapseServer
@@ -144,6 +144,16 @@ async def shows(app: ChatApp, text: str, timeout: float = TIMEOUT) -> str:
                                f"{text!r} on the screen", timeout))
     except AssertionError as exc:
         raise AssertionError(f"{exc}; the screen:\n{screen(app)}") from None
+
+
+def only_room(chat: ChatClient) -> Room:
+    (room,) = chat.rooms.values()
+    return room
+
+
+def bodies(chat: ChatClient) -> list[str]:
+    """The text of every message in the client's only room."""
+    return [m.body or "" for m in only_room(chat).timeline.messages]
 
 
 async def eventually(check: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:

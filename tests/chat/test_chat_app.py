@@ -13,18 +13,8 @@ from pathlib import Path
 from bridge.app.services.bridge import BridgeService
 from bridge.chat import messages
 from bridge.chat.app import ChatApp
-from bridge.chat.client import ChatClient, Room
 from bridge.chat.membership import short
-from tests.chat.conftest import Accounts, eventually, shows, submit
-
-
-def only_room(chat: ChatClient) -> Room:
-    (room,) = chat.rooms.values()
-    return room
-
-
-def bodies(chat: ChatClient) -> list[str]:
-    return [m.body or "" for m in only_room(chat).timeline.messages]
+from tests.chat.conftest import Accounts, bodies, eventually, only_room, shows, submit
 
 
 def files_under(*roots: Path) -> list[Path]:

@@ -9,15 +9,9 @@ from pathlib import Path
 
 from bridge.chat import messages
 from bridge.chat.app import ChatApp
-from bridge.chat.client import ChatClient, Room
 from bridge.chat.membership import short
 from bridge.member import fingerprint, group_safety_number
-from tests.chat.conftest import Accounts, eventually, screen, shows, submit
-
-
-def only_room(chat: ChatClient) -> Room:
-    (room,) = chat.rooms.values()
-    return room
+from tests.chat.conftest import Accounts, eventually, only_room, screen, shows, submit
 
 
 async def test_matrix_app_members_safety_and_devices(accounts: Accounts) -> None:
