@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from bridge.errors import StoreError
 from bridge.hub import Hub, HubIdentity
 from bridge.hub.store import SqliteStore
 from bridge.member import Member, SqliteMemberStore
+from transports.interface import Inbound, Outbound
 from transports.memory import MemoryNetwork
 
 
@@ -108,5 +110,37 @@ async def test_a_member_resumes_its_groups_and_keys(tmp_path: Path) -> None:
     finally:
         await again.stop()
         await store.close()
+        await network.close()
+        await hub_store.close()
+
+
+async def test_request_ids_do_not_repeat_after_a_restart(tmp_path: Path) -> None:
+    """A transport may deduplicate requests by sender and id (the Matrix bot does, for
+    a week): a restarted device must not reuse the ids of its previous run."""
+    network = MemoryNetwork()
+    hub_store = await SqliteStore.open(tmp_path / "hub.db")
+    network.attach(Hub(hub_store, HubIdentity.generate("hub.example.org"), network))
+    seen: list[list[str]] = []
+    try:
+        for _ in range(2):
+            store = await SqliteMemberStore.open(tmp_path / "dev.sqlite3")
+            link = network.link("xmpp:alice@example.org")
+            ids: list[str] = []
+            forward = link.request
+
+            async def recording(request: Inbound, forward: Any = forward,
+                                ids: list[str] = ids) -> Outbound:
+                ids.append(request.request_id)
+                return await forward(request)
+
+            link.request = recording  # type: ignore[method-assign]
+            member = Member(link, store=store, device="laptop")
+            await member.start()
+            await member.publish_key_packages(2)
+            await member.stop()
+            await store.close()
+            seen.append(ids)
+        assert len(seen[0]) == 2 and not set(seen[0]) & set(seen[1])
+    finally:
         await network.close()
         await hub_store.close()
