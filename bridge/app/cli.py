@@ -4,6 +4,7 @@
     mls-bridge check-config FILE            validate; print what run would do (no secrets)
     mls-bridge generate-registration --config FILE --out registration.yaml
     mls-bridge demo                         local Prosody + Synapse, a short conversation
+    mls-bridge devservers                   local servers and two accounts for chat
     mls-bridge chat --xmpp JID | --matrix MXID --homeserver URL
                                             a terminal chat client (bridge.chat.main)
 
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 
 from bridge.app.config import Config, ConfigError, load_config
 from bridge.app.demo import main as demo_main
+from bridge.app.devstack import main as devstack_main
 from bridge.app.logs import event, setup_logging
 from bridge.app.runtime import FatalError, serve
 from bridge.app.signals import stop_on_signals
@@ -106,6 +108,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo_main(keep=args.keep, workdir=args.workdir)
 
 
+def cmd_devservers(args: argparse.Namespace) -> int:
+    return devstack_main(workdir=args.workdir)
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 
@@ -130,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default="", help="directory for servers and database "
                                                     "(default: a new temporary one)")
     demo.set_defaults(func=cmd_demo)
+    dev = commands.add_parser("devservers", help="Prosody, Synapse and the bridge on "
+                                                 "127.0.0.1 with two test accounts, "
+                                                 "left running for mls-bridge chat")
+    dev.add_argument("--workdir", default="", help="directory for servers and accounts "
+                                                   "(default: a new temporary one)")
+    dev.set_defaults(func=cmd_devservers)
     commands.add_parser("chat", add_help=False,
                         help="a terminal chat client for one XMPP or Matrix account "
                              "(mls-bridge chat --help)")

@@ -146,8 +146,10 @@ async def matrix_person(server: SynapseServer, name: str, hub_user: str
 # -- servers and configuration ----------------------------------------------------------------
 
 
-async def start_servers(workdir: Path) -> tuple[ProsodyServer, SynapseServer]:
-    prosody = ProsodyServer(data_dir=workdir / "prosody")
+async def start_servers(workdir: Path, upload_limit: int = 0
+                        ) -> tuple[ProsodyServer, SynapseServer]:
+    """Prosody (with an XEP-0363 service when ``upload_limit``) and Synapse, started."""
+    prosody = ProsodyServer(data_dir=workdir / "prosody", upload_limit=upload_limit)
     synapse = SynapseServer(data_dir=workdir / "synapse")
     prosody.data_dir.mkdir(parents=True)
     synapse.data_dir.mkdir(parents=True)

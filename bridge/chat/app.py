@@ -9,6 +9,7 @@ Textual's pilot (the tests).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import ClassVar
 
@@ -57,6 +58,8 @@ class ChatApp(App[int]):
         self._order: list[Room | None] = [None]
         self._drawable = False
         self._labels: list[str] = []
+        self._lines: asyncio.Queue[tuple[str, Room | None]] = asyncio.Queue()
+        self._started = asyncio.Event()
         chat.on_change = self.redraw
 
     def compose(self) -> ComposeResult:
@@ -72,6 +75,7 @@ class ChatApp(App[int]):
         self._drawable = True
         self.query_one("#input", Input).focus()
         self.run_worker(self._start(), exclusive=True, group="start")
+        self.run_worker(self._run_lines(), group="commands")
 
     async def _start(self) -> None:
         try:
@@ -83,6 +87,7 @@ class ChatApp(App[int]):
             return
         if self.chat.rooms and self.current is None:
             self.select(next(iter(self.chat.rooms.values())))
+        self._started.set()
         self.redraw()
 
     async def on_unmount(self) -> None:
@@ -91,15 +96,22 @@ class ChatApp(App[int]):
     # -- input -------------------------------------------------------------------------
 
     @on(Input.Submitted, "#input")
-    async def submitted(self, event: Input.Submitted) -> None:
-        line = event.value
+    def submitted(self, event: Input.Submitted) -> None:
+        """Queue the line: commands run one after the other, off the screen's loop, so
+        typing and redrawing go on while one waits for the network."""
+        self._lines.put_nowait((event.value, self.current))
         event.input.value = ""
-        ctx = commands.Context(self.chat, self.current, self.say, self.select, self.exit)
-        try:
-            await commands.run(ctx, line)
-        except CommandError as exc:
-            self.say(f"! {exc}")
-        self.redraw()
+
+    async def _run_lines(self) -> None:
+        await self._started.wait()  # what is typed while logging in waits for it
+        while True:
+            line, room = await self._lines.get()
+            ctx = commands.Context(self.chat, room, self.say, self.select, self.exit)
+            try:
+                await commands.run(ctx, line)
+            except CommandError as exc:
+                self.say(f"! {exc}")
+            self.redraw()
 
     def say(self, text: str) -> None:
         timeline = self.current.timeline if self.current is not None else self.chat.console

@@ -252,7 +252,14 @@ class ChatClient:
             del self.waiting[room_id]
         self._spawn(self._publish_key_packages())
         self._spawn(self._check_relay(room))
+        if room_id:
+            self._spawn(self._name(room))
         return room
+
+    async def _name(self, room: Room) -> None:
+        room.name = await self.session.room_name(room.room_id)
+        await self._save_room(room)
+        self.on_change()
 
     # -- rooms -------------------------------------------------------------------------
 
@@ -356,8 +363,8 @@ class ChatClient:
         finally:
             self._joining.discard(reply.group_id)
         await self.session.attach_room(room_id, reply.group_id)
-        room = self.rooms.get(reply.group_id) or self._new_room(reply.group_id, room_id,
-                                                                name=wanted)
+        room = self.rooms.get(reply.group_id) or self._new_room(
+            reply.group_id, room_id, name=await self.session.room_name(room_id))
         room.roster = Roster.of(self.member.group(reply.group_id))
         self._notice(room, f"you joined {room.name} by external commit (epoch "
                            f"{room.roster.epoch}, {len(room.roster.leaves)} members)")

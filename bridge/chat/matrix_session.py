@@ -137,6 +137,14 @@ class MatrixSession:
                                f"{getattr(response, 'message', response)}")
         return str(response.room_id)
 
+    async def room_name(self, room_id: str) -> str:
+        response = await self.client.room_get_state_event(room_id, "m.room.name", "")
+        if isinstance(response, nio.RoomGetStateEventResponse):
+            name = response.content.get("name")
+            if isinstance(name, str) and name.strip():
+                return f"{name.strip()} ({room_id[:10]}…)"
+        return room_id
+
     async def attach_room(self, room_id: str, group_id: bytes) -> None:
         return None  # the room's events reach the link once we are joined
 

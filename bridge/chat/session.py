@@ -72,6 +72,10 @@ class Session(Protocol):
         id as the hub knows it. :class:`SessionError` when the network refuses."""
         ...
 
+    async def room_name(self, room_id: str) -> str:
+        """What to call the room in the room list (its name, else its address)."""
+        ...
+
     async def attach_room(self, room_id: str, group_id: bytes) -> None:
         """Receive the group's traffic in ``room_id`` (after joining its group)."""
         ...

@@ -161,6 +161,9 @@ class XmppSession:
             raise SessionError(f"cannot enter {room}: {exc}") from exc
         return room
 
+    async def room_name(self, room_id: str) -> str:
+        return room_id
+
     async def attach_room(self, room_id: str, group_id: bytes) -> None:
         try:
             await self.plugin.join_room(room_id, group_id)
