@@ -103,6 +103,7 @@ class ChatClient:
         self._refresher: asyncio.Task[None] | None = None
         self._stopped = False
         self._joining: set[bytes] = set()  # groups we are joining by external commit
+        self._committing: set[bytes] = set()  # groups whose pending proposals we commit
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -194,7 +195,9 @@ class ChatClient:
 
     def received(self, message: Received) -> None:
         """The member's ``on_received`` hook: one decrypted application message."""
-        room = self.rooms.get(message.group_id) or self._new_room(message.group_id)
+        room = self.rooms.get(message.group_id)
+        if room is None:  # its first message came before the screen saw the join
+            room = self._joined_by_welcome(message.group_id)
         record = Record(message.seq, message.sender, self.clock(), message.content)
         room.timeline.apply(record)
         self._spawn(self.save_record(room, record))
@@ -231,14 +234,34 @@ class ChatClient:
             if room is None:
                 room = self._joined_by_welcome(group_id)
             group = self.member.group(group_id)
+            if group.active and group.state.pending and group_id not in self._committing:
+                self._committing.add(group_id)
+                self._spawn(self._commit_pending(room))
             if (group.epoch, group.active) == (room.roster.epoch, room.roster.active):
                 continue
             after = Roster.of(group)
             witness = self._witness.get((group_id, room.roster.epoch))
             for text in describe(room.roster, after, self.me, witness):
                 self._notice(room, text)
+            if room.roster.active and not after.active and room.room_id:
+                self._spawn(self.session.leave_room(room.room_id))  # out of the group:
+                # out of its room too (we stayed in it to receive our removal)
             room.roster = after
         self.on_change()
+
+    async def _commit_pending(self, room: Room) -> None:
+        """Commit proposals waiting in the group (the bridge's Removes of people who
+        left the room): any member may, the hub takes the first and the others find
+        nothing left to commit."""
+        try:
+            if await self.member.commit_pending(room.group_id) is not None:
+                self._witness.setdefault((room.group_id, room.roster.epoch),
+                                         Witness()).committer = self.me
+        except (BridgeError, LinkError, MLSError) as exc:
+            log.info("pending proposals of %s not committed: %s", room.name, exc)
+        finally:
+            self._committing.discard(room.group_id)
+            self._changed.set()
 
     def _joined_by_welcome(self, group_id: bytes) -> Room:
         welcome = self._welcome_rooms.get(group_id)
@@ -414,10 +437,8 @@ class ChatClient:
             await self.member.leave(room.group_id)
         except (BridgeError, LinkError) as exc:
             raise CommandError(f"could not leave: {exc}") from exc
-        if room.room_id:
-            await self.session.leave_room(room.room_id)
-        self._notice(room, "you left; the bridge proposed your removal, the next commit "
-                           "by a member completes it")
+        self._notice(room, "you are leaving: the bridge proposed your removal, a "
+                           "member's next commit completes it")
         self.on_change()
 
     def _check_active(self, room: Room) -> None:

@@ -46,12 +46,16 @@ class Witness:
 def describe(before: Roster, after: Roster, me: str, witness: Witness | None,
              name: str = "you") -> list[str]:
     """One notice per membership change between ``before`` and ``after``."""
-    one_step = witness is not None and after.epoch == before.epoch + 1
+    # (a group we were removed from stays at the epoch it had: its commit is the step)
+    one_step = witness is not None and (after.epoch == before.epoch + 1 or not after.active)
     committer = witness.committer if one_step and witness is not None else ""
     actor = "" if not committer else "you" if committer == me else short(committer)
     left = one_step and witness is not None and witness.hub_removals
     if not after.active:
         by = f" by {actor}" if actor and committer != me else ""
+        if left:
+            return [f"{name} left the group (the bridge's removal, committed{by}); the "
+                    f"room is read-only now"]
         return [f"{name} were removed from the group{by}; the room is read-only now"]
     gone = Counter(before.leaves.items()) - Counter(after.leaves.items())
     came = Counter(after.leaves.items()) - Counter(before.leaves.items())

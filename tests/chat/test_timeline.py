@@ -68,6 +68,9 @@ def test_membership_notices() -> None:
         "@bob:example.org was added"]  # two epochs at once: not attributed
     assert describe(added, Roster(5, False), B, Witness(A)) == [
         "you were removed from the group by alice@example.org; the room is read-only now"]
+    assert describe(added, Roster(4, False), B, Witness(A, hub_removals=True)) == [
+        "you left the group (the bridge's removal, committed by alice@example.org); the "
+        "room is read-only now"]
     assert describe(added, Roster(5, True, {0: A, 2: B}), A, Witness(B)) == [
         "@bob:example.org rejoined with a new leaf (external commit, replacing their "
         "old one)"]
