@@ -70,9 +70,32 @@ class BadSignature(Rejection):
     code = "bad-signature"
 
 class InvalidCommit(Rejection):
-    """The commit bundle is inconsistent (GroupInfo, tree, Welcome, committer...)."""
+    """The commit does not verify against the hub's state of the group, or its bundle
+    (GroupInfo, tree, Welcome) differs from what the commit produces."""
 
-    code = "invalid"
+    code = "invalid-commit"
+
+class InvalidGroup(Rejection):
+    """A group being registered does not verify, or does not list the hub as an
+    external sender, or has members besides its creator."""
+
+    code = "invalid-group"
+
+class InvalidProposal(Rejection):
+    """A proposal does not verify against the hub's state of the group."""
+
+    code = "invalid-proposal"
+
+class PrivateProposal(Rejection):
+    """A proposal sent as PrivateMessage: the hub cannot follow it, so a commit that
+    covers it could not be verified. Members send handshake messages as PublicMessage."""
+
+    code = "private-proposal"
+
+class RateLimited(Rejection):
+    """Too many requests of this kind from this requester (external commits per group)."""
+
+    code = "rate-limited"
 
 class ProposalsMissing(Rejection):
     """The commit does not include every proposal the hub queued for its epoch."""

@@ -7,8 +7,9 @@ RFC 9420 wire form (``MLSMessage``).
 Two directions, one pair of value types:
 
 * :class:`Inbound` -- a request to the hub: a member submits a commit bundle, sends an
-  application message, publishes or claims a KeyPackage, asks for the log..., or the
-  transport reports a network event (a member left or was kicked from the room).
+  application message, publishes or claims a KeyPackage, asks for the log, reports a
+  commit it could not process..., or the transport reports a network event (a member
+  left or was kicked from the room).
 * :class:`Outbound` -- what the hub sends: the reply to a request (``kind="reply"``)
   and deliveries (commits, proposals, application messages in sequence order, and
   Welcomes to new members).
@@ -57,6 +58,7 @@ class Op(enum.StrEnum):
     FETCH_WELCOMES = "fetch-welcomes"  # -> reply entries (Welcomes not yet delivered)
     LEAVE = "leave"  # the sender left the room (network event)
     KICK = "kick"  # target was removed from the room by the network (network event)
+    REPORT = "report"  # group_id, seq (a commit the sender could not process), reason
 
 
 class Kind(enum.StrEnum):
@@ -75,6 +77,8 @@ class Inbound:
 
     ``sender`` is the identity the network authenticated, never a value the client
     chose; ``request_id`` is echoed in the reply. Empty bytes/strings mean "absent".
+    ``seq`` names one entry of the group's log (a report's commit) and ``reason`` is a
+    short code saying why (a report's fault: ``membership-tag``...).
     """
 
     op: str
@@ -93,6 +97,8 @@ class Inbound:
     after_seq: int = 0
     limit: int = 0
     last_resort: bool = False
+    seq: int = 0
+    reason: str = ""
 
     def size(self) -> int:
         """Bytes carried (for the hub's payload limit)."""

@@ -14,11 +14,21 @@ from transports.interface import Inbound, Outbound
 class HubConfig:
     """Local policy. ``max_epoch_lag``: how many epochs an application message may be
     behind the current one. ``allow_external_join(group_id, identity)`` decides who may
-    fetch the GroupInfo and join by external commit (members may always resync)."""
+    fetch the GroupInfo and join by external commit (members may always resync).
+
+    Faults the hub cannot verify (:mod:`bridge.hub.faults`): ``fault_quorum`` distinct
+    members reporting one commit get its committer removed and banned from the group
+    (every other member, if there are fewer); a report may name a commit at most
+    ``report_window`` epochs old; at most ``external_commit_limit`` external commits
+    per identity and group in any ``external_commit_window`` seconds."""
 
     max_payload: int = 1 << 20
     max_epoch_lag: int = 1
     log_page_limit: int = 500
+    fault_quorum: int = 2
+    report_window: int = 16
+    external_commit_limit: int = 3
+    external_commit_window: int = 60
     allow_external_join: Callable[[bytes, str], bool] = field(
         default=lambda group_id, identity: True)
 

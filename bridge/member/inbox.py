@@ -49,15 +49,17 @@ class Inbox:
     """Deliveries in, group state forward (see the module docstring).
 
     ``slots`` is the member's own dict of groups (the inbox adds none, except through
-    ``join``); ``join(delivery)`` handles a Welcome; ``on_broken(group_id)`` is told
-    of a group whose commit could not be processed (None: nothing is done);
+    ``join``); ``join(delivery)`` handles a Welcome; ``on_broken(group_id, seq,
+    error)`` is told of a group whose commit at ``seq`` could not be processed, and
+    why (None: nothing is done);
     ``on_received`` sees every decrypted application message, which the slot keeps
     (for :meth:`bridge.member.Member.received`) only if ``keep_received``."""
 
     def __init__(self, slots: dict[bytes, GroupSlot], store: MemberStore, *,
                  identity: Callable[[], str], fetch_log: FetchLog,
                  join: Callable[[Outbound], Awaitable[None]],
-                 on_broken: Callable[[bytes], None] | None, clock: Callable[[], int],
+                 on_broken: Callable[[bytes, int, MLSError], None] | None,
+                 clock: Callable[[], int],
                  log_page: int = 200, persist_interval: float = 1.0,
                  save_policy: SavePolicy | None = None,
                  on_received: ReceivedHook | None = None,
@@ -231,7 +233,7 @@ class Inbox:
                         self._identity(), entry.seq, entry.epoch, slot.group.epoch, exc)
             slot.broken = True
             if self._on_broken is not None:
-                self._on_broken(slot.group.group_id)
+                self._on_broken(slot.group.group_id, entry.seq, exc)
             return
         slot.group = group
         if isinstance(event, CommitEvent) and event.removed_self:

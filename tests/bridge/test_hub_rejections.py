@@ -111,7 +111,7 @@ async def test_bad_input_is_refused_specifically_and_changes_nothing(
         alice.identity, **{**bundle_of(staged), "payload": encode(forged)}), "bad-signature")
     current_info = MLSMessage.wrap(alice.group(group_id).group_info())
     await refused(harness, group_id, commit_request(
-        alice.identity, **bundle_of(staged, group_info=current_info)), "invalid")
+        alice.identity, **bundle_of(staged, group_info=current_info)), "invalid-commit")
 
     # Oversized.
     big = Inbound(Op.SEND, alice.identity, group_id=group_id,
@@ -160,7 +160,7 @@ async def test_group_registration_checks(harness: Harness) -> None:
     reply = await harness.hub.handle(Inbound(
         Op.CREATE_GROUP, "xmpp:eve@example.org",
         group_info=encode(MLSMessage.wrap(plain.group_info()))))
-    assert (reply.ok, reply.code) == (False, "invalid")
+    assert (reply.ok, reply.code) == (False, "invalid-group")
     assert harness.store is not None
     reply = await harness.hub.handle(Inbound(Op.FETCH_LOG, "xmpp:eve@example.org",
                                              group_id=b"\x09" * 32))

@@ -235,7 +235,7 @@ async def test_group_info_bad_signature_and_wrong_tree(bench: Bench) -> None:
         identity("bob"), staged, group_info=encode(MLSMessage.wrap(forged_info))),
         "bad-signature")
     await bench.refused(bench.commit_request(
-        identity("bob"), staged, ratchet_tree=alice.ratchet_tree()), "invalid")
+        identity("bob"), staged, ratchet_tree=alice.ratchet_tree()), "invalid-commit")
     # A new group registered with a forged GroupInfo.
     lone = Group.create(bundle("frank", rng), group_id=b"lone", rng=bench.draw)
     lone_info = lone.group_info()

@@ -19,6 +19,7 @@ from bridge.errors import (
     WrongEpoch,
 )
 from bridge.hub.store.base import (
+    Ban,
     GroupRecord,
     KeyPackageInfo,
     LogEntry,
@@ -44,6 +45,7 @@ async def open_store(url: str) -> Store:
 
 
 __all__ = [
+    "Ban",
     "Conflict",
     "GroupRecord",
     "KeyPackageInfo",

@@ -86,6 +86,15 @@ class QueuedProposal:
 
 
 @dataclass(frozen=True, slots=True)
+class Ban:
+    """An identity the hub refuses commits and external joins from in one group."""
+
+    identity: str
+    reason: str
+    banned_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class KeyPackageInfo:
     """Directory metadata of a published KeyPackage (the bytes are not returned)."""
 
@@ -112,6 +121,11 @@ class PendingWelcome:
 class Store(abc.ABC):
     """The hub's persistent state. All methods are coroutines; each is one transaction.
 
+    Cancelling a call never leaves a transaction half-open or the store unusable: a call
+    cancelled before its transaction began did nothing; one cancelled later took effect
+    0 or 1 times (all of it or none), settled by the time the caller sees
+    :class:`asyncio.CancelledError` (``bridge.hub.store.transactions``).
+
     Group ids, refs and MLS messages are opaque ``bytes``. Times (``now``,
     ``expires_at``) are integer seconds supplied by the caller: the store reads no clock.
     A KeyPackage is usable while ``now <= expires_at`` (its lifetime's ``not_after``,
@@ -122,7 +136,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Release connections. The store is unusable afterwards."""
+        """Wait for the transactions in flight, then release connections. Idempotent;
+        any call made once closing began raises :class:`StoreUsageError`."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -220,6 +235,35 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def queued_proposals(self, group_id: bytes, epoch: int) -> list[QueuedProposal]:
         """The proposals queued for ``epoch``, in sequence order."""
+
+    @abc.abstractmethod
+    async def epoch_proposals(self, group_id: bytes, epoch: int) -> list[LogEntry]:
+        """Every proposal logged for ``epoch`` (members' and queued ones), in sequence
+        order: what the hub rebuilds the epoch's pending proposals from."""
+
+    # -- fault reports and bans ------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_fault_report(
+        self, group_id: bytes, commit_seq: int, reporter: str, reason: str, at: int
+    ) -> int:
+        """Record that ``reporter`` could not process the log entry ``commit_seq`` (the
+        caller checked it is a commit); return how many distinct reporters that commit
+        now has. Raise :class:`Conflict` if this reporter already reported it (or the
+        entry does not exist), :class:`UnknownGroup` if the group is absent."""
+
+    @abc.abstractmethod
+    async def fault_reporters(self, group_id: bytes, commit_seq: int) -> list[str]:
+        """Who reported the log entry ``commit_seq``, sorted (:class:`UnknownGroup` if
+        the group is absent)."""
+
+    @abc.abstractmethod
+    async def ban(self, group_id: bytes, identity: str, reason: str, at: int) -> bool:
+        """Put ``identity`` on the group's ban list; False if it was already there."""
+
+    @abc.abstractmethod
+    async def bans(self, group_id: bytes) -> list[Ban]:
+        """The group's ban list, by identity."""
 
     # -- members -------------------------------------------------------------------
 
