@@ -56,6 +56,20 @@ async def test_matrix_app_members_safety_and_devices(accounts: Accounts) -> None
         await messages.text(second, only_room(second), "from my other device")
         await shows(app, "from my other device")
 
+        # a room Bob was not invited to: the homeserver's refusal, nothing changes
+        stranger = await accounts.started(accounts.new("matrix", "stranger"))
+        private = await stranger.create("private")
+        await submit(pilot, f"/join {private.room_id}")
+        await shows(app, f"! cannot enter {private.room_id}:")
+        assert len(bob.rooms) == 1
+
+        # unread counts: a message in a room that is not on the screen
+        await stranger.add(private, short(bob.me))
+        await eventually(lambda: len(bob.rooms) == 2, "Bob in the private room")
+        await messages.text(stranger, private, "psst")
+        await shows(app, "private (")
+        assert "(1)" in screen(app).split("\n")[2] + screen(app).split("\n")[3]
+
 
 async def test_bad_input_changes_nothing(accounts: Accounts, tmp_path: Path) -> None:
     nobody = accounts.new("xmpp", "nokeys")  # an account that never opened a client
