@@ -31,7 +31,7 @@ RELAY_BANNER = ("RELAYED: the bridge decrypts this room for people without an ML
 CONSOLE = "(console)"
 
 
-class ChatApp(App[int]):
+class ChatApp(App[None]):
     """``mls-bridge chat`` (see the module docstring)."""
 
     TITLE = "mls-bridge chat"
@@ -83,7 +83,7 @@ class ChatApp(App[int]):
         except (SessionError, CommandError) as exc:
             self.failure = str(exc)
             self.chat.console.notice(time.time(), f"cannot start: {exc}")
-            self.exit(1, message=f"mls-bridge chat: {exc}")
+            self.exit(return_code=1, message=f"mls-bridge chat: {exc}")
             return
         if self.chat.rooms and self.current is None:
             self.select(next(iter(self.chat.rooms.values())))

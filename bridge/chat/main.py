@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"environment variable with the password "
                              f"(default {DEFAULT_PASSWORD_ENV})")
     parser.add_argument("--password-file", default="", help="file with the password")
+    parser.add_argument("--file-host", action="append", default=[], metavar="HOST",
+                        help="another host that files may be downloaded from (repeatable; "
+                             "loopback and, on XMPP, your server's domain are allowed)")
     parser.add_argument("--store", default="", help="the device's SQLite file (default: "
                                                     "under $XDG_DATA_HOME/mls-bridge/chat)")
     parser.add_argument("--log", default="", help="write a log to this file (no "
@@ -113,7 +116,8 @@ async def _client(args: argparse.Namespace, secret: str, store: SqliteMemberStor
     if args.xmpp:
         session = XmppSession(args.xmpp, secret, resource=f"chat-{device.decode()}",
                               hub=args.hub, host=args.host, port=args.port,
-                              cafile=args.cafile, tls=not args.no_tls)
+                              cafile=args.cafile, tls=not args.no_tls,
+                              upload_hosts=frozenset(args.file_host))
     else:
         if not args.homeserver:
             raise SessionError("--matrix needs --homeserver URL")
@@ -121,7 +125,8 @@ async def _client(args: argparse.Namespace, secret: str, store: SqliteMemberStor
         matrix_device = await store.load(NETWORK_DEVICE) or b""
         session = MatrixSession(args.matrix, secret, homeserver=args.homeserver,
                                 hub_user=args.hub_user or f"@mlsbridge:{server}",
-                                device_id=matrix_device.decode())
+                                device_id=matrix_device.decode(),
+                                http_hosts=frozenset(args.file_host))
     return ChatClient(session, store, device=device.decode())
 
 
@@ -133,13 +138,13 @@ async def _run(args: argparse.Namespace, secret: str) -> int:
         return 1
     app = ChatApp(chat)
     try:
-        code = await app.run_async()
+        await app.run_async()
     finally:
         await store.close()
     if app.failure:
         print(f"mls-bridge chat: {app.failure}", file=sys.stderr)
         return 1
-    return code or 0
+    return app.return_code or 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

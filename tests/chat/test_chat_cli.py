@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from bridge.chat.app import ChatApp
 from bridge.chat.main import build_parser, store_path
 from bridge.member import SqliteMemberStore
+from tests.chat.conftest import Accounts, eventually
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,3 +56,16 @@ def test_the_store_lives_under_xdg_data_home(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("XDG_DATA_HOME", "relative/is/ignored")
     assert store_path("alice@example.org") == \
         Path.home() / ".local" / "share" / "mls-bridge" / "chat" / "alice@example.org.sqlite3"
+
+
+async def test_a_refused_password_ends_the_app_with_the_reason(accounts: Accounts) -> None:
+    for network in ("xmpp", "matrix"):
+        account = accounts.new(network, f"wrong{network}")
+        account.password = "not-the-password"
+        app = ChatApp(await accounts.client(account))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await eventually(lambda app=app: app.failure, f"the {network} login to fail")
+            await pilot.pause()
+        assert app.return_code == 1
+        assert ("refused the password" if network == "xmpp" else "login refused") \
+            in app.failure
