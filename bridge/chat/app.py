@@ -68,7 +68,8 @@ class ChatApp(App[None]):
             yield ListView(id="rooms")
             with Vertical():
                 yield Static("", id="banner")
-                yield RichLog(id="timeline", wrap=True, markup=False, auto_scroll=True)
+                yield RichLog(id="timeline", wrap=True, markup=False, auto_scroll=True,
+                              min_width=20)
         yield Input(placeholder="message, or /help", id="input")
 
     async def on_mount(self) -> None:
