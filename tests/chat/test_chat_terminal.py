@@ -28,6 +28,7 @@ def tmux() -> str:
     found = shutil.which("tmux")
     if found is None:
         try:
+            run_checked(["apt-get", "update", "-qq"], "apt-get update", 600)
             run_checked(["apt-get", "install", "-y", "-qq", "tmux"], "apt-get install tmux",
                         600)
         except ServerSetupError as exc:
