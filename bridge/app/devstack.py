@@ -3,7 +3,8 @@
 Starts Prosody (with an XEP-0363 upload service) and Synapse on 127.0.0.1 (installing
 them when missing, like the demo), registers two people -- ``alice@localhost`` on XMPP
 and ``@bob:localhost`` on Matrix, with random passwords in 0600 files -- and a Matrix
-room of Bob's paired with the XMPP room ``lobby@mls.localhost``, runs the bridge (the
+room of Bob's paired with the XMPP room ``lobby@mls.localhost`` (Alice administers the
+pair; whoever is in one of its rooms may join its group by external commit), runs the bridge (the
 code of ``mls-bridge run``) and prints the two ``mls-bridge chat`` command lines. Runs
 until SIGINT/SIGTERM (Ctrl-C), then stops everything it started.
 """
@@ -65,7 +66,7 @@ async def run(workdir: Path) -> int:
             "utf-8").strip(), hub_user)
         xmpp_room = f"{XMPP_ROOM}@{prosody.component_name}"
         config = load_config(write_config(workdir, prosody, synapse, hub_user, hub_password,
-                                          xmpp_room, room))
+                                          xmpp_room, room, f"xmpp:{alice}", join="room"))
         setup_logging(config.log.level, config.log.format, config.log.file,
                       config.secrets())
         ready = asyncio.Event()

@@ -242,8 +242,11 @@ class Member:
             refs.append(ref)
         return refs
 
-    async def _claim(self, user: str) -> KeyPackage:
-        reply = await self._call(Op.CLAIM_KEY_PACKAGE, target=user, cipher_suite=self.cs.id)
+    async def _claim(self, group_id: bytes, user: str) -> KeyPackage:
+        """One of ``user``'s KeyPackages, claimed to add it to ``group_id`` (the hub
+        serves claims to members of the named group only)."""
+        reply = await self._call(Op.CLAIM_KEY_PACKAGE, group_id=group_id, target=user,
+                                 cipher_suite=self.cs.id)
         body = decode(MLSMessage, reply.payload).body
         if not isinstance(body, KeyPackage):
             raise MemberError("the hub returned something other than a KeyPackage")
@@ -314,7 +317,7 @@ class Member:
                 return None
             for who in missing:
                 if who not in claimed:
-                    claimed[who] = await self._claim(who)
+                    claimed[who] = await self._claim(group_id, who)
             return CommitPlan(add=tuple(claimed[who] for who in missing))
 
         return await self._commit(group_id, plan)

@@ -5,41 +5,42 @@ that reconnects with backoff and shows its state."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import secrets
 
-from bridge.app.services.bridge import BridgeService
+from bridge.app.services.bridge import BridgeService, RoomPair
 from bridge.chat import messages
 from bridge.chat.app import ChatApp
 from bridge.chat.membership import short
+from bridge.hub.policy import JoinPolicy
 from tests.chat.conftest import Accounts, bodies, eventually, only_room, shows, submit
 
 
-async def test_join_by_external_commit(accounts: Accounts) -> None:
-    alice = await accounts.started(accounts.new("xmpp", "alice"))
-    await alice.create("lobby")
+async def test_join_by_external_commit(accounts: Accounts, bridge: BridgeService) -> None:
+    """A configured room pair whose join policy is open: anyone may join by external
+    commit, from either network."""
+    owner = await accounts.started(accounts.new("matrix", "owner"))
+    room = await owner.create("open house")
+    xmpp_room = f"open{secrets.token_hex(3)}@{accounts.prosody.component_name}"
+    await bridge.attach_rooms([RoomPair(xmpp_room, room.room_id, join=JoinPolicy.OPEN)])
     app = ChatApp(await accounts.client(accounts.new("xmpp", "dave")))
     async with app.run_test(size=(150, 50)) as pilot:
         dave = app.chat
         await shows(app, "● connected as")
-        await submit(pilot, "/join lobby")
-        await shows(app, "you joined lobby@")
-        await shows(app, "by external commit")
+        await submit(pilot, f"/join {xmpp_room}")
+        await shows(app, f"you joined {xmpp_room} by external commit")
         await eventually(lambda: any(f"{short(dave.me)} joined by external commit" in
                                      getattr(item, "text", "") for item in
-                                     only_room(alice).timeline.items),
-                         "Alice's notice of Dave's join")
+                                     only_room(owner).timeline.items),
+                         "the owner's notice of Dave's join")
         await submit(pilot, "hello lobby")
-        await eventually(lambda: bodies(alice) == ["hello lobby"], "Alice to receive")
-        await submit(pilot, "/join lobby")
-        await shows(app, "! you are already in lobby@")
+        await eventually(lambda: bodies(owner) == ["hello lobby"], "the owner to receive")
+        await submit(pilot, f"/join {xmpp_room}")
+        await shows(app, f"! you are already in {xmpp_room}")
 
 
-async def test_refused_join_waits_for_the_welcome(accounts: Accounts,
-                                                  bridge: BridgeService) -> None:
+async def test_refused_join_waits_for_the_welcome(accounts: Accounts) -> None:
     alice = await accounts.started(accounts.new("xmpp", "alice"))
-    room = await alice.create("club")
-    bridge.hub.config = dataclasses.replace(bridge.hub.config,
-                                            allow_external_join=lambda group, who: False)
+    room = await alice.create("club")  # an unconfigured room: joined by invitation only
     app = ChatApp(await accounts.client(accounts.new("xmpp", "erin")))
     async with app.run_test(size=(150, 50)) as pilot:
         erin = app.chat

@@ -174,15 +174,16 @@ class ParsedRequest:
     reply_device: str
 
 
-async def parse_request(content: Mapping[str, Any], sender: str,
-                        read: BlobReader) -> ParsedRequest:
-    """Parse a request; ``sender`` is the identity URI from the event's ``sender``."""
+async def parse_request(content: Mapping[str, Any], sender: str, read: BlobReader, *,
+                        network: str = "") -> ParsedRequest:
+    """Parse a request; ``sender`` and ``network`` are the requester the bot built
+    from the event's ``sender`` (:func:`transports.matrix.bot.requester`)."""
     _check_version(content)
     request_id = _str(content, ns.K_REQUEST_ID)
     if not request_id or len(request_id) > 128:
         raise MalformedEvent("request_id must be 1..128 characters")
     inbound = Inbound(
-        op=_str(content, ns.K_OP), sender=sender, request_id=request_id,
+        op=_str(content, ns.K_OP), sender=sender, request_id=request_id, network=network,
         group_id=_b64(content, ns.K_GROUP_ID),
         payload=await _blob(content, ns.K_PAYLOAD, read),
         welcome=await _blob(content, ns.K_WELCOME, read),

@@ -260,13 +260,15 @@ def encode_request(request: Inbound, place: Place = inline) -> ET.Element:
     return el
 
 
-def decode_request(el: ET.Element, sender: str, resolve: Resolve = no_refs) -> Inbound:
-    """The :class:`Inbound` an IQ child asks for, with the network-given ``sender``."""
+def decode_request(el: ET.Element, sender: str, resolve: Resolve = no_refs, *,
+                   network: str = "") -> Inbound:
+    """The :class:`Inbound` an IQ child asks for, with the network-given ``sender`` and
+    ``network`` (:func:`transports.xmpp.component.requester`)."""
     try:
         op = Op(_local(el.tag))
     except ValueError as exc:
         raise WireError(f"unknown request <{_local(el.tag)}>") from exc
-    fields: dict[str, Any] = {"op": op.value, "sender": sender}
+    fields: dict[str, Any] = {"op": op.value, "sender": sender, "network": network}
     if group := el.get("group"):
         fields["group_id"] = b64decode(group, "group")
     for attr, field_name in _INBOUND_STR.items():
@@ -395,6 +397,11 @@ CONDITIONS: dict[str, tuple[str, str]] = {
     "no-key-package": ("item-not-found", "cancel"),
     "not-member": ("forbidden", "auth"),
     "forbidden": ("forbidden", "auth"),
+    "not-moderator": ("forbidden", "auth"),
+    "join-policy": ("forbidden", "auth"),
+    "unauthenticated": ("not-authorized", "auth"),
+    "quota": ("resource-constraint", "wait"),
+    "lifetime-too-long": ("not-acceptable", "modify"),
     "unsupported": ("feature-not-implemented", "cancel"),
     "unavailable": ("internal-server-error", "wait"),
     "bad-signature": ("not-acceptable", "modify"),
