@@ -171,7 +171,9 @@ class XmppSession:
             log.warning("cannot enter %s: %s", room_id, exc)
 
     async def create_room(self, name: str) -> str:
-        return self.room_address(name)
+        """Enter the new room first: its first occupant becomes its owner (XEP-0045
+        §10.1), the role the bridge asks of whoever binds a room to a group."""
+        return await self.enter_room(name)
 
     async def leave_room(self, room_id: str) -> None:
         self.plugin.leave_room(room_id)

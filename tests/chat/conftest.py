@@ -156,5 +156,13 @@ def bodies(chat: ChatClient) -> list[str]:
     return [m.body or "" for m in only_room(chat).timeline.messages]
 
 
-async def eventually(check: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
-    return await until(check, what, timeout)
+async def eventually(check: Callable[[], Any], what: str, timeout: float = TIMEOUT,
+                     app: ChatApp | None = None) -> Any:
+    """Poll ``check`` until it holds; on a timeout, the app's screen (if given) says
+    what the person saw."""
+    try:
+        return await until(check, what, timeout)
+    except AssertionError as exc:
+        if app is None:
+            raise
+        raise AssertionError(f"{exc}; the screen:\n{screen(app)}") from None

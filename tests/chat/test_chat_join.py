@@ -66,7 +66,7 @@ async def test_lost_connection_reconnects(accounts: Accounts) -> None:
         await shows(app, "● connected as")
         await submit(pilot, "/create resilient")
         await submit(pilot, f"/add {short(alice.me)}")
-        await eventually(lambda: alice.rooms, "Alice to join")
+        await eventually(lambda: alice.rooms, "Alice to join", app=app)
         shown: list[str] = []
         redraw = app.redraw
 
