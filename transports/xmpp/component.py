@@ -65,6 +65,7 @@ from transports.interface import (
 from transports.xmpp import namespace as ns
 from transports.xmpp.admin import RoomAdmin
 from transports.xmpp.errors import ComponentAuthError, XmppLinkError
+from transports.xmpp.limits import RoomLimits
 from transports.xmpp.requests import RequestService, requester
 from transports.xmpp.rooms import OUTCAST, Affiliations, AffiliationStore
 from transports.xmpp.stanzas import blobs_of, encode_delivery, register_plugins
@@ -142,6 +143,7 @@ class MLSComponent:
         # because the user was offline (bare JID -> stanzas), re-sent on its presence.
         self._welcomes = HeldWelcomes(self._send_raw, state, self._spawn)
         self._pending_leaves: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.limits = RoomLimits()
         self._send_lock = asyncio.Lock()
         self._ready = asyncio.Event()
         self._stopping = False
@@ -292,6 +294,7 @@ class MLSComponent:
     def watch(self, observer: LimitObserver) -> None:
         """Report refusals, drops and queue depths to ``observer`` (the metrics)."""
         self.requests.admission.watch(observer)
+        self.limits.observer = self._welcomes.observer = observer
 
     @property
     def admission(self) -> Admission:
@@ -327,16 +330,20 @@ class MLSComponent:
 
     def _on_presence(self, stanza: StanzaBase) -> None:
         presence = cast(Presence, stanza)
-        room_jid = presence["to"]
-        if presence["type"] != "unavailable":
-            self._welcomes.online(presence["from"].bare)
+        room_jid, bare, kind = presence["to"], presence["from"].bare, presence["type"]
+        if not self.limits.presence(bare, kind):
+            return  # over the presence rate (transports.xmpp.limits)
+        if kind != "unavailable":
+            self._welcomes.online(bare)
         if not room_jid.user or room_jid.domain != self.config.jid:
             return
         room, occupant = room_jid.bare, presence["from"].full
-        kind = presence["type"]
         if kind in ("available", "", "chat", "away", "xa", "dnd"):
             if self.rooms.of(room, requester(presence)[0]) == OUTCAST:
                 self.admin.refuse_entry(presence)  # banned: XEP-0045 §9.1
+                return
+            if not self.limits.may_enter(self.occupants, room, bare, self.rooms):
+                self.admin.refuse_entry(presence, "resource-constraint", "wait")
                 return
             mls_client = presence.xml.find(f"{{{ns.NS}}}{ns.CLIENT}") is not None
             self._join(room, occupant, room_jid.resource or presence["from"].user, mls_client)
@@ -385,6 +392,9 @@ class MLSComponent:
         previous = self._pending_leaves.pop((room, bare), None)
         if previous is not None:
             previous.cancel()
+        if not self.limits.may_wait(self._pending_leaves, bare):
+            self._spawn(self.report(leave))
+            return
         task = asyncio.ensure_future(self._leave_after_grace(room, bare, leave))
         self._pending_leaves[(room, bare)] = task
         self._tasks.add(task)
