@@ -34,6 +34,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from transports.interface import Op
+
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
@@ -61,6 +63,12 @@ class RequestLimits:
     queue_total: int = 1024
     max_request: int = 8 * 1024 * 1024
     max_senders: int = 100_000  # rate-limit buckets kept (the idlest are forgotten)
+
+
+def op_label(op: object) -> str:
+    """A request's op as a metrics label: one of :class:`Op`, else ``unknown`` (a
+    client's made-up op must not add a label value)."""
+    return op if isinstance(op, str) and op in Op._value2member_map_ else "unknown"
 
 
 class LimitObserver(Protocol):
@@ -289,4 +297,4 @@ class Admission:
 
 __all__ = ["BUSY", "RATE_LIMITED", "TOO_LARGE", "Admission", "Clock", "FairQueue", "Job",
            "LimitObserver", "NullObserver", "Overloaded", "RateLimiter", "RequestLimits",
-           "TokenBucket"]
+           "TokenBucket", "op_label"]

@@ -56,6 +56,7 @@ from transports.fairness import (
     LimitObserver,
     Overloaded,
     RequestLimits,
+    op_label,
 )
 from transports.interface import (
     HubService,
@@ -253,7 +254,7 @@ class MatrixHubBot:
         reply_device = content.get(ns.K_REPLY_DEVICE)
         reply_device = reply_device if isinstance(reply_device, str) and reply_device \
             else "*"
-        op = _op_label(content.get(ns.K_OP))
+        op = op_label(content.get(ns.K_OP))
         allowed = self.admission.rate.allow(sender)
 
         async def job() -> None:
@@ -291,7 +292,7 @@ class MatrixHubBot:
         except (MalformedEvent, MediaError, RequestTooLarge) as exc:
             code = TOO_LARGE if isinstance(exc, RequestTooLarge) else "malformed"
             self.admission.observer.refused(Network.MATRIX,
-                                            _op_label(content.get(ns.K_OP)), code)
+                                            op_label(content.get(ns.K_OP)), code)
             reply = Outbound(str(Kind.REPLY), (identity,), request_id, ok=False,
                              code=code, reason=str(exc))
         else:
@@ -517,11 +518,6 @@ class MatrixHubBot:
                              nio.RoomInviteResponse)
         except HomeserverError as exc:  # already invited, or no right to invite
             log.info("invite of %s to %s: %s", user_id, room_id, exc)
-
-
-def _op_label(op: object) -> str:
-    """A request's op as a metrics label: one of :class:`Op`, else ``unknown``."""
-    return op if isinstance(op, str) and op in Op._value2member_map_ else "unknown"
 
 
 def _refuse(request: Inbound, code: str, reason: str) -> Outbound:

@@ -48,6 +48,7 @@ from bridge.hub.policy import JoinPolicy, RoomPolicy
 from bridge.hub.store import Store
 from bridge.relay import Relay
 from transports.errors import LinkError
+from transports.fairness import LimitObserver
 from transports.interface import (
     IDENTITY_SCHEMES,
     Deliverer,
@@ -167,6 +168,8 @@ class BridgeService:
         self.matrix: MatrixService | None = None
         self.bot: MatrixHubBot | None = None
         self.relay = Relay(store, self.hub, self.deliverer)
+        #: who hears of refusals, drops and queue depths at the transports (the metrics)
+        self.limit_observer: LimitObserver | None = None
         self.pairs: dict[tuple[str, str], RoomPair] = {}
         self._initial_pairs = tuple(rooms)
         self._in_flight = 0
@@ -194,6 +197,10 @@ class BridgeService:
                 self.bot = await self.matrix.connect()
                 self.deliverer.networks[MATRIX] = self.bot
                 self.hub.authz.directories[MATRIX] = self.bot
+            if self.limit_observer is not None:
+                for watched in (self.component, self.bot, self.relay):
+                    if watched is not None:
+                        watched.watch(self.limit_observer)
             self.relay.connect(self.component, self.bot)
             await self.relay.start()
             if self.component is not None:
