@@ -38,6 +38,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -57,6 +58,7 @@ from bridge.relay.routing import LocalRouting
 from mls.errors import MLSError
 from transports.errors import TransportError
 from transports.fairness import (
+    Clock,
     FairQueue,
     LimitObserver,
     NullObserver,
@@ -108,7 +110,7 @@ class Relay:
     """Puppets, legacy input and plaintext output for every relayed room."""
 
     def __init__(self, store: Store, hub: HubService, deliverer: LocalRouting, *,
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, clock: Clock = time.monotonic) -> None:
         self.store = store
         self.hub = hub
         self.deliverer = deliverer
@@ -125,7 +127,7 @@ class Relay:
         self._unemitted: dict[bytes, set[int]] = {}  # decrypted seqs not yet re-emitted
         self._emitted_event = asyncio.Event()  # set whenever a re-emit completes
         self.observer: LimitObserver = NullObserver()
-        self._legacy_rate = RateLimiter(LEGACY_RATE, LEGACY_BURST)
+        self._legacy_rate = RateLimiter(LEGACY_RATE, LEGACY_BURST, clock=clock)
         self._inbound = FairQueue(workers=1, per_sender=LEGACY_QUEUE, total=INBOUND_TOTAL,
                                   name="relay-input")
         self._outbound: asyncio.Queue[_Emission] = asyncio.Queue()

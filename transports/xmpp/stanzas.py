@@ -166,7 +166,10 @@ class Sync(_MlsElement):
 
 
 def register_plugins() -> None:
-    """Register the binding's elements on slixmpp's stanzas (idempotent)."""
+    """Register the binding's elements on slixmpp's stanzas (idempotent), and the
+    RFC 6120 §8.3.3.12 condition ``policy-violation`` (too large, rate-limited), which
+    slixmpp's :class:`Error` does not list (it would silently drop it)."""
+    Error.conditions = Error.conditions | {"policy-violation"}
     for cls in REQUEST_CLASSES.values():
         register_stanza_plugin(Iq, cls)
     register_stanza_plugin(Iq, Reply)
