@@ -12,8 +12,9 @@ from typing import Any
 from bridge.app.metrics import HubMetrics, Metrics
 from bridge.app.services.bridge import RoutingDeliverer
 from bridge.hub.store import SqliteStore
+from bridge.member import Content, Received
 from bridge.relay import Relay
-from bridge.relay.relay import LEGACY_BURST, LEGACY_QUEUE
+from bridge.relay.relay import EARLY_KEPT, LEGACY_BURST, LEGACY_QUEUE, OUTBOUND_KEPT
 from transports.interface import Inbound, Outbound
 from transports.xmpp import limits, welcomes
 from transports.xmpp.rooms import OWNER, Affiliations
@@ -149,3 +150,28 @@ def test_metric_labels_come_from_closed_sets() -> None:
     assert metrics.refusals.get(op="unknown", code="rate-limited") == 1
     assert metrics.rate_limited.get(network="matrix") == 1
     assert {dict(labels)["op"] for labels in metrics.requests.values} == {"unknown", "send"}
+
+
+async def test_relay_reemits_and_early_emissions_keep_the_newest(tmp_path: Path) -> None:
+    """Decrypted messages waiting to be re-emitted (the output worker is not running
+    here) and those decrypted before a group's rooms were attached: beyond their bound
+    the oldest is dropped, counted and settled (a puppet may save past it)."""
+    store = await SqliteStore.open(tmp_path / "relay.db")
+    relay = Relay(store, None, RoutingDeliverer())  # type: ignore[arg-type]
+    relay.watch(drops := Drops())
+    try:
+        early, attached = b"\x01" * 32, b"\x02" * 32
+        relay.groups[attached] = None  # type: ignore[assignment]  # rooms: unused here
+        for seq in range(1, EARLY_KEPT + 3):
+            relay.on_decrypted(Received(early, "xmpp:a@x", Content(b"i" * 16, f"t{seq}"), seq, 0))
+        assert [e.seq for e in relay._early[early]][:1] == [3]
+        assert len(relay._early[early]) == EARLY_KEPT
+        for seq in range(1, OUTBOUND_KEPT + 3):
+            relay.on_decrypted(Received(attached, "xmpp:a@x", Content(b"i" * 16, "x"), seq, 0))
+        assert relay._outbound.qsize() == OUTBOUND_KEPT
+        assert relay._outbound.get_nowait().seq == 3
+        assert drops.seen == [("relay-early", "oldest")] * 2 + [("relay-output", "oldest")] * 2
+        assert relay.emitted_through(early, 2) and relay.emitted_through(attached, 2)
+        assert not relay.emitted_through(attached, 3)
+    finally:
+        await store.close()
