@@ -27,6 +27,7 @@ only on the order of submissions and completions.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import OrderedDict, deque
@@ -63,6 +64,10 @@ class RequestLimits:
     queue_total: int = 1024
     max_request: int = 8 * 1024 * 1024
     max_senders: int = 100_000  # rate-limit buckets kept (the idlest are forgotten)
+
+    def with_payload(self, max_request: int) -> RequestLimits:
+        """These limits, taking ``max_request`` payload bytes (the hub's limit)."""
+        return dataclasses.replace(self, max_request=max_request)
 
 
 def op_label(op: object) -> str:

@@ -48,12 +48,12 @@ class FatalError(Exception):
 
 
 def request_limits(config: Config) -> RequestLimits:
-    """What each hub-side transport admits (``[limits]``; the payload bytes of one
-    request are the hub's ``max_payload``, checked before any download)."""
+    """What each hub-side transport admits (``[limits]``; the services take the payload
+    bytes of one request from the hub's ``max_payload``)."""
     lim = config.limits
     return RequestLimits(rate=lim.requests_per_second, burst=lim.request_burst,
                          workers=lim.workers, queue_per_sender=lim.queue_per_sender,
-                         queue_total=lim.queue_total, max_request=config.hub.max_payload)
+                         queue_total=lim.queue_total)
 
 
 def _component_config(config: Config) -> ComponentConfig:

@@ -187,13 +187,16 @@ class BridgeService:
         self._accepting = True
         try:
             if self.xmpp_config is not None:
-                self.component = MLSComponent(self.xmpp_config, state=StoreState(self.store),
+                xmpp = dataclasses.replace(self.xmpp_config, limits=self.xmpp_config.limits
+                                           .with_payload(self.hub.config.max_payload))
+                self.component = MLSComponent(xmpp, state=StoreState(self.store),
                                               affiliations=self.store)
                 self.component.bind(self)
                 self.deliverer.networks[XMPP] = self.component
                 self.hub.authz.directories[XMPP] = self.component
             if self.matrix_config is not None:
-                self.matrix = MatrixService(self.store, self.identity, self.matrix_config)
+                self.matrix = MatrixService(self.store, self.identity, self.matrix_config,
+                                            hub_config=self.hub.config)
                 self.bot = await self.matrix.connect()
                 self.deliverer.networks[MATRIX] = self.bot
                 self.hub.authz.directories[MATRIX] = self.bot

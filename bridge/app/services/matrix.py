@@ -117,7 +117,8 @@ class MatrixService:
         for a caller that builds its own hub around the bot (the combined bridge)."""
         self.client = client = await self._login()
         self.bot = MatrixHubBot(client, self.store, group_suite=self._group_suite,
-                                limits=self.config.limits)
+                                limits=self.config.limits.with_payload(
+                                    (self.hub_config or HubConfig()).max_payload))
         return self.bot
 
     async def serve(self, hub: HubService) -> None:
