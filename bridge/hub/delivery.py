@@ -47,6 +47,7 @@ from bridge.errors import (
     NotMember,
     PrivateProposal,
     ProposalsMissing,
+    QuotaExceeded,
     Rejection,
     StaleEpoch,
     TooLarge,
@@ -67,6 +68,7 @@ from bridge.hub.store import (
     ProposalsNotCovered,
     Store,
     StoreError,
+    StoreQuota,
     StoreUsageError,
     UnknownGroup,
     WrongEpoch,
@@ -185,6 +187,9 @@ class Hub:
             if request.size() > self.config.max_payload:
                 raise TooLarge(f"request of {request.size()} bytes exceeds the limit of "
                                f"{self.config.max_payload} bytes")
+            if request.op == Op.GET_GROUP_INFO and not request.group_id:
+                # joining by a room's address: the reply names the room's group
+                request = dataclasses.replace(request, group_id=await self._group_of(request))
             await self.authz.check(request)
             return await self._handlers[request.op](request)
         except Rejection as exc:
@@ -227,7 +232,8 @@ class Hub:
 
     def _refusal(self, request: Inbound, exc: Rejection) -> Outbound:
         epoch = getattr(exc, "current_epoch", 0)
-        log.info("refused %s from %s: %s", request.op, request.sender, exc.code)
+        log.info("refused %s from %s: %s", request.op, request.sender, exc.code,
+                 extra={"flood_key": f"{request.sender}|{exc.code}"})  # bridge.app.logs
         return Outbound(Kind.REPLY, (request.sender,), request.request_id, request.group_id,
                         ok=False, code=exc.code, reason=exc.reason, epoch=epoch)
 
@@ -291,9 +297,12 @@ class Hub:
                 group.group_id, group.context.cipher_suite, epoch=0,
                 group_info=request.group_info, ratchet_tree=group.ratchet_tree(),
                 hub_state=public_view.state_bytes(group),
-                members=public_view.member_list(group))
+                members=public_view.member_list(group), creator=request.sender,
+                max_per_creator=self.config.max_groups_per_user)
         except Conflict as exc:
             raise AlreadyExists(str(exc)) from exc
+        except StoreQuota as exc:
+            raise QuotaExceeded(str(exc)) from exc
         except StoreError as exc:
             raise Unavailable(f"store failed: {type(exc).__name__}") from exc
         if room is not None:
@@ -357,7 +366,7 @@ class Hub:
                 rooms=await self._rooms(group_id)))
             await self._deliver_welcomes(group_id, seq, checked.group.epoch,
                                          checked.welcome_recipients,
-                                         checked.group.ratchet_tree())
+                                         checked.group.ratchet_tree(), request.sender)
             if checked.external:
                 await self.removes.repropose(group, checked.group)
         return self._reply(request, group_id=group_id, seq=seq, epoch=checked.group.epoch)
@@ -382,9 +391,12 @@ class Hub:
                 ratchet_tree=new.ratchet_tree(), welcome=request.welcome or None,
                 welcome_recipients=checked.welcome_recipients, sender=request.sender,
                 covered_proposals=None if checked.external else checked.commit.covered,
-                members=public_view.member_list(new))
+                members=public_view.member_list(new),
+                max_pending_welcomes=self.config.max_pending_welcomes)
         except WrongEpoch as exc:
             raise WrongEpochRejection(exc.current_epoch) from exc
+        except StoreQuota as exc:
+            raise QuotaExceeded(str(exc)) from exc
         except ProposalsNotCovered as exc:
             raise ProposalsMissing(str(exc)) from exc
         except StoreError as exc:
@@ -396,8 +408,10 @@ class Hub:
         return seq
 
     async def _deliver_welcomes(self, group_id: bytes, commit_seq: int, epoch: int,
-                                recipients: tuple[str, ...], tree: bytes) -> None:
-        """After the commit is stored and fanned out: each new member's Welcome."""
+                                recipients: tuple[str, ...], tree: bytes,
+                                sender: str = "") -> None:
+        """After the commit is stored and fanned out: each new member's Welcome (its
+        ``sender``: who submitted the commit, so the joiner can say who added them)."""
         for recipient in recipients:
             for pending in await self.store.pending_welcomes(recipient):
                 if pending.group_id != group_id or pending.commit_seq != commit_seq:
@@ -405,7 +419,8 @@ class Hub:
                 try:
                     await self._deliver(Outbound(
                         Kind.WELCOME, (recipient,), group_id=group_id, seq=commit_seq,
-                        epoch=epoch, payload=pending.welcome, ratchet_tree=tree))
+                        epoch=epoch, sender=sender, payload=pending.welcome,
+                        ratchet_tree=tree))
                 except LinkError as exc:
                     log.warning("Welcome delivery failed (kept for fetch): %s", exc)
                     continue

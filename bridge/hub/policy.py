@@ -61,7 +61,12 @@ class HubConfig:
     members reporting one commit get its committer removed and banned from the group
     (every other member, if there are fewer); a report may name a commit at most
     ``report_window`` epochs old; at most ``external_commit_limit`` external commits
-    per identity and group in any ``external_commit_window`` seconds."""
+    per identity and group in any ``external_commit_window`` seconds.
+
+    Per-user quotas of what the hub stores (docs/SECURITY.md, "Limits"):
+    ``max_groups_per_user`` groups an identity created that still exist,
+    ``max_pending_welcomes`` Welcomes waiting for one recipient (a commit that would
+    add one more is refused)."""
 
     max_payload: int = 1 << 20
     max_epoch_lag: int = 1
@@ -78,6 +83,8 @@ class HubConfig:
     report_window: int = 16
     external_commit_limit: int = 3
     external_commit_window: int = 60
+    max_groups_per_user: int = 100
+    max_pending_welcomes: int = 64
 
 
 class HubObserver(Protocol):

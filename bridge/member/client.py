@@ -104,6 +104,9 @@ class Member:
         self._bundles: dict[bytes, tuple[KeyPackageBundle, bool]] = {}
         self._slots: dict[bytes, GroupSlot] = {}
         self._request_ids = 0
+        # request ids must not repeat across restarts (a transport may deduplicate by
+        # sender and id: the Matrix bot remembers them for a week)
+        self._request_prefix = f"{device}-{os.urandom(4).hex()}"
         self.recovery = Recovery(report=self._report, rejoin=self.rejoin,
                                  identity=lambda: self.identity, interval=resync_interval,
                                  attempts=resync_attempts)
@@ -200,7 +203,7 @@ class Member:
 
     async def _request(self, op: Op, **fields: object) -> Outbound:
         self._request_ids += 1
-        request = Inbound(op, self.identity, f"{self.device}-{self._request_ids}",
+        request = Inbound(op, self.identity, f"{self._request_prefix}-{self._request_ids}",
                           **fields)  # type: ignore[arg-type]
         return await self.link.request(request)
 

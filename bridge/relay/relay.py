@@ -83,6 +83,14 @@ from bridge.relay.secrets_file import (
 )
 from mls.errors import MLSError
 from transports.errors import TransportError
+from transports.fairness import (
+    Clock,
+    FairQueue,
+    LimitObserver,
+    NullObserver,
+    Overloaded,
+    RateLimiter,
+)
 from transports.interface import network_of
 from transports.matrix import events as matrix_events
 from transports.matrix import namespace as matrix_ns
@@ -93,6 +101,12 @@ from transports.xmpp.nicks import NO_OWNER, Reservation
 
 log = logging.getLogger(__name__)
 
+LEGACY_RATE = 2.0  # legacy input (messages, joins) per second per legacy user, sustained
+LEGACY_BURST = 10  # ... and at once
+LEGACY_QUEUE = 16  # a legacy user's input jobs waiting
+INBOUND_TOTAL = 1024  # every legacy user's input jobs waiting
+OUTBOUND_KEPT = 4096  # decrypted messages waiting to be re-emitted (the oldest dropped)
+EARLY_KEPT = 1024  # per group, decrypted before the group's rooms were attached
 SETTLE_TIMEOUT = 30.0  # seconds a puppet waits for re-emits before saving anyway
 EMITTED_CURSOR = "relay:emitted:"  # + group id hex: the last log seq re-emitted
 MLS_MARK = " (MLS)"  # how MLS members' re-emitted messages are marked on XMPP
@@ -124,8 +138,8 @@ class Relay:
     default an in-memory one the relay owns, for tests: nothing survives)."""
 
     def __init__(self, store: Store, hub: Hub, deliverer: LocalRouting, *,
-                 secrets: PuppetSecrets | None = None,
-                 retry: RetryPolicy | None = None) -> None:
+                 secrets: PuppetSecrets | None = None, retry: RetryPolicy | None = None,
+                 clock: Clock = time.monotonic) -> None:
         self.store = store
         self.hub = hub
         self.deliverer = deliverer
@@ -147,9 +161,16 @@ class Relay:
         self._unemitted: dict[bytes, set[int]] = {}  # decrypted seqs not yet re-emitted
         self._disabled: set[bytes] = set()  # groups whose relay was turned off
         self._emitted_event = asyncio.Event()  # set whenever a re-emit completes
-        self._inbound: asyncio.Queue[Job] = asyncio.Queue()
+        self.observer: LimitObserver = NullObserver()
+        self._legacy_rate = RateLimiter(LEGACY_RATE, LEGACY_BURST, clock=clock)
+        self._inbound = FairQueue(workers=1, per_sender=LEGACY_QUEUE, total=INBOUND_TOTAL,
+                                  name="relay-input")
         self._outbound: asyncio.Queue[_Emission] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+
+    def watch(self, observer: LimitObserver) -> None:
+        """Report drops and queue depths to ``observer`` (the metrics)."""
+        self.observer = self._inbound.observer = observer
 
     def connect(self, component: MLSComponent | None, bot: MatrixHubBot | None) -> None:
         self.component, self.bot = component, bot
@@ -162,7 +183,8 @@ class Relay:
     async def start(self) -> None:
         """Move puppet secrets an earlier version kept in the hub store into the secrets
         file, bring back the puppets, retire those named before relay identities had
-        their own namespace, and start the two workers."""
+        their own namespace, and start the output worker (the input's are
+        the fair queue's)."""
         if self.secrets is None:
             self.secrets = await PuppetSecrets.open(MEMORY)
         moved = await migrate_from_cursors(self.store, self.secrets)
@@ -173,9 +195,7 @@ class Relay:
                 await self._puppet(identity)
             else:
                 await self._retire_unmarked(identity)
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._work_inbound()),
-                       loop.create_task(self._work_outbound())]
+        self._tasks = [asyncio.get_running_loop().create_task(self._work_outbound())]
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Finish queued legacy input and output (up to ``timeout`` s), then stop."""
@@ -184,6 +204,7 @@ class Relay:
                 await asyncio.wait_for(self._drain(), timeout)
             except TimeoutError:
                 log.warning("relay stopped with work still queued")
+        await self._inbound.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -220,11 +241,12 @@ class Relay:
             self.component.info.relay(xmpp_room, NOTICE)
         for emission in self._early.pop(group_id, []):
             if emission.seq > self._emitted_upto[group_id]:
-                self._outbound.put_nowait(emission)
+                self._emit_later(emission)
             else:
                 self._settled(emission)
         if first:
-            self._inbound.put_nowait(lambda: self._announce_and_scan(group_id, rooms))
+            self._inbound.submit("", self._guarded(
+                lambda: self._announce_and_scan(group_id, rooms)))
 
     async def disable(self, xmpp_room: str, matrix_room: str, group_id: bytes) -> None:
         """The pair is not (or no longer) relayed: if it was, its puppets leave the
@@ -244,7 +266,7 @@ class Relay:
             except (BridgeError, TransportError) as exc:
                 log.warning("relay: a puppet could not leave: %s", exc)
             if set(puppet.group_ids()) <= {group_id}:
-                await self._drop(identity)
+                await self._drop_puppet(identity)
         await self.notices.mode(group_id, xmpp_room, matrix_room, on=False)
 
     async def _announce_and_scan(self, group_id: bytes, rooms: _Rooms) -> None:
@@ -293,7 +315,10 @@ class Relay:
             return
         self.mls_clients.add(identity)
         if relay_identity(identity) in self.puppets:
-            self.queue(lambda: self._replace(identity))
+            try:  # the bridge's own work, not legacy input: not rate-limited
+                self._inbound.submit(identity, self._guarded(lambda: self._replace(identity)))
+            except Overloaded:  # replaced when the user is next seen
+                self.mls_clients.discard(identity)
 
     async def _replace(self, identity: str) -> None:
         """The user ``identity`` runs an MLS client now: the hub removes its puppet's
@@ -310,10 +335,10 @@ class Relay:
             except Rejection as exc:
                 log.info("relay: puppet not removed from %s: %s", group_id.hex()[:16],
                          exc.code)
-        await self._drop(relayed)
+        await self._drop_puppet(relayed)
         log.info("relay: puppet replaced by the user's own client")
 
-    async def _drop(self, relayed: str) -> None:
+    async def _drop_puppet(self, relayed: str) -> None:
         """Stop a puppet and forget it with its secrets."""
         puppet = self.puppets.pop(relayed, None)
         self.deliverer.remove_local(relayed)
@@ -408,19 +433,29 @@ class Relay:
 
     # -- legacy input ----------------------------------------------------------------------
 
-    def queue(self, job: Job) -> None:
-        """:class:`bridge.relay.observers.LegacyInput`: run ``job`` on the input worker."""
-        self._inbound.put_nowait(job)
+    def queue(self, identity: str, job: Job) -> None:
+        """:class:`bridge.relay.observers.LegacyInput`: run ``job`` on the input worker,
+        in ``identity``'s turn (legacy users are served round-robin, each in order). A
+        legacy user over :data:`LEGACY_RATE` (each message costs an MLS encryption and
+        a request; a join, an external commit), or with :data:`LEGACY_QUEUE` jobs
+        waiting, has the job dropped: the text is not relayed (counted, logged)."""
+        try:
+            if not self._legacy_rate.allow(identity):
+                self.observer.dropped("relay-input", "rate")
+                raise Overloaded("rate")
+            self._inbound.submit(identity, self._guarded(job))
+        except Overloaded as exc:
+            log.info("relay: dropped input from %s (%s)", identity, exc.reason,
+                     extra={"flood_key": f"relay|{identity}"})
 
-    async def _work_inbound(self) -> None:
-        while True:
-            job = await self._inbound.get()
+    @staticmethod
+    def _guarded(job: Job) -> Job:
+        async def run() -> None:
             try:
                 await job()
             except (BridgeError, MLSError, StoreError, TransportError) as exc:
                 log.warning("relay: %s: %s", type(exc).__name__, exc)
-            finally:
-                self._inbound.task_done()
+        return run
 
     async def xmpp_joined(self, room: str, occupant: str, mls_client: bool) -> None:
         identity = xmpp_identity(occupant)
@@ -448,8 +483,8 @@ class Relay:
             return  # an MLS user's plain message: not ours to encrypt
         content = Content(os.urandom(16), text)
         seq = await puppet.send_content(group_id, content)
-        self._outbound.put_nowait(_Emission(group_id, seq, puppet.identity, text, transport,
-                                            occupant))
+        self._emit_later(_Emission(group_id, seq, puppet.identity, text, transport,
+                                   occupant))
 
     # -- output ----------------------------------------------------------------------------
 
@@ -474,9 +509,28 @@ class Relay:
         emission = _Emission(received.group_id, received.seq, received.sender, text)
         self._unemitted.setdefault(received.group_id, set()).add(received.seq)
         if received.group_id not in self.groups:  # restarted: rooms not attached yet
-            self._early.setdefault(received.group_id, []).append(emission)
+            early = self._early.setdefault(received.group_id, [])
+            early.append(emission)
+            if len(early) > EARLY_KEPT:
+                self._drop(early.pop(0), "relay-early")
             return
+        self._emit_later(emission)
+
+    def _emit_later(self, emission: _Emission) -> None:
+        """Queue a re-emit; beyond :data:`OUTBOUND_KEPT` waiting, the oldest waiting
+        one is dropped (the rooms show the latest conversation)."""
+        if self._outbound.qsize() >= OUTBOUND_KEPT:
+            self._drop(self._outbound.get_nowait(), "relay-output")
+            self._outbound.task_done()
         self._outbound.put_nowait(emission)
+        self.observer.depth("relay-output", self._outbound.qsize())
+
+    def _drop(self, emission: _Emission, queue: str) -> None:
+        """A decrypted message that will not be re-emitted (counted, never logged)."""
+        self.observer.dropped(queue, "oldest")
+        log.warning("relay: a message of group %s was not re-emitted (%s full)",
+                    emission.group_id.hex()[:16], queue, extra={"flood_key": queue})
+        self._settled(emission)
 
     async def _work_outbound(self) -> None:
         while True:

@@ -162,8 +162,9 @@ class RoomAdmin:
 
     def refuse_entry(self, presence: Presence, condition: str = "forbidden",
                      error_type: str = "auth", text: str = "") -> None:
-        """A presence error: an outcast may not enter (XEP-0045 §9.1, ``forbidden``);
-        a nickname in use or reserved may not be taken (§7.2.9, ``conflict``)."""
+        """A presence error for an entry refused: an outcast's (XEP-0045 §9.1,
+        ``forbidden``), one beyond the component's limits (:mod:`transports.xmpp.limits`,
+        ``resource-constraint``), a nickname in use or reserved (§7.2.9, ``conflict``)."""
         error = self.host.xmpp.make_presence(pto=presence["from"], pfrom=presence["to"],
                                              ptype="error")
         ET.SubElement(error.xml, f"{{{ns.NS_MUC}}}x")
