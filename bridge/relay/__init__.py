@@ -5,7 +5,9 @@
 - :mod:`bridge.relay.puppets` -- the puppet member and its in-process link to the hub
   (as its ``relay+`` identity);
 - :mod:`bridge.relay.secrets_file` -- the puppets' keys and group state, in a 0600 file
-  of their own (never in the hub's store), and the migration out of the hub's cursors;
+  of their own (never in the hub's store);
+- :mod:`bridge.relay.upgrade` -- earlier versions' puppets on start: moved out of the
+  hub store's cursors, and those named by network identities retired;
 - :mod:`bridge.relay.notices` -- what everyone in a relayed room is told, and when;
 - :mod:`bridge.relay.observers` -- legacy room activity (joins, plain messages) from
   the XMPP component and the Matrix bot into the relay;

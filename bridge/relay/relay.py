@@ -35,7 +35,8 @@ Plaintext is never logged and never stored: puppets keep group state only (their
 received messages are handed over and dropped at once).
 
 This module holds :class:`Relay`; the puppets are in :mod:`bridge.relay.puppets`, their
-secrets in :mod:`bridge.relay.secrets_file`, the legacy-room observers in
+secrets in :mod:`bridge.relay.secrets_file` (earlier versions' brought up to date by
+:mod:`bridge.relay.upgrade`), the legacy-room observers in
 :mod:`bridge.relay.observers`, the notices in :mod:`bridge.relay.notices`, and the
 protocol through which puppets receive deliveries in-process in
 :mod:`bridge.relay.routing`.
@@ -63,7 +64,7 @@ from bridge.identities import (
     relay_identity,
     relayed_user,
 )
-from bridge.member import Content, GroupSlot, Received, RetryPolicy
+from bridge.member import Content, Received, RetryPolicy
 from bridge.relay.notices import NOTICE, Notices, txn
 from bridge.relay.observers import (
     MATRIX,
@@ -75,12 +76,8 @@ from bridge.relay.observers import (
 )
 from bridge.relay.puppets import LocalLink, Puppet
 from bridge.relay.routing import LocalRouting
-from bridge.relay.secrets_file import (
-    MEMORY,
-    PuppetSecrets,
-    SecretsMemberStore,
-    migrate_from_cursors,
-)
+from bridge.relay.secrets_file import MEMORY, PuppetSecrets, SecretsMemberStore
+from bridge.relay.upgrade import bring_back
 from mls.errors import MLSError
 from transports.errors import TransportError
 from transports.fairness import (
@@ -187,14 +184,8 @@ class Relay:
         the fair queue's)."""
         if self.secrets is None:
             self.secrets = await PuppetSecrets.open(MEMORY)
-        moved = await migrate_from_cursors(self.store, self.secrets)
-        if moved:
-            log.info("relay: moved %d puppet(s) out of the hub store", len(moved))
-        for identity in await self.secrets.puppets():
-            if is_relayed(identity):
-                await self._puppet(identity)
-            else:
-                await self._retire_unmarked(identity)
+        for identity in await bring_back(self.store, self.hub, self.secrets):
+            await self._puppet(identity)
         self._tasks = [asyncio.get_running_loop().create_task(self._work_outbound())]
 
     async def stop(self, timeout: float = 10.0) -> None:
@@ -346,31 +337,6 @@ class Relay:
             await puppet.stop()
         assert self.secrets is not None
         await self.secrets.remove_puppet(relayed)
-
-    async def _retire_unmarked(self, old: str) -> None:
-        """A puppet saved before relay identities had their own namespace: its leaves
-        named the legacy user's network identity. The hub removes exactly those leaves
-        (by their signature key, reason ``replaced``), its secrets are forgotten, and the
-        user gets a ``relay+`` puppet when next seen."""
-        assert self.secrets is not None
-        for key in await self.secrets.keys(old, "group:"):
-            data = await self.secrets.load(old, key)
-            if data is None:
-                continue
-            group = GroupSlot.from_bytes(data).group
-            if not group.active:
-                continue
-            leaf = dict(group.members()).get(group.own_leaf)
-            if leaf is None or identity_of(leaf.credential) != old:
-                continue
-            try:
-                await self.hub.remove_member(group.group_id, old,
-                                             Removal(REPLACED, relay_identity(old)),
-                                             signature_key=leaf.signature_key)
-            except (Rejection, ValueError) as exc:
-                log.info("relay: an old puppet leaf was not removed: %s", exc)
-        await self.secrets.remove_puppet(old)
-        log.info("relay: retired a puppet named before relay identities")
 
     # -- puppets -------------------------------------------------------------------------
 

@@ -17,16 +17,13 @@ configuration (default: ``<database>.relay-secrets`` beside a SQLite store):
 * tables: ``puppets`` (the relay identities the relay runs) and ``puppet_state``
   (puppet, key, value: what :class:`bridge.member.MemberStore` saves).
 
-:func:`migrate_from_cursors` moves puppet state written by earlier versions into the
-hub store's cursors (``relay:puppets`` and ``relay:<identity>:...``) out into this
-file, then blanks those cursors.
+What earlier versions kept in the hub store's cursors is moved here on start by
+:mod:`bridge.relay.upgrade`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import os
 import secrets
 import sqlite3
@@ -38,7 +35,6 @@ from typing import TypeVar
 import aiosqlite
 
 from bridge.errors import StoreUnavailable
-from bridge.hub.store import Store
 from bridge.hub.store.sqlite import sqlite_transaction
 from bridge.hub.store.transactions import Flight, TransactionalStore, transaction, uncancelled
 
@@ -49,8 +45,6 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS puppet_state (puppet TEXT NOT NULL, key TEXT NOT NULL,"
     " value BLOB NOT NULL, PRIMARY KEY (puppet, key))",
 )
-#: The hub-store cursors of earlier versions (read and blanked by the migration).
-OLD_PUPPETS_CURSOR = "relay:puppets"
 MEMORY = ":memory:"
 
 
@@ -177,31 +171,6 @@ class SecretsMemberStore:
         return await self._secrets.keys(self._puppet, prefix)
 
 
-async def migrate_from_cursors(store: Store, secrets_store: PuppetSecrets) -> list[str]:
-    """Move the puppets an earlier version kept in the hub store's cursors into the
-    secrets file, then blank those cursors (a crash in between repeats the copy, which
-    is idempotent). Returns the identities moved (as the earlier version named them)."""
-    listed = await store.get_cursor(OLD_PUPPETS_CURSOR)
-    if not listed:
-        return []
-    moved = []
-    for identity in json.loads(listed):
-        prefix = f"relay:{identity}:"
-        index = await store.get_cursor(prefix + "#keys")
-        items: dict[str, bytes] = {}
-        for key in json.loads(index) if index else []:
-            value = await store.get_cursor(prefix + key)
-            if value:
-                items[key] = base64.b64decode(value)
-        await secrets_store.import_puppet(identity, items)
-        for key in items:
-            await store.set_cursor(prefix + key, "")
-        await store.set_cursor(prefix + "#keys", "")
-        moved.append(identity)
-    await store.set_cursor(OLD_PUPPETS_CURSOR, "")
-    return moved
-
-
 def _create_or_check(path: Path) -> None:
     """Create the file atomically with mode 0600, or check an existing one is 0600."""
     try:
@@ -250,5 +219,4 @@ def _create(path: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
-__all__ = ["OLD_PUPPETS_CURSOR", "PuppetSecrets", "SecretsFileError", "SecretsMemberStore",
-           "migrate_from_cursors"]
+__all__ = ["PuppetSecrets", "SecretsFileError", "SecretsMemberStore"]

@@ -20,12 +20,8 @@ from bridge.errors import NotMember
 from bridge.hub.removals import REPLACED, Removal
 from bridge.member import Member, MemoryMemberStore
 from bridge.relay import PuppetSecrets, Relay
-from bridge.relay.secrets_file import (
-    OLD_PUPPETS_CURSOR,
-    SecretsFileError,
-    SecretsMemberStore,
-    migrate_from_cursors,
-)
+from bridge.relay.secrets_file import SecretsFileError, SecretsMemberStore
+from bridge.relay.upgrade import OLD_PUPPETS_CURSOR, migrate_from_cursors
 from mls.codec import decode
 from mls.messages.framing import MLSMessage, PublicMessage
 from tests.bridge.conftest import Harness
