@@ -347,6 +347,13 @@ class PostgresStore(Store):
             )
             if not inserted:
                 raise Conflict(f"KeyPackage {ref.hex()} already published")
+            await conn.execute(
+                "INSERT INTO key_package_refs (ref, user_id, expires_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (ref) DO NOTHING",
+                ref,
+                user,
+                expires_at,
+            )
 
     async def claim_key_package(
         self, user: str, cipher_suite: int, now: int, device: str | None = None
@@ -391,8 +398,15 @@ class PostgresStore(Store):
 
     async def purge_expired(self, now: int) -> int:
         async with self._tx() as conn:
+            await conn.execute("DELETE FROM key_package_refs WHERE expires_at < $1", now)
             status = await conn.execute("DELETE FROM key_packages WHERE expires_at < $1", now)
         return _affected(status)
+
+    async def key_package_publisher(self, ref: bytes) -> str | None:
+        async with self._tx() as conn:
+            user = await conn.fetchval(
+                "SELECT user_id FROM key_package_refs WHERE ref = $1", ref)
+        return None if user is None else str(user)
 
     # -- rooms ---------------------------------------------------------------------
 

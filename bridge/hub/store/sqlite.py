@@ -343,6 +343,11 @@ class SqliteStore(Store):
                 " expires_at, last_resort) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (ref, user, device, cipher_suite, key_package, expires_at, int(last_resort)),
             )
+            await conn.execute(
+                "INSERT INTO key_package_refs (ref, user_id, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (ref) DO NOTHING",
+                (ref, user, expires_at),
+            )
 
     async def claim_key_package(
         self, user: str, cipher_suite: int, now: int, device: str | None = None
@@ -387,8 +392,15 @@ class SqliteStore(Store):
 
     async def purge_expired(self, now: int) -> int:
         async with self._tx() as conn:
+            await conn.execute("DELETE FROM key_package_refs WHERE expires_at < ?", (now,))
             cursor = await conn.execute("DELETE FROM key_packages WHERE expires_at < ?", (now,))
             return cursor.rowcount
+
+    async def key_package_publisher(self, ref: bytes) -> str | None:
+        async with self._tx(write=False) as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT user_id FROM key_package_refs WHERE ref = ?", (ref,))
+        return str(next(iter(rows))[0]) if rows else None
 
     # -- rooms ---------------------------------------------------------------------
 
