@@ -43,7 +43,8 @@ from typing import Protocol
 class Op(enum.StrEnum):
     """What an :class:`Inbound` asks of the hub."""
 
-    HUB_INFO = "hub-info"  # reply payload: the hub's ExternalSender (for new groups)
+    HUB_INFO = "hub-info"  # reply payload: HubInfo (external sender, CA certificate)
+    ATTEST = "attest"  # payload=AttestRequest -> reply payload: an X.509 Credential
     CREATE_GROUP = "create-group"  # group_info (epoch 0), ratchet_tree; transport+room_id
     ATTACH_ROOM = "attach-room"  # group_id, transport, room_id
     SUBMIT_COMMIT = "submit-commit"  # payload=commit, welcome, group_info, ratchet_tree

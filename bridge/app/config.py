@@ -99,6 +99,7 @@ class HubSettings:
     max_payload: int = 8 * 1024 * 1024
     max_epoch_lag: int = 1
     log_page_limit: int = 500
+    certificate_validity_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,9 @@ class Config:
                  f"hub identity: {self.identity_path()}"
                  + (f" (name {self.hub.name})" if self.hub.name else ""),
                  f"hub limits: max_payload={self.hub.max_payload} "
-                 f"max_epoch_lag={self.hub.max_epoch_lag}"]
+                 f"max_epoch_lag={self.hub.max_epoch_lag}",
+                 f"hub attestations: X.509, valid {self.hub.certificate_validity_days} "
+                 f"days"]
         if self.xmpp is not None:
             x = self.xmpp
             lines.append(f"network xmpp: component {x.jid} -> {x.host}:{x.port} "
@@ -506,7 +509,8 @@ def parse_config(data: Mapping[str, Any], path: Path,
         hub = HubSettings(h.text("name", ""), h.text("identity_file", ""),
                           h.integer("max_payload", hub.max_payload, low=1024),
                           h.integer("max_epoch_lag", 1, low=0, high=1000),
-                          h.integer("log_page_limit", 500, low=1, high=100000))
+                          h.integer("log_page_limit", 500, low=1, high=100000),
+                          h.integer("certificate_validity_days", 30, low=1, high=365))
         h.done()
     retry = RetrySettings()
     if (r := root.table("retry")) is not None:

@@ -70,7 +70,8 @@ def _matrix_config(config: Config) -> MatrixServiceConfig:
 def _hub_config(config: Config) -> HubConfig:
     return HubConfig(max_payload=config.hub.max_payload,
                      max_epoch_lag=config.hub.max_epoch_lag,
-                     log_page_limit=config.hub.log_page_limit)
+                     log_page_limit=config.hub.log_page_limit,
+                     certificate_validity=config.hub.certificate_validity_days * 86400)
 
 
 def hub_name(config: Config) -> str:

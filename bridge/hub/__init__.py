@@ -4,7 +4,9 @@ keeps its log, KeyPackage directory and GroupInfo, and fans messages out.
 - :mod:`bridge.hub.delivery` -- :class:`Hub`, one strongly consistent delivery service
   per group;
 - :mod:`bridge.hub.public_view` -- what the hub checks without group secrets;
-- :mod:`bridge.hub.identity` -- :class:`HubIdentity`, its name and signing keys;
+- :mod:`bridge.hub.attestation` -- the hub as its members' Authentication Service
+  (hub-info, attest, the credential checks at publish and of Adds);
+- :mod:`bridge.hub.identity` -- :class:`HubIdentity`, its name, signing keys and CA;
 - :mod:`bridge.hub.policy` -- :class:`HubConfig` (local policy) and
   :class:`HubObserver` (metrics hook);
 - :mod:`bridge.hub.store` -- its persistent state (SQLite, PostgreSQL).

@@ -45,6 +45,7 @@ from bridge.errors import (
     WrongEpochRejection,
 )
 from bridge.hub import public_view
+from bridge.hub.attestation import Attestation
 from bridge.hub.identity import HubIdentity
 from bridge.hub.policy import HubConfig, HubObserver
 from bridge.hub.public_view import PublicGroup
@@ -60,7 +61,6 @@ from bridge.hub.store import (
     UnknownGroup,
     WrongEpoch,
 )
-from bridge.identities import identity_of
 from mls.codec import encode
 from mls.enums import ContentType, WireFormat
 from mls.errors import MLSError, ValidationError
@@ -105,8 +105,10 @@ class Hub:
         self.clock = clock or (lambda: int(time.time()))
         self._locks: dict[bytes, asyncio.Lock] = {}
         self._views: dict[bytes, tuple[int, PublicGroup]] = {}
+        self.attestation = Attestation(identity, self.clock, self.config.certificate_validity)
         self._handlers: dict[str, Handler] = {
-            Op.HUB_INFO: self._hub_info,
+            Op.HUB_INFO: self.attestation.hub_info,
+            Op.ATTEST: self.attestation.attest,
             Op.CREATE_GROUP: self._create_group,
             Op.ATTACH_ROOM: self._attach_room,
             Op.SUBMIT_COMMIT: self._submit_commit,
@@ -197,7 +199,8 @@ class Hub:
             return record, cached[1]
         if record.ratchet_tree is None:
             raise Unavailable("the group has no ratchet tree")
-        view = PublicGroup.load(record.hub_state, record.ratchet_tree)
+        view = PublicGroup.load(record.hub_state, record.ratchet_tree,
+                                self.attestation.anchor)
         self._views[group_id] = (record.epoch, view)
         return record, view
 
@@ -215,17 +218,13 @@ class Hub:
 
     # -- groups and rooms -----------------------------------------------------------------
 
-    async def _hub_info(self, request: Inbound) -> Outbound:
-        suite_id = request.cipher_suite or 1
-        sender = self.identity.external_sender(suite_id)
-        return self._reply(request, payload=encode(sender), sender=self.identity.name)
-
     async def _create_group(self, request: Inbound) -> Outbound:
         body = public_view.parse_message(request.group_info, "GroupInfo").body
         suite_id = getattr(getattr(body, "group_context", None), "cipher_suite", 0)
         hub_key = self.identity.signature_public(suite_id) if suite_id else None
         view, checked = public_view.check_new_group(request.group_info, request.ratchet_tree,
-                                                    request.sender, hub_key)
+                                                    request.sender, hub_key,
+                                                    self.attestation.anchor)
         if request.group_id and request.group_id != view.group_id:
             raise Malformed("group_id differs from the GroupInfo's")
         try:
@@ -435,8 +434,7 @@ class Hub:
             validate_key_package(cs, body, now=self.clock())
         except (ValidationError, MLSError) as exc:
             raise Malformed(f"invalid KeyPackage: {exc}") from exc
-        if identity_of(body.leaf_node.credential) != request.sender:
-            raise Forbidden("a KeyPackage may only be published by the user it names")
+        self.attestation.check_key_package(body, request.sender)
         lifetime = body.leaf_node.lifetime
         assert lifetime is not None
         ref = key_package_ref(cs, body)

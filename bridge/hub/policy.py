@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bridge.credentials import DEFAULT_VALIDITY
 from transports.interface import Inbound, Outbound
 
 
@@ -14,11 +15,13 @@ from transports.interface import Inbound, Outbound
 class HubConfig:
     """Local policy. ``max_epoch_lag``: how many epochs an application message may be
     behind the current one. ``allow_external_join(group_id, identity)`` decides who may
-    fetch the GroupInfo and join by external commit (members may always resync)."""
+    fetch the GroupInfo and join by external commit (members may always resync).
+    ``certificate_validity``: seconds an attestation (X.509 credential) is valid."""
 
     max_payload: int = 1 << 20
     max_epoch_lag: int = 1
     log_page_limit: int = 500
+    certificate_validity: int = DEFAULT_VALIDITY
     allow_external_join: Callable[[bytes, str], bool] = field(
         default=lambda group_id, identity: True)
 

@@ -43,7 +43,7 @@ from bridge.errors import (
     WrongEpochRejection,
 )
 from bridge.hub.store import Member
-from bridge.identities import identity_of
+from bridge.identities import IdentityVerifier, identity_of
 from mls.codec import Reader, Writer, decode, encode
 from mls.crypto.suite import CipherSuite, suite
 from mls.enums import (
@@ -120,25 +120,28 @@ class PublicGroup:
     """The hub's public view of one group in one epoch (see the module docstring)."""
 
     __slots__ = ("confirmation_tag", "context", "context_bytes", "cs", "identities",
-                 "members", "tree")
+                 "members", "tree", "verifier")
 
-    def __init__(self, context: GroupContext, tree: RatchetTree, confirmation_tag: bytes
-                 ) -> None:
+    def __init__(self, context: GroupContext, tree: RatchetTree, confirmation_tag: bytes,
+                 verifier: IdentityVerifier | None = None) -> None:
         self.cs = cipher_suite(context.cipher_suite)
         self.context = context
         self.context_bytes = encode(context)
         self.tree = tree
         self.confirmation_tag = confirmation_tag
+        self.verifier = verifier  # the hub's CA: identities of X.509 credentials
         self.members: dict[int, str] = {
-            int(leaf): identity_of(node.credential) for leaf, node in tree.member_leaves()}
+            int(leaf): identity_of(node.credential, verifier)
+            for leaf, node in tree.member_leaves()}
         self.identities = frozenset(self.members.values())
 
     @classmethod
-    def load(cls, hub_state: bytes, ratchet_tree: bytes) -> PublicGroup:
+    def load(cls, hub_state: bytes, ratchet_tree: bytes,
+             verifier: IdentityVerifier | None = None) -> PublicGroup:
         state = HubState.from_bytes(hub_state)
         cs = cipher_suite(state.context.cipher_suite)
         return cls(state.context, RatchetTree.from_bytes(cs, ratchet_tree),
-                   state.confirmation_tag)
+                   state.confirmation_tag, verifier)
 
     @property
     def group_id(self) -> bytes:
@@ -221,14 +224,16 @@ def check_group_info(group_info_bytes: bytes, tree_bytes: bytes) -> CheckedGroup
 
 
 def check_new_group(group_info_bytes: bytes, tree_bytes: bytes, sender: str,
-                    hub_signature_key: bytes | None) -> tuple[PublicGroup, CheckedGroupInfo]:
+                    hub_signature_key: bytes | None,
+                    verifier: IdentityVerifier | None = None
+                    ) -> tuple[PublicGroup, CheckedGroupInfo]:
     """A group being registered: epoch 0, signed by the sender's leaf, hub listed as
     an external sender (so it can propose Removes)."""
     checked = check_group_info(group_info_bytes, tree_bytes)
     info = checked.group_info
     if info.group_context.epoch != 0:
         raise InvalidCommit("a new group must be at epoch 0")
-    view = PublicGroup(info.group_context, checked.tree, info.confirmation_tag)
+    view = PublicGroup(info.group_context, checked.tree, info.confirmation_tag, verifier)
     if view.members.get(info.signer) != sender:
         raise Forbidden("the GroupInfo signer is not the requesting user")
     if hub_signature_key is None or view.external_sender_index(hub_signature_key) is None:
@@ -322,7 +327,7 @@ def check_commit(view: PublicGroup, message: PublicMessage, group_info_bytes: by
         raise InvalidCommit("GroupInfo changes the cipher suite")
     _check_committer(info, checked.tree, content.sender.leaf_index, committer_key)
     _check_transcript(view, message, info)
-    new_view = PublicGroup(context, checked.tree, info.confirmation_tag)
+    new_view = PublicGroup(context, checked.tree, info.confirmation_tag, view.verifier)
     if new_view.external_sender_index(hub_signature_key) is None:
         raise InvalidCommit("the commit removes the hub from external_senders")
     recipients = _check_welcome(view.tree, checked.tree, new_view, welcome_bytes)
@@ -338,7 +343,7 @@ def _check_external_commit(view: PublicGroup, message: PublicMessage, commit: Co
     if commit.path is None:
         raise InvalidCommit("an external commit needs an UpdatePath")
     leaf = commit.path.leaf_node
-    if identity_of(leaf.credential) != sender:
+    if identity_of(leaf.credential, view.verifier) != sender:
         raise Forbidden("the external commit's leaf names another user than the sender")
     proposals = [entry.proposal for entry in commit.proposals]
     if any(proposal is None for proposal in proposals):

@@ -7,6 +7,11 @@ in-process link); the relay's puppets, the demo and the tests are members.
   member owns): deliveries applied in log order, lazy saving;
 - :mod:`bridge.member.state` -- its store protocol, retry policy, per-group slot,
   received-message records and the two hooks (on received, save policy);
+- :mod:`bridge.member.identity` -- :class:`MemberIdentity`, its side of the bridge's
+  Authentication Service: its credential (attested by the hub, X.509 mode) or basic
+  one, the hub's CA pinned on first use, the validator for every leaf it accepts;
+- :mod:`bridge.member.events` -- :class:`MembershipEvent`, every membership change
+  (who, by whom, how);
 - :mod:`bridge.member.content` -- the CBOR inner content of application messages.
 """
 
@@ -14,6 +19,8 @@ from __future__ import annotations
 
 from bridge.member.client import Member
 from bridge.member.content import Attachment, Content
+from bridge.member.events import EventKind, MembershipEvent, MembershipHook
+from bridge.member.identity import MemberIdentity
 from bridge.member.inbox import Inbox
 from bridge.member.state import (
     CommitPlan,
@@ -31,10 +38,14 @@ __all__ = [
     "Attachment",
     "CommitPlan",
     "Content",
+    "EventKind",
     "GroupSlot",
     "Inbox",
     "Member",
+    "MemberIdentity",
     "MemberStore",
+    "MembershipEvent",
+    "MembershipHook",
     "MemoryMemberStore",
     "Received",
     "ReceivedHook",

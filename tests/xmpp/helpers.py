@@ -7,7 +7,6 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 
-from bridge.identities import identity_of
 from tests.xmpp.conftest import Peer
 
 
@@ -28,7 +27,7 @@ def in_group(peer: Peer, group_id: bytes) -> bool:
 
 
 def roster(peer: Peer, group_id: bytes) -> set[str]:
-    return {identity_of(leaf.credential) for _, leaf in peer.member.group(group_id).members()}
+    return set(peer.member.roster(group_id))
 
 
 async def converge(peers: Sequence[Peer], group_id: bytes, timeout: float = 20.0) -> None:
