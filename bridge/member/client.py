@@ -141,8 +141,9 @@ class Member:
         return self.trust.credential(self.identity)
 
     async def refresh_credential(self) -> None:
-        """Know the hub's CA (pinned on first use); in X.509 mode attest our signature
-        key unless our credential has more than a third of its validity left."""
+        """Know the hub's CA (pinned on first use; :class:`PinMismatch` for another);
+        in X.509 mode attest our signature key unless our credential has more than a
+        third of its validity left (also tried, in the background, on start)."""
         await self.trust.ensure(self.identity, self._signature_priv)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -155,11 +156,7 @@ class Member:
             await self.store.save("signature", stored)
         self._signature_priv = stored
         await self.trust.load()
-        try:  # the hub's CA (a CA other than the pinned one: PinMismatch), our credential
-            await self.trust.fetch_hub_info()
-            await self.refresh_credential()
-        except (LinkError, HubRefused) as exc:  # retried before we next need it
-            log.warning("%s: credential not refreshed on start: %s", self.identity, exc)
+        self.trust.check_in_background(self.identity, stored)
         for key in await self.store.keys("kp:"):
             data = await self.store.load(key)
             if data is not None:
@@ -172,6 +169,7 @@ class Member:
         self.inbox.start()
 
     async def stop(self) -> None:
+        await self.trust.stop()
         resyncs = list(self._resyncs.values())
         for task in resyncs:
             task.cancel()

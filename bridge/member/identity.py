@@ -13,12 +13,20 @@ it hands to ``mls`` for every leaf it accepts.
   vouched by the hub only" -- and X.509 ones that verify.
 
 The CA certificate is pinned on first use (``hub-info``) in the member's store; a hub
-that later presents another one is refused (:class:`bridge.errors.PinMismatch`). The
-hub's own external sender (its key signs: no one else can present it) is accepted as is.
+that later presents another one is refused (:class:`bridge.errors.PinMismatch`, raised
+by every operation that needs the hub's trust until the pinned CA is back). The hub's
+own external sender (its key signs: no one else can present it) is accepted as is.
+
+On start the member asks for the hub's CA and attests its key in the background
+(:meth:`MemberIdentity.check_in_background`): a member comes up while its hub is
+unreachable, and the next operation that needs the credential waits for that attempt
+and tries again if it failed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -30,7 +38,7 @@ from bridge.credentials import (
     TrustAnchor,
     fingerprint,
 )
-from bridge.errors import CredentialRejected, MemberError, PinMismatch
+from bridge.errors import CredentialRejected, HubRefused, MemberError, PinMismatch
 from bridge.identities import identity_of
 from bridge.member.state import MemberStore
 from mls.codec import decode, encode
@@ -39,6 +47,7 @@ from mls.errors import DecodeError
 from mls.group.group import Group
 from mls.messages.credentials import Credential
 from mls.tree.math import LeafIndex
+from transports.errors import LinkError
 from transports.interface import Op, Outbound
 
 log = logging.getLogger("bridge.member")
@@ -65,6 +74,8 @@ class MemberIdentity:
         self.hub_info: HubInfo | None = None
         self._x509: Credential | None = None
         self._renew_at = 0
+        self.mismatch: PinMismatch | None = None
+        self._starting: asyncio.Task[None] | None = None
 
     # -- what the member presents and accepts ------------------------------------------
 
@@ -129,9 +140,11 @@ class MemberIdentity:
             self.anchor = anchor
             log.info("pinned the hub's CA %s", anchor.fingerprint)
         elif self.anchor.certificate != info.ca_certificate:
-            raise PinMismatch(
+            self.mismatch = PinMismatch(
                 f"the hub presents CA {fingerprint(info.ca_certificate)}, not the CA "
                 f"{self.anchor.fingerprint} pinned on first use: refusing it")
+            raise self.mismatch
+        self.mismatch = None
         await self._store.save(HUB_INFO_KEY, encode(info))
         self.hub_info = info
         return info
@@ -140,9 +153,40 @@ class MemberIdentity:
         return self.mode is CredentialMode.X509 and (
             self._x509 is None or self._clock() >= self._renew_at)
 
+    def check_in_background(self, identity: str, signature_priv: bytes) -> None:
+        """On start: the hub's CA (is it the pinned one?) and our attestation, without
+        holding up the start; :meth:`ensure` waits for it."""
+        self._starting = asyncio.get_running_loop().create_task(
+            self._first_check(identity, signature_priv))
+
+    async def _first_check(self, identity: str, signature_priv: bytes) -> None:
+        try:
+            await self.fetch_hub_info()
+            await self._ensure(identity, signature_priv)
+        except PinMismatch as exc:
+            log.error("%s: %s", identity, exc)
+        except (LinkError, HubRefused, MemberError) as exc:  # tried again when needed
+            log.warning("%s: hub CA and credential not checked on start: %s", identity, exc)
+
+    async def stop(self) -> None:
+        if self._starting is not None:
+            self._starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starting
+            self._starting = None
+
     async def ensure(self, identity: str, signature_priv: bytes) -> None:
-        """X.509 mode: attest our key unless the credential we hold has more than a
-        third of its validity left. Both modes: know the hub's CA."""
+        """Know the hub's CA (:class:`PinMismatch` if the hub presents another one);
+        X.509 mode: attest our key unless the credential we hold has more than a third
+        of its validity left."""
+        starting, self._starting = self._starting, None
+        if starting is not None:
+            await starting  # it never raises: what failed is tried again below
+        if self.mismatch is not None:
+            await self.fetch_hub_info()  # raises again unless the pinned CA is back
+        await self._ensure(identity, signature_priv)
+
+    async def _ensure(self, identity: str, signature_priv: bytes) -> None:
         if self.anchor is None:
             await self.fetch_hub_info()
         if not self.needs_renewal():
