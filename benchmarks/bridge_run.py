@@ -68,12 +68,13 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 30.0,
 
 @dataclass(frozen=True)
 class Pair:
-    """One configured ``[[bridge.rooms]]`` entry."""
+    """One configured ``[[bridge.rooms]]`` entry; ``admins`` may create its group."""
 
     name: str
     xmpp_room: str
     matrix_room: str
     relay: bool = False
+    admins: tuple[str, ...] = ()
 
 
 def write_config(path: Path, *, db: Path, log_file: Path, prosody: ProsodyServer,
@@ -83,6 +84,7 @@ def write_config(path: Path, *, db: Path, log_file: Path, prosody: ProsodyServer
     rooms = "".join(
         f'\n[[bridge.rooms]]\nname = "{p.name}"\nxmpp = "{p.xmpp_room}"\n'
         f'matrix = "{p.matrix_room}"\nrelay = {"true" if p.relay else "false"}\n'
+        f"admins = {json.dumps(list(p.admins))}\n"
         for p in pairs)
     path.write_text(
         f'[store]\nurl = "sqlite:///{db}"\n\n'

@@ -121,7 +121,8 @@ async def _setup(prosody: ProsodyServer, synapse: SynapseServer, workdir: Path,
         people = _room_people(index, spec, xmpp, matrix)
         owner = next((p for p in people if p.network == "matrix"), matrix[0])
         pair = Pair(f"load{index}", f"load{index}-{secrets.token_hex(2)}@"
-                    f"{prosody.component_name}", await matrix_room(owner, hub_user))
+                    f"{prosody.component_name}", await matrix_room(owner, hub_user),
+                    admins=(people[0].identity,))
         rooms.append(Room(pair, people))
     config = write_config(workdir / "bridge.toml", db=workdir / "bridge.db",
                           log_file=workdir / "bridge.log", prosody=prosody, synapse=synapse,

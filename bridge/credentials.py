@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import hashlib
 import string
 import urllib.parse
@@ -187,7 +188,9 @@ class CertificateAuthority:
 
     @property
     def anchor(self) -> TrustAnchor:
-        return TrustAnchor(self.certificate)
+        """The anchor of this CA's certificate (one per certificate in a process, so
+        its cache of verified certificates is shared)."""
+        return _anchor(self.certificate)
 
     def issue(self, identity: str, suite_id: int, signature_key: bytes, *, now: int,
               validity: int, rng: Rng) -> Credential:
@@ -300,6 +303,11 @@ class TrustAnchor:
         if now is not None and not found.not_before <= now <= found.not_after:
             raise CredentialRejected("the certificate is expired or not yet valid")
         return found.identity
+
+
+@functools.lru_cache(maxsize=32)
+def _anchor(certificate: bytes) -> TrustAnchor:
+    return TrustAnchor(certificate)
 
 
 # -- the validator members (and the hub) hand to mls -------------------------------------------

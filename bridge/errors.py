@@ -81,9 +81,32 @@ class BadSignature(Rejection):
     code = "bad-signature"
 
 class InvalidCommit(Rejection):
-    """The commit bundle is inconsistent (GroupInfo, tree, Welcome, committer...)."""
+    """The commit does not verify against the hub's state of the group, or its bundle
+    (GroupInfo, tree, Welcome) differs from what the commit produces."""
 
-    code = "invalid"
+    code = "invalid-commit"
+
+class InvalidGroup(Rejection):
+    """A group being registered does not verify, or does not list the hub as an
+    external sender, or has members besides its creator."""
+
+    code = "invalid-group"
+
+class InvalidProposal(Rejection):
+    """A proposal does not verify against the hub's state of the group."""
+
+    code = "invalid-proposal"
+
+class PrivateProposal(Rejection):
+    """A proposal sent as PrivateMessage: the hub cannot follow it, so a commit that
+    covers it could not be verified. Members send handshake messages as PublicMessage."""
+
+    code = "private-proposal"
+
+class RateLimited(Rejection):
+    """Too many requests of this kind from this requester (external commits per group)."""
+
+    code = "rate-limited"
 
 class ProposalsMissing(Rejection):
     """The commit does not include every proposal the hub queued for its epoch."""
@@ -94,6 +117,35 @@ class Forbidden(Rejection):
     """The sender may not do this (publish for another user, join against policy...)."""
 
     code = "forbidden"
+
+class NotModerator(Rejection):
+    """The sender lacks the room role the operation needs (a moderator of an attached
+    room: Matrix power level, XMPP owner/admin affiliation; docs/SECURITY.md)."""
+
+    code = "not-moderator"
+
+class JoinRefused(Rejection):
+    """The group's join policy does not let the sender join by external commit or read
+    its GroupInfo (docs/SECURITY.md, join policies)."""
+
+    code = "join-policy"
+
+class Unauthenticated(Rejection):
+    """The request does not say which network authenticated its sender, or the
+    sender's identity is not one that network can authenticate."""
+
+    code = "unauthenticated"
+
+class QuotaExceeded(Rejection):
+    """A per-user or per-group quota is used up (KeyPackages per device, devices,
+    outstanding KeyPackage claims)."""
+
+    code = "quota"
+
+class LifetimeTooLong(Rejection):
+    """A KeyPackage's lifetime exceeds the hub's ``max_key_package_lifetime``."""
+
+    code = "lifetime-too-long"
 
 class NoKeyPackage(Rejection):
     """No unexpired KeyPackage is left for the user."""
@@ -188,6 +240,11 @@ class KeyPackageUnavailable(StoreError):
 
 class Conflict(StoreError):
     """The write would clash with an existing row (duplicate group, KeyPackage ref, room...)."""
+
+
+class StoreQuota(StoreError):
+    """A write would exceed a limit the caller gave (KeyPackages per device, devices
+    per user, outstanding claims); nothing was written."""
 
 
 class StoreUsageError(StoreError):

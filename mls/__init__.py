@@ -7,13 +7,15 @@ What a library user imports is here (``from mls import Group, ...``):
 
 * groups: :class:`Group` (a member, §11-§12) with :class:`GroupConfig` and its
   :class:`StagedCommit`; :class:`PublicGroup` (a group followed without secrets, as
-  a delivery service does) with :class:`PublicCommit` and :class:`MemberLeaf`;
+  a delivery service does) with :class:`PublicCommit` and :class:`MemberLeaf`, and
+  :func:`message_header` (what a delivery service routes a message by);
 * joining material: :class:`KeyPackageBundle`, :func:`create_key_package`,
-  :class:`Credential`, the credential validators, :class:`PskResolver`;
+  :func:`validate_key_package`, :class:`Credential`, the credential validators,
+  :class:`PskResolver`;
 * wire structs: :class:`MLSMessage`, :class:`KeyPackage`, :class:`Welcome`,
   :class:`GroupInfo`, :class:`GroupContext`, :class:`Extension`, the proposals,
   :class:`PreSharedKeyID`, :class:`ExternalSender`; :func:`encode` / :func:`decode`
-  (the one codec);
+  and :class:`Reader` / :class:`Writer` (the one codec);
 * proposals from outside the group: :func:`external_sender_proposal`,
   :func:`new_member_proposal`;
 * cipher suites: :func:`suite` / :class:`CipherSuite`, :data:`Rng`;
@@ -24,7 +26,7 @@ The submodules stay importable for everything else (``mls.tree``, ``mls.schedule
 ``mls.vectors``.
 """
 
-from mls.codec import decode, encode
+from mls.codec import Reader, Writer, decode, encode
 from mls.crypto.suite import CipherSuite, Rng, suite
 from mls.enums import (
     CipherSuiteId,
@@ -46,6 +48,7 @@ from mls.errors import (
     GenerationError,
     MembershipTagError,
     MLSError,
+    PathSecretError,
     ProposalValidationError,
     SignatureError,
     TreeValidationError,
@@ -66,9 +69,15 @@ from mls.group.events import (
 )
 from mls.group.external import external_sender_proposal, new_member_proposal
 from mls.group.group import Group
-from mls.group.key_package import KeyPackageBundle, create_key_package
+from mls.group.key_package import KeyPackageBundle, create_key_package, validate_key_package
 from mls.group.psk import PskResolver
-from mls.group.public import MemberLeaf, PublicCommit, PublicGroup
+from mls.group.public import (
+    MemberLeaf,
+    MessageHeader,
+    PublicCommit,
+    PublicGroup,
+    message_header,
+)
 from mls.messages.credentials import Credential
 from mls.messages.extension_types import (
     ExternalSender,
@@ -99,9 +108,11 @@ __all__ = [
     "Group",
     "GroupConfig",
     "MemberLeaf",
+    "MessageHeader",
     "PublicCommit",
     "PublicGroup",
     "StagedCommit",
+    "message_header",
     # key packages, credentials, PSKs
     "BasicCredentialValidator",
     "Capabilities",
@@ -112,6 +123,7 @@ __all__ = [
     "Lifetime",
     "PskResolver",
     "create_key_package",
+    "validate_key_package",
     # wire structs and the codec
     "Add",
     "Extension",
@@ -130,10 +142,12 @@ __all__ = [
     "PublicMessage",
     "RatchetTree",
     "ReInit",
+    "Reader",
     "Remove",
     "Sender",
     "Update",
     "Welcome",
+    "Writer",
     "decode",
     "decode_external_senders",
     "encode",
@@ -171,6 +185,7 @@ __all__ = [
     "GenerationError",
     "MLSError",
     "MembershipTagError",
+    "PathSecretError",
     "ProposalValidationError",
     "SignatureError",
     "TreeValidationError",

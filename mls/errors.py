@@ -41,6 +41,11 @@ class ConfirmationTagError(ValidationError):
     """A confirmation tag did not match (RFC 9420 §8.1)."""
 
 
+class PathSecretError(ValidationError):
+    """The path secret an UpdatePath encrypted to us derives keys other than the public
+    keys it announces (RFC 9420 §7.5): only a receiver can tell, not a server."""
+
+
 class TreeValidationError(ValidationError):
     """A ratchet tree failed validation (RFC 9420 §7.9.2, §12.4.3.1)."""
 

@@ -26,6 +26,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from bridge.errors import BridgeError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+JOIN_POLICIES = ("invite", "room", "open")
+IDENTITY_PREFIXES = ("xmpp:", "matrix:u/")
 LOG_FORMATS = ("json", "text")
 MATRIX_MODES = ("bot", "appservice")
 _MISSING: Any = object()
@@ -99,6 +101,14 @@ class HubSettings:
     max_payload: int = 8 * 1024 * 1024
     max_epoch_lag: int = 1
     log_page_limit: int = 500
+    default_join: str = "invite"
+    max_key_packages_per_device: int = 100
+    max_devices: int = 10
+    max_device_name: int = 64
+    max_key_package_lifetime: int = 91 * 86400
+    max_key_package_size: int = 16384
+    claims_per_target: int = 3
+    claim_ttl: int = 3600
     certificate_validity_days: int = 30
 
 
@@ -153,6 +163,8 @@ class RoomSettings:
     xmpp: str
     matrix: str
     relay: bool = False
+    join: str = "invite"
+    admins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -193,6 +205,11 @@ class Config:
                  + (f" (name {self.hub.name})" if self.hub.name else ""),
                  f"hub limits: max_payload={self.hub.max_payload} "
                  f"max_epoch_lag={self.hub.max_epoch_lag}",
+                 f"hub policy: default_join={self.hub.default_join} "
+                 f"key packages per device={self.hub.max_key_packages_per_device} "
+                 f"devices={self.hub.max_devices} "
+                 f"lifetime<={self.hub.max_key_package_lifetime} s "
+                 f"claims per target={self.hub.claims_per_target}",
                  f"hub attestations: X.509, valid {self.hub.certificate_validity_days} "
                  f"days"]
         if self.xmpp is not None:
@@ -209,7 +226,7 @@ class Config:
         for room in self.rooms:
             mode = "relay" if room.relay else "mls"
             lines.append(f"room {room.name}: xmpp {room.xmpp} <-> matrix {room.matrix} "
-                         f"({mode})")
+                         f"({mode}, join={room.join}, admins {', '.join(room.admins) or 'none'})")
         relays = [r.name for r in self.rooms if r.relay]
         lines.append(f"relay rooms: {', '.join(relays) if relays else 'none'}")
         if self.metrics.enabled:
@@ -402,15 +419,21 @@ def _xmpp(t: _Table) -> XmppSettings:
         jid=jid, secret=t.secret("secret"),  # type: ignore[arg-type]
         host=t.text("host", "127.0.0.1", nonempty=True), port=_port(t, "port", 5347),
         stanza_limit=t.integer("stanza_limit", 256 * 1024, low=4096),
-        upload=t.flag("upload", True), admins=t.strings("admins"),
+        upload=t.flag("upload", True), admins=_identities(t, "admins", ("xmpp:",)),
         leave_grace=t.number("leave_grace", 60.0), connect_timeout=t.number("connect_timeout",
                                                                           20.0, low=0.1))
-    for i, admin in enumerate(settings.admins):
-        if not admin.startswith(("xmpp:", "matrix:")):
-            raise ConfigError(f"{t.key('admins')}[{i}]",
-                              "must be an identity URI (xmpp:user@domain)")
     t.done()
     return settings
+
+
+def _identities(t: _Table, name: str, prefixes: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of identity URIs, each with one of ``prefixes`` and something after it."""
+    values = t.strings(name)
+    for i, value in enumerate(values):
+        if not any(value.startswith(p) and len(value) > len(p) + 2 for p in prefixes):
+            raise ConfigError(f"{t.key(name)}[{i}]", "must be an identity URI starting with "
+                                                     + " or ".join(prefixes))
+    return values
 
 
 def _appservice(t: _Table) -> AppServiceSettings:
@@ -466,7 +489,9 @@ def _rooms(tables: list[_Table], xmpp: XmppSettings | None,
     seen: dict[str, str] = {}
     for t in tables:
         room = RoomSettings(name=t.text("name", nonempty=True), xmpp=t.text("xmpp", nonempty=True),
-                            matrix=t.text("matrix", nonempty=True), relay=t.flag("relay", False))
+                            matrix=t.text("matrix", nonempty=True), relay=t.flag("relay", False),
+                            join=t.text("join", "invite", choices=JOIN_POLICIES),
+                            admins=_identities(t, "admins", IDENTITY_PREFIXES))
         t.done()
         if xmpp is None:
             raise ConfigError(t.key("xmpp"), "the [xmpp] network is not configured")
@@ -485,6 +510,27 @@ def _rooms(tables: list[_Table], xmpp: XmppSettings | None,
             seen[value] = t.path
         rooms.append(room)
     return tuple(rooms)
+
+
+def _hub(h: _Table, d: HubSettings) -> HubSettings:
+    settings = HubSettings(
+        h.text("name", ""), h.text("identity_file", ""),
+        h.integer("max_payload", d.max_payload, low=1024),
+        h.integer("max_epoch_lag", 1, low=0, high=1000),
+        h.integer("log_page_limit", 500, low=1, high=100000),
+        h.text("default_join", d.default_join, choices=JOIN_POLICIES),
+        h.integer("max_key_packages_per_device", d.max_key_packages_per_device, low=1,
+                  high=100000),
+        h.integer("max_devices", d.max_devices, low=1, high=10000),
+        h.integer("max_device_name", d.max_device_name, low=1, high=1024),
+        h.integer("max_key_package_lifetime", d.max_key_package_lifetime, low=3600,
+                  high=10 * 365 * 86400),
+        h.integer("max_key_package_size", d.max_key_package_size, low=512, high=1 << 20),
+        h.integer("claims_per_target", d.claims_per_target, low=1, high=1000),
+        h.integer("claim_ttl", d.claim_ttl, low=1, high=30 * 86400),
+        h.integer("certificate_validity_days", d.certificate_validity_days, low=1, high=365))
+    h.done()
+    return settings
 
 
 def parse_config(data: Mapping[str, Any], path: Path,
@@ -506,12 +552,7 @@ def parse_config(data: Mapping[str, Any], path: Path,
         m.done()
     hub = HubSettings()
     if (h := root.table("hub")) is not None:
-        hub = HubSettings(h.text("name", ""), h.text("identity_file", ""),
-                          h.integer("max_payload", hub.max_payload, low=1024),
-                          h.integer("max_epoch_lag", 1, low=0, high=1000),
-                          h.integer("log_page_limit", 500, low=1, high=100000),
-                          h.integer("certificate_validity_days", 30, low=1, high=365))
-        h.done()
+        hub = _hub(h, hub)
     retry = RetrySettings()
     if (r := root.table("retry")) is not None:
         retry = RetrySettings(r.number("initial_delay", 1.0, low=0.01),

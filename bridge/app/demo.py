@@ -105,8 +105,9 @@ class Person:
                 await closer()
 
 
-async def xmpp_person(server: ProsodyServer, name: str) -> tuple[Person, MLSClientPlugin]:
-    jid, password = server.new_user(name)
+async def xmpp_person(server: ProsodyServer, name: str, account: tuple[str, str] | None = None
+                      ) -> tuple[Person, MLSClientPlugin]:
+    jid, password = account or server.new_user(name)
     client = ClientXMPP(f"{jid}/demo", password)
     client.register_plugin("xep_0030")
     server.configure_client(client)
@@ -183,7 +184,8 @@ async def start_servers(workdir: Path) -> tuple[ProsodyServer, SynapseServer]:
 
 
 def write_config(workdir: Path, prosody: ProsodyServer, synapse: SynapseServer,
-                 hub_user: str, hub_password: str, xmpp_room: str, matrix_room: str) -> Path:
+                 hub_user: str, hub_password: str, xmpp_room: str, matrix_room: str,
+                 admin: str) -> Path:
     secrets_dir = workdir / "secrets"
     secrets_dir.mkdir(mode=0o700)
     for name, value in (("component", prosody.component_secret), ("matrix", hub_password)):
@@ -230,6 +232,9 @@ shutdown_timeout = 5.0
 name = "demo"
 xmpp = "{xmpp_room}"
 matrix = "{matrix_room}"
+# only members add people; the pair's XMPP owner creates its group (docs/SECURITY.md)
+join = "invite"
+admins = ["{admin}"]
 """
     path = workdir / "bridge.toml"
     path.write_text(text, encoding="utf-8")
@@ -330,7 +335,7 @@ async def play(alice: Person, bob: Person, carol: Person, alice_plugin: MLSClien
     if len(pins) != 1:
         raise DemoError(f"the members pinned different CAs: {sorted(pins)}")
     say(f"demo: every member pinned the hub's CA, SHA-256 {pins.pop()}")
-    say(f"{alice.tag} creates an MLS group in {xmpp_room}")
+    say(f"{alice.tag} creates an MLS group in {xmpp_room} (she administers the room pair)")
     group_id = await alice.member.create_group(transport="xmpp", room_id=xmpp_room)
     mode = alice.member.credential_mode(group_id)
     say(f"{alice.tag} the group runs in {mode.value} mode: {mode.label}")
@@ -359,7 +364,7 @@ async def play(alice: Person, bob: Person, carol: Person, alice_plugin: MLSClien
     for person in trio:
         seen[person.name] = talk.show(person, group_id, seen[person.name])
 
-    say(f"{bob.tag} removes {carol.name}")
+    say(f"{bob.tag} removes {carol.name} (he moderates the Matrix room)")
     await bob.member.remove_members(group_id, [carol.identity])
     await until(lambda: not carol.member.group(group_id).active, "carol to see her removal")
     epoch = await converge(duo, group_id)
@@ -430,8 +435,9 @@ async def run_demo(workdir: Path) -> int:
         people.append(bob)
         room = await matrix_room(bob_client, hub_user)
         xmpp_room = f"demo{secrets.token_hex(3)}@{prosody.component_name}"
+        alice_account = prosody.new_user("alice")  # the pair's administrator
         config_path = write_config(workdir, prosody, synapse, hub_user, hub_password,
-                                   xmpp_room, room)
+                                   xmpp_room, room, f"xmpp:{alice_account[0]}")
         config = load_config(config_path)
         say(f"demo: bridge configuration {config_path} (mls-bridge check-config):")
         for line in config.describe():
@@ -444,7 +450,7 @@ async def run_demo(workdir: Path) -> int:
         say(f"demo: bridge running: XMPP room {xmpp_room} <-> Matrix room {room} "
             f"(logs: {workdir / 'bridge.log'})")
         await bob.member.start()
-        alice, alice_plugin = await xmpp_person(prosody, "alice")
+        alice, alice_plugin = await xmpp_person(prosody, "alice", alice_account)
         carol, _ = await xmpp_person(prosody, "carol")
         people += [alice, carol]
         talk, epoch = await asyncio.wait_for(play(alice, bob, carol, alice_plugin, xmpp_room),

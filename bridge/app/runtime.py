@@ -26,6 +26,7 @@ from bridge.app.services.identity import load_identity
 from bridge.app.services.matrix import MatrixServiceConfig
 from bridge.errors import BridgeConfigError
 from bridge.hub import HubConfig, HubIdentity
+from bridge.hub.policy import JoinPolicy
 from bridge.hub.store import Store, StoreError, StoreUnavailable, open_store
 from transports.errors import TransportError
 from transports.matrix.appservice import load_registration
@@ -50,7 +51,8 @@ def _component_config(config: Config) -> ComponentConfig:
     assert x is not None
     return ComponentConfig(
         jid=x.jid, secret=x.secret.value, host=x.host, port=x.port,
-        stanza_limit=x.stanza_limit, upload=x.upload, admins=frozenset(x.admins),
+        stanza_limit=x.stanza_limit, upload=x.upload,
+        admins=frozenset(_identity(admin) for admin in x.admins),
         leave_grace=x.leave_grace, backoff_initial=config.retry.initial_delay,
         backoff_max=config.retry.max_delay)
 
@@ -68,10 +70,21 @@ def _matrix_config(config: Config) -> MatrixServiceConfig:
 
 
 def _hub_config(config: Config) -> HubConfig:
-    return HubConfig(max_payload=config.hub.max_payload,
-                     max_epoch_lag=config.hub.max_epoch_lag,
-                     log_page_limit=config.hub.log_page_limit,
-                     certificate_validity=config.hub.certificate_validity_days * 86400)
+    h = config.hub
+    return HubConfig(max_payload=h.max_payload, max_epoch_lag=h.max_epoch_lag,
+                     log_page_limit=h.log_page_limit, default_join=JoinPolicy(h.default_join),
+                     max_key_packages_per_device=h.max_key_packages_per_device,
+                     max_devices=h.max_devices, max_device_name=h.max_device_name,
+                     max_key_package_lifetime=h.max_key_package_lifetime,
+                     max_key_package_size=h.max_key_package_size,
+                     claims_per_target=h.claims_per_target, claim_ttl=h.claim_ttl,
+                     certificate_validity=h.certificate_validity_days * 86400)
+
+
+def _identity(uri: str) -> str:
+    """An identity URI as the transports spell it (XMPP bare JIDs are case-insensitive
+    and arrive lower-cased)."""
+    return uri.lower() if uri.startswith("xmpp:") else uri
 
 
 def hub_name(config: Config) -> str:
@@ -85,7 +98,9 @@ def hub_name(config: Config) -> str:
 
 def build_service(config: Config, store: Store, identity: HubIdentity) -> BridgeService:
     """One hub with every configured network attached (:class:`BridgeService`)."""
-    rooms = [RoomPair(room.xmpp.lower(), room.matrix, room.relay) for room in config.rooms]
+    rooms = [RoomPair(room.xmpp.lower(), room.matrix, room.relay, JoinPolicy(room.join),
+                      frozenset(_identity(admin) for admin in room.admins))
+             for room in config.rooms]
     return BridgeService(
         store, identity, xmpp=_component_config(config) if config.xmpp else None,
         matrix=_matrix_config(config) if config.matrix else None, rooms=rooms,

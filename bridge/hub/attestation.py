@@ -9,15 +9,16 @@ the delivery service and the AS are distinct roles, this hub plays both).
   ``HubConfig.certificate_validity`` seconds. Only ever for the requester's own
   identity: the identity certified is the network-authenticated sender, never a
   request field, and the proof of possession must name it.
-* KeyPackages at publish (A15): an X.509 one only if its chain verifies to this hub's
-  CA, its key is the leaf's, it is valid now and its SAN is the requester; a basic one
-  only if its identity is the requester.
+* :attr:`Attestation.validator` is the credential validator the hub passes to ``mls``
+  for every credential it meets -- published KeyPackages, every leaf of every group it
+  follows: an X.509 credential only if its chain verifies to this hub's CA, its key is
+  the leaf's and it is valid now; basic credentials pass (identities vouched by the hub
+  only). With :attr:`Attestation.anchor` the hub reads X.509 identities, so a
+  KeyPackage is published only by the identity its SAN names (A15,
+  :mod:`bridge.hub.authz`).
 * Adds (A7): :meth:`Attestation.check_added` -- an X.509 leaf must verify as above; a
   basic leaf's KeyPackage must be one the directory holds (or held) for the identity
   it names (:meth:`bridge.hub.store.Store.key_package_publisher`).
-* :attr:`Attestation.validator` is the credential validator the hub passes to ``mls``
-  for every leaf it follows (basic credentials pass it; Adds of them are tied to the
-  directory by :meth:`Attestation.check_added`).
 """
 
 from __future__ import annotations
@@ -36,12 +37,7 @@ from bridge.errors import CredentialRejected, Forbidden, Malformed
 from bridge.hub import public_view
 from bridge.hub.identity import HubIdentity
 from bridge.hub.store import Store
-from mls.codec import decode, encode
-from mls.crypto.suite import Rng
-from mls.enums import CredentialType
-from mls.errors import DecodeError
-from mls.framing.refs import key_package_ref
-from mls.messages.key_package import KeyPackage
+from mls import CredentialType, DecodeError, MemberLeaf, Rng, decode, encode
 from transports.interface import Inbound, Kind, Outbound
 
 log = logging.getLogger(__name__)
@@ -81,26 +77,15 @@ class Attestation:
                  self.validity)
         return _reply(request, payload=encode(credential))
 
-    def check_key_package(self, key_package: KeyPackage, requester: str) -> None:
-        """A15: the KeyPackage's credential names the requester, attested by this hub
-        (X.509) or as a bare identity (basic); :class:`Forbidden` otherwise."""
-        leaf = key_package.leaf_node
-        try:
-            if leaf.credential.credential_type == CredentialType.X509:
-                named = self.anchor.verify(leaf.credential, leaf.signature_key, self.clock())
-            else:
-                named = basic_identity(leaf.credential)
-        except CredentialRejected as exc:
-            raise Forbidden(f"the KeyPackage's credential is refused: {exc}") from exc
-        if named != requester:
-            raise Forbidden("a KeyPackage may only be published by the user it names")
-
-    async def check_added(self, store: Store, added: Iterable[KeyPackage]) -> None:
-        """A7: the leaf of every added KeyPackage is attested (X.509, checked now) or,
-        with a basic credential, the KeyPackage (by its ref, RFC 9420 §5.2) is one the
-        directory holds or held for the identity it names; :class:`Forbidden` if not."""
-        for key_package in added:
-            leaf = key_package.leaf_node
+    async def check_added(self, store: Store, added: Iterable[MemberLeaf]) -> None:
+        """A7: every leaf a commit filled from a KeyPackage (with that KeyPackage's ref,
+        computed by ``mls``, RFC 9420 §5.2) is attested (X.509, checked now) or, with a
+        basic credential, came from a KeyPackage the directory holds or held for the
+        identity it names; :class:`Forbidden` if not. An external joiner's leaf (no
+        KeyPackage) is A11's."""
+        for leaf in added:
+            if leaf.key_package_ref is None:
+                continue
             try:
                 if leaf.credential.credential_type == CredentialType.X509:
                     self.validator.validate(leaf.credential, leaf.signature_key)
@@ -108,9 +93,7 @@ class Attestation:
                 named = basic_identity(leaf.credential)
             except CredentialRejected as exc:
                 raise Forbidden(f"an added member's credential is refused: {exc}") from exc
-            ref = key_package_ref(public_view.cipher_suite(key_package.cipher_suite),
-                                  key_package)
-            if await store.key_package_publisher(ref) != named:
+            if await store.key_package_publisher(leaf.key_package_ref) != named:
                 raise Forbidden(f"the KeyPackage added for {named} is not one the "
                                 f"directory holds for {named}")
 

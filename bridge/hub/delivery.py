@@ -1,23 +1,33 @@
 """The delivery hub: one strongly consistent delivery service per group (RFC 9750 §5.2).
 
-The hub never holds group secrets and never decrypts (:mod:`bridge.hub.public_view` is
-what it can check). Ordering comes from the store (``accept_commit`` is a compare-and-
-set on the group's epoch inside one database transaction), never from process memory,
-so several hub processes may share one PostgreSQL database. A per-group asyncio lock
+The hub never holds group secrets and never decrypts. It follows each group with
+``mls``'s PublicGroup (:mod:`bridge.hub.public_view`) and applies every commit it
+accepts to its own state of the group after verifying it (:mod:`bridge.hub.commits`);
+what needs secrets is bounded by fault reports (:mod:`bridge.hub.faults`). Ordering
+comes from the store (``accept_commit`` is a compare-and-set on the group's epoch
+inside one database transaction), never from process memory, so several hub processes
+may share one PostgreSQL database. A per-group asyncio lock
 in each process only keeps that process's fan-out in sequence order.
 
 Requests arrive as :class:`transports.interface.Inbound` through :meth:`Hub.handle`, which
 always answers with an :class:`transports.interface.Outbound` reply: accepted (with the
 sequence number and epoch) or refused with a specific code (:mod:`bridge.errors`).
-Refused requests change nothing. Deliveries go out through the transport's
-:class:`transports.interface.Deliverer`: the accepted commit to every member of the old
-epoch, then each Welcome to its new member; proposals and application messages to the
-current members.
+Refused requests change nothing. Before any handler runs, the dispatcher asks
+:class:`bridge.hub.authz.Authorizer` (the whole authorization model of
+``docs/SECURITY.md``, for both networks); handlers ask it again for the rules that need
+the parsed content. Room membership changes arrive apart, as
+:class:`transports.interface.NetworkEvent` through :meth:`Hub.network_event`.
+Deliveries go out through the transport's :class:`transports.interface.Deliverer`:
+the accepted commit to every member of the old epoch, then each Welcome to its new
+member; proposals and application messages to the current members.
 
-Member-sent proposals are relayed (the next committer may include them); the hub's own
-proposals (Removes for members who left or were kicked on the network, signed as the
-group's external sender) are queued: the next commit must include them by reference
-or it is refused.
+Member-sent proposals (PublicMessages, verified and followed by the hub, so commits may
+cover them by reference) are relayed; the next committer may include them. The hub's
+own proposals (Removes for members who left, were kicked on the network or were
+convicted by fault reports, signed as the group's external sender, the reason in their
+authenticated data: :mod:`bridge.hub.removals`) are queued: the next member commit must
+include them by reference or it is refused; after an external commit, which cannot
+include proposals by reference (RFC 9420 §12.4.3.2), the hub proposes them again.
 """
 
 from __future__ import annotations
@@ -26,33 +36,34 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from bridge.errors import (
     AlreadyExists,
     Forbidden,
+    InvalidProposal,
     Malformed,
-    NoKeyPackage,
     NotMember,
+    PrivateProposal,
     ProposalsMissing,
     Rejection,
     StaleEpoch,
     TooLarge,
     Unavailable,
     UnknownGroupRejection,
-    Unsupported,
     WrongEpochRejection,
 )
-from bridge.hub import public_view
+from bridge.hub import directory, faults, public_view
 from bridge.hub.attestation import Attestation
+from bridge.hub.authz import Authorizer, commit_changes
+from bridge.hub.commits import Bundle, CheckedCommit, check_commit, check_new_group
 from bridge.hub.identity import HubIdentity
 from bridge.hub.policy import HubConfig, HubObserver
-from bridge.hub.public_view import PublicGroup
+from bridge.hub.public_view import GroupViews, identities
+from bridge.hub.removals import FAULT, HUB_SENDER, KICK, LEAVE, HubRemoves, Removal, room_of
 from bridge.hub.store import (
     Conflict,
-    GroupRecord,
-    KeyPackageUnavailable,
     LogKind,
     ProposalsNotCovered,
     Store,
@@ -61,28 +72,29 @@ from bridge.hub.store import (
     UnknownGroup,
     WrongEpoch,
 )
-from mls.codec import encode
-from mls.enums import ContentType, WireFormat
-from mls.errors import MLSError, ValidationError
-from mls.framing.refs import key_package_ref, proposal_ref
-from mls.group.external import external_sender_proposal
-from mls.group.key_package import validate_key_package
-from mls.messages.framing import AuthenticatedContent, PrivateMessage, PublicMessage
-from mls.messages.key_package import KeyPackage
-from mls.messages.proposals import Remove
+from mls import (
+    ContentType,
+    CredentialValidator,
+    MessageHeader,
+    MLSError,
+    MLSMessage,
+    PublicGroup,
+    SenderType,
+    WireFormat,
+)
 from transports.errors import LinkError
 from transports.interface import (
     Deliverer,
     Inbound,
-    KeyPackageListing,
     Kind,
+    NetworkEvent,
     Op,
     Outbound,
+    RoomDirectory,
 )
 
 log = logging.getLogger(__name__)
 
-HUB_SENDER = "hub"
 #: How many of the latest log entries a SEND is compared with (see Hub._logged).
 REPLAY_WINDOW = 64
 
@@ -96,21 +108,36 @@ class Hub:
     def __init__(self, store: Store, identity: HubIdentity, deliverer: Deliverer, *,
                  config: HubConfig | None = None,
                  clock: Callable[[], int] | None = None,
-                 observer: HubObserver | None = None) -> None:
+                 observer: HubObserver | None = None,
+                 credential_validator: CredentialValidator | None = None,
+                 directories: Mapping[str, RoomDirectory] | None = None) -> None:
         self.store = store
         self.observer = observer
         self.identity = identity
         self.deliverer = deliverer
-        self.config = config or HubConfig()
         self.clock = clock or (lambda: int(time.time()))
+        config = config or HubConfig()
+        #: The hub as its members' Authentication Service (its CA: ``anchor``).
+        self.attestation = Attestation(identity, lambda: self.clock(),
+                                       config.certificate_validity)
+        self.anchor = self.attestation.anchor
+        self.authz = Authorizer(store, config, self._members, self.anchor)
+        self.authz.directories.update(directories or {})
+        #: Asked about every credential by every PublicGroup the hub builds or advances
+        #: and at publish: by default the hub's AS (X.509: attested by its CA, valid
+        #: now; basic: accepted, their Adds tied to the directory). Another validator
+        #: replaces both (a hub configured without these checks).
+        self.credential_validator: CredentialValidator = \
+            credential_validator or self.attestation.validator
         self._locks: dict[bytes, asyncio.Lock] = {}
-        self._views: dict[bytes, tuple[int, PublicGroup]] = {}
-        self.attestation = Attestation(identity, self.clock, self.config.certificate_validity)
+        self.views = GroupViews(store, lambda: self.clock())
+        self.removes = HubRemoves(store, identity, self.views, lambda: self.clock(),
+                                  lambda: self.credential_validator, self._announce)
+        self._external_commits = faults.ExternalCommitLimit()
         self._handlers: dict[str, Handler] = {
             Op.HUB_INFO: self.attestation.hub_info,
             Op.ATTEST: self.attestation.attest,
             Op.CREATE_GROUP: self._create_group,
-            Op.ATTACH_ROOM: self._attach_room,
             Op.SUBMIT_COMMIT: self._submit_commit,
             Op.SEND: self._send,
             Op.FETCH_LOG: self._fetch_log,
@@ -120,8 +147,17 @@ class Hub:
             Op.LIST_KEY_PACKAGES: self._list_key_packages,
             Op.FETCH_WELCOMES: self._fetch_welcomes,
             Op.LEAVE: self._leave,
-            Op.KICK: self._kick,
+            Op.REPORT: self._report,
         }
+
+    @property
+    def config(self) -> HubConfig:
+        """The local policy (one object, shared with the authorization rules)."""
+        return self.authz.config
+
+    @config.setter
+    def config(self, config: HubConfig) -> None:
+        self.authz.config = config
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -157,10 +193,8 @@ class Hub:
             if request.size() > self.config.max_payload:
                 raise TooLarge(f"request of {request.size()} bytes exceeds the limit of "
                                f"{self.config.max_payload} bytes")
-            handler = self._handlers.get(request.op)
-            if handler is None:
-                raise Unsupported(f"unknown request {request.op!r}")
-            return await handler(request)
+            await self.authz.check(request)
+            return await self._handlers[request.op](request)
         except Rejection as exc:
             return self._refusal(request, exc)
         except MLSError as exc:  # bytes that parsed but cannot be used (bad tree, key...)
@@ -168,6 +202,25 @@ class Hub:
         except StoreError as exc:
             log.warning("store failure on %s: %s", request.op, exc)
             return self._refusal(request, Unavailable(f"store failed: {type(exc).__name__}"))
+
+    async def network_event(self, event: NetworkEvent) -> Outbound:
+        """A room membership change a transport observed (A20 of docs/SECURITY.md):
+        when the rules let it act, the hub queues Removes of the target's leaves,
+        saying who caused them and where."""
+        request = Inbound(Op.LEAVE, event.target, event.event_id, network=event.network)
+        reason = LEAVE if event.actor == event.target else KICK
+        removal = Removal(reason, event.actor, room_of(event.network, event.room))
+        try:
+            group_id = await self.authz.check_network_event(event)
+            seqs = await self.remove_member(group_id, event.target, removal)
+        except Rejection as exc:
+            return self._refusal(request, exc)
+        except StoreError as exc:
+            log.warning("store failure on a network event: %s", exc)
+            return self._refusal(request, Unavailable(f"store failed: {type(exc).__name__}"))
+        log.info("%s of %s in %s by %s: %d Remove(s) queued", event.after, event.target,
+                 event.room, event.actor, len(seqs))
+        return self._reply(request, group_id=group_id, seq=seqs[-1] if seqs else 0)
 
     def _refusal(self, request: Inbound, exc: Rejection) -> Outbound:
         epoch = getattr(exc, "current_epoch", 0)
@@ -185,24 +238,18 @@ class Hub:
             lock = self._locks[group_id] = asyncio.Lock()
         return lock
 
-    async def _load(self, group_id: bytes) -> tuple[GroupRecord, PublicGroup]:
-        """The group's record and public view of its current epoch (cached by epoch:
-        an epoch's view never changes, so the cache is safe across processes)."""
-        try:
-            record = await self.store.get_group(group_id)
-        except UnknownGroup as exc:
-            raise UnknownGroupRejection(f"unknown group {group_id.hex()}") from exc
-        except StoreError as exc:
-            raise Unavailable(f"store failed: {type(exc).__name__}") from exc
-        cached = self._views.get(group_id)
-        if cached is not None and cached[0] == record.epoch:
-            return record, cached[1]
-        if record.ratchet_tree is None:
-            raise Unavailable("the group has no ratchet tree")
-        view = PublicGroup.load(record.hub_state, record.ratchet_tree,
-                                self.attestation.anchor)
-        self._views[group_id] = (record.epoch, view)
-        return record, view
+    async def _members(self, group_id: bytes, *, proposals: bool = False) -> PublicGroup:
+        """The group's current state (with the epoch's proposals pending in it if
+        ``proposals``: see :class:`bridge.hub.public_view.GroupViews`)."""
+        _, group = await self.views.load(group_id, proposals=proposals,
+                                         credential_validator=self.credential_validator)
+        return group
+
+    async def _banned(self, group_id: bytes, identity: str) -> None:
+        """:class:`Forbidden` if ``identity`` is on the group's ban list."""
+        if any(ban.identity == identity for ban in await self.store.bans(group_id)):
+            raise Forbidden(f"{identity} may no longer commit to or join this group "
+                            f"(banned after fault reports)")
 
     async def _rooms(self, group_id: bytes) -> tuple[tuple[str, str], ...]:
         return tuple((room.transport, room.room_id)
@@ -219,40 +266,44 @@ class Hub:
     # -- groups and rooms -----------------------------------------------------------------
 
     async def _create_group(self, request: Inbound) -> Outbound:
-        body = public_view.parse_message(request.group_info, "GroupInfo").body
-        suite_id = getattr(getattr(body, "group_context", None), "cipher_suite", 0)
-        hub_key = self.identity.signature_public(suite_id) if suite_id else None
-        view, checked = public_view.check_new_group(request.group_info, request.ratchet_tree,
-                                                    request.sender, hub_key,
-                                                    self.attestation.anchor)
-        if request.group_id and request.group_id != view.group_id:
+        """Register a group (A2-A4): see :func:`bridge.hub.commits.check_new_group`."""
+        message = public_view.parse_message(request.group_info, "GroupInfo")
+        suite_id = getattr(getattr(message.body, "group_context", None), "cipher_suite", 0)
+        hub_key = self.identity.signature_public(suite_id) if suite_id else b""
+        group = check_new_group(message, request.ratchet_tree, request.sender, hub_key,
+                                now=self.clock(),
+                                credential_validator=self.credential_validator,
+                                verifier=self.anchor)
+        if request.group_id and request.group_id != group.group_id:
             raise Malformed("group_id differs from the GroupInfo's")
+        room = (request.transport, request.room_id) if request.room_id else None
         try:
+            if room is not None and await self.store.room_group(*room) is not None:
+                raise AlreadyExists(f"room {room[1]} carries another group")
             await self.store.create_group(
-                view.group_id, view.context.cipher_suite, epoch=0,
-                group_info=request.group_info, ratchet_tree=checked.tree_bytes,
-                hub_state=view.hub_state(), members=view.member_list())
-            if request.transport and request.room_id:
-                await self.store.attach_room(request.transport, request.room_id,
-                                             view.group_id)
+                group.group_id, group.context.cipher_suite, epoch=0,
+                group_info=request.group_info, ratchet_tree=group.ratchet_tree(),
+                hub_state=public_view.state_bytes(group),
+                members=public_view.member_list(group, self.anchor))
         except Conflict as exc:
             raise AlreadyExists(str(exc)) from exc
         except StoreError as exc:
             raise Unavailable(f"store failed: {type(exc).__name__}") from exc
-        self._views[view.group_id] = (0, view)
-        return self._reply(request, group_id=view.group_id, seq=0, epoch=0)
+        if room is not None:
+            await self._attach_new(group.group_id, room)
+        self.views.put(group)
+        return self._reply(request, group_id=group.group_id, seq=0, epoch=0)
 
-    async def _attach_room(self, request: Inbound) -> Outbound:
-        _, view = await self._load(request.group_id)
-        if request.sender not in view.identities:
-            raise NotMember("only members may attach the group to a room")
-        if not request.transport or not request.room_id:
-            raise Malformed("attach-room needs a transport and a room id")
+    async def _attach_new(self, group_id: bytes, room: tuple[str, str]) -> None:
+        """Attach a just-created group's room; if another group took the room in
+        between, the new group is dropped again (a refusal changes nothing)."""
         try:
-            await self.store.attach_room(request.transport, request.room_id, request.group_id)
-        except Conflict as exc:
-            raise AlreadyExists(str(exc)) from exc
-        return self._reply(request)
+            await self.store.attach_room(*room, group_id)
+        except StoreError as exc:
+            await self.store.delete_group(group_id)
+            if isinstance(exc, Conflict):
+                raise AlreadyExists(f"room {room[1]} carries another group") from exc
+            raise Unavailable(f"store failed: {type(exc).__name__}") from exc
 
     async def attach_room(self, transport: str, room_id: str, group_id: bytes) -> None:
         """Map a room to a group: the bridge's own call for a configured room pair
@@ -267,44 +318,79 @@ class Hub:
     # -- commits -----------------------------------------------------------------------------
 
     async def _submit_commit(self, request: Inbound) -> Outbound:
-        message = public_view.commit_message(
-            public_view.parse_message(request.payload, "commit"))
-        group_id = message.content.group_id
+        """A commit bundle, verified against the hub's own state of the group
+        (:func:`bridge.hub.commits.check_commit`), then ordered by the store."""
+        message = public_view.parse_message(request.payload, "commit")
+        header = public_view.header_of(message, "commit")
+        if header.wire_format != WireFormat.PUBLIC_MESSAGE:
+            raise Malformed("a commit must be a PublicMessage (the hub orders what it can see)")
+        if header.content_type != ContentType.COMMIT:
+            raise Malformed("the submitted message is not a commit")
+        group_id = header.group_id
         if request.group_id and request.group_id != group_id:
             raise Malformed("group_id differs from the commit's")
         async with self._lock(group_id):
-            _, view = await self._load(group_id)
-            hub_key = self.identity.signature_public(view.context.cipher_suite)
-            checked = public_view.check_commit(view, message, request.group_info,
-                                               request.ratchet_tree, request.welcome,
-                                               request.sender, hub_key)
-            if checked.external and not (
-                    request.sender in view.identities
-                    or self.config.allow_external_join(group_id, request.sender)):
-                raise Forbidden("external joins are not allowed for this user")
-            new_view = checked.new_view
-            try:
-                seq = await self.store.accept_commit(
-                    group_id, view.epoch, request.payload, hub_state=new_view.hub_state(),
-                    group_info=request.group_info, ratchet_tree=checked.tree_bytes,
-                    welcome=request.welcome or None,
-                    welcome_recipients=checked.welcome_recipients, sender=request.sender,
-                    covered_proposals=checked.covered, members=new_view.member_list())
-            except WrongEpoch as exc:
-                raise WrongEpochRejection(exc.current_epoch) from exc
-            except ProposalsNotCovered as exc:
-                raise ProposalsMissing(str(exc)) from exc
-            except StoreError as exc:
-                raise Unavailable(f"store failed: {type(exc).__name__}") from exc
-            self._views[group_id] = (new_view.epoch, new_view)
-            rooms = await self._rooms(group_id)
+            group = await self._members(group_id, proposals=True)
+            await self._banned(group_id, request.sender)
+            bundle = Bundle(message, header, request.group_info, request.ratchet_tree,
+                            request.welcome)
+            checked = check_commit(group, bundle, request.sender, self.removes.hub_key(group),
+                                   now=self.clock(),
+                                   credential_validator=self.credential_validator,
+                                   verifier=self.anchor)
+            await self.authz.check_commit(
+                dataclasses.replace(request, group_id=group_id), group,
+                commit_changes(group, message, checked.commit, request.sender,
+                               self.removes.hub_key(group), self.anchor))
+            if self.credential_validator is self.attestation.validator:
+                await self.attestation.check_added(self.store, checked.commit.added)
+            if checked.external:
+                self._check_external(group, request.sender)
+            seq = await self._accept(group, checked, request)
             await self._fan_out(Outbound(
-                Kind.COMMIT, tuple(sorted(view.identities)), group_id=group_id, seq=seq,
-                epoch=view.epoch, sender=request.sender, payload=request.payload,
-                rooms=rooms))
-            await self._deliver_welcomes(group_id, seq, new_view.epoch,
-                                         checked.welcome_recipients, checked.tree_bytes)
-        return self._reply(request, group_id=group_id, seq=seq, epoch=new_view.epoch)
+                Kind.COMMIT, tuple(sorted(identities(group, self.anchor))), group_id=group_id,
+                seq=seq,
+                epoch=group.epoch, sender=request.sender, payload=request.payload,
+                rooms=await self._rooms(group_id)))
+            await self._deliver_welcomes(group_id, seq, checked.group.epoch,
+                                         checked.welcome_recipients,
+                                         checked.group.ratchet_tree())
+            if checked.external:
+                await self.removes.repropose(group, checked.group)
+        return self._reply(request, group_id=group_id, seq=seq, epoch=checked.group.epoch)
+
+    def _check_external(self, group: PublicGroup, identity: str) -> None:
+        """How often one identity may commit externally (A21; who may at all is A11,
+        :meth:`bridge.hub.authz.Authorizer.check_commit`)."""
+        self._external_commits.check(group.group_id, identity, self.clock(),
+                                     limit=self.config.external_commit_limit,
+                                     window=self.config.external_commit_window)
+
+    async def _accept(self, group: PublicGroup, checked: CheckedCommit,
+                      request: Inbound) -> int:
+        """Order the checked commit (one per epoch) and keep the new epoch's state.
+        A member's commit must cover the hub's queued proposals; an external one
+        cannot (RFC 9420 §12.4.3.2) and voids them (:meth:`_repropose`)."""
+        new = checked.group
+        try:
+            seq = await self.store.accept_commit(
+                group.group_id, group.epoch, request.payload,
+                hub_state=public_view.state_bytes(new), group_info=request.group_info,
+                ratchet_tree=new.ratchet_tree(), welcome=request.welcome or None,
+                welcome_recipients=checked.welcome_recipients, sender=request.sender,
+                covered_proposals=None if checked.external else checked.commit.covered,
+                members=public_view.member_list(new, self.anchor))
+        except WrongEpoch as exc:
+            raise WrongEpochRejection(exc.current_epoch) from exc
+        except ProposalsNotCovered as exc:
+            raise ProposalsMissing(str(exc)) from exc
+        except StoreError as exc:
+            raise Unavailable(f"store failed: {type(exc).__name__}") from exc
+        self.views.put(new)
+        if checked.external:
+            self._external_commits.record(group.group_id, request.sender, self.clock(),
+                                          window=self.config.external_commit_window)
+        return seq
 
     async def _deliver_welcomes(self, group_id: bytes, commit_seq: int, epoch: int,
                                 recipients: tuple[str, ...], tree: bytes) -> None:
@@ -324,14 +410,14 @@ class Hub:
 
     async def get_group_info(self, group_id: bytes) -> tuple[bytes, bytes]:
         """The current GroupInfo and ratchet tree, for external joins (§12.4.3.2)."""
-        record, _ = await self._load(group_id)
+        record, _ = await self.views.load(group_id, proposals=False,
+                                          credential_validator=self.credential_validator)
         return record.group_info or b"", record.ratchet_tree or b""
 
     async def _get_group_info(self, request: Inbound) -> Outbound:
-        record, view = await self._load(request.group_id)
-        if not (request.sender in view.identities
-                or self.config.allow_external_join(request.group_id, request.sender)):
-            raise Forbidden("external joins are not allowed for this user")
+        record, _ = await self.views.load(request.group_id, proposals=False,
+                                          credential_validator=self.credential_validator)
+        await self._banned(request.group_id, request.sender)  # A14 itself: the dispatcher
         return self._reply(request, payload=record.group_info or b"",
                            ratchet_tree=record.ratchet_tree or b"", epoch=record.epoch,
                            seq=record.next_seq - 1)
@@ -339,41 +425,66 @@ class Hub:
     # -- proposals and application messages ------------------------------------------------
 
     async def _send(self, request: Inbound) -> Outbound:
+        """An application message (PrivateMessage: relayed within the epoch lag) or a
+        member's proposal (PublicMessage: verified and followed, A12)."""
         message = public_view.parse_message(request.payload, "message")
-        body = message.body
-        if isinstance(body, PrivateMessage):
-            group_id, epoch, content_type = body.group_id, body.epoch, body.content_type
-        elif isinstance(body, PublicMessage):
-            content = body.content
-            group_id, epoch, content_type = content.group_id, content.epoch, content.content_type
-        else:
-            raise Malformed("only PublicMessage and PrivateMessage are relayed")
-        if content_type == ContentType.COMMIT:
+        header = public_view.header_of(message, "message")
+        public = header.wire_format == WireFormat.PUBLIC_MESSAGE
+        if header.content_type == ContentType.COMMIT:
             raise Malformed("commits go through submit-commit")
+        if header.content_type == ContentType.PROPOSAL and not public:
+            raise PrivateProposal("proposals go as PublicMessage: the hub must follow "
+                                  "them to verify the commit that covers them")
+        if header.content_type == ContentType.APPLICATION and public:
+            raise Malformed("application messages go as PrivateMessage (RFC 9420 §6.2)")
+        group_id = header.group_id
         if request.group_id and request.group_id != group_id:
             raise Malformed("group_id differs from the message's")
         async with self._lock(group_id):
-            record, view = await self._load(group_id)
-            if request.sender not in view.identities:
-                raise NotMember(f"{request.sender} is not a member of the group")
-            self._check_epoch(view.epoch, epoch)
-            if isinstance(body, PublicMessage):
-                public_view.check_public_proposal(view, body, request.sender)
-            kind = LogKind.APPLICATION if content_type == ContentType.APPLICATION \
-                else LogKind.PROPOSAL
+            record, group = await self.views.load(
+                group_id, proposals=public, credential_validator=self.credential_validator)
+            await self.authz.check_message(dataclasses.replace(request, group_id=group_id),
+                                           group, message)
+            self._check_epoch(group.epoch, header.epoch)
+            new = self._follow_proposal(group, message, header, request.sender) \
+                if public else None
+            kind = LogKind.PROPOSAL if public else LogKind.APPLICATION
             try:
                 seq = await self._logged(group_id, record.next_seq, request.payload) or \
-                    await self.store.append_message(group_id, epoch, kind, request.payload,
-                                                    request.sender)
+                    await self.store.append_message(group_id, header.epoch, kind,
+                                                    request.payload, request.sender)
             except WrongEpoch as exc:
                 raise WrongEpochRejection(exc.current_epoch) from exc
             except StoreError as exc:
                 raise Unavailable(f"store failed: {type(exc).__name__}") from exc
+            if new is not None:
+                self.views.put(new)
             await self._fan_out(Outbound(
-                kind.value, tuple(sorted(view.identities)), group_id=group_id, seq=seq,
-                epoch=epoch, sender=request.sender, payload=request.payload,
+                kind.value, tuple(sorted(identities(group, self.anchor))), group_id=group_id,
+                seq=seq,
+                epoch=header.epoch, sender=request.sender, payload=request.payload,
                 rooms=await self._rooms(group_id)))
-        return self._reply(request, group_id=group_id, seq=seq, epoch=view.epoch)
+        return self._reply(request, group_id=group_id, seq=seq, epoch=group.epoch)
+
+    def _follow_proposal(self, group: PublicGroup, message: MLSMessage,
+                         header: MessageHeader, requester: str) -> PublicGroup:
+        """A member's PublicMessage proposal, by the requester's own leaf, verified and
+        pending in the returned state."""
+        sender = header.sender
+        assert sender is not None
+        if sender.sender_type != SenderType.MEMBER:
+            raise Forbidden("only members send proposals through the hub")
+        if public_view.leaf_identity(group, sender.leaf_index, self.anchor) != requester:
+            raise NotMember(f"sender leaf {sender.leaf_index} is not the requester's")
+        if header.epoch != group.epoch:
+            raise WrongEpochRejection(group.epoch, f"proposal for epoch {header.epoch}, "
+                                                   f"current {group.epoch}")
+        try:
+            new, _ = group.process(message, now=self.clock(),
+                                   credential_validator=self.credential_validator)
+        except MLSError as exc:
+            raise public_view.rejection(exc, InvalidProposal, "proposal", group.epoch) from exc
+        return new
 
     async def _logged(self, group_id: bytes, next_seq: int, payload: bytes) -> int:
         """The seq of ``payload`` if it is among the last :data:`REPLAY_WINDOW` log
@@ -401,9 +512,12 @@ class Hub:
     # -- catch-up ------------------------------------------------------------------------------
 
     async def _fetch_log(self, request: Inbound) -> Outbound:
-        _, view = await self._load(request.group_id)
-        if request.sender not in view.identities:
-            raise NotMember(f"{request.sender} is not a member of the group")
+        """Log entries after ``after_seq`` for a member (A13, checked by the
+        dispatcher); those of epochs before the requester joined come as placeholders
+        (seq, epoch and kind; no payload, no sender): the sequence stays gap-free, the
+        ciphertext stays with those who could read it."""
+        group = await self._members(request.group_id)
+        since = await self.authz.readable_from(request.group_id, request.sender, group.epoch)
         limit = min(request.limit or self.config.log_page_limit, self.config.log_page_limit)
         try:
             entries = await self.store.log_since(request.group_id, request.after_seq, limit)
@@ -411,8 +525,11 @@ class Hub:
             raise Malformed(str(exc)) from exc
         items = tuple(Outbound(entry.kind.value, group_id=request.group_id, seq=entry.seq,
                                epoch=entry.epoch, sender=entry.sender, payload=entry.payload)
+                      if entry.epoch >= since else
+                      Outbound(entry.kind.value, group_id=request.group_id, seq=entry.seq,
+                               epoch=entry.epoch)
                       for entry in entries)
-        return self._reply(request, entries=items, epoch=view.epoch)
+        return self._reply(request, entries=items, epoch=group.epoch)
 
     async def _fetch_welcomes(self, request: Inbound) -> Outbound:
         items = []
@@ -426,58 +543,28 @@ class Hub:
     # -- KeyPackage directory ----------------------------------------------------------------
 
     async def _publish_key_package(self, request: Inbound) -> Outbound:
-        body = public_view.parse_message(request.payload, "KeyPackage").body
-        if not isinstance(body, KeyPackage):
-            raise Malformed("the payload is not a KeyPackage")
-        cs = public_view.cipher_suite(body.cipher_suite)
-        try:
-            validate_key_package(cs, body, now=self.clock())
-        except (ValidationError, MLSError) as exc:
-            raise Malformed(f"invalid KeyPackage: {exc}") from exc
-        self.attestation.check_key_package(body, request.sender)
-        lifetime = body.leaf_node.lifetime
-        assert lifetime is not None
-        ref = key_package_ref(cs, body)
-        try:
-            await self.store.publish_key_package(
-                request.sender, request.device or "default", cs.id, ref, request.payload,
-                lifetime.not_after, last_resort=request.last_resort)
-        except Conflict as exc:
-            raise AlreadyExists("this KeyPackage is already published") from exc
+        """A15: the authorization's content rule, then the store's quotas."""
+        ref = await directory.publish(self.store, request, now=self.clock(),
+                                      credential_validator=self.credential_validator,
+                                      authorize=self.authz.check_key_package,
+                                      config=self.config)
         return self._reply(request, payload=ref)
 
     async def _claim_key_package(self, request: Inbound) -> Outbound:
-        """Claim one of ``target``'s KeyPackages. A claim naming a group (``group_id``)
-        is for adding ``target`` to it: only a current member of that group may make it.
-        A claim without a group (to start a new group) is open to any authenticated user.
-        """
-        if not request.target:
-            raise Malformed("claim-key-package needs the target user")
-        if request.group_id:
-            _, view = await self._load(request.group_id)
-            if request.sender not in view.identities:
-                raise NotMember(f"{request.sender} is not a member of the group")
-        try:
-            key_package = await self.store.claim_key_package(
-                request.target, request.cipher_suite or 1, self.clock(),
-                device=request.device or None)
-        except KeyPackageUnavailable as exc:
-            raise NoKeyPackage(str(exc)) from exc
+        """Claim one of ``target``'s KeyPackages to add ``target`` to the group the
+        request names (A16: a member of it, within the outstanding-claims bound)."""
+        key_package = await directory.claim(self.store, request, now=self.clock(),
+                                            config=self.config)
         return self._reply(request, payload=key_package, sender=request.target)
 
     async def _list_key_packages(self, request: Inbound) -> Outbound:
-        user = request.target or request.sender
-        infos = await self.store.list_key_packages(user, request.device or None)
-        listing = tuple(KeyPackageListing(info.ref, info.user, info.device, info.cipher_suite,
-                                          info.expires_at, info.last_resort)
-                        for info in infos)
-        return self._reply(request, key_packages=listing)
+        return self._reply(request, key_packages=await directory.listing(self.store, request))
 
     async def purge_expired(self) -> int:
         """Drop expired KeyPackages from the directory; return how many."""
         return await self.store.purge_expired(self.clock())
 
-    # -- membership changes on the network ------------------------------------------------
+    # -- membership changes on the network, and fault reports --------------------------------
 
     async def _group_of(self, request: Inbound) -> bytes:
         if request.group_id:
@@ -490,72 +577,47 @@ class Hub:
         raise Malformed("need a group id or a room")
 
     async def _leave(self, request: Inbound) -> Outbound:
-        seqs = await self.remove_member(await self._group_of(request), request.sender)
+        """The requester leaves (A19: itself only, checked by the dispatcher)."""
+        removal = Removal(LEAVE, request.sender, room_of(request.transport, request.room_id))
+        seqs = await self.remove_member(await self._group_of(request), request.sender, removal)
         return self._reply(request, seq=seqs[-1] if seqs else 0)
 
-    async def _kick(self, request: Inbound) -> Outbound:
-        """A network-level removal reported by the transport (which checked the
-        kicker's rights on its network)."""
-        if not request.target:
-            raise Malformed("kick needs the target user")
-        seqs = await self.remove_member(await self._group_of(request), request.target)
-        return self._reply(request, seq=seqs[-1] if seqs else 0)
+    async def _report(self, request: Inbound) -> Outbound:
+        """A member could not process the commit at ``seq`` (A21; see
+        :mod:`bridge.hub.faults` for what follows and why it bounds a storm)."""
+        if not request.group_id or request.seq <= 0:
+            raise Malformed("report needs the group and the seq of the commit")
+        if request.reason not in faults.FAULT_REASONS:
+            raise Malformed(f"unknown fault {request.reason[:40]!r}")
+        async with self._lock(request.group_id):
+            group = await self._members(request.group_id, proposals=True)
+            convicted = await faults.take_report(
+                self.store, group, request, quorum_size=self.config.fault_quorum,
+                window=self.config.report_window, now=self.clock(), verifier=self.anchor)
+            if convicted is not None and public_view.leaves_of(group, convicted, self.anchor):
+                await self.removes.queue(group, convicted, Removal(FAULT, self.identity.name))
+        return self._reply(request, seq=request.seq)
 
-    async def remove_member(self, group_id: bytes, identity: str) -> list[int]:
+    async def remove_member(self, group_id: bytes, identity: str,
+                            removal: Removal | None = None) -> list[int]:
         """Queue the hub's Remove proposals (RFC 9420 §12.1.8.1) for every leaf of
-        ``identity``; the next commit must include them. Returns their sequence
-        numbers (empty if they were already queued)."""
+        ``identity``, saying why (``removal``; by default: the identity left); the next
+        commit must include them. Returns their sequence numbers (empty if they were
+        already queued)."""
+        removal = removal or Removal(LEAVE, identity)
         async with self._lock(group_id):
             for _ in range(3):
-                _, view = await self._load(group_id)
+                group = await self._members(group_id, proposals=True)
                 try:
-                    return await self._queue_removes(view, identity)
+                    return await self.removes.queue(group, identity, removal)
                 except WrongEpoch:
                     continue  # a commit from another hub process ended the epoch
             raise Unavailable("the group's epoch kept changing; try again")
 
-    async def _queue_removes(self, view: PublicGroup, identity: str) -> list[int]:
-        leaves = view.leaves_of(identity)
-        if not leaves:
-            raise NotMember(f"{identity} is not a member of the group")
-        suite_id = view.context.cipher_suite
-        index = view.external_sender_index(self.identity.signature_public(suite_id))
-        if index is None:
-            raise Forbidden("the hub is not an external sender of this group")
-        queued = await self.store.queued_proposals(view.group_id, view.epoch)
-        already = {leaf for item in queued for leaf in _removed_leaves(item.payload)}
-        seqs = []
-        for leaf in leaves:
-            if leaf in already:
-                continue
-            message = external_sender_proposal(
-                view.cs, view.group_id, view.epoch, index,
-                self.identity.signature_priv(suite_id), Remove(leaf))
-            body = message.body
-            assert isinstance(body, PublicMessage)
-            ref = proposal_ref(view.cs, AuthenticatedContent(WireFormat.PUBLIC_MESSAGE,
-                                                             body.content, body.auth))
-            payload = encode(message)
-            try:
-                seq = await self.store.queue_proposal(view.group_id, view.epoch, ref, payload,
-                                                      HUB_SENDER)
-            except Conflict:
-                continue
-            seqs.append(seq)
-            await self._fan_out(Outbound(
-                Kind.PROPOSAL, tuple(sorted(view.identities)), group_id=view.group_id,
-                seq=seq, epoch=view.epoch, sender=HUB_SENDER, payload=payload,
-                rooms=await self._rooms(view.group_id)))
-        return seqs
-
-
-
-def _removed_leaves(payload: bytes) -> list[int]:
-    """The leaf a queued hub proposal removes (it queues only Removes)."""
-    try:
-        body = public_view.parse_message(payload, "queued proposal").body
-    except Rejection:
-        return []
-    if isinstance(body, PublicMessage) and isinstance(body.content.content, Remove):
-        return [body.content.content.removed]
-    return []
+    async def _announce(self, group: PublicGroup, seq: int, payload: bytes) -> None:
+        """Fan out one of the hub's own proposals."""
+        await self._fan_out(Outbound(
+            Kind.PROPOSAL, tuple(sorted(identities(group, self.anchor))),
+            group_id=group.group_id,
+            seq=seq, epoch=group.epoch, sender=HUB_SENDER, payload=payload,
+            rooms=await self._rooms(group.group_id)))

@@ -5,6 +5,8 @@ in-process link); the relay's puppets, the demo and the tests are members.
 - :mod:`bridge.member.client` -- :class:`Member`: creating, joining, committing, sending;
 - :mod:`bridge.member.inbox` -- :class:`Inbox`, its receiving half (a collaborator the
   member owns): deliveries applied in log order, lazy saving;
+- :mod:`bridge.member.recovery` -- :class:`Recovery`: a commit it cannot process is
+  reported to the hub, then resynced by external commit at most once per interval;
 - :mod:`bridge.member.state` -- its store protocol, retry policy, per-group slot,
   received-message records and the two hooks (on received, save policy);
 - :mod:`bridge.member.identity` -- :class:`MemberIdentity`, its side of the bridge's
@@ -22,6 +24,7 @@ from bridge.member.content import Attachment, Content
 from bridge.member.events import EventKind, MembershipEvent, MembershipHook
 from bridge.member.identity import MemberIdentity
 from bridge.member.inbox import Inbox
+from bridge.member.recovery import Recovery
 from bridge.member.state import (
     CommitPlan,
     GroupSlot,
@@ -49,6 +52,7 @@ __all__ = [
     "MemoryMemberStore",
     "Received",
     "ReceivedHook",
+    "Recovery",
     "RetryPolicy",
     "SaveAnytime",
     "SavePolicy",

@@ -13,7 +13,9 @@ through a :class:`transports.interface.HubLink` and receives deliveries as a
 * log entries are applied strictly in sequence order; a gap makes it fetch what it
   missed; duplicates and echoes of its own messages are ignored;
 * a state that can no longer follow the group (a commit it cannot process) is
-  recovered by an external commit that resyncs its leaf (RFC 9420 §12.4.3.2);
+  recovered by an external commit that resyncs its leaf (RFC 9420 §12.4.3.2), at
+  most once per group per ``resync_interval``, after reporting the commit to the hub
+  when the failure is one only members can detect (:mod:`bridge.member.recovery`);
 * group state is persisted (as bytes, through a :class:`MemberStore`) before a commit
   or message leaves the process; changes by received entries are saved lazily (they can
   be fetched again from the log);
@@ -41,7 +43,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from bridge.credentials import CredentialMode
-from bridge.errors import BridgeError, HubRefused, MemberError
+from bridge.errors import HubRefused, MemberError
 from bridge.member.content import Attachment, Content
 from bridge.member.events import (
     MembershipEvent,
@@ -52,6 +54,7 @@ from bridge.member.events import (
 )
 from bridge.member.identity import MemberIdentity
 from bridge.member.inbox import Inbox
+from bridge.member.recovery import Recovery
 from bridge.member.state import (
     RETRYABLE,
     CommitPlan,
@@ -68,7 +71,6 @@ from bridge.member.state import (
 from mls.codec import Reader, Writer, decode, encode
 from mls.crypto.suite import Rng, suite
 from mls.enums import ExtensionType
-from mls.errors import MLSError
 from mls.framing.refs import key_package_ref
 from mls.group.commit import StagedCommit
 from mls.group.config import GroupConfig
@@ -106,6 +108,7 @@ class Member:
                  log_page: int = 200, auto_resync: bool = True,
                  persist_interval: float = 1.0, on_received: ReceivedHook | None = None,
                  keep_received: bool = True, save_policy: SavePolicy | None = None,
+                 resync_interval: float = 60.0, resync_attempts: int = 5,
                  credentials: str = CredentialMode.X509,
                  on_event: MembershipHook | None = None) -> None:
         self.link = link
@@ -120,14 +123,16 @@ class Member:
         self._signature_priv = b""
         self._bundles: dict[bytes, tuple[KeyPackageBundle, bool]] = {}
         self._slots: dict[bytes, GroupSlot] = {}
-        self._resyncs: dict[bytes, asyncio.Task[None]] = {}
         self._request_ids = 0
         self.trust = MemberIdentity(CredentialMode(credentials), self.cs, self.store,
                                     self._clock, self._call)
+        self.recovery = Recovery(report=self._report, rejoin=self.rejoin,
+                                 identity=lambda: self.identity, interval=resync_interval,
+                                 attempts=resync_attempts)
         self.inbox = Inbox(
             self._slots, self.store, identity=lambda: self.identity, trust=self.trust,
             fetch_log=self._fetch_log, join=self._join,
-            on_broken=self._schedule_resync if auto_resync else None, clock=self._clock,
+            on_broken=self.recovery.broken if auto_resync else None, clock=self._clock,
             log_page=log_page, persist_interval=persist_interval, save_policy=save_policy,
             on_received=on_received, keep_received=keep_received, on_event=on_event)
 
@@ -170,18 +175,17 @@ class Member:
 
     async def stop(self) -> None:
         await self.trust.stop()
-        resyncs = list(self._resyncs.values())
-        for task in resyncs:
-            task.cancel()
+        await self.recovery.stop()
         await self.inbox.stop()
-        await asyncio.gather(*resyncs, return_exceptions=True)
         await self.inbox.save_allowed()
 
     async def idle(self) -> None:
-        """Wait until every delivery received so far was processed (and resyncs ended)."""
+        """Wait until every delivery received so far was processed, and the reports
+        and resyncs it caused ended (a resync the resync limit defers is not waited
+        for)."""
         await self.inbox.idle()
-        while self._resyncs:
-            await asyncio.gather(*self._resyncs.values(), return_exceptions=True)
+        while not self.recovery.quiet:
+            await self.recovery.idle()
             await self.inbox.idle()
 
     # -- receiving (the inbox) -----------------------------------------------------------
@@ -283,8 +287,11 @@ class Member:
             refs.append(ref)
         return refs
 
-    async def _claim(self, user: str) -> KeyPackage:
-        reply = await self._call(Op.CLAIM_KEY_PACKAGE, target=user, cipher_suite=self.cs.id)
+    async def _claim(self, group_id: bytes, user: str) -> KeyPackage:
+        """One of ``user``'s KeyPackages, claimed to add it to ``group_id`` (the hub
+        serves claims to members of the named group only)."""
+        reply = await self._call(Op.CLAIM_KEY_PACKAGE, group_id=group_id, target=user,
+                                 cipher_suite=self.cs.id)
         body = decode(MLSMessage, reply.payload).body
         if not isinstance(body, KeyPackage):
             raise MemberError("the hub returned something other than a KeyPackage")
@@ -364,7 +371,7 @@ class Member:
                 return None
             for who in missing:
                 if who not in claimed:
-                    claimed[who] = await self._claim(who)
+                    claimed[who] = await self._claim(group_id, who)
             return CommitPlan(add=tuple(claimed[who] for who in missing))
 
         return await self._commit(group_id, plan)
@@ -518,19 +525,9 @@ class Member:
 
     # -- recovery -------------------------------------------------------------------------
 
-    def _schedule_resync(self, group_id: bytes) -> None:
-        if group_id in self._resyncs:
-            return
-        task = asyncio.get_running_loop().create_task(self._resync_task(group_id))
-        self._resyncs[group_id] = task
-
-    async def _resync_task(self, group_id: bytes) -> None:
-        try:
-            await self.rejoin(group_id)
-        except (MLSError, BridgeError) as exc:
-            log.warning("%s: resync of %s failed: %s", self.identity, group_id.hex(), exc)
-        finally:
-            self._resyncs.pop(group_id, None)
+    async def _report(self, group_id: bytes, seq: int, reason: str) -> None:
+        """Tell the hub we could not process the commit at ``seq`` (A21)."""
+        await self._call(Op.REPORT, group_id=group_id, seq=seq, reason=reason)
 
     async def rejoin(self, group_id: bytes) -> int:
         """Join (again) by external commit from the hub's GroupInfo, removing our old

@@ -11,9 +11,8 @@ keys or credential replaced, by an Update or the committer's path) and
 of its commit.
 
 The hub's Remove proposals say why in their signed ``authenticated_data`` (RFC 9420
-§6.1): a CBOR map ``{"reason": "leave" | "kick" | "fault", "by": identity, "room":
-room}``. It is parsed tolerantly (:func:`hub_reason`): anything else is shown as no
-reason, never an error.
+§6.1; :class:`bridge.reasons.Removal`: leave, kick or fault, by whom, in which room);
+data that is not such a reason is shown as no reason, never an error.
 """
 
 from __future__ import annotations
@@ -22,9 +21,8 @@ import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import cbor2
-
 from bridge.credentials import CredentialMode
+from bridge.reasons import LEAVE, Removal
 from mls.codec import decode
 from mls.enums import CredentialType, SenderType
 from mls.errors import DecodeError
@@ -38,7 +36,6 @@ from mls.tree.ratchet_tree import RatchetTree
 
 #: The actor of a change the hub proposed (the group's external sender).
 HUB_ACTOR = "hub"
-_MAX_FIELD = 256
 
 
 class EventKind(enum.StrEnum):
@@ -89,30 +86,6 @@ class MembershipEvent:
 MembershipHook = Callable[[MembershipEvent], None]
 #: The identity a credential names (verified: :meth:`MemberIdentity.identity_of`).
 Identify = Callable[[Credential], str]
-
-
-def hub_reason(authenticated_data: bytes) -> tuple[str, str, str]:
-    """``(reason, by, room)`` from a hub proposal's authenticated data; empty strings
-    for whatever is absent or not text (never raises)."""
-    if not authenticated_data:
-        return "", "", ""
-    try:
-        value = cbor2.loads(authenticated_data, tag_hook=_no_tags, allow_indefinite=False,
-                            max_depth=2)
-    except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError):
-        return "", "", ""
-    if not isinstance(value, dict):
-        return "", "", ""
-
-    def text(key: str) -> str:
-        item = value.get(key)
-        return item[:_MAX_FIELD] if isinstance(item, str) and item.isprintable() else ""
-
-    return text("reason"), text("by"), text("room")
-
-
-def _no_tags(decoder: object, tag: object) -> object:
-    raise ValueError("no CBOR tags in a hub reason")
 
 
 # -- from a commit ---------------------------------------------------------------------------
@@ -184,9 +157,11 @@ def commit_events(before: Group, after: Group, event: CommitEvent,
                 resync = True
                 continue
             external = item.sender.sender_type == SenderType.EXTERNAL
-            reason = hub_reason(item.authenticated_data) if external else ("", "", "")
+            removal = Removal.decode(item.authenticated_data) if external else None
+            reason = ("", "", "") if removal is None else \
+                (removal.reason, removal.by, removal.room)
             kind = EventKind.REMOVED_SELF if proposal.removed == before.own_leaf else \
-                EventKind.LEFT if reason[0] == "leave" else EventKind.REMOVED
+                EventKind.LEFT if reason[0] == LEAVE else EventKind.REMOVED
             emit(kind, subject, actor(item.sender), reason)
     if event.external:
         emit(EventKind.JOINED, joiner, joiner, resync=resync)

@@ -59,8 +59,9 @@ class Inbox:
     """Deliveries in, group state forward (see the module docstring).
 
     ``slots`` is the member's own dict of groups (the inbox adds none, except through
-    ``join``); ``join(delivery)`` handles a Welcome; ``on_broken(group_id)`` is told
-    of a group whose commit could not be processed (None: nothing is done);
+    ``join``); ``join(delivery)`` handles a Welcome; ``on_broken(group_id, seq,
+    error)`` is told of a group whose commit at ``seq`` could not be processed, and
+    why (None: nothing is done);
     ``on_received`` sees every decrypted application message, which the slot keeps
     (for :meth:`bridge.member.Member.received`) only if ``keep_received``;
     ``on_event`` sees every membership event (which the slot keeps)."""
@@ -68,7 +69,8 @@ class Inbox:
     def __init__(self, slots: dict[bytes, GroupSlot], store: MemberStore, *,
                  identity: Callable[[], str], trust: MemberIdentity, fetch_log: FetchLog,
                  join: Callable[[Outbound], Awaitable[None]],
-                 on_broken: Callable[[bytes], None] | None, clock: Callable[[], int],
+                 on_broken: Callable[[bytes, int, MLSError], None] | None,
+                 clock: Callable[[], int],
                  log_page: int = 200, persist_interval: float = 1.0,
                  save_policy: SavePolicy | None = None,
                  on_received: ReceivedHook | None = None,
@@ -159,6 +161,11 @@ class Inbox:
         if slot is None:
             return
         async with slot.lock:
+            current = self.slots.get(message.group_id)
+            if current is not slot:  # replaced while we waited: a rejoin, under this lock
+                if current is None or current.lock is not slot.lock:
+                    return  # fetched from the log with the next delivery or a sync
+                slot = current
             if message.seq < slot.next_seq:
                 return
             slot.buffer[message.seq] = message
@@ -247,7 +254,7 @@ class Inbox:
                         type(exc).__name__, exc)
             slot.broken = True
             if self._on_broken is not None:
-                self._on_broken(before.group_id)
+                self._on_broken(before.group_id, entry.seq, exc)
             return
         slot.group = group
         if isinstance(event, CommitEvent):

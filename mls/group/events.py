@@ -13,11 +13,14 @@ from mls.tree.math import LeafIndex
 
 @dataclass(frozen=True, slots=True)
 class ProposalEvent:
-    """A proposal was received and stored for this epoch (RFC 9420 §12.1)."""
+    """A proposal was received and stored for this epoch (RFC 9420 §12.1), with the
+    ``authenticated_data`` its sender signed along with it (§6.1; an application may
+    say there why it proposes, e.g. why a delivery service removes someone)."""
 
     ref: bytes
     proposal: Proposal
     sender: Sender
+    authenticated_data: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

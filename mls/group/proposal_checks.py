@@ -71,7 +71,7 @@ def receive_proposal(view: EpochView, authenticated: AuthenticatedContent, ref: 
     pending = view.pending
     if all(item.ref != ref for item in pending):
         pending = (*pending, PendingProposal(ref, authenticated))
-    return pending, ProposalEvent(ref, proposal, content.sender)
+    return pending, ProposalEvent(ref, proposal, content.sender, content.authenticated_data)
 
 
 def check_received_proposal(view: EpochView, proposal: Proposal, sender: Sender, *,

@@ -25,7 +25,12 @@ and leaves the old one as it was, byte for byte (:meth:`PublicGroup.to_bytes`).
   hash from the Commit's confirmation tag.  A member runs the same code for these
   steps (:mod:`mls.group.epoch`, :mod:`mls.group.proposal_checks`).
 * :meth:`PublicGroup.check_group_info` compares a GroupInfo with the state: the same
-  GroupContext and confirmation tag, signed by the expected leaf.
+  GroupContext and confirmation tag, signed by the expected leaf;
+  :meth:`PublicCommit.check_welcome` compares a Welcome with the Commit: one entry
+  per KeyPackage the Commit added, no other (§12.4.3.1).
+* :meth:`PublicGroup.from_parts` rebuilds the state of an epoch from a GroupContext,
+  tree and confirmation tag that the caller verified itself before and stored;
+  :func:`message_header` reads what a delivery service routes a message by (§6).
 
 Not checked, because it needs the group's secrets: the membership tag of a member's
 PublicMessage (§6.2), the MAC of the confirmation tag (§6.1, §8.1), the encrypted
@@ -74,14 +79,15 @@ from mls.messages.extensions import GroupContext, find_extension
 from mls.messages.framing import (
     AuthenticatedContent,
     MLSMessage,
+    PrivateMessage,
     PublicMessage,
     Sender,
     interim_transcript_hash_input,
 )
 from mls.messages.leaf_node import LeafNode
-from mls.messages.proposals import Commit, ReInit
+from mls.messages.proposals import Commit, Proposal, ReInit
 from mls.messages.psk import PreSharedKeyID
-from mls.messages.welcome import GroupInfo
+from mls.messages.welcome import GroupInfo, Welcome
 from mls.schedule.transcript import interim_transcript_hash
 from mls.tree.math import LeafIndex
 from mls.tree.ratchet_tree import RatchetTree
@@ -128,6 +134,63 @@ class PublicCommit:
     @property
     def epoch(self) -> int:
         return self.context.epoch
+
+    def check_welcome(self, welcome: MLSMessage | Welcome | bytes | None
+                      ) -> tuple[MemberLeaf, ...]:
+        """Check that ``welcome`` is the Welcome of this Commit (RFC 9420 §12.4.3.1):
+        none if the Commit adds no KeyPackage, else one of this group's cipher suite
+        with exactly one ``EncryptedGroupSecrets`` per added KeyPackage, named by its
+        KeyPackageRef, and no other.  Returns the leaves it welcomes; raises
+        :class:`ValidationError` (:class:`UsageError` for another kind of message).
+        Whether each entry decrypts is for its recipient to find out."""
+        invited = {leaf.key_package_ref: leaf for leaf in self.added
+                   if leaf.key_package_ref is not None}
+        if welcome is None or welcome == b"":
+            if invited:
+                raise ValidationError(f"the Commit adds {len(invited)} KeyPackage(s) "
+                                      f"but comes without a Welcome")
+            return ()
+        body = welcome if isinstance(welcome, Welcome) else (
+            decode(MLSMessage, welcome) if isinstance(welcome, bytes) else welcome).body
+        if not isinstance(body, Welcome):
+            raise UsageError(f"expected a Welcome, not {type(body).__name__}")
+        if not invited:
+            raise ValidationError("a Welcome for a Commit that adds no KeyPackage")
+        if body.cipher_suite != self.context.cipher_suite:
+            raise ValidationError(f"the Welcome is for cipher suite {body.cipher_suite}")
+        entries = [secrets.new_member for secrets in body.secrets]
+        if len(entries) != len(set(entries)) or set(entries) != set(invited):
+            raise ValidationError(f"the Welcome's {len(entries)} entries are not the "
+                                  f"{len(invited)} KeyPackage(s) the Commit adds")
+        return tuple(invited[ref] for ref in entries)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageHeader:
+    """What a delivery service routes an MLS message by (RFC 9420 §6): its wire
+    format, group, epoch and content type, all in the clear in both framings, and
+    for a PublicMessage its sender (a PrivateMessage encrypts it, §6.3.2)."""
+
+    wire_format: WireFormat
+    group_id: bytes
+    epoch: int
+    content_type: ContentType
+    sender: Sender | None
+
+
+def message_header(message: MLSMessage | bytes) -> MessageHeader:
+    """The :class:`MessageHeader` of a PublicMessage or PrivateMessage (RFC 9420 §6.2,
+    §6.3); :class:`~mls.errors.DecodeError` for bytes that are not an MLSMessage,
+    :class:`UsageError` for a Welcome, GroupInfo or KeyPackage."""
+    body = (decode(MLSMessage, message) if isinstance(message, bytes) else message).body
+    if isinstance(body, PublicMessage):
+        content = body.content
+        return MessageHeader(WireFormat.PUBLIC_MESSAGE, content.group_id, content.epoch,
+                             content.content_type, content.sender)
+    if isinstance(body, PrivateMessage):
+        return MessageHeader(WireFormat.PRIVATE_MESSAGE, body.group_id, body.epoch,
+                             body.content_type, None)
+    raise UsageError(f"a {type(body).__name__} is not a framed message")
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
@@ -179,6 +242,29 @@ class PublicGroup:
         tree = group_tree(cs, info, ratchet_tree)
         validate_group_tree(cs, tree, info, credential_validator=credential_validator)
         return cls(cs, context, tree, info.confirmation_tag)
+
+    @classmethod
+    def from_parts(cls, context: GroupContext, ratchet_tree: RatchetTree | bytes,
+                   confirmation_tag: bytes) -> PublicGroup:
+        """The group of an epoch from its GroupContext, ratchet tree and the
+        confirmation tag of the Commit that started it (RFC 9420 §8.2), with no
+        pending proposals: for state the caller verified before and kept itself
+        (a delivery service upgrading a record of an older format), *not* for
+        anything received -- that is :meth:`from_group_info`'s job.  Only their
+        consistency is checked (cipher suite and version, tag length, the tree's
+        hash against ``context.tree_hash``); the tree is not validated again.
+        Received proposals of the epoch are then added with :meth:`process`."""
+        if context.version != ProtocolVersion.MLS10:
+            raise ValidationError(f"GroupContext of protocol version {context.version}")
+        cs = suite(context.cipher_suite)
+        tree = ratchet_tree if isinstance(ratchet_tree, RatchetTree) else \
+            RatchetTree.from_bytes(cs, ratchet_tree)
+        if len(confirmation_tag) != cs.hash_len:
+            raise ValidationError("the confirmation tag is of the wrong length")
+        if tree.tree_hash() != context.tree_hash:
+            raise ValidationError("the ratchet tree's hash is not the GroupContext's "
+                                  "tree_hash")
+        return cls(cs, context, tree.copy(), confirmation_tag)
 
     def to_bytes(self) -> bytes:
         """The whole public state, versioned (no secrets in it)."""
@@ -245,6 +331,14 @@ class PublicGroup:
     def ratchet_tree(self) -> bytes:
         """The ratchet tree, as the ``ratchet_tree`` extension holds it (§12.4.3.3)."""
         return self.tree.to_bytes()
+
+    def proposals(self) -> tuple[ProposalEvent, ...]:
+        """The proposals received in this epoch (pending until a Commit covers them,
+        RFC 9420 §12.4), in the order received, each with its ProposalRef, sender and
+        ``authenticated_data`` (§6.1)."""
+        return tuple(ProposalEvent(item.ref, _proposal_of(item), item.authenticated.content.sender,
+                                   item.authenticated.content.authenticated_data)
+                     for item in self.pending)
 
     # -- messages -----------------------------------------------------------------------
 
@@ -323,6 +417,12 @@ class PublicGroup:
         if extension is not None and extension.extension_data != self.tree.to_bytes():
             raise ValidationError("the GroupInfo's ratchet_tree is not this epoch's tree")
         return info
+
+
+def _proposal_of(item: PendingProposal) -> Proposal:
+    proposal = item.authenticated.content.content
+    assert not isinstance(proposal, (bytes, Commit))
+    return proposal
 
 
 def _member_leaf(tree: RatchetTree, leaf_index: LeafIndex,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from mls.crypto.suite import CipherSuite, Rng
 from mls.enums import LeafNodeSource
-from mls.errors import UsageError, ValidationError
+from mls.errors import PathSecretError, UsageError, ValidationError
 from mls.messages.leaf_node import LeafNode
 from mls.messages.tree_nodes import HPKECiphertext, ParentNode, UpdatePath, UpdatePathNode
 from mls.tree.math import LeafIndex, NodeIndex, is_ancestor, leaf_to_node, left, right
@@ -246,7 +246,7 @@ def decrypt_update_path(tree: RatchetTree, sender: LeafIndex, receiver: LeafInde
             secret = next_path_secret(suite, secret)
         node_private, node_public = node_key_pair(suite, secret)
         if node_public != update_path.nodes[index].encryption_key:
-            raise ValidationError(f"UpdatePath public key of node {path[index]} does not "
+            raise PathSecretError(f"UpdatePath public key of node {path[index]} does not "
                                   "match the derived key")
         new_keys[path[index]] = node_private
     return DecryptedUpdatePath(path[position], path_secret,

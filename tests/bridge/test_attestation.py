@@ -15,6 +15,7 @@ from bridge.app.services.identity import load_identity
 from bridge.credentials import AttestRequest, CertificateAuthority, HubInfo
 from bridge.errors import Forbidden
 from bridge.identities import UNVERIFIED, identity_of
+from mls import KeyPackage, LeafIndex, MemberLeaf, key_package_ref
 from mls.codec import decode, encode
 from mls.crypto.suite import suite
 from mls.enums import CredentialType
@@ -33,15 +34,13 @@ def randbytes(seed: int) -> random.Random:
 
 async def attest(harness: Harness, sender: str, request: AttestRequest,
                  cipher_suite: int = 1) -> tuple[bool, str, bytes]:
-    assert harness.hub is not None
-    reply = await harness.hub.handle(Inbound(Op.ATTEST, sender, payload=encode(request),
-                                             cipher_suite=cipher_suite))
+    reply = await harness.ask(Inbound(Op.ATTEST, sender, payload=encode(request),
+                                      cipher_suite=cipher_suite))
     return reply.ok, reply.code, reply.payload
 
 
 async def test_hub_info_carries_the_external_sender_and_the_ca(harness: Harness) -> None:
-    assert harness.hub is not None
-    reply = await harness.hub.handle(Inbound(Op.HUB_INFO, domain("alice"), cipher_suite=1))
+    reply = await harness.ask(Inbound(Op.HUB_INFO, domain("alice"), cipher_suite=1))
     info = decode(HubInfo, reply.payload)
     assert info.ca_certificate == harness.identity.ca.certificate
     assert info.external_sender == harness.identity.external_sender(1)
@@ -71,11 +70,10 @@ async def test_attest_binds_the_requesters_own_identity_to_its_key(harness: Harn
 
 
 async def test_attest_refuses_what_it_cannot_read(harness: Harness) -> None:
-    assert harness.hub is not None
     alice = domain("alice")
     for payload, code in ((b"", "malformed"), (b"\x00\x01\x02", "malformed"),
                           (encode(AttestRequest(99, b"k", b"s")), "unsupported")):
-        reply = await harness.hub.handle(Inbound(Op.ATTEST, alice, payload=payload))
+        reply = await harness.ask(Inbound(Op.ATTEST, alice, payload=payload))
         assert (reply.ok, reply.code) == (False, code)
     priv, _ = suite(1).generate_signature_key_pair(randbytes(3).randbytes)
     wrong_suite = AttestRequest.create(suite(1), alice, priv)
@@ -84,14 +82,19 @@ async def test_attest_refuses_what_it_cannot_read(harness: Harness) -> None:
     assert (ok, code) == (False, "forbidden")  # an Ed25519 key is no P-256 key
 
 
+def added(key_package: KeyPackage) -> MemberLeaf:
+    """The leaf a commit filled from ``key_package``, as ``mls`` reports it."""
+    return MemberLeaf(LeafIndex(1), key_package.leaf_node.credential,
+                      key_package.leaf_node.signature_key, key_package_ref(CS, key_package))
+
+
 def key_package(credential: Credential, priv: bytes, seed: int = 5) -> bytes:
     bundle = create_key_package(CS, credential, priv, rng=randbytes(seed).randbytes, now=NOW)
     return encode(MLSMessage.wrap(bundle.key_package))
 
 
 async def publish(harness: Harness, sender: str, payload: bytes) -> tuple[bool, str]:
-    assert harness.hub is not None
-    reply = await harness.hub.handle(Inbound(Op.PUBLISH_KEY_PACKAGE, sender, payload=payload))
+    reply = await harness.ask(Inbound(Op.PUBLISH_KEY_PACKAGE, sender, payload=payload))
     return reply.ok, reply.code
 
 
@@ -129,9 +132,9 @@ async def test_adds_are_tied_to_the_directory(harness: Harness) -> None:
     published = create_key_package(CS, Credential.basic(victim.encode()), victim_priv,
                                    rng=randbytes(21).randbytes, now=NOW).key_package
     assert await publish(harness, victim, encode(MLSMessage.wrap(published))) == (True, "")
-    await attestation.check_added(store, [published])
+    await attestation.check_added(store, [added(published)])
     await store.claim_key_package(victim, 1, NOW)  # claimed: still held for the check
-    await attestation.check_added(store, [published])
+    await attestation.check_added(store, [added(published)])
 
     mallory_priv, mallory_key = CS.generate_signature_key_pair(randbytes(22).randbytes)
     forged = create_key_package(CS, Credential.basic(victim.encode()), mallory_priv,
@@ -145,10 +148,17 @@ async def test_adds_are_tied_to_the_directory(harness: Harness) -> None:
                                   mallory_priv, rng=randbytes(27).randbytes, now=NOW)
     assert await publish(harness, domain("mallory"),
                          encode(MLSMessage.wrap(mallorys.key_package))) == (True, "")
-    for added in ([forged], [self_signed], [mallorys.key_package, forged]):
+    for leaves in ([forged], [self_signed], [mallorys.key_package, forged]):
         with pytest.raises(Forbidden):
-            await attestation.check_added(store, added)
-    await attestation.check_added(store, [mallorys.key_package, published])
+            await attestation.check_added(store, [added(kp) for kp in leaves])
+    attested = create_key_package(
+        CS, harness.identity.ca.issue(victim, 1, mallory_key, now=NOW, validity=3600,
+                                      rng=randbytes(28).randbytes),
+        mallory_priv, rng=randbytes(29).randbytes, now=NOW).key_package
+    joiner = MemberLeaf(LeafIndex(3), forged.leaf_node.credential,
+                        forged.leaf_node.signature_key)  # an external joiner: A11's
+    await attestation.check_added(store, [added(mallorys.key_package), added(published),
+                                          added(attested), joiner])
     # identities in the hub's view of a group: X.509 ones only once verified
     assert identity_of(self_signed.leaf_node.credential,
                        attestation.anchor).startswith(UNVERIFIED)

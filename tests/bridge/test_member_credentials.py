@@ -3,8 +3,9 @@ it pinned (RFC 9420 §5.3.1), whatever the hub let through.
 
 The finding: "A member added a KeyPackage she made herself with another user's identity
 in the credential and her own key. The hub accepted the Add. The other members then
-showed her messages as sent by that user." Here the hub does not check Adds at all (as
-a hub configured without the check): the honest members refuse the commit themselves.
+showed her messages as sent by that user." The hub now refuses such an Add; here it is
+also replayed against a hub configured without that check: the honest members refuse
+the commit themselves.
 """
 
 from __future__ import annotations
@@ -94,12 +95,15 @@ async def test_members_reject_a_leaf_claiming_someone_elses_identity(
     staged = mallory.group(group_id).commit(rng=rng(54), add=[forged], now=NOW,
                                             credential_validator=ANYTHING)
     before = {m.identity: m.group(group_id).to_bytes() for m in (alice, bob)}
+    submit = Inbound(Op.SUBMIT_COMMIT, mallory.identity, **bundle_of(staged))
 
-    # the hub (which does not check Adds here) accepts and fans the commit out
+    # the hub, as the AS, refuses it ...
     assert harness.hub is not None
-    reply = await harness.hub.handle(Inbound(Op.SUBMIT_COMMIT, mallory.identity,
-                                             **bundle_of(staged)))
-    assert reply.ok
+    refusal = await harness.ask(submit)
+    assert (refusal.ok, refusal.code) == (False, "forbidden"), refusal.reason
+    # ... and a hub configured without the check accepts and fans it out
+    harness.hub.credential_validator = ANYTHING
+    assert (await harness.ask(submit)).ok
     await harness.quiesce()
 
     for honest in (alice, bob):
@@ -159,19 +163,21 @@ async def test_a_defective_certificate_is_rejected_on_every_path(
     rejected_for_its_credential(received(joining))
 
     # Welcome: a group whose committer (the GroupInfo signer) holds it
-    await welcome_from(harness, alice, mallory, defect)
+    await welcome_from(harness, alice, mallory, defect, group_id)
     assert all(m.group(group_id).epoch == 1 for m in (alice, bob))  # nothing applied
 
 
-async def welcome_from(harness: Harness, alice: Member, mallory: Member, defect: str) -> None:
-    """Mallory's own group, her leaf with the defect, adds Alice: Alice does not join."""
+async def welcome_from(harness: Harness, alice: Member, mallory: Member, defect: str,
+                       shared: bytes) -> None:
+    """Mallory's own group, her leaf with the defect, adds Alice (a KeyPackage claimed
+    as a member of the group they share): Alice does not join."""
     priv, key = CS.generate_signature_key_pair(rng(70))
     bundle = create_key_package(CS, defective(harness, defect, mallory.identity, key), priv,
                                 rng=rng(71), now=NOW)
     hub_sender = harness.identity.external_sender(1)
     group = Group.create(bundle, group_id=b"mallory's group", rng=rng(72), extensions=(
         Extension(ExtensionType.EXTERNAL_SENDERS, encode_external_senders([hub_sender])),))
-    claimed = await mallory._claim(alice.identity)
+    claimed = await mallory._claim(shared, alice.identity)
     staged = group.commit(rng=rng(73), add=[claimed], now=NOW, credential_validator=ANYTHING)
     assert staged.welcome is not None
     welcome = staged.welcome.body
@@ -264,7 +270,6 @@ async def test_the_credential_is_renewed_before_it_expires(tmp_path: Path) -> No
     await harness.start_hub()
     assert harness.hub is not None
     harness.hub.clock = lambda: now[0]
-    harness.hub.attestation.clock = lambda: now[0]
     try:
         alice = await harness.member("alice", clock=lambda: now[0])
         bob = await harness.member("bob", clock=lambda: now[0])

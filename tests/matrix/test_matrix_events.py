@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -39,6 +40,15 @@ async def test_request_round_trip_takes_sender_from_the_network() -> None:
     with pytest.raises(MalformedEvent):
         await events.parse_request({**content, ns.K_VERSION: 2}, "matrix:u/a:x",
                                    events.inline_blob)
+    report = Inbound(str(Op.REPORT), "", "r2", b"g", seq=17, reason="confirmation-tag")
+    content = await pack(events.request_content(report, "DEV"), None)
+    assert (content[ns.K_SEQ], content[ns.K_REASON]) == (17, "confirmation-tag")
+    parsed = await events.parse_request(content, "matrix:u/bob:x", events.inline_blob)
+    assert parsed.inbound == dataclasses.replace(report, sender="matrix:u/bob:x")
+    for bad in ({ns.K_SEQ: -1}, {ns.K_SEQ: "7"}, {ns.K_REASON: 3}):
+        with pytest.raises(MalformedEvent):
+            await events.parse_request({**content, **bad}, "matrix:u/bob:x",
+                                       events.inline_blob)
 
 
 async def test_response_and_deliveries_round_trip() -> None:

@@ -60,13 +60,14 @@ class StoreFactory:
             self.dsn = await create_database(self._server)
         return self.dsn
 
-    async def open(self) -> Store:
+    async def open(self, *, pool_size: int = 25) -> Store:
+        """Open the store (``pool_size``: PostgreSQL's most pooled connections)."""
         location = await self.location()
         store: Store
         if self.backend == "sqlite":
             store = await SqliteStore.open(self.path)
         else:
-            store = await PostgresStore.open(location, min_size=1, max_size=25)
+            store = await PostgresStore.open(location, min_size=1, max_size=pool_size)
         self.opened.append(store)
         return store
 

@@ -25,7 +25,7 @@ from bridge.devservers.prosody import ProsodyServer
 from bridge.hub import Hub, HubIdentity
 from bridge.hub.store import SqliteStore
 from bridge.member import Member, RetryPolicy
-from transports.interface import HubService
+from transports.interface import HubService, Network
 from transports.xmpp.client import MLSClientPlugin, register
 from transports.xmpp.component import ComponentConfig, MLSComponent
 
@@ -165,8 +165,9 @@ async def start_hub(server: ProsodyServer, db: Path, **config: Any) -> InProcess
     store = await SqliteStore.open(db)
     component = MLSComponent(ComponentConfig(
         jid=server.component_name, secret=server.component_secret, host=server.host,
-        port=server.component_port, **config))
-    hub = Hub(store, HubIdentity.generate("xmpp:" + server.component_name), component)
+        port=server.component_port, **config), affiliations=store)
+    hub = Hub(store, HubIdentity.generate("xmpp:" + server.component_name), component,
+              directories={Network.XMPP: component})
     component.bind(hub)
     await component.start()
     return InProcessHub(component, hub, store)

@@ -33,6 +33,12 @@ def test_request_round_trip_ignores_claimed_sender() -> None:
     assert "mallory" not in ET.tostring(element).decode()
     decoded = decode_request(element, "xmpp:alice@example")
     assert decoded == dataclasses.replace(request, sender="xmpp:alice@example")
+    report = Inbound(op=Op.REPORT.value, sender="", request_id="r2", group_id=b"g",
+                     seq=17, reason="membership-tag")
+    element = ET.fromstring(ET.tostring(encode_request(report)))
+    assert element.get("seq") == "17" and element.get("reason") == "membership-tag"
+    assert decode_request(element, "xmpp:bob@example") == dataclasses.replace(
+        report, sender="xmpp:bob@example")
 
 
 def test_reply_and_delivery_round_trip() -> None:

@@ -4,18 +4,26 @@
 Matrix output; it is fed either by :class:`SyncRunner` (a plain bot account, /sync) or
 by :mod:`transports.matrix.appservice` (transactions pushed by the homeserver).
 
-* to-device ``im.mlsbridge.request`` -> :meth:`HubService.handle` with ``sender`` the
-  event's Matrix ``sender`` (as ``matrix:u/...``), never a value from the content; the
-  reply goes back to-device (``im.mlsbridge.response``, same ``request_id``);
-* invites to the bot -> join; ``m.room.member`` leave/ban of someone else -> ``leave``
-  (self) or ``kick`` (by another user) requests for the room's group;
+* to-device ``im.mlsbridge.request`` -> :meth:`HubService.handle` with the requester
+  :func:`requester` builds from the event's Matrix ``sender`` (``matrix:u/...``,
+  network ``matrix``), never a value from the content; the reply goes back to-device
+  (``im.mlsbridge.response``, same ``request_id``);
+* invites to the bot -> join; ``m.room.member`` leaves and bans of a user who was
+  joined or invited before (``unsigned.prev_content``) -> a
+  :class:`~transports.interface.NetworkEvent` for :meth:`HubService.network_event`,
+  saying whether the actor held the moderator role at that event (its power level in
+  the room state at the event, at least the ``kick`` level);
+* :meth:`MatrixHubBot.role` (the :class:`~transports.interface.RoomDirectory`): room
+  roles from the room state (:mod:`transports.matrix.rooms`), cached per room and
+  dropped whenever a state event of the room passes by;
 * :meth:`deliver` (the :class:`~transports.interface.Deliverer`): commits and proposals as
   ``im.mlsbridge.commit`` / ``.proposal`` room events, application messages as
   ``m.room.encrypted`` with algorithm ``im.mlsbridge.mls.v1``, all carrying the log
   sequence number; Welcomes to-device to every device of the joiner (who is invited to
   the group's rooms); payloads over the event budget through the media repository;
-* after a successful ``create-group``/``attach-room`` for a Matrix room: the
-  ``im.mlsbridge.group`` state event (group id, cipher suite, hub user and device);
+* after a successful ``create-group`` for a Matrix room: the ``im.mlsbridge.group``
+  state event (group id, cipher suite, hub user and device; knowing a group id grants
+  nothing, docs/SECURITY.md);
   :meth:`MatrixHubBot.announce_group` publishes it for a room the bridge attached;
 * a :class:`RoomObserver` (the bridge's relay) hears of users joining a room and of
   plain ``m.room.message`` events from anyone but the bot; :meth:`send_message` and
@@ -42,7 +50,17 @@ from typing import Any, Protocol
 import aiohttp
 import nio
 
-from transports.interface import HubService, Inbound, Kind, Op, Outbound
+from transports.interface import (
+    HubService,
+    Inbound,
+    Kind,
+    Membership,
+    Network,
+    NetworkEvent,
+    Op,
+    Outbound,
+    Role,
+)
 from transports.matrix import events
 from transports.matrix import namespace as ns
 from transports.matrix.errors import (
@@ -53,6 +71,7 @@ from transports.matrix.errors import (
     MediaError,
 )
 from transports.matrix.media import MediaRepository, pack
+from transports.matrix.rooms import RoomState, RoomStates
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +150,17 @@ class SeenSet:
                          self.retention // 86400)
 
 
+def requester(sender: str) -> tuple[str, str]:
+    """Who sent an event, as the hub authenticates requesters: the identity of its
+    Matrix ``sender`` (set by the homeserver; for an application service, in a
+    transaction the homeserver authenticated with ``hs_token``) and the network,
+    ``matrix``. :class:`MalformedEvent` if ``sender`` is not a user id."""
+    return events.user_uri(sender), Network.MATRIX
+
+
 class MatrixHubBot:
-    """The hub's Matrix presence (see the module docstring); a ``Deliverer``."""
+    """The hub's Matrix presence (see the module docstring); a ``Deliverer`` and a
+    ``RoomDirectory``."""
 
     def __init__(self, client: nio.AsyncClient, cursors: CursorStore, *,
                  hub: HubService | None = None, media: MediaRepository | None = None,
@@ -147,6 +175,7 @@ class MatrixHubBot:
         self.ignored: list[tuple[str, str]] = []  # (reason, event id) of ignored events
         self.handled_requests = 0
         self._members: dict[str, frozenset[str]] = {}
+        self.states = RoomStates(self._room_state)
         self._group_rooms: dict[bytes, tuple[str, ...]] = {}
         self._request_lock = asyncio.Lock()
 
@@ -229,6 +258,7 @@ class MatrixHubBot:
     async def join(self, room_id: str) -> None:
         await self._call("join", lambda: self.client.join(room_id), nio.JoinResponse)
         self._members.pop(room_id, None)
+        self.states.forget(room_id)
         log.info("%s joined %s", self.user_id, room_id)
 
     # -- input: to-device requests --------------------------------------------------------
@@ -242,7 +272,7 @@ class MatrixHubBot:
             return
         request_id = content.get(ns.K_REQUEST_ID)
         try:
-            identity = events.user_uri(sender)
+            identity, network = requester(sender)
         except MalformedEvent:
             return
         if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
@@ -257,7 +287,8 @@ class MatrixHubBot:
             reply_device = reply_device if isinstance(reply_device, str) and reply_device \
                 else "*"
             try:
-                parsed = await events.parse_request(content, identity, self.media.read_blob)
+                parsed = await events.parse_request(content, identity, self.media.read_blob,
+                                                    network=network)
             except (MalformedEvent, MediaError) as exc:
                 reply = Outbound(str(Kind.REPLY), (identity,), request_id, ok=False,
                                  code="malformed", reason=str(exc))
@@ -277,28 +308,49 @@ class MatrixHubBot:
     async def _handle(self, request: Inbound) -> Outbound:
         if self.hub is None:
             return _refuse(request, "unavailable", "the hub is not running")
-        room_op = request.op in (Op.CREATE_GROUP, Op.ATTACH_ROOM)
-        matrix_room = room_op and request.transport == ns.TRANSPORT_NAME
-        if matrix_room:
-            refusal = await self._check_room(request)
-            if refusal is not None:
-                return refusal
-        reply = await self.hub.handle(request)
-        if matrix_room and reply.ok:
+        reply = await self.hub.handle(request)  # the hub authorizes (room roles: role())
+        if reply.ok and request.op == Op.CREATE_GROUP and request.transport == ns.TRANSPORT_NAME:
             group_id = reply.group_id or request.group_id
             await self._publish_group_state(request.room_id, group_id, request.cipher_suite)
         return reply
 
-    async def _check_room(self, request: Inbound) -> Outbound | None:
-        """A Matrix room may be bound to a group only by one of its joined members."""
-        user_id = events.uri_user(request.sender)
+    # -- room roles (RoomDirectory) -------------------------------------------------------
+
+    async def _room_state(self, room_id: str) -> list[Mapping[str, Any]]:
+        response = await self._call("room state", lambda: self.client.room_get_state(room_id),
+                                    nio.RoomGetStateResponse)
+        return [event for event in response.events if isinstance(event, Mapping)]
+
+    async def role(self, room: str, identity: str) -> Role:
+        """``identity``'s role in the Matrix room ``room`` now (NONE for an identity of
+        another network, or a room the bot cannot read)."""
+        user_id = events.uri_user(identity)
+        if user_id is None:
+            return Role.NONE
         try:
-            members = await self.room_members(request.room_id)
-        except HomeserverError:
-            return _refuse(request, "forbidden", "the hub is not in that room")
-        if user_id not in members:
-            return _refuse(request, "forbidden", "the sender is not joined to that room")
-        return None
+            return (await self.states.get(room)).role(user_id)
+        except HomeserverError as exc:
+            log.info("no room state for %s: %s", room, exc)
+            return Role.NONE
+
+    async def _moderator_at(self, room_id: str, event_id: str, user_id: str) -> bool:
+        """Whether ``user_id`` had at least the ``kick`` power level in the room state at
+        ``event_id`` (GET /context: the state at the event); the current state if the
+        homeserver cannot say."""
+        # nio drops limit=0 (it sends a limit only when truthy): build the request
+        # so that no event after ours is returned, and the state is the one at ours
+        path = nio.Api._build_path(["rooms", room_id, "context", event_id],
+                                   {"access_token": self.client.access_token, "limit": 0})
+        try:
+            response = await self._call("context", lambda: self.client._send(
+                nio.RoomContextResponse, "GET", path, response_data=(room_id,)),
+                nio.RoomContextResponse)
+            state = RoomState.from_events(event.source for event in response.state)
+        except HomeserverError as exc:
+            log.info("no state at %s in %s (%s); using the current state", event_id, room_id,
+                     exc)
+            state = await self.states.get(room_id)
+        return state.power_of(user_id) >= state.kick_level()
 
     async def _publish_group_state(self, room_id: str, group_id: bytes, suite: int) -> None:
         if self.group_suite is not None and not suite:
@@ -337,9 +389,11 @@ class MatrixHubBot:
         if event_type == ns.MESSAGE_EVENT:
             await self._on_plain_message(room_id, event_id, content, sender)
             return
+        if "state_key" in event:  # membership, power levels...: roles may have changed
+            self.states.forget(room_id)
+            self._members.pop(room_id, None)
         if event_type != ns.MEMBER_EVENT:
             return
-        self._members.pop(room_id, None)
         key = f"ev:{event_id}"
         if await self.seen.contains(key):
             return
@@ -363,21 +417,21 @@ class MatrixHubBot:
             return
         if membership not in ("leave", "ban") or self.hub is None:
             return
-        if isinstance(prev, Mapping) and prev.get("membership") not in ("join", None):
-            return  # a withdrawn or rejected invite: nobody left the group
+        was = prev.get("membership") if isinstance(prev, Mapping) else None
+        before = Membership(was) if was in ("join", "invite", "ban") else Membership.NONE
         try:
-            target_uri, sender_uri = events.user_uri(target), events.user_uri(sender)
+            target_uri, _ = requester(target)
+            actor_uri, _ = requester(sender)
         except MalformedEvent:
             return
-        if sender == target:
-            request = Inbound(str(Op.LEAVE), target_uri, str(event["event_id"]),
-                              transport=ns.TRANSPORT_NAME, room_id=room_id)
-        else:
-            request = Inbound(str(Op.KICK), sender_uri, str(event["event_id"]),
-                              target=target_uri, transport=ns.TRANSPORT_NAME, room_id=room_id)
-        reply = await self.hub.handle(request)
-        log.info("%s of %s in %s: %s %s", request.op, target, room_id,
-                 "ok" if reply.ok else "refused", reply.code)
+        event_id = str(event["event_id"])
+        moderator = sender != target and await self._moderator_at(room_id, event_id, sender)
+        after = Membership.BANNED if membership == "ban" else Membership.NONE
+        change = NetworkEvent(Network.MATRIX, room_id, target_uri, actor_uri, before, after,
+                              moderator, event_id)
+        reply = await self.hub.network_event(change)
+        log.info("%s of %s in %s by %s: %s %s", membership, target, room_id, sender,
+                 "acted on" if reply.ok else "refused", reply.code)
 
     async def _on_plain_message(self, room_id: str, event_id: str,
                                 content: Mapping[str, Any], sender: str) -> None:

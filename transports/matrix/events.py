@@ -13,7 +13,7 @@ when empty)::
     to-device im.mlsbridge.request   {v, request_id, op, reply_device, group_id?, payload?,
                                       welcome?, group_info?, ratchet_tree?, target?,
                                       device?, transport?, room_id?, cipher_suite?,
-                                      after_seq?, limit?, last_resort?}
+                                      after_seq?, limit?, last_resort?, seq?, reason?}
     to-device im.mlsbridge.response  {v, request_id, ok, code?, reason?, epoch, seq,
                                       group_id?, sender?, payload?, ratchet_tree?, rooms?,
                                       entries?: [delivery], key_packages?: [...]}
@@ -160,7 +160,8 @@ def request_content(request: Inbound, reply_device: str) -> Content:
                        (ns.K_TRANSPORT, request.transport), (ns.K_ROOM_ID, request.room_id),
                        (ns.K_CIPHER_SUITE, request.cipher_suite),
                        (ns.K_AFTER_SEQ, request.after_seq), (ns.K_LIMIT, request.limit),
-                       (ns.K_LAST_RESORT, request.last_resort)):
+                       (ns.K_LAST_RESORT, request.last_resort), (ns.K_SEQ, request.seq),
+                       (ns.K_REASON, request.reason)):
         _put(content, key, value)
     return content
 
@@ -173,15 +174,16 @@ class ParsedRequest:
     reply_device: str
 
 
-async def parse_request(content: Mapping[str, Any], sender: str,
-                        read: BlobReader) -> ParsedRequest:
-    """Parse a request; ``sender`` is the identity URI from the event's ``sender``."""
+async def parse_request(content: Mapping[str, Any], sender: str, read: BlobReader, *,
+                        network: str = "") -> ParsedRequest:
+    """Parse a request; ``sender`` and ``network`` are the requester the bot built
+    from the event's ``sender`` (:func:`transports.matrix.bot.requester`)."""
     _check_version(content)
     request_id = _str(content, ns.K_REQUEST_ID)
     if not request_id or len(request_id) > 128:
         raise MalformedEvent("request_id must be 1..128 characters")
     inbound = Inbound(
-        op=_str(content, ns.K_OP), sender=sender, request_id=request_id,
+        op=_str(content, ns.K_OP), sender=sender, request_id=request_id, network=network,
         group_id=_b64(content, ns.K_GROUP_ID),
         payload=await _blob(content, ns.K_PAYLOAD, read),
         welcome=await _blob(content, ns.K_WELCOME, read),
@@ -192,6 +194,7 @@ async def parse_request(content: Mapping[str, Any], sender: str,
         cipher_suite=_int(content, ns.K_CIPHER_SUITE, 0),
         after_seq=_int(content, ns.K_AFTER_SEQ, 0), limit=_int(content, ns.K_LIMIT, 0),
         last_resort=_bool(content, ns.K_LAST_RESORT, False),
+        seq=_int(content, ns.K_SEQ, 0), reason=_str(content, ns.K_REASON, ""),
     )
     return ParsedRequest(inbound, _str(content, ns.K_REPLY_DEVICE, "*") or "*")
 

@@ -31,7 +31,7 @@ RELAY_KEY: Final = f"{PREFIX}.relay"  # in relayed messages and m.bridge: relay 
 # -- content keys (shared) ---------------------------------------------------------------
 K_VERSION: Final = "v"
 K_GROUP_ID: Final = "group_id"
-K_SEQ: Final = "seq"
+K_SEQ: Final = "seq"  # a delivery's place in the log; in a report, the commit's
 K_EPOCH: Final = "epoch"
 K_SENDER: Final = "sender"
 K_ALGORITHM: Final = "algorithm"
@@ -60,7 +60,7 @@ K_LIMIT: Final = "limit"
 K_LAST_RESORT: Final = "last_resort"
 K_OK: Final = "ok"
 K_CODE: Final = "code"
-K_REASON: Final = "reason"
+K_REASON: Final = "reason"  # a refusal's explanation; in a report, the fault's code
 K_ENTRIES: Final = "entries"
 K_KEY_PACKAGES: Final = "key_packages"
 K_REF: Final = "ref"

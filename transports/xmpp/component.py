@@ -4,19 +4,21 @@ The component (``mls.example``) hosts every room itself (``room@mls.example``), 
 message passes the hub (DESIGN.md, "Wire binding"). It
 
 * answers IQ requests (one element per :class:`transports.interface.Op`, see
-  :mod:`transports.xmpp.stanzas`) by calling :meth:`HubService.handle` with the sender
-  set to ``xmpp:`` + the bare JID of the stanza's ``from`` (what the server
-  authenticated; nothing inside the payload names the sender);
-* fans deliveries out (it is the :class:`transports.interface.Deliverer`): commits, proposals
-  and application messages as ``groupchat`` messages to every occupant of the group's
-  rooms who is a recipient, with the sequence number, XEP-0359 stanza-id/origin-id and a
-  XEP-0334 ``<store/>`` hint; Welcomes as ``normal`` messages to the joiner's bare JID;
+  :mod:`transports.xmpp.stanzas`) by calling :meth:`HubService.handle` with the
+  requester :func:`requester` builds: ``xmpp:`` + the bare JID of the stanza's
+  ``from`` (what the server authenticated; nothing inside the payload names the
+  sender) and network ``xmpp``;
+* is the room service of its rooms: their XEP-0045 affiliations, owners by creation
+  (§10.1) or configuration (:mod:`transports.xmpp.rooms`), the muc#admin IQ
+  (:mod:`transports.xmpp.admin`), and :meth:`MLSComponent.role` for the hub (its
+  :class:`transports.interface.RoomDirectory`);
 * keeps occupants from MUC-style presence (``room@mls.example/nick``); an occupant's
-  last ``unavailable`` presence becomes :data:`Op.LEAVE` (the hub's Remove proposal):
-  at once when it carries ``<leave xmlns='urn:mlsbridge:0'/>`` (the member left), after
-  ``leave_grace`` seconds without a rejoin otherwise (a dropped connection or a server
-  restart must not remove everyone); a successful :data:`Op.KICK` (from a configured
-  admin) ends the target's occupancy;
+  last ``unavailable`` presence becomes a leave :class:`transports.interface.NetworkEvent`
+  (the hub's Remove proposal): at once when it carries ``<leave
+  xmlns='urn:mlsbridge:0'/>`` (the member left), after ``leave_grace`` seconds without
+  a rejoin otherwise (a dropped connection or a server restart must not remove
+  everyone); a kick, a ban or a revoked membership by an owner or admin is a network
+  event too, and ends the target's occupancy;
 * reconnects with exponential backoff after losing the server, then sends ``<sync/>`` to
   every occupant so members fetch whatever fan-out the outage swallowed (sequence numbers
   make the catch-up exact: nothing lost, nothing delivered twice);
@@ -48,9 +50,20 @@ from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from transports.interface import HubService, Inbound, Kind, Op, Outbound
+from transports.interface import (
+    HubService,
+    Kind,
+    Membership,
+    Network,
+    NetworkEvent,
+    Op,
+    Outbound,
+    Role,
+)
 from transports.xmpp import namespace as ns
+from transports.xmpp.admin import RoomAdmin
 from transports.xmpp.errors import ComponentAuthError, UploadError, WireError, XmppLinkError
+from transports.xmpp.rooms import OUTCAST, Affiliations, AffiliationStore
 from transports.xmpp.stanzas import (
     blobs_of,
     condition_for,
@@ -74,7 +87,7 @@ log = logging.getLogger(__name__)
 
 OCCUPANTS_KEY = "xmpp-occupants"
 GROUP_ROOMS_KEY = "xmpp-group-rooms"
-CLIENT_OPS = tuple(Op)  # LEAVE also comes from presence; KICK only from configured admins
+CLIENT_OPS = tuple(Op)  # every op reaches the hub, which refuses KICK and ATTACH_ROOM
 
 
 class RoomObserver(Protocol):
@@ -100,7 +113,7 @@ class ComponentConfig:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     name: str = "MLS delivery hub"
-    admins: frozenset[str] = frozenset()  # identities allowed to send Op.KICK
+    admins: frozenset[str] = frozenset()  # service administrators: owners of every room
     leave_grace: float = 60.0  # seconds an implicit departure waits before Op.LEAVE
 
 
@@ -109,13 +122,22 @@ def xmpp_identity(jid: JID) -> str:
     return ns.URI_SCHEME + jid.bare
 
 
+def requester(stanza: StanzaBase) -> tuple[str, str]:
+    """Who sent ``stanza``, as the hub authenticates requesters: the identity of the
+    ``from`` the XMPP server stamped (a component's server sets it for its users) and
+    the network, ``xmpp``."""
+    return xmpp_identity(stanza["from"]), Network.XMPP
+
+
 class MLSComponent:
     """The XEP-0114 component: the hub's XMPP transport (a :class:`Deliverer`)."""
 
     def __init__(
         self, config: ComponentConfig, state: StateStore | None = None,
+        affiliations: AffiliationStore | None = None,
     ) -> None:
         self.config = config
+        self.rooms = Affiliations(affiliations, config.admins)
         self._hub: HubService | None = None
         self._observer: RoomObserver | None = None
         self._state = state
@@ -144,6 +166,7 @@ class MLSComponent:
         self._backoff = config.backoff_initial
         self._reconnect_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.admin = RoomAdmin(self)
         self._install_handlers()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -169,6 +192,7 @@ class MLSComponent:
                     for group, rooms in json.loads(saved).items()
                 }
         await self._welcomes.load()
+        await self.rooms.load()
         self._stopping = False
         self.xmpp.connect()
         waiter = asyncio.ensure_future(self._ready.wait())
@@ -216,6 +240,10 @@ class MLSComponent:
                 MatchXPath(f"{{{default_ns}}}iq/{{{ns.NS}}}{op.value}"),
                 self._on_request,
             ))
+        x.register_handler(CoroutineCallback(
+            "muc admin", MatchXPath(f"{{{default_ns}}}iq/{{{ns.NS_MUC_ADMIN}}}query"),
+            self.admin.on_admin,
+        ))
         x.register_handler(Callback(
             "mls presence", MatchXPath(f"{{{default_ns}}}presence"), self._on_presence,
         ))
@@ -278,21 +306,19 @@ class MLSComponent:
             return
         element = find_request(iq)
         if element is None or self._hub is None:
-            self._iq_error(iq, "service-unavailable", "cancel", "hub not ready")
+            self.iq_error(iq, "service-unavailable", "cancel", "hub not ready")
             return
+        sender, network = requester(iq)
         try:
             resolve = await resolver(self._uploader, element)
-            request = decode_request(element, xmpp_identity(iq["from"]), resolve)
+            request = decode_request(element, sender, resolve, network=network)
         except (WireError, UploadError) as exc:
-            self._iq_error(iq, "bad-request", "modify", str(exc))
-            return
-        if request.op == Op.KICK and request.sender not in self.config.admins:
-            self._iq_error(iq, "forbidden", "auth", "only room admins may kick")
+            self.iq_error(iq, "bad-request", "modify", str(exc))
             return
         reply = await self._hub.handle(request)
         if not reply.ok:
             condition, error_type = condition_for(reply.code)
-            self._iq_error(iq, condition, error_type, reply.reason,
+            self.iq_error(iq, condition, error_type, reply.reason,
                            encode_rejected(reply.code, reply.epoch))
             return
         reply = fit_entries(reply, self.config.stanza_limit)
@@ -300,15 +326,13 @@ class MLSComponent:
             place = await placements(self._uploader, list(blobs_of(reply)),
                                      self.config.stanza_limit)
         except XmppLinkError as exc:
-            self._iq_error(iq, "resource-constraint", "wait", str(exc))
+            self.iq_error(iq, "resource-constraint", "wait", str(exc))
             return
         result = iq.reply(clear=True)  # type: ignore[no-untyped-call]
         result.xml.append(encode_reply(reply, place))
         result.send()
-        if request.op == Op.KICK:
-            self._end_occupancy(request.target, reason="307")
 
-    def _iq_error(self, iq: Iq, condition: str, error_type: str, text: str,
+    def iq_error(self, iq: Iq, condition: str, error_type: str, text: str,
                   extra: ET.Element | None = None) -> None:
         error = iq.reply(clear=True)  # type: ignore[no-untyped-call]
         error["type"] = "error"
@@ -319,7 +343,22 @@ class MLSComponent:
             error["error"].xml.append(extra)
         error.send()
 
-    # -- presence: occupancy, LEAVE --------------------------------------------------
+    # -- rooms: roles and configuration ------------------------------------------------
+
+    async def role(self, room: str, identity: str) -> Role:
+        """:class:`transports.interface.RoomDirectory`: ``identity``'s role in one of
+        our rooms, from its affiliation (an identity of another network holds none)."""
+        if not identity.startswith(ns.URI_SCHEME):
+            return Role.NONE
+        return self.rooms.role(JID(room).bare, identity)
+
+    async def configure_room(self, room: str, owners: list[str]) -> None:
+        """A room of a configured pair: its owners are the configuration's (its XMPP
+        ``admins``), never its first occupant."""
+        await self.rooms.configure(JID(room).bare,
+                                   [o for o in owners if o.startswith(ns.URI_SCHEME)])
+
+    # -- presence: occupancy, leaves ---------------------------------------------------
 
     def _on_presence(self, stanza: StanzaBase) -> None:
         presence = cast(Presence, stanza)
@@ -331,6 +370,9 @@ class MLSComponent:
         room, occupant = room_jid.bare, presence["from"].full
         kind = presence["type"]
         if kind in ("available", "", "chat", "away", "xa", "dnd"):
+            if self.rooms.of(room, requester(presence)[0]) == OUTCAST:
+                self.admin.refuse_entry(presence)  # banned: XEP-0045 §9.1
+                return
             mls_client = presence.xml.find(f"{{{ns.NS}}}{ns.CLIENT}") is not None
             self._join(room, occupant, room_jid.resource or presence["from"].user, mls_client)
         elif kind == "unavailable":
@@ -342,6 +384,10 @@ class MLSComponent:
         if pending is not None:
             pending.cancel()  # back within the grace period: not a departure
         first = room not in self.occupants
+        identity = ns.URI_SCHEME + JID(occupant).bare
+        created = not self.occupants.get(room) and self.rooms.created_by(room, identity)
+        if created:
+            self._spawn(self.rooms.save(room, identity))
         members = self.occupants.setdefault(room, {})
         new_occupant = occupant not in members
         members[occupant] = nick
@@ -350,12 +396,7 @@ class MLSComponent:
         if first:
             self._advertise_room(room)
         self._spawn(self._save_occupants())
-        self_presence = self.xmpp.make_presence(pto=occupant, pfrom=f"{room}/{nick}")
-        muc_user = ET.SubElement(self_presence.xml, f"{{{ns.NS_MUC_USER}}}x")
-        ET.SubElement(muc_user, f"{{{ns.NS_MUC_USER}}}item",
-                      {"affiliation": "member", "role": "participant", "jid": occupant})
-        ET.SubElement(muc_user, f"{{{ns.NS_MUC_USER}}}status", {"code": "110"})
-        self_presence.send()
+        self.admin.self_presence(room, occupant, nick, created)
 
     def _part(self, room: str, occupant: str, *, explicit: bool) -> None:
         members = self.occupants.get(room, {})
@@ -368,10 +409,11 @@ class MLSComponent:
         bare = JID(occupant).bare
         if any(JID(other).bare == bare for other in members):
             return  # another resource of the same account is still in the room
-        leave = Inbound(op=Op.LEAVE.value, sender=ns.URI_SCHEME + bare,
-                        transport=ns.TRANSPORT_NAME, room_id=room)
+        identity = ns.URI_SCHEME + bare
+        leave = NetworkEvent(Network.XMPP, room, identity, identity, Membership.JOINED,
+                             Membership.NONE)
         if explicit or self.config.leave_grace <= 0:
-            self._spawn(self._handle_event(leave))
+            self._spawn(self.report(leave))
             return
         # An unavailable presence without <leave/> may be a dropped connection or a
         # server restart: it becomes a Remove only if the user does not come back.
@@ -383,31 +425,24 @@ class MLSComponent:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _leave_after_grace(self, room: str, bare: str, leave: Inbound) -> None:
+    async def _leave_after_grace(self, room: str, bare: str, leave: NetworkEvent) -> None:
         await asyncio.sleep(self.config.leave_grace)
         self._pending_leaves.pop((room, bare), None)
         if not any(JID(o).bare == bare for o in self.occupants.get(room, {})):
-            await self._handle_event(leave)
+            await self.report(leave)
 
-    def _end_occupancy(self, target: str, reason: str) -> None:
-        """Drop every occupancy of ``target`` (an identity URI) after a kick."""
-        bare = target.removeprefix(ns.URI_SCHEME)
-        for room, members in self.occupants.items():
-            for occupant in [o for o in members if JID(o).bare == bare]:
-                nick = members.pop(occupant)
-                gone = self.xmpp.make_presence(pto=occupant, pfrom=f"{room}/{nick}",
-                                               ptype="unavailable")
-                muc_user = ET.SubElement(gone.xml, f"{{{ns.NS_MUC_USER}}}x")
-                ET.SubElement(muc_user, f"{{{ns.NS_MUC_USER}}}status", {"code": reason})
-                gone.send()
-        self._spawn(self._save_occupants())
-
-    async def _handle_event(self, event: Inbound) -> None:
+    async def report(self, event: NetworkEvent) -> None:
+        """Hand a room membership change to the hub (it decides whether to act)."""
         if self._hub is None:
             return
-        reply = await self._hub.handle(event)
+        reply = await self._hub.network_event(event)
         if not reply.ok:
-            log.info("hub refused %s from %s: %s", event.op, event.sender, reply.reason)
+            log.info("hub did not act on %s of %s in %s: %s", event.after, event.target,
+                     event.room, reply.code)
+
+    def occupancy_changed(self) -> None:
+        """Save the occupants (after the room administration changed them)."""
+        self._spawn(self._save_occupants())
 
     def _on_message(self, stanza: StanzaBase) -> None:
         """A plain groupchat body from an occupant goes to the observer. An error

@@ -6,6 +6,7 @@ Shapes (namespace ``urn:mlsbridge:0``, see :mod:`transports.xmpp.namespace`)::
                <payload>B64</payload><welcome>B64</welcome>
                <group-info>B64</group-info><ratchet-tree>B64</ratchet-tree>
              </submit-commit>
+             <report request='r2' group='B64' seq='7' reason='membership-tag'/>
     reply    <reply request='r1' group='B64' seq='7' epoch='3'> [bytes fields]
                [<room transport='xmpp' id='room@mls.example'/>]
                [<entry kind='commit' seq='5' epoch='2' sender='xmpp:a@example'>...</entry>]
@@ -62,8 +63,9 @@ _INBOUND_BYTES = {
     ns.RATCHET_TREE: "ratchet_tree",
 }
 _INBOUND_STR = {"request": "request_id", "target": "target", "device": "device",
-                "transport": "transport", "room": "room_id"}
-_INBOUND_INT = {"suite": "cipher_suite", "after": "after_seq", "limit": "limit"}
+                "transport": "transport", "room": "room_id", "reason": "reason"}
+_INBOUND_INT = {"suite": "cipher_suite", "after": "after_seq", "limit": "limit",
+                "seq": "seq"}
 _OUTBOUND_BYTES = {ns.PAYLOAD: "payload", ns.RATCHET_TREE: "ratchet_tree"}
 _OUTBOUND_STR = {"kind": "kind", "request": "request_id", "sender": "sender",
                  "code": "code", "reason": "reason"}
@@ -118,7 +120,7 @@ class Request(_MlsElement):
     plugin_attrib = "mls_request"
     interfaces: ClassVar[set[str]] = {
         "request", "group", "target", "device", "transport", "room", "suite", "after",
-        "limit", "last-resort",
+        "limit", "last-resort", "seq", "reason",
     }
 
 
@@ -258,13 +260,15 @@ def encode_request(request: Inbound, place: Place = inline) -> ET.Element:
     return el
 
 
-def decode_request(el: ET.Element, sender: str, resolve: Resolve = no_refs) -> Inbound:
-    """The :class:`Inbound` an IQ child asks for, with the network-given ``sender``."""
+def decode_request(el: ET.Element, sender: str, resolve: Resolve = no_refs, *,
+                   network: str = "") -> Inbound:
+    """The :class:`Inbound` an IQ child asks for, with the network-given ``sender`` and
+    ``network`` (:func:`transports.xmpp.component.requester`)."""
     try:
         op = Op(_local(el.tag))
     except ValueError as exc:
         raise WireError(f"unknown request <{_local(el.tag)}>") from exc
-    fields: dict[str, Any] = {"op": op.value, "sender": sender}
+    fields: dict[str, Any] = {"op": op.value, "sender": sender, "network": network}
     if group := el.get("group"):
         fields["group_id"] = b64decode(group, "group")
     for attr, field_name in _INBOUND_STR.items():
@@ -393,10 +397,19 @@ CONDITIONS: dict[str, tuple[str, str]] = {
     "no-key-package": ("item-not-found", "cancel"),
     "not-member": ("forbidden", "auth"),
     "forbidden": ("forbidden", "auth"),
+    "not-moderator": ("forbidden", "auth"),
+    "join-policy": ("forbidden", "auth"),
+    "unauthenticated": ("not-authorized", "auth"),
+    "quota": ("resource-constraint", "wait"),
+    "lifetime-too-long": ("not-acceptable", "modify"),
     "unsupported": ("feature-not-implemented", "cancel"),
     "unavailable": ("internal-server-error", "wait"),
     "bad-signature": ("not-acceptable", "modify"),
-    "invalid": ("not-acceptable", "modify"),
+    "invalid-commit": ("not-acceptable", "modify"),
+    "invalid-group": ("not-acceptable", "modify"),
+    "invalid-proposal": ("not-acceptable", "modify"),
+    "private-proposal": ("not-acceptable", "modify"),
+    "rate-limited": ("policy-violation", "wait"),
     "proposals-not-covered": ("not-acceptable", "modify"),
 }
 

@@ -35,7 +35,7 @@ from bridge.app.services.identity import default_identity_file, load_identity
 from bridge.app.signals import run_until_signalled
 from bridge.hub import Hub, HubConfig, HubIdentity
 from bridge.hub.store import Store, UnknownGroup, open_store
-from transports.interface import HubService
+from transports.interface import HubService, Network
 from transports.matrix.appservice import (
     AppServiceListener,
     ensure_sender_registered,
@@ -106,7 +106,8 @@ class MatrixService:
     async def start(self) -> None:
         bot = await self.connect()
         identity = self.identity or HubIdentity.generate(self.config.hub_name or bot.identity)
-        self.hub = Hub(self.store, identity, bot, config=self.hub_config)
+        self.hub = Hub(self.store, identity, bot, config=self.hub_config,
+                       directories={Network.MATRIX: bot})
         await self.serve(self.hub)
 
     async def connect(self) -> MatrixHubBot:

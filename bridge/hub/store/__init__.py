@@ -13,12 +13,15 @@ from bridge.errors import (
     KeyPackageUnavailable,
     ProposalsNotCovered,
     StoreError,
+    StoreQuota,
     StoreUnavailable,
     StoreUsageError,
     UnknownGroup,
     WrongEpoch,
 )
 from bridge.hub.store.base import (
+    AFFILIATIONS,
+    Ban,
     GroupRecord,
     KeyPackageInfo,
     LogEntry,
@@ -44,6 +47,8 @@ async def open_store(url: str) -> Store:
 
 
 __all__ = [
+    "AFFILIATIONS",
+    "Ban",
     "Conflict",
     "GroupRecord",
     "KeyPackageInfo",
@@ -59,6 +64,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreQuota",
     "StoreUnavailable",
     "StoreUsageError",
     "UnknownGroup",

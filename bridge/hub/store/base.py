@@ -12,7 +12,12 @@ and commits share one per-group sequence space, starting at 1.
 
 Public member list: kept in its own table (:meth:`Store.set_members`, or atomically with
 a commit via ``accept_commit(members=...)``), not inside ``hub_state``, so fan-out and
-routing can query it without decoding anything.
+routing can query it without decoding anything. The store also remembers from which
+epoch each identity is a member (:meth:`Store.member_since`), for the log-reading rule.
+
+Authorization state (``docs/SECURITY.md``) kept here too: outstanding KeyPackage claims
+(bounded by :meth:`Store.claim_key_package`, cleared by the commit that adds the
+target) and the XEP-0045 affiliations of the XMPP component's rooms.
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ from __future__ import annotations
 import abc
 import enum
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import NamedTuple, Self
 
 from bridge.errors import StoreUsageError
+
+#: XEP-0045 affiliations a room keeps (``none`` is the absence of one).
+AFFILIATIONS = ("owner", "admin", "member", "outcast")
 
 
 class LogKind(enum.StrEnum):
@@ -86,6 +94,15 @@ class QueuedProposal:
 
 
 @dataclass(frozen=True, slots=True)
+class Ban:
+    """An identity the hub refuses commits and external joins from in one group."""
+
+    identity: str
+    reason: str
+    banned_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class KeyPackageInfo:
     """Directory metadata of a published KeyPackage (the bytes are not returned)."""
 
@@ -112,6 +129,11 @@ class PendingWelcome:
 class Store(abc.ABC):
     """The hub's persistent state. All methods are coroutines; each is one transaction.
 
+    Cancelling a call never leaves a transaction half-open or the store unusable: a call
+    cancelled before its transaction began did nothing; one cancelled later took effect
+    0 or 1 times (all of it or none), settled by the time the caller sees
+    :class:`asyncio.CancelledError` (``bridge.hub.store.transactions``).
+
     Group ids, refs and MLS messages are opaque ``bytes``. Times (``now``,
     ``expires_at``) are integer seconds supplied by the caller: the store reads no clock.
     A KeyPackage is usable while ``now <= expires_at`` (its lifetime's ``not_after``,
@@ -122,7 +144,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Release connections. The store is unusable afterwards."""
+        """Wait for the transactions in flight, then release connections. Idempotent;
+        any call made once closing began raises :class:`StoreUsageError`."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -221,6 +244,35 @@ class Store(abc.ABC):
     async def queued_proposals(self, group_id: bytes, epoch: int) -> list[QueuedProposal]:
         """The proposals queued for ``epoch``, in sequence order."""
 
+    @abc.abstractmethod
+    async def epoch_proposals(self, group_id: bytes, epoch: int) -> list[LogEntry]:
+        """Every proposal logged for ``epoch`` (members' and queued ones), in sequence
+        order: what the hub rebuilds the epoch's pending proposals from."""
+
+    # -- fault reports and bans ------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_fault_report(
+        self, group_id: bytes, commit_seq: int, reporter: str, reason: str, at: int
+    ) -> int:
+        """Record that ``reporter`` could not process the log entry ``commit_seq`` (the
+        caller checked it is a commit); return how many distinct reporters that commit
+        now has. Raise :class:`Conflict` if this reporter already reported it (or the
+        entry does not exist), :class:`UnknownGroup` if the group is absent."""
+
+    @abc.abstractmethod
+    async def fault_reporters(self, group_id: bytes, commit_seq: int) -> list[str]:
+        """Who reported the log entry ``commit_seq``, sorted (:class:`UnknownGroup` if
+        the group is absent)."""
+
+    @abc.abstractmethod
+    async def ban(self, group_id: bytes, identity: str, reason: str, at: int) -> bool:
+        """Put ``identity`` on the group's ban list; False if it was already there."""
+
+    @abc.abstractmethod
+    async def bans(self, group_id: bytes) -> list[Ban]:
+        """The group's ban list, by identity."""
+
     # -- members -------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -230,6 +282,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get_members(self, group_id: bytes) -> list[Member]:
         """The group's public member list, by leaf index."""
+
+    @abc.abstractmethod
+    async def member_since(self, group_id: bytes, identity: str) -> int | None:
+        """The epoch from which ``identity`` has been a member without interruption
+        (None if it is not one). Every write of the member list (create, commit,
+        set_members) keeps the epoch of identities already present and gives newcomers
+        the list's epoch; an identity that leaves and comes back starts again."""
 
     # -- KeyPackage directory --------------------------------------------------------
 
@@ -243,13 +302,23 @@ class Store(abc.ABC):
         key_package: bytes,
         expires_at: int,
         last_resort: bool = False,
+        *,
+        now: int = 0,
+        max_per_device: int = 0,
+        max_devices: int = 0,
     ) -> None:
         """Add a KeyPackage. A last-resort one replaces the device's previous last-resort
-        KeyPackage for that suite. Raise :class:`Conflict` if ``ref`` is already present."""
+        KeyPackage for that suite. Raise :class:`Conflict` if ``ref`` is already present.
+
+        Quotas, checked in the same transaction (0: none): raise :class:`StoreQuota`
+        if the device would then hold more than ``max_per_device`` KeyPackages
+        unexpired at ``now``, or the user more than ``max_devices`` devices."""
 
     @abc.abstractmethod
     async def claim_key_package(
-        self, user: str, cipher_suite: int, now: int, device: str | None = None
+        self, user: str, cipher_suite: int, now: int, device: str | None = None,
+        *, group_id: bytes | None = None, claimer: str = "", max_outstanding: int = 0,
+        outstanding_since: int = 0,
     ) -> bytes:
         """Hand out one unexpired KeyPackage of the user (optionally of one device).
 
@@ -257,6 +326,13 @@ class Store(abc.ABC):
         claimers. The one expiring soonest goes first. When none is left, the freshest
         unexpired last-resort KeyPackage is returned and kept (RFC 9420 §16.8). Raise
         :class:`KeyPackageUnavailable` when there is neither.
+
+        With ``group_id`` the claim is recorded as outstanding (group, target ``user``,
+        ``claimer``, ``now``) until a commit adding ``user`` to that group is accepted
+        (its ``welcome_recipients``) or it is older than ``outstanding_since`` (such
+        claims are dropped). With ``max_outstanding`` > 0, raise :class:`StoreQuota`
+        -- nothing consumed -- when (group, user) or (claimer, user) already has that
+        many outstanding claims. :class:`UnknownGroup` if the group is absent.
         """
 
     @abc.abstractmethod
@@ -292,6 +368,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def detach_room(self, transport: str, room_id: str) -> bool:
         """Remove a room mapping; False if there was none."""
+
+    # -- XMPP room affiliations (XEP-0045) ------------------------------------------
+
+    @abc.abstractmethod
+    async def set_affiliation(self, room: str, identity: str, affiliation: str) -> None:
+        """Set ``identity``'s affiliation with ``room`` (one of :data:`AFFILIATIONS`,
+        or ``none`` to remove it); :class:`StoreUsageError` for another value."""
+
+    @abc.abstractmethod
+    async def room_affiliations(self) -> dict[str, dict[str, str]]:
+        """Every room's affiliations: room -> identity -> affiliation (few and small:
+        the XMPP component keeps them all in memory)."""
 
     # -- Welcome delivery ------------------------------------------------------------
 
@@ -361,6 +449,21 @@ def check_kind(kind: LogKind | str) -> LogKind:
     if parsed is LogKind.COMMIT:
         raise StoreUsageError("commits are ordered by accept_commit, not append_message")
     return parsed
+
+
+def check_affiliation(affiliation: str) -> str:
+    """An affiliation for :meth:`Store.set_affiliation` (``none`` included)."""
+    if affiliation != "none" and affiliation not in AFFILIATIONS:
+        raise StoreUsageError(f"unknown affiliation {affiliation!r}")
+    return affiliation
+
+
+def members_since(members: Sequence[Member], before: Mapping[str, int], epoch: int
+                  ) -> list[tuple[int, str, int]]:
+    """(leaf, identity, since epoch) rows for a new member list: identities already
+    members keep their epoch (``before``), newcomers get ``epoch``."""
+    return [(leaf, identity, before.get(identity, epoch))
+            for leaf, identity in check_members(members)]
 
 
 def check_members(members: Sequence[Member]) -> list[Member]:

@@ -6,7 +6,9 @@ database runs with ``synchronous=FULL`` in WAL mode (every commit fsyncs the WAL
 keys on, and a busy timeout. Each state transition is one ``BEGIN IMMEDIATE``
 transaction: SQLite's single writer lock orders commits even between processes sharing
 the file, and an in-process :class:`asyncio.Lock` serialises coroutines on the one
-connection. Migrations are numbered SQL files applied in order and recorded in
+connection. Each transaction runs in a task of its own that a caller's cancellation does
+not interrupt (``transactions``), so the one connection is never left inside one.
+Migrations are numbered SQL files applied in order and recorded in
 ``schema_version``.
 """
 
@@ -14,8 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from os import PathLike
 from typing import Any
 
@@ -23,7 +24,6 @@ import aiosqlite
 
 from bridge.errors import (
     Conflict,
-    KeyPackageUnavailable,
     ProposalsNotCovered,
     StoreUnavailable,
     StoreUsageError,
@@ -31,8 +31,8 @@ from bridge.errors import (
     WrongEpoch,
 )
 from bridge.hub.store.base import (
+    Ban,
     GroupRecord,
-    KeyPackageInfo,
     LogEntry,
     LogKind,
     Member,
@@ -42,11 +42,13 @@ from bridge.hub.store.base import (
     Store,
     check_kind,
     check_limit,
-    check_members,
     check_welcome,
     load_migrations,
+    members_since,
     missing_proposals,
 )
+from bridge.hub.store.sqlite_directory import SqliteDirectory
+from bridge.hub.store.transactions import Flight, T, transaction, uncancelled
 
 _GROUP_COLUMNS = "group_id, cipher_suite, epoch, next_seq, group_info, ratchet_tree, hub_state"
 
@@ -68,14 +70,14 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
-class SqliteStore(Store):
+class SqliteStore(SqliteDirectory, Store):
     """A :class:`Store` in one SQLite file. Open with :meth:`SqliteStore.open`."""
 
     def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
         self._conn = conn
         self._path = path
         self._lock = asyncio.Lock()
-        self._closed = False
+        super().__init__()
 
     @classmethod
     async def open(cls, path: str | PathLike[str], *, busy_timeout_ms: int = 10_000) -> SqliteStore:
@@ -92,62 +94,64 @@ class SqliteStore(Store):
             await conn.execute("PRAGMA foreign_keys = ON")
             await store._migrate()
         except BaseException:
-            await conn.close()
+            await uncancelled(store.close())
             raise
         return store
 
-    async def close(self) -> None:
-        async with self._lock:
-            if not self._closed:
-                self._closed = True
-                await self._conn.close()
+    async def _release(self) -> None:
+        await self._conn.close()
 
-    @asynccontextmanager
-    async def _tx(self, *, write: bool = True) -> AsyncIterator[aiosqlite.Connection]:
-        """One transaction: BEGIN IMMEDIATE for writes, a deferred BEGIN for reads."""
+    async def _transaction(
+        self, body: Callable[[aiosqlite.Connection], Awaitable[T]], write: bool, flight: Flight
+    ) -> T:
+        """One transaction on the shared connection: BEGIN IMMEDIATE for writes, a
+        deferred BEGIN for reads. Runs as its own task (see ``transactions``)."""
         async with self._lock:
-            if self._closed:
-                raise StoreUsageError("the store is closed")
+            flight.began = True
             conn = self._conn
             try:
                 await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"sqlite: {exc}") from exc
-            try:
-                yield conn
+                result = await body(conn)
                 await conn.execute("COMMIT")
             except BaseException as exc:
-                if conn.in_transaction:  # False if COMMIT went through before a cancel
-                    await conn.execute("ROLLBACK")
+                # The worker thread runs statements in the order they were sent, even
+                # those whose await was cancelled, so this ROLLBACK comes after the
+                # BEGIN, the body and any COMMIT already sent (and before any later
+                # transaction's BEGIN); sqlite3's rollback() does nothing if no
+                # transaction is open by then (the COMMIT went through).
+                await uncancelled(conn.rollback())
                 if isinstance(exc, sqlite3.IntegrityError):
                     raise Conflict(f"sqlite: {exc}") from exc
                 if isinstance(exc, sqlite3.Error):
                     raise StoreUnavailable(f"sqlite: {exc}") from exc
                 raise
+            return result
 
-    async def _migrate(self) -> None:
+    @transaction(write=True)
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
         migrations = load_migrations("sqlite")
-        async with self._tx() as conn:
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version ("
-                " version INTEGER PRIMARY KEY, applied TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
-            )
-            current = await _scalar(conn, "SELECT coalesce(max(version), 0) FROM schema_version")
-            if current > len(migrations):
-                raise StoreUsageError(f"database schema {current} is newer than this code")
-            for version, script in migrations[current:]:
-                for statement in split_statements(script):
-                    await conn.execute(statement)
-                await conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version INTEGER PRIMARY KEY, applied TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+        )
+        current = await _scalar(conn, "SELECT coalesce(max(version), 0) FROM schema_version")
+        if current > len(migrations):
+            raise StoreUsageError(f"database schema {current} is newer than this code")
+        for version, script in migrations[current:]:
+            for statement in split_statements(script):
+                await conn.execute(statement)
+            await conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
 
-    async def schema_version(self) -> int:
-        async with self._tx(write=False) as conn:
-            return await _scalar(conn, "SELECT coalesce(max(version), 0) FROM schema_version")
+    @transaction(write=False)
+    async def schema_version(self, conn: aiosqlite.Connection) -> int:
+        return await _scalar(conn, "SELECT coalesce(max(version), 0) FROM schema_version")
 
     # -- groups --------------------------------------------------------------------
 
+    @transaction(write=True)
     async def create_group(
         self,
+        conn: aiosqlite.Connection,
         group_id: bytes,
         cipher_suite: int,
         *,
@@ -159,32 +163,32 @@ class SqliteStore(Store):
     ) -> GroupRecord:
         if epoch < 0:
             raise StoreUsageError("epoch must be non-negative")
-        record = GroupRecord(group_id, cipher_suite, epoch, 1, group_info, ratchet_tree, hub_state)
-        async with self._tx() as conn:
-            if await _group_row(conn, group_id) is not None:
-                raise Conflict(f"group {group_id.hex()} exists")
-            await conn.execute(
-                f"INSERT INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (group_id, cipher_suite, epoch, 1, group_info, ratchet_tree, hub_state),
-            )
-            if members is not None:
-                await _replace_members(conn, group_id, members)
-        return record
+        if await _group_row(conn, group_id) is not None:
+            raise Conflict(f"group {group_id.hex()} exists")
+        await conn.execute(
+            f"INSERT INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (group_id, cipher_suite, epoch, 1, group_info, ratchet_tree, hub_state),
+        )
+        if members is not None:
+            await _replace_members(conn, group_id, members, epoch)
+        return GroupRecord(group_id, cipher_suite, epoch, 1, group_info, ratchet_tree, hub_state)
 
-    async def get_group(self, group_id: bytes) -> GroupRecord:
-        async with self._tx(write=False) as conn:
-            row = await _group_row(conn, group_id)
+    @transaction(write=False)
+    async def get_group(self, conn: aiosqlite.Connection, group_id: bytes) -> GroupRecord:
+        row = await _group_row(conn, group_id)
         if row is None:
             raise UnknownGroup(group_id)
         return GroupRecord(*row)
 
-    async def delete_group(self, group_id: bytes) -> bool:
-        async with self._tx() as conn:
-            cursor = await conn.execute("DELETE FROM groups WHERE group_id = ?", (group_id,))
-            return cursor.rowcount > 0
+    @transaction(write=True)
+    async def delete_group(self, conn: aiosqlite.Connection, group_id: bytes) -> bool:
+        cursor = await conn.execute("DELETE FROM groups WHERE group_id = ?", (group_id,))
+        return cursor.rowcount > 0
 
+    @transaction(write=True)
     async def accept_commit(
         self,
+        conn: aiosqlite.Connection,
         group_id: bytes,
         expected_epoch: int,
         commit: bytes,
@@ -199,65 +203,71 @@ class SqliteStore(Store):
         members: Sequence[Member] | None = None,
     ) -> int:
         recipients = check_welcome(welcome, welcome_recipients)
-        async with self._tx() as conn:
-            epoch, seq = await _epoch_and_next_seq(conn, group_id)
-            if epoch != expected_epoch:
-                raise WrongEpoch(epoch)
-            queued = await conn.execute_fetchall(
-                "SELECT proposal_ref FROM queued_proposals WHERE group_id = ? AND epoch = ?"
-                " ORDER BY seq",
-                (group_id, epoch),
+        epoch, seq = await _epoch_and_next_seq(conn, group_id)
+        if epoch != expected_epoch:
+            raise WrongEpoch(epoch)
+        queued = await conn.execute_fetchall(
+            "SELECT proposal_ref FROM queued_proposals WHERE group_id = ? AND epoch = ?"
+            " ORDER BY seq",
+            (group_id, epoch),
+        )
+        missing = missing_proposals([bytes(row[0]) for row in queued], covered_proposals)
+        if missing:
+            raise ProposalsNotCovered(missing)
+        await conn.execute(
+            "INSERT INTO log (group_id, seq, epoch, kind, payload, sender)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (group_id, seq, epoch, LogKind.COMMIT.value, commit, sender),
+        )
+        await conn.execute(
+            "UPDATE groups SET epoch = ?, next_seq = ?, group_info = ?, ratchet_tree = ?,"
+            " hub_state = ? WHERE group_id = ?",
+            (epoch + 1, seq + 1, group_info, ratchet_tree, hub_state, group_id),
+        )
+        await conn.execute(
+            "DELETE FROM queued_proposals WHERE group_id = ? AND epoch <= ?", (group_id, epoch)
+        )
+        if welcome is not None:
+            cursor = await conn.execute(
+                "INSERT INTO welcomes (group_id, epoch, commit_seq, welcome) VALUES (?, ?, ?, ?)",
+                (group_id, epoch + 1, seq, welcome),
             )
-            missing = missing_proposals([bytes(row[0]) for row in queued], covered_proposals)
-            if missing:
-                raise ProposalsNotCovered(missing)
-            await conn.execute(
-                "INSERT INTO log (group_id, seq, epoch, kind, payload, sender)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (group_id, seq, epoch, LogKind.COMMIT.value, commit, sender),
+            await conn.executemany(
+                "INSERT INTO welcome_deliveries (welcome_id, recipient) VALUES (?, ?)",
+                [(cursor.lastrowid, recipient) for recipient in recipients],
             )
-            await conn.execute(
-                "UPDATE groups SET epoch = ?, next_seq = ?, group_info = ?, ratchet_tree = ?,"
-                " hub_state = ? WHERE group_id = ?",
-                (epoch + 1, seq + 1, group_info, ratchet_tree, hub_state, group_id),
-            )
-            await conn.execute(
-                "DELETE FROM queued_proposals WHERE group_id = ? AND epoch <= ?", (group_id, epoch)
-            )
-            if welcome is not None:
-                cursor = await conn.execute(
-                    "INSERT INTO welcomes (group_id, epoch, commit_seq, welcome)"
-                    " VALUES (?, ?, ?, ?)",
-                    (group_id, epoch + 1, seq, welcome),
-                )
-                await conn.executemany(
-                    "INSERT INTO welcome_deliveries (welcome_id, recipient) VALUES (?, ?)",
-                    [(cursor.lastrowid, recipient) for recipient in recipients],
-                )
-            if members is not None:
-                await _replace_members(conn, group_id, members)
+            await conn.executemany(
+                "DELETE FROM key_package_claims WHERE group_id = ? AND target = ?",
+                [(group_id, recipient) for recipient in recipients])
+        if members is not None:
+            await _replace_members(conn, group_id, members, epoch + 1)
         return seq
 
     # -- the log -------------------------------------------------------------------
 
+    @transaction(write=True)
     async def append_message(
-        self, group_id: bytes, epoch: int, kind: LogKind | str, payload: bytes, sender: str
+        self,
+        conn: aiosqlite.Connection,
+        group_id: bytes,
+        epoch: int,
+        kind: LogKind | str,
+        payload: bytes,
+        sender: str,
     ) -> int:
-        parsed = check_kind(kind)
-        async with self._tx() as conn:
-            return await _append(conn, group_id, epoch, parsed, payload, sender)
+        return await _append(conn, group_id, epoch, check_kind(kind), payload, sender)
 
+    @transaction(write=False)
     async def log_since(
-        self, group_id: bytes, after_seq: int = 0, limit: int = 100
+        self, conn: aiosqlite.Connection, group_id: bytes, after_seq: int = 0, limit: int = 100
     ) -> list[LogEntry]:
         check_limit(after_seq, limit)
-        async with self._tx(write=False) as conn:
-            await _epoch_and_next_seq(conn, group_id)
-            rows = await conn.execute_fetchall(
-                "SELECT seq, epoch, kind, payload, sender FROM log"
-                " WHERE group_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (group_id, after_seq, limit),
-            )
+        await _epoch_and_next_seq(conn, group_id)
+        rows = await conn.execute_fetchall(
+            "SELECT seq, epoch, kind, payload, sender FROM log"
+            " WHERE group_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (group_id, after_seq, limit),
+        )
         return [
             LogEntry(seq, epoch, LogKind(kind), bytes(payload), sender)
             for seq, epoch, kind, payload, sender in rows
@@ -265,247 +275,243 @@ class SqliteStore(Store):
 
     # -- proposals -----------------------------------------------------------------
 
+    @transaction(write=True)
     async def queue_proposal(
-        self, group_id: bytes, epoch: int, proposal_ref: bytes, payload: bytes, sender: str = ""
+        self,
+        conn: aiosqlite.Connection,
+        group_id: bytes,
+        epoch: int,
+        proposal_ref: bytes,
+        payload: bytes,
+        sender: str = "",
     ) -> int:
-        async with self._tx() as conn:
-            current, _ = await _epoch_and_next_seq(conn, group_id)
-            if epoch != current:
-                raise WrongEpoch(current)
-            duplicate = await conn.execute_fetchall(
-                "SELECT 1 FROM queued_proposals WHERE group_id = ? AND epoch = ?"
-                " AND proposal_ref = ?",
-                (group_id, epoch, proposal_ref),
-            )
-            if duplicate:
-                raise Conflict(f"proposal {proposal_ref.hex()} already queued")
-            seq = await _append(conn, group_id, epoch, LogKind.PROPOSAL, payload, sender)
-            await conn.execute(
-                "INSERT INTO queued_proposals (group_id, epoch, proposal_ref, seq)"
-                " VALUES (?, ?, ?, ?)",
-                (group_id, epoch, proposal_ref, seq),
-            )
+        current, _ = await _epoch_and_next_seq(conn, group_id)
+        if epoch != current:
+            raise WrongEpoch(current)
+        duplicate = await conn.execute_fetchall(
+            "SELECT 1 FROM queued_proposals WHERE group_id = ? AND epoch = ? AND proposal_ref = ?",
+            (group_id, epoch, proposal_ref),
+        )
+        if duplicate:
+            raise Conflict(f"proposal {proposal_ref.hex()} already queued")
+        seq = await _append(conn, group_id, epoch, LogKind.PROPOSAL, payload, sender)
+        await conn.execute(
+            "INSERT INTO queued_proposals (group_id, epoch, proposal_ref, seq) VALUES (?, ?, ?, ?)",
+            (group_id, epoch, proposal_ref, seq),
+        )
         return seq
 
-    async def queued_proposals(self, group_id: bytes, epoch: int) -> list[QueuedProposal]:
-        async with self._tx(write=False) as conn:
-            await _epoch_and_next_seq(conn, group_id)
-            rows = await conn.execute_fetchall(
-                "SELECT q.proposal_ref, q.seq, q.epoch, l.payload, l.sender"
-                " FROM queued_proposals q JOIN log l ON l.group_id = q.group_id AND l.seq = q.seq"
-                " WHERE q.group_id = ? AND q.epoch = ? ORDER BY q.seq",
-                (group_id, epoch),
-            )
+    @transaction(write=False)
+    async def queued_proposals(
+        self, conn: aiosqlite.Connection, group_id: bytes, epoch: int
+    ) -> list[QueuedProposal]:
+        await _epoch_and_next_seq(conn, group_id)
+        rows = await conn.execute_fetchall(
+            "SELECT q.proposal_ref, q.seq, q.epoch, l.payload, l.sender"
+            " FROM queued_proposals q JOIN log l ON l.group_id = q.group_id AND l.seq = q.seq"
+            " WHERE q.group_id = ? AND q.epoch = ? ORDER BY q.seq",
+            (group_id, epoch),
+        )
         return [
             QueuedProposal(bytes(ref), seq, ep, bytes(payload), sender)
             for ref, seq, ep, payload, sender in rows
         ]
 
+    @transaction(write=False)
+    async def epoch_proposals(
+        self, conn: aiosqlite.Connection, group_id: bytes, epoch: int
+    ) -> list[LogEntry]:
+        await _epoch_and_next_seq(conn, group_id)
+        rows = await conn.execute_fetchall(
+            "SELECT seq, epoch, kind, payload, sender FROM log WHERE group_id = ?"
+            " AND epoch = ? AND kind = 'proposal' ORDER BY seq", (group_id, epoch))
+        return [LogEntry(seq, ep, LogKind(kind), bytes(payload), sender)
+                for seq, ep, kind, payload, sender in rows]
+
+    # -- fault reports and bans ------------------------------------------------------
+
+    @transaction(write=True)
+    async def add_fault_report(
+        self, conn: aiosqlite.Connection, group_id: bytes, commit_seq: int, reporter: str,
+        reason: str, at: int,
+    ) -> int:
+        await _epoch_and_next_seq(conn, group_id)
+        await conn.execute(
+            "INSERT INTO fault_reports (group_id, commit_seq, reporter, reason, reported_at)"
+            " VALUES (?, ?, ?, ?, ?)", (group_id, commit_seq, reporter, reason, at))
+        return await _scalar(conn, "SELECT count(*) FROM fault_reports WHERE group_id = ?"
+                             " AND commit_seq = ?", (group_id, commit_seq))
+
+    @transaction(write=False)
+    async def fault_reporters(
+        self, conn: aiosqlite.Connection, group_id: bytes, commit_seq: int
+    ) -> list[str]:
+        await _epoch_and_next_seq(conn, group_id)
+        rows = await conn.execute_fetchall(
+            "SELECT reporter FROM fault_reports WHERE group_id = ? AND commit_seq = ?"
+            " ORDER BY reporter", (group_id, commit_seq))
+        return [str(row[0]) for row in rows]
+
+    @transaction(write=True)
+    async def ban(
+        self, conn: aiosqlite.Connection, group_id: bytes, identity: str, reason: str, at: int
+    ) -> bool:
+        await _epoch_and_next_seq(conn, group_id)
+        cursor = await conn.execute(
+            "INSERT INTO bans (group_id, identity, reason, banned_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (group_id, identity) DO NOTHING", (group_id, identity, reason, at))
+        return cursor.rowcount == 1
+
+    @transaction(write=False)
+    async def bans(self, conn: aiosqlite.Connection, group_id: bytes) -> list[Ban]:
+        await _epoch_and_next_seq(conn, group_id)
+        rows = await conn.execute_fetchall(
+            "SELECT identity, reason, banned_at FROM bans WHERE group_id = ?"
+            " ORDER BY identity", (group_id,))
+        return [Ban(identity, reason, at) for identity, reason, at in rows]
+
     # -- members -------------------------------------------------------------------
 
-    async def set_members(self, group_id: bytes, members: Sequence[Member]) -> None:
-        async with self._tx() as conn:
-            await _epoch_and_next_seq(conn, group_id)
-            await _replace_members(conn, group_id, members)
+    @transaction(write=True)
+    async def set_members(
+        self, conn: aiosqlite.Connection, group_id: bytes, members: Sequence[Member]
+    ) -> None:
+        epoch, _ = await _epoch_and_next_seq(conn, group_id)
+        await _replace_members(conn, group_id, members, epoch)
 
-    async def get_members(self, group_id: bytes) -> list[Member]:
-        async with self._tx(write=False) as conn:
-            await _epoch_and_next_seq(conn, group_id)
-            rows = await conn.execute_fetchall(
-                "SELECT leaf_index, identity FROM members WHERE group_id = ? ORDER BY leaf_index",
-                (group_id,),
-            )
+    @transaction(write=False)
+    async def get_members(self, conn: aiosqlite.Connection, group_id: bytes) -> list[Member]:
+        await _epoch_and_next_seq(conn, group_id)
+        rows = await conn.execute_fetchall(
+            "SELECT leaf_index, identity FROM members WHERE group_id = ? ORDER BY leaf_index",
+            (group_id,),
+        )
         return [Member(leaf, identity) for leaf, identity in rows]
 
-    # -- KeyPackage directory --------------------------------------------------------
-
-    async def publish_key_package(
-        self,
-        user: str,
-        device: str,
-        cipher_suite: int,
-        ref: bytes,
-        key_package: bytes,
-        expires_at: int,
-        last_resort: bool = False,
-    ) -> None:
-        async with self._tx() as conn:
-            if last_resort:
-                await conn.execute(
-                    "DELETE FROM key_packages WHERE user_id = ? AND device = ?"
-                    " AND cipher_suite = ? AND last_resort = 1",
-                    (user, device, cipher_suite),
-                )
-            if await conn.execute_fetchall("SELECT 1 FROM key_packages WHERE ref = ?", (ref,)):
-                raise Conflict(f"KeyPackage {ref.hex()} already published")
-            await conn.execute(
-                "INSERT INTO key_packages (ref, user_id, device, cipher_suite, key_package,"
-                " expires_at, last_resort) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (ref, user, device, cipher_suite, key_package, expires_at, int(last_resort)),
-            )
-            await conn.execute(
-                "INSERT INTO key_package_refs (ref, user_id, expires_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (ref) DO NOTHING",
-                (ref, user, expires_at),
-            )
-
-    async def claim_key_package(
-        self, user: str, cipher_suite: int, now: int, device: str | None = None
-    ) -> bytes:
-        where = "user_id = ? AND cipher_suite = ? AND expires_at >= ? AND last_resort = ?"
-        params: tuple[Any, ...] = (user, cipher_suite, now)
-        if device is not None:
-            where += " AND device = ?"
-        async with self._tx() as conn:
-            rows = await conn.execute_fetchall(
-                "DELETE FROM key_packages WHERE ref = (SELECT ref FROM key_packages"
-                f" WHERE {where} ORDER BY expires_at, ref LIMIT 1) RETURNING key_package",
-                (*params, 0, *((device,) if device is not None else ())),
-            )
-            if not rows:
-                rows = await conn.execute_fetchall(
-                    f"SELECT key_package FROM key_packages WHERE {where}"
-                    " ORDER BY expires_at DESC, ref LIMIT 1",
-                    (*params, 1, *((device,) if device is not None else ())),
-                )
-        if not rows:
-            raise KeyPackageUnavailable(user, cipher_suite, device)
-        return bytes(next(iter(rows))[0])
-
-    async def list_key_packages(self, user: str, device: str | None = None) -> list[KeyPackageInfo]:
-        query = (
-            "SELECT ref, user_id, device, cipher_suite, expires_at, last_resort"
-            " FROM key_packages WHERE user_id = ?"
-        )
-        params: tuple[str, ...] = (user,)
-        if device is not None:
-            query += " AND device = ?"
-            params = (user, device)
-        async with self._tx(write=False) as conn:
-            rows = await conn.execute_fetchall(
-                query + " ORDER BY device, cipher_suite, expires_at, ref", params
-            )
-        return [
-            KeyPackageInfo(bytes(ref), user_id, dev, suite, expires_at, bool(last_resort))
-            for ref, user_id, dev, suite, expires_at, last_resort in rows
-        ]
-
-    async def purge_expired(self, now: int) -> int:
-        async with self._tx() as conn:
-            await conn.execute("DELETE FROM key_package_refs WHERE expires_at < ?", (now,))
-            cursor = await conn.execute("DELETE FROM key_packages WHERE expires_at < ?", (now,))
-            return cursor.rowcount
-
-    async def key_package_publisher(self, ref: bytes) -> str | None:
-        async with self._tx(write=False) as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT user_id FROM key_package_refs WHERE ref = ?", (ref,))
-        return str(next(iter(rows))[0]) if rows else None
+    @transaction(write=False)
+    async def member_since(
+        self, conn: aiosqlite.Connection, group_id: bytes, identity: str
+    ) -> int | None:
+        rows = await conn.execute_fetchall(
+            "SELECT min(since_epoch) FROM members WHERE group_id = ? AND identity = ?",
+            (group_id, identity))
+        value = next(iter(rows))[0]
+        return None if value is None else int(value)
 
     # -- rooms ---------------------------------------------------------------------
 
-    async def attach_room(self, transport: str, room_id: str, group_id: bytes) -> None:
-        async with self._tx() as conn:
-            await _epoch_and_next_seq(conn, group_id)
-            rows = await conn.execute_fetchall(
-                "SELECT group_id FROM rooms WHERE transport = ? AND room_id = ?",
-                (transport, room_id),
-            )
-            for (attached,) in rows:
-                if bytes(attached) == group_id:
-                    return
-                raise Conflict(f"room {transport}:{room_id} is attached to another group")
-            await conn.execute(
-                "INSERT INTO rooms (transport, room_id, group_id) VALUES (?, ?, ?)",
-                (transport, room_id, group_id),
-            )
+    @transaction(write=True)
+    async def attach_room(
+        self, conn: aiosqlite.Connection, transport: str, room_id: str, group_id: bytes
+    ) -> None:
+        await _epoch_and_next_seq(conn, group_id)
+        rows = await conn.execute_fetchall(
+            "SELECT group_id FROM rooms WHERE transport = ? AND room_id = ?",
+            (transport, room_id),
+        )
+        for (attached,) in rows:
+            if bytes(attached) == group_id:
+                return
+            raise Conflict(f"room {transport}:{room_id} is attached to another group")
+        await conn.execute(
+            "INSERT INTO rooms (transport, room_id, group_id) VALUES (?, ?, ?)",
+            (transport, room_id, group_id),
+        )
 
-    async def room_group(self, transport: str, room_id: str) -> bytes | None:
-        async with self._tx(write=False) as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT group_id FROM rooms WHERE transport = ? AND room_id = ?",
-                (transport, room_id),
-            )
+    @transaction(write=False)
+    async def room_group(
+        self, conn: aiosqlite.Connection, transport: str, room_id: str
+    ) -> bytes | None:
+        rows = await conn.execute_fetchall(
+            "SELECT group_id FROM rooms WHERE transport = ? AND room_id = ?",
+            (transport, room_id),
+        )
         return next((bytes(row[0]) for row in rows), None)
 
-    async def group_rooms(self, group_id: bytes) -> list[RoomRef]:
-        async with self._tx(write=False) as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT transport, room_id FROM rooms WHERE group_id = ?"
-                " ORDER BY transport, room_id",
-                (group_id,),
-            )
+    @transaction(write=False)
+    async def group_rooms(self, conn: aiosqlite.Connection, group_id: bytes) -> list[RoomRef]:
+        rows = await conn.execute_fetchall(
+            "SELECT transport, room_id FROM rooms WHERE group_id = ? ORDER BY transport, room_id",
+            (group_id,),
+        )
         return [RoomRef(transport, room_id) for transport, room_id in rows]
 
-    async def detach_room(self, transport: str, room_id: str) -> bool:
-        async with self._tx() as conn:
-            cursor = await conn.execute(
-                "DELETE FROM rooms WHERE transport = ? AND room_id = ?", (transport, room_id)
-            )
-            return cursor.rowcount > 0
+    @transaction(write=True)
+    async def detach_room(self, conn: aiosqlite.Connection, transport: str, room_id: str) -> bool:
+        cursor = await conn.execute(
+            "DELETE FROM rooms WHERE transport = ? AND room_id = ?", (transport, room_id)
+        )
+        return cursor.rowcount > 0
 
     # -- Welcome delivery ------------------------------------------------------------
 
-    async def pending_welcomes(self, recipient: str) -> list[PendingWelcome]:
-        async with self._tx(write=False) as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT w.welcome_id, d.recipient, w.group_id, w.epoch, w.commit_seq, w.welcome"
-                " FROM welcome_deliveries d JOIN welcomes w ON w.welcome_id = d.welcome_id"
-                " WHERE d.recipient = ? ORDER BY w.welcome_id",
-                (recipient,),
-            )
+    @transaction(write=False)
+    async def pending_welcomes(
+        self, conn: aiosqlite.Connection, recipient: str
+    ) -> list[PendingWelcome]:
+        rows = await conn.execute_fetchall(
+            "SELECT w.welcome_id, d.recipient, w.group_id, w.epoch, w.commit_seq, w.welcome"
+            " FROM welcome_deliveries d JOIN welcomes w ON w.welcome_id = d.welcome_id"
+            " WHERE d.recipient = ? ORDER BY w.welcome_id",
+            (recipient,),
+        )
         return [
             PendingWelcome(wid, rcpt, bytes(gid), epoch, seq, bytes(welcome))
             for wid, rcpt, gid, epoch, seq, welcome in rows
         ]
 
-    async def mark_delivered(self, welcome_id: int, recipient: str) -> bool:
-        async with self._tx() as conn:
-            cursor = await conn.execute(
-                "DELETE FROM welcome_deliveries WHERE welcome_id = ? AND recipient = ?",
-                (welcome_id, recipient),
-            )
-            if cursor.rowcount == 0:
-                return False
-            await conn.execute(
-                "DELETE FROM welcomes WHERE welcome_id = ? AND NOT EXISTS"
-                " (SELECT 1 FROM welcome_deliveries WHERE welcome_id = ?)",
-                (welcome_id, welcome_id),
-            )
-            return True
+    @transaction(write=True)
+    async def mark_delivered(
+        self, conn: aiosqlite.Connection, welcome_id: int, recipient: str
+    ) -> bool:
+        cursor = await conn.execute(
+            "DELETE FROM welcome_deliveries WHERE welcome_id = ? AND recipient = ?",
+            (welcome_id, recipient),
+        )
+        if cursor.rowcount == 0:
+            return False
+        await conn.execute(
+            "DELETE FROM welcomes WHERE welcome_id = ? AND NOT EXISTS"
+            " (SELECT 1 FROM welcome_deliveries WHERE welcome_id = ?)",
+            (welcome_id, welcome_id),
+        )
+        return True
 
     # -- transport cursors -------------------------------------------------------------
 
-    async def get_cursor(self, name: str) -> str | None:
-        async with self._tx(write=False) as conn:
-            rows = await conn.execute_fetchall("SELECT value FROM cursors WHERE name = ?", (name,))
+    @transaction(write=False)
+    async def get_cursor(self, conn: aiosqlite.Connection, name: str) -> str | None:
+        rows = await conn.execute_fetchall("SELECT value FROM cursors WHERE name = ?", (name,))
         return next((str(row[0]) for row in rows), None)
 
-    async def set_cursor(self, name: str, value: str) -> None:
-        async with self._tx() as conn:
-            await conn.execute(
-                "INSERT INTO cursors (name, value) VALUES (?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                (name, value),
-            )
+    @transaction(write=True)
+    async def set_cursor(self, conn: aiosqlite.Connection, name: str, value: str) -> None:
+        await conn.execute(
+            "INSERT INTO cursors (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
 
-    async def mark_seen(self, scope: str, key: str, at: int) -> bool:
-        async with self._tx() as conn:
-            cursor = await conn.execute(
-                "INSERT INTO seen (scope, key, seen_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (scope, key) DO NOTHING", (scope, key, at))
-            return cursor.rowcount == 1
+    @transaction(write=True)
+    async def mark_seen(self, conn: aiosqlite.Connection, scope: str, key: str, at: int) -> bool:
+        cursor = await conn.execute(
+            "INSERT INTO seen (scope, key, seen_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (scope, key) DO NOTHING",
+            (scope, key, at),
+        )
+        return cursor.rowcount == 1
 
-    async def is_seen(self, scope: str, key: str) -> bool:
-        async with self._tx(write=False) as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT 1 FROM seen WHERE scope = ? AND key = ?", (scope, key))
+    @transaction(write=False)
+    async def is_seen(self, conn: aiosqlite.Connection, scope: str, key: str) -> bool:
+        rows = await conn.execute_fetchall(
+            "SELECT 1 FROM seen WHERE scope = ? AND key = ?", (scope, key)
+        )
         return bool(rows)
 
-    async def prune_seen(self, before: int) -> int:
-        async with self._tx() as conn:
-            cursor = await conn.execute("DELETE FROM seen WHERE seen_at < ?", (before,))
-            return cursor.rowcount
+    @transaction(write=True)
+    async def prune_seen(self, conn: aiosqlite.Connection, before: int) -> int:
+        cursor = await conn.execute("DELETE FROM seen WHERE seen_at < ?", (before,))
+        return cursor.rowcount
 
 
 # -- statements shared by several operations (run inside an open transaction) -------
@@ -562,13 +568,16 @@ async def _append(
 
 
 async def _replace_members(
-    conn: aiosqlite.Connection, group_id: bytes, members: Sequence[Member]
+    conn: aiosqlite.Connection, group_id: bytes, members: Sequence[Member], epoch: int
 ) -> None:
-    normalised = check_members(members)
+    before = {str(identity): int(since) for identity, since in await conn.execute_fetchall(
+        "SELECT identity, min(since_epoch) FROM members WHERE group_id = ? GROUP BY identity",
+        (group_id,))}
+    rows = members_since(members, before, epoch)
     await conn.execute("DELETE FROM members WHERE group_id = ?", (group_id,))
     await conn.executemany(
-        "INSERT INTO members (group_id, leaf_index, identity) VALUES (?, ?, ?)",
-        [(group_id, leaf, identity) for leaf, identity in normalised],
+        "INSERT INTO members (group_id, leaf_index, identity, since_epoch) VALUES (?, ?, ?, ?)",
+        [(group_id, leaf, identity, since) for leaf, identity, since in rows],
     )
 
 
