@@ -170,6 +170,10 @@ class Unavailable(Rejection):
 class ContentError(BridgeError):
     """An application message's inner content does not decode or is ill-formed."""
 
+class FileError(BridgeError):
+    """An end-to-end encrypted file could not be sent or opened: over the size limit,
+    upload or download failed, or its bytes do not match the message (hash, tag)."""
+
 class MemberError(BridgeError):
     """The member client could not do what it was asked (after its bounded retries)."""
 

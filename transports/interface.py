@@ -81,7 +81,8 @@ class Op(enum.StrEnum):
     SUBMIT_COMMIT = "submit-commit"  # payload=commit, welcome, group_info, ratchet_tree
     SEND = "send"  # payload = application message or proposal
     FETCH_LOG = "fetch-log"  # group_id, after_seq, limit -> reply entries
-    GET_GROUP_INFO = "get-group-info"  # -> reply payload=GroupInfo, ratchet_tree
+    GET_GROUP_INFO = "get-group-info"  # group_id, or transport+room_id -> reply group_id,
+    #                                     payload=GroupInfo, ratchet_tree
     PUBLISH_KEY_PACKAGE = "publish-key-package"  # payload=KeyPackage, device, last_resort
     CLAIM_KEY_PACKAGE = "claim-key-package"  # target=user, cipher_suite, device (optional)
     LIST_KEY_PACKAGES = "list-key-packages"  # target=user -> reply key_packages

@@ -163,8 +163,10 @@ async def matrix_person(server: SynapseServer, name: str, hub_user: str
 # -- servers and configuration ----------------------------------------------------------------
 
 
-async def start_servers(workdir: Path) -> tuple[ProsodyServer, SynapseServer]:
-    prosody = ProsodyServer(data_dir=workdir / "prosody")
+async def start_servers(workdir: Path, upload_limit: int = 0
+                        ) -> tuple[ProsodyServer, SynapseServer]:
+    """Prosody (with an XEP-0363 service when ``upload_limit``) and Synapse, started."""
+    prosody = ProsodyServer(data_dir=workdir / "prosody", upload_limit=upload_limit)
     synapse = SynapseServer(data_dir=workdir / "synapse")
     prosody.data_dir.mkdir(parents=True)
     synapse.data_dir.mkdir(parents=True)
@@ -185,7 +187,7 @@ async def start_servers(workdir: Path) -> tuple[ProsodyServer, SynapseServer]:
 
 def write_config(workdir: Path, prosody: ProsodyServer, synapse: SynapseServer,
                  hub_user: str, hub_password: str, xmpp_room: str, matrix_room: str,
-                 admin: str) -> Path:
+                 admin: str, join: str = "invite") -> Path:
     secrets_dir = workdir / "secrets"
     secrets_dir.mkdir(mode=0o700)
     for name, value in (("component", prosody.component_secret), ("matrix", hub_password)):
@@ -232,8 +234,9 @@ shutdown_timeout = 5.0
 name = "demo"
 xmpp = "{xmpp_room}"
 matrix = "{matrix_room}"
-# only members add people; the pair's XMPP owner creates its group (docs/SECURITY.md)
-join = "invite"
+# who joins by external commit (invite: only members add people); the pair's XMPP
+# owner creates its group (docs/SECURITY.md)
+join = "{join}"
 admins = ["{admin}"]
 """
     path = workdir / "bridge.toml"

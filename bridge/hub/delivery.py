@@ -193,6 +193,9 @@ class Hub:
             if request.size() > self.config.max_payload:
                 raise TooLarge(f"request of {request.size()} bytes exceeds the limit of "
                                f"{self.config.max_payload} bytes")
+            if request.op == Op.GET_GROUP_INFO and not request.group_id:
+                # joining by a room's address: the reply names the room's group
+                request = dataclasses.replace(request, group_id=await self._group_of(request))
             await self.authz.check(request)
             return await self._handlers[request.op](request)
         except Rejection as exc:
@@ -354,7 +357,7 @@ class Hub:
                 rooms=await self._rooms(group_id)))
             await self._deliver_welcomes(group_id, seq, checked.group.epoch,
                                          checked.welcome_recipients,
-                                         checked.group.ratchet_tree())
+                                         checked.group.ratchet_tree(), request.sender)
             if checked.external:
                 await self.removes.repropose(group, checked.group)
         return self._reply(request, group_id=group_id, seq=seq, epoch=checked.group.epoch)
@@ -393,8 +396,10 @@ class Hub:
         return seq
 
     async def _deliver_welcomes(self, group_id: bytes, commit_seq: int, epoch: int,
-                                recipients: tuple[str, ...], tree: bytes) -> None:
-        """After the commit is stored and fanned out: each new member's Welcome."""
+                                recipients: tuple[str, ...], tree: bytes,
+                                sender: str = "") -> None:
+        """After the commit is stored and fanned out: each new member's Welcome (its
+        ``sender``: who submitted the commit, so the joiner can say who added them)."""
         for recipient in recipients:
             for pending in await self.store.pending_welcomes(recipient):
                 if pending.group_id != group_id or pending.commit_seq != commit_seq:
@@ -402,7 +407,8 @@ class Hub:
                 try:
                     await self._deliver(Outbound(
                         Kind.WELCOME, (recipient,), group_id=group_id, seq=commit_seq,
-                        epoch=epoch, payload=pending.welcome, ratchet_tree=tree))
+                        epoch=epoch, sender=sender, payload=pending.welcome,
+                        ratchet_tree=tree))
                 except LinkError as exc:
                     log.warning("Welcome delivery failed (kept for fetch): %s", exc)
                     continue

@@ -126,6 +126,9 @@ class Member:
         self._request_ids = 0
         self.trust = MemberIdentity(CredentialMode(credentials), self.cs, self.store,
                                     self._clock, self._call)
+        # request ids must not repeat across restarts (a transport may deduplicate by
+        # sender and id: the Matrix bot remembers them for a week)
+        self._request_prefix = f"{device}-{os.urandom(4).hex()}"
         self.recovery = Recovery(report=self._report, rejoin=self.rejoin,
                                  identity=lambda: self.identity, interval=resync_interval,
                                  attempts=resync_attempts)
@@ -161,7 +164,7 @@ class Member:
             await self.store.save("signature", stored)
         self._signature_priv = stored
         await self.trust.load()
-        self.trust.check_in_background(self.identity, stored)
+        self.trust.check_in_background(lambda: self.identity, stored)
         for key in await self.store.keys("kp:"):
             data = await self.store.load(key)
             if data is not None:
@@ -237,7 +240,7 @@ class Member:
 
     async def _request(self, op: Op, **fields: object) -> Outbound:
         self._request_ids += 1
-        request = Inbound(op, self.identity, f"{self.device}-{self._request_ids}",
+        request = Inbound(op, self.identity, f"{self._request_prefix}-{self._request_ids}",
                           **fields)  # type: ignore[arg-type]
         return await self.link.request(request)
 

@@ -47,7 +47,7 @@ from mls.errors import DecodeError
 from mls.group.group import Group
 from mls.messages.credentials import Credential
 from mls.tree.math import LeafIndex
-from transports.errors import LinkError
+from transports.errors import TransportError
 from transports.interface import Op, Outbound
 
 log = logging.getLogger("bridge.member")
@@ -153,20 +153,22 @@ class MemberIdentity:
         return self.mode is CredentialMode.X509 and (
             self._x509 is None or self._clock() >= self._renew_at)
 
-    def check_in_background(self, identity: str, signature_priv: bytes) -> None:
+    def check_in_background(self, identity: Callable[[], str], signature_priv: bytes) -> None:
         """On start: the hub's CA (is it the pinned one?) and our attestation, without
-        holding up the start; :meth:`ensure` waits for it."""
+        holding up the start (the link may not even be connected yet: ``identity`` is
+        asked when the check runs); :meth:`ensure` waits for it."""
         self._starting = asyncio.get_running_loop().create_task(
             self._first_check(identity, signature_priv))
 
-    async def _first_check(self, identity: str, signature_priv: bytes) -> None:
+    async def _first_check(self, identity: Callable[[], str], signature_priv: bytes) -> None:
         try:
             await self.fetch_hub_info()
-            await self._ensure(identity, signature_priv)
+            await self._ensure(identity(), signature_priv)
         except PinMismatch as exc:
-            log.error("%s: %s", identity, exc)
-        except (LinkError, HubRefused, MemberError) as exc:  # tried again when needed
-            log.warning("%s: hub CA and credential not checked on start: %s", identity, exc)
+            log.error("%s", exc)
+        except (TransportError, HubRefused, MemberError) as exc:  # tried again when needed
+            log.warning("hub CA and credential not checked on start: %s: %s",
+                        type(exc).__name__, exc)
 
     async def stop(self) -> None:
         if self._starting is not None:

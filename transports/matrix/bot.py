@@ -39,6 +39,7 @@ MLS room events not sent by the bot itself are ignored (counted in :attr:`ignore
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -496,6 +497,9 @@ class MatrixHubBot:
 
     async def _deliver_welcome(self, message: Outbound) -> None:
         rooms = self._matrix_rooms(message)
+        if rooms and not message.rooms:  # the hub names none: tell the joiner ours
+            message = dataclasses.replace(
+                message, rooms=tuple((ns.TRANSPORT_NAME, room) for room in rooms))
         content = await pack(events.welcome_content(message), self.media.upload)
         for user_id in _matrix_users(message.recipients):
             await self._to_device(ns.WELCOME_TO_DEVICE, user_id, "*", content)
