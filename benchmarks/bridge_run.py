@@ -79,8 +79,9 @@ class Pair:
 
 def write_config(path: Path, *, db: Path, log_file: Path, prosody: ProsodyServer,
                  synapse: SynapseServer, hub_user: str, hub_password: str,
-                 pairs: Sequence[Pair], log_level: str = "info") -> Path:
-    """A complete ``mls-bridge run`` configuration for the two local servers."""
+                 pairs: Sequence[Pair], log_level: str = "info", extra: str = "") -> Path:
+    """A complete ``mls-bridge run`` configuration for the two local servers (``extra``:
+    more TOML tables, such as ``[limits]``)."""
     rooms = "".join(
         f'\n[[bridge.rooms]]\nname = "{p.name}"\nxmpp = "{p.xmpp_room}"\n'
         f'matrix = "{p.matrix_room}"\nrelay = {"true" if p.relay else "false"}\n'
@@ -96,16 +97,17 @@ def write_config(path: Path, *, db: Path, log_file: Path, prosody: ProsodyServer
         "leave_grace = 600.0\n\n"
         f'[matrix]\nhomeserver = "{synapse.url}"\nserver_name = "{synapse.server_name}"\n'
         f'user = "{hub_user}"\npassword = "{hub_password}"\nsync_timeout_ms = {SYNC_MS}\n\n'
-        f"[bridge]\nshutdown_timeout = 5.0\n{rooms}", encoding="utf-8")
+        f"{extra}\n[bridge]\nshutdown_timeout = 5.0\n{rooms}", encoding="utf-8")
     return path
 
 
 class BridgeProcess:
     """``python -m bridge.app.cli run --config FILE`` as a child process."""
 
-    def __init__(self, config: Path, log_file: Path) -> None:
+    def __init__(self, config: Path, log_file: Path, src: Path = REPO) -> None:
         self.config = config
         self.log_file = log_file
+        self.src = src  # the source tree run (another checkout, for before/after runs)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.kills = 0
@@ -127,7 +129,7 @@ class BridgeProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bridge.app.cli", "run", "--config", str(self.config)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                cwd=REPO)
+                cwd=self.src)
         self.starts += 1
 
         def ready() -> bool:

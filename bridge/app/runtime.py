@@ -29,6 +29,7 @@ from bridge.hub import HubConfig, HubIdentity
 from bridge.hub.policy import JoinPolicy
 from bridge.hub.store import Store, StoreError, StoreUnavailable, open_store
 from transports.errors import TransportError
+from transports.fairness import RequestLimits
 from transports.matrix.appservice import load_registration
 from transports.matrix.errors import HomeserverError
 from transports.matrix.events import user_uri
@@ -46,6 +47,15 @@ class FatalError(Exception):
         self.message = message
 
 
+def request_limits(config: Config) -> RequestLimits:
+    """What each hub-side transport admits (``[limits]``; the services take the payload
+    bytes of one request from the hub's ``max_payload``)."""
+    lim = config.limits
+    return RequestLimits(rate=lim.requests_per_second, burst=lim.request_burst,
+                         workers=lim.workers, queue_per_sender=lim.queue_per_sender,
+                         queue_total=lim.queue_total)
+
+
 def _component_config(config: Config) -> ComponentConfig:
     x = config.xmpp
     assert x is not None
@@ -54,7 +64,7 @@ def _component_config(config: Config) -> ComponentConfig:
         stanza_limit=x.stanza_limit, upload=x.upload,
         admins=frozenset(_identity(admin) for admin in x.admins),
         leave_grace=x.leave_grace, backoff_initial=config.retry.initial_delay,
-        backoff_max=config.retry.max_delay)
+        backoff_max=config.retry.max_delay, limits=request_limits(config))
 
 
 def _matrix_config(config: Config) -> MatrixServiceConfig:
@@ -66,7 +76,7 @@ def _matrix_config(config: Config) -> MatrixServiceConfig:
         device_id=m.device_id, appservice=a.registration if a else "",
         listen_host=a.listen_host if a else "127.0.0.1", listen_port=a.listen_port if a else 0,
         server_name=m.server_name, sync_timeout_ms=m.sync_timeout_ms,
-        hub_name=config.hub.name)
+        hub_name=config.hub.name, limits=request_limits(config))
 
 
 def _hub_config(config: Config) -> HubConfig:
@@ -78,7 +88,9 @@ def _hub_config(config: Config) -> HubConfig:
                      max_key_package_lifetime=h.max_key_package_lifetime,
                      max_key_package_size=h.max_key_package_size,
                      claims_per_target=h.claims_per_target, claim_ttl=h.claim_ttl,
-                     certificate_validity=h.certificate_validity_days * 86400)
+                     certificate_validity=h.certificate_validity_days * 86400,
+                     max_groups_per_user=h.max_groups_per_user,
+                     max_pending_welcomes=h.max_pending_welcomes)
 
 
 def _identity(uri: str) -> str:
@@ -234,6 +246,7 @@ class BridgeRuntime:
         while not self.stop.is_set():
             service = build_service(self.config, store, identity)
             service.hub.observer = self.observer
+            service.limit_observer = self.observer
             try:
                 await service.start()
             except ComponentAuthError as exc:

@@ -47,6 +47,7 @@ from bridge.errors import (
     NotMember,
     PrivateProposal,
     ProposalsMissing,
+    QuotaExceeded,
     Rejection,
     StaleEpoch,
     TooLarge,
@@ -68,6 +69,7 @@ from bridge.hub.store import (
     ProposalsNotCovered,
     Store,
     StoreError,
+    StoreQuota,
     StoreUsageError,
     UnknownGroup,
     WrongEpoch,
@@ -227,7 +229,8 @@ class Hub:
 
     def _refusal(self, request: Inbound, exc: Rejection) -> Outbound:
         epoch = getattr(exc, "current_epoch", 0)
-        log.info("refused %s from %s: %s", request.op, request.sender, exc.code)
+        log.info("refused %s from %s: %s", request.op, request.sender, exc.code,
+                 extra={"flood_key": f"{request.sender}|{exc.code}"})  # bridge.app.logs
         return Outbound(Kind.REPLY, (request.sender,), request.request_id, request.group_id,
                         ok=False, code=exc.code, reason=exc.reason, epoch=epoch)
 
@@ -287,9 +290,12 @@ class Hub:
                 group.group_id, group.context.cipher_suite, epoch=0,
                 group_info=request.group_info, ratchet_tree=group.ratchet_tree(),
                 hub_state=public_view.state_bytes(group),
-                members=public_view.member_list(group, self.anchor))
+                members=public_view.member_list(group, self.anchor), creator=request.sender,
+                max_per_creator=self.config.max_groups_per_user)
         except Conflict as exc:
             raise AlreadyExists(str(exc)) from exc
+        except StoreQuota as exc:
+            raise QuotaExceeded(str(exc)) from exc
         except StoreError as exc:
             raise Unavailable(f"store failed: {type(exc).__name__}") from exc
         if room is not None:
@@ -382,9 +388,12 @@ class Hub:
                 ratchet_tree=new.ratchet_tree(), welcome=request.welcome or None,
                 welcome_recipients=checked.welcome_recipients, sender=request.sender,
                 covered_proposals=None if checked.external else checked.commit.covered,
-                members=public_view.member_list(new, self.anchor))
+                members=public_view.member_list(new, self.anchor),
+                max_pending_welcomes=self.config.max_pending_welcomes)
         except WrongEpoch as exc:
             raise WrongEpochRejection(exc.current_epoch) from exc
+        except StoreQuota as exc:
+            raise QuotaExceeded(str(exc)) from exc
         except ProposalsNotCovered as exc:
             raise ProposalsMissing(str(exc)) from exc
         except StoreError as exc:

@@ -65,7 +65,12 @@ class HubConfig:
     per identity and group in any ``external_commit_window`` seconds.
 
     Attestation (:mod:`bridge.hub.attestation`): ``certificate_validity``, the seconds
-    an X.509 credential the hub issues is valid."""
+    an X.509 credential the hub issues is valid.
+
+    Per-user quotas of what the hub stores (docs/SECURITY.md, "Limits"):
+    ``max_groups_per_user`` groups an identity created that still exist,
+    ``max_pending_welcomes`` Welcomes waiting for one recipient (a commit that would
+    add one more is refused)."""
 
     max_payload: int = 1 << 20
     max_epoch_lag: int = 1
@@ -83,6 +88,8 @@ class HubConfig:
     external_commit_limit: int = 3
     external_commit_window: int = 60
     certificate_validity: int = DEFAULT_VALIDITY
+    max_groups_per_user: int = 100
+    max_pending_welcomes: int = 64
 
 
 class HubObserver(Protocol):

@@ -170,3 +170,47 @@ async def test_upgrade_keeps_members_readable_from_epoch_0(tmp_path: Path) -> No
                 ) == (0, 6)
     finally:
         await store.close()
+
+
+async def test_groups_per_creator_are_bounded(store: Store) -> None:
+    """docs/SECURITY.md, Limits: the groups one identity created that still exist."""
+    for i in range(3):
+        await store.create_group(bytes([i]) * 32, SUITE, hub_state=b"hs", creator="mallory",
+                                 max_per_creator=3)
+    with pytest.raises(StoreQuota):
+        await store.create_group(b"\x09" * 32, SUITE, hub_state=b"hs", creator="mallory",
+                                 max_per_creator=3)
+    with pytest.raises(UnknownGroup):
+        await store.get_group(b"\x09" * 32)  # refused: nothing written
+    await store.create_group(b"\x0a" * 32, SUITE, hub_state=b"hs", creator="alice",
+                             max_per_creator=3)  # everyone has their own quota
+    assert await store.delete_group(bytes([0]) * 32)  # a deleted group frees its place
+    await store.create_group(b"\x09" * 32, SUITE, hub_state=b"hs", creator="mallory",
+                             max_per_creator=3)
+
+
+async def test_concurrent_creations_do_not_overshoot_the_group_quota(store: Store) -> None:
+    results = await asyncio.gather(*(
+        store.create_group(bytes([i]) * 32, SUITE, hub_state=b"hs", creator="mallory",
+                           max_per_creator=4) for i in range(12)), return_exceptions=True)
+    assert sum(1 for r in results if not isinstance(r, BaseException)) == 4
+    assert all(isinstance(r, StoreQuota) for r in results if isinstance(r, BaseException))
+
+
+async def test_pending_welcomes_per_recipient_are_bounded(store: Store) -> None:
+    """A commit whose Welcome would make a recipient's waiting Welcomes exceed the
+    bound is refused (nothing changes); delivered ones free their place."""
+    await make_group(store)
+    for epoch in range(2):
+        await commit(store, epoch, welcome=b"w%d" % epoch, welcome_recipients=["bob"],
+                     max_pending_welcomes=2)
+    with pytest.raises(StoreQuota):
+        await commit(store, 2, welcome=b"w2", welcome_recipients=["carol", "bob"],
+                     max_pending_welcomes=2)
+    assert (await store.get_group(GID)).epoch == 2  # the refused commit changed nothing
+    assert await store.pending_welcomes("carol") == []
+    first = (await store.pending_welcomes("bob"))[0]
+    assert await store.mark_delivered(first.welcome_id, "bob")
+    await commit(store, 2, welcome=b"w2", welcome_recipients=["carol", "bob"],
+                 max_pending_welcomes=2)
+    assert [w.welcome for w in await store.pending_welcomes("bob")] == [b"w1", b"w2"]

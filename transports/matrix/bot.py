@@ -42,15 +42,23 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-import time
 import uuid
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
 import nio
 
+from transports.fairness import (
+    RATE_LIMITED,
+    TOO_LARGE,
+    Admission,
+    LimitObserver,
+    Overloaded,
+    RequestLimits,
+    op_label,
+)
 from transports.interface import (
     HubService,
     Inbound,
@@ -70,13 +78,16 @@ from transports.matrix.errors import (
     MatrixLinkError,
     MatrixTransportError,
     MediaError,
+    RequestTooLarge,
 )
 from transports.matrix.media import MediaRepository, pack
 from transports.matrix.rooms import RoomState, RoomStates
+from transports.matrix.seen import CursorStore, SeenSet
 
 log = logging.getLogger(__name__)
 
 ROOM_KINDS = frozenset({Kind.COMMIT, Kind.PROPOSAL, Kind.APPLICATION})
+IGNORED_KEPT = 1000  # ignored events remembered (for tests and debugging)
 SEND_ATTEMPTS = 4
 SYNC_FILTER: dict[str, Any] = {
     "presence": {"not_types": ["*"]},
@@ -97,60 +108,6 @@ class RoomObserver(Protocol):
                             body: str) -> None: ...
 
 
-class CursorStore(Protocol):
-    """Where the transport keeps its positions and the keys it acted on (the hub
-    store: :class:`bridge.hub.store.Store`)."""
-
-    async def get_cursor(self, name: str) -> str | None: ...
-
-    async def set_cursor(self, name: str, value: str) -> None: ...
-
-    async def mark_seen(self, scope: str, key: str, at: int) -> bool: ...
-
-    async def is_seen(self, scope: str, key: str) -> bool: ...
-
-    async def prune_seen(self, before: int) -> int: ...
-
-
-class SeenSet:
-    """Keys already acted on (event, transaction and request ids) in one scope, kept in
-    the store for ``retention`` seconds -- far longer than any redelivery: a sync
-    resumes from the saved token, Synapse retries a transaction until it is answered,
-    a member retries a request for minutes -- with an in-memory LRU in front. Old keys
-    are pruned at most once per ``PRUNE_EVERY`` seconds, so the table stays bounded."""
-
-    PRUNE_EVERY = 3600
-
-    def __init__(self, store: CursorStore, scope: str, *, memory: int = 4096,
-                 retention: int = 7 * 86400,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.store = store
-        self.scope = scope
-        self.retention = retention
-        self._clock = clock
-        self._recent: OrderedDict[str, None] = OrderedDict()
-        self._memory = memory
-        self._next_prune = 0
-
-    async def contains(self, key: str) -> bool:
-        if key in self._recent:
-            return True
-        return await self.store.is_seen(self.scope, key)
-
-    async def add(self, key: str) -> None:
-        now = int(self._clock())
-        await self.store.mark_seen(self.scope, key, now)
-        self._recent[key] = None
-        while len(self._recent) > self._memory:
-            self._recent.popitem(last=False)
-        if now >= self._next_prune:
-            self._next_prune = now + self.PRUNE_EVERY
-            pruned = await self.store.prune_seen(now - self.retention)
-            if pruned:
-                log.info("forgot %d handled event ids older than %d days", pruned,
-                         self.retention // 86400)
-
-
 def requester(sender: str) -> tuple[str, str]:
     """Who sent an event, as the hub authenticates requesters: the identity of its
     Matrix ``sender`` (set by the homeserver; for an application service, in a
@@ -165,7 +122,8 @@ class MatrixHubBot:
 
     def __init__(self, client: nio.AsyncClient, cursors: CursorStore, *,
                  hub: HubService | None = None, media: MediaRepository | None = None,
-                 group_suite: GroupSuite | None = None) -> None:
+                 group_suite: GroupSuite | None = None,
+                 limits: RequestLimits | None = None) -> None:
         self.client = client
         self.cursors = cursors
         self.hub = hub
@@ -173,12 +131,14 @@ class MatrixHubBot:
         self.media = media or MediaRepository(client.homeserver, client.access_token)
         self.group_suite = group_suite
         self.seen = SeenSet(cursors, client.user_id)
-        self.ignored: list[tuple[str, str]] = []  # (reason, event id) of ignored events
+        #: the latest ignored events, (reason, event id); :attr:`ignored_count` counts all
+        self.ignored: deque[tuple[str, str]] = deque(maxlen=IGNORED_KEPT)
+        self.ignored_count = 0
         self.handled_requests = 0
+        self.admission = Admission(limits or RequestLimits(), "matrix-requests")
         self._members: dict[str, frozenset[str]] = {}
         self.states = RoomStates(self._room_state)
         self._group_rooms: dict[bytes, tuple[str, ...]] = {}
-        self._request_lock = asyncio.Lock()
 
     @property
     def user_id(self) -> str:
@@ -196,7 +156,16 @@ class MatrixHubBot:
         """Set the hub (it is built with this bot as its deliverer)."""
         self.hub = hub
 
+    def watch(self, observer: LimitObserver) -> None:
+        """Report refusals, drops and queue depths to ``observer`` (the metrics)."""
+        self.admission.watch(observer)
+
+    def _ignore(self, reason: str, event_id: str) -> None:
+        self.ignored.append((reason, event_id))
+        self.ignored_count += 1
+
     async def close(self) -> None:
+        await self.admission.queue.close()
         await self.media.close()
 
     async def announce_group(self, room_id: str, group_id: bytes, suite: int = 0) -> None:
@@ -265,7 +234,11 @@ class MatrixHubBot:
     # -- input: to-device requests --------------------------------------------------------
 
     async def on_to_device(self, event: Mapping[str, Any]) -> None:
-        """One to-device event addressed to the bot."""
+        """One to-device event addressed to the bot. A request is admitted to its
+        sender's queue (:mod:`transports.fairness`) and handled by the worker pool, not
+        here: over its sender's rate it is refused ``rate-limited`` (answered in turn,
+        without being handled); beyond the queue bounds it is dropped unanswered and
+        counted. :meth:`settle` waits for what was admitted."""
         if event.get("type") != ns.REQUEST_TO_DEVICE:
             return
         sender, content = event.get("sender"), event.get("content")
@@ -279,25 +252,60 @@ class MatrixHubBot:
         if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
             log.info("ignored a request from %s without a request id", sender)
             return
-        key = f"req:{sender}:{request_id}"
-        async with self._request_lock:
-            if await self.seen.contains(key):
-                self.ignored.append(("duplicate request", request_id))
+        reply_device = content.get(ns.K_REPLY_DEVICE)
+        reply_device = reply_device if isinstance(reply_device, str) and reply_device \
+            else "*"
+        op = op_label(content.get(ns.K_OP))
+        allowed = self.admission.rate.allow(sender)
+
+        async def job() -> None:
+            if allowed:
+                await self._serve(sender, identity, network, request_id, reply_device,
+                                  content)
                 return
-            reply_device = content.get(ns.K_REPLY_DEVICE)
-            reply_device = reply_device if isinstance(reply_device, str) and reply_device \
-                else "*"
-            try:
-                parsed = await events.parse_request(content, identity, self.media.read_blob,
-                                                    network=network)
-            except (MalformedEvent, MediaError) as exc:
-                reply = Outbound(str(Kind.REPLY), (identity,), request_id, ok=False,
-                                 code="malformed", reason=str(exc))
-            else:
-                reply = await self._handle(parsed.inbound)
-            await self.seen.add(key)
-            self.handled_requests += 1
+            await self._respond(sender, reply_device, Outbound(
+                str(Kind.REPLY), (identity,), request_id, ok=False, code=RATE_LIMITED,
+                reason="too many requests: slow down"))
+        try:
+            self.admission.queue.submit(sender, job)
+        except Overloaded as exc:
+            log.info("dropped a %s request from %s: queue full (%s)", op, sender,
+                     exc.reason, extra={"flood_key": f"drop|{sender}"})
+            return
+        if not allowed:
+            self.admission.observer.refused(Network.MATRIX, op, RATE_LIMITED)
+            log.info("refused %s from %s: %s", op, sender, RATE_LIMITED,
+                     extra={"flood_key": f"{sender}|{RATE_LIMITED}"})
+
+    async def _serve(self, sender: str, identity: str, network: str, request_id: str,
+                     reply_device: str, content: Mapping[str, Any]) -> None:
+        """Handle one admitted request (its sender's requests run one at a time, in
+        order): once per (sender, request id), also across restarts (:class:`SeenSet`);
+        the sizes it declares are checked before any payload is downloaded."""
+        key = f"req:{sender}:{request_id}"
+        if await self.seen.contains(key):
+            self._ignore("duplicate request", request_id)
+            return
+        try:
+            parsed = await events.parse_request(
+                content, identity, self.media.read_blob, network=network,
+                max_size=self.admission.limits.max_request)
+        except (MalformedEvent, MediaError, RequestTooLarge) as exc:
+            code = TOO_LARGE if isinstance(exc, RequestTooLarge) else "malformed"
+            self.admission.observer.refused(Network.MATRIX,
+                                            op_label(content.get(ns.K_OP)), code)
+            reply = Outbound(str(Kind.REPLY), (identity,), request_id, ok=False,
+                             code=code, reason=str(exc))
+        else:
+            reply = await self._handle(parsed.inbound)
+        await self.seen.add(key)
+        self.handled_requests += 1
         await self._respond(sender, reply_device, reply)
+
+    async def settle(self) -> None:
+        """Wait until every admitted request was handled and answered (a sync batch
+        or a transaction is acknowledged only then: see :class:`SyncRunner`)."""
+        await self.admission.queue.join()
 
     async def _respond(self, user_id: str, device_id: str, reply: Outbound) -> None:
         try:
@@ -384,7 +392,7 @@ class MatrixHubBot:
             return
         if events.is_mls_room_event(event_type, content) or event_type == ns.GROUP_STATE:
             if sender != self.user_id:
-                self.ignored.append(("not sent by the hub", event_id))
+                self._ignore("not sent by the hub", event_id)
                 log.info("ignored %s %s from %s (not the hub)", event_type, event_id, sender)
             return
         if event_type == ns.MESSAGE_EVENT:
@@ -568,16 +576,20 @@ class SyncRunner:
             self.synced.set()
 
     async def process(self, response: nio.SyncResponse, *, initial: bool) -> None:
-        """One batch: to-device requests, invites, then room timelines in order. The
-        first sync of a new bot skips old timelines (they predate its service)."""
+        """One batch: to-device requests admitted (handled concurrently by the bot's
+        workers), invites, then room timelines in order; the batch is done when every
+        request of it was answered (:meth:`MatrixHubBot.settle`). Only then is the
+        next sync made -- the homeserver deletes to-device messages once a sync
+        confirms them, so a crash before that finds them again. The first sync of a
+        new bot skips old timelines (they predate its service)."""
         for event in response.to_device_events:
             await self.bot.on_to_device(event.source)
         for room_id in response.rooms.invite:
             await self.bot.on_invite(room_id)
-        if initial:
-            return
-        for room_id, room in response.rooms.join.items():
-            if room.timeline.limited:
-                log.info("limited timeline in %s (new room, or a gap)", room_id)
-            for event in room.timeline.events:
-                await self.bot.on_room_event(room_id, event.source)
+        if not initial:
+            for room_id, room in response.rooms.join.items():
+                if room.timeline.limited:
+                    log.info("limited timeline in %s (new room, or a gap)", room_id)
+                for event in room.timeline.events:
+                    await self.bot.on_room_event(room_id, event.source)
+        await self.bot.settle()

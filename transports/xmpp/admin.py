@@ -160,10 +160,13 @@ class RoomAdmin:
             ET.SubElement(muc_user, f"{{{ns.NS_MUC_USER}}}status", {"code": code})
         presence.send()
 
-    def refuse_entry(self, presence: Presence) -> None:
-        """An outcast may not enter (XEP-0045 §9.1): a presence error ``forbidden``."""
+    def refuse_entry(self, presence: Presence, condition: str = "forbidden",
+                     error_type: str = "auth") -> None:
+        """A presence error for an entry refused: an outcast's (XEP-0045 §9.1,
+        ``forbidden``), or one beyond the component's limits
+        (:mod:`transports.xmpp.limits`, ``resource-constraint``)."""
         error = self.host.xmpp.make_presence(pto=presence["from"], pfrom=presence["to"],
                                              ptype="error")
-        error["error"]["type"] = "auth"
-        error["error"]["condition"] = "forbidden"
+        error["error"]["type"] = error_type
+        error["error"]["condition"] = condition
         error.send()

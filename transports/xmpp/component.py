@@ -7,7 +7,8 @@ message passes the hub (DESIGN.md, "Wire binding"). It
   :mod:`transports.xmpp.stanzas`) by calling :meth:`HubService.handle` with the
   requester :func:`requester` builds: ``xmpp:`` + the bare JID of the stanza's
   ``from`` (what the server authenticated; nothing inside the payload names the
-  sender) and network ``xmpp``;
+  sender) and network ``xmpp`` -- each request admitted first, per sender, with a
+  rate limit and a fair queue (:mod:`transports.xmpp.requests`);
 * is the room service of its rooms: their XEP-0045 affiliations, owners by creation
   (§10.1) or configuration (:mod:`transports.xmpp.rooms`), the muc#admin IQ
   (:mod:`transports.xmpp.admin`), and :meth:`MLSComponent.role` for the hub (its
@@ -50,6 +51,7 @@ from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+from transports.fairness import Admission, LimitObserver, RequestLimits
 from transports.interface import (
     HubService,
     Kind,
@@ -62,25 +64,12 @@ from transports.interface import (
 )
 from transports.xmpp import namespace as ns
 from transports.xmpp.admin import RoomAdmin
-from transports.xmpp.errors import ComponentAuthError, UploadError, WireError, XmppLinkError
+from transports.xmpp.errors import ComponentAuthError, XmppLinkError
+from transports.xmpp.limits import RoomLimits
+from transports.xmpp.requests import RequestService, requester
 from transports.xmpp.rooms import OUTCAST, Affiliations, AffiliationStore
-from transports.xmpp.stanzas import (
-    blobs_of,
-    condition_for,
-    decode_request,
-    encode_delivery,
-    encode_rejected,
-    encode_reply,
-    find_request,
-    register_plugins,
-)
-from transports.xmpp.upload import (
-    LOOPBACK_HOSTS,
-    Uploader,
-    fit_entries,
-    placements,
-    resolver,
-)
+from transports.xmpp.stanzas import blobs_of, encode_delivery, register_plugins
+from transports.xmpp.upload import LOOPBACK_HOSTS, Uploader, placements
 from transports.xmpp.welcomes import HeldWelcomes, StateStore
 
 log = logging.getLogger(__name__)
@@ -115,18 +104,12 @@ class ComponentConfig:
     name: str = "MLS delivery hub"
     admins: frozenset[str] = frozenset()  # service administrators: owners of every room
     leave_grace: float = 60.0  # seconds an implicit departure waits before Op.LEAVE
+    limits: RequestLimits = field(default_factory=RequestLimits)  # transports.fairness
 
 
 def xmpp_identity(jid: JID) -> str:
     """The identity URI of an XMPP entity: ``xmpp:`` + its bare JID."""
     return ns.URI_SCHEME + jid.bare
-
-
-def requester(stanza: StanzaBase) -> tuple[str, str]:
-    """Who sent ``stanza``, as the hub authenticates requesters: the identity of the
-    ``from`` the XMPP server stamped (a component's server sets it for its users) and
-    the network, ``xmpp``."""
-    return xmpp_identity(stanza["from"]), Network.XMPP
 
 
 class MLSComponent:
@@ -148,7 +131,10 @@ class MLSComponent:
         self._uploader = Uploader(
             self.xmpp, domain=JID(config.jid).domain.split(".", 1)[-1],
             allowed_hosts=config.upload_hosts, enabled=config.upload,
+            max_download=config.limits.max_request,
         )
+        self.requests = RequestService(self._hub_now, self._uploader, self.iq_error,
+                                       config.stanza_limit, config.limits)
         # room JID -> occupant full JID -> nick
         self.occupants: dict[str, dict[str, str]] = {}
         self.relay_rooms: set[str] = set()  # rooms whose disco says: relay mode
@@ -157,6 +143,7 @@ class MLSComponent:
         # because the user was offline (bare JID -> stanzas), re-sent on its presence.
         self._welcomes = HeldWelcomes(self._send_raw, state, self._spawn)
         self._pending_leaves: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.limits = RoomLimits()
         self._send_lock = asyncio.Lock()
         self._ready = asyncio.Event()
         self._stopping = False
@@ -174,6 +161,9 @@ class MLSComponent:
     def bind(self, hub: HubService) -> None:
         """Set the hub this component serves (the hub may need the component first)."""
         self._hub = hub
+
+    def _hub_now(self) -> HubService | None:
+        return self._hub
 
     def observe(self, observer: RoomObserver | None) -> None:
         """Report joins and plain groupchat messages to ``observer``."""
@@ -219,6 +209,7 @@ class MLSComponent:
         with contextlib.suppress(XmppLinkError):
             await self.xmpp.disconnect(wait=1.0)
         self._ready.clear()
+        await self.requests.admission.queue.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -238,7 +229,7 @@ class MLSComponent:
             x.register_handler(CoroutineCallback(
                 f"mls {op.value}",
                 MatchXPath(f"{{{default_ns}}}iq/{{{ns.NS}}}{op.value}"),
-                self._on_request,
+                self.requests.on_request,
             ))
         x.register_handler(CoroutineCallback(
             "muc admin", MatchXPath(f"{{{default_ns}}}iq/{{{ns.NS_MUC_ADMIN}}}query"),
@@ -300,37 +291,14 @@ class MLSComponent:
 
     # -- requests ------------------------------------------------------------------
 
-    async def _on_request(self, stanza: StanzaBase) -> None:
-        iq = cast(Iq, stanza)
-        if iq["type"] not in ("get", "set"):
-            return
-        element = find_request(iq)
-        if element is None or self._hub is None:
-            self.iq_error(iq, "service-unavailable", "cancel", "hub not ready")
-            return
-        sender, network = requester(iq)
-        try:
-            resolve = await resolver(self._uploader, element)
-            request = decode_request(element, sender, resolve, network=network)
-        except (WireError, UploadError) as exc:
-            self.iq_error(iq, "bad-request", "modify", str(exc))
-            return
-        reply = await self._hub.handle(request)
-        if not reply.ok:
-            condition, error_type = condition_for(reply.code)
-            self.iq_error(iq, condition, error_type, reply.reason,
-                           encode_rejected(reply.code, reply.epoch))
-            return
-        reply = fit_entries(reply, self.config.stanza_limit)
-        try:
-            place = await placements(self._uploader, list(blobs_of(reply)),
-                                     self.config.stanza_limit)
-        except XmppLinkError as exc:
-            self.iq_error(iq, "resource-constraint", "wait", str(exc))
-            return
-        result = iq.reply(clear=True)  # type: ignore[no-untyped-call]
-        result.xml.append(encode_reply(reply, place))
-        result.send()
+    def watch(self, observer: LimitObserver) -> None:
+        """Report refusals, drops and queue depths to ``observer`` (the metrics)."""
+        self.requests.admission.watch(observer)
+        self.limits.observer = self._welcomes.observer = observer
+
+    @property
+    def admission(self) -> Admission:
+        return self.requests.admission
 
     def iq_error(self, iq: Iq, condition: str, error_type: str, text: str,
                   extra: ET.Element | None = None) -> None:
@@ -362,16 +330,20 @@ class MLSComponent:
 
     def _on_presence(self, stanza: StanzaBase) -> None:
         presence = cast(Presence, stanza)
-        room_jid = presence["to"]
-        if presence["type"] != "unavailable":
-            self._welcomes.online(presence["from"].bare)
+        room_jid, bare, kind = presence["to"], presence["from"].bare, presence["type"]
+        if not self.limits.presence(bare, kind):
+            return  # over the presence rate (transports.xmpp.limits)
+        if kind != "unavailable":
+            self._welcomes.online(bare)
         if not room_jid.user or room_jid.domain != self.config.jid:
             return
         room, occupant = room_jid.bare, presence["from"].full
-        kind = presence["type"]
         if kind in ("available", "", "chat", "away", "xa", "dnd"):
             if self.rooms.of(room, requester(presence)[0]) == OUTCAST:
                 self.admin.refuse_entry(presence)  # banned: XEP-0045 §9.1
+                return
+            if not self.limits.may_enter(self.occupants, room, bare, self.rooms):
+                self.admin.refuse_entry(presence, "resource-constraint", "wait")
                 return
             mls_client = presence.xml.find(f"{{{ns.NS}}}{ns.CLIENT}") is not None
             self._join(room, occupant, room_jid.resource or presence["from"].user, mls_client)
@@ -420,6 +392,9 @@ class MLSComponent:
         previous = self._pending_leaves.pop((room, bare), None)
         if previous is not None:
             previous.cancel()
+        if not self.limits.may_wait(self._pending_leaves, bare):
+            self._spawn(self.report(leave))
+            return
         task = asyncio.ensure_future(self._leave_after_grace(room, bare, leave))
         self._pending_leaves[(room, bare)] = task
         self._tasks.add(task)

@@ -117,11 +117,19 @@ class Affiliations:
             if self.rooms.get(room, {}).get(identity) != OWNER:
                 await self.set(room, identity, OWNER)
 
+    def creates(self, room: str) -> bool:
+        """Whether entering ``room`` now would create it (XEP-0045 §10.1)."""
+        return room not in self.configured and not self.rooms.get(room)
+
+    def owned(self, identity: str) -> int:
+        """How many rooms ``identity`` owns (the configuration's included)."""
+        return sum(1 for held in self.rooms.values() if held.get(identity) == OWNER)
+
     def created_by(self, room: str, identity: str) -> bool:
         """XEP-0045 §10.1: the first occupant of a new room (not configured, without
         any affiliation) becomes its owner, in memory (:meth:`save` persists it).
         True if ``identity`` just did."""
-        if room in self.configured or self.rooms.get(room):
+        if not self.creates(room):
             return False
         self.update(room, identity, OWNER)
         return True

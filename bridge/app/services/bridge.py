@@ -48,6 +48,7 @@ from bridge.hub.policy import JoinPolicy, RoomPolicy
 from bridge.hub.store import Store
 from bridge.relay import Relay
 from transports.errors import LinkError
+from transports.fairness import LimitObserver
 from transports.interface import (
     IDENTITY_SCHEMES,
     Deliverer,
@@ -167,6 +168,8 @@ class BridgeService:
         self.matrix: MatrixService | None = None
         self.bot: MatrixHubBot | None = None
         self.relay = Relay(store, self.hub, self.deliverer)
+        #: who hears of refusals, drops and queue depths at the transports (the metrics)
+        self.limit_observer: LimitObserver | None = None
         self.pairs: dict[tuple[str, str], RoomPair] = {}
         self._initial_pairs = tuple(rooms)
         self._in_flight = 0
@@ -184,16 +187,23 @@ class BridgeService:
         self._accepting = True
         try:
             if self.xmpp_config is not None:
-                self.component = MLSComponent(self.xmpp_config, state=StoreState(self.store),
+                xmpp = dataclasses.replace(self.xmpp_config, limits=self.xmpp_config.limits
+                                           .with_payload(self.hub.config.max_payload))
+                self.component = MLSComponent(xmpp, state=StoreState(self.store),
                                               affiliations=self.store)
                 self.component.bind(self)
                 self.deliverer.networks[XMPP] = self.component
                 self.hub.authz.directories[XMPP] = self.component
             if self.matrix_config is not None:
-                self.matrix = MatrixService(self.store, self.identity, self.matrix_config)
+                self.matrix = MatrixService(self.store, self.identity, self.matrix_config,
+                                            hub_config=self.hub.config)
                 self.bot = await self.matrix.connect()
                 self.deliverer.networks[MATRIX] = self.bot
                 self.hub.authz.directories[MATRIX] = self.bot
+            if self.limit_observer is not None:
+                for watched in (self.component, self.bot, self.relay):
+                    if watched is not None:
+                        watched.watch(self.limit_observer)
             self.relay.connect(self.component, self.bot)
             await self.relay.start()
             if self.component is not None:

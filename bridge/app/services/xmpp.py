@@ -24,6 +24,7 @@ from bridge.app.services.identity import default_identity_file, load_identity
 from bridge.app.signals import run_until_signalled
 from bridge.hub import Hub, HubConfig
 from bridge.hub.store import Store, open_store
+from transports.fairness import RequestLimits
 from transports.interface import Network
 from transports.xmpp.component import ComponentConfig, MLSComponent
 from transports.xmpp.errors import ComponentAuthError
@@ -57,6 +58,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> int:
             jid=args.jid, secret=args.secret, host=args.host, port=args.port,
             stanza_limit=args.stanza_limit, upload=not args.no_upload,
             admins=frozenset(args.admin or ()), leave_grace=args.leave_grace,
+            limits=RequestLimits().with_payload(args.max_payload),
         )
         component = MLSComponent(config, state=StoreState(store), affiliations=store)
         hub = Hub(store, identity, component,

@@ -170,8 +170,12 @@ class Store(abc.ABC):
         ratchet_tree: bytes | None = None,
         hub_state: bytes = b"",
         members: Sequence[Member] | None = None,
+        creator: str = "",
+        max_per_creator: int = 0,
     ) -> GroupRecord:
-        """Register a group at ``epoch``; raise :class:`Conflict` if it exists."""
+        """Register a group at ``epoch``; raise :class:`Conflict` if it exists, and
+        :class:`StoreQuota` if ``creator`` already created ``max_per_creator`` groups
+        that still exist (0: no limit; checked in the same transaction)."""
 
     @abc.abstractmethod
     async def get_group(self, group_id: bytes) -> GroupRecord:
@@ -196,6 +200,7 @@ class Store(abc.ABC):
         sender: str = "",
         covered_proposals: Collection[bytes] | None = None,
         members: Sequence[Member] | None = None,
+        max_pending_welcomes: int = 0,
     ) -> int:
         """Order one commit (RFC 9750 §5.2) and return its sequence number.
 
@@ -206,7 +211,9 @@ class Store(abc.ABC):
         ``expected_epoch + 1``, replace GroupInfo, ratchet tree, hub state (and the member
         list when ``members`` is given), record ``welcome`` for each recipient, and drop
         every proposal queued for the old epoch (a commit ends its epoch: proposals it
-        did not include are void, RFC 9420 §12.4). On error nothing changes.
+        did not include are void, RFC 9420 §12.4). With ``max_pending_welcomes``, raise
+        :class:`StoreQuota` if a recipient already has that many Welcomes waiting. On
+        error nothing changes.
         """
 
     # -- the log -------------------------------------------------------------------

@@ -26,6 +26,7 @@ from bridge.errors import (
     UnknownGroup,
     WrongEpoch,
 )
+from bridge.hub.store import quotas
 from bridge.hub.store.base import (
     Ban,
     GroupRecord,
@@ -132,18 +133,17 @@ class PostgresStore(PostgresDirectory, Store):
         ratchet_tree: bytes | None = None,
         hub_state: bytes = b"",
         members: Sequence[Member] | None = None,
+        creator: str = "",
+        max_per_creator: int = 0,
     ) -> GroupRecord:
         if epoch < 0:
             raise StoreUsageError("epoch must be non-negative")
+        await quotas.postgres_groups(conn, creator, max_per_creator)
         inserted = await conn.fetchval(
-            f"INSERT INTO groups ({_GROUP_COLUMNS}) VALUES ($1, $2, $3, 1, $4, $5, $6)"
+            f"INSERT INTO groups ({_GROUP_COLUMNS}, creator)"
+            " VALUES ($1, $2, $3, 1, $4, $5, $6, $7)"
             " ON CONFLICT (group_id) DO NOTHING RETURNING true",
-            group_id,
-            cipher_suite,
-            epoch,
-            group_info,
-            ratchet_tree,
-            hub_state,
+            group_id, cipher_suite, epoch, group_info, ratchet_tree, hub_state, creator,
         )
         if not inserted:
             raise Conflict(f"group {group_id.hex()} exists")
@@ -183,11 +183,13 @@ class PostgresStore(PostgresDirectory, Store):
         sender: str = "",
         covered_proposals: Collection[bytes] | None = None,
         members: Sequence[Member] | None = None,
+        max_pending_welcomes: int = 0,
     ) -> int:
         recipients = check_welcome(welcome, welcome_recipients)
         epoch, seq = await _lock_group(conn, group_id)
         if epoch != expected_epoch:
             raise WrongEpoch(epoch)
+        await quotas.postgres_welcomes(conn, recipients, max_pending_welcomes)
         queued = await conn.fetch(
             "SELECT proposal_ref FROM queued_proposals WHERE group_id = $1 AND epoch = $2"
             " ORDER BY seq",

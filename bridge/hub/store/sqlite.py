@@ -30,6 +30,7 @@ from bridge.errors import (
     UnknownGroup,
     WrongEpoch,
 )
+from bridge.hub.store import quotas
 from bridge.hub.store.base import (
     Ban,
     GroupRecord,
@@ -160,14 +161,17 @@ class SqliteStore(SqliteDirectory, Store):
         ratchet_tree: bytes | None = None,
         hub_state: bytes = b"",
         members: Sequence[Member] | None = None,
+        creator: str = "",
+        max_per_creator: int = 0,
     ) -> GroupRecord:
         if epoch < 0:
             raise StoreUsageError("epoch must be non-negative")
         if await _group_row(conn, group_id) is not None:
             raise Conflict(f"group {group_id.hex()} exists")
+        await quotas.sqlite_groups(conn, creator, max_per_creator)
         await conn.execute(
-            f"INSERT INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (group_id, cipher_suite, epoch, 1, group_info, ratchet_tree, hub_state),
+            f"INSERT INTO groups ({_GROUP_COLUMNS}, creator) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (group_id, cipher_suite, epoch, 1, group_info, ratchet_tree, hub_state, creator),
         )
         if members is not None:
             await _replace_members(conn, group_id, members, epoch)
@@ -201,11 +205,13 @@ class SqliteStore(SqliteDirectory, Store):
         sender: str = "",
         covered_proposals: Collection[bytes] | None = None,
         members: Sequence[Member] | None = None,
+        max_pending_welcomes: int = 0,
     ) -> int:
         recipients = check_welcome(welcome, welcome_recipients)
         epoch, seq = await _epoch_and_next_seq(conn, group_id)
         if epoch != expected_epoch:
             raise WrongEpoch(epoch)
+        await quotas.sqlite_welcomes(conn, recipients, max_pending_welcomes)
         queued = await conn.execute_fetchall(
             "SELECT proposal_ref FROM queued_proposals WHERE group_id = ? AND epoch = ?"
             " ORDER BY seq",
