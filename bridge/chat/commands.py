@@ -98,7 +98,7 @@ async def _members(ctx: Context, args: str) -> None:
     group = ctx.chat.member.group(room.group_id)
     if not group.active:
         raise CommandError(f"you are no longer a member of {room.name}")
-    people = member_list(group)
+    people = member_list(group, ctx.chat.member.trust.anchor)
     ctx.say(f"{len(people)} members of {room.name} (epoch {group.epoch}):")
     for person in people:
         you = " (you)" if person.own else ""

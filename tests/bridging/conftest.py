@@ -22,7 +22,6 @@ from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from bridge.hub import HubIdentity
 from bridge.hub.store import SqliteStore
-from bridge.identities import identity_of
 from bridge.member import Member
 from bridge.relay import PuppetSecrets
 from tests.matrix.conftest import login, make_member
@@ -54,7 +53,7 @@ def in_group(person: Person, group_id: bytes) -> bool:
 
 
 def roster(person: Person, group_id: bytes) -> set[str]:
-    return {identity_of(leaf.credential) for _, leaf in person.member.group(group_id).members()}
+    return set(person.member.roster(group_id))
 
 
 def groupchat(client: ClientXMPP) -> list[tuple[str, str]]:
