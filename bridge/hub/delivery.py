@@ -234,7 +234,7 @@ class Hub:
         puppet that stood for it (``relay+<identity>``, :mod:`bridge.identities`)."""
         group = await self._members(group_id, proposals=True)
         targets = [t for t in (identity, relay_identity(identity))
-                   if public_view.leaves_of(group, t)]
+                   if public_view.leaves_of(group, t, self.anchor)]
         if not targets:
             raise NotMember(f"{identity} is not a member of the group")
         return [seq for t in targets for seq in await self.remove_member(group_id, t, removal)]

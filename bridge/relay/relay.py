@@ -59,7 +59,6 @@ from bridge.hub.store import Store, StoreError
 from bridge.identities import (
     RELAYED_MARK,
     display,
-    identity_of,
     is_relayed,
     relay_identity,
     relayed_user,
@@ -387,7 +386,7 @@ class Relay:
         members = set(self._rosters.get(group_id, ()))
         for puppet in self.puppets.values():  # a puppet's view is as fresh as it gets
             if group_id in puppet.group_ids() and puppet.group(group_id).active:
-                members |= {identity_of(leaf.credential)
+                members |= {puppet.trust.identity_of(leaf.credential)
                             for _, leaf in puppet.group(group_id).members()}
                 break
         names: dict[str, str] = {}

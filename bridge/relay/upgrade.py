@@ -84,7 +84,7 @@ async def retire_unmarked(hub: Hub, secrets_store: PuppetSecrets, old: str) -> N
         if not group.active:
             continue
         leaf = dict(group.members()).get(group.own_leaf)
-        if leaf is None or identity_of(leaf.credential) != old:
+        if leaf is None or identity_of(leaf.credential, hub.anchor) != old:
             continue
         try:
             await hub.remove_member(group.group_id, old,
