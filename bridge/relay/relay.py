@@ -64,6 +64,7 @@ from bridge.identities import (
     relayed_user,
 )
 from bridge.member import Content, Received, RetryPolicy
+from bridge.relay.guests import Guests
 from bridge.relay.notices import NOTICE, Notices, txn
 from bridge.relay.observers import (
     MATRIX,
@@ -145,6 +146,7 @@ class Relay:
         self.component: MLSComponent | None = None
         self.bot: MatrixHubBot | None = None
         self.notices = Notices(store)
+        self.guests = Guests()  # relayed Matrix users, shown in the XMPP room
         self.groups: dict[bytes, _Rooms] = {}
         self.by_room: dict[tuple[str, str], bytes] = {}
         self.puppets: dict[str, Puppet] = {}  # relay identity -> its puppet
@@ -171,6 +173,7 @@ class Relay:
     def connect(self, component: MLSComponent | None, bot: MatrixHubBot | None) -> None:
         self.component, self.bot = component, bot
         self.notices.component, self.notices.bot = component, bot
+        self.guests.component = component
         if component is not None:
             component.observe(XmppObserver(self))
         if bot is not None:
@@ -249,6 +252,7 @@ class Relay:
             return
         self._early.pop(group_id, None)
         self._disabled.add(group_id)
+        self.guests.clear(group_id)
         for identity in holders:
             puppet = self.puppets[identity]
             try:
@@ -332,6 +336,9 @@ class Relay:
         """Stop a puppet and forget it with its secrets."""
         puppet = self.puppets.pop(relayed, None)
         self.deliverer.remove_local(relayed)
+        legacy = relayed_user(relayed)
+        if legacy is not None:
+            self.guests.went(legacy)
         if puppet is not None:
             await puppet.stop()
         assert self.secrets is not None
@@ -369,10 +376,10 @@ class Relay:
                     occupant)
             return None
         puppet = await self._puppet(relay_identity(identity))
-        if group_id in puppet.group_ids() and puppet.group(group_id).active:
-            return puppet
-        await puppet.rejoin(group_id)
-        log.info("relay: a legacy user joined group %s as a puppet", group_id.hex()[:16])
+        if not (group_id in puppet.group_ids() and puppet.group(group_id).active):
+            await puppet.rejoin(group_id)
+            log.info("relay: a legacy user joined group %s as a puppet", group_id.hex()[:16])
+        self.guests.came(group_id, self.groups[group_id].xmpp_room, identity)
         return puppet
 
     def reserved(self, room: str) -> Reservation:

@@ -72,6 +72,7 @@ from transports.xmpp.admin import RoomAdmin
 from transports.xmpp.errors import ComponentAuthError, XmppLinkError
 from transports.xmpp.limits import RoomLimits
 from transports.xmpp.nicks import Reservation, refusal
+from transports.xmpp.occupants import OccupantPresence
 from transports.xmpp.requests import RequestService, requester
 from transports.xmpp.roominfo import RoomInfo
 from transports.xmpp.rooms import OUTCAST, Affiliations, AffiliationStore
@@ -151,6 +152,10 @@ class MLSComponent:
         self.occupants: dict[str, dict[str, str]] = {}
         # disco#info, subject, notices, relay mode and the relay's plain text
         self.info = RoomInfo(self.xmpp, lambda room: list(self.occupants.get(room, {})))
+        # occupant presence (XEP-0045 §7.2.3), relayed users of the other network included
+        self.presence = OccupantPresence(self.xmpp, self.rooms,
+                                         lambda room: self.occupants.get(room, {}),
+                                         lambda room: room in self.info.relayed)
         self._group_rooms: dict[bytes, tuple[tuple[str, str], ...]] = {}
         # Welcomes sent recently (stanza id -> bare JID, stanza) and those that bounced
         # because the user was offline (bare JID -> stanzas), re-sent on its presence.
@@ -263,8 +268,10 @@ class MLSComponent:
         disco.add_identity(category="component", itype="generic", name=self.config.name,
                            jid=JID(self.config.jid))
         disco.add_feature(ns.FEATURE, jid=JID(self.config.jid))
-        for room in {*self.occupants, *self.info.relayed}:
-            self.info.advertise(room)
+        rooms = {room for rooms in self._group_rooms.values()
+                 for transport, room in rooms if transport == ns.TRANSPORT_NAME}
+        for room in {*self.occupants, *self.info.relayed, *self.rooms.rooms, *rooms}:
+            self.info.advertise(room)  # persistent rooms: even without occupants
         self._uploader.forget_service()
         self._ready.set()
         self._send_sync()
@@ -386,16 +393,20 @@ class MLSComponent:
         if created:
             self._spawn(self.rooms.save(room, identity))
         members = self.occupants.setdefault(room, {})
-        new_occupant = occupant not in members
+        old_nick = members.get(occupant)
         members[occupant] = nick
-        if new_occupant and self._observer is not None:
+        if old_nick is None and self._observer is not None:
             self._spawn(self._observer.occupant_joined(room, occupant, nick, mls_client))
         if first:
             self.info.advertise(room)
         self._spawn(self._save_occupants())
-        self.admin.self_presence(room, occupant, nick, created)
-        if new_occupant:
+        if old_nick is None:  # XEP-0045 §7.2.3: presences, then history notice, subject
+            self.presence.entered(room, occupant, nick, created)
             self.info.greet(room, occupant)
+        elif old_nick != nick:
+            self.presence.renamed(room, occupant, old_nick, nick)  # §7.6
+        else:
+            self.presence.again(room, occupant, nick)
 
     def _part(self, room: str, occupant: str, *, explicit: bool) -> None:
         members = self.occupants.get(room, {})
@@ -403,8 +414,7 @@ class MLSComponent:
         if nick is None:
             return
         self._spawn(self._save_occupants())
-        gone = self.xmpp.make_presence(pto=occupant, pfrom=f"{room}/{nick}", ptype="unavailable")
-        gone.send()
+        self.presence.left(room, occupant, nick)
         bare = JID(occupant).bare
         if any(JID(other).bare == bare for other in members):
             return  # another resource of the same account is still in the room
@@ -461,8 +471,10 @@ class MLSComponent:
             log.info("Welcome to %s bounced; held until it is online", bounced_to)
             return
         occupant = message["from"].full
-        for members in self.occupants.values():
-            members.pop(occupant, None)
+        for room, members in self.occupants.items():
+            nick = members.pop(occupant, None)
+            if nick is not None:  # the others see it go (XEP-0045 §7.14)
+                self.presence.left(room, occupant, nick)
         self._spawn(self._save_occupants())
 
     def _on_groupchat(self, message: Message) -> None:

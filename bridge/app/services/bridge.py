@@ -59,6 +59,7 @@ from transports.interface import (
     DeliverySink,
     Inbound,
     Kind,
+    Membership,
     NetworkEvent,
     Op,
     Outbound,
@@ -291,7 +292,11 @@ class BridgeService:
         self._in_flight += 1
         self._idle.clear()
         try:
-            return await self.hub.network_event(event)
+            reply = await self.hub.network_event(event)
+            group_id = self.relay.by_room.get((event.network, event.room))
+            if event.network == MATRIX and event.after != Membership.JOINED and group_id:
+                self.relay.guests.went(event.target, group_id)  # gone from the XMPP room
+            return reply
         finally:
             self._in_flight -= 1
             if not self._in_flight:
