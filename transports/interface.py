@@ -29,6 +29,9 @@ Five roles, as :class:`typing.Protocol` classes:
 * :class:`RoomDirectory` -- implemented by each hub-side transport: the :class:`Role`
   an identity holds in one of its rooms (Matrix membership and power levels, XMPP
   affiliations), which the hub's authorization asks (``docs/SECURITY.md``);
+* :class:`RoomCommands` -- implemented by the bridge: room administration commands
+  (bridge, unbridge, relay, status) that a hub-side transport received, answered with a
+  :class:`CommandReply`;
 * :class:`Deliverer` -- implemented by the hub-side transport: carry an
   :class:`Outbound` delivery to each of its ``recipients`` (the groupchat messages /
   room events of the wire binding), preserving the order of calls per recipient
@@ -44,6 +47,7 @@ Five roles, as :class:`typing.Protocol` classes:
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -244,6 +248,28 @@ class RoomDirectory(Protocol):
     async def role(self, room: str, identity: str) -> Role:
         """``identity``'s role in ``room`` now (NONE when unknown or unreachable)."""
         ...
+
+
+class RoomCommands(Protocol):
+    """Room administration commands people give a hub-side transport (the Matrix bot's
+    ``!mls ...``, the XMPP component's XEP-0050 ad-hoc commands), carried out by the
+    bridge, which authorizes them."""
+
+    async def room_command(self, network: str, actor: str, room: str,
+                           words: Sequence[str]) -> CommandReply:
+        """Run ``words`` (``("bridge", other_room)``, ``("relay", "on")``...) for
+        ``actor`` (the identity its network authenticated) about ``room`` (a room of
+        ``network``); what to tell the actor."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    """The answer to a room command: ``ok`` (done, or understood and waiting) or
+    refused, and a text for the person who gave it."""
+
+    ok: bool
+    text: str
 
 
 class Deliverer(Protocol):

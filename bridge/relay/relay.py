@@ -244,8 +244,12 @@ class Relay:
     async def disable(self, xmpp_room: str, matrix_room: str, group_id: bytes) -> None:
         """The pair is not (or no longer) relayed: if it was, its puppets leave the
         group and both rooms are told. Nothing for a pair that never was."""
-        if self.groups.get(group_id) is not None:
+        rooms = _Rooms(xmpp_room, matrix_room)
+        if self.groups.get(group_id) not in (None, rooms):
             return  # relayed by another pair of the configuration
+        if self.groups.pop(group_id, None) is not None:  # turned off at run time
+            self.by_room.pop((XMPP, xmpp_room), None)
+            self.by_room.pop((MATRIX, matrix_room), None)
         holders = [identity for identity, puppet in self.puppets.items()
                    if group_id in puppet.group_ids() and puppet.group(group_id).active]
         if not holders and not await self.notices.was_on(group_id):

@@ -69,6 +69,7 @@ from transports.interface import (
     Op,
     Outbound,
     Role,
+    RoomCommands,
 )
 from transports.matrix import events
 from transports.matrix import namespace as ns
@@ -97,6 +98,7 @@ SYNC_FILTER: dict[str, Any] = {
 }
 
 GroupSuite = Callable[[bytes], Awaitable[int]]
+COMMAND = "!mls"  # a room message starting with it is a command to the bridge
 
 
 class RoomObserver(Protocol):
@@ -128,6 +130,7 @@ class MatrixHubBot:
         self.cursors = cursors
         self.hub = hub
         self.observer: RoomObserver | None = None
+        self.commands: RoomCommands | None = None  # ``!mls ...`` in a room (the bridge)
         self.media = media or MediaRepository(client.homeserver, client.access_token)
         self.group_suite = group_suite
         self.seen = SeenSet(cursors, client.user_id)
@@ -446,13 +449,31 @@ class MatrixHubBot:
                                 content: Mapping[str, Any], sender: str) -> None:
         """A plain ``m.room.message`` (not the bot's own) for the observer, once."""
         body = content.get("body")
-        if sender == self.user_id or self.observer is None or not isinstance(body, str):
+        command = isinstance(body, str) and body.split(maxsplit=1)[:1] == [COMMAND]
+        handler = self.commands if command else self.observer
+        if sender == self.user_id or handler is None or not isinstance(body, str):
             return
         key = f"msg:{event_id}"
         if await self.seen.contains(key):
             return
         await self.seen.add(key)
-        await self.observer.plain_message(room_id, sender, event_id, body)
+        if self.commands is not None and command:
+            await self._run_command(room_id, sender, event_id, body)
+        elif self.observer is not None:
+            await self.observer.plain_message(room_id, sender, event_id, body)
+
+    async def _run_command(self, room_id: str, sender: str, event_id: str, body: str
+                           ) -> None:
+        """``!mls <words>`` in a room: the bridge runs it (and authorizes it); its
+        answer goes back to the room as an ``m.notice`` (never relayed)."""
+        assert self.commands is not None
+        actor, network = requester(sender)
+        reply = await self.commands.room_command(network, actor, room_id, body.split()[1:])
+        try:
+            await self.send_message(room_id, {"msgtype": "m.notice", "body": reply.text},
+                                    f"mls-command-{event_id}")
+        except MatrixTransportError as exc:
+            log.warning("answer to a command in %s not sent: %s", room_id, exc)
 
     # -- output: the Deliverer ----------------------------------------------------------
 

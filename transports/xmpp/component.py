@@ -68,6 +68,7 @@ from transports.interface import (
     Role,
 )
 from transports.xmpp import namespace as ns
+from transports.xmpp.adhoc import AdHocCommands
 from transports.xmpp.admin import RoomAdmin
 from transports.xmpp.errors import ComponentAuthError, XmppLinkError
 from transports.xmpp.limits import RoomLimits
@@ -138,7 +139,7 @@ class MLSComponent:
         self._state = state
         self.xmpp = ComponentXMPP(  # type: ignore[no-untyped-call]
             config.jid, config.secret, config.host, config.port)
-        for plugin in ("xep_0030", "xep_0004"):
+        for plugin in ("xep_0030", "xep_0004", "xep_0050"):
             self.xmpp.register_plugin(plugin)
         register_plugins()
         self._uploader = Uploader(
@@ -172,6 +173,8 @@ class MLSComponent:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.admin = RoomAdmin(self)
+        #: XEP-0050 room commands (bridge, unbridge, relay, status); the bridge runs them
+        self.commands = AdHocCommands(self.xmpp, config.jid)
         self._install_handlers()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -262,12 +265,13 @@ class MLSComponent:
 
     def _on_session_start(self, _event: Any) -> None:
         self._handshaking = False
-        self._ever_ready = True
         self._backoff = self.config.backoff_initial
         disco = self.xmpp.plugin["xep_0030"]
         disco.add_identity(category="component", itype="generic", name=self.config.name,
                            jid=JID(self.config.jid))
         disco.add_feature(ns.FEATURE, jid=JID(self.config.jid))
+        if not self._ever_ready:
+            self.commands.register()
         rooms = {room for rooms in self._group_rooms.values()
                  for transport, room in rooms if transport == ns.TRANSPORT_NAME}
         for room in {*self.occupants, *self.info.relayed, *self.rooms.rooms, *rooms}:
@@ -275,6 +279,7 @@ class MLSComponent:
         self._uploader.forget_service()
         self._ready.set()
         self._send_sync()
+        self._ever_ready = True
         log.info("component %s connected", self.config.jid)
 
     def _on_stream_error(self, error: Any) -> None:
