@@ -173,6 +173,7 @@ class Config:
     rooms: tuple[RoomSettings, ...] = ()
     shutdown_timeout: float = 10.0
     relay_secrets: str = ""  # [bridge.relay] secrets: the puppets' keys (0600 file)
+    relay_archive: int = 1000  # [bridge.relay] archive: re-emitted messages kept per room
 
     def secrets(self) -> list[str]:
         """Every secret value (for the log redactor)."""
@@ -239,6 +240,8 @@ class Config:
         relays = [r.name for r in self.rooms if r.relay]
         lines.append(f"relay rooms: {', '.join(relays) if relays else 'none'} "
                      f"(puppet secrets: {self.relay_secrets_path()})")
+        lines.append(f"relay archive: the newest {self.relay_archive} re-emitted messages "
+                     "per relayed room, in the puppet secrets file (XEP-0313)")
         if self.metrics.enabled:
             lines.append(f"listener metrics: http://{self.metrics.host}:{self.metrics.port}"
                          "/metrics")
@@ -465,19 +468,20 @@ def parse_config(data: Mapping[str, Any], path: Path,
         raise ConfigError("xmpp", "configure at least one network ([xmpp] or [matrix])")
     rooms: tuple[RoomSettings, ...] = ()
     shutdown = 10.0
-    relay_secrets = ""
+    relay_secrets, relay_archive = "", 1000
     if (b := root.table("bridge")) is not None:
         rooms = _rooms(b.tables("rooms"), xmpp, matrix)
         shutdown = b.number("shutdown_timeout", 10.0, low=0.1)
         if (relay := b.table("relay")) is not None:
             relay_secrets = relay.text("secrets", "")
+            relay_archive = relay.integer("archive", 1000, low=0)
             relay.done()
             if "secrets" in relay.data and not relay_secrets:
                 raise ConfigError(relay.key("secrets"), "must not be empty")
         b.done()
     root.done()
     return Config(path, store, log, metrics, hub, limits, retry, xmpp, matrix, rooms,
-                  shutdown, relay_secrets)
+                  shutdown, relay_secrets, relay_archive)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -31,8 +31,10 @@ Encryption therefore ends at the bridge, and the bridge says so to everyone, MLS
 members included (:mod:`bridge.relay.notices`). Turning relay off for a pair makes its
 puppets leave the group and says that too.
 
-Plaintext is never logged and never stored: puppets keep group state only (their
-received messages are handed over and dropped at once).
+Plaintext is never logged and never in the hub's store: puppets keep group state
+only (their received messages are handed over and dropped at once); what is re-emitted
+into the XMPP rooms is archived for XEP-0313 in the secrets file
+(:mod:`bridge.relay.archive`).
 
 This module holds :class:`Relay`; the puppets are in :mod:`bridge.relay.puppets`, their
 secrets in :mod:`bridge.relay.secrets_file` (earlier versions' brought up to date by
@@ -64,6 +66,7 @@ from bridge.identities import (
     relayed_user,
 )
 from bridge.member import Content, Received, RetryPolicy
+from bridge.relay.archive import KEEP, RelayArchive, stanza_id
 from bridge.relay.guests import Guests
 from bridge.relay.notices import NOTICE, Notices, txn
 from bridge.relay.observers import (
@@ -136,7 +139,7 @@ class Relay:
 
     def __init__(self, store: Store, hub: Hub, deliverer: LocalRouting, *,
                  secrets: PuppetSecrets | None = None, retry: RetryPolicy | None = None,
-                 clock: Clock = time.monotonic) -> None:
+                 clock: Clock = time.monotonic, archive: int = KEEP) -> None:
         self.store = store
         self.hub = hub
         self.deliverer = deliverer
@@ -147,6 +150,9 @@ class Relay:
         self.bot: MatrixHubBot | None = None
         self.notices = Notices(store)
         self.guests = Guests()  # relayed Matrix users, shown in the XMPP room
+        #: what was re-emitted into the XMPP rooms (XEP-0313), newest ``archive`` per group
+        self.archive = RelayArchive(lambda: self.secrets,
+                                    lambda room: self.by_room.get((XMPP, room)), archive)
         self.groups: dict[bytes, _Rooms] = {}
         self.by_room: dict[tuple[str, str], bytes] = {}
         self.puppets: dict[str, Puppet] = {}  # relay identity -> its puppet
@@ -176,6 +182,7 @@ class Relay:
         self.guests.component = component
         if component is not None:
             component.observe(XmppObserver(self))
+            component.mam.archive = self.archive
         if bot is not None:
             bot.observer = MatrixObserver(self)
 
@@ -516,6 +523,7 @@ class Relay:
             except TransportError as exc:
                 log.warning("relay: a message was not re-emitted: %s", exc)
             try:
+                await self._archive(emission)
                 await self._mark_emitted(emission)
             except StoreError as exc:
                 log.warning("relay: re-emit cursor not saved: %s", exc)
@@ -590,10 +598,22 @@ class Relay:
                    and occupant != emission.author_occupant]
         if not readers:
             return False
-        nick = occupants.get(emission.author_occupant) or _relayed_nick(emission.sender)
-        stanza_id = f"relay-{emission.group_id.hex()[:12]}-{emission.seq}"
-        self.component.info.send_plain(room, readers, emission.text, nick, stanza_id)
+        self.component.info.send_plain(room, readers, emission.text, self._nick(room, emission),
+                                       stanza_id(emission.group_id, emission.seq))
         return True
+
+    def _nick(self, room: str, emission: _Emission) -> str:
+        """The nick ``emission`` is shown under in the XMPP ``room``."""
+        occupants = self.component.occupants.get(room, {}) if self.component else {}
+        return occupants.get(emission.author_occupant) or _relayed_nick(emission.sender)
+
+    async def _archive(self, emission: _Emission) -> None:
+        """Keep what was re-emitted for XEP-0313 (:mod:`bridge.relay.archive`)."""
+        rooms = self.groups.get(emission.group_id)
+        if rooms is not None:
+            await self.archive.record(emission.group_id, emission.seq,
+                                      self._nick(rooms.xmpp_room, emission),
+                                      emission.sender, emission.text)
 
 
 def _relayed_nick(sender: str) -> str:

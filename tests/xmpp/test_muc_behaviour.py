@@ -19,7 +19,8 @@ from benchmarks.bridge_run import connect_xmpp
 from bridge.devservers.prosody import ProsodyServer
 from tests.xmpp.conftest import InProcessHub, start_hub
 from transports.xmpp import namespace as ns
-from transports.xmpp.roominfo import NS_MAM, ROOM_FEATURES
+from transports.xmpp.mam import NS_MAM
+from transports.xmpp.roominfo import ROOM_FEATURES
 
 TIMEOUT = 20.0
 

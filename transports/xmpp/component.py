@@ -72,6 +72,7 @@ from transports.xmpp.adhoc import AdHocCommands
 from transports.xmpp.admin import RoomAdmin
 from transports.xmpp.errors import ComponentAuthError, XmppLinkError
 from transports.xmpp.limits import RoomLimits
+from transports.xmpp.mam import NS_MAM, ArchiveService
 from transports.xmpp.nicks import Reservation, refusal
 from transports.xmpp.occupants import OccupantPresence
 from transports.xmpp.requests import RequestService, requester
@@ -175,6 +176,8 @@ class MLSComponent:
         self.admin = RoomAdmin(self)
         #: XEP-0050 room commands (bridge, unbridge, relay, status); the bridge runs them
         self.commands = AdHocCommands(self.xmpp, config.jid)
+        #: XEP-0313 for relayed rooms; the archive is the relay's (``mam.archive``)
+        self.mam = ArchiveService(self)
         self._install_handlers()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -255,6 +258,9 @@ class MLSComponent:
         x.register_handler(CoroutineCallback(
             "muc admin", MatchXPath(f"{{{default_ns}}}iq/{{{ns.NS_MUC_ADMIN}}}query"),
             self.admin.on_admin,
+        ))
+        x.register_handler(CoroutineCallback(
+            "mam", MatchXPath(f"{{{default_ns}}}iq/{{{NS_MAM}}}query"), self.mam.on_query,
         ))
         x.register_handler(Callback(
             "mls presence", MatchXPath(f"{{{default_ns}}}presence"), self._on_presence,
@@ -456,6 +462,10 @@ class MLSComponent:
         if not reply.ok:
             log.info("hub did not act on %s of %s in %s: %s", event.after, event.target,
                      event.room, reply.code)
+
+    def archived(self, room: str) -> bool:
+        """Whether ``room`` keeps an archive (XEP-0313): relayed rooms do."""
+        return room in self.info.relayed
 
     def occupancy_changed(self) -> None:
         """Save the occupants (after the room administration changed them)."""

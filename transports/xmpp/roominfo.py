@@ -32,10 +32,10 @@ from xml.etree import ElementTree as ET
 from slixmpp import JID
 
 from transports.xmpp import namespace as ns
+from transports.xmpp.mam import NS_MAM
 
 NS_ROOMINFO = "http://jabber.org/protocol/muc#roominfo"
 NS_DATA = "jabber:x:data"  # XEP-0004
-NS_MAM = "urn:xmpp:mam:2"  # XEP-0313
 #: the room properties true of every room of the component (XEP-0045 §15.2.2)
 ROOM_FEATURES = ("muc_persistent", "muc_open", "muc_nonanonymous", "muc_unsecured")
 
@@ -162,4 +162,4 @@ class RoomInfo:
             message.send()
 
 
-__all__ = ["NS_MAM", "NS_ROOMINFO", "ROOM_FEATURES", "RoomInfo"]
+__all__ = ["NS_ROOMINFO", "ROOM_FEATURES", "RoomInfo"]

@@ -162,7 +162,7 @@ class BridgeService:
                  xmpp: ComponentConfig | None = None,
                  matrix: MatrixServiceConfig | None = None,
                  rooms: Sequence[RoomPair] = (), hub_config: HubConfig | None = None,
-                 relay_secrets: PuppetSecrets | None = None,
+                 relay_secrets: PuppetSecrets | None = None, relay_archive: int = 1000,
                  drain_timeout: float = 10.0, connect_timeout: float = 20.0) -> None:
         if xmpp is None and matrix is None:
             raise BridgeConfigError("configure at least one network (xmpp or matrix)")
@@ -177,7 +177,8 @@ class BridgeService:
         self.component: MLSComponent | None = None
         self.matrix: MatrixService | None = None
         self.bot: MatrixHubBot | None = None
-        self.relay = Relay(store, self.hub, self.deliverer, secrets=relay_secrets)
+        self.relay = Relay(store, self.hub, self.deliverer, secrets=relay_secrets,
+                           archive=relay_archive)
         #: who hears of refusals, drops and queue depths at the transports (the metrics)
         self.limit_observer: LimitObserver | None = None
         self.pairs: dict[tuple[str, str], RoomPair] = {}
