@@ -23,6 +23,7 @@ from bridge.app.services.bridge import BridgeService
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from bridge.hub.store import SqliteStore, StoredPair
+from bridge.relay import NOTICE, OFF_NOTICE
 from tests.bridging.conftest import (
     PlainMatrix,
     converge,
@@ -132,6 +133,8 @@ async def test_a_pair_made_at_run_time_survives_a_restart(
         await fresh.start()
         try:
             assert fresh.pairs[("xmpp", xmpp_room)].matrix_room == matrix_room
+            assert fresh.component is not None  # the room keeps its owner
+            assert fresh.component.rooms.of(xmpp_room, xowner.identity) == "owner"
             kind, text = await adhoc(xowner.client, component, "status", room=xmpp_room)
             assert kind == "info" and f"bridged with {matrix_room}" in text
             assert "run-time command" in text and "end to end" in text
@@ -152,6 +155,22 @@ async def test_a_pair_made_at_run_time_survives_a_restart(
                         "relay mode on")
             assert [p.relay for p in await fresh.store.room_pairs()] == [True]
             assert fresh.pairs[("matrix", matrix_room)].relay
+            await until(lambda: any(n == NOTICE for n in notices(plain_m, matrix_room)),
+                        "the Matrix room told relay is on")
+
+            # the XMPP owner unbridges its room: relay ends (everyone told), the group
+            # goes on in the Matrix room alone, the store forgets the pair
+            kind, text = await adhoc(xowner.client, component, "unbridge", room=xmpp_room)
+            assert kind == "info" and text.startswith("Unbridged"), text
+            assert await fresh.store.room_pairs() == []
+            assert ("xmpp", xmpp_room) not in fresh.pairs
+            assert await fresh.store.room_group("xmpp", xmpp_room) is None
+            assert await fresh.store.room_group("matrix", matrix_room) == group_id
+            await until(lambda: any(n == OFF_NOTICE for n in notices(plain_m, matrix_room)),
+                        "the Matrix room told relay is off")
+            assert group_id not in fresh.relay.groups
+            kind, text = await adhoc(xowner.client, component, "status", room=xmpp_room)
+            assert (kind, text) == ("info", f"{xmpp_room} is not bridged.")
         finally:
             await fresh.stop()
     finally:

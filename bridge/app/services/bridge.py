@@ -183,6 +183,8 @@ class BridgeService:
         self.limit_observer: LimitObserver | None = None
         self.pairs: dict[tuple[str, str], RoomPair] = {}
         self._initial_pairs = tuple(rooms)
+        #: XMPP rooms of the pairs made at run time (the store's, not the configuration's)
+        self.runtime_rooms: set[str] = set()
         #: ``!mls`` and XEP-0050 room commands (:mod:`bridge.app.services.commands`)
         self.commands = RoomCommandService(self)
         self._in_flight = 0
@@ -321,7 +323,8 @@ class BridgeService:
             self.pairs[(XMPP, pair.xmpp_room)] = pair
             self.pairs[(MATRIX, pair.matrix_room)] = pair
             self.hub.authz.configure(pair.policy())
-            if self.component is not None:
+            if self.component is not None and pair.xmpp_room not in self.runtime_rooms:
+                # a run-time pair keeps its XMPP room's owners (a moderator confirmed it)
                 await self.component.configure_room(pair.xmpp_room, sorted(pair.admins))
 
     async def attach_rooms(self, pairs: Iterable[RoomPair]) -> None:
@@ -376,7 +379,7 @@ class BridgeService:
 
     def configured(self, pair: RoomPair) -> bool:
         """Whether ``pair`` is the configuration's (run-time commands leave it alone)."""
-        return pair in self._initial_pairs
+        return pair.xmpp_room not in self.runtime_rooms
 
     async def _stored_pairs(self) -> list[RoomPair]:
         """The pairs bridged at run time, from the store; one that shares a room with a
@@ -391,6 +394,7 @@ class BridgeService:
                 continue
             pairs.append(RoomPair(stored.xmpp_room, stored.matrix_room, relay=stored.relay,
                                   join=self.hub.config.default_join))
+            self.runtime_rooms.add(stored.xmpp_room)
         return pairs
 
     def new_pair(self, xmpp_room: str, matrix_room: str) -> RoomPair:
@@ -419,6 +423,7 @@ class BridgeService:
         if len(groups - {None}) > 1:
             raise BridgeConfigError("the two rooms already carry different groups")
         await self._save(pair, by)
+        self.runtime_rooms.add(pair.xmpp_room)
         await self.attach_rooms([pair])
         log.info("room pair %s / %s bridged at run time by %s", pair.xmpp_room,
                  pair.matrix_room, by)
@@ -431,6 +436,7 @@ class BridgeService:
             self.pairs.pop((transport, pair.room(transport)), None)
         self.hub.authz.unconfigure(pair.policy())
         await self.store.delete_room_pair(pair.xmpp_room)
+        self.runtime_rooms.discard(pair.xmpp_room)
         if group_id is not None:
             await self.relay.disable(pair.xmpp_room, pair.matrix_room, group_id)
             drop = MATRIX if keep == XMPP else XMPP
