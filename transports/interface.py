@@ -266,7 +266,8 @@ class RoomCommands(Protocol):
 @dataclass(frozen=True, slots=True)
 class CommandReply:
     """The answer to a room command: ``ok`` (done, or understood and waiting) or
-    refused, and a text for the person who gave it."""
+    refused, and a text for the person who gave it ("": ignored, say nothing where
+    saying costs something -- a flood)."""
 
     ok: bool
     text: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from xml.etree import ElementTree as ET
 
 import nio
@@ -20,6 +20,7 @@ from slixmpp import ClientXMPP
 from benchmarks.bridge_run import plain_xmpp
 from bridge.app.cli import main
 from bridge.app.services.bridge import BridgeService
+from bridge.app.services.commands import COMMAND_BURST, HELP, RoomCommandService
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from bridge.hub.store import SqliteStore, StoredPair
@@ -207,3 +208,14 @@ async def test_check_config_shows_the_stored_pairs(tmp_path: Path,
     assert ("run-time room: xmpp z@mls.localhost <-> matrix !abc:localhost (mls, by x) -- "
             "ignored: the configuration pairs one of its rooms") in out
     assert (tmp_path / "bridge.db").read_bytes() == before
+
+
+async def test_a_flood_of_commands_is_ignored() -> None:
+    """Each answer costs a message in the room: a person's commands beyond the burst
+    are ignored (an empty answer, which the bot does not send), others are answered."""
+    service = RoomCommandService(cast(Any, None))
+    answers = [await service.room_command("matrix", "matrix:u/f:x", "!r", ["help"])
+               for _ in range(COMMAND_BURST + 3)]
+    assert [a.text for a in answers[:COMMAND_BURST]] == [HELP] * COMMAND_BURST
+    assert [a.text for a in answers[COMMAND_BURST:]] == [""] * 3
+    assert (await service.room_command("xmpp", "xmpp:g@x", "r@c", ["help"])).text == HELP

@@ -469,6 +469,8 @@ class MatrixHubBot:
         assert self.commands is not None
         actor, network = requester(sender)
         reply = await self.commands.room_command(network, actor, room_id, body.split()[1:])
+        if not reply.text:
+            return  # ignored (a flood)
         try:
             await self.send_message(room_id, {"msgtype": "m.notice", "body": reply.text},
                                     f"mls-command-{event_id}")

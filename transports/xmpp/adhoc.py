@@ -13,7 +13,8 @@ The flow is XEP-0050 §3.4: *execute* answers with the form, the client *complet
 actor is the bare JID the server stamped on the *execute* request (``xmpp:`` + it),
 never a field of the form; what the command does and whether the actor may is the
 bridge's decision (:class:`transports.interface.RoomCommands`), and its answer is the
-completed command's note (``info``, or ``error`` when refused).
+completed command's note (``info``, or ``error`` when refused). A session not
+completed within :data:`SESSION_TIMEOUT` seconds is dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from transports.interface import CommandReply, Network, RoomCommands
 from transports.xmpp import namespace as ns
 
 NS_DATA = "jabber:x:data"
+SESSION_TIMEOUT = 120.0  # seconds an unfinished command session is kept
 #: node -> (human name, the form's fields (var, label, options))
 COMMANDS: dict[str, tuple[str, tuple[tuple[str, str, tuple[str, ...]], ...]]] = {
     "bridge": ("Bridge this room with a Matrix room", (
@@ -52,7 +54,7 @@ class AdHocCommands:
         adhoc = self.xmpp.plugin["xep_0050"]
         for node, (name, _) in COMMANDS.items():
             adhoc.add_command(jid=JID(self.jid), node=node, name=name,
-                              handler=self._start)
+                              handler=self._start, timeout=SESSION_TIMEOUT)
 
     def _form(self, node: str) -> Any:
         name, fields = COMMANDS[node]
@@ -91,7 +93,8 @@ class AdHocCommands:
                                                     words)
         session["payload"] = None
         session["next"] = None
-        session["notes"] = [("info" if reply.ok else "error", reply.text)]
+        session["notes"] = [("info" if reply.ok else "error",
+                             reply.text or "too many commands: wait a little")]
         return session
 
 

@@ -19,7 +19,9 @@ docs/SECURITY.md A5, A22):
 * ``status``: a member of either room, or an occupant of the XMPP room.
 
 The configuration's pairs are not changed by commands. Every change is logged (who,
-which rooms); offers waiting for the other side are kept in memory only.
+which rooms); offers waiting for the other side are kept in memory only (at most
+:data:`OFFERS_KEPT`). A person's commands beyond :data:`COMMAND_RATE` per second
+(burst :data:`COMMAND_BURST`) are ignored, unanswered in a Matrix room.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from slixmpp import JID
 from bridge.errors import BridgeConfigError, Rejection, StoreError
 from bridge.hub import Hub
 from bridge.identities import display
+from transports.fairness import RateLimiter
 from transports.interface import CommandReply, Network
 from transports.xmpp.component import MLSComponent
 
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 
 OFFER_TTL = 600.0  # seconds a bridge request waits for the other room's moderator
 OFFERS_KEPT = 256  # bridge requests waiting, in all (the oldest dropped)
+COMMAND_RATE, COMMAND_BURST = 0.2, 5  # commands per second per person (beyond: ignored)
 HELP = ("Commands: !mls help | status | bridge <room@component> | unbridge | relay on|off. "
         "On XMPP the same as ad-hoc commands of the component (bridge, unbridge, relay, "
         "status). Bridging takes a moderator of each room: one asks, the other confirms "
@@ -94,10 +98,15 @@ class RoomCommandService:
     def __init__(self, host: PairHost) -> None:
         self.host = host
         self.offers: dict[tuple[str, str], _Offer] = {}  # (xmpp room, matrix room)
+        self._rate = RateLimiter(COMMAND_RATE, COMMAND_BURST)
 
     async def room_command(self, network: str, actor: str, room: str,
                            words: Sequence[str]) -> CommandReply:
         word = words[0].lower() if words else "help"
+        if not self._rate.allow(actor):  # each answer costs a message in the room
+            log.info("room commands of %s over the rate: ignored", actor,
+                     extra={"flood_key": f"commands|{actor}"})
+            return CommandReply(False, "")
         handlers = {"status": self._status, "bridge": self._bridge,
                     "unbridge": self._unbridge, "relay": self._relay}
         if word == "help":
