@@ -28,6 +28,7 @@ from bridge.chat.model import Record, Timeline, decode_record, encode_record
 from bridge.chat.session import Session, SessionError, Status
 from bridge.errors import BridgeError, ContentError, HubRefused
 from bridge.member import Member, MemberStore, Received, RetryPolicy
+from bridge.member.attachments import Download
 from mls.errors import MLSError
 from transports.errors import LinkError, TransportError
 from transports.interface import Inbound, Kind, Op, Outbound
@@ -452,6 +453,21 @@ class ChatClient:
             except (SessionError, TransportError, OSError) as exc:
                 log.info("relay state of %s unknown: %s", room.room_id, exc)
             self.on_change()
+
+    def downloader(self, room: Room) -> Download:
+        """How to fetch a file's ciphertext in ``room``: the session downloads it, but
+        media of another network's store that this account cannot read (``mxc://``
+        from XMPP) comes through the hub (:meth:`bridge.member.Member.fetch_media`)."""
+        async def download(url: str, size: int, sha256: bytes) -> bytes:
+            if not url.startswith("mxc://") or self.session.network == "matrix":
+                return await self.session.download(url, size, sha256)
+            try:
+                return await self.member.fetch_media(room.group_id, url, size, sha256)
+            except HubRefused as exc:
+                raise SessionError(f"the bridge did not fetch it: {exc.reason}") from exc
+            except (BridgeError, LinkError) as exc:
+                raise SessionError(f"the bridge did not fetch it: {exc}") from exc
+        return download
 
     def mark_read(self, room: Room) -> None:
         if room.timeline.last_seq > room.read_seq:

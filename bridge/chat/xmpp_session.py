@@ -202,8 +202,8 @@ class XmppSession:
 
     async def download(self, url: str, size: int, sha256: bytes) -> bytes:
         if not url.startswith(("http://", "https://")):
-            raise SessionError("the file is stored on a Matrix media repository, which "
-                               "an XMPP account cannot read")
+            raise SessionError("the file is stored on a Matrix media repository: only "
+                               "the bridge can fetch it (ChatClient.downloader)")
         try:
             return await self.plugin.uploader.download(UploadRef(url, sha256.hex(), size))
         except TransportError as exc:
