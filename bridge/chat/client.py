@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 KEY_PACKAGES = 3  # KeyPackages kept published (a Welcome uses one up)
 RETRY = RetryPolicy(attempts=12, base_delay=0.05, max_delay=1.0)
 WAITING = "waiting for an invitation (Welcome)"
+RELAY_BANNER = ("RELAYED: the bridge decrypts this room for people without an MLS "
+                "client. It is NOT end-to-end encrypted.")
 HUB = "hub"
 NETWORK_DEVICE = "chat:network-device"  # the network's own device id (Matrix), kept
 
