@@ -10,6 +10,8 @@ import secrets
 import shutil
 import signal
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -49,16 +51,28 @@ class Terminal:
                               capture_output=True, text=True, check=False)
         return done.stdout
 
-    def type(self, line: str) -> None:
-        """Type ``line`` and Enter (its first key alone: poezio reads a burst of keys
-        as a paste, in which a leading ``/`` starts no command)."""
-        if line:
-            subprocess.run([self.tmux, "send-keys", "-t", self.name, "-l", line[0]],
-                           check=True)
+    def type(self, line: str, timeout: float = 10.0) -> None:
+        """Type ``line``, then Enter once the line shows in the input. poezio reads a
+        burst of keys as a paste, in which a leading ``/`` starts no command and Enter
+        is a newline: the first key goes alone, and Enter after the text is shown."""
+        before = self.screen()
+        self._keys("-l", line[:1])
+        self._wait(lambda screen: screen != before, timeout)
         if line[1:]:
-            subprocess.run([self.tmux, "send-keys", "-t", self.name, "-l", line[1:]],
-                           check=True)
-        subprocess.run([self.tmux, "send-keys", "-t", self.name, "Enter"], check=True)
+            self._keys("-l", line[1:])
+            self._wait(lambda screen: line[-20:] in screen, timeout)
+        self._keys("Enter")
+
+    def _keys(self, *keys: str) -> None:
+        subprocess.run([self.tmux, "send-keys", "-t", self.name, *keys], check=True)
+
+    def _wait(self, check: Callable[[str], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not check(self.screen()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the terminal did not echo what was typed; the "
+                                     f"screen:\n{self.screen()}")
+            time.sleep(0.05)
 
     def alive(self) -> bool:
         return subprocess.run([self.tmux, "has-session", "-t", self.name],
