@@ -38,7 +38,6 @@ from slixmpp import ClientXMPP
 
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
-from bridge.identities import identity_of
 from bridge.member import Member, Received, RetryPolicy
 from transports.interface import HubLink, Inbound, Outbound
 from transports.matrix.client import MatrixMemberLink
@@ -303,9 +302,9 @@ async def matrix_person(server: SynapseServer, prefix: str, hub_user: str, *,
                             sync_timeout_ms=SYNC_MS)
     member, spy = _member(link, attempts)
     link.attach(member)
-    await member.start()
-    link.start()
+    link.start()  # first: starting the member asks the hub (hub-info, attest)
     await asyncio.wait_for(link.synced.wait(), 30)
+    await member.start()
     person = Person("matrix", member, spy, client=client, link=link)
     person.closers += [link.stop, client.close]
     return person
@@ -453,7 +452,7 @@ async def bridged_group(pair: Pair, creator: Person, others: Sequence[Person],
 
 
 def roster(person: Person, group_id: bytes) -> set[str]:
-    return {identity_of(leaf.credential) for _, leaf in person.member.group(group_id).members()}
+    return set(person.member.roster(group_id))
 
 
 async def converge(people: Sequence[Person], group_id: bytes, timeout: float = 60.0

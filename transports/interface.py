@@ -76,7 +76,8 @@ def network_of(identity: str) -> str:
 class Op(enum.StrEnum):
     """What an :class:`Inbound` asks of the hub."""
 
-    HUB_INFO = "hub-info"  # reply payload: the hub's ExternalSender (for new groups)
+    HUB_INFO = "hub-info"  # reply payload: HubInfo (external sender, CA certificate)
+    ATTEST = "attest"  # payload=AttestRequest -> reply payload: an X.509 Credential
     CREATE_GROUP = "create-group"  # group_info (epoch 0), ratchet_tree; transport+room_id
     ATTACH_ROOM = "attach-room"  # refused (forbidden): rooms are attached by configuration
     SUBMIT_COMMIT = "submit-commit"  # payload=commit, welcome, group_info, ratchet_tree

@@ -88,6 +88,7 @@ class HubSettings:
     max_key_package_size: int = 16384
     claims_per_target: int = 3
     claim_ttl: int = 3600
+    certificate_validity_days: int = 30
     max_groups_per_user: int = 100
     max_pending_welcomes: int = 64
 
@@ -204,6 +205,8 @@ class Config:
                  f"claims per target={self.hub.claims_per_target} "
                  f"groups per user={self.hub.max_groups_per_user} "
                  f"pending Welcomes per user={self.hub.max_pending_welcomes}",
+                 f"hub attestations: X.509, valid {self.hub.certificate_validity_days} "
+                 f"days",
                  f"request limits: {self.limits.requests_per_second:g}/s per sender "
                  f"(burst {self.limits.request_burst}), {self.limits.workers} workers, "
                  f"queues {self.limits.queue_per_sender} per sender / "
@@ -394,6 +397,7 @@ def _hub(h: Table, d: HubSettings) -> HubSettings:
         h.integer("max_key_package_size", d.max_key_package_size, low=512, high=1 << 20),
         h.integer("claims_per_target", d.claims_per_target, low=1, high=1000),
         h.integer("claim_ttl", d.claim_ttl, low=1, high=30 * 86400),
+        h.integer("certificate_validity_days", d.certificate_validity_days, low=1, high=365),
         h.integer("max_groups_per_user", d.max_groups_per_user, low=1, high=1_000_000),
         h.integer("max_pending_welcomes", d.max_pending_welcomes, low=1, high=100_000))
     h.done()

@@ -88,6 +88,7 @@ def _hub_config(config: Config) -> HubConfig:
                      max_key_package_lifetime=h.max_key_package_lifetime,
                      max_key_package_size=h.max_key_package_size,
                      claims_per_target=h.claims_per_target, claim_ttl=h.claim_ttl,
+                     certificate_validity=h.certificate_validity_days * 86400,
                      max_groups_per_user=h.max_groups_per_user,
                      max_pending_welcomes=h.max_pending_welcomes)
 

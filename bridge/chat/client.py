@@ -150,7 +150,7 @@ class ChatClient:
                     room.timeline.apply(decode_record(data))
                 except ContentError as exc:
                     log.warning("history record %s skipped: %s", key, exc)
-            room.roster = Roster.of(self.member.group(group_id))
+            room.roster = Roster.of(self.member.group(group_id), self.member.trust.anchor)
 
     async def _resume(self) -> None:
         for room in list(self.rooms.values()):
@@ -242,7 +242,7 @@ class ChatClient:
                 self._spawn(self._commit_pending(room))
             if (group.epoch, group.active) == (room.roster.epoch, room.roster.active):
                 continue
-            after = Roster.of(group)
+            after = Roster.of(group, self.member.trust.anchor)
             witness = self._witness.get((group_id, room.roster.epoch))
             for text in describe(room.roster, after, self.me, witness):
                 self._notice(room, text)
@@ -291,7 +291,7 @@ class ChatClient:
 
     def _new_room(self, group_id: bytes, room_id: str = "", name: str = "") -> Room:
         room = Room(group_id, name or room_id or f"group {group_id.hex()[:8]}", room_id)
-        room.roster = Roster.of(self.member.group(group_id))
+        room.roster = Roster.of(self.member.group(group_id), self.member.trust.anchor)
         self.rooms[group_id] = room
         self._spawn(self._save_room(room))
         return room
@@ -391,7 +391,7 @@ class ChatClient:
         await self.session.attach_room(room_id, reply.group_id)
         room = self.rooms.get(reply.group_id) or self._new_room(
             reply.group_id, room_id, name=await self.session.room_name(room_id))
-        room.roster = Roster.of(self.member.group(reply.group_id))
+        room.roster = Roster.of(self.member.group(reply.group_id), self.member.trust.anchor)
         self._notice(room, f"you joined {room.name} by external commit (epoch "
                            f"{room.roster.epoch}, {len(room.roster.leaves)} members)")
         self._spawn(self._check_relay(room))

@@ -15,7 +15,6 @@ from bridge.chat import messages
 from bridge.chat.client import RELAY_BANNER, WAITING, ChatClient, CommandError, Room
 from bridge.chat.membership import short
 from bridge.member import group_safety_number, member_list
-from mls.enums import CredentialType
 
 HELP = """\
 /join ROOM         join a room by its address (external join, or wait for a Welcome)
@@ -26,7 +25,7 @@ HELP = """\
 /leave             leave the current room
 /members           members, their network identity and key fingerprint
 /safety            the group's safety number (compare it with the others)
-/info              members, safety number, relay state, your credential
+/info              members, safety number, relay state, credential mode
 /reply N TEXT      reply to message N
 /edit N TEXT       replace the text of your message N
 /retract N         retract your message N
@@ -100,7 +99,7 @@ async def _members(ctx: Context, args: str) -> None:
     group = ctx.chat.member.group(room.group_id)
     if not group.active:
         raise CommandError(f"you are no longer a member of {room.name}")
-    people = member_list(group)
+    people = member_list(group, ctx.chat.member.trust.anchor)
     ctx.say(f"{len(people)} members of {room.name} (epoch {group.epoch}):")
     for person in people:
         you = " (you)" if person.own else ""
@@ -126,9 +125,8 @@ async def _info(ctx: Context, args: str) -> None:
     room = ctx.current()
     ctx.say(RELAY_BANNER if room.relayed else "end-to-end encrypted: the bridge does not "
                                               "relay this room")
-    credential = ctx.chat.member.credential
-    ctx.say(f"your credential: {CredentialType(credential.credential_type).name.lower()} "
-            f"({short(ctx.chat.me)})")
+    mode = ctx.chat.member.credential_mode(room.group_id)
+    ctx.say(f"credential mode: {mode} ({mode.label})")
 
 
 async def _reply(ctx: Context, args: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from bridge.identities import identity_of
+from bridge.identities import IdentityVerifier, identity_of
 from mls.group.group import Group
 
 
@@ -27,10 +27,12 @@ class Roster:
     leaves: dict[int, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, group: Group) -> Roster:
+    def of(cls, group: Group, verifier: IdentityVerifier | None) -> Roster:
+        """The roster of ``group``; X.509 identities read through ``verifier`` (the
+        member's pinned CA)."""
         if not group.active:
             return cls(group.epoch, False)
-        return cls(group.epoch, True, {int(leaf): identity_of(node.credential)
+        return cls(group.epoch, True, {int(leaf): identity_of(node.credential, verifier)
                                        for leaf, node in group.members()})
 
 

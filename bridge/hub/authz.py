@@ -40,7 +40,7 @@ from bridge.hub.media import media_network
 from bridge.hub.policy import HubConfig, JoinPolicy, RoomPolicy
 from bridge.hub.public_view import identities, leaf_identity, sender_index
 from bridge.hub.store import Store
-from bridge.identities import identity_of
+from bridge.identities import IdentityVerifier, identity_of
 from mls import (
     GroupContextExtensions,
     KeyPackage,
@@ -101,15 +101,19 @@ class Authorizer:
     to its media store (if it keeps files behind a login); room pairs from the
     configuration are registered with :meth:`configure`."""
 
-    def __init__(self, store: Store, config: HubConfig, load: LoadView) -> None:
+    def __init__(self, store: Store, config: HubConfig, load: LoadView,
+                 verifier: IdentityVerifier | None) -> None:
         self.store = store
         self.config = config
         self._load = load
+        #: Reads the identities of X.509 credentials (the hub's CA).
+        self.verifier = verifier
         self.directories: dict[str, RoomDirectory] = {}
         self.media: dict[str, MediaSource] = {}
         self._policies: dict[tuple[str, str], RoomPolicy] = {}
         self._rules: dict[str, Callable[[Inbound], Awaitable[None]]] = {
             Op.HUB_INFO: self._anyone,
+            Op.ATTEST: self._anyone,  # A15: the requester's own identity only (by design)
             Op.CREATE_GROUP: self._create_group,
             Op.ATTACH_ROOM: self._configuration_only,
             Op.SUBMIT_COMMIT: self._anyone,  # A6-A11: check_commit, on the parsed commit
@@ -176,7 +180,7 @@ class Authorizer:
         if not request.group_id:
             raise Malformed(f"{request.op} names its group")
         group = await self._load(request.group_id)
-        if request.sender not in identities(group):
+        if request.sender not in identities(group, self.verifier):
             raise NotMember(f"{request.sender} is not a member of the group")
 
     async def _fetch_media(self, request: Inbound) -> None:
@@ -198,7 +202,7 @@ class Authorizer:
     async def _group_info(self, request: Inbound) -> None:
         """A14: a member, or whoever the join policy lets join by external commit."""
         group = await self._load(request.group_id)
-        if request.sender not in identities(group):
+        if request.sender not in identities(group, self.verifier):
             await self._check_join(request.group_id, request)
 
     async def _leave(self, request: Inbound) -> None:
@@ -294,7 +298,7 @@ class Authorizer:
         nobody). A9: GroupContextExtensions and ReInit likewise. (A10, a leaf keeping
         its identity, is verified with the commit: :mod:`bridge.hub.commits`.)"""
         group_id = request.group_id
-        if changes.external and request.sender not in identities(group):
+        if changes.external and request.sender not in identities(group, self.verifier):
             await self._check_join(group_id, request)
         decisions = [(authority, "remove other members") for authority, target
                      in changes.removals if authority not in (HUB, target)]
@@ -311,18 +315,18 @@ class Authorizer:
         """A12: a member sends; a proposal (a PublicMessage: the hub refuses others
         before) follows A8/A9 for what it proposes, and an Update keeps its sender's
         identity (A10)."""
-        if request.sender not in identities(group):
+        if request.sender not in identities(group, self.verifier):
             raise NotMember(f"{request.sender} is not a member of the group")
         body = message.body
         if not isinstance(body, PublicMessage):
             return
         proposal = body.content.content
         if isinstance(proposal, Update):
-            if identity_of(proposal.leaf_node.credential) != request.sender:
+            if identity_of(proposal.leaf_node.credential, self.verifier) != request.sender:
                 raise Forbidden("an Update may not change its leaf's identity")
             return
         if isinstance(proposal, Remove):
-            if leaf_identity(group, proposal.removed) in (request.sender, None):
+            if leaf_identity(group, proposal.removed, self.verifier) in (request.sender, None):
                 return
             needs = "propose removing other members"
         elif isinstance(proposal, GroupContextExtensions | ReInit):
@@ -348,7 +352,7 @@ class Authorizer:
         most ``max_key_package_lifetime`` (RFC 9750 §5.3: a bounded lifetime limits a
         stale KeyPackage's damage). The per-device and per-user quotas are enforced by
         the store, atomically with the write."""
-        if identity_of(key_package.leaf_node.credential) != request.sender:
+        if identity_of(key_package.leaf_node.credential, self.verifier) != request.sender:
             raise Forbidden("a KeyPackage may only be published by the user it names")
         lifetime = key_package.leaf_node.lifetime
         if lifetime is None:
@@ -398,7 +402,8 @@ class Authorizer:
 
 
 def commit_changes(group: PublicGroup, message: MLSMessage, commit: PublicCommit,
-                   committer: str, hub_key: bytes) -> CommitChanges:
+                   committer: str, hub_key: bytes,
+                   verifier: IdentityVerifier | None) -> CommitChanges:
     """What a commit the hub verified changes, with whose decision each change is (see
     :class:`CommitChanges`): the proposals come from the Commit itself (by value) and
     from the epoch's proposals the hub followed (by reference: their senders), the
@@ -413,12 +418,12 @@ def commit_changes(group: PublicGroup, message: MLSMessage, commit: PublicCommit
             covered.append((committer, entry.proposal))
         elif entry.reference is not None and entry.reference in pending:
             event = pending[entry.reference]
-            covered.append((_authority(group, event.sender, hub_index, committer),
+            covered.append((_authority(group, event.sender, hub_index, committer, verifier),
                             event.proposal))
     by_leaf = {proposal.removed: who for who, proposal in covered
                if isinstance(proposal, Remove)}
     removals = tuple((by_leaf.get(int(leaf.leaf_index), committer),
-                      identity_of(leaf.credential)) for leaf in commit.removed)
+                      identity_of(leaf.credential, verifier)) for leaf in commit.removed)
     return CommitChanges(
         committer, commit.external, removals,
         tuple(who for who, p in covered if isinstance(p, GroupContextExtensions)),
@@ -426,10 +431,10 @@ def commit_changes(group: PublicGroup, message: MLSMessage, commit: PublicCommit
 
 
 def _authority(group: PublicGroup, sender: Sender, hub_index: int | None,
-               committer: str) -> str:
+               committer: str, verifier: IdentityVerifier | None) -> str:
     """Whose decision a proposal is: a member's own, the hub's, else the committer's."""
     if sender.sender_type == SenderType.MEMBER:
-        return leaf_identity(group, sender.leaf_index) or committer
+        return leaf_identity(group, sender.leaf_index, verifier) or committer
     if sender.sender_type == SenderType.EXTERNAL and sender.sender_index == hub_index:
         return HUB
     return committer

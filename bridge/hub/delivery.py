@@ -56,6 +56,7 @@ from bridge.errors import (
     WrongEpochRejection,
 )
 from bridge.hub import directory, faults, public_view
+from bridge.hub.attestation import Attestation
 from bridge.hub.authz import Authorizer, commit_changes
 from bridge.hub.commits import Bundle, CheckedCommit, check_commit, check_new_group
 from bridge.hub.identity import HubIdentity
@@ -83,7 +84,6 @@ from mls import (
     PublicGroup,
     SenderType,
     WireFormat,
-    encode,
 )
 from transports.errors import LinkError
 from transports.interface import (
@@ -118,12 +118,20 @@ class Hub:
         self.observer = observer
         self.identity = identity
         self.deliverer = deliverer
-        self.authz = Authorizer(store, config or HubConfig(), self._members)
-        self.authz.directories.update(directories or {})
         self.clock = clock or (lambda: int(time.time()))
-        #: Asked about every member's credential by every PublicGroup the hub builds or
-        #: advances (None: basic credentials, any identity).
-        self.credential_validator = credential_validator
+        config = config or HubConfig()
+        #: The hub as its members' Authentication Service (its CA: ``anchor``).
+        self.attestation = Attestation(identity, lambda: self.clock(),
+                                       config.certificate_validity)
+        self.anchor = self.attestation.anchor
+        self.authz = Authorizer(store, config, self._members, self.anchor)
+        self.authz.directories.update(directories or {})
+        #: Asked about every credential by every PublicGroup the hub builds or advances
+        #: and at publish: by default the hub's AS (X.509: attested by its CA, valid
+        #: now; basic: accepted, their Adds tied to the directory). Another validator
+        #: replaces both (a hub configured without these checks).
+        self.credential_validator: CredentialValidator = \
+            credential_validator or self.attestation.validator
         self._locks: dict[bytes, asyncio.Lock] = {}
         self.views = GroupViews(store, lambda: self.clock())
         self.removes = HubRemoves(store, identity, self.views, lambda: self.clock(),
@@ -131,7 +139,8 @@ class Hub:
         self._external_commits = faults.ExternalCommitLimit()
         self.media = MediaFetches(lambda: self.config, lambda: self.clock(), self.authz.media)
         self._handlers: dict[str, Handler] = {
-            Op.HUB_INFO: self._hub_info,
+            Op.HUB_INFO: self.attestation.hub_info,
+            Op.ATTEST: self.attestation.attest,
             Op.CREATE_GROUP: self._create_group,
             Op.SUBMIT_COMMIT: self._submit_commit,
             Op.SEND: self._send,
@@ -265,11 +274,6 @@ class Hub:
 
     # -- groups and rooms -----------------------------------------------------------------
 
-    async def _hub_info(self, request: Inbound) -> Outbound:
-        suite_id = request.cipher_suite or 1
-        sender = self.identity.external_sender(suite_id)
-        return self._reply(request, payload=encode(sender), sender=self.identity.name)
-
     async def _create_group(self, request: Inbound) -> Outbound:
         """Register a group (A2-A4): see :func:`bridge.hub.commits.check_new_group`."""
         message = public_view.parse_message(request.group_info, "GroupInfo")
@@ -277,7 +281,8 @@ class Hub:
         hub_key = self.identity.signature_public(suite_id) if suite_id else b""
         group = check_new_group(message, request.ratchet_tree, request.sender, hub_key,
                                 now=self.clock(),
-                                credential_validator=self.credential_validator)
+                                credential_validator=self.credential_validator,
+                                verifier=self.anchor)
         if request.group_id and request.group_id != group.group_id:
             raise Malformed("group_id differs from the GroupInfo's")
         room = (request.transport, request.room_id) if request.room_id else None
@@ -288,7 +293,7 @@ class Hub:
                 group.group_id, group.context.cipher_suite, epoch=0,
                 group_info=request.group_info, ratchet_tree=group.ratchet_tree(),
                 hub_state=public_view.state_bytes(group),
-                members=public_view.member_list(group), creator=request.sender,
+                members=public_view.member_list(group, self.anchor), creator=request.sender,
                 max_per_creator=self.config.max_groups_per_user)
         except Conflict as exc:
             raise AlreadyExists(str(exc)) from exc
@@ -343,16 +348,20 @@ class Hub:
                             request.welcome)
             checked = check_commit(group, bundle, request.sender, self.removes.hub_key(group),
                                    now=self.clock(),
-                                   credential_validator=self.credential_validator)
+                                   credential_validator=self.credential_validator,
+                                   verifier=self.anchor)
             await self.authz.check_commit(
                 dataclasses.replace(request, group_id=group_id), group,
                 commit_changes(group, message, checked.commit, request.sender,
-                               self.removes.hub_key(group)))
+                               self.removes.hub_key(group), self.anchor))
+            if self.credential_validator is self.attestation.validator:
+                await self.attestation.check_added(self.store, checked.commit.added)
             if checked.external:
                 self._check_external(group, request.sender)
             seq = await self._accept(group, checked, request)
             await self._fan_out(Outbound(
-                Kind.COMMIT, tuple(sorted(identities(group))), group_id=group_id, seq=seq,
+                Kind.COMMIT, tuple(sorted(identities(group, self.anchor))), group_id=group_id,
+                seq=seq,
                 epoch=group.epoch, sender=request.sender, payload=request.payload,
                 rooms=await self._rooms(group_id)))
             await self._deliver_welcomes(group_id, seq, checked.group.epoch,
@@ -382,7 +391,7 @@ class Hub:
                 ratchet_tree=new.ratchet_tree(), welcome=request.welcome or None,
                 welcome_recipients=checked.welcome_recipients, sender=request.sender,
                 covered_proposals=None if checked.external else checked.commit.covered,
-                members=public_view.member_list(new),
+                members=public_view.member_list(new, self.anchor),
                 max_pending_welcomes=self.config.max_pending_welcomes)
         except WrongEpoch as exc:
             raise WrongEpochRejection(exc.current_epoch) from exc
@@ -469,7 +478,8 @@ class Hub:
             if new is not None:
                 self.views.put(new)
             await self._fan_out(Outbound(
-                kind.value, tuple(sorted(identities(group))), group_id=group_id, seq=seq,
+                kind.value, tuple(sorted(identities(group, self.anchor))), group_id=group_id,
+                seq=seq,
                 epoch=header.epoch, sender=request.sender, payload=request.payload,
                 rooms=await self._rooms(group_id)))
         return self._reply(request, group_id=group_id, seq=seq, epoch=group.epoch)
@@ -482,7 +492,7 @@ class Hub:
         assert sender is not None
         if sender.sender_type != SenderType.MEMBER:
             raise Forbidden("only members send proposals through the hub")
-        if public_view.leaf_identity(group, sender.leaf_index) != requester:
+        if public_view.leaf_identity(group, sender.leaf_index, self.anchor) != requester:
             raise NotMember(f"sender leaf {sender.leaf_index} is not the requester's")
         if header.epoch != group.epoch:
             raise WrongEpochRejection(group.epoch, f"proposal for epoch {header.epoch}, "
@@ -605,8 +615,8 @@ class Hub:
             group = await self._members(request.group_id, proposals=True)
             convicted = await faults.take_report(
                 self.store, group, request, quorum_size=self.config.fault_quorum,
-                window=self.config.report_window, now=self.clock())
-            if convicted is not None and public_view.leaves_of(group, convicted):
+                window=self.config.report_window, now=self.clock(), verifier=self.anchor)
+            if convicted is not None and public_view.leaves_of(group, convicted, self.anchor):
                 await self.removes.queue(group, convicted, Removal(FAULT, self.identity.name))
         return self._reply(request, seq=request.seq)
 
@@ -629,6 +639,7 @@ class Hub:
     async def _announce(self, group: PublicGroup, seq: int, payload: bytes) -> None:
         """Fan out one of the hub's own proposals."""
         await self._fan_out(Outbound(
-            Kind.PROPOSAL, tuple(sorted(identities(group))), group_id=group.group_id,
+            Kind.PROPOSAL, tuple(sorted(identities(group, self.anchor))),
+            group_id=group.group_id,
             seq=seq, epoch=group.epoch, sender=HUB_SENDER, payload=payload,
             rooms=await self._rooms(group.group_id)))

@@ -51,6 +51,7 @@ from collections.abc import Iterable
 from bridge.errors import AlreadyExists, Forbidden, Malformed, NotMember, RateLimited, StaleEpoch
 from bridge.hub.public_view import identities
 from bridge.hub.store import Conflict, LogKind, Store
+from bridge.identities import IdentityVerifier
 from mls import PublicGroup
 from transports.interface import Inbound
 
@@ -76,11 +77,12 @@ def quorum(configured: int, members: Iterable[str], committer: str) -> int:
 
 
 async def take_report(store: Store, group: PublicGroup, request: Inbound, *,
-                      quorum_size: int, window: int, now: int) -> str | None:
+                      quorum_size: int, window: int, now: int,
+                      verifier: IdentityVerifier | None) -> str | None:
     """Record a member's report of the commit at ``request.seq`` (see the module
     docstring); return the committer if this report completes the quorum and puts it on
     the ban list (None otherwise: not yet, or already banned)."""
-    members = identities(group)
+    members = identities(group, verifier)
     if request.sender not in members:
         raise NotMember(f"{request.sender} is not a member of the group")
     entries = await store.log_since(group.group_id, request.seq - 1, 1)

@@ -188,7 +188,7 @@ class PoezioMLS:
 
 HELP = """/mls add USER       add a user to this room's MLS group (alice@example.org)
 /mls remove USER    remove every device of a user
-/mls info           members (identity, key fingerprint), safety number, relay state, credential
+/mls info           members (identity, key fingerprint), safety number, relay state, credential mode
 /mls file PATH      send a file, end-to-end encrypted (XEP-0363 upload of the ciphertext)
 /mls save N [PATH]  decrypt and save the file of message N
 /mls leave          leave this room's MLS group

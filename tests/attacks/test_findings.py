@@ -226,6 +226,7 @@ async def test_lifetimes_and_device_names_are_capped(
     for network, device_name in (("xmpp", 100_000), ("matrix", 10_000)):
         person = await people(network, "publisher")
         member = person.member
+        await member.refresh_credential()  # its credential, as the member would publish
         forever = create_key_package(cs, member.credential, member._signature_priv,
                                      rng=os.urandom, now=int(time.time()), lifetime=100 * YEAR)
         reply = await ask(person, Op.PUBLISH_KEY_PACKAGE,

@@ -150,6 +150,18 @@ class AuthzBench:
                                    group_info=encode(MLSMessage.wrap(group.group_info())),
                                    transport=transport, room_id=room)
 
+    async def from_directory(self, name: str, claimer: str, **options: object
+                             ) -> KeyPackageBundle:
+        """A KeyPackage of ``name`` that ``name`` published and ``claimer`` (a member)
+        claimed for the group, as a member adds someone (an Add of a basic credential
+        must come from the directory, A7)."""
+        bundle = self.bundle(name, **options)
+        await self.accepted(self.request(Op.PUBLISH_KEY_PACKAGE, name, payload=encode(
+            MLSMessage.wrap(bundle.key_package))))
+        await self.accepted(self.request(Op.CLAIM_KEY_PACKAGE, claimer, target=who(name),
+                                         group_id=self.group_id, cipher_suite=1))
+        return bundle
+
     def set_default_join(self, join: JoinPolicy) -> None:
         self.hub.config = dataclasses.replace(self.hub.config, default_join=join)
 
@@ -166,13 +178,15 @@ async def authz_bench(tmp_path: Path, config: HubConfig | None = None
     bench = AuthzBench(hub, store, deliverer, rooms, rng)
     senders = Extension(ExtensionType.EXTERNAL_SENDERS,
                         encode_external_senders([hub_identity.external_sender(1)]))
-    bundles = {name: bench.bundle(name) for name in ("alice", "bob", "carol")}
+    bundles = {"alice": bench.bundle("alice")}
     alice = Group.create(bundles["alice"], group_id=rng.randbytes(32), rng=bench.draw,
                          extensions=(senders,))
     bench.group_id = alice.group_id
     await bench.accepted(bench.request(Op.CREATE_GROUP, "alice", group_info=encode(
         MLSMessage.wrap(alice.group_info()))))
     bench.groups["alice"] = alice
+    for name in ("bob", "carol"):
+        bundles[name] = await bench.from_directory(name, "alice")
     staged = alice.commit(rng=bench.draw, now=NOW, add=[bundles["bob"].key_package,
                                                         bundles["carol"].key_package])
     await bench.commit("alice", staged)

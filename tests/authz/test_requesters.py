@@ -96,7 +96,7 @@ async def test_welcomes_are_fetched_by_their_recipient_only(
         raise LinkError("eve is offline")
 
     monkeypatch.setattr(bench.deliverer, "deliver", unreachable)
-    dave = bench.bundle("eve")
+    dave = await bench.from_directory("eve", "alice")
     staged = bench.groups["alice"].commit(rng=bench.draw, now=NOW, add=[dave.key_package])
     await bench.commit("alice", staged)
     for name in ("mallory", "alice", "carol"):

@@ -19,7 +19,6 @@ from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from bridge.hub import HubIdentity
 from bridge.hub.store import SqliteStore
-from bridge.identities import identity_of
 from bridge.member import Member
 from tests.matrix.conftest import login, make_member
 from tests.xmpp.conftest import new_peer
@@ -50,7 +49,7 @@ def in_group(person: Person, group_id: bytes) -> bool:
 
 
 def roster(person: Person, group_id: bytes) -> set[str]:
-    return {identity_of(leaf.credential) for _, leaf in person.member.group(group_id).members()}
+    return set(person.member.roster(group_id))
 
 
 def texts(person: Person, group_id: bytes) -> list[tuple[str, str]]:

@@ -238,7 +238,7 @@ def test_alice_bob_and_carol_in_three_terminals(devservers: DevServers,
         shows("carol", "you joined lobby@mls.localhost from a Welcome")
         carol.type("/mls info")
         shows("carol", "safety number of lobby@mls.localhost")
-        shows("carol", "your credential: basic")
+        shows("carol", "credential mode: x509 (identities attested by the hub's CA")
         for who in ("alice", "bob", "carol"):
             terminals[who].type(said[who])
             for other in terminals:
