@@ -66,8 +66,13 @@ def poezio(user: pwd.struct_passwd) -> Path:
                 pytest.fail("no Python 3.11 that the poezio user may run", pytrace=False)
             install([system, "-m", "venv", "--clear", str(venv)])
     binary = python.parent / "poezio"
+    if python != Path(sys.executable):
+        # a copy of this checkout, not an editable link: the user may not read the
+        # checkout itself (a clone under /root); reinstalled every run, so it is current
+        install([str(python), "-m", "pip", "install", "-q", "--force-reinstall",
+                 "--no-deps", str(REPO)])
     if not runs_as(user, [str(python), "-c", "import bridge.poezio.plugin, poezio"]):
-        install([str(python), "-m", "pip", "install", "-q", "-e", f"{REPO}[poezio]"])
+        install([str(python), "-m", "pip", "install", "-q", f"{REPO}[poezio]"])
     return binary
 
 
