@@ -36,6 +36,10 @@ class LegacyInput(Protocol):
 
     async def matrix_joined(self, room_id: str, user_id: str) -> None: ...
 
+    def relays(self, transport: str, room: str) -> bool:
+        """Whether the room is relayed now."""
+        ...
+
     async def legacy_message(self, transport: str, room: str, identity: str, text: str,
                              occupant: str = "") -> None: ...
 
@@ -79,6 +83,9 @@ class MatrixObserver:
         identity = matrix_events.user_uri(user_id)
         self.relay.queue(identity, lambda: self.relay.legacy_message(MATRIX, room_id,
                                                                      identity, body))
+
+    def relays(self, room_id: str) -> bool:
+        return self.relay.relays(MATRIX, room_id)
 
 
 def xmpp_identity(occupant: str) -> str:
