@@ -64,6 +64,15 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 30.0,
         await asyncio.sleep(poll)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far, all its threads
+    (``/proc/<pid>/stat``, fields 14 and 15 of proc(5))."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
 # -- the bridge process ---------------------------------------------------------------------
 
 
@@ -193,10 +202,7 @@ class BridgeProcess:
     def cpu_seconds(self) -> float:
         """User + system CPU time of the running bridge (``/proc/<pid>/stat``)."""
         assert self.alive
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()
-        utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
-        return (utime + stime) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
 
 # -- members ------------------------------------------------------------------------------
