@@ -112,6 +112,8 @@ class LoadWorker:
         self.synapse = synapse
         self.people: dict[str, Person] = {}
         self.endpoints: dict[str, Endpoint] = {}
+        self.retired: list[Endpoint] = []  # closed, kept until the end: slixmpp leaves
+        # tasks behind on disconnect that would be garbage-collected pending (and logged)
 
     # -- accounts ---------------------------------------------------------------------------
 
@@ -150,6 +152,7 @@ class LoadWorker:
         for key in dict.fromkeys(keys):
             endpoint = self.endpoints.pop(key)
             self.people.pop(key, None)
+            self.retired.append(endpoint)
             with contextlib.suppress(Exception):
                 await endpoint.close()
 
