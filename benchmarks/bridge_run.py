@@ -114,10 +114,12 @@ def write_config(path: Path, *, db: Path, log_file: Path, prosody: ProsodyServer
 class BridgeProcess:
     """``python -m bridge.app.cli run --config FILE`` as a child process."""
 
-    def __init__(self, config: Path, log_file: Path, src: Path = REPO) -> None:
+    def __init__(self, config: Path, log_file: Path, src: Path = REPO,
+                 module: str = "bridge.app.cli") -> None:
         self.config = config
         self.log_file = log_file
         self.src = src  # the source tree run (another checkout, for before/after runs)
+        self.module = module  # what ``python -m`` runs (a wrapper with counters, say)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.kills = 0
@@ -137,7 +139,7 @@ class BridgeProcess:
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         with self.stderr_file.open("ab") as stderr:  # tracebacks the log cannot hold
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bridge.app.cli", "run", "--config", str(self.config)],
+                [sys.executable, "-m", self.module, "run", "--config", str(self.config)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
                 cwd=self.src)
         self.starts += 1

@@ -53,7 +53,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from benchmarks.bridge_run import (
     BridgeProcess,
@@ -90,6 +90,19 @@ class LoadSpec:
     native: tuple[str, ...] = ()  # native baselines to run first: "matrix", "xmpp"
     rate: float | None = None  # messages/s per sender (open loop); None: back to back
     flat_check: bool = False  # run the bridged phase again with 2 x messages
+
+
+class PhaseProbe(Protocol):
+    """Something run around the bridged phases (``benchmarks/profile_bridge.py``): the
+    bridge runs as ``python -m <module>``; after the measured phase, one more bridged
+    phase per label of ``extra``, each with its own probe."""
+
+    module: str
+    extra: tuple[str, ...]
+
+    async def start(self, label: str, pid: int) -> None: ...
+
+    async def stop(self, label: str, phase: Phase) -> None: ...
 
 
 @dataclass
@@ -168,7 +181,7 @@ async def _converge(pool: WorkerPool, room: Room, timeout: float) -> None:
 
 async def _bridged_setup(pool: WorkerPool, prosody: ProsodyServer, synapse: SynapseServer,
                          workdir: Path, spec: LoadSpec, hub: tuple[str, str],
-                         holder: list[BridgeProcess]) -> list[Room]:
+                         holder: list[BridgeProcess], module: str) -> list[Room]:
     """Accounts, room pairs, the bridge (appended to ``holder`` before it starts), key
     packages, and one converged MLS group per pair."""
     hub_user, hub_password = hub
@@ -187,7 +200,7 @@ async def _bridged_setup(pool: WorkerPool, prosody: ProsodyServer, synapse: Syna
                           log_file=workdir / "bridge.log", prosody=prosody, synapse=synapse,
                           hub_user=hub_user, hub_password=hub_password,
                           pairs=[room.pair for room in rooms if room.pair], extra=LOAD_LIMITS)
-    bridge = BridgeProcess(config, workdir / "bridge.log")
+    bridge = BridgeProcess(config, workdir / "bridge.log", module=module)
     holder.append(bridge)  # stopped by the caller whatever happens next
     await bridge.start(timeout=120)
     owners = [(next((k for k in r.keys if k.startswith("m")), "m0"), r.pair) for r in rooms]
@@ -337,8 +350,19 @@ def _count(label: str, rooms: list[Room], sent: dict[str, list[tuple[str, str, f
 # -- the run ----------------------------------------------------------------------------------
 
 
+async def _bridged_phase(pool: WorkerPool, label: str, rooms: list[Room], spec: LoadSpec,
+                         messages: int, meters: Meters, probe: PhaseProbe | None) -> Phase:
+    assert meters.bridge is not None
+    if probe is not None:
+        await probe.start(label, meters.bridge.pid)
+    phase = await run_phase(pool, label, rooms, spec, messages, meters, commits=True)
+    if probe is not None:
+        await probe.stop(label, phase)
+    return phase
+
+
 async def run_load(prosody: ProsodyServer, synapse: SynapseServer, workdir: Path,
-                   spec: LoadSpec) -> LoadReport:
+                   spec: LoadSpec, probe: PhaseProbe | None = None) -> LoadReport:
     if spec.pool < (spec.members if spec.native else (spec.members + 1) // 2):
         raise ValueError("--pool must hold a room's members (every network's share)")
     hub = synapse.new_user("loadhub")
@@ -356,15 +380,18 @@ async def run_load(prosody: ProsodyServer, synapse: SynapseServer, workdir: Path
                                                spec.messages, meters)
             await pool.each("close_keys", _local(pool, [k for r in rooms for k in r.keys]))
         began = time.monotonic()
-        rooms = await _bridged_setup(pool, prosody, synapse, workdir, spec, hub, holder)
+        rooms = await _bridged_setup(pool, prosody, synapse, workdir, spec, hub, holder,
+                                     probe.module if probe else "bridge.app.cli")
         setup = time.monotonic() - began
         meters.bridge = holder[0]
-        bridged = await run_phase(pool, "bridged", rooms, spec, spec.messages, meters,
-                                  commits=True)
+        bridged = await _bridged_phase(pool, "bridged", rooms, spec, spec.messages, meters,
+                                       probe)
         flat = None
         if spec.flat_check:
-            flat = await run_phase(pool, "bridged 2x", rooms, spec, 2 * spec.messages, meters,
-                                   commits=True)
+            flat = await _bridged_phase(pool, "bridged 2x", rooms, spec, 2 * spec.messages,
+                                        meters, None)
+        for label in probe.extra if probe else ():
+            await _bridged_phase(pool, label, rooms, spec, spec.messages, meters, probe)
         for room in rooms:
             await _converge(pool, room, 120.0)
         code = holder[0].stop()
