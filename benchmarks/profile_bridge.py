@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import html
+import inspect
 import json
 import os
 import re
@@ -42,11 +43,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
+
 from benchmarks.bridge_run import real_servers, until
 from benchmarks.load import LoadSpec, run_load
 from benchmarks.load_report import Phase, print_report
 
 FRAME = re.compile(r"^(?P<name>.*?) \((?P<file>[^():]*)(?::(?P<line>\d+))?\)$")
+# Threads blocked waiting, which py-spy still samples as active on a busy machine: the
+# event loop in epoll, c-ares's shutdown thread on its queue (its only work), and
+# aiosqlite's thread on its request queue (the line of ``tx.get()``, found below).
+WAITING = ("EpollSelector.select (selectors.py)",
+           "_ChannelShutdownManager._run_safe_shutdown_loop (pycares/__init__.py)")
 
 
 def read_raw(path: Path) -> list[tuple[list[str], int]]:
@@ -63,6 +71,19 @@ def function(frame: str) -> str:
     """``name (file:line)`` -> ``name (file)``: samples aggregated per function."""
     match = FRAME.match(frame)
     return f"{match['name']} ({match['file']})" if match else frame
+
+
+def _aiosqlite_wait() -> str:
+    lines, first = inspect.getsourcelines(aiosqlite.core._connection_worker_thread)
+    line = first + next(i for i, text in enumerate(lines) if "tx.get()" in text)
+    return f"_connection_worker_thread (aiosqlite/core.py:{line})"
+
+
+def busy(stacks: list[tuple[list[str], int]]) -> list[tuple[list[str], int]]:
+    """The samples whose innermost frame is not a thread waiting (:data:`WAITING`)."""
+    wait = _aiosqlite_wait()
+    return [(frames, count) for frames, count in stacks
+            if frames[-1] != wait and function(frames[-1]) not in WAITING]
 
 
 def top(stacks: list[tuple[list[str], int]], n: int) -> str:
@@ -226,21 +247,31 @@ class Profiler:
         self._summarize()
 
     def _summarize(self) -> None:
-        stacks = read_raw(self.out / "bridge.raw.txt")
-        if not stacks:
-            self.lines.append("py-spy recorded no samples")
-            return
-        (self.out / "bridge.svg").write_text(flamegraph(stacks, "bridge under load"), "utf-8")
-        (self.out / "bridge.speedscope.json").write_text(
-            json.dumps(speedscope(stacks, "bridge under load")), "utf-8")
-        table = top(stacks, self.top_n)
-        (self.out / "top.txt").write_text(table + "\n", "utf-8")
-        self.lines.append(table)
+        self.lines.append(summarize(self.out / "bridge.raw.txt", self.out, self.top_n))
+
+
+def summarize(raw: Path, out: Path, top_n: int) -> str:
+    """Flame graph, speedscope profile and top table of the busy samples in ``raw``
+    (py-spy's collapsed stacks, all kept there); the table."""
+    every = read_raw(raw)
+    stacks = busy(every)
+    if not stacks:
+        return "py-spy recorded no busy samples"
+    title = f"bridge under load, {sum(c for _, c in stacks)} busy samples"
+    (out / "bridge.svg").write_text(flamegraph(stacks, title), "utf-8")
+    (out / "bridge.speedscope.json").write_text(json.dumps(speedscope(stacks, title)), "utf-8")
+    table = (f"{sum(c for _, c in every)} samples, of them waiting (left out): "
+             f"{sum(c for _, c in every) - sum(c for _, c in stacks)}; busy: " + top(stacks, top_n))
+    (out / "top.txt").write_text(table + "\n", "utf-8")
+    return table
 
 
 async def _main(args: argparse.Namespace) -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="mls-profile-")).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.summarize:
+        print(summarize(Path(args.summarize), out, args.top))
+        return 0
     os.environ["MLS_BENCH_COUNTERS"] = str(out / "counters.json")
     profiler = Profiler(out, args.top, not args.no_strace)
     spec = LoadSpec(rooms=args.rooms, members=args.members, messages=args.messages,
@@ -273,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=20, help="rows of the top table")
     parser.add_argument("--out", default="", help="output directory (default: a new temp dir)")
     parser.add_argument("--no-strace", action="store_true")
+    parser.add_argument("--summarize", default="", metavar="RAW",
+                        help="only summarize an earlier bridge.raw.txt into --out")
     began = time.monotonic()
     code = asyncio.run(_main(parser.parse_args(argv)))
     print(f"({time.monotonic() - began:.0f} s)")

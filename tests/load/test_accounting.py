@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from benchmarks.load import LoadSpec, Room, _count, _plans
-from benchmarks.profile_bridge import flamegraph, speedscope, strace_counts, top
+from benchmarks.profile_bridge import (
+    _aiosqlite_wait,
+    busy,
+    flamegraph,
+    speedscope,
+    strace_counts,
+    top,
+)
 
 
 def test_count_lost_duplicated_delivered_and_latency() -> None:
@@ -58,6 +65,17 @@ def test_top_aggregates_per_function_own_and_total() -> None:
     by_total = lines[lines.index("by total (on the stack), top 5:") + 1:]
     assert [line.split()[2] for line in by_total] == ["main", "f", "g"]
     assert by_total[2].split()[:2] == ["0.0", "25.0"]
+
+
+def test_busy_leaves_out_threads_blocked_waiting() -> None:
+    wait = _aiosqlite_wait()
+    assert wait.startswith("_connection_worker_thread (aiosqlite/core.py:")
+    working = wait.rsplit(":", 1)[0] + ":1)"  # another line of that thread: its work
+    stacks = [(["run", "EpollSelector.select (selectors.py:468)"], 5),
+              (["boot", wait], 7), (["boot", working], 2),
+              (["t", "_ChannelShutdownManager._run_safe_shutdown_loop (pycares/__init__.py:9)"],
+               4), *STACKS]
+    assert busy(stacks) == [(["boot", working], 2), *STACKS]
 
 
 def test_speedscope_and_flamegraph_carry_every_sample() -> None:
