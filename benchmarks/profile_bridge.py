@@ -50,6 +50,7 @@ from benchmarks.load import LoadSpec, run_load
 from benchmarks.load_report import Phase, print_report
 
 FRAME = re.compile(r"^(?P<name>.*?) \((?P<file>[^():]*)(?::(?P<line>\d+))?\)$")
+OURS = re.compile(r"\((bridge|transports|mls)/[^()]*\)$")
 # Threads blocked waiting, which py-spy still samples as active on a busy machine: the
 # event loop in epoll, c-ares's shutdown thread on its queue (its only work), and
 # aiosqlite's thread on its request queue (the line of ``tx.get()``, found below).
@@ -99,8 +100,9 @@ def top(stacks: list[tuple[list[str], int]], n: int) -> str:
     lines = [f"{samples} samples", f"{'own %':>7} {'total %':>8}  function (file)"]
     for name, count in own.most_common(n):
         lines.append(f"{count / samples * 100:7.1f} {total[name] / samples * 100:8.1f}  {name}")
-    lines += ["", f"by total (on the stack), top {n}:"]
-    for name, count in total.most_common(n):
+    lines += ["", f"our code (bridge/, transports/, mls/) by total (on the stack), top {n}:"]
+    ours = Counter({name: count for name, count in total.items() if OURS.search(name)})
+    for name, count in ours.most_common(n):
         lines.append(f"{own[name] / samples * 100:7.1f} {count / samples * 100:8.1f}  {name}")
     return "\n".join(lines)
 

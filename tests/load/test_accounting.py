@@ -54,17 +54,18 @@ def test_plans_share_messages_and_stagger_senders_at_a_fixed_rate() -> None:
     assert len(commits) == 2 and 0 < commits[0].at < commits[1].at <= 4.0
 
 
-STACKS = [(["main (m.py:1)", "f (a.py:3)"], 3),
-          (["main (m.py:1)", "g (a.py:5)", "f (a.py:4)"], 1)]
+STACKS = [(["main (m.py:1)", "f (bridge/a.py:3)"], 3),
+          (["main (m.py:1)", "g (bridge/a.py:5)", "f (bridge/a.py:4)"], 1)]
 
 
 def test_top_aggregates_per_function_own_and_total() -> None:
     lines = top(STACKS, 5).splitlines()
     assert lines[0] == "4 samples"
-    assert lines[2].split() == ["100.0", "100.0", "f", "(a.py)"]  # both lines of f
-    by_total = lines[lines.index("by total (on the stack), top 5:") + 1:]
-    assert [line.split()[2] for line in by_total] == ["main", "f", "g"]
-    assert by_total[2].split()[:2] == ["0.0", "25.0"]
+    assert lines[2].split() == ["100.0", "100.0", "f", "(bridge/a.py)"]  # both lines of f
+    head = "our code (bridge/, transports/, mls/) by total (on the stack), top 5:"
+    by_total = lines[lines.index(head) + 1:]
+    assert [line.split()[2] for line in by_total] == ["f", "g"]  # main is not ours
+    assert by_total[1].split()[:2] == ["0.0", "25.0"]
 
 
 def test_busy_leaves_out_threads_blocked_waiting() -> None:
@@ -86,7 +87,7 @@ def test_speedscope_and_flamegraph_carry_every_sample() -> None:
     assert [[frames[i]["line"] for i in s] for s in profile["profiles"][0]["samples"]] == \
         [[1, 3], [1, 5, 4]]
     svg = flamegraph(STACKS, "t")
-    assert "(4 samples)" in svg and "g (a.py:5): 1 samples (25.0 %)" in svg
+    assert "(4 samples)" in svg and "g (bridge/a.py:5): 1 samples (25.0 %)" in svg
 
 
 def test_strace_summary_is_parsed(tmp_path: Path) -> None:
