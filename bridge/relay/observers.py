@@ -2,7 +2,8 @@
 (:class:`transports.xmpp.component.RoomObserver`,
 :class:`transports.matrix.bot.RoomObserver`) for relayed rooms. They only enqueue, per
 legacy user: the relay's worker does the MLS work, each user's in order
-(:class:`LegacyInput`)."""
+(:class:`LegacyInput`). The XMPP observer also answers, at once, which nicknames a room
+reserves (:meth:`LegacyInput.reserved`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from slixmpp import JID
 from transports.matrix import events as matrix_events
 from transports.matrix import namespace as matrix_ns
 from transports.xmpp import namespace as xmpp_ns
+from transports.xmpp.nicks import Reservation
 
 XMPP = xmpp_ns.TRANSPORT_NAME
 MATRIX = matrix_ns.TRANSPORT_NAME
@@ -34,8 +36,16 @@ class LegacyInput(Protocol):
 
     async def matrix_joined(self, room_id: str, user_id: str) -> None: ...
 
+    def relays(self, transport: str, room: str) -> bool:
+        """Whether the room is relayed now."""
+        ...
+
     async def legacy_message(self, transport: str, room: str, identity: str, text: str,
                              occupant: str = "") -> None: ...
+
+    def reserved(self, room: str) -> Reservation:
+        """The nicknames the XMPP room keeps (answered at once, from memory)."""
+        ...
 
 
 class XmppObserver:
@@ -54,6 +64,9 @@ class XmppObserver:
         self.relay.queue(identity, lambda: self.relay.legacy_message(XMPP, room, identity,
                                                                      body, occupant))
 
+    def reserved(self, room: str) -> Reservation:
+        return self.relay.reserved(room)
+
 
 class MatrixObserver:
     """:class:`transports.matrix.bot.RoomObserver` for the relay (enqueue only)."""
@@ -70,6 +83,9 @@ class MatrixObserver:
         identity = matrix_events.user_uri(user_id)
         self.relay.queue(identity, lambda: self.relay.legacy_message(MATRIX, room_id,
                                                                      identity, body))
+
+    def relays(self, room_id: str) -> bool:
+        return self.relay.relays(MATRIX, room_id)
 
 
 def xmpp_identity(occupant: str) -> str:
