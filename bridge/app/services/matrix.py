@@ -39,6 +39,7 @@ from transports.fairness import RequestLimits
 from transports.interface import HubService, Network
 from transports.matrix.appservice import (
     AppServiceListener,
+    Ghosts,
     ensure_sender_registered,
     load_registration,
     login_appservice,
@@ -82,6 +83,7 @@ class MatrixService:
         self.hub: Hub | None = None
         self.runner: SyncRunner | None = None
         self.listener: AppServiceListener | None = None
+        self.ghosts: Ghosts | None = None  # AS mode: the relay posts as ghosts
 
     async def _group_suite(self, group_id: bytes) -> int:
         try:
@@ -119,6 +121,10 @@ class MatrixService:
         self.bot = MatrixHubBot(client, self.store, group_suite=self._group_suite,
                                 limits=self.config.limits.with_payload(
                                     (self.hub_config or HubConfig()).max_payload))
+        if self.config.appservice:
+            self.ghosts = Ghosts(self.config.homeserver, load_registration(
+                self.config.appservice, self.config.server_name))
+            self.bot.controlled = self.ghosts.owns
         return self.bot
 
     async def serve(self, hub: HubService) -> None:
@@ -157,6 +163,8 @@ class MatrixService:
         await self.stop_receiving()
         if self.bot is not None:
             await self.bot.close()
+        if self.ghosts is not None:
+            await self.ghosts.close()
         if self.client is not None:
             await self.client.close()  # type: ignore[no-untyped-call]  # nio: unannotated
 
