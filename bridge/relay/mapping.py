@@ -2,7 +2,7 @@
 the content format (:mod:`bridge.member.content`).
 
 ======================  ===============================  ===============================
-content                 XMPP (:mod:`~transports.xmpp.markup`)  Matrix
+content                 XMPP (``transports.xmpp.markup``)  Matrix
 ======================  ===============================  ===============================
 ``replaces`` + body     XEP-0308 ``<replace id/>``       ``m.replace``, ``m.new_content``
 ``reply_to`` + body     XEP-0461 ``<reply id/>``         ``m.in_reply_to``
