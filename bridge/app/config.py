@@ -173,6 +173,7 @@ class Config:
     rooms: tuple[RoomSettings, ...] = ()
     shutdown_timeout: float = 10.0
     relay_secrets: str = ""  # [bridge.relay] secrets: the puppets' keys (0600 file)
+    olm_store: str = ""  # [bridge.relay] olm_store: the bot's Megolm keys (0600 file)
 
     def secrets(self) -> list[str]:
         """Every secret value (for the log redactor)."""
@@ -197,6 +198,17 @@ class Config:
         sqlite = self.store.sqlite_path
         return Path(f"{sqlite}.relay-secrets") if sqlite is not None else \
             Path("relay-secrets.db")
+
+    def olm_store_path(self) -> Path | None:
+        """Where the bot keeps its olm account and Megolm sessions (bot mode only):
+        ``[bridge.relay] olm_store``, else ``<database>.olm`` beside a SQLite store,
+        else ``olm-store.db``."""
+        if self.matrix is None or self.matrix.mode != "bot":
+            return None
+        if self.olm_store:
+            return Path(self.olm_store)
+        sqlite = self.store.sqlite_path
+        return Path(f"{sqlite}.olm") if sqlite is not None else Path("olm-store.db")
 
     def describe(self) -> list[str]:
         """What ``mls-bridge run`` would do, one line each; secrets appear only as
@@ -239,6 +251,10 @@ class Config:
         relays = [r.name for r in self.rooms if r.relay]
         lines.append(f"relay rooms: {', '.join(relays) if relays else 'none'} "
                      f"(puppet secrets: {self.relay_secrets_path()})")
+        olm = self.olm_store_path()
+        lines.append(f"encrypted Matrix rooms: Megolm, olm store {olm} (the device's "
+                     "ed25519 fingerprint is logged at start)" if olm is not None else
+                     "encrypted Matrix rooms: not read (application-service mode)")
         if self.metrics.enabled:
             lines.append(f"listener metrics: http://{self.metrics.host}:{self.metrics.port}"
                          "/metrics")
@@ -465,19 +481,21 @@ def parse_config(data: Mapping[str, Any], path: Path,
         raise ConfigError("xmpp", "configure at least one network ([xmpp] or [matrix])")
     rooms: tuple[RoomSettings, ...] = ()
     shutdown = 10.0
-    relay_secrets = ""
+    relay_secrets = olm_store = ""
     if (b := root.table("bridge")) is not None:
         rooms = _rooms(b.tables("rooms"), xmpp, matrix)
         shutdown = b.number("shutdown_timeout", 10.0, low=0.1)
         if (relay := b.table("relay")) is not None:
             relay_secrets = relay.text("secrets", "")
+            olm_store = relay.text("olm_store", "")
             relay.done()
-            if "secrets" in relay.data and not relay_secrets:
-                raise ConfigError(relay.key("secrets"), "must not be empty")
+            for key, value in (("secrets", relay_secrets), ("olm_store", olm_store)):
+                if key in relay.data and not value:
+                    raise ConfigError(relay.key(key), "must not be empty")
         b.done()
     root.done()
     return Config(path, store, log, metrics, hub, limits, retry, xmpp, matrix, rooms,
-                  shutdown, relay_secrets)
+                  shutdown, relay_secrets, olm_store)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

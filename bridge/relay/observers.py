@@ -38,6 +38,10 @@ class LegacyInput(Protocol):
 
     async def matrix_joined(self, room_id: str, user_id: str) -> None: ...
 
+    def relays(self, transport: str, room: str) -> bool:
+        """Whether the room is relayed now."""
+        ...
+
     async def legacy_event(self, transport: str, room: str, identity: str, event: Legacy,
                            occupant: str = "") -> None: ...
 
@@ -87,6 +91,9 @@ class MatrixObserver:
         identity = matrix_events.user_uri(user_id)
         self.relay.queue(identity, lambda: self.relay.legacy_event(MATRIX, room_id,
                                                                    identity, event))
+
+    def relays(self, room_id: str) -> bool:
+        return self.relay.relays(MATRIX, room_id)
 
 
 def xmpp_identity(occupant: str) -> str:

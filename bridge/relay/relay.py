@@ -421,6 +421,10 @@ class Relay:
         if group_id is not None:
             await self._join_legacy(identity, group_id, occupant)
 
+    def relays(self, transport: str, room: str) -> bool:
+        """:class:`bridge.relay.observers.LegacyInput`: whether the room is relayed."""
+        return (transport, room) in self.by_room
+
     async def matrix_joined(self, room_id: str, user_id: str) -> None:
         group_id = self.by_room.get((MATRIX, room_id))
         if group_id is None or self.bot is None or user_id == self.bot.user_id:
