@@ -110,7 +110,17 @@ class RoomObserver(Protocol):
     async def member_joined(self, room_id: str, user_id: str) -> None: ...
 
     async def plain_message(self, room_id: str, user_id: str, event_id: str,
-                            body: str) -> None: ...
+                            event_type: str, content: Mapping[str, Any]) -> None:
+        """A plain ``m.room.message``, ``m.reaction`` or ``m.room.redaction`` (its
+        ``redacts`` in ``content`` whatever the room version)."""
+        ...
+
+
+PLAIN_EVENTS = frozenset({ns.MESSAGE_EVENT, "m.reaction", "m.room.redaction"})
+
+
+def _nobody(user_id: str) -> bool:
+    return False
 
     def relays(self, room_id: str) -> bool:
         """Whether the room is relayed (only those are told of unreadable messages)."""
@@ -148,6 +158,9 @@ class MatrixHubBot:
         self._members: dict[str, frozenset[str]] = {}
         self.states = RoomStates(self._room_state)
         self._group_rooms: dict[bytes, tuple[str, ...]] = {}
+        #: users the bridge itself controls (application-service ghosts): their events
+        #: are the bridge's own -- never relayed back, never puppeted, no room role
+        self.controlled: Callable[[str], bool] = _nobody
         self.unreadable = UnreadableNotices(self._notice)
         self.unreadable.wanted = lambda room_id: self.observer is not None \
             and self.observer.relays(room_id)
@@ -194,16 +207,22 @@ class MatrixHubBot:
         """Publish the ``im.mlsbridge.group`` state of a room the bridge attached."""
         await self._publish_group_state(room_id, group_id, suite)
 
-    async def send_message(self, room_id: str, content: Mapping[str, Any], txn: str) -> str:
-        """Post one ``m.room.message`` as the bot (``txn`` makes a resend idempotent);
-        returns the event id."""
+    async def send_message(self, room_id: str, content: Mapping[str, Any], txn: str,
+                           event_type: str = ns.MESSAGE_EVENT) -> str:
+        """Post one ``m.room.message`` (or ``event_type``) as the bot (``txn`` makes a
+        resend idempotent), Megolm-encrypted in a room that is; returns the event id."""
         megolm = self.megolm
         if megolm is not None and megolm.encrypted(room_id):
             response = await self._call("message", lambda: megolm.send(
-                room_id, ns.MESSAGE_EVENT, dict(content), txn), nio.RoomSendResponse)
+                room_id, event_type, dict(content), txn), nio.RoomSendResponse)
         else:
-            response = await self._send_plain(room_id, ns.MESSAGE_EVENT, dict(content), txn)
+            response = await self._send_plain(room_id, event_type, dict(content), txn)
         return str(response.event_id)
+
+    async def redact(self, room_id: str, event_id: str, txn: str) -> None:
+        """Redact one of the bot's own events."""
+        await self._call("redaction", lambda: self.client.room_redact(
+            room_id, event_id, tx_id=txn), nio.RoomRedactResponse)
 
     async def _notice(self, room_id: str, text: str, key: str) -> None:
         txn = hashlib.sha256(b"notice|" + key.encode()).hexdigest()[:32]
@@ -373,7 +392,7 @@ class MatrixHubBot:
         """``identity``'s role in the Matrix room ``room`` now (NONE for an identity of
         another network, or a room the bot cannot read)."""
         user_id = events.uri_user(identity)
-        if user_id is None:
+        if user_id is None or self.controlled(user_id):
             return Role.NONE
         try:
             return (await self.states.get(room)).role(user_id)
@@ -438,8 +457,10 @@ class MatrixHubBot:
                 self._ignore("not sent by the hub", event_id)
                 log.info("ignored %s %s from %s (not the hub)", event_type, event_id, sender)
             return
-        if event_type == ns.MESSAGE_EVENT:
-            await self._on_plain_message(room_id, event_id, content, sender)
+        if event_type in PLAIN_EVENTS:
+            if "redacts" in event and "redacts" not in content:  # room versions < 11
+                content = {**content, "redacts": event["redacts"]}
+            await self._on_plain_message(room_id, event_id, event_type, content, sender)
             return
         if "state_key" in event:  # membership, power levels...: roles may have changed
             self.states.forget(room_id)
@@ -455,7 +476,7 @@ class MatrixHubBot:
     async def _on_membership(self, room_id: str, event: Mapping[str, Any],
                              content: Mapping[str, Any], sender: str) -> None:
         target, membership = event.get("state_key"), content.get("membership")
-        if not isinstance(target, str):
+        if not isinstance(target, str) or self.controlled(target):
             return
         if target == self.user_id:
             if membership == "invite":
@@ -490,17 +511,16 @@ class MatrixHubBot:
         if self.megolm is not None:
             await self.megolm.handle(room_id, event, self._on_plain_message)
 
-    async def _on_plain_message(self, room_id: str, event_id: str,
+    async def _on_plain_message(self, room_id: str, event_id: str, event_type: str,
                                 content: Mapping[str, Any], sender: str) -> None:
-        """A plain ``m.room.message`` (not the bot's own) for the observer, once."""
-        body = content.get("body")
-        if sender == self.user_id or self.observer is None or not isinstance(body, str):
+        """A plain event (not the bot's own nor a ghost's) for the observer, once."""
+        if sender == self.user_id or self.controlled(sender) or self.observer is None:
             return
         key = f"msg:{event_id}"
         if await self.seen.contains(key):
             return
         await self.seen.add(key)
-        await self.observer.plain_message(room_id, sender, event_id, body)
+        await self.observer.plain_message(room_id, sender, event_id, event_type, content)
 
     # -- output: the Deliverer ----------------------------------------------------------
 

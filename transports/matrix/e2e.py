@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 MEGOLM = "m.megolm.v1.aes-sha2"
 DEVICE_NAME = "mls-bridge relay"
+#: decrypted event types handed on (a redaction is never encrypted: m.room.redaction
+#: stays plain in encrypted rooms)
+HANDED_ON = frozenset({ns.MESSAGE_EVENT, "m.reaction"})
 PENDING_KEPT = 1000  # undecryptable events kept for a retry (the oldest dropped)
 NOTICE_RATE = 1 / 60  # unreadable-room notices per second per room, sustained
 NOTICE_BURST = 3  # ... and at once
@@ -68,8 +71,9 @@ NEEDS_BOT_MODE = ("{user}: this room is end-to-end encrypted and the bridge runs
                   "rooms.")
 
 Notify = Callable[[str, str, str], Awaitable[None]]  # room id, text, key (once per key)
-#: what a decrypted ``m.room.message`` is handed to: room id, event id, content, sender
-PlainMessage = Callable[[str, str, Mapping[str, Any], str], Awaitable[None]]
+#: what a decrypted ``m.room.message`` or ``m.reaction`` is handed to: room id, event id,
+#: event type, content, sender
+PlainMessage = Callable[[str, str, str, Mapping[str, Any], str], Awaitable[None]]
 
 
 def open_store_file(path: Path) -> None:
@@ -292,8 +296,9 @@ class Megolm:
 
 async def _hand_on(room_id: str, event: nio.Event, plain: PlainMessage) -> None:
     content = event.source.get("content")
-    if event.source.get("type") == ns.MESSAGE_EVENT and isinstance(content, Mapping):
-        await plain(room_id, event.event_id, content, event.sender)
+    event_type = event.source.get("type")
+    if event_type in HANDED_ON and isinstance(content, Mapping):
+        await plain(room_id, event.event_id, str(event_type), content, event.sender)
 
 
 __all__ = ["DEVICE_NAME", "MEGOLM", "NEEDS_BOT_MODE", "UNREADABLE", "Megolm",

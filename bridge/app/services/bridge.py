@@ -213,7 +213,8 @@ class BridgeService:
                 for watched in (self.component, self.bot, self.relay):
                     if watched is not None:
                         watched.watch(self.limit_observer)
-            self.relay.connect(self.component, self.bot)
+            self.relay.connect(self.component, self.bot,
+                               self.matrix.ghosts if self.matrix is not None else None)
             await self.relay.start()
             if self.component is not None:
                 await self.component.rooms.load()

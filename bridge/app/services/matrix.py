@@ -39,6 +39,7 @@ from transports.fairness import RequestLimits
 from transports.interface import HubService, Network
 from transports.matrix.appservice import (
     AppServiceListener,
+    Ghosts,
     ensure_sender_registered,
     load_registration,
     login_appservice,
@@ -84,6 +85,7 @@ class MatrixService:
         self.hub: Hub | None = None
         self.runner: SyncRunner | None = None
         self.listener: AppServiceListener | None = None
+        self.ghosts: Ghosts | None = None  # AS mode: the relay posts as ghosts
 
     async def _group_suite(self, group_id: bytes) -> int:
         try:
@@ -126,6 +128,10 @@ class MatrixService:
         self.bot = MatrixHubBot(client, self.store, group_suite=self._group_suite,
                                 limits=self.config.limits.with_payload(
                                     (self.hub_config or HubConfig()).max_payload))
+        if self.config.appservice:
+            self.ghosts = Ghosts(self.config.homeserver, load_registration(
+                self.config.appservice, self.config.server_name))
+            self.bot.controlled = self.ghosts.owns
         if self.config.olm_store and self.config.appservice:
             log.warning("encrypted rooms need bot mode: the application service cannot "
                         "decrypt Megolm (olm store %s unused)", self.config.olm_store)
@@ -169,6 +175,8 @@ class MatrixService:
         await self.stop_receiving()
         if self.bot is not None:
             await self.bot.close()
+        if self.ghosts is not None:
+            await self.ghosts.close()
         if self.client is not None:
             await self.client.close()  # type: ignore[no-untyped-call]  # nio: unannotated
 
