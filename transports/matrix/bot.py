@@ -115,6 +115,10 @@ class RoomObserver(Protocol):
         ``redacts`` in ``content`` whatever the room version)."""
         ...
 
+    def relays(self, room_id: str) -> bool:
+        """Whether the room is relayed (only those are told of unreadable messages)."""
+        ...
+
 
 PLAIN_EVENTS = frozenset({ns.MESSAGE_EVENT, "m.reaction", "m.room.redaction"})
 
