@@ -6,8 +6,9 @@ by whom and why (SECURITY.md, "Identities members can check"). The hub writes it
 
 Encoding: a CBOR map with text keys, in deterministic encoding (RFC 8949 §4.2.1)::
 
-    { "reason": "leave" | "kick" | "fault",
-      "by":     tstr,      ; who caused it: the leaver, the kicker, or the hub itself
+    { "reason": "leave" | "kick" | "fault" | "replaced",
+      "by":     tstr,      ; who caused it: the leaver, the kicker, the hub itself, or
+                           ; for "replaced" the identity that replaces the relay puppet
       ? "room": tstr }     ; "<transport>:<room id>" where it happened on the network
 
 Decoding is strict (exactly such a map, canonically encoded); anything else is
@@ -24,7 +25,12 @@ import cbor2
 LEAVE = "leave"
 KICK = "kick"
 FAULT = "fault"
-REASONS = frozenset({LEAVE, KICK, FAULT})
+#: A relay puppet (a ``relay+`` identity, :mod:`bridge.identities`) removed because the
+#: user it stood for now runs an MLS client (or, after an upgrade, because its leaf
+#: still named the user's network identity): "relay puppet replaced by the user's own
+#: client".
+REPLACED = "replaced"
+REASONS = frozenset({LEAVE, KICK, FAULT, REPLACED})
 MAX_SIZE = 4096
 
 

@@ -172,6 +172,7 @@ class Config:
     matrix: MatrixSettings | None
     rooms: tuple[RoomSettings, ...] = ()
     shutdown_timeout: float = 10.0
+    relay_secrets: str = ""  # [bridge.relay] secrets: the puppets' keys (0600 file)
 
     def secrets(self) -> list[str]:
         """Every secret value (for the log redactor)."""
@@ -187,6 +188,15 @@ class Config:
             return Path(self.hub.identity_file)
         sqlite = self.store.sqlite_path
         return Path(f"{sqlite}.hub-key") if sqlite is not None else Path("hub.key")
+
+    def relay_secrets_path(self) -> Path:
+        """Where relay puppets' secrets live: ``[bridge.relay] secrets``, else
+        ``<database>.relay-secrets`` beside a SQLite store, else ``relay-secrets.db``."""
+        if self.relay_secrets:
+            return Path(self.relay_secrets)
+        sqlite = self.store.sqlite_path
+        return Path(f"{sqlite}.relay-secrets") if sqlite is not None else \
+            Path("relay-secrets.db")
 
     def describe(self) -> list[str]:
         """What ``mls-bridge run`` would do, one line each; secrets appear only as
@@ -227,7 +237,8 @@ class Config:
             lines.append(f"room {room.name}: xmpp {room.xmpp} <-> matrix {room.matrix} "
                          f"({mode}, join={room.join}, admins {', '.join(room.admins) or 'none'})")
         relays = [r.name for r in self.rooms if r.relay]
-        lines.append(f"relay rooms: {', '.join(relays) if relays else 'none'}")
+        lines.append(f"relay rooms: {', '.join(relays) if relays else 'none'} "
+                     f"(puppet secrets: {self.relay_secrets_path()})")
         if self.metrics.enabled:
             lines.append(f"listener metrics: http://{self.metrics.host}:{self.metrics.port}"
                          "/metrics")
@@ -454,13 +465,19 @@ def parse_config(data: Mapping[str, Any], path: Path,
         raise ConfigError("xmpp", "configure at least one network ([xmpp] or [matrix])")
     rooms: tuple[RoomSettings, ...] = ()
     shutdown = 10.0
+    relay_secrets = ""
     if (b := root.table("bridge")) is not None:
         rooms = _rooms(b.tables("rooms"), xmpp, matrix)
         shutdown = b.number("shutdown_timeout", 10.0, low=0.1)
+        if (relay := b.table("relay")) is not None:
+            relay_secrets = relay.text("secrets", "")
+            relay.done()
+            if "secrets" in relay.data and not relay_secrets:
+                raise ConfigError(relay.key("secrets"), "must not be empty")
         b.done()
     root.done()
     return Config(path, store, log, metrics, hub, limits, retry, xmpp, matrix, rooms,
-                  shutdown)
+                  shutdown, relay_secrets)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -28,6 +28,7 @@ from bridge.errors import BridgeConfigError
 from bridge.hub import HubConfig, HubIdentity
 from bridge.hub.policy import JoinPolicy
 from bridge.hub.store import Store, StoreError, StoreUnavailable, open_store
+from bridge.relay import PuppetSecrets
 from transports.errors import TransportError
 from transports.fairness import RequestLimits
 from transports.matrix.appservice import load_registration
@@ -108,7 +109,8 @@ def hub_name(config: Config) -> str:
     return user_uri(config.matrix.user) if config.matrix.user else "matrix:hub"
 
 
-def build_service(config: Config, store: Store, identity: HubIdentity) -> BridgeService:
+def build_service(config: Config, store: Store, identity: HubIdentity,
+                  relay_secrets: PuppetSecrets | None = None) -> BridgeService:
     """One hub with every configured network attached (:class:`BridgeService`)."""
     rooms = [RoomPair(room.xmpp.lower(), room.matrix, room.relay, JoinPolicy(room.join),
                       frozenset(_identity(admin) for admin in room.admins))
@@ -116,7 +118,8 @@ def build_service(config: Config, store: Store, identity: HubIdentity) -> Bridge
     return BridgeService(
         store, identity, xmpp=_component_config(config) if config.xmpp else None,
         matrix=_matrix_config(config) if config.matrix else None, rooms=rooms,
-        hub_config=_hub_config(config), drain_timeout=config.shutdown_timeout,
+        hub_config=_hub_config(config), relay_secrets=relay_secrets,
+        drain_timeout=config.shutdown_timeout,
         connect_timeout=config.xmpp.connect_timeout if config.xmpp else 20.0)
 
 
@@ -241,10 +244,11 @@ class BridgeRuntime:
                   address=address)
         return not self.stop.is_set()
 
-    async def _start(self, store: Store, identity: HubIdentity) -> BridgeService | None:
+    async def _start(self, store: Store, identity: HubIdentity,
+                     secrets: PuppetSecrets) -> BridgeService | None:
         delay, attempt = self.config.retry.initial_delay, 0
         while not self.stop.is_set():
-            service = build_service(self.config, store, identity)
+            service = build_service(self.config, store, identity, secrets)
             service.hub.observer = self.observer
             service.limit_observer = self.observer
             try:
@@ -282,9 +286,26 @@ class BridgeRuntime:
                                 f"{getattr(exc, 'strerror', None) or type(exc).__name__}"
                              ) from None
 
+    async def _relay_secrets(self) -> PuppetSecrets:
+        """The relay puppets' secrets file (created 0600 if absent; never the store)."""
+        path = self.config.relay_secrets_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return await PuppetSecrets.open(path)
+        except (OSError, StoreError) as exc:
+            raise FatalError(1, f"bridge.relay.secrets: {getattr(exc, 'strerror', None) or exc}"
+                             ) from None
+
     async def run(self) -> int:
         _check_registration(self.config)
         identity = self._identity()
+        secrets = await self._relay_secrets()
+        try:
+            return await self._run(identity, secrets)
+        finally:
+            await secrets.close()
+
+    async def _run(self, identity: HubIdentity, secrets: PuppetSecrets) -> int:
         store = await self._open_store()
         if store is None:
             return 0
@@ -292,7 +313,7 @@ class BridgeRuntime:
             event(log, logging.INFO, "store open", store=self.config.store.display_url())
             if not await self._until_reachable():
                 return 0
-            service = await self._start(store, identity)
+            service = await self._start(store, identity, secrets)
             if service is None:
                 return 0
             for network in ("xmpp", "matrix"):

@@ -451,6 +451,8 @@ class ChatClient:
                 room.relayed = await self.session.relayed(room.room_id)
             except (SessionError, TransportError, OSError) as exc:
                 log.info("relay state of %s unknown: %s", room.room_id, exc)
+        if room.group_id in self.member.group_ids() and self.member.relayed(room.group_id):
+            room.relayed = True  # a relay puppet holds a leaf: not end to end
             self.on_change()
 
     def mark_read(self, room: Room) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from bridge.identities import IdentityVerifier, identity_of
+from bridge.identities import RELAYED_MARK, IdentityVerifier, identity_of, relayed_user
 from mls.group.group import Group
 
 
@@ -88,7 +88,12 @@ def describe(before: Roster, after: Roster, me: str, witness: Witness | None,
 
 
 def short(identity: str) -> str:
-    """An identity as people write it: ``alice@example.org``, ``@bob:example.org``."""
+    """An identity as people write it: ``alice@example.org``, ``@bob:example.org``; a
+    relay puppet's (``relay+...``, :mod:`bridge.identities`) with its mark,
+    ``alice@example.org (relayed)``."""
+    legacy = relayed_user(identity)
+    if legacy is not None:
+        return short(legacy) + RELAYED_MARK
     if identity.startswith("matrix:u/"):
         return "@" + identity.removeprefix("matrix:u/")
     return identity.removeprefix("xmpp:")

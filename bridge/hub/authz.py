@@ -39,8 +39,9 @@ from bridge.errors import (
 from bridge.hub.policy import HubConfig, JoinPolicy, RoomPolicy
 from bridge.hub.public_view import identities, leaf_identity, sender_index
 from bridge.hub.store import Store
-from bridge.identities import IdentityVerifier, identity_of
+from bridge.identities import IdentityVerifier, identity_of, is_network_identity, is_relayed
 from mls import (
+    Add,
     GroupContextExtensions,
     KeyPackage,
     MLSMessage,
@@ -82,13 +83,16 @@ class CommitChanges:
     committer's: it chose to commit it).
 
     ``removals``: (authority, removed identity) per removed leaf; ``context_changes``
-    and ``reinits``: the authorities of GroupContextExtensions and ReInit proposals."""
+    and ``reinits``: the authorities of GroupContextExtensions and ReInit proposals;
+    ``added``: the identities of the leaves the commit adds (an external commit's
+    joiner included)."""
 
     committer: str
     external: bool
     removals: tuple[tuple[str, str], ...] = ()
     context_changes: tuple[str, ...] = ()
     reinits: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
 
 
 class Authorizer:
@@ -145,11 +149,15 @@ class Authorizer:
         await rule(request)
 
     def _authenticate(self, request: Inbound) -> None:
-        """The requester: an identity of the network that authenticated it (a relay
-        puppet, network ``local``, may carry either network's identities)."""
+        """The requester: an identity of the network that authenticated it. The relay's
+        in-process link (network ``local``) carries relayed identities only
+        (``relay+xmpp:...``, ``relay+matrix:u/...``: :mod:`bridge.identities`), which
+        no network can authenticate, so a relayed identity never acts as a network
+        user and no network user acts as a relayed one (R1 of docs/SECURITY.md)."""
         if request.network == Network.LOCAL:
-            if not network_of(request.sender):
-                raise Unauthenticated(f"{request.sender!r} is not an identity URI")
+            if not is_relayed(request.sender):
+                raise Unauthenticated("the relay link carries relayed identities "
+                                      "(relay+<network identity>) only")
             return
         scheme = IDENTITY_SCHEMES.get(request.network)
         if scheme is None:
@@ -278,6 +286,7 @@ class Authorizer:
         group_id = request.group_id
         if changes.external and request.sender not in identities(group, self.verifier):
             await self._check_join(group_id, request)
+        self._check_relayed_joins(request, changes)
         decisions = [(authority, "remove other members") for authority, target
                      in changes.removals if authority not in (HUB, target)]
         decisions += [(authority, "change the group context")
@@ -287,6 +296,16 @@ class Authorizer:
         for authority, what in decisions:
             if not await self._moderates(group_id, authority):
                 raise NotModerator(f"only a moderator of the group's rooms may {what}")
+
+    @staticmethod
+    def _check_relayed_joins(request: Inbound, changes: CommitChanges) -> None:
+        """R2: a relayed identity enters a group only by its own external commit over
+        the relay link; nobody adds one (a member adding ``relay+xmpp:alice`` would
+        plant a leaf that members show as "alice (relayed)")."""
+        for added in changes.added:
+            if is_relayed(added) and not (changes.external and added == request.sender
+                                          and request.network == Network.LOCAL):
+                raise Forbidden("relayed identities join only through the bridge's relay")
 
     async def check_message(self, request: Inbound, group: PublicGroup,
                             message: MLSMessage) -> None:
@@ -299,6 +318,10 @@ class Authorizer:
         if not isinstance(body, PublicMessage):
             return
         proposal = body.content.content
+        if isinstance(proposal, Add):
+            if is_relayed(identity_of(proposal.key_package.leaf_node.credential)):
+                raise Forbidden("relayed identities join only through the bridge's relay")
+            return
         if isinstance(proposal, Update):
             if identity_of(proposal.leaf_node.credential, self.verifier) != request.sender:
                 raise Forbidden("an Update may not change its leaf's identity")
@@ -332,6 +355,8 @@ class Authorizer:
         the store, atomically with the write."""
         if identity_of(key_package.leaf_node.credential, self.verifier) != request.sender:
             raise Forbidden("a KeyPackage may only be published by the user it names")
+        if is_relayed(request.sender):
+            raise Forbidden("relay puppets publish no KeyPackages: nobody adds them")
         lifetime = key_package.leaf_node.lifetime
         if lifetime is None:
             raise Malformed("a KeyPackage's leaf has a lifetime")
@@ -356,7 +381,8 @@ class Authorizer:
         before the event and is not after it, and -- when someone else made the change
         (a kick, a ban) -- only if that actor held the moderator role. Returns the
         group to remove the target from."""
-        if network_of(event.target) != event.network:
+        if network_of(event.target) != event.network or \
+                not is_network_identity(event.target):
             raise Forbidden("a network acts on its own identities only")
         group_id = await self.store.room_group(event.network, event.room)
         if group_id is None:
@@ -405,7 +431,8 @@ def commit_changes(group: PublicGroup, message: MLSMessage, commit: PublicCommit
     return CommitChanges(
         committer, commit.external, removals,
         tuple(who for who, p in covered if isinstance(p, GroupContextExtensions)),
-        tuple(who for who, p in covered if isinstance(p, ReInit)))
+        tuple(who for who, p in covered if isinstance(p, ReInit)),
+        tuple(identity_of(leaf.credential) for leaf in commit.added))
 
 
 def _authority(group: PublicGroup, sender: Sender, hub_index: int | None,

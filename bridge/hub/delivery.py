@@ -74,6 +74,7 @@ from bridge.hub.store import (
     UnknownGroup,
     WrongEpoch,
 )
+from bridge.identities import relay_identity
 from mls import (
     ContentType,
     CredentialValidator,
@@ -217,7 +218,7 @@ class Hub:
         removal = Removal(reason, event.actor, room_of(event.network, event.room))
         try:
             group_id = await self.authz.check_network_event(event)
-            seqs = await self.remove_member(group_id, event.target, removal)
+            seqs = await self._remove_network_user(group_id, event.target, removal)
         except Rejection as exc:
             return self._refusal(request, exc)
         except StoreError as exc:
@@ -226,6 +227,17 @@ class Hub:
         log.info("%s of %s in %s by %s: %d Remove(s) queued", event.after, event.target,
                  event.room, event.actor, len(seqs))
         return self._reply(request, group_id=group_id, seq=seqs[-1] if seqs else 0)
+
+    async def _remove_network_user(self, group_id: bytes, identity: str,
+                                   removal: Removal) -> list[int]:
+        """A network user left a room: its leaves go, and so do those of the relay
+        puppet that stood for it (``relay+<identity>``, :mod:`bridge.identities`)."""
+        group = await self._members(group_id, proposals=True)
+        targets = [t for t in (identity, relay_identity(identity))
+                   if public_view.leaves_of(group, t, self.anchor)]
+        if not targets:
+            raise NotMember(f"{identity} is not a member of the group")
+        return [seq for t in targets for seq in await self.remove_member(group_id, t, removal)]
 
     def _refusal(self, request: Inbound, exc: Rejection) -> Outbound:
         epoch = getattr(exc, "current_epoch", 0)
@@ -614,17 +626,18 @@ class Hub:
         return self._reply(request, seq=request.seq)
 
     async def remove_member(self, group_id: bytes, identity: str,
-                            removal: Removal | None = None) -> list[int]:
+                            removal: Removal | None = None, *,
+                            signature_key: bytes | None = None) -> list[int]:
         """Queue the hub's Remove proposals (RFC 9420 §12.1.8.1) for every leaf of
-        ``identity``, saying why (``removal``; by default: the identity left); the next
-        commit must include them. Returns their sequence numbers (empty if they were
-        already queued)."""
+        ``identity`` (only the one with ``signature_key``, if given), saying why
+        (``removal``; by default: the identity left); the next commit must include
+        them. Returns their sequence numbers (empty if they were already queued)."""
         removal = removal or Removal(LEAVE, identity)
         async with self._lock(group_id):
             for _ in range(3):
                 group = await self._members(group_id, proposals=True)
                 try:
-                    return await self.removes.queue(group, identity, removal)
+                    return await self.removes.queue(group, identity, removal, signature_key)
                 except WrongEpoch:
                     continue  # a commit from another hub process ended the epoch
             raise Unavailable("the group's epoch kept changing; try again")

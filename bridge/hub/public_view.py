@@ -136,11 +136,13 @@ def identities(group: PublicGroup, verifier: IdentityVerifier | None) -> frozens
     return frozenset(identity_of(leaf.credential, verifier) for _, leaf in group.members())
 
 
-def leaves_of(group: PublicGroup, identity: str,
-              verifier: IdentityVerifier | None) -> list[int]:
-    """The leaves whose credential names ``identity``."""
+def leaves_of(group: PublicGroup, identity: str, verifier: IdentityVerifier | None,
+              signature_key: bytes | None = None) -> list[int]:
+    """The leaves whose credential names ``identity`` (and, if given, whose signature
+    key is ``signature_key``)."""
     return [int(index) for index, leaf in group.members()
-            if identity_of(leaf.credential, verifier) == identity]
+            if identity_of(leaf.credential, verifier) == identity
+            and signature_key in (None, leaf.signature_key)]
 
 
 def member_list(group: PublicGroup, verifier: IdentityVerifier | None) -> list[Member]:

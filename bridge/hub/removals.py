@@ -14,7 +14,7 @@ from bridge.hub import public_view
 from bridge.hub.identity import HubIdentity
 from bridge.hub.public_view import GroupViews
 from bridge.hub.store import Conflict, Store
-from bridge.reasons import FAULT, KICK, LEAVE, Removal, room_of
+from bridge.reasons import FAULT, KICK, LEAVE, REPLACED, Removal, room_of
 from mls import (
     CredentialValidator,
     ProposalEvent,
@@ -29,7 +29,7 @@ from mls import (
 #: The sender name of the hub's own log entries.
 HUB_SENDER = "hub"
 
-__all__ = ["FAULT", "HUB_SENDER", "KICK", "LEAVE", "HubRemoves", "Removal", "room_of"]
+__all__ = ["FAULT", "HUB_SENDER", "KICK", "LEAVE", "REPLACED", "HubRemoves", "Removal", "room_of"]
 
 
 class HubRemoves:
@@ -53,11 +53,13 @@ class HubRemoves:
     def hub_key(self, group: PublicGroup) -> bytes:
         return self.identity.signature_public(group.context.cipher_suite)
 
-    async def queue(self, group: PublicGroup, identity: str, removal: Removal) -> list[int]:
-        """Queue a Remove of every leaf of ``identity`` not already being removed by
-        the hub; return the log seqs. :class:`NotMember` if it holds no leaf, the
-        store's :class:`WrongEpoch` if another process ended the epoch meanwhile."""
-        leaves = public_view.leaves_of(group, identity, self.verifier)
+    async def queue(self, group: PublicGroup, identity: str, removal: Removal,
+                    signature_key: bytes | None = None) -> list[int]:
+        """Queue a Remove of every leaf of ``identity`` (only the one with
+        ``signature_key``, if given) not already being removed by the hub; return the
+        log seqs. :class:`NotMember` if it holds no such leaf, the store's
+        :class:`WrongEpoch` if another process ended the epoch meanwhile."""
+        leaves = public_view.leaves_of(group, identity, self.verifier, signature_key)
         if not leaves:
             raise NotMember(f"{identity} is not a member of the group")
         suite_id = group.context.cipher_suite

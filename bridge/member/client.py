@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 
 from bridge.credentials import CredentialMode
 from bridge.errors import HubRefused, MemberError
+from bridge.identities import is_relayed
 from bridge.member.content import Attachment, Content
 from bridge.member.events import (
     MembershipEvent,
@@ -208,6 +209,16 @@ class Member:
 
     def group_ids(self) -> list[bytes]:
         return sorted(self._slots)
+
+    def relayed(self, group_id: bytes) -> list[str]:
+        """The relayed identities holding a leaf in the group (relay puppets, named
+        ``relay+...``: :mod:`bridge.identities`), sorted. Not empty: the bridge
+        decrypts this group for people without an MLS client, so end-to-end encryption
+        ends at the bridge -- a client shows a banner (and each sender with
+        :func:`bridge.identities.display`, "alice@example.org (relayed)"). It changes
+        only with the membership: check it after each commit."""
+        return sorted({identity for _, leaf in self.group(group_id).members()
+                       if is_relayed(identity := self.trust.identity_of(leaf.credential))})
 
     def received(self, group_id: bytes) -> list[Received]:
         return list(self._slot(group_id).received)

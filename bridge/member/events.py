@@ -74,12 +74,17 @@ class MembershipEvent:
             return line + (" (resync of its own leaf)" if self.resync else "")
         line = f"{self.subject} {how[self.kind]} {self.actor}"
         if self.reason:
-            line += f" because of a {self.reason}"
+            line += f" because of {_REASONS.get(self.reason, 'a ' + self.reason)}"
             if self.initiator and self.initiator != self.subject:
                 line += f" by {self.initiator}"
             if self.room:
                 line += f" in {self.room}"
         return line + (")" if self.kind is EventKind.LEFT else "")
+
+
+#: How a hub Remove's reason (:mod:`bridge.reasons`) reads in a sentence.
+_REASONS = {"leave": "a leave", "kick": "a kick", "fault": "a fault",
+            "replaced": "the user's own MLS client (relay puppet replaced)"}
 
 
 #: Called with each membership event, in log order.

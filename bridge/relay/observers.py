@@ -2,7 +2,8 @@
 (:class:`transports.xmpp.component.RoomObserver`,
 :class:`transports.matrix.bot.RoomObserver`) for relayed rooms. They only enqueue, per
 legacy user: the relay's worker does the MLS work, each user's in order
-(:class:`LegacyInput`)."""
+(:class:`LegacyInput`). The XMPP observer also answers, at once, which nicknames a room
+reserves (:meth:`LegacyInput.reserved`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from slixmpp import JID
 from transports.matrix import events as matrix_events
 from transports.matrix import namespace as matrix_ns
 from transports.xmpp import namespace as xmpp_ns
+from transports.xmpp.nicks import Reservation
 
 XMPP = xmpp_ns.TRANSPORT_NAME
 MATRIX = matrix_ns.TRANSPORT_NAME
@@ -37,6 +39,10 @@ class LegacyInput(Protocol):
     async def legacy_message(self, transport: str, room: str, identity: str, text: str,
                              occupant: str = "") -> None: ...
 
+    def reserved(self, room: str) -> Reservation:
+        """The nicknames the XMPP room keeps (answered at once, from memory)."""
+        ...
+
 
 class XmppObserver:
     """:class:`transports.xmpp.component.RoomObserver` for the relay (enqueue only)."""
@@ -53,6 +59,9 @@ class XmppObserver:
         identity = xmpp_identity(occupant)
         self.relay.queue(identity, lambda: self.relay.legacy_message(XMPP, room, identity,
                                                                      body, occupant))
+
+    def reserved(self, room: str) -> Reservation:
+        return self.relay.reserved(room)
 
 
 class MatrixObserver:

@@ -28,7 +28,11 @@ room directories (room roles), and both hand their room membership changes to
 
 ``relay = true`` on a pair turns on relay mode for it (:mod:`bridge.relay`): the bridge
 then holds an MLS leaf per legacy user and encryption ends at the bridge -- off by
-default, and announced in the rooms when on.
+default, announced to everyone in both rooms when it is turned on and when it is turned
+off again. The puppets' secrets live in their own file (``relay_secrets``, opened and
+closed by the caller like the store), never in the store. Every request a network user
+makes of the hub shows that it runs an MLS client; the relay never puppets it
+(:meth:`bridge.relay.Relay.mls_client_seen`).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from bridge.errors import BridgeConfigError
 from bridge.hub import Hub, HubConfig, HubIdentity
 from bridge.hub.policy import JoinPolicy, RoomPolicy
 from bridge.hub.store import Store
-from bridge.relay import Relay
+from bridge.relay import PuppetSecrets, Relay
 from transports.errors import LinkError
 from transports.fairness import LimitObserver
 from transports.interface import (
@@ -142,7 +146,8 @@ class RoutingDeliverer:
 class BridgeService:
     """Hub + store + XMPP component + Matrix bot (+ relay) in one process.
 
-    ``store`` is opened and closed by the caller. ``xmpp`` / ``matrix`` configure the
+    ``store`` (and ``relay_secrets``, the puppets' secrets; None: kept in memory, for
+    tests) are opened and closed by the caller. ``xmpp`` / ``matrix`` configure the
     networks (either may be None for a one-network hub); ``rooms`` are the configured
     room pairs (validated by :mod:`bridge.app.config`). Lifecycle: :meth:`start`, then
     :meth:`stop` (or :meth:`run_until`). The service is the :class:`HubService` both
@@ -153,6 +158,7 @@ class BridgeService:
                  xmpp: ComponentConfig | None = None,
                  matrix: MatrixServiceConfig | None = None,
                  rooms: Sequence[RoomPair] = (), hub_config: HubConfig | None = None,
+                 relay_secrets: PuppetSecrets | None = None,
                  drain_timeout: float = 10.0, connect_timeout: float = 20.0) -> None:
         if xmpp is None and matrix is None:
             raise BridgeConfigError("configure at least one network (xmpp or matrix)")
@@ -167,7 +173,7 @@ class BridgeService:
         self.component: MLSComponent | None = None
         self.matrix: MatrixService | None = None
         self.bot: MatrixHubBot | None = None
-        self.relay = Relay(store, self.hub, self.deliverer)
+        self.relay = Relay(store, self.hub, self.deliverer, secrets=relay_secrets)
         #: who hears of refusals, drops and queue depths at the transports (the metrics)
         self.limit_observer: LimitObserver | None = None
         self.pairs: dict[tuple[str, str], RoomPair] = {}
@@ -267,6 +273,8 @@ class BridgeService:
 
     async def _handle(self, request: Inbound) -> Outbound:
         reply = await self.hub.handle(request)  # the hub authorizes (bridge.hub.authz)
+        if reply.ok and request.network in (XMPP, MATRIX):
+            self.relay.mls_client_seen(request.sender)  # an MLS client: never puppeted
         if reply.ok and request.op == Op.CREATE_GROUP and request.transport:
             group_id = reply.group_id or request.group_id
             pair = self.pairs.get((request.transport, request.room_id))
@@ -346,6 +354,8 @@ class BridgeService:
                             pair.matrix_room, exc)
         if pair.relay:
             await self.relay.enable(pair.xmpp_room, pair.matrix_room, group_id)
+        else:
+            await self.relay.disable(pair.xmpp_room, pair.matrix_room, group_id)
 
     def _bridge_state(self, pair: RoomPair) -> dict[str, Any]:
         """MSC2346 ``m.bridge``: what the room is bridged to and whether encryption
