@@ -18,7 +18,7 @@ A room membership change that a hub-side transport observes (someone left, was k
 or banned) is not a request: it is a :class:`NetworkEvent`, handed to the hub through
 its own entry point, :meth:`HubService.network_event`. Clients cannot send one.
 
-Five roles, as :class:`typing.Protocol` classes:
+Seven roles, as :class:`typing.Protocol` classes:
 
 * :class:`HubService` -- implemented by :class:`bridge.hub.Hub` (and by
   :class:`bridge.app.services.bridge.BridgeService`, one hub for both networks); the
@@ -32,6 +32,8 @@ Five roles, as :class:`typing.Protocol` classes:
 * :class:`RoomCommands` -- implemented by the bridge: room administration commands
   (bridge, unbridge, relay, status) that a hub-side transport received, answered with a
   :class:`CommandReply`;
+* :class:`MediaSource` -- implemented by a hub-side transport whose network keeps
+  files behind a login (Matrix): fetch one for a member of the other network;
 * :class:`Deliverer` -- implemented by the hub-side transport: carry an
   :class:`Outbound` delivery to each of its ``recipients`` (the groupchat messages /
   room events of the wire binding), preserving the order of calls per recipient
@@ -94,6 +96,8 @@ class Op(enum.StrEnum):
     LEAVE = "leave"  # the sender leaves the group (only itself; target empty or itself)
     KICK = "kick"  # refused (forbidden): kicks are network events, never requests
     REPORT = "report"  # group_id, seq (a commit the sender could not process), reason
+    FETCH_MEDIA = "fetch-media"  # group_id, target=URL of another network's media store,
+    #                              limit=its size, payload=its SHA-256 -> reply payload
 
 
 class Kind(enum.StrEnum):
@@ -271,6 +275,21 @@ class CommandReply:
 
     ok: bool
     text: str
+
+
+class MediaSource(Protocol):
+    """A hub-side transport whose network keeps files behind its own login (the Matrix
+    media repository: ``mxc://``), fetching one for a member of another network. It
+    returns the bytes only (it stores nothing)."""
+
+    def owns(self, url: str) -> bool:
+        """Whether ``url`` names media of this transport's own server."""
+        ...
+
+    async def fetch(self, url: str, size: int, sha256: bytes) -> bytes:
+        """Exactly ``size`` bytes hashing to ``sha256`` (:class:`TransportError` otherwise;
+        the download stops past ``size``)."""
+        ...
 
 
 class Deliverer(Protocol):

@@ -173,6 +173,7 @@ class Config:
     rooms: tuple[RoomSettings, ...] = ()
     shutdown_timeout: float = 10.0
     relay_secrets: str = ""  # [bridge.relay] secrets: the puppets' keys (0600 file)
+    olm_store: str = ""  # [bridge.relay] olm_store: the bot's Megolm keys (0600 file)
     relay_archive: int = 1000  # [bridge.relay] archive: re-emitted messages kept per room
 
     def secrets(self) -> list[str]:
@@ -198,6 +199,17 @@ class Config:
         sqlite = self.store.sqlite_path
         return Path(f"{sqlite}.relay-secrets") if sqlite is not None else \
             Path("relay-secrets.db")
+
+    def olm_store_path(self) -> Path | None:
+        """Where the bot keeps its olm account and Megolm sessions (bot mode only):
+        ``[bridge.relay] olm_store``, else ``<database>.olm`` beside a SQLite store,
+        else ``olm-store.db``."""
+        if self.matrix is None or self.matrix.mode != "bot":
+            return None
+        if self.olm_store:
+            return Path(self.olm_store)
+        sqlite = self.store.sqlite_path
+        return Path(f"{sqlite}.olm") if sqlite is not None else Path("olm-store.db")
 
     def describe(self) -> list[str]:
         """What ``mls-bridge run`` would do, one line each; secrets appear only as
@@ -242,6 +254,10 @@ class Config:
                      f"(puppet secrets: {self.relay_secrets_path()})")
         lines.append(f"relay archive: the newest {self.relay_archive} re-emitted messages "
                      "per relayed room, in the puppet secrets file (XEP-0313)")
+        olm = self.olm_store_path()
+        lines.append(f"encrypted Matrix rooms: Megolm, olm store {olm} (the device's "
+                     "ed25519 fingerprint is logged at start)" if olm is not None else
+                     "encrypted Matrix rooms: not read (application-service mode)")
         if self.metrics.enabled:
             lines.append(f"listener metrics: http://{self.metrics.host}:{self.metrics.port}"
                          "/metrics")
@@ -468,20 +484,23 @@ def parse_config(data: Mapping[str, Any], path: Path,
         raise ConfigError("xmpp", "configure at least one network ([xmpp] or [matrix])")
     rooms: tuple[RoomSettings, ...] = ()
     shutdown = 10.0
-    relay_secrets, relay_archive = "", 1000
+    relay_secrets = olm_store = ""
+    relay_archive = 1000
     if (b := root.table("bridge")) is not None:
         rooms = _rooms(b.tables("rooms"), xmpp, matrix)
         shutdown = b.number("shutdown_timeout", 10.0, low=0.1)
         if (relay := b.table("relay")) is not None:
             relay_secrets = relay.text("secrets", "")
+            olm_store = relay.text("olm_store", "")
             relay_archive = relay.integer("archive", 1000, low=0)
             relay.done()
-            if "secrets" in relay.data and not relay_secrets:
-                raise ConfigError(relay.key("secrets"), "must not be empty")
+            for key, value in (("secrets", relay_secrets), ("olm_store", olm_store)):
+                if key in relay.data and not value:
+                    raise ConfigError(relay.key(key), "must not be empty")
         b.done()
     root.done()
     return Config(path, store, log, metrics, hub, limits, retry, xmpp, matrix, rooms,
-                  shutdown, relay_secrets, relay_archive)
+                  shutdown, relay_secrets, olm_store, relay_archive)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

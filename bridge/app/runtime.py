@@ -32,6 +32,7 @@ from bridge.relay import PuppetSecrets
 from transports.errors import TransportError
 from transports.fairness import RequestLimits
 from transports.matrix.appservice import load_registration
+from transports.matrix.e2e import open_store_file
 from transports.matrix.errors import HomeserverError
 from transports.matrix.events import user_uri
 from transports.xmpp.component import ComponentConfig
@@ -77,7 +78,8 @@ def _matrix_config(config: Config) -> MatrixServiceConfig:
         device_id=m.device_id, appservice=a.registration if a else "",
         listen_host=a.listen_host if a else "127.0.0.1", listen_port=a.listen_port if a else 0,
         server_name=m.server_name, sync_timeout_ms=m.sync_timeout_ms,
-        hub_name=config.hub.name, limits=request_limits(config))
+        hub_name=config.hub.name, limits=request_limits(config),
+        olm_store=str(config.olm_store_path() or ""))
 
 
 def _hub_config(config: Config) -> HubConfig:
@@ -286,6 +288,17 @@ class BridgeRuntime:
                                 f"{getattr(exc, 'strerror', None) or type(exc).__name__}"
                              ) from None
 
+    def _olm_store(self) -> None:
+        """The bot's olm store file (bot mode): created 0600 if absent, refused if
+        anyone but its owner may read it (:func:`transports.matrix.e2e.open_store_file`)."""
+        path = self.config.olm_store_path()
+        try:
+            if path is not None:
+                open_store_file(path)
+        except OSError as exc:
+            raise FatalError(1, f"bridge.relay.olm_store: cannot use {path}: "
+                                f"{getattr(exc, 'strerror', None) or exc}") from None
+
     async def _relay_secrets(self) -> PuppetSecrets:
         """The relay puppets' secrets file (created 0600 if absent; never the store)."""
         path = self.config.relay_secrets_path()
@@ -299,6 +312,7 @@ class BridgeRuntime:
     async def run(self) -> int:
         _check_registration(self.config)
         identity = self._identity()
+        self._olm_store()
         secrets = await self._relay_secrets()
         try:
             return await self._run(identity, secrets)

@@ -28,6 +28,7 @@ from bridge.chat.model import Record, Timeline, decode_record, encode_record
 from bridge.chat.session import Session, SessionError, Status
 from bridge.errors import BridgeError, ContentError, HubRefused
 from bridge.member import Member, MemberStore, Received, RetryPolicy
+from bridge.member.attachments import Download
 from mls.errors import MLSError
 from transports.errors import LinkError, TransportError
 from transports.interface import Inbound, Kind, Op, Outbound
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 KEY_PACKAGES = 3  # KeyPackages kept published (a Welcome uses one up)
 RETRY = RetryPolicy(attempts=12, base_delay=0.05, max_delay=1.0)
 WAITING = "waiting for an invitation (Welcome)"
+RELAY_BANNER = ("RELAYED: the bridge decrypts this room for people without an MLS "
+                "client. It is NOT end-to-end encrypted.")
 HUB = "hub"
 NETWORK_DEVICE = "chat:network-device"  # the network's own device id (Matrix), kept
 
@@ -454,6 +457,21 @@ class ChatClient:
         if room.group_id in self.member.group_ids() and self.member.relayed(room.group_id):
             room.relayed = True  # a relay puppet holds a leaf: not end to end
             self.on_change()
+
+    def downloader(self, room: Room) -> Download:
+        """How to fetch a file's ciphertext in ``room``: the session downloads it, but
+        media of another network's store that this account cannot read (``mxc://``
+        from XMPP) comes through the hub (:meth:`bridge.member.Member.fetch_media`)."""
+        async def download(url: str, size: int, sha256: bytes) -> bytes:
+            if not url.startswith("mxc://") or self.session.network == "matrix":
+                return await self.session.download(url, size, sha256)
+            try:
+                return await self.member.fetch_media(room.group_id, url, size, sha256)
+            except HubRefused as exc:
+                raise SessionError(f"the bridge did not fetch it: {exc.reason}") from exc
+            except (BridgeError, LinkError) as exc:
+                raise SessionError(f"the bridge did not fetch it: {exc}") from exc
+        return download
 
     def mark_read(self, room: Room) -> None:
         if room.timeline.last_seq > room.read_seq:

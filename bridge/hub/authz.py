@@ -36,6 +36,7 @@ from bridge.errors import (
     UnknownGroupRejection,
     Unsupported,
 )
+from bridge.hub.media import media_network
 from bridge.hub.policy import HubConfig, JoinPolicy, RoomPolicy
 from bridge.hub.public_view import identities, leaf_identity, sender_index
 from bridge.hub.store import Store
@@ -59,6 +60,7 @@ from mls.messages.proposals import Commit
 from transports.interface import (
     IDENTITY_SCHEMES,
     Inbound,
+    MediaSource,
     Network,
     NetworkEvent,
     Op,
@@ -69,6 +71,7 @@ from transports.interface import (
 
 #: The authority of the hub's own proposals (Removes for network leaves and kicks).
 HUB = "hub"
+SHA256_SIZE = 32
 
 
 LoadView = Callable[[bytes], Awaitable[PublicGroup]]
@@ -98,8 +101,9 @@ class CommitChanges:
 class Authorizer:
     """The rules of ``docs/SECURITY.md`` (see the module docstring).
 
-    ``directories`` maps each network to its hub-side transport's room roles; room
-    pairs from the configuration are registered with :meth:`configure`."""
+    ``directories`` maps each network to its hub-side transport's room roles, ``media``
+    to its media store (if it keeps files behind a login); room pairs from the
+    configuration are registered with :meth:`configure`."""
 
     def __init__(self, store: Store, config: HubConfig, load: LoadView,
                  verifier: IdentityVerifier | None) -> None:
@@ -109,6 +113,7 @@ class Authorizer:
         #: Reads the identities of X.509 credentials (the hub's CA).
         self.verifier = verifier
         self.directories: dict[str, RoomDirectory] = {}
+        self.media: dict[str, MediaSource] = {}
         self._policies: dict[tuple[str, str], RoomPolicy] = {}
         self._rules: dict[str, Callable[[Inbound], Awaitable[None]]] = {
             Op.HUB_INFO: self._anyone,
@@ -126,6 +131,7 @@ class Authorizer:
             Op.LEAVE: self._leave,
             Op.KICK: self._network_only,
             Op.REPORT: self._member,  # A21 (what a report then does: bridge.hub.faults)
+            Op.FETCH_MEDIA: self._fetch_media,  # A23 (the rate limit: bridge.hub.media)
         }
 
     # -- configuration ----------------------------------------------------------------
@@ -214,6 +220,22 @@ class Authorizer:
         group = await self._load(request.group_id)
         if request.sender not in identities(group, self.verifier):
             raise NotMember(f"{request.sender} is not a member of the group")
+
+    async def _fetch_media(self, request: Inbound) -> None:
+        """A23: a current member of the named group, which has a room on the network
+        holding the media; only media of that network's own server (the bridge's); a
+        declared size within ``max_media_size`` and the SHA-256 to check."""
+        await self._member(request)
+        network = media_network(request.target)
+        source = self.media.get(network)
+        if source is None or not source.owns(request.target):
+            raise Forbidden("only media of the bridge's own servers can be fetched")
+        if network not in {transport for transport, _ in await self._rooms(request.group_id)}:
+            raise Forbidden(f"the group has no room on {network}, where the media is")
+        if not 0 < request.limit <= self.config.max_media_size:
+            raise TooLarge(f"media of at most {self.config.max_media_size} bytes")
+        if len(request.payload) != SHA256_SIZE:
+            raise Malformed("fetch-media carries the SHA-256 of the media")
 
     async def _group_info(self, request: Inbound) -> None:
         """A14: a member, or whoever the join policy lets join by external commit."""

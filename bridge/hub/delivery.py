@@ -60,6 +60,7 @@ from bridge.hub.attestation import Attestation
 from bridge.hub.authz import Authorizer, commit_changes
 from bridge.hub.commits import Bundle, CheckedCommit, check_commit, check_new_group
 from bridge.hub.identity import HubIdentity
+from bridge.hub.media import MediaFetches
 from bridge.hub.policy import HubConfig, HubObserver
 from bridge.hub.public_view import GroupViews, identities
 from bridge.hub.removals import FAULT, HUB_SENDER, KICK, LEAVE, HubRemoves, Removal, room_of
@@ -137,6 +138,7 @@ class Hub:
         self.removes = HubRemoves(store, identity, self.views, lambda: self.clock(),
                                   lambda: self.credential_validator, self._announce)
         self._external_commits = faults.ExternalCommitLimit()
+        self.media = MediaFetches(lambda: self.config, lambda: self.clock(), self.authz.media)
         self._handlers: dict[str, Handler] = {
             Op.HUB_INFO: self.attestation.hub_info,
             Op.ATTEST: self.attestation.attest,
@@ -151,6 +153,7 @@ class Hub:
             Op.FETCH_WELCOMES: self._fetch_welcomes,
             Op.LEAVE: self._leave,
             Op.REPORT: self._report,
+            Op.FETCH_MEDIA: self._fetch_media,
         }
 
     @property
@@ -608,6 +611,10 @@ class Hub:
         removal = Removal(LEAVE, request.sender, room_of(request.transport, request.room_id))
         seqs = await self.remove_member(await self._group_of(request), request.sender, removal)
         return self._reply(request, seq=seqs[-1] if seqs else 0)
+
+    async def _fetch_media(self, request: Inbound) -> Outbound:
+        """A23: another network's media for a member (:mod:`bridge.hub.media`)."""
+        return self._reply(request, payload=await self.media.fetch(request))
 
     async def _report(self, request: Inbound) -> Outbound:
         """A member could not process the commit at ``seq`` (A21; see

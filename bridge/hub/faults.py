@@ -120,7 +120,7 @@ class ExternalCommitLimit:
               window: int) -> None:
         """:class:`RateLimited` if another external commit would exceed the limit."""
         times = self._accepted.get((group_id, identity))
-        if times is not None and len(_expire(times, now, window)) >= limit:
+        if times is not None and len(expire(times, now, window)) >= limit:
             raise RateLimited(f"at most {limit} external commits per {window} s for "
                               f"{identity} in this group")
 
@@ -128,13 +128,14 @@ class ExternalCommitLimit:
         """An external commit of ``identity`` was accepted at ``now``."""
         if len(self._accepted) >= SWEEP_AT:
             for key in [k for k, times in self._accepted.items()
-                        if not _expire(times, now, window)]:
+                        if not expire(times, now, window)]:
                 del self._accepted[key]
         times = self._accepted.setdefault((group_id, identity), deque())
-        _expire(times, now, window).append(now)
+        expire(times, now, window).append(now)
 
 
-def _expire(times: deque[int], now: int, window: int) -> deque[int]:
+def expire(times: deque[int], now: int, window: int) -> deque[int]:
+    """``times`` (ascending) without those at or before ``now - window``."""
     while times and times[0] <= now - window:
         times.popleft()
     return times

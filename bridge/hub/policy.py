@@ -70,7 +70,11 @@ class HubConfig:
     Per-user quotas of what the hub stores (docs/SECURITY.md, "Limits"):
     ``max_groups_per_user`` groups an identity created that still exist,
     ``max_pending_welcomes`` Welcomes waiting for one recipient (a commit that would
-    add one more is refused)."""
+    add one more is refused).
+
+    Files across networks (:mod:`bridge.hub.media`): ``max_media_size`` (bytes of one
+    fetched file), at most ``media_fetch_limit`` fetches per identity in any
+    ``media_fetch_window`` seconds."""
 
     max_payload: int = 1 << 20
     max_epoch_lag: int = 1
@@ -90,6 +94,9 @@ class HubConfig:
     certificate_validity: int = DEFAULT_VALIDITY
     max_groups_per_user: int = 100
     max_pending_welcomes: int = 64
+    max_media_size: int = 32 * 1024 * 1024
+    media_fetch_limit: int = 30
+    media_fetch_window: int = 60
 
 
 class HubObserver(Protocol):

@@ -36,6 +36,7 @@ and when group state may be saved (``save_policy``): the relay's puppets use the
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import random
@@ -536,6 +537,18 @@ class Member:
     async def leave(self, group_id: bytes) -> None:
         """Leave on the network: the hub proposes our Remove for the next commit."""
         await self._call(Op.LEAVE, group_id=group_id)
+
+    async def fetch_media(self, group_id: bytes, url: str, size: int, sha256: bytes
+                          ) -> bytes:
+        """Another network's media (a Matrix ``mxc://`` file) through the hub, which
+        fetches it for a member of ``group_id`` (rule A23, :mod:`bridge.hub.media`):
+        exactly ``size`` bytes hashing to ``sha256`` (:class:`MemberError` otherwise)."""
+        reply = await self._call(Op.FETCH_MEDIA, group_id=group_id, target=url,
+                                 limit=size, payload=sha256)
+        data = reply.payload
+        if len(data) != size or hashlib.sha256(data).digest() != sha256:
+            raise MemberError("the hub returned other media than asked for")
+        return data
 
     # -- recovery -------------------------------------------------------------------------
 

@@ -21,11 +21,13 @@ relay
 * encrypts what a legacy user writes (a plain groupchat body, a plain m.room.message)
   into the group as that user's puppet;
 * decrypts the group's messages (every puppet is a full member) and re-emits the
-  plaintext into the rooms: on XMPP as plain ``groupchat`` messages to each legacy
-  occupant, under a name no occupant can take (``xa@example.org (MLS)``,
-  ``@bob:example.org (relayed)``: the component reserves them,
-  :meth:`Relay.reserved`); on Matrix as one ``m.room.message`` from the bot naming the
-  sender (a Matrix user's own message is already there).
+  plaintext into the rooms (:mod:`bridge.relay.output`): on XMPP as plain
+  ``groupchat`` messages to each legacy occupant, under a name no occupant can take
+  (``xa@example.org (MLS)``, ``@bob:example.org (relayed)``: the component reserves
+  them, :meth:`Relay.reserved`); on Matrix from an XMPP sender's own application-service
+  ghost, or from the bot naming the sender (a Matrix user's own message is already
+  there) -- edits, replies, retractions and reactions mapped both ways
+  (:mod:`bridge.relay.mapping`).
 
 Encryption therefore ends at the bridge, and the bridge says so to everyone, MLS
 members included (:mod:`bridge.relay.notices`). Turning relay off for a pair makes its
@@ -47,12 +49,10 @@ protocol through which puppets receive deliveries in-process in
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from bridge.errors import BridgeError, Rejection
 from bridge.hub import Hub
@@ -65,10 +65,11 @@ from bridge.identities import (
     relay_identity,
     relayed_user,
 )
-from bridge.member import Content, Received, RetryPolicy
-from bridge.relay.archive import KEEP, RelayArchive, stanza_id
+from bridge.member import Received, RetryPolicy
+from bridge.relay.archive import KEEP, RelayArchive
 from bridge.relay.guests import Guests
-from bridge.relay.notices import NOTICE, Notices, txn
+from bridge.relay.mapping import Legacy, Mapper
+from bridge.relay.notices import NOTICE, Notices
 from bridge.relay.observers import (
     MATRIX,
     XMPP,
@@ -77,6 +78,7 @@ from bridge.relay.observers import (
     XmppObserver,
     xmpp_identity,
 )
+from bridge.relay.output import MLS_MARK, Emission, Output, Rooms
 from bridge.relay.puppets import LocalLink, Puppet
 from bridge.relay.routing import LocalRouting
 from bridge.relay.secrets_file import MEMORY, PuppetSecrets, SecretsMemberStore
@@ -93,7 +95,7 @@ from transports.fairness import (
 )
 from transports.interface import network_of
 from transports.matrix import events as matrix_events
-from transports.matrix import namespace as matrix_ns
+from transports.matrix.appservice import Ghosts
 from transports.matrix.bot import MatrixHubBot
 from transports.matrix.errors import MatrixTransportError
 from transports.xmpp.component import MLSComponent
@@ -109,26 +111,7 @@ OUTBOUND_KEPT = 4096  # decrypted messages waiting to be re-emitted (the oldest 
 EARLY_KEPT = 1024  # per group, decrypted before the group's rooms were attached
 SETTLE_TIMEOUT = 30.0  # seconds a puppet waits for re-emits before saving anyway
 EMITTED_CURSOR = "relay:emitted:"  # + group id hex: the last log seq re-emitted
-MLS_MARK = " (MLS)"  # how MLS members' re-emitted messages are marked on XMPP
 MEMBER, CLIENT = "member", "client"  # why someone is not puppeted (Relay.runs_mls)
-
-
-@dataclass(frozen=True, slots=True)
-class _Rooms:
-    xmpp_room: str
-    matrix_room: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Emission:
-    """Plaintext to re-emit into a group's relayed rooms (never logged)."""
-
-    group_id: bytes
-    seq: int
-    sender: str
-    text: str = dataclasses.field(repr=False)
-    origin: str = ""  # the network the text was written on, if a legacy user wrote it
-    author_occupant: str = ""  # the XMPP occupant who wrote it (not echoed to them)
 
 
 class Relay:
@@ -153,7 +136,7 @@ class Relay:
         #: what was re-emitted into the XMPP rooms (XEP-0313), newest ``archive`` per group
         self.archive = RelayArchive(lambda: self.secrets,
                                     lambda room: self.by_room.get((XMPP, room)), archive)
-        self.groups: dict[bytes, _Rooms] = {}
+        self.groups: dict[bytes, Rooms] = {}
         self.by_room: dict[tuple[str, str], bytes] = {}
         self.puppets: dict[str, Puppet] = {}  # relay identity -> its puppet
         self.mls_clients: set[str] = set()  # network identities seen with an MLS client
@@ -161,7 +144,7 @@ class Relay:
         self._rosters: dict[bytes, frozenset[str]] = {}  # last roster read per group
         self._emitted: OrderedDict[tuple[bytes, int], None] = OrderedDict()
         self._emitted_upto: dict[bytes, int] = {}  # persisted: survives a kill -9
-        self._early: dict[bytes, list[_Emission]] = {}  # decrypted before enable()
+        self._early: dict[bytes, list[Emission]] = {}  # decrypted before enable()
         self._unemitted: dict[bytes, set[int]] = {}  # decrypted seqs not yet re-emitted
         self._disabled: set[bytes] = set()  # groups whose relay was turned off
         self._emitted_event = asyncio.Event()  # set whenever a re-emit completes
@@ -169,15 +152,21 @@ class Relay:
         self._legacy_rate = RateLimiter(LEGACY_RATE, LEGACY_BURST, clock=clock)
         self._inbound = FairQueue(workers=1, per_sender=LEGACY_QUEUE, total=INBOUND_TOTAL,
                                   name="relay-input")
-        self._outbound: asyncio.Queue[_Emission] = asyncio.Queue()
+        self._outbound: asyncio.Queue[Emission] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self.mapper = Mapper()
+        self.output = Output(self.mapper, self._legacy_occupant, self.archive)
 
     def watch(self, observer: LimitObserver) -> None:
         """Report drops and queue depths to ``observer`` (the metrics)."""
         self.observer = self._inbound.observer = observer
 
-    def connect(self, component: MLSComponent | None, bot: MatrixHubBot | None) -> None:
+    def connect(self, component: MLSComponent | None, bot: MatrixHubBot | None,
+                ghosts: Ghosts | None = None) -> None:
+        """The networks (``ghosts``: the Matrix application service's users, if it is
+        one; otherwise the bot posts everything)."""
         self.component, self.bot = component, bot
+        self.output.component, self.output.bot, self.output.ghosts = component, bot, ghosts
         self.notices.component, self.notices.bot = component, bot
         self.guests.component = component
         if component is not None:
@@ -193,6 +182,7 @@ class Relay:
         the fair queue's)."""
         if self.secrets is None:
             self.secrets = await PuppetSecrets.open(MEMORY)
+        self.mapper.secrets = self.secrets
         for identity in await bring_back(self.store, self.hub, self.secrets):
             await self._puppet(identity)
         self._tasks = [asyncio.get_running_loop().create_task(self._work_outbound())]
@@ -228,7 +218,7 @@ class Relay:
     async def enable(self, xmpp_room: str, matrix_room: str, group_id: bytes) -> None:
         """Relay ``group_id`` in this room pair: say so, and give every legacy user
         already present a puppet."""
-        rooms = _Rooms(xmpp_room, matrix_room)
+        rooms = Rooms(xmpp_room, matrix_room)
         first = self.groups.get(group_id) != rooms
         self._disabled.discard(group_id)
         self.groups[group_id] = rooms
@@ -251,7 +241,7 @@ class Relay:
     async def disable(self, xmpp_room: str, matrix_room: str, group_id: bytes) -> None:
         """The pair is not (or no longer) relayed: if it was, its puppets leave the
         group and both rooms are told. Nothing for a pair that never was."""
-        rooms = _Rooms(xmpp_room, matrix_room)
+        rooms = Rooms(xmpp_room, matrix_room)
         if self.groups.get(group_id) not in (None, rooms):
             return  # relayed by another pair of the configuration
         if self.groups.pop(group_id, None) is not None:  # turned off at run time
@@ -274,7 +264,7 @@ class Relay:
                 await self._drop_puppet(identity)
         await self.notices.mode(group_id, xmpp_room, matrix_room, on=False)
 
-    async def _announce_and_scan(self, group_id: bytes, rooms: _Rooms) -> None:
+    async def _announce_and_scan(self, group_id: bytes, rooms: Rooms) -> None:
         await self.notices.mode(group_id, rooms.xmpp_room, rooms.matrix_room, on=True)
         present: list[tuple[str, str]] = []  # (network identity, XMPP occupant or "")
         if self.component is not None:
@@ -287,7 +277,8 @@ class Relay:
                 log.warning("relay: members of %s unknown: %s", rooms.matrix_room, exc)
                 users = frozenset()
             present += [(matrix_events.user_uri(user), "")
-                        for user in sorted(users - {self.bot.user_id})]
+                        for user in sorted(users - {self.bot.user_id})
+                        if not self.bot.controlled(user)]  # ghosts are the bridge's
         for identity, occupant in present:
             await self._join_legacy(identity, group_id, occupant)
 
@@ -448,26 +439,36 @@ class Relay:
         if group_id is not None:
             await self._join_legacy(identity, group_id, occupant)
 
+    def relays(self, transport: str, room: str) -> bool:
+        """:class:`bridge.relay.observers.LegacyInput`: whether the room is relayed."""
+        return (transport, room) in self.by_room
+
     async def matrix_joined(self, room_id: str, user_id: str) -> None:
         group_id = self.by_room.get((MATRIX, room_id))
         if group_id is None or self.bot is None or user_id == self.bot.user_id:
             return
         await self._join_legacy(matrix_events.user_uri(user_id), group_id, "")
 
-    async def legacy_message(self, transport: str, room: str, identity: str, text: str,
-                             occupant: str = "") -> None:
-        """Encrypt a legacy user's text into the group as their puppet, then show it
-        to the other side (and to the other legacy occupants of an XMPP room)."""
+    async def legacy_event(self, transport: str, room: str, identity: str, event: Legacy,
+                           occupant: str = "") -> None:
+        """Encrypt what a legacy user sent (text, an edit, a reply, a retraction,
+        reactions: :mod:`bridge.relay.mapping`) into the group as their puppet, then
+        show it to the other side (and to the other legacy occupants of an XMPP room).
+        An XMPP user's own message ids are theirs alone (``owner``)."""
         group_id = self.by_room.get((transport, room))
         if group_id is None:
             return
         puppet = await self._join_legacy(identity, group_id, occupant)
         if puppet is None:
             return  # an MLS user's plain message: not ours to encrypt
-        content = Content(os.urandom(16), text)
-        seq = await puppet.send_content(group_id, content)
-        self._emit_later(_Emission(group_id, seq, puppet.identity, text, transport,
-                                   occupant))
+        owner = identity if occupant else ""
+        for content in await self.mapper.contents(transport, room, owner, puppet.identity,
+                                                  group_id, event):
+            seq = await puppet.send_content(group_id, content)
+            await self.mapper.remember(transport, room, event.net_id, group_id, content,
+                                       puppet.identity, owner)
+            self._emit_later(Emission(group_id, seq, puppet.identity, content, transport,
+                                      occupant))
 
     # -- output ----------------------------------------------------------------------------
 
@@ -486,10 +487,8 @@ class Relay:
         self._emitted[key] = None
         while len(self._emitted) > 4096:
             self._emitted.popitem(last=False)
-        text = received.content.body
-        if text is None:
-            return
-        emission = _Emission(received.group_id, received.seq, received.sender, text)
+        emission = Emission(received.group_id, received.seq, received.sender,
+                            received.content)
         self._unemitted.setdefault(received.group_id, set()).add(received.seq)
         if received.group_id not in self.groups:  # restarted: rooms not attached yet
             early = self._early.setdefault(received.group_id, [])
@@ -499,7 +498,7 @@ class Relay:
             return
         self._emit_later(emission)
 
-    def _emit_later(self, emission: _Emission) -> None:
+    def _emit_later(self, emission: Emission) -> None:
         """Queue a re-emit; beyond :data:`OUTBOUND_KEPT` waiting, the oldest waiting
         one is dropped (the rooms show the latest conversation)."""
         if self._outbound.qsize() >= OUTBOUND_KEPT:
@@ -508,7 +507,7 @@ class Relay:
         self._outbound.put_nowait(emission)
         self.observer.depth("relay-output", self._outbound.qsize())
 
-    def _drop(self, emission: _Emission, queue: str) -> None:
+    def _drop(self, emission: Emission, queue: str) -> None:
         """A decrypted message that will not be re-emitted (counted, never logged)."""
         self.observer.dropped(queue, "oldest")
         log.warning("relay: a message of group %s was not re-emitted (%s full)",
@@ -531,7 +530,7 @@ class Relay:
                 self._settled(emission)
                 self._outbound.task_done()
 
-    def _settled(self, emission: _Emission) -> None:
+    def _settled(self, emission: Emission) -> None:
         """A decrypted message is handed on: puppets may save state past it."""
         if emission.origin:
             return  # a legacy user's own text: no puppet decrypted it
@@ -559,7 +558,7 @@ class Relay:
             log.warning("relay: saving a puppet's state before its messages were "
                         "re-emitted (%.0f s)", SETTLE_TIMEOUT)
 
-    async def _mark_emitted(self, emission: _Emission) -> None:
+    async def _mark_emitted(self, emission: Emission) -> None:
         """Persist the seq of a re-emitted group message (not of a legacy user's own
         text: its puppet never decrypts it) before the next re-emit."""
         if emission.origin or emission.seq <= self._emitted_upto.get(emission.group_id, 0):
@@ -568,58 +567,22 @@ class Relay:
         await self.store.set_cursor(EMITTED_CURSOR + emission.group_id.hex(),
                                     str(emission.seq))
 
-    async def _emit(self, emission: _Emission) -> None:
+    async def _emit(self, emission: Emission) -> None:
         rooms = self.groups.get(emission.group_id)
         if rooms is None:
             return
-        # Matrix first: a resend after a restart has the same transaction id and is
-        # dropped by the homeserver. XMPP has no acknowledgement; the stanzas are
-        # flushed to the connection before the caller persists the re-emit cursor, and
-        # a resend carries the same XEP-0359 stanza-id (clients drop the repeat).
-        if self.bot is not None and emission.origin != MATRIX:
-            content = {"msgtype": "m.text",
-                       "body": f"<{display(emission.sender)}> {emission.text}",
-                       matrix_ns.RELAY_KEY: {
-                           "sender": emission.sender, "seq": emission.seq,
-                           "group_id": matrix_events.b64encode(emission.group_id)}}
-            await self.bot.send_message(rooms.matrix_room, content,
-                                        txn(b"relay", emission.group_id, rooms.matrix_room,
-                                            emission.seq))
-        if self.component is not None and self._emit_xmpp(rooms.xmpp_room, emission):
-            await self.component.flush()
+        await self.output.emit(rooms, emission)
         self.relayed += 1
 
-    def _emit_xmpp(self, room: str, emission: _Emission) -> bool:
-        """Send to the room's legacy occupants; whether there were any."""
-        assert self.component is not None
-        occupants = self.component.occupants.get(room, {})
-        readers = [occupant for occupant in occupants
-                   if relay_identity(xmpp_identity(occupant)) in self.puppets
-                   and occupant != emission.author_occupant]
-        if not readers:
-            return False
-        self.component.info.send_plain(room, readers, emission.text, self._nick(room, emission),
-                                       stanza_id(emission.group_id, emission.seq))
-        return True
+    def _legacy_occupant(self, occupant: str) -> bool:
+        """Whether an XMPP occupant is a legacy user the relay has a puppet for."""
+        return relay_identity(xmpp_identity(occupant)) in self.puppets
 
-    def _nick(self, room: str, emission: _Emission) -> str:
-        """The nick ``emission`` is shown under in the XMPP ``room``."""
-        occupants = self.component.occupants.get(room, {}) if self.component else {}
-        return occupants.get(emission.author_occupant) or _relayed_nick(emission.sender)
-
-    async def _archive(self, emission: _Emission) -> None:
-        """Keep what was re-emitted for XEP-0313 (:mod:`bridge.relay.archive`)."""
+    async def _archive(self, emission: Emission) -> None:
+        """Keep what was re-emitted for XEP-0313 (:meth:`Output.record`)."""
         rooms = self.groups.get(emission.group_id)
         if rooms is not None:
-            await self.archive.record(emission.group_id, emission.seq,
-                                      self._nick(rooms.xmpp_room, emission),
-                                      emission.sender, emission.text)
-
-
-def _relayed_nick(sender: str) -> str:
-    """The XMPP nickname a re-emitted sender appears under: marked, so no occupant can
-    hold it (:meth:`Relay.reserved`)."""
-    return display(sender) if is_relayed(sender) else display(sender) + MLS_MARK
+            await self.output.record(rooms, emission)
 
 
 __all__ = ["EMITTED_CURSOR", "MLS_MARK", "NOTICE", "Relay"]

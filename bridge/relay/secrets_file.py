@@ -15,10 +15,15 @@ configuration (default: ``<database>.relay-secrets`` beside a SQLite store):
   transaction that a caller's cancellation cannot cut in half
   (:mod:`bridge.hub.store.transactions`);
 * tables: ``puppets`` (the relay identities the relay runs), ``puppet_state``
-  (puppet, key, value: what :class:`bridge.member.MemberStore` saves) and ``archive``
+  (puppet, key, value: what :class:`bridge.member.MemberStore` saves), ``archive``
   (what the relay re-emitted into the XMPP rooms -- plaintext the relay could read
   anyway -- by group and log seq, the newest ``[bridge.relay] archive`` per group:
-  :mod:`bridge.relay.archive`, served by XEP-0313).
+  :mod:`bridge.relay.archive`, served by XEP-0313); and ``message_ids``, the map
+  between the networks' message ids (an XMPP stanza id, a Matrix event id) and the
+  group's content message ids (:mod:`bridge.relay.mapping`), bounded to
+  :data:`MESSAGE_IDS_KEPT` rows. The map is not secret (who wrote which message when is
+  what the rooms show anyway) but operator-private, so it lives here rather than in the
+  hub's store, which holds only what the hub needs.
 
 What earlier versions kept in the hub store's cursors is moved here on start by
 :mod:`bridge.relay.upgrade`.
@@ -51,7 +56,13 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS archive (group_id BLOB NOT NULL, seq INTEGER NOT NULL,"
     " nick TEXT NOT NULL, sender TEXT NOT NULL, body TEXT NOT NULL, at INTEGER NOT NULL,"
     " PRIMARY KEY (group_id, seq))",
+    "CREATE TABLE IF NOT EXISTS message_ids (n INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " network TEXT NOT NULL, room TEXT NOT NULL, owner TEXT NOT NULL, net_id TEXT NOT NULL,"
+    " group_id BLOB NOT NULL, message_id BLOB NOT NULL, author TEXT NOT NULL,"
+    " UNIQUE (network, room, owner, net_id))",
+    "CREATE INDEX IF NOT EXISTS message_ids_by_message ON message_ids (group_id, message_id)",
 )
+MESSAGE_IDS_KEPT = 100_000  # rows of the message id map (the oldest forgotten)
 MEMORY = ":memory:"
 
 
@@ -141,6 +152,46 @@ class PuppetSecrets(TransactionalStore[aiosqlite.Connection]):
         await conn.executemany(
             "INSERT OR REPLACE INTO puppet_state (puppet, key, value) VALUES (?, ?, ?)",
             [(identity, key, value) for key, value in items.items()])
+
+    # -- the message id map ----------------------------------------------------------------
+
+    @transaction(write=True)
+    async def add_message_id(self, conn: aiosqlite.Connection, network: str, room: str,
+                             owner: str, net_id: str, group_id: bytes, message_id: bytes,
+                             author: str) -> None:
+        """Remember that ``net_id`` in ``room`` (as known to ``owner``, or to everyone
+        when "") is the group's message ``message_id`` written by ``author``; the
+        first mapping of a network id stays. Beyond :data:`MESSAGE_IDS_KEPT` rows the
+        oldest are dropped."""
+        cursor = await conn.execute(
+            "INSERT OR IGNORE INTO message_ids (network, room, owner, net_id, group_id,"
+            " message_id, author) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (network, room, owner, net_id, group_id, message_id, author))
+        if cursor.lastrowid and cursor.lastrowid % 1000 == 0:
+            await conn.execute("DELETE FROM message_ids WHERE n <= ?",
+                               (cursor.lastrowid - MESSAGE_IDS_KEPT,))
+
+    @transaction(write=False)
+    async def message_for(self, conn: aiosqlite.Connection, network: str, room: str,
+                          owner: str, net_id: str) -> tuple[bytes, bytes, str] | None:
+        """(group id, message id, author) of a network id, or None."""
+        async with conn.execute(
+                "SELECT group_id, message_id, author FROM message_ids WHERE network = ?"
+                " AND room = ? AND owner = ? AND net_id = ?",
+                (network, room, owner, net_id)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]), str(row[2]))
+
+    @transaction(write=False)
+    async def net_id_for(self, conn: aiosqlite.Connection, group_id: bytes,
+                         message_id: bytes, network: str, room: str) -> str | None:
+        """The id everyone in ``room`` knows the group's message by, or None."""
+        async with conn.execute(
+                "SELECT net_id FROM message_ids WHERE group_id = ? AND message_id = ? AND"
+                " network = ? AND room = ? AND owner = '' ORDER BY n LIMIT 1",
+                (group_id, message_id, network, room)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
 
     # -- one puppet's MemberStore ----------------------------------------------------------
 

@@ -165,6 +165,26 @@ def test_relay_secrets_have_their_own_file(tmp_path: Path) -> None:
     assert "relay rooms: none (puppet secrets: /srv/relay.db)" in config.describe()
 
 
+def test_olm_store_has_its_own_file(tmp_path: Path) -> None:
+    """The bot's olm store (bot mode only): the configured file, else beside the
+    SQLite store, never the store itself; an empty path is refused by name."""
+    matrix = ('homeserver = "http://127.0.0.1:8008"\nserver_name = "localhost"\n'
+              'user = "@hub:localhost"\npassword = "pw"')
+    config = load_config(write(tmp_path / "x.toml", minimal_config(tmp_path)), env={})
+    assert config.olm_store_path() is None  # no Matrix network
+    text = minimal_config(tmp_path, matrix=matrix)
+    config = load_config(write(tmp_path / "c.toml", text), env={})
+    assert config.olm_store_path() == tmp_path / "bridge.db.olm"
+    text = minimal_config(tmp_path, matrix=matrix,
+                          **{"bridge.relay": 'olm_store = "/srv/bot.olm"'})
+    config = load_config(write(tmp_path / "d.toml", text), env={})
+    assert config.olm_store_path() == Path("/srv/bot.olm")
+    assert any("olm store /srv/bot.olm" in line for line in config.describe())
+    text = minimal_config(tmp_path, matrix=matrix, **{"bridge.relay": 'olm_store = ""'})
+    with pytest.raises(ConfigError, match=r"bridge\.relay\.olm_store"):
+        load_config(write(tmp_path / "e.toml", text), env={})
+
+
 def test_not_toml_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path / "x.toml", "[store\nurl = 1"))

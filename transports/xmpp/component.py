@@ -73,6 +73,8 @@ from transports.xmpp.admin import RoomAdmin
 from transports.xmpp.errors import ComponentAuthError, XmppLinkError
 from transports.xmpp.limits import RoomLimits
 from transports.xmpp.mam import NS_MAM, ArchiveService
+from transports.xmpp.markup import Markup
+from transports.xmpp.markup import parse as parse_markup
 from transports.xmpp.nicks import Reservation, refusal
 from transports.xmpp.occupants import OccupantPresence
 from transports.xmpp.requests import RequestService, requester
@@ -95,7 +97,12 @@ class RoomObserver(Protocol):
     async def occupant_joined(self, room: str, occupant: str, nick: str,
                               mls_client: bool) -> None: ...
 
-    async def plain_message(self, room: str, occupant: str, nick: str, body: str) -> None: ...
+    async def plain_message(self, room: str, occupant: str, nick: str, body: str,
+                            markup: Markup) -> None:
+        """A plain groupchat message: its body ("" if none) and its XEP markup
+        (:mod:`transports.xmpp.markup`: corrections, replies, retractions, reactions,
+        files)."""
+        ...
 
     def reserved(self, room: str) -> Reservation:
         """The names ``room`` keeps for their owners (:mod:`transports.xmpp.nicks`)."""
@@ -495,10 +502,10 @@ class MLSComponent:
     def _on_groupchat(self, message: Message) -> None:
         room, occupant = message["to"].bare, message["from"].full
         nick = self.occupants.get(room, {}).get(occupant)
-        body = message["body"]
-        if nick is None or not body or self._observer is None:
-            return  # only occupants speak in a room; MLS traffic never has a body
-        self._spawn(self._observer.plain_message(room, occupant, nick, body))
+        body, markup = message["body"], parse_markup(message.xml)
+        if nick is None or (not body and markup.empty) or self._observer is None:
+            return  # only occupants speak in a room; MLS traffic has neither
+        self._spawn(self._observer.plain_message(room, occupant, nick, body, markup))
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every stanza sent so far is written to the connection (the

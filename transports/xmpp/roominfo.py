@@ -24,8 +24,9 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 from xml.etree import ElementTree as ET
 
@@ -137,17 +138,20 @@ class RoomInfo:
         self.send_subject(room, [occupant])
 
     def send_plain(self, room: str, occupants: Iterable[str], body: str, nick: str = "",
-                   stanza_id: str = "") -> None:
+                   stanza_id: str = "", extra: Sequence[ET.Element] = ()) -> None:
         """A plain-text groupchat message from ``room/nick`` (the room itself without a
         nick) to each of ``occupants`` (full JIDs) -- relay mode only; the caller
         decides who may read it. ``stanza_id`` (XEP-0359; random if empty) lets
-        clients drop a re-send."""
+        clients drop a re-send. ``extra``: elements to add (:mod:`transports.xmpp.markup`);
+        with them the body may be empty (then none is sent)."""
         sent_from = f"{room}/{nick}" if nick else room
         stanza_id = stanza_id or f"notice-{uuid.uuid4().hex[:16]}"
         for occupant in occupants:
             message = self.xmpp.make_message(mto=occupant, mfrom=sent_from,
-                                             mtype="groupchat", mbody=body)
+                                             mtype="groupchat", mbody=body or None)
             message["id"] = stanza_id
+            for element in extra:
+                message.xml.append(copy.deepcopy(element))
             ET.SubElement(message.xml, f"{{{ns.NS_SID}}}stanza-id",
                           {"id": stanza_id, "by": room})
             message.send()

@@ -71,6 +71,7 @@ from transports.interface import (
 from transports.matrix import namespace as matrix_ns
 from transports.matrix.bot import MatrixHubBot
 from transports.matrix.errors import HomeserverError
+from transports.matrix.media import MediaFetcher
 from transports.xmpp import namespace as xmpp_ns
 from transports.xmpp.component import ComponentConfig, MLSComponent
 
@@ -215,11 +216,14 @@ class BridgeService:
                 self.bot = await self.matrix.connect()
                 self.deliverer.networks[MATRIX] = self.bot
                 self.hub.authz.directories[MATRIX] = self.bot
+                self.hub.authz.media[MATRIX] = MediaFetcher(  # files for XMPP members (A23)
+                    self.bot.media, self.matrix_config.server_name)
             if self.limit_observer is not None:
                 for watched in (self.component, self.bot, self.relay):
                     if watched is not None:
                         watched.watch(self.limit_observer)
-            self.relay.connect(self.component, self.bot)
+            self.relay.connect(self.component, self.bot,
+                               self.matrix.ghosts if self.matrix is not None else None)
             await self.relay.start()
             pairs = [*self._initial_pairs, *await self._stored_pairs()]
             if self.component is not None:
