@@ -18,7 +18,7 @@ A room membership change that a hub-side transport observes (someone left, was k
 or banned) is not a request: it is a :class:`NetworkEvent`, handed to the hub through
 its own entry point, :meth:`HubService.network_event`. Clients cannot send one.
 
-Six roles, as :class:`typing.Protocol` classes:
+Seven roles, as :class:`typing.Protocol` classes:
 
 * :class:`HubService` -- implemented by :class:`bridge.hub.Hub` (and by
   :class:`bridge.app.services.bridge.BridgeService`, one hub for both networks); the
@@ -29,6 +29,9 @@ Six roles, as :class:`typing.Protocol` classes:
 * :class:`RoomDirectory` -- implemented by each hub-side transport: the :class:`Role`
   an identity holds in one of its rooms (Matrix membership and power levels, XMPP
   affiliations), which the hub's authorization asks (``docs/SECURITY.md``);
+* :class:`RoomCommands` -- implemented by the bridge: room administration commands
+  (bridge, unbridge, relay, status) that a hub-side transport received, answered with a
+  :class:`CommandReply`;
 * :class:`MediaSource` -- implemented by a hub-side transport whose network keeps
   files behind a login (Matrix): fetch one for a member of the other network;
 * :class:`Deliverer` -- implemented by the hub-side transport: carry an
@@ -46,6 +49,7 @@ Six roles, as :class:`typing.Protocol` classes:
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -248,6 +252,29 @@ class RoomDirectory(Protocol):
     async def role(self, room: str, identity: str) -> Role:
         """``identity``'s role in ``room`` now (NONE when unknown or unreachable)."""
         ...
+
+
+class RoomCommands(Protocol):
+    """Room administration commands people give a hub-side transport (the Matrix bot's
+    ``!mls ...``, the XMPP component's XEP-0050 ad-hoc commands), carried out by the
+    bridge, which authorizes them."""
+
+    async def room_command(self, network: str, actor: str, room: str,
+                           words: Sequence[str]) -> CommandReply:
+        """Run ``words`` (``("bridge", other_room)``, ``("relay", "on")``...) for
+        ``actor`` (the identity its network authenticated) about ``room`` (a room of
+        ``network``); what to tell the actor."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    """The answer to a room command: ``ok`` (done, or understood and waiting) or
+    refused, and a text for the person who gave it ("": ignored, say nothing where
+    saying costs something -- a flood)."""
+
+    ok: bool
+    text: str
 
 
 class MediaSource(Protocol):

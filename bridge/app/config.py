@@ -174,6 +174,7 @@ class Config:
     shutdown_timeout: float = 10.0
     relay_secrets: str = ""  # [bridge.relay] secrets: the puppets' keys (0600 file)
     olm_store: str = ""  # [bridge.relay] olm_store: the bot's Megolm keys (0600 file)
+    relay_archive: int = 1000  # [bridge.relay] archive: re-emitted messages kept per room
 
     def secrets(self) -> list[str]:
         """Every secret value (for the log redactor)."""
@@ -251,6 +252,8 @@ class Config:
         relays = [r.name for r in self.rooms if r.relay]
         lines.append(f"relay rooms: {', '.join(relays) if relays else 'none'} "
                      f"(puppet secrets: {self.relay_secrets_path()})")
+        lines.append(f"relay archive: the newest {self.relay_archive} re-emitted messages "
+                     "per relayed room, in the puppet secrets file (XEP-0313)")
         olm = self.olm_store_path()
         lines.append(f"encrypted Matrix rooms: Megolm, olm store {olm} (the device's "
                      "ed25519 fingerprint is logged at start)" if olm is not None else
@@ -482,12 +485,14 @@ def parse_config(data: Mapping[str, Any], path: Path,
     rooms: tuple[RoomSettings, ...] = ()
     shutdown = 10.0
     relay_secrets = olm_store = ""
+    relay_archive = 1000
     if (b := root.table("bridge")) is not None:
         rooms = _rooms(b.tables("rooms"), xmpp, matrix)
         shutdown = b.number("shutdown_timeout", 10.0, low=0.1)
         if (relay := b.table("relay")) is not None:
             relay_secrets = relay.text("secrets", "")
             olm_store = relay.text("olm_store", "")
+            relay_archive = relay.integer("archive", 1000, low=0)
             relay.done()
             for key, value in (("secrets", relay_secrets), ("olm_store", olm_store)):
                 if key in relay.data and not value:
@@ -495,7 +500,7 @@ def parse_config(data: Mapping[str, Any], path: Path,
         b.done()
     root.done()
     return Config(path, store, log, metrics, hub, limits, retry, xmpp, matrix, rooms,
-                  shutdown, relay_secrets, olm_store)
+                  shutdown, relay_secrets, olm_store, relay_archive)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

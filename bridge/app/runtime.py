@@ -121,7 +121,7 @@ def build_service(config: Config, store: Store, identity: HubIdentity,
         store, identity, xmpp=_component_config(config) if config.xmpp else None,
         matrix=_matrix_config(config) if config.matrix else None, rooms=rooms,
         hub_config=_hub_config(config), relay_secrets=relay_secrets,
-        drain_timeout=config.shutdown_timeout,
+        relay_archive=config.relay_archive, drain_timeout=config.shutdown_timeout,
         connect_timeout=config.xmpp.connect_timeout if config.xmpp else 20.0)
 
 

@@ -144,6 +144,36 @@ class Authorizer:
     def policy(self, transport: str, room: str) -> RoomPolicy | None:
         return self._policies.get((transport, room))
 
+    def unconfigure(self, policy: RoomPolicy) -> None:
+        """Forget a room pair bridged at run time and then unbridged."""
+        for room in policy.rooms:
+            if self._policies.get(room) == policy:
+                del self._policies[room]
+
+    # -- room commands (A5, A22) ----------------------------------------------------------
+
+    async def check_room_command(self, command: str, actor: str,
+                                 rooms: Iterable[tuple[str, str]], *,
+                                 present: bool = False) -> None:
+        """A5, A22: who may give a room command about ``rooms`` (a pair's, or the one
+        room a ``bridge`` request names on the actor's own network). ``bridge``: a
+        moderator of that room -- the pair is made once a moderator of each room asked
+        for it, so it takes both rooms' moderators; ``unbridge``, ``relay``: a
+        moderator of either room of the pair (either side may take its room out, or
+        turn relay mode off or on, and both rooms are told); ``status``: a member of
+        either room, or an occupant of its XMPP room (``present``). Roles are held in
+        rooms of one's own network only (:meth:`role`)."""
+        rooms = list(rooms)
+        if command == "status":
+            if not present and not await self._holds(rooms, actor, Role.MEMBER):
+                raise NotMember("only the rooms' members may see their bridge status")
+            return
+        if command not in ("bridge", "unbridge", "relay"):
+            raise Unsupported(f"unknown room command {command!r}")
+        if not await self._holds(rooms, actor, Role.MODERATOR):
+            raise NotModerator(f"only a moderator of {' or '.join(r for _, r in rooms)} "
+                               f"may {command} it")
+
     # -- the dispatcher's hook ----------------------------------------------------------
 
     async def check(self, request: Inbound) -> None:

@@ -14,6 +14,8 @@ legacy user's own) re-emitted into the legacy side of each network.
 
 Edits, replies, retractions and reactions are mapped on the way
 (:mod:`bridge.relay.mapping`); the ids each room knows a message by are remembered.
+Plain messages (a body, not an edit, reaction or retraction) re-emitted into an XMPP
+room are also archived for XEP-0313 (:meth:`Output.record`, :mod:`bridge.relay.archive`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from bridge.identities import display, is_relayed, relayed_user
 from bridge.member import Content
+from bridge.relay.archive import RelayArchive, stanza_id
 from bridge.relay.mapping import Mapper, Reaction
 from bridge.relay.notices import txn
 from bridge.relay.observers import MATRIX, XMPP
@@ -61,9 +64,11 @@ class Output:
     """Re-emits :class:`Emission` s (see the module docstring). ``legacy(occupant)``
     says whether an XMPP occupant is a relayed legacy user (who may read)."""
 
-    def __init__(self, mapper: Mapper, legacy: Callable[[str], bool]) -> None:
+    def __init__(self, mapper: Mapper, legacy: Callable[[str], bool],
+                 archive: RelayArchive | None = None) -> None:
         self.mapper = mapper
         self.legacy = legacy
+        self.archive = archive  # XEP-0313: what was re-emitted into the XMPP rooms
         self.component: MLSComponent | None = None
         self.bot: MatrixHubBot | None = None
         self.ghosts: Ghosts | None = None
@@ -154,8 +159,8 @@ class Output:
     async def _xmpp(self, room: str, emission: Emission, retracted: Reaction | None) -> bool:
         """Send to the room's legacy occupants; whether anything was sent."""
         assert self.component is not None
-        stanza_id = f"relay-{emission.group_id.hex()[:12]}-{emission.seq}"
-        await self.mapper.remember(XMPP, room, stanza_id, emission.group_id,
+        sid = stanza_id(emission.group_id, emission.seq)
+        await self.mapper.remember(XMPP, room, sid, emission.group_id,
                                    emission.content, emission.sender)
         occupants = self.component.occupants.get(room, {})
         readers = [occupant for occupant in occupants
@@ -165,9 +170,26 @@ class Output:
         made = await self._markup(room, emission, retracted)
         if made is None:
             return False
-        nick = occupants.get(emission.author_occupant) or relayed_nick(emission.sender)
-        self.component.info.send_plain(room, readers, made[0], nick, stanza_id, made[1])
+        self.component.info.send_plain(room, readers, made[0], self.nick(room, emission),
+                                       sid, made[1])
         return True
+
+    def nick(self, room: str, emission: Emission) -> str:
+        """The nick ``emission`` is shown under in the XMPP ``room``."""
+        occupants = self.component.occupants.get(room, {}) if self.component else {}
+        return occupants.get(emission.author_occupant) or relayed_nick(emission.sender)
+
+    async def record(self, rooms: Rooms, emission: Emission) -> None:
+        """Archive a plain message re-emitted into the XMPP room (XEP-0313); edits,
+        reactions and retractions are not archived (the archive keeps messages as first
+        sent)."""
+        content = emission.content
+        if self.archive is None or content.body is None or content.replaces is not None \
+                or content.reaction is not None or content.retracts is not None:
+            return
+        await self.archive.record(emission.group_id, emission.seq,
+                                  self.nick(rooms.xmpp_room, emission), emission.sender,
+                                  content.body)
 
     async def _markup(self, room: str, emission: Emission, retracted: Reaction | None
                       ) -> tuple[str, list[ET.Element]] | None:

@@ -33,8 +33,10 @@ Encryption therefore ends at the bridge, and the bridge says so to everyone, MLS
 members included (:mod:`bridge.relay.notices`). Turning relay off for a pair makes its
 puppets leave the group and says that too.
 
-Plaintext is never logged and never stored: puppets keep group state only (their
-received messages are handed over and dropped at once).
+Plaintext is never logged and never in the hub's store: puppets keep group state
+only (their received messages are handed over and dropped at once); what is re-emitted
+into the XMPP rooms is archived for XEP-0313 in the secrets file
+(:mod:`bridge.relay.archive`).
 
 This module holds :class:`Relay`; the puppets are in :mod:`bridge.relay.puppets`, their
 secrets in :mod:`bridge.relay.secrets_file` (earlier versions' brought up to date by
@@ -64,6 +66,8 @@ from bridge.identities import (
     relayed_user,
 )
 from bridge.member import Received, RetryPolicy
+from bridge.relay.archive import KEEP, RelayArchive
+from bridge.relay.guests import Guests
 from bridge.relay.mapping import Legacy, Mapper
 from bridge.relay.notices import NOTICE, Notices
 from bridge.relay.observers import (
@@ -118,7 +122,7 @@ class Relay:
 
     def __init__(self, store: Store, hub: Hub, deliverer: LocalRouting, *,
                  secrets: PuppetSecrets | None = None, retry: RetryPolicy | None = None,
-                 clock: Clock = time.monotonic) -> None:
+                 clock: Clock = time.monotonic, archive: int = KEEP) -> None:
         self.store = store
         self.hub = hub
         self.deliverer = deliverer
@@ -128,6 +132,10 @@ class Relay:
         self.component: MLSComponent | None = None
         self.bot: MatrixHubBot | None = None
         self.notices = Notices(store)
+        self.guests = Guests()  # relayed Matrix users, shown in the XMPP room
+        #: what was re-emitted into the XMPP rooms (XEP-0313), newest ``archive`` per group
+        self.archive = RelayArchive(lambda: self.secrets,
+                                    lambda room: self.by_room.get((XMPP, room)), archive)
         self.groups: dict[bytes, Rooms] = {}
         self.by_room: dict[tuple[str, str], bytes] = {}
         self.puppets: dict[str, Puppet] = {}  # relay identity -> its puppet
@@ -147,7 +155,7 @@ class Relay:
         self._outbound: asyncio.Queue[Emission] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.mapper = Mapper()
-        self.output = Output(self.mapper, self._legacy_occupant)
+        self.output = Output(self.mapper, self._legacy_occupant, self.archive)
 
     def watch(self, observer: LimitObserver) -> None:
         """Report drops and queue depths to ``observer`` (the metrics)."""
@@ -160,8 +168,10 @@ class Relay:
         self.component, self.bot = component, bot
         self.output.component, self.output.bot, self.output.ghosts = component, bot, ghosts
         self.notices.component, self.notices.bot = component, bot
+        self.guests.component = component
         if component is not None:
             component.observe(XmppObserver(self))
+            component.mam.archive = self.archive
         if bot is not None:
             bot.observer = MatrixObserver(self)
 
@@ -231,14 +241,19 @@ class Relay:
     async def disable(self, xmpp_room: str, matrix_room: str, group_id: bytes) -> None:
         """The pair is not (or no longer) relayed: if it was, its puppets leave the
         group and both rooms are told. Nothing for a pair that never was."""
-        if self.groups.get(group_id) is not None:
+        rooms = Rooms(xmpp_room, matrix_room)
+        if self.groups.get(group_id) not in (None, rooms):
             return  # relayed by another pair of the configuration
+        if self.groups.pop(group_id, None) is not None:  # turned off at run time
+            self.by_room.pop((XMPP, xmpp_room), None)
+            self.by_room.pop((MATRIX, matrix_room), None)
         holders = [identity for identity, puppet in self.puppets.items()
                    if group_id in puppet.group_ids() and puppet.group(group_id).active]
         if not holders and not await self.notices.was_on(group_id):
             return
         self._early.pop(group_id, None)
         self._disabled.add(group_id)
+        self.guests.clear(group_id)
         for identity in holders:
             puppet = self.puppets[identity]
             try:
@@ -323,6 +338,9 @@ class Relay:
         """Stop a puppet and forget it with its secrets."""
         puppet = self.puppets.pop(relayed, None)
         self.deliverer.remove_local(relayed)
+        legacy = relayed_user(relayed)
+        if legacy is not None:
+            self.guests.went(legacy)
         if puppet is not None:
             await puppet.stop()
         assert self.secrets is not None
@@ -360,10 +378,10 @@ class Relay:
                     occupant)
             return None
         puppet = await self._puppet(relay_identity(identity))
-        if group_id in puppet.group_ids() and puppet.group(group_id).active:
-            return puppet
-        await puppet.rejoin(group_id)
-        log.info("relay: a legacy user joined group %s as a puppet", group_id.hex()[:16])
+        if not (group_id in puppet.group_ids() and puppet.group(group_id).active):
+            await puppet.rejoin(group_id)
+            log.info("relay: a legacy user joined group %s as a puppet", group_id.hex()[:16])
+        self.guests.came(group_id, self.groups[group_id].xmpp_room, identity)
         return puppet
 
     def reserved(self, room: str) -> Reservation:
@@ -504,6 +522,7 @@ class Relay:
             except TransportError as exc:
                 log.warning("relay: a message was not re-emitted: %s", exc)
             try:
+                await self._archive(emission)
                 await self._mark_emitted(emission)
             except StoreError as exc:
                 log.warning("relay: re-emit cursor not saved: %s", exc)
@@ -558,6 +577,12 @@ class Relay:
     def _legacy_occupant(self, occupant: str) -> bool:
         """Whether an XMPP occupant is a legacy user the relay has a puppet for."""
         return relay_identity(xmpp_identity(occupant)) in self.puppets
+
+    async def _archive(self, emission: Emission) -> None:
+        """Keep what was re-emitted for XEP-0313 (:meth:`Output.record`)."""
+        rooms = self.groups.get(emission.group_id)
+        if rooms is not None:
+            await self.output.record(rooms, emission)
 
 
 __all__ = ["EMITTED_CURSOR", "MLS_MARK", "NOTICE", "Relay"]

@@ -14,13 +14,16 @@ configuration (default: ``<database>.relay-secrets`` beside a SQLite store):
 * WAL and ``synchronous=FULL`` like the hub's SQLite store; every call is one
   transaction that a caller's cancellation cannot cut in half
   (:mod:`bridge.hub.store.transactions`);
-* tables: ``puppets`` (the relay identities the relay runs) and ``puppet_state``
-  (puppet, key, value: what :class:`bridge.member.MemberStore` saves); and
-  ``message_ids``, the map between the networks' message ids (an XMPP stanza id, a
-  Matrix event id) and the group's content message ids (:mod:`bridge.relay.mapping`),
-  bounded to :data:`MESSAGE_IDS_KEPT` rows. The map is not secret (who wrote which
-  message when is what the rooms show anyway) but operator-private, so it lives here
-  rather than in the hub's store, which holds only what the hub needs.
+* tables: ``puppets`` (the relay identities the relay runs), ``puppet_state``
+  (puppet, key, value: what :class:`bridge.member.MemberStore` saves), ``archive``
+  (what the relay re-emitted into the XMPP rooms -- plaintext the relay could read
+  anyway -- by group and log seq, the newest ``[bridge.relay] archive`` per group:
+  :mod:`bridge.relay.archive`, served by XEP-0313); and ``message_ids``, the map
+  between the networks' message ids (an XMPP stanza id, a Matrix event id) and the
+  group's content message ids (:mod:`bridge.relay.mapping`), bounded to
+  :data:`MESSAGE_IDS_KEPT` rows. The map is not secret (who wrote which message when is
+  what the rooms show anyway) but operator-private, so it lives here rather than in the
+  hub's store, which holds only what the hub needs.
 
 What earlier versions kept in the hub store's cursors is moved here on start by
 :mod:`bridge.relay.upgrade`.
@@ -34,6 +37,7 @@ import secrets
 import sqlite3
 import stat
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -49,6 +53,9 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS puppets (identity TEXT PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS puppet_state (puppet TEXT NOT NULL, key TEXT NOT NULL,"
     " value BLOB NOT NULL, PRIMARY KEY (puppet, key))",
+    "CREATE TABLE IF NOT EXISTS archive (group_id BLOB NOT NULL, seq INTEGER NOT NULL,"
+    " nick TEXT NOT NULL, sender TEXT NOT NULL, body TEXT NOT NULL, at INTEGER NOT NULL,"
+    " PRIMARY KEY (group_id, seq))",
     "CREATE TABLE IF NOT EXISTS message_ids (n INTEGER PRIMARY KEY AUTOINCREMENT,"
     " network TEXT NOT NULL, room TEXT NOT NULL, owner TEXT NOT NULL, net_id TEXT NOT NULL,"
     " group_id BLOB NOT NULL, message_id BLOB NOT NULL, author TEXT NOT NULL,"
@@ -61,6 +68,18 @@ MEMORY = ":memory:"
 
 class SecretsFileError(StoreUnavailable):
     """The secrets file cannot be used (missing directory, unsafe mode, not SQLite)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Archived:
+    """One re-emitted message: its group's log seq, the nick it was shown under, its
+    sender's identity URI, when (seconds since the epoch)."""
+
+    seq: int
+    nick: str
+    sender: str
+    body: str = field(repr=False)
+    at: int = 0
 
 
 class PuppetSecrets(TransactionalStore[aiosqlite.Connection]):
@@ -202,6 +221,37 @@ class PuppetSecrets(TransactionalStore[aiosqlite.Connection]):
             return [row[0] for row in await cur.fetchall() if row[0].startswith(prefix)]
 
 
+    # -- the archive of re-emitted messages (bridge.relay.archive) -------------------------
+
+    @transaction(write=True)
+    async def add_archived(self, conn: aiosqlite.Connection, group_id: bytes,
+                           message: Archived, keep: int) -> None:
+        """Keep ``message`` and the newest ``keep`` - 1 before it (once per seq)."""
+        await conn.execute(
+            "INSERT OR IGNORE INTO archive (group_id, seq, nick, sender, body, at)"
+            " VALUES (?, ?, ?, ?, ?, ?)", (group_id, message.seq, message.nick,
+                                           message.sender, message.body, message.at))
+        await conn.execute(
+            "DELETE FROM archive WHERE group_id = ? AND seq NOT IN (SELECT seq FROM archive"
+            " WHERE group_id = ? ORDER BY seq DESC LIMIT ?)", (group_id, group_id, keep))
+
+    @transaction(write=False)
+    async def archived(self, conn: aiosqlite.Connection, group_id: bytes, *,
+                       after: int = -1, before: int | None = None, since: int = 0,
+                       until: int | None = None, nick: str | None = None) -> list[Archived]:
+        """The archived messages of the group in log order, within the bounds."""
+        query = ("SELECT seq, nick, sender, body, at FROM archive WHERE group_id = ?"
+                 " AND seq > ? AND seq < ? AND at >= ? AND at <= ?")
+        args: list[object] = [group_id, after, before if before is not None else 2**62,
+                              since, until if until is not None else 2**62]
+        if nick is not None:
+            query += " AND nick = ?"
+            args.append(nick)
+        async with conn.execute(query + " ORDER BY seq", args) as cur:
+            return [Archived(int(r[0]), str(r[1]), str(r[2]), str(r[3]), int(r[4]))
+                    for r in await cur.fetchall()]
+
+
 class SecretsMemberStore:
     """:class:`bridge.member.MemberStore` of one puppet, in :class:`PuppetSecrets`."""
 
@@ -270,4 +320,4 @@ def _create(path: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
-__all__ = ["PuppetSecrets", "SecretsFileError", "SecretsMemberStore"]
+__all__ = ["Archived", "PuppetSecrets", "SecretsFileError", "SecretsMemberStore"]

@@ -83,12 +83,15 @@ async def relayed_scene(service: BridgeService, people: Any, prosody: ProsodySer
 async def enter(client: ClientXMPP, room: str, nick: str, *, mls_marker: bool = False
                 ) -> str:
     """Send a MUC join (or nick change) presence to ``room/nick``; the error condition
-    the room answers with ("" when it accepts)."""
+    the room answers with ("" when it accepts: the occupant's own presence, status 110,
+    which comes after the other occupants' presences, XEP-0045 §7.2.3)."""
     answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     def on_presence(presence: Any) -> None:
-        if presence["from"].bare == room and not answer.done():
-            error = presence["type"] == "error"
+        error = presence["type"] == "error"
+        own = presence.xml.find(f"{{{xmpp_ns.NS_MUC_USER}}}x/"
+                                f"{{{xmpp_ns.NS_MUC_USER}}}status[@code='110']") is not None
+        if presence["from"].bare == room and (error or own) and not answer.done():
             answer.set_result(presence["error"]["condition"] if error else "")
 
     client.add_event_handler("presence", on_presence)

@@ -1,8 +1,9 @@
 """The hub side of the Matrix binding: a bot account that is the hub device of its rooms.
 
 :class:`MatrixHubBot` turns Matrix input into hub requests and hub deliveries into
-Matrix output; it is fed either by :class:`SyncRunner` (a plain bot account, /sync) or
-by :mod:`transports.matrix.appservice` (transactions pushed by the homeserver).
+Matrix output; it is fed either by :class:`transports.matrix.sync.SyncRunner` (a plain
+bot account, /sync) or by :mod:`transports.matrix.appservice` (transactions pushed by
+the homeserver).
 
 * to-device ``im.mlsbridge.request`` -> :meth:`HubService.handle` with the requester
   :func:`requester` builds from the event's Matrix ``sender`` (``matrix:u/...``,
@@ -73,6 +74,7 @@ from transports.interface import (
     Op,
     Outbound,
     Role,
+    RoomCommands,
 )
 from transports.matrix import events
 from transports.matrix import namespace as ns
@@ -102,6 +104,7 @@ SYNC_FILTER: dict[str, Any] = {
 }
 
 GroupSuite = Callable[[bytes], Awaitable[int]]
+COMMAND = "!mls"  # a room message starting with it is a command to the bridge
 
 
 class RoomObserver(Protocol):
@@ -151,6 +154,7 @@ class MatrixHubBot:
         self.cursors = cursors
         self.hub = hub
         self.observer: RoomObserver | None = None
+        self.commands: RoomCommands | None = None  # ``!mls ...`` in a room (the bridge)
         self.media = media or MediaRepository(client.homeserver, client.access_token)
         self.group_suite = group_suite
         self.seen = SeenSet(cursors, client.user_id)
@@ -366,7 +370,8 @@ class MatrixHubBot:
 
     async def settle(self) -> None:
         """Wait until every admitted request was handled and answered (a sync batch
-        or a transaction is acknowledged only then: see :class:`SyncRunner`)."""
+        or a transaction is acknowledged only then: see
+        :class:`transports.matrix.sync.SyncRunner`)."""
         await self.admission.queue.join()
 
     async def _respond(self, user_id: str, device_id: str, reply: Outbound) -> None:
@@ -515,16 +520,45 @@ class MatrixHubBot:
         if self.megolm is not None:
             await self.megolm.handle(room_id, event, self._on_plain_message)
 
+    async def after_sync(self) -> None:
+        """A sync batch's timelines are handled: retry the Megolm events that waited
+        for their keys (:meth:`Megolm.after_sync`)."""
+        if self.megolm is not None:
+            await self.megolm.after_sync(self._on_plain_message)
+
     async def _on_plain_message(self, room_id: str, event_id: str, event_type: str,
                                 content: Mapping[str, Any], sender: str) -> None:
-        """A plain event (not the bot's own nor a ghost's) for the observer, once."""
-        if sender == self.user_id or self.controlled(sender) or self.observer is None:
+        """A plain event (not the bot's own nor a ghost's) for the observer, once; an
+        ``m.room.message`` whose body starts with ``!mls`` is a room command instead."""
+        body = content.get("body")
+        command = event_type == ns.MESSAGE_EVENT and isinstance(body, str) \
+            and body.split(maxsplit=1)[:1] == [COMMAND]
+        handler = self.commands if command else self.observer
+        if sender == self.user_id or self.controlled(sender) or handler is None:
             return
         key = f"msg:{event_id}"
         if await self.seen.contains(key):
             return
         await self.seen.add(key)
-        await self.observer.plain_message(room_id, sender, event_id, event_type, content)
+        if command and isinstance(body, str):
+            await self._run_command(room_id, sender, event_id, body)
+        elif self.observer is not None:
+            await self.observer.plain_message(room_id, sender, event_id, event_type, content)
+
+    async def _run_command(self, room_id: str, sender: str, event_id: str, body: str
+                           ) -> None:
+        """``!mls <words>`` in a room: the bridge runs it (and authorizes it); its
+        answer goes back to the room as an ``m.notice`` (never relayed)."""
+        assert self.commands is not None
+        actor, network = requester(sender)
+        reply = await self.commands.room_command(network, actor, room_id, body.split()[1:])
+        if not reply.text:
+            return  # ignored (a flood)
+        try:
+            await self.send_message(room_id, {"msgtype": "m.notice", "body": reply.text},
+                                    f"mls-command-{event_id}")
+        except MatrixTransportError as exc:
+            log.warning("answer to a command in %s not sent: %s", room_id, exc)
 
     # -- output: the Deliverer ----------------------------------------------------------
 
@@ -603,70 +637,3 @@ def _refuse(request: Inbound, code: str, reason: str) -> Outbound:
 def _matrix_users(recipients: tuple[str, ...]) -> list[str]:
     return [user for user in map(events.uri_user, recipients) if user is not None]
 
-
-class SyncRunner:
-    """Feeds a :class:`MatrixHubBot` from /sync, resuming from the stored token."""
-
-    def __init__(self, bot: MatrixHubBot, *, timeout_ms: int = 5000) -> None:
-        self.bot = bot
-        self.client = bot.client
-        self.timeout_ms = timeout_ms
-        self.cursor_name = f"{ns.CURSOR_SYNC}:{bot.user_id}"
-        self.batches = 0
-        self.synced = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self.run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def run(self) -> None:
-        token = await self.bot.cursors.get_cursor(self.cursor_name)
-        delay = 0.2
-        while True:
-            try:
-                response = await self.client.sync(timeout=self.timeout_ms,
-                                                  sync_filter=SYNC_FILTER, since=token)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                response = nio.SyncError(f"{type(exc).__name__}: {exc}")
-            if not isinstance(response, nio.SyncResponse):
-                log.warning("sync failed: %s", getattr(response, "message", response))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            delay = 0.2
-            await self.process(response, initial=token is None)
-            token = response.next_batch
-            await self.bot.cursors.set_cursor(self.cursor_name, token)
-            self.batches += 1
-            self.synced.set()
-
-    async def process(self, response: nio.SyncResponse, *, initial: bool) -> None:
-        """One batch: to-device requests admitted (handled concurrently by the bot's
-        workers), invites, then room timelines in order; the batch is done when every
-        request of it was answered (:meth:`MatrixHubBot.settle`). Only then is the
-        next sync made -- the homeserver deletes to-device messages once a sync
-        confirms them, so a crash before that finds them again. The first sync of a
-        new bot skips old timelines (they predate its service)."""
-        for event in response.to_device_events:
-            await self.bot.on_to_device(event.source)
-        for room_id in response.rooms.invite:
-            await self.bot.on_invite(room_id)
-        if not initial:
-            for room_id, room in response.rooms.join.items():
-                if room.timeline.limited:
-                    log.info("limited timeline in %s (new room, or a gap)", room_id)
-                for event in room.timeline.events:
-                    if isinstance(event, nio.MegolmEvent) or getattr(event, "decrypted",
-                                                                     False):
-                        await self.bot.on_megolm(room_id, event)
-                    else:
-                        await self.bot.on_room_event(room_id, event.source)
-        if self.bot.megolm is not None:
-            await self.bot.megolm.after_sync(self.bot._on_plain_message)
-        await self.bot.settle()

@@ -68,12 +68,15 @@ from transports.interface import (
     Role,
 )
 from transports.xmpp import namespace as ns
+from transports.xmpp.adhoc import AdHocCommands
 from transports.xmpp.admin import RoomAdmin
 from transports.xmpp.errors import ComponentAuthError, XmppLinkError
 from transports.xmpp.limits import RoomLimits
+from transports.xmpp.mam import NS_MAM, ArchiveService
 from transports.xmpp.markup import Markup
 from transports.xmpp.markup import parse as parse_markup
 from transports.xmpp.nicks import Reservation, refusal
+from transports.xmpp.occupants import OccupantPresence
 from transports.xmpp.requests import RequestService, requester
 from transports.xmpp.roominfo import RoomInfo
 from transports.xmpp.rooms import OUTCAST, Affiliations, AffiliationStore
@@ -144,7 +147,7 @@ class MLSComponent:
         self._state = state
         self.xmpp = ComponentXMPP(  # type: ignore[no-untyped-call]
             config.jid, config.secret, config.host, config.port)
-        for plugin in ("xep_0030", "xep_0004"):
+        for plugin in ("xep_0030", "xep_0004", "xep_0050"):
             self.xmpp.register_plugin(plugin)
         register_plugins()
         self._uploader = Uploader(
@@ -158,6 +161,10 @@ class MLSComponent:
         self.occupants: dict[str, dict[str, str]] = {}
         # disco#info, subject, notices, relay mode and the relay's plain text
         self.info = RoomInfo(self.xmpp, lambda room: list(self.occupants.get(room, {})))
+        # occupant presence (XEP-0045 §7.2.3), relayed users of the other network included
+        self.presence = OccupantPresence(self.xmpp, self.rooms,
+                                         lambda room: self.occupants.get(room, {}),
+                                         lambda room: room in self.info.relayed)
         self._group_rooms: dict[bytes, tuple[tuple[str, str], ...]] = {}
         # Welcomes sent recently (stanza id -> bare JID, stanza) and those that bounced
         # because the user was offline (bare JID -> stanzas), re-sent on its presence.
@@ -174,6 +181,10 @@ class MLSComponent:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.admin = RoomAdmin(self)
+        #: XEP-0050 room commands (bridge, unbridge, relay, status); the bridge runs them
+        self.commands = AdHocCommands(self.xmpp, config.jid)
+        #: XEP-0313 for relayed rooms; the archive is the relay's (``mam.archive``)
+        self.mam = ArchiveService(self)
         self._install_handlers()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -255,6 +266,9 @@ class MLSComponent:
             "muc admin", MatchXPath(f"{{{default_ns}}}iq/{{{ns.NS_MUC_ADMIN}}}query"),
             self.admin.on_admin,
         ))
+        x.register_handler(CoroutineCallback(
+            "mam", MatchXPath(f"{{{default_ns}}}iq/{{{NS_MAM}}}query"), self.mam.on_query,
+        ))
         x.register_handler(Callback(
             "mls presence", MatchXPath(f"{{{default_ns}}}presence"), self._on_presence,
         ))
@@ -264,17 +278,21 @@ class MLSComponent:
 
     def _on_session_start(self, _event: Any) -> None:
         self._handshaking = False
-        self._ever_ready = True
         self._backoff = self.config.backoff_initial
         disco = self.xmpp.plugin["xep_0030"]
         disco.add_identity(category="component", itype="generic", name=self.config.name,
                            jid=JID(self.config.jid))
         disco.add_feature(ns.FEATURE, jid=JID(self.config.jid))
-        for room in {*self.occupants, *self.info.relayed}:
-            self.info.advertise(room)
+        if not self._ever_ready:
+            self.commands.register()
+        rooms = {room for rooms in self._group_rooms.values()
+                 for transport, room in rooms if transport == ns.TRANSPORT_NAME}
+        for room in {*self.occupants, *self.info.relayed, *self.rooms.rooms, *rooms}:
+            self.info.advertise(room)  # persistent rooms: even without occupants
         self._uploader.forget_service()
         self._ready.set()
         self._send_sync()
+        self._ever_ready = True
         log.info("component %s connected", self.config.jid)
 
     def _on_stream_error(self, error: Any) -> None:
@@ -393,16 +411,20 @@ class MLSComponent:
         if created:
             self._spawn(self.rooms.save(room, identity))
         members = self.occupants.setdefault(room, {})
-        new_occupant = occupant not in members
+        old_nick = members.get(occupant)
         members[occupant] = nick
-        if new_occupant and self._observer is not None:
+        if old_nick is None and self._observer is not None:
             self._spawn(self._observer.occupant_joined(room, occupant, nick, mls_client))
         if first:
             self.info.advertise(room)
         self._spawn(self._save_occupants())
-        self.admin.self_presence(room, occupant, nick, created)
-        if new_occupant:
+        if old_nick is None:  # XEP-0045 §7.2.3: presences, then history notice, subject
+            self.presence.entered(room, occupant, nick, created)
             self.info.greet(room, occupant)
+        elif old_nick != nick:
+            self.presence.renamed(room, occupant, old_nick, nick)  # §7.6
+        else:
+            self.presence.again(room, occupant, nick)
 
     def _part(self, room: str, occupant: str, *, explicit: bool) -> None:
         members = self.occupants.get(room, {})
@@ -410,8 +432,7 @@ class MLSComponent:
         if nick is None:
             return
         self._spawn(self._save_occupants())
-        gone = self.xmpp.make_presence(pto=occupant, pfrom=f"{room}/{nick}", ptype="unavailable")
-        gone.send()
+        self.presence.left(room, occupant, nick)
         bare = JID(occupant).bare
         if any(JID(other).bare == bare for other in members):
             return  # another resource of the same account is still in the room
@@ -449,6 +470,10 @@ class MLSComponent:
             log.info("hub did not act on %s of %s in %s: %s", event.after, event.target,
                      event.room, reply.code)
 
+    def archived(self, room: str) -> bool:
+        """Whether ``room`` keeps an archive (XEP-0313): relayed rooms do."""
+        return room in self.info.relayed
+
     def occupancy_changed(self) -> None:
         """Save the occupants (after the room administration changed them)."""
         self._spawn(self._save_occupants())
@@ -468,8 +493,10 @@ class MLSComponent:
             log.info("Welcome to %s bounced; held until it is online", bounced_to)
             return
         occupant = message["from"].full
-        for members in self.occupants.values():
-            members.pop(occupant, None)
+        for room, members in self.occupants.items():
+            nick = members.pop(occupant, None)
+            if nick is not None:  # the others see it go (XEP-0045 §7.14)
+                self.presence.left(room, occupant, nick)
         self._spawn(self._save_occupants())
 
     def _on_groupchat(self, message: Message) -> None:

@@ -1,14 +1,22 @@
 """What a room of the component says about itself, and to whom.
 
 * disco#info (XEP-0030 §3): the ``conference`` identity, named :data:`ns.ROOM_NAME` or,
-  in relay mode, :data:`ns.RELAY_ROOM_NAME`; the features ``urn:mlsbridge:0``, MUC and,
-  in relay mode, ``urn:mlsbridge:0#relay``; in relay mode also the ``muc#roominfo``
+  in relay mode, :data:`ns.RELAY_ROOM_NAME`; the features ``urn:mlsbridge:0``, MUC and
+  the room's properties (XEP-0045 §15.2.2), each true of every room of the component:
+  ``muc_persistent`` (a room, its affiliations and its group outlive its occupants, in
+  the store), ``muc_open`` (anyone may enter: occupancy grants nothing, only an
+  affiliation is membership, and the MLS group decides who reads -- so *not*
+  ``muc_membersonly``), ``muc_nonanonymous`` (real JIDs to everyone:
+  :mod:`transports.xmpp.occupants`), ``muc_unsecured`` (no password); in relay mode
+  also ``urn:mlsbridge:0#relay`` and ``urn:xmpp:mam:2`` (the component archives what
+  the relay re-emits, XEP-0313) and the ``muc#roominfo``
   form (XEP-0045 §15.5.4, carried as XEP-0128 extended information) whose
   ``muc#roominfo_description`` and ``muc#roominfo_subject`` say that the bridge
   decrypts;
-* the subject, sent to each occupant as it enters (XEP-0045 §7.2.15) -- in a relayed
-  room the relay notice -- and the relay notice itself as a message to every entering
-  occupant, MLS client or not, so everyone in a relayed room is told;
+* the subject, sent to each occupant as it enters, last (XEP-0045 §7.2.15: clients
+  take it as the end of the join) -- in a relayed room the relay notice -- after the
+  relay notice itself as a message to every entering occupant, MLS client or not, so
+  everyone in a relayed room is told;
 * :meth:`RoomInfo.relay` / :meth:`RoomInfo.end_relay` switch a room,
   :meth:`RoomInfo.announce` tells everyone inside, :meth:`RoomInfo.send_plain` carries
   the relay's plain text.
@@ -25,9 +33,12 @@ from xml.etree import ElementTree as ET
 from slixmpp import JID
 
 from transports.xmpp import namespace as ns
+from transports.xmpp.mam import NS_MAM
 
 NS_ROOMINFO = "http://jabber.org/protocol/muc#roominfo"
 NS_DATA = "jabber:x:data"  # XEP-0004
+#: the room properties true of every room of the component (XEP-0045 §15.2.2)
+ROOM_FEATURES = ("muc_persistent", "muc_open", "muc_nonanonymous", "muc_unsecured")
 
 
 class RoomInfo:
@@ -37,22 +48,29 @@ class RoomInfo:
         self.xmpp = xmpp
         self.occupants = occupants  # room -> the full JIDs in it
         self.relayed: dict[str, str] = {}  # room (bare JID) -> its relay notice
+        self._advertised: set[str] = set()  # rooms whose disco#info is published
 
     @property
     def disco(self) -> Any:
         return self.xmpp.plugin["xep_0030"]
 
     def advertise(self, room: str) -> None:
-        """Publish the room's disco#info (see the module docstring)."""
+        """Publish the room's disco#info (see the module docstring), once."""
+        if room in self._advertised:
+            return
+        self._advertised.add(room)
         notice = self.relayed.get(room)
         jid = JID(room)
         self.disco.add_identity(category="conference", itype="text", jid=jid,
                                 name=ns.ROOM_NAME if notice is None else ns.RELAY_ROOM_NAME)
         self.disco.add_feature(ns.FEATURE, jid=jid)
         self.disco.add_feature(ns.NS_MUC, jid=jid)
+        for feature in ROOM_FEATURES:
+            self.disco.add_feature(feature, jid=jid)
         if notice is None:
             return
         self.disco.add_feature(ns.FEATURE_RELAY, jid=jid)
+        self.disco.add_feature(NS_MAM, jid=jid)
         form = self.xmpp.plugin["xep_0004"].make_form(ftype="result")
         form.add_field(var="FORM_TYPE", ftype="hidden", value=NS_ROOMINFO)
         form.add_field(var="muc#roominfo_description", label="Description", value=notice)
@@ -91,11 +109,14 @@ class RoomInfo:
             self.send_subject(room, self.occupants(room))
 
     def _withdraw(self, room: str) -> None:
+        """Take back what :meth:`advertise` published that relay mode changes."""
+        self._advertised.discard(room)
         jid = JID(room)
         name = ns.RELAY_ROOM_NAME if room in self.relayed else ns.ROOM_NAME
         self.disco.del_identity(jid=jid, category="conference", itype="text", name=name)
         if room in self.relayed:
             self.disco.del_feature(jid=jid, feature=ns.FEATURE_RELAY)
+            self.disco.del_feature(jid=jid, feature=NS_MAM)
             info = self._forms(jid)
             for form in info.findall(f"{{{NS_DATA}}}x"):
                 info.remove(form)
@@ -109,12 +130,12 @@ class RoomInfo:
         return cast(ET.Element, static.get_node(jid, None)["info"].xml)
 
     def greet(self, room: str, occupant: str) -> None:
-        """An occupant entered: the subject (XEP-0045 §7.2.15) and, in a relayed room,
-        the relay notice."""
-        self.send_subject(room, [occupant])
+        """An occupant entered (its presences sent): in a relayed room the relay notice,
+        then the subject, last (XEP-0045 §7.2.15)."""
         notice = self.relayed.get(room)
         if notice:
             self.send_plain(room, [occupant], notice)
+        self.send_subject(room, [occupant])
 
     def send_plain(self, room: str, occupants: Iterable[str], body: str, nick: str = "",
                    stanza_id: str = "", extra: Sequence[ET.Element] = ()) -> None:
@@ -145,4 +166,4 @@ class RoomInfo:
             message.send()
 
 
-__all__ = ["NS_ROOMINFO", "RoomInfo"]
+__all__ = ["NS_ROOMINFO", "ROOM_FEATURES", "RoomInfo"]

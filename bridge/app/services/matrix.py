@@ -45,10 +45,11 @@ from transports.matrix.appservice import (
     login_appservice,
     ping,
 )
-from transports.matrix.bot import MatrixHubBot, SyncRunner
+from transports.matrix.bot import MatrixHubBot
 from transports.matrix.e2e import client_config
 from transports.matrix.errors import HomeserverError
 from transports.matrix.events import user_uri
+from transports.matrix.sync import SyncRunner
 
 log = logging.getLogger("bridge.app.services.matrix")
 

@@ -19,7 +19,7 @@ from bridge.errors import (
     StoreQuota,
     UnknownGroup,
 )
-from bridge.hub.store.base import KeyPackageInfo, check_affiliation
+from bridge.hub.store.base import KeyPackageInfo, StoredPair, check_affiliation
 from bridge.hub.store.transactions import TransactionalStore, transaction
 
 # The advisory lock key space of per-user directory locks (the second key is the
@@ -168,6 +168,40 @@ class PostgresDirectory(TransactionalStore[asyncpg.Connection]):
         for row in rows:
             found.setdefault(str(row[0]), {})[str(row[1])] = str(row[2])
         return found
+
+    # -- room pairs bridged at run time -----------------------------------------------
+
+    @transaction(write=True)
+    async def save_room_pair(self, conn: asyncpg.Connection, pair: StoredPair) -> None:
+        taken = await conn.fetchval(
+            "SELECT xmpp_room FROM room_pairs WHERE matrix_room = $1 AND xmpp_room != $2",
+            pair.matrix_room, pair.xmpp_room)
+        if taken is not None:
+            raise Conflict(f"{pair.matrix_room} is paired with another XMPP room")
+        await conn.execute(
+            "INSERT INTO room_pairs (xmpp_room, matrix_room, relay, changed_by, changed_at)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (xmpp_room) DO UPDATE SET"
+            " relay = excluded.relay, changed_by = excluded.changed_by,"
+            " changed_at = excluded.changed_at"
+            " WHERE room_pairs.matrix_room = excluded.matrix_room",
+            pair.xmpp_room, pair.matrix_room, pair.relay, pair.changed_by, pair.changed_at)
+        held = await conn.fetchval("SELECT matrix_room FROM room_pairs WHERE xmpp_room = $1",
+                                   pair.xmpp_room)
+        if held != pair.matrix_room:
+            raise Conflict(f"{pair.xmpp_room} is paired with another Matrix room")
+
+    @transaction(write=True)
+    async def delete_room_pair(self, conn: asyncpg.Connection, xmpp_room: str) -> bool:
+        status = await conn.execute("DELETE FROM room_pairs WHERE xmpp_room = $1", xmpp_room)
+        return str(status) != "DELETE 0"
+
+    @transaction(write=False)
+    async def room_pairs(self, conn: asyncpg.Connection) -> list[StoredPair]:
+        rows = await conn.fetch(
+            "SELECT xmpp_room, matrix_room, relay, changed_by, changed_at FROM room_pairs"
+            " ORDER BY xmpp_room")
+        return [StoredPair(str(r[0]), str(r[1]), bool(r[2]), str(r[3]), int(r[4]))
+                for r in rows]
 
 
 async def _lock_user(conn: Any, user: str) -> None:
