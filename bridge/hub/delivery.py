@@ -7,7 +7,10 @@ what needs secrets is bounded by fault reports (:mod:`bridge.hub.faults`). Order
 comes from the store (``accept_commit`` is a compare-and-set on the group's epoch
 inside one database transaction), never from process memory, so several hub processes
 may share one PostgreSQL database. A per-group asyncio lock
-in each process only keeps that process's fan-out in sequence order.
+in each process keeps that process's fan-out in sequence order: under it the hub only
+verifies, orders and logs, and queues the deliveries; they go out outside the lock,
+through per-(group, network) ordered, bounded queues (:mod:`bridge.hub.fanout`), and a
+request is admitted only while its group's delivery backlog has room.
 
 Requests arrive as :class:`transports.interface.Inbound` through :meth:`Hub.handle`, which
 always answers with an :class:`transports.interface.Outbound` reply: accepted (with the
@@ -58,6 +61,7 @@ from bridge.errors import (
 from bridge.hub import directory, faults, public_view
 from bridge.hub.authz import Authorizer, commit_changes
 from bridge.hub.commits import Bundle, CheckedCommit, check_commit, check_new_group
+from bridge.hub.fanout import FanOut
 from bridge.hub.identity import HubIdentity
 from bridge.hub.policy import HubConfig, HubObserver
 from bridge.hub.public_view import GroupViews, identities
@@ -84,7 +88,6 @@ from mls import (
     WireFormat,
     encode,
 )
-from transports.errors import LinkError
 from transports.interface import (
     Deliverer,
     Inbound,
@@ -116,7 +119,6 @@ class Hub:
         self.store = store
         self.observer = observer
         self.identity = identity
-        self.deliverer = deliverer
         self.authz = Authorizer(store, config or HubConfig(), self._members)
         self.authz.directories.update(directories or {})
         self.clock = clock or (lambda: int(time.time()))
@@ -124,6 +126,9 @@ class Hub:
         #: advances (None: basic credentials, any identity).
         self.credential_validator = credential_validator
         self._locks: dict[bytes, asyncio.Lock] = {}
+        self.fanout = FanOut(deliverer, backlog=self.config.delivery_backlog,
+                             admit_timeout=self.config.admit_timeout,
+                             observer=lambda: self.observer)
         self.views = GroupViews(store, lambda: self.clock())
         self.removes = HubRemoves(store, identity, self.views, lambda: self.clock(),
                                   lambda: self.credential_validator, self._announce)
@@ -142,6 +147,15 @@ class Hub:
             Op.LEAVE: self._leave,
             Op.REPORT: self._report,
         }
+
+    @property
+    def deliverer(self) -> Deliverer:
+        """The transport the fan-out hands deliveries to."""
+        return self.fanout.deliverer
+
+    @deliverer.setter
+    def deliverer(self, deliverer: Deliverer) -> None:
+        self.fanout.deliverer = deliverer
 
     @property
     def config(self) -> HubConfig:
@@ -168,18 +182,13 @@ class Hub:
         finally:  # reply is None if the request was cancelled or crashed
             observer.request_finished(request, reply, time.monotonic() - started)
 
-    async def _deliver(self, message: Outbound) -> None:
-        """Hand one delivery to the transport (and tell the observer)."""
-        if self.observer is None:
-            await self.deliverer.deliver(message)
-            return
-        self.observer.delivery_started(message)
-        ok = False
-        try:
-            await self.deliverer.deliver(message)
-            ok = True
-        finally:
-            self.observer.delivery_finished(message, ok)
+    async def drain(self, deadline: float) -> bool:
+        """Let the fan-out queues empty until ``deadline`` (the loop's clock)."""
+        return await self.fanout.drain(deadline)
+
+    async def close(self) -> None:
+        """Stop the fan-out at once (what it held is in the log)."""
+        await self.fanout.close()
 
     async def _handle(self, request: Inbound) -> Outbound:
         try:
@@ -251,14 +260,6 @@ class Hub:
     async def _rooms(self, group_id: bytes) -> tuple[tuple[str, str], ...]:
         return tuple((room.transport, room.room_id)
                      for room in await self.store.group_rooms(group_id))
-
-    async def _fan_out(self, message: Outbound) -> None:
-        """Hand one delivery to the transport; a failure is logged (members catch up
-        from the log), never turned into a refusal of what was already stored."""
-        try:
-            await self._deliver(message)
-        except LinkError as exc:
-            log.warning("delivery of seq %d failed: %s", message.seq, exc)
 
     # -- groups and rooms -----------------------------------------------------------------
 
@@ -333,7 +334,7 @@ class Hub:
         group_id = header.group_id
         if request.group_id and request.group_id != group_id:
             raise Malformed("group_id differs from the commit's")
-        async with self._lock(group_id):
+        async with self.fanout.admit(group_id) as fan_out, self._lock(group_id):
             group = await self._members(group_id, proposals=True)
             await self._banned(group_id, request.sender)
             bundle = Bundle(message, header, request.group_info, request.ratchet_tree,
@@ -348,7 +349,7 @@ class Hub:
             if checked.external:
                 self._check_external(group, request.sender)
             seq = await self._accept(group, checked, request)
-            await self._fan_out(Outbound(
+            fan_out(Outbound(
                 Kind.COMMIT, tuple(sorted(identities(group))), group_id=group_id, seq=seq,
                 epoch=group.epoch, sender=request.sender, payload=request.payload,
                 rooms=await self._rooms(group_id)))
@@ -398,21 +399,30 @@ class Hub:
     async def _deliver_welcomes(self, group_id: bytes, commit_seq: int, epoch: int,
                                 recipients: tuple[str, ...], tree: bytes,
                                 sender: str = "") -> None:
-        """After the commit is stored and fanned out: each new member's Welcome (its
-        ``sender``: who submitted the commit, so the joiner can say who added them)."""
+        """After the commit is stored and queued: each new member's Welcome, queued
+        behind it (its ``sender``: who submitted the commit, so the joiner can say who
+        added them); marked delivered once sent (else kept for fetch-welcomes)."""
         for recipient in recipients:
             for pending in await self.store.pending_welcomes(recipient):
                 if pending.group_id != group_id or pending.commit_seq != commit_seq:
                     continue
-                try:
-                    await self._deliver(Outbound(
-                        Kind.WELCOME, (recipient,), group_id=group_id, seq=commit_seq,
-                        epoch=epoch, sender=sender, payload=pending.welcome,
-                        ratchet_tree=tree))
-                except LinkError as exc:
-                    log.warning("Welcome delivery failed (kept for fetch): %s", exc)
-                    continue
-                await self.store.mark_delivered(pending.welcome_id, recipient)
+                self.fanout.send(Outbound(
+                    Kind.WELCOME, (recipient,), group_id=group_id, seq=commit_seq,
+                    epoch=epoch, sender=sender, payload=pending.welcome,
+                    ratchet_tree=tree), self._welcome_sent(pending.welcome_id, recipient))
+
+    def _welcome_sent(self, welcome_id: int, recipient: str
+                      ) -> Callable[[bool], Awaitable[None]]:
+        async def sent(ok: bool) -> None:
+            if not ok:
+                log.warning("Welcome delivery failed (kept for fetch)")
+                return
+            try:
+                await self.store.mark_delivered(welcome_id, recipient)
+            except StoreError as exc:
+                log.warning("Welcome not marked delivered (fetched again): %s",
+                            type(exc).__name__)
+        return sent
 
     async def get_group_info(self, group_id: bytes) -> tuple[bytes, bytes]:
         """The current GroupInfo and ratchet tree, for external joins (§12.4.3.2)."""
@@ -446,7 +456,7 @@ class Hub:
         group_id = header.group_id
         if request.group_id and request.group_id != group_id:
             raise Malformed("group_id differs from the message's")
-        async with self._lock(group_id):
+        async with self.fanout.admit(group_id) as fan_out, self._lock(group_id):
             record, group = await self.views.load(
                 group_id, proposals=public, credential_validator=self.credential_validator)
             await self.authz.check_message(dataclasses.replace(request, group_id=group_id),
@@ -465,7 +475,7 @@ class Hub:
                 raise Unavailable(f"store failed: {type(exc).__name__}") from exc
             if new is not None:
                 self.views.put(new)
-            await self._fan_out(Outbound(
+            fan_out(Outbound(
                 kind.value, tuple(sorted(identities(group))), group_id=group_id, seq=seq,
                 epoch=header.epoch, sender=request.sender, payload=request.payload,
                 rooms=await self._rooms(group_id)))
@@ -621,7 +631,7 @@ class Hub:
 
     async def _announce(self, group: PublicGroup, seq: int, payload: bytes) -> None:
         """Fan out one of the hub's own proposals."""
-        await self._fan_out(Outbound(
+        self.fanout.send(Outbound(
             Kind.PROPOSAL, tuple(sorted(identities(group))), group_id=group.group_id,
             seq=seq, epoch=group.epoch, sender=HUB_SENDER, payload=payload,
             rooms=await self._rooms(group.group_id)))

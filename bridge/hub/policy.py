@@ -66,7 +66,11 @@ class HubConfig:
     Per-user quotas of what the hub stores (docs/SECURITY.md, "Limits"):
     ``max_groups_per_user`` groups an identity created that still exist,
     ``max_pending_welcomes`` Welcomes waiting for one recipient (a commit that would
-    add one more is refused)."""
+    add one more is refused).
+
+    Fan-out (:mod:`bridge.hub.fanout`): at most ``delivery_backlog`` entries of one
+    group wait for delivery; a request finding no room within ``admit_timeout``
+    seconds is refused as "unavailable", before anything is logged."""
 
     max_payload: int = 1 << 20
     max_epoch_lag: int = 1
@@ -85,6 +89,8 @@ class HubConfig:
     external_commit_window: int = 60
     max_groups_per_user: int = 100
     max_pending_welcomes: int = 64
+    delivery_backlog: int = 256
+    admit_timeout: float = 10.0
 
 
 class HubObserver(Protocol):
