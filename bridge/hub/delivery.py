@@ -100,8 +100,17 @@ from transports.interface import (
 
 log = logging.getLogger(__name__)
 
-#: How many of the latest log entries a SEND is compared with (see Hub._logged).
+#: How many of the latest log entries a SEND is compared with. A request can reach the
+#: hub twice: the Matrix bot marks a to-device request as handled in a transaction after
+#: the one that logged it, so a SIGKILL between the two makes the restarted bot act on it
+#: again. The same MLS ciphertext is the same message (members would drop the copy: its
+#: key generation is used up), so it is answered with its first seq (and fanned out
+#: again: deliveries are idempotent by seq) instead of being logged twice. The store
+#: compares it in the appending transaction (``append_message(replay_after=...)``).
 REPLAY_WINDOW = 64
+
+#: How many groups' rooms are kept in memory (see Hub._rooms).
+ROOMS_KEPT = 4096
 
 
 Handler = Callable[[Inbound], Awaitable[Outbound]]
@@ -126,6 +135,7 @@ class Hub:
         #: advances (None: basic credentials, any identity).
         self.credential_validator = credential_validator
         self._locks: dict[bytes, asyncio.Lock] = {}
+        self._rooms_seen: dict[bytes, tuple[int, tuple[tuple[str, str], ...]]] = {}
         self.fanout = FanOut(deliverer, backlog=self.config.delivery_backlog,
                              admit_timeout=self.config.admit_timeout,
                              observer=lambda: self.observer)
@@ -257,9 +267,17 @@ class Hub:
             raise Forbidden(f"{identity} may no longer commit to or join this group "
                             f"(banned after fault reports)")
 
-    async def _rooms(self, group_id: bytes) -> tuple[tuple[str, str], ...]:
-        return tuple((room.transport, room.room_id)
-                     for room in await self.store.group_rooms(group_id))
+    async def _rooms(self, group_id: bytes, epoch: int) -> tuple[tuple[str, str], ...]:
+        """The group's rooms, read once per epoch (and again after this process
+        attached one; another process's attachment shows from the next epoch)."""
+        cached = self._rooms_seen.pop(group_id, None)
+        if cached is None or cached[0] != epoch:
+            cached = (epoch, tuple((room.transport, room.room_id)
+                                   for room in await self.store.group_rooms(group_id)))
+        self._rooms_seen[group_id] = cached  # the most recent last
+        while len(self._rooms_seen) > ROOMS_KEPT:
+            del self._rooms_seen[next(iter(self._rooms_seen))]
+        return cached[1]
 
     # -- groups and rooms -----------------------------------------------------------------
 
@@ -304,6 +322,7 @@ class Hub:
         between, the new group is dropped again (a refusal changes nothing)."""
         try:
             await self.store.attach_room(*room, group_id)
+            self._rooms_seen.pop(group_id, None)
         except StoreError as exc:
             await self.store.delete_group(group_id)
             if isinstance(exc, Conflict):
@@ -315,6 +334,7 @@ class Hub:
         (:class:`bridge.app.services.bridge.BridgeService`), so no membership check."""
         try:
             await self.store.attach_room(transport, room_id, group_id)
+            self._rooms_seen.pop(group_id, None)
         except UnknownGroup as exc:
             raise UnknownGroupRejection(str(exc)) from exc
         except Conflict as exc:
@@ -352,7 +372,7 @@ class Hub:
             fan_out(Outbound(
                 Kind.COMMIT, tuple(sorted(identities(group))), group_id=group_id, seq=seq,
                 epoch=group.epoch, sender=request.sender, payload=request.payload,
-                rooms=await self._rooms(group_id)))
+                rooms=await self._rooms(group_id, group.epoch)))
             await self._deliver_welcomes(group_id, seq, checked.group.epoch,
                                          checked.welcome_recipients,
                                          checked.group.ratchet_tree(), request.sender)
@@ -465,10 +485,10 @@ class Hub:
             new = self._follow_proposal(group, message, header, request.sender) \
                 if public else None
             kind = LogKind.PROPOSAL if public else LogKind.APPLICATION
-            try:
-                seq = await self._logged(group_id, record.next_seq, request.payload) or \
-                    await self.store.append_message(group_id, header.epoch, kind,
-                                                    request.payload, request.sender)
+            try:  # a replay of one of the last REPLAY_WINDOW entries: see the constant
+                seq = await self.store.append_message(
+                    group_id, header.epoch, kind, request.payload, request.sender,
+                    replay_after=max(0, record.next_seq - 1 - REPLAY_WINDOW))
             except WrongEpoch as exc:
                 raise WrongEpochRejection(exc.current_epoch) from exc
             except StoreError as exc:
@@ -478,7 +498,7 @@ class Hub:
             fan_out(Outbound(
                 kind.value, tuple(sorted(identities(group))), group_id=group_id, seq=seq,
                 epoch=header.epoch, sender=request.sender, payload=request.payload,
-                rooms=await self._rooms(group_id)))
+                rooms=await self._rooms(group_id, group.epoch)))
         return self._reply(request, group_id=group_id, seq=seq, epoch=group.epoch)
 
     def _follow_proposal(self, group: PublicGroup, message: MLSMessage,
@@ -500,20 +520,6 @@ class Hub:
         except MLSError as exc:
             raise public_view.rejection(exc, InvalidProposal, "proposal", group.epoch) from exc
         return new
-
-    async def _logged(self, group_id: bytes, next_seq: int, payload: bytes) -> int:
-        """The seq of ``payload`` if it is among the last :data:`REPLAY_WINDOW` log
-        entries, else 0. A request can reach the hub twice: the Matrix bot marks a
-        to-device request as handled in a transaction after the one that logged it, so
-        a SIGKILL between the two makes the restarted bot act on it again. The same
-        MLS ciphertext is the same message (members would drop the copy: its key
-        generation is used up), so it is answered with its first seq (and fanned out
-        again: deliveries are idempotent by seq) instead of being logged twice."""
-        after = max(0, next_seq - 1 - REPLAY_WINDOW)
-        for entry in await self.store.log_since(group_id, after, REPLAY_WINDOW):
-            if entry.payload == payload:
-                return entry.seq
-        return 0
 
     def _check_epoch(self, current: int, epoch: int) -> None:
         if epoch > current:
@@ -634,4 +640,4 @@ class Hub:
         self.fanout.send(Outbound(
             Kind.PROPOSAL, tuple(sorted(identities(group))), group_id=group.group_id,
             seq=seq, epoch=group.epoch, sender=HUB_SENDER, payload=payload,
-            rooms=await self._rooms(group.group_id)))
+            rooms=await self._rooms(group.group_id, group.epoch)))
