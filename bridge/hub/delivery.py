@@ -192,6 +192,10 @@ class Hub:
         finally:  # reply is None if the request was cancelled or crashed
             observer.request_finished(request, reply, time.monotonic() - started)
 
+    async def idle(self) -> None:
+        """Wait until every delivery queued so far was handed to the transport."""
+        await self.fanout.idle()
+
     async def drain(self, deadline: float) -> bool:
         """Let the fan-out queues empty until ``deadline`` (the loop's clock)."""
         return await self.fanout.drain(deadline)
