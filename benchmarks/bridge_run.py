@@ -38,7 +38,6 @@ from slixmpp import ClientXMPP
 
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
-from bridge.identities import identity_of
 from bridge.member import Member, Received, RetryPolicy
 from transports.interface import HubLink, Inbound, Outbound
 from transports.matrix.client import MatrixMemberLink
@@ -62,6 +61,15 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 30.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(poll)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far, all its threads
+    (``/proc/<pid>/stat``, fields 14 and 15 of proc(5))."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the bridge process ---------------------------------------------------------------------
@@ -105,10 +113,12 @@ def write_config(path: Path, *, db: Path, log_file: Path, prosody: ProsodyServer
 class BridgeProcess:
     """``python -m bridge.app.cli run --config FILE`` as a child process."""
 
-    def __init__(self, config: Path, log_file: Path, src: Path = REPO) -> None:
+    def __init__(self, config: Path, log_file: Path, src: Path = REPO,
+                 module: str = "bridge.app.cli") -> None:
         self.config = config
         self.log_file = log_file
         self.src = src  # the source tree run (another checkout, for before/after runs)
+        self.module = module  # what ``python -m`` runs (a wrapper with counters, say)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.kills = 0
@@ -128,7 +138,7 @@ class BridgeProcess:
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         with self.stderr_file.open("ab") as stderr:  # tracebacks the log cannot hold
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bridge.app.cli", "run", "--config", str(self.config)],
+                [sys.executable, "-m", self.module, "run", "--config", str(self.config)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
                 cwd=self.src)
         self.starts += 1
@@ -193,10 +203,7 @@ class BridgeProcess:
     def cpu_seconds(self) -> float:
         """User + system CPU time of the running bridge (``/proc/<pid>/stat``)."""
         assert self.alive
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()
-        utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
-        return (utime + stime) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
 
 # -- members ------------------------------------------------------------------------------
@@ -303,9 +310,9 @@ async def matrix_person(server: SynapseServer, prefix: str, hub_user: str, *,
                             sync_timeout_ms=SYNC_MS)
     member, spy = _member(link, attempts)
     link.attach(member)
-    await member.start()
-    link.start()
+    link.start()  # first: starting the member asks the hub (hub-info, attest)
     await asyncio.wait_for(link.synced.wait(), 30)
+    await member.start()
     person = Person("matrix", member, spy, client=client, link=link)
     person.closers += [link.stop, client.close]
     return person
@@ -453,7 +460,7 @@ async def bridged_group(pair: Pair, creator: Person, others: Sequence[Person],
 
 
 def roster(person: Person, group_id: bytes) -> set[str]:
-    return {identity_of(leaf.credential) for _, leaf in person.member.group(group_id).members()}
+    return set(person.member.roster(group_id))
 
 
 async def converge(people: Sequence[Person], group_id: bytes, timeout: float = 60.0

@@ -18,7 +18,7 @@ A room membership change that a hub-side transport observes (someone left, was k
 or banned) is not a request: it is a :class:`NetworkEvent`, handed to the hub through
 its own entry point, :meth:`HubService.network_event`. Clients cannot send one.
 
-Five roles, as :class:`typing.Protocol` classes:
+Six roles, as :class:`typing.Protocol` classes:
 
 * :class:`HubService` -- implemented by :class:`bridge.hub.Hub` (and by
   :class:`bridge.app.services.bridge.BridgeService`, one hub for both networks); the
@@ -29,6 +29,8 @@ Five roles, as :class:`typing.Protocol` classes:
 * :class:`RoomDirectory` -- implemented by each hub-side transport: the :class:`Role`
   an identity holds in one of its rooms (Matrix membership and power levels, XMPP
   affiliations), which the hub's authorization asks (``docs/SECURITY.md``);
+* :class:`MediaSource` -- implemented by a hub-side transport whose network keeps
+  files behind a login (Matrix): fetch one for a member of the other network;
 * :class:`Deliverer` -- implemented by the hub-side transport: carry an
   :class:`Outbound` delivery to each of its ``recipients`` (the groupchat messages /
   room events of the wire binding), preserving the order of calls per recipient
@@ -74,7 +76,8 @@ def network_of(identity: str) -> str:
 class Op(enum.StrEnum):
     """What an :class:`Inbound` asks of the hub."""
 
-    HUB_INFO = "hub-info"  # reply payload: the hub's ExternalSender (for new groups)
+    HUB_INFO = "hub-info"  # reply payload: HubInfo (external sender, CA certificate)
+    ATTEST = "attest"  # payload=AttestRequest -> reply payload: an X.509 Credential
     CREATE_GROUP = "create-group"  # group_info (epoch 0), ratchet_tree; transport+room_id
     ATTACH_ROOM = "attach-room"  # refused (forbidden): rooms are attached by configuration
     SUBMIT_COMMIT = "submit-commit"  # payload=commit, welcome, group_info, ratchet_tree
@@ -89,6 +92,8 @@ class Op(enum.StrEnum):
     LEAVE = "leave"  # the sender leaves the group (only itself; target empty or itself)
     KICK = "kick"  # refused (forbidden): kicks are network events, never requests
     REPORT = "report"  # group_id, seq (a commit the sender could not process), reason
+    FETCH_MEDIA = "fetch-media"  # group_id, target=URL of another network's media store,
+    #                              limit=its size, payload=its SHA-256 -> reply payload
 
 
 class Kind(enum.StrEnum):
@@ -242,6 +247,21 @@ class RoomDirectory(Protocol):
 
     async def role(self, room: str, identity: str) -> Role:
         """``identity``'s role in ``room`` now (NONE when unknown or unreachable)."""
+        ...
+
+
+class MediaSource(Protocol):
+    """A hub-side transport whose network keeps files behind its own login (the Matrix
+    media repository: ``mxc://``), fetching one for a member of another network. It
+    returns the bytes only (it stores nothing)."""
+
+    def owns(self, url: str) -> bool:
+        """Whether ``url`` names media of this transport's own server."""
+        ...
+
+    async def fetch(self, url: str, size: int, sha256: bytes) -> bytes:
+        """Exactly ``size`` bytes hashing to ``sha256`` (:class:`TransportError` otherwise;
+        the download stops past ``size``)."""
         ...
 
 

@@ -9,6 +9,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
+from bridge.credentials import DEFAULT_VALIDITY
 from transports.interface import Inbound, Outbound
 
 DAY = 86400
@@ -63,6 +64,9 @@ class HubConfig:
     ``report_window`` epochs old; at most ``external_commit_limit`` external commits
     per identity and group in any ``external_commit_window`` seconds.
 
+    Attestation (:mod:`bridge.hub.attestation`): ``certificate_validity``, the seconds
+    an X.509 credential the hub issues is valid.
+
     Per-user quotas of what the hub stores (docs/SECURITY.md, "Limits"):
     ``max_groups_per_user`` groups an identity created that still exist,
     ``max_pending_welcomes`` Welcomes waiting for one recipient (a commit that would
@@ -70,7 +74,11 @@ class HubConfig:
 
     Fan-out (:mod:`bridge.hub.fanout`): at most ``delivery_backlog`` entries of one
     group wait for delivery; a request finding no room within ``admit_timeout``
-    seconds is refused as "unavailable", before anything is logged."""
+    seconds is refused as "unavailable", before anything is logged.
+
+    Files across networks (:mod:`bridge.hub.media`): ``max_media_size`` (bytes of one
+    fetched file), at most ``media_fetch_limit`` fetches per identity in any
+    ``media_fetch_window`` seconds."""
 
     max_payload: int = 1 << 20
     max_epoch_lag: int = 1
@@ -87,10 +95,14 @@ class HubConfig:
     report_window: int = 16
     external_commit_limit: int = 3
     external_commit_window: int = 60
+    certificate_validity: int = DEFAULT_VALIDITY
     max_groups_per_user: int = 100
     max_pending_welcomes: int = 64
     delivery_backlog: int = 256
     admit_timeout: float = 10.0
+    max_media_size: int = 32 * 1024 * 1024
+    media_fetch_limit: int = 30
+    media_fetch_window: int = 60
 
 
 class HubObserver(Protocol):

@@ -26,8 +26,12 @@ by :mod:`transports.matrix.appservice` (transactions pushed by the homeserver).
   nothing, docs/SECURITY.md);
   :meth:`MatrixHubBot.announce_group` publishes it for a room the bridge attached;
 * a :class:`RoomObserver` (the bridge's relay) hears of users joining a room and of
-  plain ``m.room.message`` events from anyone but the bot; :meth:`send_message` and
-  :meth:`put_state` post plain messages and state (relay notices, ``m.bridge``).
+  plain ``m.room.message`` events from anyone but the bot -- also those written with
+  Megolm, decrypted when the bot runs with an olm store (:meth:`MatrixHubBot.enable_e2e`,
+  :mod:`transports.matrix.e2e`); :meth:`send_message` and :meth:`put_state` post
+  messages (Megolm-encrypted in a room with ``m.room.encryption``) and state (relay
+  notices, ``m.bridge``). A Megolm event the bot cannot read is not dropped silently:
+  the room is told (once per sender and session). MLS events are never Megolm-encrypted.
 
 Robustness: the sync token is saved (through a :class:`CursorStore`, the hub store's
 cursor API) only after a whole batch was processed; room events and requests acted on
@@ -72,6 +76,7 @@ from transports.interface import (
 )
 from transports.matrix import events
 from transports.matrix import namespace as ns
+from transports.matrix.e2e import MEGOLM, Megolm, UnreadableNotices
 from transports.matrix.errors import (
     HomeserverError,
     MalformedEvent,
@@ -105,7 +110,25 @@ class RoomObserver(Protocol):
     async def member_joined(self, room_id: str, user_id: str) -> None: ...
 
     async def plain_message(self, room_id: str, user_id: str, event_id: str,
-                            body: str) -> None: ...
+                            event_type: str, content: Mapping[str, Any]) -> None:
+        """A plain ``m.room.message``, ``m.reaction`` or ``m.room.redaction`` (its
+        ``redacts`` in ``content`` whatever the room version)."""
+        ...
+
+    def relays(self, room_id: str) -> bool:
+        """Whether the room is relayed (only those are told of unreadable messages)."""
+        ...
+
+
+PLAIN_EVENTS = frozenset({ns.MESSAGE_EVENT, "m.reaction", "m.room.redaction"})
+
+
+def _nobody(user_id: str) -> bool:
+    return False
+
+    def relays(self, room_id: str) -> bool:
+        """Whether the room is relayed (only those are told of unreadable messages)."""
+        ...
 
 
 def requester(sender: str) -> tuple[str, str]:
@@ -139,6 +162,13 @@ class MatrixHubBot:
         self._members: dict[str, frozenset[str]] = {}
         self.states = RoomStates(self._room_state)
         self._group_rooms: dict[bytes, tuple[str, ...]] = {}
+        #: users the bridge itself controls (application-service ghosts): their events
+        #: are the bridge's own -- never relayed back, never puppeted, no room role
+        self.controlled: Callable[[str], bool] = _nobody
+        self.unreadable = UnreadableNotices(self._notice)
+        self.unreadable.wanted = lambda room_id: self.observer is not None \
+            and self.observer.relays(room_id)
+        self.megolm: Megolm | None = None
 
     @property
     def user_id(self) -> str:
@@ -167,17 +197,49 @@ class MatrixHubBot:
     async def close(self) -> None:
         await self.admission.queue.close()
         await self.media.close()
+        if self.megolm is not None:
+            self.megolm.close()
+
+    async def enable_e2e(self) -> Megolm:
+        """Read and write Megolm (the client was built with
+        :func:`transports.matrix.e2e.client_config` and is logged in)."""
+        self.megolm = Megolm(self.client, self.unreadable)
+        await self.megolm.start()
+        return self.megolm
 
     async def announce_group(self, room_id: str, group_id: bytes, suite: int = 0) -> None:
         """Publish the ``im.mlsbridge.group`` state of a room the bridge attached."""
         await self._publish_group_state(room_id, group_id, suite)
 
-    async def send_message(self, room_id: str, content: Mapping[str, Any], txn: str) -> str:
-        """Post one ``m.room.message`` as the bot (``txn`` makes a resend idempotent);
-        returns the event id."""
-        response = await self._call("message", lambda: self.client.room_send(
-            room_id, ns.MESSAGE_EVENT, dict(content), tx_id=txn), nio.RoomSendResponse)
+    async def send_message(self, room_id: str, content: Mapping[str, Any], txn: str,
+                           event_type: str = ns.MESSAGE_EVENT) -> str:
+        """Post one ``m.room.message`` (or ``event_type``) as the bot (``txn`` makes a
+        resend idempotent), Megolm-encrypted in a room that is; returns the event id."""
+        megolm = self.megolm
+        if megolm is not None and megolm.encrypted(room_id):
+            response = await self._call("message", lambda: megolm.send(
+                room_id, event_type, dict(content), txn), nio.RoomSendResponse)
+        else:
+            response = await self._send_plain(room_id, event_type, dict(content), txn)
         return str(response.event_id)
+
+    async def redact(self, room_id: str, event_id: str, txn: str) -> None:
+        """Redact one of the bot's own events."""
+        await self._call("redaction", lambda: self.client.room_redact(
+            room_id, event_id, tx_id=txn), nio.RoomRedactResponse)
+
+    async def _notice(self, room_id: str, text: str, key: str) -> None:
+        txn = hashlib.sha256(b"notice|" + key.encode()).hexdigest()[:32]
+        await self.send_message(room_id, {"msgtype": "m.notice", "body": text}, txn)
+
+    async def _send_plain(self, room_id: str, event_type: str, content: dict[str, Any],
+                          txn: str) -> Any:
+        """One room event as it is, never Megolm-encrypted (nio's ``room_send``
+        encrypts whatever it sends into a room it knows as encrypted)."""
+        method, path, data = nio.Api.room_send(self.client.access_token, room_id,
+                                               event_type, content, txn)
+        return await self._call("room event", lambda: self.client._send(
+            nio.RoomSendResponse, method, path, data, (room_id,)), nio.RoomSendResponse)
 
     async def put_state(self, room_id: str, event_type: str, state_key: str,
                         content: Mapping[str, Any]) -> None:
@@ -334,7 +396,7 @@ class MatrixHubBot:
         """``identity``'s role in the Matrix room ``room`` now (NONE for an identity of
         another network, or a room the bot cannot read)."""
         user_id = events.uri_user(identity)
-        if user_id is None:
+        if user_id is None or self.controlled(user_id):
             return Role.NONE
         try:
             return (await self.states.get(room)).role(user_id)
@@ -390,13 +452,19 @@ class MatrixHubBot:
         if not isinstance(event_type, str) or not isinstance(content, Mapping) \
                 or not isinstance(sender, str) or not isinstance(event_id, str):
             return
+        if event_type == ns.ENCRYPTED_EVENT and content.get(ns.K_ALGORITHM) == MEGOLM:
+            if sender != self.user_id:  # no olm store: application-service mode
+                await self.unreadable.without_store(room_id, sender, content)
+            return
         if events.is_mls_room_event(event_type, content) or event_type == ns.GROUP_STATE:
             if sender != self.user_id:
                 self._ignore("not sent by the hub", event_id)
                 log.info("ignored %s %s from %s (not the hub)", event_type, event_id, sender)
             return
-        if event_type == ns.MESSAGE_EVENT:
-            await self._on_plain_message(room_id, event_id, content, sender)
+        if event_type in PLAIN_EVENTS:
+            if "redacts" in event and "redacts" not in content:  # room versions < 11
+                content = {**content, "redacts": event["redacts"]}
+            await self._on_plain_message(room_id, event_id, event_type, content, sender)
             return
         if "state_key" in event:  # membership, power levels...: roles may have changed
             self.states.forget(room_id)
@@ -412,7 +480,7 @@ class MatrixHubBot:
     async def _on_membership(self, room_id: str, event: Mapping[str, Any],
                              content: Mapping[str, Any], sender: str) -> None:
         target, membership = event.get("state_key"), content.get("membership")
-        if not isinstance(target, str):
+        if not isinstance(target, str) or self.controlled(target):
             return
         if target == self.user_id:
             if membership == "invite":
@@ -442,17 +510,21 @@ class MatrixHubBot:
         log.info("%s of %s in %s by %s: %s %s", membership, target, room_id, sender,
                  "acted on" if reply.ok else "refused", reply.code)
 
-    async def _on_plain_message(self, room_id: str, event_id: str,
+    async def on_megolm(self, room_id: str, event: nio.Event) -> None:
+        """A timeline event nio's olm machine handled (:meth:`Megolm.handle`)."""
+        if self.megolm is not None:
+            await self.megolm.handle(room_id, event, self._on_plain_message)
+
+    async def _on_plain_message(self, room_id: str, event_id: str, event_type: str,
                                 content: Mapping[str, Any], sender: str) -> None:
-        """A plain ``m.room.message`` (not the bot's own) for the observer, once."""
-        body = content.get("body")
-        if sender == self.user_id or self.observer is None or not isinstance(body, str):
+        """A plain event (not the bot's own nor a ghost's) for the observer, once."""
+        if sender == self.user_id or self.controlled(sender) or self.observer is None:
             return
         key = f"msg:{event_id}"
         if await self.seen.contains(key):
             return
         await self.seen.add(key)
-        await self.observer.plain_message(room_id, sender, event_id, body)
+        await self.observer.plain_message(room_id, sender, event_id, event_type, content)
 
     # -- output: the Deliverer ----------------------------------------------------------
 
@@ -500,8 +572,7 @@ class MatrixHubBot:
                     txn: str) -> None:
         """One room event; the deterministic transaction id makes a resend idempotent
         (the homeserver deduplicates per device, and the bot's device id is fixed)."""
-        await self._call("room event", lambda: self.client.room_send(
-            room_id, event_type, content, tx_id=txn), nio.RoomSendResponse)
+        await self._send_plain(room_id, event_type, content, txn)
 
     async def _deliver_welcome(self, message: Outbound) -> None:
         rooms = self._matrix_rooms(message)
@@ -591,5 +662,11 @@ class SyncRunner:
                 if room.timeline.limited:
                     log.info("limited timeline in %s (new room, or a gap)", room_id)
                 for event in room.timeline.events:
-                    await self.bot.on_room_event(room_id, event.source)
+                    if isinstance(event, nio.MegolmEvent) or getattr(event, "decrypted",
+                                                                     False):
+                        await self.bot.on_megolm(room_id, event)
+                    else:
+                        await self.bot.on_room_event(room_id, event.source)
+        if self.bot.megolm is not None:
+            await self.bot.megolm.after_sync(self.bot._on_plain_message)
         await self.bot.settle()

@@ -161,12 +161,16 @@ class RoomAdmin:
         presence.send()
 
     def refuse_entry(self, presence: Presence, condition: str = "forbidden",
-                     error_type: str = "auth") -> None:
+                     error_type: str = "auth", text: str = "") -> None:
         """A presence error for an entry refused: an outcast's (XEP-0045 §9.1,
-        ``forbidden``), or one beyond the component's limits
-        (:mod:`transports.xmpp.limits`, ``resource-constraint``)."""
+        ``forbidden``), one beyond the component's limits (:mod:`transports.xmpp.limits`,
+        ``resource-constraint``), a nickname in use or reserved (§7.2.9, ``conflict``)."""
         error = self.host.xmpp.make_presence(pto=presence["from"], pfrom=presence["to"],
                                              ptype="error")
+        ET.SubElement(error.xml, f"{{{ns.NS_MUC}}}x")
         error["error"]["type"] = error_type
         error["error"]["condition"] = condition
+        error["error"]["by"] = presence["to"].bare
+        if text:
+            error["error"]["text"] = text
         error.send()

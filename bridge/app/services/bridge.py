@@ -28,7 +28,11 @@ room directories (room roles), and both hand their room membership changes to
 
 ``relay = true`` on a pair turns on relay mode for it (:mod:`bridge.relay`): the bridge
 then holds an MLS leaf per legacy user and encryption ends at the bridge -- off by
-default, and announced in the rooms when on.
+default, announced to everyone in both rooms when it is turned on and when it is turned
+off again. The puppets' secrets live in their own file (``relay_secrets``, opened and
+closed by the caller like the store), never in the store. Every request a network user
+makes of the hub shows that it runs an MLS client; the relay never puppets it
+(:meth:`bridge.relay.Relay.mls_client_seen`).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from bridge.hub import Hub, HubConfig, HubIdentity
 from bridge.hub.fanout import Send
 from bridge.hub.policy import JoinPolicy, RoomPolicy
 from bridge.hub.store import Store
-from bridge.relay import Relay
+from bridge.relay import PuppetSecrets, Relay
 from transports.errors import LinkError
 from transports.fairness import LimitObserver
 from transports.interface import (
@@ -65,6 +69,7 @@ from transports.interface import (
 from transports.matrix import namespace as matrix_ns
 from transports.matrix.bot import MatrixHubBot
 from transports.matrix.errors import HomeserverError
+from transports.matrix.media import MediaFetcher
 from transports.xmpp import namespace as xmpp_ns
 from transports.xmpp.component import ComponentConfig, MLSComponent
 
@@ -164,7 +169,8 @@ async def _unroutable(recipients: Sequence[str], message: Outbound) -> None:
 class BridgeService:
     """Hub + store + XMPP component + Matrix bot (+ relay) in one process.
 
-    ``store`` is opened and closed by the caller. ``xmpp`` / ``matrix`` configure the
+    ``store`` (and ``relay_secrets``, the puppets' secrets; None: kept in memory, for
+    tests) are opened and closed by the caller. ``xmpp`` / ``matrix`` configure the
     networks (either may be None for a one-network hub); ``rooms`` are the configured
     room pairs (validated by :mod:`bridge.app.config`). Lifecycle: :meth:`start`, then
     :meth:`stop` (or :meth:`run_until`). The service is the :class:`HubService` both
@@ -175,6 +181,7 @@ class BridgeService:
                  xmpp: ComponentConfig | None = None,
                  matrix: MatrixServiceConfig | None = None,
                  rooms: Sequence[RoomPair] = (), hub_config: HubConfig | None = None,
+                 relay_secrets: PuppetSecrets | None = None,
                  drain_timeout: float = 10.0, connect_timeout: float = 20.0) -> None:
         if xmpp is None and matrix is None:
             raise BridgeConfigError("configure at least one network (xmpp or matrix)")
@@ -189,7 +196,7 @@ class BridgeService:
         self.component: MLSComponent | None = None
         self.matrix: MatrixService | None = None
         self.bot: MatrixHubBot | None = None
-        self.relay = Relay(store, self.hub, self.deliverer)
+        self.relay = Relay(store, self.hub, self.deliverer, secrets=relay_secrets)
         #: who hears of refusals, drops and queue depths at the transports (the metrics)
         self.limit_observer: LimitObserver | None = None
         self.pairs: dict[tuple[str, str], RoomPair] = {}
@@ -222,11 +229,14 @@ class BridgeService:
                 self.bot = await self.matrix.connect()
                 self.deliverer.networks[MATRIX] = self.bot
                 self.hub.authz.directories[MATRIX] = self.bot
+                self.hub.authz.media[MATRIX] = MediaFetcher(  # files for XMPP members (A23)
+                    self.bot.media, self.matrix_config.server_name)
             if self.limit_observer is not None:
                 for watched in (self.component, self.bot, self.relay):
                     if watched is not None:
                         watched.watch(self.limit_observer)
-            self.relay.connect(self.component, self.bot)
+            self.relay.connect(self.component, self.bot,
+                               self.matrix.ghosts if self.matrix is not None else None)
             await self.relay.start()
             if self.component is not None:
                 await self.component.rooms.load()
@@ -291,6 +301,8 @@ class BridgeService:
 
     async def _handle(self, request: Inbound) -> Outbound:
         reply = await self.hub.handle(request)  # the hub authorizes (bridge.hub.authz)
+        if reply.ok and request.network in (XMPP, MATRIX):
+            self.relay.mls_client_seen(request.sender)  # an MLS client: never puppeted
         if reply.ok and request.op == Op.CREATE_GROUP and request.transport:
             group_id = reply.group_id or request.group_id
             pair = self.pairs.get((request.transport, request.room_id))
@@ -370,6 +382,8 @@ class BridgeService:
                             pair.matrix_room, exc)
         if pair.relay:
             await self.relay.enable(pair.xmpp_room, pair.matrix_room, group_id)
+        else:
+            await self.relay.disable(pair.xmpp_room, pair.matrix_room, group_id)
 
     def _bridge_state(self, pair: RoomPair) -> dict[str, Any]:
         """MSC2346 ``m.bridge``: what the room is bridged to and whether encryption

@@ -352,7 +352,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def purge_expired(self, now: int) -> int:
-        """Delete KeyPackages with ``expires_at < now``; return how many."""
+        """Delete KeyPackages with ``expires_at < now`` (and their refs, see
+        :meth:`key_package_publisher`); return how many KeyPackages."""
+
+    @abc.abstractmethod
+    async def key_package_publisher(self, ref: bytes) -> str | None:
+        """The user who published the KeyPackage ``ref``, if the directory holds it or
+        held it (claimed since) and it was not purged as expired; else ``None``. The hub
+        ties Adds of basic credentials to the directory with it."""
 
     # -- rooms ---------------------------------------------------------------------
 

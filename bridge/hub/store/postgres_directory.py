@@ -72,6 +72,13 @@ class PostgresDirectory(TransactionalStore[asyncpg.Connection]):
         )
         if not inserted:
             raise Conflict(f"KeyPackage {ref.hex()} already published")
+        await conn.execute(
+            "INSERT INTO key_package_refs (ref, user_id, expires_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (ref) DO NOTHING",
+            ref,
+            user,
+            expires_at,
+        )
 
     @transaction(write=True)
     async def claim_key_package(
@@ -128,8 +135,15 @@ class PostgresDirectory(TransactionalStore[asyncpg.Connection]):
 
     @transaction(write=True)
     async def purge_expired(self, conn: asyncpg.Connection, now: int) -> int:
+        await conn.execute("DELETE FROM key_package_refs WHERE expires_at < $1", now)
         status = await conn.execute("DELETE FROM key_packages WHERE expires_at < $1", now)
         return int(status.split()[-1])
+
+    @transaction(write=False)
+    async def key_package_publisher(self, conn: asyncpg.Connection, ref: bytes
+                                    ) -> str | None:
+        user = await conn.fetchval("SELECT user_id FROM key_package_refs WHERE ref = $1", ref)
+        return None if user is None else str(user)
 
     # -- XMPP room affiliations --------------------------------------------------------
 

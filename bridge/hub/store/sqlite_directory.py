@@ -57,6 +57,11 @@ class SqliteDirectory(TransactionalStore[aiosqlite.Connection]):
             " expires_at, last_resort) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (ref, user, device, cipher_suite, key_package, expires_at, int(last_resort)),
         )
+        await conn.execute(
+            "INSERT INTO key_package_refs (ref, user_id, expires_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (ref) DO NOTHING",
+            (ref, user, expires_at),
+        )
 
     @transaction(write=True)
     async def claim_key_package(
@@ -112,8 +117,16 @@ class SqliteDirectory(TransactionalStore[aiosqlite.Connection]):
 
     @transaction(write=True)
     async def purge_expired(self, conn: aiosqlite.Connection, now: int) -> int:
+        await conn.execute("DELETE FROM key_package_refs WHERE expires_at < ?", (now,))
         cursor = await conn.execute("DELETE FROM key_packages WHERE expires_at < ?", (now,))
         return cursor.rowcount
+
+    @transaction(write=False)
+    async def key_package_publisher(self, conn: aiosqlite.Connection, ref: bytes
+                                    ) -> str | None:
+        rows = await conn.execute_fetchall(
+            "SELECT user_id FROM key_package_refs WHERE ref = ?", (ref,))
+        return str(next(iter(rows))[0]) if rows else None
 
     # -- XMPP room affiliations --------------------------------------------------------
 
