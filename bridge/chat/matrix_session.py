@@ -148,12 +148,18 @@ class MatrixSession:
             if attempt:
                 await asyncio.sleep(0.25 * 2 ** attempt)
             response = await self.client.room_get_state_event(room_id, "m.room.name", "")
-            if isinstance(response, nio.RoomGetStateEventResponse):
-                name = response.content.get("name")
+            content = getattr(response, "content", None)
+            if not isinstance(content, dict):
+                content = {}
+            # matrix-nio 0.26 returns a refusal as a RoomGetStateEventResponse whose
+            # content is the error body ({"errcode": ..., "error": ...})
+            errcode = content.get("errcode") or getattr(response, "status_code", None)
+            if errcode is None and isinstance(response, nio.RoomGetStateEventResponse):
+                name = content.get("name")
                 if isinstance(name, str) and name.strip():
                     return f"{name.strip()} ({room_id[:10]}…)"
                 return room_id
-            if getattr(response, "status_code", "") != "M_FORBIDDEN":
+            if errcode != "M_FORBIDDEN":
                 return room_id  # no name, or an error waiting will not cure
         return room_id
 
