@@ -44,6 +44,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from bridge.app.services.commands import RoomCommandService
@@ -51,6 +52,7 @@ from bridge.app.services.matrix import MatrixService, MatrixServiceConfig
 from bridge.app.services.xmpp import StoreState
 from bridge.errors import BridgeConfigError
 from bridge.hub import Hub, HubConfig, HubIdentity
+from bridge.hub.fanout import Send
 from bridge.hub.policy import JoinPolicy, RoomPolicy
 from bridge.hub.store import Store, StoredPair
 from bridge.relay import PuppetSecrets, Relay
@@ -125,27 +127,47 @@ class RoutingDeliverer:
     def remove_local(self, identity: str) -> None:
         self.local.pop(identity, None)
 
-    async def deliver(self, message: Outbound) -> None:
+    def split(self, message: Outbound) -> list[tuple[str, Send, Outbound]]:
+        """:class:`bridge.hub.fanout.Split`: one lane for the local sinks (enqueue
+        only), one per network (its recipients only; a Welcome only to the joiner's),
+        and for a Welcome with recipients on no network, a lane that fails it."""
         remote = tuple(r for r in message.recipients if r not in self.local)
-        for recipient in message.recipients:
-            sink = self.local.get(recipient)
-            if sink is not None:
-                await sink.deliver(message)  # enqueues only
-        failures: list[str] = []
+        lanes: list[tuple[str, Send, Outbound]] = []
+        sinks = [self.local[r] for r in message.recipients if r in self.local]
+        if sinks:
+            lanes.append(("local", partial(_to_sinks, sinks), message))
         for transport, deliverer in self.networks.items():
             mine = tuple(r for r in remote if r.startswith(SCHEMES[transport]))
             if message.kind == Kind.WELCOME and not mine:
                 continue
-            try:
-                await deliverer.deliver(dataclasses.replace(message, recipients=mine))
-            except LinkError as exc:
-                failures.append(f"{transport}: {exc}")
+            lanes.append((transport, deliverer.deliver,
+                          dataclasses.replace(message, recipients=mine)))
         unroutable = [r for r in remote if not network_of(r) or network_of(r)
                       not in self.networks]
         if unroutable and message.kind == Kind.WELCOME:
-            failures.append(f"no network for {', '.join(unroutable)}")
+            lanes.append(("unroutable", partial(_unroutable, unroutable), message))
+        return lanes
+
+    async def deliver(self, message: Outbound) -> None:
+        """Every lane of :meth:`split` in turn; failures on one network do not stop
+        the others, they are raised together afterwards as one LinkError."""
+        failures: list[str] = []
+        for lane, send, part in self.split(message):
+            try:
+                await send(part)
+            except LinkError as exc:
+                failures.append(f"{lane}: {exc}")
         if failures:
             raise LinkError("; ".join(failures))
+
+
+async def _to_sinks(sinks: Sequence[DeliverySink], message: Outbound) -> None:
+    for sink in sinks:
+        await sink.deliver(message)  # enqueues only
+
+
+async def _unroutable(recipients: Sequence[str], message: Outbound) -> None:
+    raise LinkError(f"no network for {', '.join(recipients)}")
 
 
 class BridgeService:
@@ -253,6 +275,7 @@ class BridgeService:
             await asyncio.wait_for(self._idle.wait(), self.drain_timeout)
         except TimeoutError:
             log.warning("stopping with %d request(s) still in flight", self._in_flight)
+        await self.hub.drain(asyncio.get_running_loop().time() + self.drain_timeout)
         if self.matrix is not None:
             await self.matrix.stop_receiving()
         await self._shutdown()
@@ -260,6 +283,7 @@ class BridgeService:
 
     async def _shutdown(self) -> None:
         await self.relay.stop(self.drain_timeout)
+        await self.hub.close()
         if self.component is not None:
             await self.component.stop()
         if self.matrix is not None:

@@ -174,6 +174,9 @@ class MatrixService:
 
     async def stop(self) -> None:
         await self.stop_receiving()
+        if self.hub is not None:
+            await self.hub.drain(asyncio.get_running_loop().time() + 10.0)
+            await self.hub.close()
         if self.bot is not None:
             await self.bot.close()
         if self.ghosts is not None:

@@ -73,7 +73,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> int:
             return 2
         print(f"ready {args.jid}", flush=True)
         await stop.wait()
+        await hub.drain(asyncio.get_running_loop().time() + 10.0)
         await component.stop()
+        await hub.close()
         return 0
     finally:
         await store.close()
