@@ -191,7 +191,8 @@ class MatrixSession:
     async def relayed(self, room_id: str) -> bool:
         response = await self.client.room_get_state(room_id)
         if not isinstance(response, nio.RoomGetStateResponse):
-            return False
+            raise SessionError(f"the state of {room_id} is not readable: "
+                               f"{getattr(response, 'status_code', '') or 'no answer'}")
         for event in response.events:
             if isinstance(event, Mapping) and event.get("type") == ns.BRIDGE_STATE:
                 relay = event.get("content", {}).get(ns.RELAY_KEY)
