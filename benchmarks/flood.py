@@ -40,7 +40,6 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 import nio
-from aiohttp import web
 from slixmpp.exceptions import IqError, IqTimeout
 
 from benchmarks.bridge_run import (
@@ -58,6 +57,7 @@ from benchmarks.bridge_run import (
     write_config,
     xmpp_person,
 )
+from bridge.devservers.files import BlobServer
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from transports.errors import LinkError
@@ -147,32 +147,6 @@ class Flooder:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-class FileServer:
-    """Loopback HTTP serving one blob at any path (XEP-0363 references point here)."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.gets = 0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        async def get(_request: web.Request) -> web.Response:
-            self.gets += 1
-            return web.Response(body=self.body)
-        app = web.Application()
-        app.router.add_get("/{name}", get)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
 async def matrix_refs(person: Person, hub_user: str, media: dict[str, Any],
                       phase: Phase) -> None:
     """One submit-commit whose four payloads reference the largest media each."""
@@ -193,10 +167,10 @@ async def matrix_refs(person: Person, hub_user: str, media: dict[str, Any],
         phase.codes["-"] += 1
 
 
-async def xmpp_refs(person: Person, component: str, server: FileServer, phase: Phase) -> None:
+async def xmpp_refs(person: Person, component: str, server: BlobServer, phase: Phase) -> None:
     """One submit-commit IQ whose four payloads reference 16 MiB downloads each."""
     digest = hashlib.sha256(server.body).hexdigest()
-    refs = "".join(f"<{name} url='http://127.0.0.1:{server.port}/{name}' sha256='{digest}' "
+    refs = "".join(f"<{name} url='{server.url(name)}' sha256='{digest}' "
                    f"size='{len(server.body)}'/>"
                    for name in ("payload", "welcome", "group-info", "ratchet-tree"))
     iq = person.client.make_iq_set(ET.fromstring(
@@ -263,7 +237,7 @@ async def run_flood(prosody: ProsodyServer, synapse: SynapseServer, workdir: Pat
                           hub_user=hub_user, hub_password=hub_password, pairs=[pair])
     bridge = BridgeProcess(config, workdir / "bridge.log", src=spec.src)
     honest = people[:spec.honest]
-    server = FileServer(secrets.token_bytes(XMPP_REF))
+    server = BlobServer(secrets.token_bytes(XMPP_REF))
     try:
         await bridge.start(timeout=120)
         await until(lambda: hub_joined(owner, pair.matrix_room, hub_user), "the bot joining",
