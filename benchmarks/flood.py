@@ -310,7 +310,8 @@ def print_report(phases: list[Phase], spec: FloodSpec) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.flood",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--honest", type=int, default=4)
+    parser.add_argument("--honest", type=int, default=4,
+                        help="honest members, alternating XMPP and Matrix (at least 2)")
     parser.add_argument("--flooders", type=int, default=2)
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--flood-rate", type=float, default=50.0)
@@ -318,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", type=Path, default=REPO,
                         help="source tree to run the bridge from (default: this one)")
     args = parser.parse_args(argv)
+    if args.honest < 2:
+        parser.error("--honest must be at least 2: one member on each network")
     spec = FloodSpec(args.honest, args.flooders, args.messages, args.flood_rate, args.refs,
                      args.src.resolve())
     with real_servers("mls-flood-") as (root, prosody, synapse):
