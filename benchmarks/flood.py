@@ -215,9 +215,10 @@ async def _phase(name: str, bridge: BridgeProcess, honest: list[Person], group_i
     return phase
 
 
-async def run_flood(prosody: ProsodyServer, synapse: SynapseServer, workdir: Path,
-                    spec: FloodSpec) -> list[Phase]:
-    hub_user, hub_password = synapse.new_user("floodhub")
+async def flood_people(prosody: ProsodyServer, synapse: SynapseServer, hub_user: str,
+                       spec: FloodSpec) -> tuple[list[Person], list[Person]]:
+    """Everyone (the honest members first, half on each network, then the flooders,
+    alternating networks), and the flooders."""
     people: list[Person] = []
     half = (spec.honest + 1) // 2
     for i in range(spec.honest):
@@ -228,7 +229,43 @@ async def run_flood(prosody: ProsodyServer, synapse: SynapseServer, workdir: Pat
         flooders.append(await (xmpp_person(prosody, f"f{i}_") if i % 2 == 0
                                else matrix_person(synapse, f"f{i}_", hub_user,
                                                   request_timeout=10.0)))
-    people += flooders
+    return people + flooders, flooders
+
+
+async def refs_phase(bridge: BridgeProcess, synapse: SynapseServer, prosody: ProsodyServer,
+                     hub_user: str, flooders: list[Person], group_id: bytes,
+                     spec: FloodSpec, honest: list[Person], server: BlobServer) -> Phase:
+    """The honest members' phase while flooders send requests with maximal references."""
+    await server.start()
+    matrix_attacker = next((p for p in flooders if p.network == "matrix"), None)
+    xmpp_attacker = next((p for p in flooders if p.network == "xmpp"), None)
+    media: dict[str, Any] = {}
+    if matrix_attacker is not None:
+        repo = MediaRepository(synapse.url, matrix_attacker.client.access_token)
+        media = (await repo.upload(secrets.token_bytes(MATRIX_REF))).to_json()
+        await repo.close()
+
+    def refs(phase: Phase, _stop: asyncio.Event) -> list[Any]:
+        async def matrix() -> None:
+            for _ in range(spec.refs if matrix_attacker is not None else 0):
+                assert matrix_attacker is not None
+                await matrix_refs(matrix_attacker, hub_user, media, phase)
+
+        async def xmpp() -> None:
+            for _ in range(spec.refs if xmpp_attacker is not None else 0):
+                assert xmpp_attacker is not None
+                await xmpp_refs(xmpp_attacker, prosody.component_name, server, phase)
+        return [matrix(), xmpp()]
+
+    phase = await _phase("max refs", bridge, honest, group_id, spec, refs)
+    phase.codes["(XMPP GETs)"] = server.gets
+    return phase
+
+
+async def run_flood(prosody: ProsodyServer, synapse: SynapseServer, workdir: Path,
+                    spec: FloodSpec) -> list[Phase]:
+    hub_user, hub_password = synapse.new_user("floodhub")
+    people, flooders = await flood_people(prosody, synapse, hub_user, spec)
     owner = next(p for p in people if p.network == "matrix")
     pair = Pair("flood", f"flood-{secrets.token_hex(2)}@{prosody.component_name}",
                 await matrix_room(owner, hub_user), admins=(people[0].identity,))
@@ -257,29 +294,8 @@ async def run_flood(prosody: ProsodyServer, synapse: SynapseServer, workdir: Pat
             return [one(f) for f in runs]
 
         phases.append(await _phase("flood", bridge, honest, group_id, spec, flood))
-        await server.start()
-        matrix_attacker = next((p for p in flooders if p.network == "matrix"), None)
-        xmpp_attacker = next((p for p in flooders if p.network == "xmpp"), None)
-        media: dict[str, Any] = {}
-        if matrix_attacker is not None:
-            repo = MediaRepository(synapse.url, matrix_attacker.client.access_token)
-            media = (await repo.upload(secrets.token_bytes(MATRIX_REF))).to_json()
-            await repo.close()
-
-        def refs(phase: Phase, _stop: asyncio.Event) -> list[Any]:
-            async def matrix() -> None:
-                for _ in range(spec.refs if matrix_attacker is not None else 0):
-                    assert matrix_attacker is not None
-                    await matrix_refs(matrix_attacker, hub_user, media, phase)
-
-            async def xmpp() -> None:
-                for _ in range(spec.refs if xmpp_attacker is not None else 0):
-                    assert xmpp_attacker is not None
-                    await xmpp_refs(xmpp_attacker, prosody.component_name, server, phase)
-            return [matrix(), xmpp()]
-
-        phases.append(await _phase("max refs", bridge, honest, group_id, spec, refs))
-        phases[-1].codes["(XMPP GETs)"] = server.gets
+        phases.append(await refs_phase(bridge, synapse, prosody, hub_user, flooders,
+                                       group_id, spec, honest, server))
         code = bridge.stop()
         assert code == 0, f"the bridge exited with {code}:\n{bridge.tail()}"
         return phases
