@@ -31,8 +31,12 @@ a logged-in device with /sync) reads and writes them:
 
 The bot's device is published with the display name :data:`DEVICE_NAME` and its
 ed25519 fingerprint is logged at start (:attr:`Megolm.fingerprint`). nio implements
-no cross-signing: the device is not cross-signed by the bot's account, so users see
-it as unverified until they compare the fingerprint.
+no cross-signing, so :mod:`transports.matrix.crosssign` does: at every start the
+device is signed by the account's self-signing key (:attr:`Megolm.cross_signing`,
+its keys in ``<olm store>.cross-signing``, 0600), and clients show it as verified
+by its owner; the master key is logged at start. Should that fail (the homeserver
+asks for a password the bot does not have, or is unreachable), the log says the
+device stays unverified, and why; the bot runs on.
 """
 
 from __future__ import annotations
