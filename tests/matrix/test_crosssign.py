@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import nio
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bridge.app.services.matrix import MatrixService, MatrixServiceConfig
@@ -274,3 +276,50 @@ def test_a_keys_file_others_may_read_is_refused(tmp_path: Path) -> None:
     path.chmod(0o640)
     with pytest.raises(PermissionError):
         load_keys(path, "@bot:example.org")
+
+
+# -- a homeserver answering nonsense never stops the bot ----------------------------------
+
+GARBAGE = [
+    (500, "not json"),
+    (200, "[1, 2]"),
+    (200, '{"device_keys": [], "master_keys": "x"}'),
+    (200, '{"device_keys": {"@bot:localhost": {"DEV": "x"}}}'),
+    (401, '{"flows": "x"}'),
+]
+
+
+@pytest.mark.parametrize(("status", "body"), GARBAGE)
+async def test_nonsense_from_the_homeserver_leaves_the_device_unverified(
+        tmp_path: Path, status: int, body: str, caplog: pytest.LogCaptureFixture) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(status=status, text=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/_matrix/client/v3/keys/{what:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    client = nio.AsyncClient(f"http://127.0.0.1:{port}", "@bot:localhost", device_id="DEV")
+    client.access_token = "token"
+    client.client_session = aiohttp.ClientSession()
+    try:
+        result = await CrossSigning(client, tmp_path / "keys", "pw").ensure()
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert not result.verified and result.reason
+    assert "stays unverified" in caplog.text
+
+
+async def test_an_unreachable_homeserver_leaves_the_device_unverified(tmp_path: Path) -> None:
+    client = nio.AsyncClient("http://127.0.0.1:9", "@bot:localhost", device_id="DEV")
+    client.access_token = "token"
+    client.client_session = aiohttp.ClientSession()
+    try:
+        result = await CrossSigning(client, tmp_path / "keys").ensure()
+    finally:
+        await client.close()
+    assert not result.verified and "POST /keys/query" in result.reason

@@ -279,8 +279,8 @@ class CrossSigning:
         if has_signature(device, user, keys.public("self_signing")):
             self.status.verified = True
             return
-        failures = (await self._post("/keys/signatures/upload", {
-            user: {str(self.client.device_id): keys.sign_device(device)}})).get("failures")
+        failures = _mapping((await self._post("/keys/signatures/upload", {
+            user: {str(self.client.device_id): keys.sign_device(device)}})).get("failures"))
         if failures:
             raise HomeserverError(f"the server refused the device signature: "
                                   f"{_errors(failures)}")
@@ -290,13 +290,12 @@ class CrossSigning:
         """The device object the server holds for this device, checked to carry the
         olm account's own identity keys."""
         device_id = str(self.client.device_id)
-        devices = server.get("device_keys", {}).get(user, {})
-        device = devices.get(device_id) if isinstance(devices, Mapping) else None
+        device = _mapping(_mapping(server.get("device_keys")).get(user)).get(device_id)
         if not isinstance(device, Mapping):
             raise HomeserverError(f"the server holds no keys for device {device_id}")
         olm = self.client.olm
         ours = dict(olm.account.identity_keys) if olm is not None else {}
-        held = device.get("keys", {})
+        held = _mapping(device.get("keys"))
         for algorithm in ("ed25519", "curve25519"):
             if not ours.get(algorithm) or held.get(f"{algorithm}:{device_id}") != ours[algorithm]:
                 raise HomeserverError(f"the server's {algorithm} key for device {device_id} "
@@ -309,10 +308,9 @@ class CrossSigning:
     async def _upload_keys(self, user: str, keys: CrossSigningKeys,
                            server: Mapping[str, Any]) -> None:
         """``/keys/device_signing/upload``, answering the password stage if asked."""
-        held = server.get("master_keys", {}).get(user)
-        if held:
-            log.warning("replacing the cross-signing keys of %s on the server (its master "
-                        "key is not the one in %s): users will see a new identity",
+        if _mapping(server.get("master_keys")).get(user):
+            log.warning("the server holds a master key for %s that is not the one in %s: "
+                        "replacing the cross-signing keys (users will see a new identity)",
                         user, self.path)
         body: dict[str, Any] = {f"{usage}_key": keys.key_object(usage) for usage in USAGES}
         status, reply = await self._request("/keys/device_signing/upload", body)
@@ -353,15 +351,21 @@ class CrossSigning:
         return response.status, reply if isinstance(reply, Mapping) else {}
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` if the homeserver's JSON has an object there, else an empty one."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _same_key(server: Mapping[str, Any], usage: str, keys: CrossSigningKeys) -> bool:
-    held = server.get(f"{usage}_keys", {}).get(keys.user_id)
-    return isinstance(held, Mapping) and held.get("keys") == keys.key_object(usage)["keys"]
+    held = _mapping(_mapping(server.get(f"{usage}_keys")).get(keys.user_id))
+    return bool(held.get("keys") == keys.key_object(usage)["keys"])
 
 
 def _password_flow(reply: Mapping[str, Any]) -> bool:
-    flows = reply.get("flows", [])
-    return any(isinstance(flow, Mapping) and flow.get("stages") == ["m.login.password"]
-               for flow in flows)
+    flows = reply.get("flows")
+    return isinstance(flows, list) and any(
+        isinstance(flow, Mapping) and flow.get("stages") == ["m.login.password"]
+        for flow in flows)
 
 
 def _errors(failures: Mapping[str, Any]) -> str:
