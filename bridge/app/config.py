@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from bridge.app.tables import ConfigError, Secret, Table
 from bridge.hub.policy import DAY, HubConfig, JoinPolicy
+from transports.matrix.crosssign import keys_file
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 JOIN_POLICIES = ("invite", "room", "open")
@@ -273,8 +274,9 @@ class Config:
         lines.append(f"relay archive: the newest {self.relay_archive} re-emitted messages "
                      "per relayed room, in the puppet secrets file (XEP-0313)")
         olm = self.olm_store_path()
-        lines.append(f"encrypted Matrix rooms: Megolm, olm store {olm} (the device's "
-                     "ed25519 fingerprint is logged at start)" if olm is not None else
+        lines.append(f"encrypted Matrix rooms: Megolm, olm store {olm}, the device "
+                     f"cross-signed with the keys in {keys_file(olm)} (fingerprints logged "
+                     "at start)" if olm is not None else
                      "encrypted Matrix rooms: not read (application-service mode)")
         if self.metrics.enabled:
             lines.append(f"listener metrics: http://{self.metrics.host}:{self.metrics.port}"
