@@ -97,7 +97,11 @@ class MatrixService:
             client.restore_login(registration.sender, device, token)
             return client
         client = nio.AsyncClient(cfg.homeserver, cfg.user, device_id=cfg.device_id)
-        response = await client.login(cfg.password, device_name="mls-bridge hub")
+        try:
+            response = await client.login(cfg.password, device_name="mls-bridge hub")
+        except BaseException:  # its HTTP session would be left open
+            await client.close()  # type: ignore[no-untyped-call]  # nio: unannotated
+            raise
         if not isinstance(response, nio.LoginResponse):
             await client.close()  # type: ignore[no-untyped-call]  # nio: unannotated
             raise HomeserverError(f"login of {cfg.user} refused: {response}")
@@ -135,7 +139,9 @@ class MatrixService:
             self.runner.start()
 
     async def stop_receiving(self) -> None:
-        """Stop taking new input (sync loop / AS listener); the bot can still send."""
+        """Stop taking new input; the bot can still send. The sync loop finishes the
+        batch it is in (cancelling this call cuts it); the AS listener answers the
+        transactions it is processing (the homeserver retries the others later)."""
         if self.runner is not None:
             await self.runner.stop()
             self.runner = None
@@ -149,11 +155,14 @@ class MatrixService:
             await asyncio.wait_for(self.runner.synced.wait(), timeout)
 
     async def stop(self) -> None:
-        await self.stop_receiving()
-        if self.bot is not None:
-            await self.bot.close()
-        if self.client is not None:
-            await self.client.close()  # type: ignore[no-untyped-call]  # nio: unannotated
+        """Stop receiving, then close the bot's media session and the client's."""
+        try:
+            await self.stop_receiving()
+        finally:
+            if self.bot is not None:
+                await self.bot.close()
+            if self.client is not None:
+                await self.client.close()  # type: ignore[no-untyped-call]  # nio: unannotated
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -191,16 +200,16 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> int:
         name = args.hub_name or (user_uri(args.user) if args.user else "matrix:hub")
         service = MatrixService(store, load_identity(identity_file, name), config)
         try:
-            await service.start()
-        except HomeserverError as exc:
-            log.error("%s", exc)
-            return 2
-        try:
+            try:
+                await service.start()
+            except HomeserverError as exc:
+                log.error("%s", exc)
+                return 2
             await service.wait_ready()
             assert service.bot is not None
             print(f"READY {service.bot.user_id} {service.bot.device_id}", flush=True)
             await stop.wait()
-        finally:
+        finally:  # sessions closed before the store
             await service.stop()
     finally:
         await store.close()

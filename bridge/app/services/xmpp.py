@@ -62,14 +62,16 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> int:
                   config=HubConfig(max_payload=args.max_payload))
         component.bind(hub)
         try:
-            await component.start(timeout=args.connect_timeout)
-        except ComponentAuthError as exc:
-            log.error("%s", exc)
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-            return 2
-        print(f"ready {args.jid}", flush=True)
-        await stop.wait()
-        await component.stop()
+            try:
+                await component.start(timeout=args.connect_timeout)
+            except ComponentAuthError as exc:
+                log.error("%s", exc)
+                print(f"error: {exc}", file=sys.stderr, flush=True)
+                return 2
+            print(f"ready {args.jid}", flush=True)
+            await stop.wait()
+        finally:  # the stream closed and every task ended before the store closes
+            await component.stop()
         return 0
     finally:
         await store.close()
