@@ -142,10 +142,17 @@ class Member:
                 self._slots[slot.group.group_id] = slot
         self.inbox.start()
 
-    async def stop(self) -> None:
+    async def stop(self) -> dict[bytes, str]:
+        """Stop receiving, reporting and resyncing; save every group the save policy
+        allows. Returns the groups whose latest received changes stay unsaved, and why
+        (they are fetched again from the log at the next start)."""
         await self.recovery.stop()
         await self.inbox.stop()
-        await self.inbox.save_allowed()
+        return await self.inbox.save_allowed()
+
+    def unsaved_groups(self) -> list[bytes]:
+        """The groups changed by received entries since their last save."""
+        return self.inbox.unsaved()
 
     async def idle(self) -> None:
         """Wait until every delivery received so far was processed, and the reports

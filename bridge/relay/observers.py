@@ -23,8 +23,9 @@ Job = Callable[[], Awaitable[None]]
 class LegacyInput(Protocol):
     """What the observers hand to the relay (:class:`bridge.relay.relay.Relay`)."""
 
-    def queue(self, job: Job) -> None:
-        """Run ``job`` on the relay's input worker, after what is queued already."""
+    def queue(self, job: Job, what: str) -> None:
+        """Run ``job`` on the relay's input worker, after what is queued already;
+        ``what`` names it in logs (who and where, never a message's text)."""
         ...
 
     async def xmpp_joined(self, room: str, occupant: str, mls_client: bool) -> None: ...
@@ -43,12 +44,14 @@ class XmppObserver:
 
     async def occupant_joined(self, room: str, occupant: str, nick: str,
                               mls_client: bool) -> None:
-        self.relay.queue(lambda: self.relay.xmpp_joined(room, occupant, mls_client))
+        self.relay.queue(lambda: self.relay.xmpp_joined(room, occupant, mls_client),
+                         f"join of {occupant} in {room}")
 
     async def plain_message(self, room: str, occupant: str, nick: str, body: str) -> None:
         identity = xmpp_identity(occupant)
         self.relay.queue(lambda: self.relay.legacy_message(XMPP, room, identity, body,
-                                                           occupant))
+                                                           occupant),
+                         f"message from {identity} in {room}")
 
 
 class MatrixObserver:
@@ -58,12 +61,14 @@ class MatrixObserver:
         self.relay = relay
 
     async def member_joined(self, room_id: str, user_id: str) -> None:
-        self.relay.queue(lambda: self.relay.matrix_joined(room_id, user_id))
+        self.relay.queue(lambda: self.relay.matrix_joined(room_id, user_id),
+                         f"join of {user_id} in {room_id}")
 
     async def plain_message(self, room_id: str, user_id: str, event_id: str,
                             body: str) -> None:
         identity = matrix_events.user_uri(user_id)
-        self.relay.queue(lambda: self.relay.legacy_message(MATRIX, room_id, identity, body))
+        self.relay.queue(lambda: self.relay.legacy_message(MATRIX, room_id, identity, body),
+                         f"message {event_id} from {identity} in {room_id}")
 
 
 def xmpp_identity(occupant: str) -> str:

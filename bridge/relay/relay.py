@@ -111,9 +111,12 @@ class Relay:
         self._early: dict[bytes, list[_Emission]] = {}  # decrypted before enable()
         self._unemitted: dict[bytes, set[int]] = {}  # decrypted seqs not yet re-emitted
         self._emitted_event = asyncio.Event()  # set whenever a re-emit completes
-        self._inbound: asyncio.Queue[Job] = asyncio.Queue()
+        self._inbound: asyncio.Queue[tuple[str, Job]] = asyncio.Queue()
         self._outbound: asyncio.Queue[_Emission] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._working_on = ""  # what the input worker is doing (named if it is cut)
+        self._stopping = False
+        self._not_done: list[str] = []  # what a stop dropped or could not save, by name
 
     def connect(self, component: MLSComponent | None, bot: MatrixHubBot | None) -> None:
         self.component, self.bot = component, bot
@@ -131,27 +134,55 @@ class Relay:
         self._tasks = [loop.create_task(self._work_inbound()),
                        loop.create_task(self._work_outbound())]
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Finish queued legacy input and output (up to ``timeout`` s), then stop."""
-        if self._tasks:
-            try:
-                await asyncio.wait_for(self._drain(), timeout)
-            except TimeoutError:
-                log.warning("relay stopped with work still queued")
+    async def drain(self) -> None:
+        """Work off the queued legacy input and output (the stop's drain phase)."""
+        await self._inbound.join()
+        for puppet in list(self.puppets.values()):
+            await puppet.idle()
+        await self._outbound.join()
+
+    async def stop(self) -> None:
+        """Stop the two workers (what they had not done is dropped), then every puppet,
+        each with its last save (never past a message not yet re-emitted). What was
+        dropped or left unsaved is named by :meth:`not_done`."""
+        self._stopping = True
+        working_on = self._working_on
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        for identity, puppet in self.puppets.items():
-            self.deliverer.remove_local(identity)
-            await puppet.stop()
-        self.puppets.clear()
+        self._not_done += self._dropped(working_on)
+        await asyncio.gather(*(self._stop_puppet(identity, puppet)
+                               for identity, puppet in list(self.puppets.items())))
 
-    async def _drain(self) -> None:
-        await self._inbound.join()
-        for puppet in self.puppets.values():
-            await puppet.idle()
-        await self._outbound.join()
+    async def _stop_puppet(self, identity: str, puppet: Puppet) -> None:
+        self.deliverer.remove_local(identity)
+        unsaved = await puppet.stop()
+        self.puppets.pop(identity, None)
+        self._not_done += [f"puppet {identity} group {group_id.hex()[:16]} not saved: "
+                           f"{reason}" for group_id, reason in unsaved.items()]
+
+    def _dropped(self, working_on: str) -> list[str]:
+        """Name the work the stopped workers leave undone (and forget it): what the
+        input worker was ``working_on``, what was queued."""
+        dropped = [f"relay: {working_on}: cut short"] if working_on else []
+        while not self._inbound.empty():
+            what, _ = self._inbound.get_nowait()
+            self._inbound.task_done()
+            dropped.append(f"relay: {what}: not relayed")
+        while not self._outbound.empty():
+            emission = self._outbound.get_nowait()
+            self._outbound.task_done()
+            dropped.append(_undone(emission))
+        return dropped
+
+    def not_done(self) -> list[str]:
+        """What the stop dropped or could not save, by name; puppets whose stop was
+        cut short are named with each group whose latest changes are unsaved."""
+        left = [f"puppet {identity} group {group_id.hex()[:16]} not saved: its stop was "
+                "cut short" for identity, puppet in self.puppets.items()
+                for group_id in puppet.unsaved_groups()]
+        return [*self._not_done, *left]
 
     # -- enabling ----------------------------------------------------------------------
 
@@ -174,7 +205,8 @@ class Relay:
             else:
                 self._settled(emission)
         if first:
-            self._inbound.put_nowait(lambda: self._announce_and_scan(group_id, rooms))
+            self._inbound.put_nowait((f"scan of the rooms of group {group_id.hex()[:16]}",
+                                      lambda: self._announce_and_scan(group_id, rooms)))
 
     async def _announce_and_scan(self, group_id: bytes, rooms: _Rooms) -> None:
         roster = await self._roster(group_id)
@@ -246,18 +278,26 @@ class Relay:
 
     # -- legacy input ----------------------------------------------------------------------
 
-    def queue(self, job: Job) -> None:
-        """:class:`bridge.relay.observers.LegacyInput`: run ``job`` on the input worker."""
-        self._inbound.put_nowait(job)
+    def queue(self, job: Job, what: str) -> None:
+        """:class:`bridge.relay.observers.LegacyInput`: run ``job`` (``what`` names it
+        in logs: who, where, never the text) on the input worker; refused once the
+        relay is stopping."""
+        if self._stopping:
+            self._not_done.append(f"relay: {what}: refused, the bridge is stopping")
+            log.warning("relay: %s refused: the bridge is stopping", what)
+            return
+        self._inbound.put_nowait((what, job))
 
     async def _work_inbound(self) -> None:
         while True:
-            job = await self._inbound.get()
+            what, job = await self._inbound.get()
+            self._working_on = what
             try:
                 await job()
             except (BridgeError, MLSError, StoreError, TransportError) as exc:
-                log.warning("relay: %s: %s", type(exc).__name__, exc)
+                log.warning("relay: %s: %s: %s", what, type(exc).__name__, exc)
             finally:
+                self._working_on = ""
                 self._inbound.task_done()
 
     async def xmpp_joined(self, room: str, occupant: str, mls_client: bool) -> None:
@@ -400,6 +440,14 @@ class Relay:
         stanza_id = f"relay-{emission.group_id.hex()[:12]}-{emission.seq}"
         self.component.send_plain(room, readers, nick, emission.text, stanza_id)
         return True
+
+
+def _undone(emission: _Emission) -> str:
+    """How a stop names a re-emit it dropped (never its text)."""
+    where = f"group {emission.group_id.hex()[:16]} seq {emission.seq} from {emission.sender}"
+    if emission.origin:  # a legacy user's own text: no puppet will decrypt it again
+        return f"relay: {where}: not shown in the other room"
+    return f"relay: re-emit of {where}: deferred to the next start"
 
 
 def _txn(kind: bytes, group_id: bytes, room_id: str, seq: int = 0) -> str:

@@ -38,6 +38,7 @@ from typing import Any
 
 from bridge.app.services.matrix import MatrixService, MatrixServiceConfig
 from bridge.app.services.xmpp import StoreState
+from bridge.app.shutdown import Shutdown, Step
 from bridge.errors import BridgeConfigError
 from bridge.hub import Hub, HubConfig, HubIdentity
 from bridge.hub.store import Store
@@ -125,25 +126,25 @@ class RoutingDeliverer:
 class BridgeService:
     """Hub + store + XMPP component + Matrix bot (+ relay) in one process.
 
-    ``store`` is opened and closed by the caller. ``xmpp`` / ``matrix`` configure the
-    networks (either may be None for a one-network hub); ``rooms`` are the configured
-    room pairs (validated by :mod:`bridge.app.config`). Lifecycle: :meth:`start`, then
-    :meth:`stop` (or :meth:`run_until`). The service is the :class:`HubService` both
-    transports call.
+    ``store`` is opened by the caller and closed by :meth:`stop`, last. ``xmpp`` /
+    ``matrix`` configure the networks (either may be None for a one-network hub);
+    ``rooms`` are the configured room pairs (validated by :mod:`bridge.app.config`).
+    Lifecycle: :meth:`start`, then :meth:`stop` (or :meth:`run_until`). The service is
+    the :class:`HubService` both transports call.
     """
 
     def __init__(self, store: Store, identity: HubIdentity, *,
                  xmpp: ComponentConfig | None = None,
                  matrix: MatrixServiceConfig | None = None,
                  rooms: Sequence[RoomPair] = (), hub_config: HubConfig | None = None,
-                 drain_timeout: float = 10.0, connect_timeout: float = 20.0) -> None:
+                 shutdown_timeout: float = 10.0, connect_timeout: float = 20.0) -> None:
         if xmpp is None and matrix is None:
             raise BridgeConfigError("configure at least one network (xmpp or matrix)")
         self.store = store
         self.identity = identity
         self.xmpp_config = xmpp
         self.matrix_config = matrix
-        self.drain_timeout = drain_timeout
+        self.shutdown_timeout = shutdown_timeout
         self.connect_timeout = connect_timeout
         self.deliverer = RoutingDeliverer()
         self.hub = Hub(store, identity, self.deliverer, config=hub_config)
@@ -153,16 +154,25 @@ class BridgeService:
         self.relay = Relay(store, self.hub, self.deliverer)
         self.pairs: dict[tuple[str, str], RoomPair] = {}
         self._initial_pairs = tuple(rooms)
-        self._in_flight = 0
+        self._flights: dict[object, tuple[asyncio.Task[Any] | None, Inbound]] = {}
+        self._cut_requests: list[str] = []
         self._idle = asyncio.Event()
         self._idle.set()
         self._accepting = False
         self._started = False
+        self._stopped = False
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being handled right now."""
+        return len(self._flights)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect both networks, complete the configured room pairs, start serving."""
+        """Connect both networks, complete the configured room pairs, start serving.
+        A start that fails (or is cancelled) disconnects what it had connected; the
+        store stays open."""
         if self._started:
             return
         self._accepting = True
@@ -185,27 +195,73 @@ class BridgeService:
             self._started = True
             await self.attach_rooms(self._initial_pairs)
         except BaseException:
-            await self._shutdown()
+            self._accepting = False
+            await self._disconnect()
             raise
         log.info("bridge started (%s)", ", ".join(sorted(self.deliverer.networks)))
 
-    async def stop(self) -> None:
-        """Graceful: refuse new requests, let in-flight ones finish (their fan-out and
-        Welcomes included, up to ``drain_timeout`` s), drain the relay, disconnect."""
-        self._accepting = False
-        if not self._started:
+    async def stop(self, shutdown: Shutdown | None = None) -> None:
+        """The graceful stop, in the five phases of :mod:`bridge.app.shutdown` and
+        within its deadline (``shutdown``, or one of ``shutdown_timeout`` s): refuse new
+        requests, drain those in flight, stop the relay's puppets (their last saves),
+        disconnect the networks, close the store. Stopping twice does nothing."""
+        if self._stopped:
             return
-        try:  # receivers stay up meanwhile: cancelling them would cut a request short
-            await asyncio.wait_for(self._idle.wait(), self.drain_timeout)
-        except TimeoutError:
-            log.warning("stopping with %d request(s) still in flight", self._in_flight)
+        self._stopped = True
+        shutdown = shutdown or Shutdown(self.shutdown_timeout)
+        await shutdown.phase("refuse", Step("new requests", self._refuse))
+        if self._started:
+            await shutdown.phase(
+                "drain",
+                Step("requests in flight", self._drain_requests, self._requests_left),
+                Step("matrix input", self._stop_receiving),
+                Step("relay queues", self.relay.drain))
+            await shutdown.phase("members", Step("relay", self.relay.stop,
+                                                 self.relay.not_done))
+            await shutdown.phase("networks", *self._network_steps(), together=True)
+            self._started = False
+        await shutdown.phase("store", Step("store", self._close_store))
+
+    async def _refuse(self) -> None:
+        self._accepting = False
+
+    async def _drain_requests(self) -> None:
+        """Wait for the requests in flight; if cut short, cancel them (their effect, if
+        the store took it, is in the log: members catch up from it)."""
+        try:
+            await self._idle.wait()
+        except asyncio.CancelledError:
+            self._cut_requests = self._requests_left()
+            for task, _ in list(self._flights.values()):
+                if task is not None and task is not asyncio.current_task():
+                    task.cancel()
+            raise
+
+    def _requests_left(self) -> list[str]:
+        if self._cut_requests:
+            return [f"{what}: cut short, no reply" for what in self._cut_requests]
+        return [f"request {request.op} {request.request_id or '-'} from {request.sender}"
+                for _, request in self._flights.values()]
+
+    async def _stop_receiving(self) -> None:
         if self.matrix is not None:
             await self.matrix.stop_receiving()
-        await self._shutdown()
-        log.info("bridge stopped")
 
-    async def _shutdown(self) -> None:
-        await self.relay.stop(self.drain_timeout)
+    def _network_steps(self) -> list[Step]:
+        steps = []
+        if self.component is not None:
+            steps.append(Step("xmpp", self.component.stop))
+        if self.matrix is not None:
+            steps.append(Step("matrix", self.matrix.stop))
+        return steps
+
+    async def _close_store(self) -> None:
+        await self.store.close()
+        log.info("store closed")
+
+    async def _disconnect(self) -> None:
+        """After a failed start: stop the relay and the networks (not the store)."""
+        await self.relay.stop()
         if self.component is not None:
             await self.component.stop()
         if self.matrix is not None:
@@ -225,13 +281,14 @@ class BridgeService:
     async def handle(self, request: Inbound) -> Outbound:
         if not self._accepting:
             return _refusal(request, "unavailable", "the bridge is shutting down")
-        self._in_flight += 1
+        token = object()
+        self._flights[token] = (asyncio.current_task(), request)
         self._idle.clear()
         try:
             return await self._handle(request)
         finally:
-            self._in_flight -= 1
-            if not self._in_flight:
+            del self._flights[token]
+            if not self._flights:
                 self._idle.set()
 
     async def _handle(self, request: Inbound) -> Outbound:
