@@ -115,6 +115,7 @@ class Relay:
         self._outbound: asyncio.Queue[_Emission] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._working_on = ""  # what the input worker is doing (named if it is cut)
+        self._emitting: _Emission | None = None  # the re-emit under way (likewise)
         self._stopping = False
         self._not_done: list[str] = []  # what a stop dropped or could not save, by name
 
@@ -146,12 +147,12 @@ class Relay:
         each with its last save (never past a message not yet re-emitted). What was
         dropped or left unsaved is named by :meth:`not_done`."""
         self._stopping = True
-        working_on = self._working_on
+        working_on, emitting = self._working_on, self._emitting
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        self._not_done += self._dropped(working_on)
+        self._not_done += self._dropped(working_on, emitting)
         await asyncio.gather(*(self._stop_puppet(identity, puppet)
                                for identity, puppet in list(self.puppets.items())))
 
@@ -162,10 +163,12 @@ class Relay:
         self._not_done += [f"puppet {identity} group {group_id.hex()[:16]} not saved: "
                            f"{reason}" for group_id, reason in unsaved.items()]
 
-    def _dropped(self, working_on: str) -> list[str]:
+    def _dropped(self, working_on: str, emitting: _Emission | None) -> list[str]:
         """Name the work the stopped workers leave undone (and forget it): what the
-        input worker was ``working_on``, what was queued."""
+        input worker was ``working_on``, the re-emit under way, what was queued."""
         dropped = [f"relay: {working_on}: cut short"] if working_on else []
+        if emitting is not None:
+            dropped.append(_undone(emitting))
         while not self._inbound.empty():
             what, _ = self._inbound.get_nowait()
             self._inbound.task_done()
@@ -358,10 +361,13 @@ class Relay:
     async def _work_outbound(self) -> None:
         while True:
             emission = await self._outbound.get()
+            self._emitting = emission
             try:
                 await self._emit(emission)
             except TransportError as exc:
                 log.warning("relay: a message was not re-emitted: %s", exc)
+            finally:
+                self._emitting = None
             try:
                 await self._mark_emitted(emission)
             except StoreError as exc:
