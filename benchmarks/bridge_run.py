@@ -350,7 +350,7 @@ async def xmpp_person(server: ProsodyServer, prefix: str, *, timeout: float = 5.
     plugin.attach(member)
     await member.start()
     person = Person("xmpp", member, spy, client=client, plugin=plugin)
-    person.closers.append(lambda: client.disconnect(wait=1.0))
+    person.closers += [plugin.stop, lambda: close_xmpp(client)]
     return person
 
 
@@ -389,6 +389,15 @@ async def connect_xmpp(client: ClientXMPP, server: ProsodyServer,
     client.add_event_handler("session_start", on_start)
     client.connect(host=server.host, port=server.c2s_port)
     await asyncio.wait_for(ready, timeout)
+
+
+async def close_xmpp(client: ClientXMPP) -> None:
+    """Disconnect for good and end slixmpp's send loop (it outlives the connection)."""
+    await client.disconnect(wait=1.0)
+    sender = client._run_out_filters
+    if sender is not None:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
 
 
 @contextlib.contextmanager
@@ -462,7 +471,7 @@ class PlainXmpp:
         self.client.make_message(mto=room, mbody=body, mtype="groupchat").send()
 
     async def close(self) -> None:
-        await self.client.disconnect(wait=1.0)
+        await close_xmpp(self.client)
 
 
 async def plain_xmpp(server: ProsodyServer, prefix: str) -> PlainXmpp:
