@@ -20,6 +20,7 @@ from transports.xmpp.component import ComponentConfig
 ALICE = "xmpp:alice@example.org"
 BOB = "xmpp:bob@example.org"
 GROUP = bytes(range(16))
+SLACK = 1.0  # seconds of scheduling delay a loaded machine may add to a bound
 
 
 async def stall() -> None:
@@ -64,8 +65,9 @@ async def test_a_stalled_step_in_every_phase_is_cut_and_named(
     assert not_done(caplog) == [(p, f"{p} thing") for p in PHASE_ENDS]
     assert shutdown.cut == [f"{p}/{p} work" for p in PHASE_ENDS]
     # each phase ended at its share of the deadline (or after MIN_STEP when its time
-    # was spent): the whole stop stays within the timeout plus one MIN_STEP
-    assert elapsed < timeout + MIN_STEP + 0.3, elapsed
+    # was spent): the whole stop stays within the timeout plus one MIN_STEP (and a
+    # second of slack for a loaded machine: the point is that nothing waits forever)
+    assert elapsed < timeout + MIN_STEP + SLACK, elapsed
 
 
 async def test_failed_and_stubborn_steps_are_named_and_the_next_ones_still_run(
@@ -92,7 +94,7 @@ async def test_failed_and_stubborn_steps_are_named_and_the_next_ones_still_run(
     assert not await shutdown.phase("networks", Step("stubborn", stubborn),
                                     Step("quick too", quick), together=True)
     assert await shutdown.phase("store", Step("store", quick))
-    assert time.monotonic() - began < 0.4 + CANCEL_GRACE + 2 * MIN_STEP + 0.3
+    assert time.monotonic() - began < 0.4 + CANCEL_GRACE + 2 * MIN_STEP + SLACK
     assert done == ["quick", "quick", "quick"]
     assert cut_steps(caplog) == [
         ("drain", "failing", "failed: OSError: disk gone"),
@@ -174,6 +176,6 @@ async def test_bridge_stop_names_what_each_stalled_phase_left(
         ("drain", f"request send r1 from {ALICE}: cut short, no reply"),
         ("members", f"puppet {BOB} group {GROUP.hex()[:16]} not saved: its stop was "
                     "cut short")]
-    assert elapsed < timeout + MIN_STEP + 0.3, elapsed
+    assert elapsed < timeout + MIN_STEP + SLACK, elapsed
     await service.stop()  # stopping twice does nothing
     assert len(events(caplog, "stop phase")) == len(PHASE_ENDS)
