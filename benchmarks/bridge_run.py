@@ -69,23 +69,26 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 30.0,
 
 @dataclass(frozen=True)
 class Pair:
-    """One configured ``[[bridge.rooms]]`` entry."""
+    """One configured ``[[bridge.rooms]]`` entry; ``admins`` may create its group."""
 
     name: str
     xmpp_room: str
     matrix_room: str
     relay: bool = False
+    admins: tuple[str, ...] = ()
 
 
 def write_config(path: Path, *, db: Path, log_file: Path, prosody: ProsodyServer,
                  synapse: SynapseServer, hub_user: str, hub_password: str,
                  pairs: Sequence[Pair], log_level: str = "info", store_url: str = "",
-                 shutdown_timeout: float = 5.0) -> Path:
+                 shutdown_timeout: float = 5.0, extra: str = "") -> Path:
     """A complete ``mls-bridge run`` configuration for the two local servers (the store
-    is the SQLite file ``db`` unless ``store_url`` names another)."""
+    is the SQLite file ``db`` unless ``store_url`` names another; ``extra``: more TOML
+    tables, such as ``[limits]``)."""
     rooms = "".join(
         f'\n[[bridge.rooms]]\nname = "{p.name}"\nxmpp = "{p.xmpp_room}"\n'
         f'matrix = "{p.matrix_room}"\nrelay = {"true" if p.relay else "false"}\n'
+        f"admins = {json.dumps(list(p.admins))}\n"
         for p in pairs)
     path.write_text(
         f'[store]\nurl = "{store_url or f"sqlite:///{db}"}"\n\n'
@@ -98,7 +101,8 @@ def write_config(path: Path, *, db: Path, log_file: Path, prosody: ProsodyServer
         "leave_grace = 600.0\n\n"
         f'[matrix]\nhomeserver = "{synapse.url}"\nserver_name = "{synapse.server_name}"\n'
         f'user = "{hub_user}"\npassword = "{hub_password}"\nsync_timeout_ms = {SYNC_MS}\n\n'
-        f"[bridge]\nshutdown_timeout = {shutdown_timeout}\n{rooms}", encoding="utf-8")
+        f"{extra}\n[bridge]\nshutdown_timeout = {shutdown_timeout}\n{rooms}",
+        encoding="utf-8")
     return path
 
 
@@ -117,9 +121,11 @@ class BridgeProcess:
     """``python -m bridge.app.cli run --config FILE`` as a child process; with
     ``debug``, under asyncio's debug mode with ResourceWarnings raised as errors."""
 
-    def __init__(self, config: Path, log_file: Path, *, debug: bool = False) -> None:
+    def __init__(self, config: Path, log_file: Path, src: Path = REPO, *,
+                 debug: bool = False) -> None:
         self.config = config
         self.log_file = log_file
+        self.src = src  # the source tree run (another checkout, for before/after runs)
         self.debug = debug
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -149,7 +155,7 @@ class BridgeProcess:
                 [sys.executable, *flags, "-m", "bridge.app.cli", "run", "--config",
                  str(self.config)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                cwd=REPO, env=env)
+                cwd=self.src, env=env)
         self.starts += 1
 
         def ready() -> bool:

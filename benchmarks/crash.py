@@ -255,7 +255,7 @@ async def run_crash(prosody: ProsodyServer, synapse: SynapseServer, workdir: Pat
                                               request_timeout=30.0))
         owner = next(p for p in people if p.network == "matrix")
         pair = Pair("crash", f"crash{secrets.token_hex(3)}@{prosody.component_name}",
-                    await matrix_room(owner, hub_user))
+                    await matrix_room(owner, hub_user), admins=(people[0].identity,))
         pairs = [pair]
         if plan.relay:
             pairs.append(Pair("relay", f"relay{secrets.token_hex(3)}@{prosody.component_name}",

@@ -52,6 +52,11 @@ from benchmarks.bridge_run import (
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 
+# The load's accounts are synthetic: each is a member of many groups at once and sends
+# as fast as the bridge answers, far beyond what the per-sender limits allow a person
+# (docs/SECURITY.md, "Limits"); this run measures throughput, so it lifts them.
+LOAD_LIMITS = "[limits]\nrequests_per_second = 100000.0\nrequest_burst = 100000\n"
+
 
 @dataclass(frozen=True)
 class LoadSpec:
@@ -121,12 +126,13 @@ async def _setup(prosody: ProsodyServer, synapse: SynapseServer, workdir: Path,
         people = _room_people(index, spec, xmpp, matrix)
         owner = next((p for p in people if p.network == "matrix"), matrix[0])
         pair = Pair(f"load{index}", f"load{index}-{secrets.token_hex(2)}@"
-                    f"{prosody.component_name}", await matrix_room(owner, hub_user))
+                    f"{prosody.component_name}", await matrix_room(owner, hub_user),
+                    admins=(people[0].identity,))
         rooms.append(Room(pair, people))
     config = write_config(workdir / "bridge.toml", db=workdir / "bridge.db",
                           log_file=workdir / "bridge.log", prosody=prosody, synapse=synapse,
                           hub_user=hub_user, hub_password=hub_password,
-                          pairs=[room.pair for room in rooms])
+                          pairs=[room.pair for room in rooms], extra=LOAD_LIMITS)
     bridge = BridgeProcess(config, workdir / "bridge.log")
     processes.append(bridge)  # stopped by the caller whatever happens next
     await bridge.start(timeout=120)

@@ -107,6 +107,35 @@ class Forbidden(Rejection):
 
     code = "forbidden"
 
+class NotModerator(Rejection):
+    """The sender lacks the room role the operation needs (a moderator of an attached
+    room: Matrix power level, XMPP owner/admin affiliation; docs/SECURITY.md)."""
+
+    code = "not-moderator"
+
+class JoinRefused(Rejection):
+    """The group's join policy does not let the sender join by external commit or read
+    its GroupInfo (docs/SECURITY.md, join policies)."""
+
+    code = "join-policy"
+
+class Unauthenticated(Rejection):
+    """The request does not say which network authenticated its sender, or the
+    sender's identity is not one that network can authenticate."""
+
+    code = "unauthenticated"
+
+class QuotaExceeded(Rejection):
+    """A per-user or per-group quota is used up (KeyPackages per device, devices,
+    outstanding KeyPackage claims)."""
+
+    code = "quota"
+
+class LifetimeTooLong(Rejection):
+    """A KeyPackage's lifetime exceeds the hub's ``max_key_package_lifetime``."""
+
+    code = "lifetime-too-long"
+
 class NoKeyPackage(Rejection):
     """No unexpired KeyPackage is left for the user."""
 
@@ -129,6 +158,10 @@ class Unavailable(Rejection):
 
 class ContentError(BridgeError):
     """An application message's inner content does not decode or is ill-formed."""
+
+class FileError(BridgeError):
+    """An end-to-end encrypted file could not be sent or opened: over the size limit,
+    upload or download failed, or its bytes do not match the message (hash, tag)."""
 
 class MemberError(BridgeError):
     """The member client could not do what it was asked (after its bounded retries)."""
@@ -196,6 +229,11 @@ class KeyPackageUnavailable(StoreError):
 
 class Conflict(StoreError):
     """The write would clash with an existing row (duplicate group, KeyPackage ref, room...)."""
+
+
+class StoreQuota(StoreError):
+    """A write would exceed a limit the caller gave (KeyPackages per device, devices
+    per user, outstanding claims); nothing was written."""
 
 
 class StoreUsageError(StoreError):

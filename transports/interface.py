@@ -8,13 +8,17 @@ Two directions, one pair of value types:
 
 * :class:`Inbound` -- a request to the hub: a member submits a commit bundle, sends an
   application message, publishes or claims a KeyPackage, asks for the log, reports a
-  commit it could not process..., or the transport reports a network event (a member
-  left or was kicked from the room).
+  commit it could not process...; its ``sender`` and ``network`` are set by the
+  transport from what the network authenticated, never from the request's content.
 * :class:`Outbound` -- what the hub sends: the reply to a request (``kind="reply"``)
   and deliveries (commits, proposals, application messages in sequence order, and
   Welcomes to new members).
 
-Four roles, as :class:`typing.Protocol` classes:
+A room membership change that a hub-side transport observes (someone left, was kicked
+or banned) is not a request: it is a :class:`NetworkEvent`, handed to the hub through
+its own entry point, :meth:`HubService.network_event`. Clients cannot send one.
+
+Five roles, as :class:`typing.Protocol` classes:
 
 * :class:`HubService` -- implemented by :class:`bridge.hub.Hub` (and by
   :class:`bridge.app.services.bridge.BridgeService`, one hub for both networks); the
@@ -22,6 +26,9 @@ Four roles, as :class:`typing.Protocol` classes:
   request it receives, with ``sender`` set to the network-authenticated identity (a URI
   such as ``xmpp:alice@example.org``), and sends the returned reply back to the
   requester.
+* :class:`RoomDirectory` -- implemented by each hub-side transport: the :class:`Role`
+  an identity holds in one of its rooms (Matrix membership and power levels, XMPP
+  affiliations), which the hub's authorization asks (``docs/SECURITY.md``);
 * :class:`Deliverer` -- implemented by the hub-side transport: carry an
   :class:`Outbound` delivery to each of its ``recipients`` (the groupchat messages /
   room events of the wire binding), preserving the order of calls per recipient
@@ -41,22 +48,46 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
+class Network(enum.StrEnum):
+    """Who authenticated a requester: the name of the transport (also the ``transport``
+    of its rooms), or ``local`` for the bridge's own in-process clients (relay
+    puppets)."""
+
+    XMPP = "xmpp"
+    MATRIX = "matrix"
+    LOCAL = "local"
+
+
+#: The identity URI scheme each network authenticates (``xmpp:alice@example.org``,
+#: ``matrix:u/alice:example.org``); an identity of one never arrives over another.
+IDENTITY_SCHEMES: dict[str, str] = {Network.XMPP: "xmpp:", Network.MATRIX: "matrix:u/"}
+
+
+def network_of(identity: str) -> str:
+    """The network whose scheme ``identity`` uses (``""`` if none)."""
+    for network, scheme in IDENTITY_SCHEMES.items():
+        if identity.startswith(scheme):
+            return network
+    return ""
+
+
 class Op(enum.StrEnum):
     """What an :class:`Inbound` asks of the hub."""
 
     HUB_INFO = "hub-info"  # reply payload: the hub's ExternalSender (for new groups)
     CREATE_GROUP = "create-group"  # group_info (epoch 0), ratchet_tree; transport+room_id
-    ATTACH_ROOM = "attach-room"  # group_id, transport, room_id
+    ATTACH_ROOM = "attach-room"  # refused (forbidden): rooms are attached by configuration
     SUBMIT_COMMIT = "submit-commit"  # payload=commit, welcome, group_info, ratchet_tree
     SEND = "send"  # payload = application message or proposal
     FETCH_LOG = "fetch-log"  # group_id, after_seq, limit -> reply entries
-    GET_GROUP_INFO = "get-group-info"  # -> reply payload=GroupInfo, ratchet_tree
+    GET_GROUP_INFO = "get-group-info"  # group_id, or transport+room_id -> reply group_id,
+    #                                     payload=GroupInfo, ratchet_tree
     PUBLISH_KEY_PACKAGE = "publish-key-package"  # payload=KeyPackage, device, last_resort
     CLAIM_KEY_PACKAGE = "claim-key-package"  # target=user, cipher_suite, device (optional)
     LIST_KEY_PACKAGES = "list-key-packages"  # target=user -> reply key_packages
     FETCH_WELCOMES = "fetch-welcomes"  # -> reply entries (Welcomes not yet delivered)
-    LEAVE = "leave"  # the sender left the room (network event)
-    KICK = "kick"  # target was removed from the room by the network (network event)
+    LEAVE = "leave"  # the sender leaves the group (only itself; target empty or itself)
+    KICK = "kick"  # refused (forbidden): kicks are network events, never requests
     REPORT = "report"  # group_id, seq (a commit the sender could not process), reason
 
 
@@ -74,8 +105,9 @@ class Kind(enum.StrEnum):
 class Inbound:
     """One request to the hub (see :class:`Op` for which fields each op uses).
 
-    ``sender`` is the identity the network authenticated, never a value the client
-    chose; ``request_id`` is echoed in the reply. Empty bytes/strings mean "absent".
+    ``sender`` is the identity the network authenticated and ``network`` the
+    :class:`Network` that did (both set by the transport, never values the client
+    chose); ``request_id`` is echoed in the reply. Empty bytes/strings mean "absent".
     ``seq`` names one entry of the group's log (a report's commit) and ``reason`` is a
     short code saying why (a report's fault: ``membership-tag``...).
     """
@@ -98,6 +130,7 @@ class Inbound:
     last_resort: bool = False
     seq: int = 0
     reason: str = ""
+    network: str = ""
 
     def size(self) -> int:
         """Bytes carried (for the hub's payload limit)."""
@@ -146,11 +179,69 @@ class Outbound:
     key_packages: tuple[KeyPackageListing, ...] = ()
 
 
+class Role(enum.IntEnum):
+    """What an identity is in one room (ordered: each role includes the ones below).
+
+    MEMBER: in the room's membership (Matrix ``join``/``invite``; XMPP affiliation
+    member or above); MODERATOR: may remove people (Matrix power level at least the
+    room's ``kick`` level; XMPP admin); ADMIN: may administer the room (Matrix power
+    to change the power levels; XMPP owner)."""
+
+    NONE = 0
+    MEMBER = 1
+    MODERATOR = 2
+    ADMIN = 3
+
+
+class Membership(enum.StrEnum):
+    """A room membership before or after a :class:`NetworkEvent` (a leave is NONE)."""
+
+    NONE = "none"
+    INVITED = "invite"
+    JOINED = "join"
+    BANNED = "ban"
+
+    @property
+    def in_room(self) -> bool:
+        return self in (Membership.INVITED, Membership.JOINED)
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkEvent:
+    """A membership change the hub-side transport observed in one of its rooms.
+
+    ``actor`` changed ``target``'s membership from ``before`` to ``after`` (a leave:
+    actor is the target); ``actor_moderator`` says whether the actor held the
+    moderator role in the room at that event (checked by the transport on its network);
+    ``event_id`` names the event for logs and deduplication."""
+
+    network: str
+    room: str
+    target: str
+    actor: str
+    before: Membership
+    after: Membership
+    actor_moderator: bool = False
+    event_id: str = ""
+
+
 class HubService(Protocol):
     """The hub as transports see it."""
 
     async def handle(self, request: Inbound) -> Outbound:
         """Process one request; return the reply (never raises for bad input)."""
+        ...
+
+    async def network_event(self, event: NetworkEvent) -> Outbound:
+        """Act on a room membership change (a refusal reply when it changes nothing)."""
+        ...
+
+
+class RoomDirectory(Protocol):
+    """A hub-side transport's knowledge of its rooms, for authorization."""
+
+    async def role(self, room: str, identity: str) -> Role:
+        """``identity``'s role in ``room`` now (NONE when unknown or unreachable)."""
         ...
 
 

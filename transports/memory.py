@@ -6,8 +6,14 @@
   on one asyncio queue per registered sink of each recipient, and a pump task per sink
   hands them over in order (like a server's per-connection stream);
 * towards members it hands out :class:`MemoryLink` objects (:class:`HubLink`), which
-  stamp the link's identity as the request's ``sender`` (the network authenticates,
-  not the client) and call the attached hub.
+  stamp the link's identity as the request's ``sender`` and its network as the
+  request's ``network`` (the network authenticates, not the client) and call the
+  attached hub. A link plays the network its identity's scheme names, unless told
+  otherwise (a test may pretend a network authenticated a foreign identity).
+
+Its rooms (:class:`MemoryRooms`, one per network) are the
+:class:`~transports.interface.RoomDirectory` of this transport: a test sets who holds
+which role where.
 
 The hub can be detached and another attached (a restart): requests made meanwhile
 wait for the next hub. Faults can be injected: :meth:`MemoryNetwork.drop_next_reply`
@@ -21,7 +27,15 @@ import dataclasses
 from collections import defaultdict
 
 from transports.errors import LinkError
-from transports.interface import DeliverySink, HubService, Inbound, Outbound
+from transports.interface import (
+    DeliverySink,
+    HubService,
+    Inbound,
+    Network,
+    Outbound,
+    Role,
+    network_of,
+)
 
 
 class _Pump:
@@ -41,6 +55,19 @@ class _Pump:
                 self.queue.task_done()
 
 
+class MemoryRooms:
+    """One network's rooms in memory: the roles a test gave (a ``RoomDirectory``)."""
+
+    def __init__(self) -> None:
+        self.roles: dict[str, dict[str, Role]] = {}
+
+    def set_role(self, room: str, identity: str, role: Role) -> None:
+        self.roles.setdefault(room, {})[identity] = role
+
+    async def role(self, room: str, identity: str) -> Role:
+        return self.roles.get(room, {}).get(identity, Role.NONE)
+
+
 class MemoryNetwork:
     """A hub, its members' links and the delivery queues between them."""
 
@@ -54,6 +81,7 @@ class MemoryNetwork:
         self._drop_replies: dict[str, int] = defaultdict(int)
         self.request_timeout = request_timeout
         self.delivered = 0
+        self.rooms = {Network.XMPP: MemoryRooms(), Network.MATRIX: MemoryRooms()}
 
     # -- the hub side -------------------------------------------------------------------
 
@@ -77,8 +105,9 @@ class MemoryNetwork:
 
     # -- the member side ------------------------------------------------------------------
 
-    def link(self, identity: str) -> MemoryLink:
-        return MemoryLink(self, identity)
+    def link(self, identity: str, network: str | None = None) -> MemoryLink:
+        return MemoryLink(self, identity, network_of(identity) if network is None
+                          else network)
 
     def register(self, identity: str, sink: DeliverySink) -> None:
         """Deliver what is addressed to ``identity`` to ``sink`` (one of its devices)."""
@@ -107,7 +136,7 @@ class MemoryNetwork:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._pumps.clear()
 
-    async def _request(self, identity: str, request: Inbound) -> Outbound:
+    async def _request(self, identity: str, network: str, request: Inbound) -> Outbound:
         hub = self._hub
         while hub is None:  # the hub may be restarting: wait for the next one
             try:
@@ -118,7 +147,8 @@ class MemoryNetwork:
         self._inflight += 1
         self._drained.clear()
         try:
-            reply = await hub.handle(dataclasses.replace(request, sender=identity))
+            reply = await hub.handle(dataclasses.replace(request, sender=identity,
+                                                         network=network))
         finally:
             self._inflight -= 1
             if not self._inflight:
@@ -132,13 +162,14 @@ class MemoryNetwork:
 class MemoryLink:
     """One member's connection to the hub through a :class:`MemoryNetwork`."""
 
-    def __init__(self, network: MemoryNetwork, identity: str) -> None:
+    def __init__(self, network: MemoryNetwork, identity: str, network_name: str) -> None:
         self._network = network
         self._identity = identity
+        self.network = network_name
 
     @property
     def identity(self) -> str:
         return self._identity
 
     async def request(self, request: Inbound) -> Outbound:
-        return await self._network._request(self._identity, request)
+        return await self._network._request(self._identity, self.network, request)

@@ -4,9 +4,10 @@
   demo``;
 - :mod:`bridge.app.runtime` -- building the bridge from a configuration and running it
   (what ``run`` and ``demo`` share);
-- :mod:`bridge.app.config` -- the TOML configuration, validated;
-- :mod:`bridge.app.logs` -- structured logs, secrets masked;
-- :mod:`bridge.app.metrics` -- the Prometheus endpoint;
+- :mod:`bridge.app.config` -- the TOML configuration, validated (its table walker:
+  :mod:`bridge.app.tables`);
+- :mod:`bridge.app.logs` -- structured logs, secrets masked, floods collapsed;
+- :mod:`bridge.app.metrics` -- the Prometheus endpoint (refusals, drops, queues too);
 - :mod:`bridge.app.signals` -- stop on SIGTERM/SIGINT;
 - :mod:`bridge.app.services` -- the runnable services (hub + store + transports);
 - :mod:`bridge.app.demo` -- the local demo.

@@ -4,6 +4,9 @@
     mls-bridge check-config FILE            validate; print what run would do (no secrets)
     mls-bridge generate-registration --config FILE --out registration.yaml
     mls-bridge demo                         local Prosody + Synapse, a short conversation
+    mls-bridge devservers                   local servers and two accounts for chat
+    mls-bridge chat --xmpp JID | --matrix MXID --homeserver URL
+                                            a terminal chat client (bridge.chat.main)
 
 Exit codes: 0 success (also after SIGTERM/SIGINT, even with the servers already gone:
 the graceful stop is bounded by ``shutdown_timeout``), 1 runtime failure (a server stayed
@@ -22,9 +25,11 @@ from collections.abc import Sequence
 
 from bridge.app.config import Config, ConfigError, load_config
 from bridge.app.demo import main as demo_main
+from bridge.app.devstack import main as devstack_main
 from bridge.app.logs import event, setup_logging
 from bridge.app.runtime import FatalError, serve
 from bridge.app.signals import end_leftover_tasks, stop_on_signals
+from bridge.chat.main import main as chat_main
 from transports.matrix.appservice import generate_registration
 
 log = logging.getLogger("bridge.app.cli")  # not __name__: "__main__" under python -m
@@ -112,6 +117,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo_main(keep=args.keep, workdir=args.workdir)
 
 
+def cmd_devservers(args: argparse.Namespace) -> int:
+    return devstack_main(workdir=args.workdir)
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 
@@ -136,10 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default="", help="directory for servers and database "
                                                     "(default: a new temporary one)")
     demo.set_defaults(func=cmd_demo)
+    dev = commands.add_parser("devservers", help="Prosody, Synapse and the bridge on "
+                                                 "127.0.0.1 with two test accounts, "
+                                                 "left running for mls-bridge chat")
+    dev.add_argument("--workdir", default="", help="directory for servers and accounts "
+                                                   "(default: a new temporary one)")
+    dev.set_defaults(func=cmd_devservers)
+    commands.add_parser("chat", add_help=False,
+                        help="a terminal chat client for one XMPP or Matrix account "
+                             "(mls-bridge chat --help)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["chat"]:  # its own options: parsed by bridge.chat.main
+        return chat_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

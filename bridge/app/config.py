@@ -18,37 +18,18 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from bridge.errors import BridgeError
+from bridge.app.tables import ConfigError, Secret, Table
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+JOIN_POLICIES = ("invite", "room", "open")
+IDENTITY_PREFIXES = ("xmpp:", "matrix:u/")
 LOG_FORMATS = ("json", "text")
 MATRIX_MODES = ("bot", "appservice")
-_MISSING: Any = object()
-
-
-class ConfigError(BridgeError):
-    """A configuration key is missing, unknown or has an invalid value."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}")
-        self.key = key
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Secret:
-    """A secret value and where it came from (``inline``, ``env:NAME``, ``file:PATH``)."""
-
-    value: str = field(repr=False)
-    source: str
-
-    def __str__(self) -> str:
-        return f"<secret from {self.source}>"
 
 
 # -- sections ------------------------------------------------------------------------------
@@ -99,6 +80,27 @@ class HubSettings:
     max_payload: int = 8 * 1024 * 1024
     max_epoch_lag: int = 1
     log_page_limit: int = 500
+    default_join: str = "invite"
+    max_key_packages_per_device: int = 100
+    max_devices: int = 10
+    max_device_name: int = 64
+    max_key_package_lifetime: int = 91 * 86400
+    max_key_package_size: int = 16384
+    claims_per_target: int = 3
+    claim_ttl: int = 3600
+    max_groups_per_user: int = 100
+    max_pending_welcomes: int = 64
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """How much one sender may ask of each hub-side transport (:mod:`transports.fairness`)."""
+
+    requests_per_second: float = 20.0
+    request_burst: int = 60
+    workers: int = 8
+    queue_per_sender: int = 32
+    queue_total: int = 1024
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,8 @@ class RoomSettings:
     xmpp: str
     matrix: str
     relay: bool = False
+    join: str = "invite"
+    admins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,7 @@ class Config:
     log: LogSettings
     metrics: MetricsSettings
     hub: HubSettings
+    limits: LimitSettings
     retry: RetrySettings
     xmpp: XmppSettings | None
     matrix: MatrixSettings | None
@@ -191,7 +196,18 @@ class Config:
                  f"hub identity: {self.identity_path()}"
                  + (f" (name {self.hub.name})" if self.hub.name else ""),
                  f"hub limits: max_payload={self.hub.max_payload} "
-                 f"max_epoch_lag={self.hub.max_epoch_lag}"]
+                 f"max_epoch_lag={self.hub.max_epoch_lag}",
+                 f"hub policy: default_join={self.hub.default_join} "
+                 f"key packages per device={self.hub.max_key_packages_per_device} "
+                 f"devices={self.hub.max_devices} "
+                 f"lifetime<={self.hub.max_key_package_lifetime} s "
+                 f"claims per target={self.hub.claims_per_target} "
+                 f"groups per user={self.hub.max_groups_per_user} "
+                 f"pending Welcomes per user={self.hub.max_pending_welcomes}",
+                 f"request limits: {self.limits.requests_per_second:g}/s per sender "
+                 f"(burst {self.limits.request_burst}), {self.limits.workers} workers, "
+                 f"queues {self.limits.queue_per_sender} per sender / "
+                 f"{self.limits.queue_total} in all"]
         if self.xmpp is not None:
             x = self.xmpp
             lines.append(f"network xmpp: component {x.jid} -> {x.host}:{x.port} "
@@ -206,7 +222,7 @@ class Config:
         for room in self.rooms:
             mode = "relay" if room.relay else "mls"
             lines.append(f"room {room.name}: xmpp {room.xmpp} <-> matrix {room.matrix} "
-                         f"({mode})")
+                         f"({mode}, join={room.join}, admins {', '.join(room.admins) or 'none'})")
         relays = [r.name for r in self.rooms if r.relay]
         lines.append(f"relay rooms: {', '.join(relays) if relays else 'none'}")
         if self.metrics.enabled:
@@ -239,140 +255,10 @@ def _describe_matrix(m: MatrixSettings) -> list[str]:
             f"(homeserver pushes to {a.url or 'the registration url'})"]
 
 
-# -- the table walker ----------------------------------------------------------------------
-
-
-class _Table:
-    """Typed access to one TOML table; :meth:`done` rejects keys nobody asked for."""
-
-    def __init__(self, data: Mapping[str, Any], path: str, env: Mapping[str, str],
-                 base: Path) -> None:
-        self.data = dict(data)
-        self.path = path
-        self.env = env
-        self.base = base
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def _get(self, name: str, default: Any, kinds: tuple[type, ...], what: str) -> Any:
-        self.used.add(name)
-        if name not in self.data:
-            if default is _MISSING:
-                raise ConfigError(self.key(name), "required key is missing")
-            return default
-        value = self.data[name]
-        if isinstance(value, bool) and bool not in kinds:
-            raise ConfigError(self.key(name), f"expected {what}, got a boolean")
-        if not isinstance(value, kinds):
-            raise ConfigError(self.key(name), f"expected {what}, got {_kind(value)}")
-        return value
-
-    def text(self, name: str, default: Any = _MISSING, *, choices: tuple[str, ...] = (),
-            nonempty: bool = False) -> str:
-        value = self._get(name, default, (str,), "a string")
-        if choices and value not in choices:
-            raise ConfigError(self.key(name),
-                              f"must be one of {', '.join(choices)} (got {value!r})")
-        if nonempty and not value:
-            raise ConfigError(self.key(name), "must not be empty")
-        return str(value)
-
-    def integer(self, name: str, default: Any = _MISSING, *, low: int | None = None,
-            high: int | None = None) -> int:
-        value = int(self._get(name, default, (int,), "an integer"))
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise ConfigError(self.key(name), f"must be between {low} and {high} (got {value})")
-        return value
-
-    def number(self, name: str, default: Any = _MISSING, *, low: float = 0.0) -> float:
-        value = float(self._get(name, default, (int, float), "a number"))
-        if value < low:
-            raise ConfigError(self.key(name), f"must be at least {low:g} (got {value:g})")
-        return value
-
-    def flag(self, name: str, default: Any = _MISSING) -> bool:
-        return bool(self._get(name, default, (bool,), "true or false"))
-
-    def strings(self, name: str) -> tuple[str, ...]:
-        value = self._get(name, [], (list,), "a list of strings")
-        for i, item in enumerate(value):
-            if not isinstance(item, str):
-                raise ConfigError(f"{self.key(name)}[{i}]", f"expected a string, got "
-                                                            f"{_kind(item)}")
-        return tuple(value)
-
-    def table(self, name: str, required: bool = False) -> _Table | None:
-        self.used.add(name)
-        if name not in self.data:
-            if required:
-                raise ConfigError(self.key(name), "required table is missing")
-            return None
-        value = self.data[name]
-        if not isinstance(value, dict):
-            raise ConfigError(self.key(name), f"expected a table, got {_kind(value)}")
-        return _Table(value, self.key(name), self.env, self.base)
-
-    def tables(self, name: str) -> list[_Table]:
-        value = self._get(name, [], (list,), "an array of tables ([[...]])")
-        out = []
-        for i, item in enumerate(value):
-            if not isinstance(item, dict):
-                raise ConfigError(f"{self.key(name)}[{i}]", f"expected a table, got "
-                                                            f"{_kind(item)}")
-            out.append(_Table(item, f"{self.key(name)}[{i}]", self.env, self.base))
-        return out
-
-    def secret(self, name: str, required: bool = True) -> Secret | None:
-        """``name`` / ``name_env`` / ``name_file``: exactly one (or none if optional)."""
-        given = [k for k in (name, f"{name}_env", f"{name}_file") if k in self.data]
-        self.used.update((name, f"{name}_env", f"{name}_file"))
-        if len(given) > 1:
-            raise ConfigError(self.key(name), f"give only one of {', '.join(given)}")
-        if not given:
-            if required:
-                raise ConfigError(self.key(name), f"required secret is missing (set {name}, "
-                                                  f"{name}_env or {name}_file)")
-            return None
-        key = given[0]
-        raw = self.data[key]
-        if not isinstance(raw, str) or not raw:
-            raise ConfigError(self.key(key), "expected a non-empty string")
-        if key.endswith("_env"):
-            value = self.env.get(raw)
-            if not value:
-                raise ConfigError(self.key(key), f"environment variable {raw} is not set "
-                                                 "or empty")
-            return Secret(value, f"env:{raw}")
-        if key.endswith("_file"):
-            path = self.base / raw
-            try:
-                value = path.read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                raise ConfigError(self.key(key), f"cannot read {path}: "
-                                                 f"{exc.strerror or type(exc).__name__}"
-                                  ) from None
-            if not value:
-                raise ConfigError(self.key(key), f"{path} is empty")
-            return Secret(value, f"file:{path}")
-        return Secret(raw, "inline")
-
-    def done(self) -> None:
-        for name in self.data:
-            if name not in self.used:
-                raise ConfigError(self.key(name), "unknown key")
-
-
-def _kind(value: object) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
-
-
 # -- sections ------------------------------------------------------------------------------
 
 
-def _store(t: _Table) -> StoreSettings:
+def _store(t: Table) -> StoreSettings:
     url = t.text("url", nonempty=True)
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError(t.key("url"), "must start with sqlite:/// or postgresql://")
@@ -386,11 +272,11 @@ def _store(t: _Table) -> StoreSettings:
     return StoreSettings(url, password)
 
 
-def _port(t: _Table, name: str, default: int, allow_zero: bool = False) -> int:
+def _port(t: Table, name: str, default: int, allow_zero: bool = False) -> int:
     return t.integer(name, default, low=0 if allow_zero else 1, high=65535)
 
 
-def _xmpp(t: _Table) -> XmppSettings:
+def _xmpp(t: Table) -> XmppSettings:
     jid = t.text("jid", nonempty=True)
     if "@" in jid or "/" in jid or "." not in jid:
         raise ConfigError(t.key("jid"), f"must be a component domain like mls.example.org "
@@ -399,18 +285,24 @@ def _xmpp(t: _Table) -> XmppSettings:
         jid=jid, secret=t.secret("secret"),  # type: ignore[arg-type]
         host=t.text("host", "127.0.0.1", nonempty=True), port=_port(t, "port", 5347),
         stanza_limit=t.integer("stanza_limit", 256 * 1024, low=4096),
-        upload=t.flag("upload", True), admins=t.strings("admins"),
+        upload=t.flag("upload", True), admins=_identities(t, "admins", ("xmpp:",)),
         leave_grace=t.number("leave_grace", 60.0), connect_timeout=t.number("connect_timeout",
                                                                           20.0, low=0.1))
-    for i, admin in enumerate(settings.admins):
-        if not admin.startswith(("xmpp:", "matrix:")):
-            raise ConfigError(f"{t.key('admins')}[{i}]",
-                              "must be an identity URI (xmpp:user@domain)")
     t.done()
     return settings
 
 
-def _appservice(t: _Table) -> AppServiceSettings:
+def _identities(t: Table, name: str, prefixes: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of identity URIs, each with one of ``prefixes`` and something after it."""
+    values = t.strings(name)
+    for i, value in enumerate(values):
+        if not any(value.startswith(p) and len(value) > len(p) + 2 for p in prefixes):
+            raise ConfigError(f"{t.key(name)}[{i}]", "must be an identity URI starting with "
+                                                     + " or ".join(prefixes))
+    return values
+
+
+def _appservice(t: Table) -> AppServiceSettings:
     url = t.text("url", "")
     if url and not re.match(r"^https?://[^/]+:\d+/?$", url):
         raise ConfigError(t.key("url"), "must be http(s)://host:port")
@@ -427,7 +319,7 @@ def _appservice(t: _Table) -> AppServiceSettings:
     return settings
 
 
-def _matrix(t: _Table) -> MatrixSettings:
+def _matrix(t: Table) -> MatrixSettings:
     homeserver = t.text("homeserver", nonempty=True)
     if not re.match(r"^https?://", homeserver):
         raise ConfigError(t.key("homeserver"), "must be an http:// or https:// URL")
@@ -457,13 +349,15 @@ def _matrix(t: _Table) -> MatrixSettings:
     return settings
 
 
-def _rooms(tables: list[_Table], xmpp: XmppSettings | None,
+def _rooms(tables: list[Table], xmpp: XmppSettings | None,
            matrix: MatrixSettings | None) -> tuple[RoomSettings, ...]:
     rooms: list[RoomSettings] = []
     seen: dict[str, str] = {}
     for t in tables:
         room = RoomSettings(name=t.text("name", nonempty=True), xmpp=t.text("xmpp", nonempty=True),
-                            matrix=t.text("matrix", nonempty=True), relay=t.flag("relay", False))
+                            matrix=t.text("matrix", nonempty=True), relay=t.flag("relay", False),
+                            join=t.text("join", "invite", choices=JOIN_POLICIES),
+                            admins=_identities(t, "admins", IDENTITY_PREFIXES))
         t.done()
         if xmpp is None:
             raise ConfigError(t.key("xmpp"), "the [xmpp] network is not configured")
@@ -484,10 +378,43 @@ def _rooms(tables: list[_Table], xmpp: XmppSettings | None,
     return tuple(rooms)
 
 
+def _hub(h: Table, d: HubSettings) -> HubSettings:
+    settings = HubSettings(
+        h.text("name", ""), h.text("identity_file", ""),
+        h.integer("max_payload", d.max_payload, low=1024),
+        h.integer("max_epoch_lag", 1, low=0, high=1000),
+        h.integer("log_page_limit", 500, low=1, high=100000),
+        h.text("default_join", d.default_join, choices=JOIN_POLICIES),
+        h.integer("max_key_packages_per_device", d.max_key_packages_per_device, low=1,
+                  high=100000),
+        h.integer("max_devices", d.max_devices, low=1, high=10000),
+        h.integer("max_device_name", d.max_device_name, low=1, high=1024),
+        h.integer("max_key_package_lifetime", d.max_key_package_lifetime, low=3600,
+                  high=10 * 365 * 86400),
+        h.integer("max_key_package_size", d.max_key_package_size, low=512, high=1 << 20),
+        h.integer("claims_per_target", d.claims_per_target, low=1, high=1000),
+        h.integer("claim_ttl", d.claim_ttl, low=1, high=30 * 86400),
+        h.integer("max_groups_per_user", d.max_groups_per_user, low=1, high=1_000_000),
+        h.integer("max_pending_welcomes", d.max_pending_welcomes, low=1, high=100_000))
+    h.done()
+    return settings
+
+
+def _limits(t: Table, d: LimitSettings) -> LimitSettings:
+    settings = LimitSettings(
+        t.number("requests_per_second", d.requests_per_second, low=0.01),
+        t.integer("request_burst", d.request_burst, low=1, high=1_000_000),
+        t.integer("workers", d.workers, low=1, high=1024),
+        t.integer("queue_per_sender", d.queue_per_sender, low=1, high=100_000),
+        t.integer("queue_total", d.queue_total, low=1, high=10_000_000))
+    t.done()
+    return settings
+
+
 def parse_config(data: Mapping[str, Any], path: Path,
                  env: Mapping[str, str] | None = None) -> Config:
     """Validate parsed TOML; relative secret files resolve against the file's directory."""
-    root = _Table(data, "", os.environ if env is None else env, path.parent)
+    root = Table(data, "", os.environ if env is None else env, path.parent)
     store = _store(root.table("store", required=True))  # type: ignore[arg-type]
     log_t = root.table("log")
     log = LogSettings()
@@ -503,11 +430,10 @@ def parse_config(data: Mapping[str, Any], path: Path,
         m.done()
     hub = HubSettings()
     if (h := root.table("hub")) is not None:
-        hub = HubSettings(h.text("name", ""), h.text("identity_file", ""),
-                          h.integer("max_payload", hub.max_payload, low=1024),
-                          h.integer("max_epoch_lag", 1, low=0, high=1000),
-                          h.integer("log_page_limit", 500, low=1, high=100000))
-        h.done()
+        hub = _hub(h, hub)
+    limits = LimitSettings()
+    if (lt := root.table("limits")) is not None:
+        limits = _limits(lt, limits)
     retry = RetrySettings()
     if (r := root.table("retry")) is not None:
         retry = RetrySettings(r.number("initial_delay", 1.0, low=0.01),
@@ -529,7 +455,8 @@ def parse_config(data: Mapping[str, Any], path: Path,
         shutdown = b.number("shutdown_timeout", 10.0, low=0.1)
         b.done()
     root.done()
-    return Config(path, store, log, metrics, hub, retry, xmpp, matrix, rooms, shutdown)
+    return Config(path, store, log, metrics, hub, limits, retry, xmpp, matrix, rooms,
+                  shutdown)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
@@ -545,3 +472,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     except UnicodeDecodeError:
         raise ConfigError(str(path), "not UTF-8 text") from None
     return parse_config(data, path, env)
+
+
+__all__ = ["AppServiceSettings", "Config", "ConfigError", "HubSettings", "LimitSettings",
+           "LogSettings", "MatrixSettings", "MetricsSettings", "RetrySettings",
+           "RoomSettings", "Secret", "StoreSettings", "XmppSettings", "load_config",
+           "parse_config"]

@@ -98,8 +98,9 @@ class Person:
                 await closer()
 
 
-async def xmpp_person(server: ProsodyServer, name: str) -> tuple[Person, MLSClientPlugin]:
-    jid, password = server.new_user(name)
+async def xmpp_person(server: ProsodyServer, name: str, account: tuple[str, str] | None = None
+                      ) -> tuple[Person, MLSClientPlugin]:
+    jid, password = account or server.new_user(name)
     client = ClientXMPP(f"{jid}/demo", password)
     client.register_plugin("xep_0030")
     server.configure_client(client)
@@ -146,8 +147,10 @@ async def matrix_person(server: SynapseServer, name: str, hub_user: str
 # -- servers and configuration ----------------------------------------------------------------
 
 
-async def start_servers(workdir: Path) -> tuple[ProsodyServer, SynapseServer]:
-    prosody = ProsodyServer(data_dir=workdir / "prosody")
+async def start_servers(workdir: Path, upload_limit: int = 0
+                        ) -> tuple[ProsodyServer, SynapseServer]:
+    """Prosody (with an XEP-0363 service when ``upload_limit``) and Synapse, started."""
+    prosody = ProsodyServer(data_dir=workdir / "prosody", upload_limit=upload_limit)
     synapse = SynapseServer(data_dir=workdir / "synapse")
     prosody.data_dir.mkdir(parents=True)
     synapse.data_dir.mkdir(parents=True)
@@ -167,7 +170,8 @@ async def start_servers(workdir: Path) -> tuple[ProsodyServer, SynapseServer]:
 
 
 def write_config(workdir: Path, prosody: ProsodyServer, synapse: SynapseServer,
-                 hub_user: str, hub_password: str, xmpp_room: str, matrix_room: str) -> Path:
+                 hub_user: str, hub_password: str, xmpp_room: str, matrix_room: str,
+                 admin: str, join: str = "invite") -> Path:
     secrets_dir = workdir / "secrets"
     secrets_dir.mkdir(mode=0o700)
     for name, value in (("component", prosody.component_secret), ("matrix", hub_password)):
@@ -214,6 +218,10 @@ shutdown_timeout = 5.0
 name = "demo"
 xmpp = "{xmpp_room}"
 matrix = "{matrix_room}"
+# who joins by external commit (invite: only members add people); the pair's XMPP
+# owner creates its group (docs/SECURITY.md)
+join = "{join}"
+admins = ["{admin}"]
 """
     path = workdir / "bridge.toml"
     path.write_text(text, encoding="utf-8")
@@ -309,7 +317,7 @@ async def play(alice: Person, bob: Person, carol: Person, alice_plugin: MLSClien
     seen = {p.name: 0 for p in talk.people}
     for person in (bob, carol):
         await person.member.publish_key_packages(2)
-    say(f"{alice.tag} creates an MLS group in {xmpp_room}")
+    say(f"{alice.tag} creates an MLS group in {xmpp_room} (she administers the room pair)")
     group_id = await alice.member.create_group(transport="xmpp", room_id=xmpp_room)
     say(f"{alice.tag} adds {bob.name} ({_short(bob.identity)}, on Matrix)")
     await alice.member.add_members(group_id, [bob.identity])
@@ -336,7 +344,7 @@ async def play(alice: Person, bob: Person, carol: Person, alice_plugin: MLSClien
     for person in trio:
         seen[person.name] = talk.show(person, group_id, seen[person.name])
 
-    say(f"{bob.tag} removes {carol.name}")
+    say(f"{bob.tag} removes {carol.name} (he moderates the Matrix room)")
     await bob.member.remove_members(group_id, [carol.identity])
     await until(lambda: not carol.member.group(group_id).active, "carol to see her removal")
     epoch = await converge(duo, group_id)
@@ -407,8 +415,9 @@ async def run_demo(workdir: Path) -> int:
         people.append(bob)
         room = await matrix_room(bob_client, hub_user)
         xmpp_room = f"demo{secrets.token_hex(3)}@{prosody.component_name}"
+        alice_account = prosody.new_user("alice")  # the pair's administrator
         config_path = write_config(workdir, prosody, synapse, hub_user, hub_password,
-                                   xmpp_room, room)
+                                   xmpp_room, room, f"xmpp:{alice_account[0]}")
         config = load_config(config_path)
         say(f"demo: bridge configuration {config_path} (mls-bridge check-config):")
         for line in config.describe():
@@ -420,7 +429,7 @@ async def run_demo(workdir: Path) -> int:
             raise DemoError(f"the bridge did not start; see {workdir / 'bridge.log'}")
         say(f"demo: bridge running: XMPP room {xmpp_room} <-> Matrix room {room} "
             f"(logs: {workdir / 'bridge.log'})")
-        alice, alice_plugin = await xmpp_person(prosody, "alice")
+        alice, alice_plugin = await xmpp_person(prosody, "alice", alice_account)
         carol, _ = await xmpp_person(prosody, "carol")
         people += [alice, carol]
         talk, epoch = await asyncio.wait_for(play(alice, bob, carol, alice_plugin, xmpp_room),

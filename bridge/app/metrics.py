@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Sequence
 
+from transports.fairness import RATE_LIMITED, op_label
 from transports.interface import Inbound, Op, Outbound
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -130,6 +131,15 @@ class Metrics:
         self.deliveries_in_flight = Gauge(p + "deliveries_in_flight",
                                           "Deliveries being handed to transports")
         self.request_seconds = Histogram(p + "request_seconds", "Hub request latency")
+        self.refusals = Counter(p + "refusals_total",
+                                "Requests refused, by op and code (by the hub, or by a "
+                                "transport before it: rate-limited, busy, too-large...)")
+        self.rate_limited = Counter(p + "rate_limited_total",
+                                    "Requests refused by a per-sender rate limit, by network")
+        self.dropped = Counter(p + "dropped_total",
+                               "Items a bounded queue dropped or could not take, by queue "
+                               "and reason")
+        self.queue_depth = Gauge(p + "queue_depth", "Items waiting in a bounded queue")
         self.network_up = Gauge(p + "network_up", "1 when connected to the network")
         self.connect_retries = Counter(p + "connect_retries_total",
                                        "Failed attempts to reach a server")
@@ -147,8 +157,11 @@ class Metrics:
 
 
 class HubMetrics:
-    """The :class:`bridge.hub.HubObserver` that counts into :class:`Metrics`; it also
-    lets shutdown wait until in-flight requests are done (:meth:`drained`)."""
+    """The :class:`bridge.hub.HubObserver` that counts into :class:`Metrics`, and the
+    :class:`transports.fairness.LimitObserver` of the transports and the relay
+    (refusals before the hub, drops, queue depths); it also lets shutdown wait until
+    in-flight requests are done (:meth:`drained`). Labels come from closed sets only
+    (an op a client made up is ``unknown``), so no request grows the metrics."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
@@ -168,11 +181,13 @@ class HubMetrics:
         m.requests_in_flight.set(self.in_flight)
         if self.in_flight == 0:
             self._idle.set()
-        op = str(request.op)
+        op = op_label(request.op)
         if reply is None:  # cancelled (shutdown) or crashed
             m.requests.inc(op=op, result="error")
             return
         m.requests.inc(op=op, result="ok" if reply.ok else reply.code or "refused")
+        if not reply.ok:
+            self._refused(str(request.network), op, reply.code or "refused")
         m.request_seconds.observe(seconds, op=op)
         if request.op == Op.SUBMIT_COMMIT:
             if reply.ok:
@@ -189,6 +204,22 @@ class HubMetrics:
             self.metrics.messages_relayed.inc(kind=str(message.kind))
         else:
             self.metrics.delivery_failures.inc(kind=str(message.kind))
+
+    # -- LimitObserver ---------------------------------------------------------------
+
+    def refused(self, network: str, op: str, code: str) -> None:
+        self._refused(network, op_label(op), code)
+
+    def _refused(self, network: str, op: str, code: str) -> None:
+        self.metrics.refusals.inc(op=op, code=code)
+        if code == RATE_LIMITED:
+            self.metrics.rate_limited.inc(network=network or "local")
+
+    def dropped(self, queue: str, reason: str) -> None:
+        self.metrics.dropped.inc(queue=queue, reason=reason)
+
+    def depth(self, queue: str, size: int) -> None:
+        self.metrics.queue_depth.set(size, queue=queue)
 
     async def drained(self, timeout: float) -> bool:
         """Wait until no request is in flight; False if ``timeout`` passed first."""

@@ -29,7 +29,9 @@ from bridge.app.services.matrix import MatrixServiceConfig
 from bridge.app.shutdown import Shutdown, Step
 from bridge.errors import BridgeConfigError
 from bridge.hub import HubConfig, HubIdentity
+from bridge.hub.policy import JoinPolicy
 from bridge.hub.store import Store, StoreError, StoreUnavailable, open_store
+from transports.fairness import RequestLimits
 from transports.matrix.appservice import load_registration
 from transports.matrix.errors import HomeserverError
 from transports.matrix.events import user_uri
@@ -47,14 +49,24 @@ class FatalError(Exception):
         self.message = message
 
 
+def request_limits(config: Config) -> RequestLimits:
+    """What each hub-side transport admits (``[limits]``; the services take the payload
+    bytes of one request from the hub's ``max_payload``)."""
+    lim = config.limits
+    return RequestLimits(rate=lim.requests_per_second, burst=lim.request_burst,
+                         workers=lim.workers, queue_per_sender=lim.queue_per_sender,
+                         queue_total=lim.queue_total)
+
+
 def _component_config(config: Config) -> ComponentConfig:
     x = config.xmpp
     assert x is not None
     return ComponentConfig(
         jid=x.jid, secret=x.secret.value, host=x.host, port=x.port,
-        stanza_limit=x.stanza_limit, upload=x.upload, admins=frozenset(x.admins),
+        stanza_limit=x.stanza_limit, upload=x.upload,
+        admins=frozenset(_identity(admin) for admin in x.admins),
         leave_grace=x.leave_grace, backoff_initial=config.retry.initial_delay,
-        backoff_max=config.retry.max_delay)
+        backoff_max=config.retry.max_delay, limits=request_limits(config))
 
 
 def _matrix_config(config: Config) -> MatrixServiceConfig:
@@ -66,13 +78,26 @@ def _matrix_config(config: Config) -> MatrixServiceConfig:
         device_id=m.device_id, appservice=a.registration if a else "",
         listen_host=a.listen_host if a else "127.0.0.1", listen_port=a.listen_port if a else 0,
         server_name=m.server_name, sync_timeout_ms=m.sync_timeout_ms,
-        hub_name=config.hub.name)
+        hub_name=config.hub.name, limits=request_limits(config))
 
 
 def _hub_config(config: Config) -> HubConfig:
-    return HubConfig(max_payload=config.hub.max_payload,
-                     max_epoch_lag=config.hub.max_epoch_lag,
-                     log_page_limit=config.hub.log_page_limit)
+    h = config.hub
+    return HubConfig(max_payload=h.max_payload, max_epoch_lag=h.max_epoch_lag,
+                     log_page_limit=h.log_page_limit, default_join=JoinPolicy(h.default_join),
+                     max_key_packages_per_device=h.max_key_packages_per_device,
+                     max_devices=h.max_devices, max_device_name=h.max_device_name,
+                     max_key_package_lifetime=h.max_key_package_lifetime,
+                     max_key_package_size=h.max_key_package_size,
+                     claims_per_target=h.claims_per_target, claim_ttl=h.claim_ttl,
+                     max_groups_per_user=h.max_groups_per_user,
+                     max_pending_welcomes=h.max_pending_welcomes)
+
+
+def _identity(uri: str) -> str:
+    """An identity URI as the transports spell it (XMPP bare JIDs are case-insensitive
+    and arrive lower-cased)."""
+    return uri.lower() if uri.startswith("xmpp:") else uri
 
 
 def hub_name(config: Config) -> str:
@@ -86,7 +111,9 @@ def hub_name(config: Config) -> str:
 
 def build_service(config: Config, store: Store, identity: HubIdentity) -> BridgeService:
     """One hub with every configured network attached (:class:`BridgeService`)."""
-    rooms = [RoomPair(room.xmpp.lower(), room.matrix, room.relay) for room in config.rooms]
+    rooms = [RoomPair(room.xmpp.lower(), room.matrix, room.relay, JoinPolicy(room.join),
+                      frozenset(_identity(admin) for admin in room.admins))
+             for room in config.rooms]
     return BridgeService(
         store, identity, xmpp=_component_config(config) if config.xmpp else None,
         matrix=_matrix_config(config) if config.matrix else None, rooms=rooms,
@@ -246,6 +273,7 @@ class BridgeRuntime:
         while not self.stop.is_set():
             service = build_service(self.config, store, identity)
             service.hub.observer = self.observer
+            service.limit_observer = self.observer
             try:
                 if await self._unless_stopped(service.start()) is STOPPED:
                     break

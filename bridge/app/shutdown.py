@@ -4,14 +4,17 @@
 SIGTERM/SIGINT) runs these phases, each logged as ``stop phase`` with its name:
 
 1. ``refuse`` -- new hub requests are answered "unavailable" on both networks;
-2. ``drain`` -- requests already in flight finish, with their fan-out and Welcomes;
-   then the Matrix receiver stops after the batch it is in (what it has not fetched
-   stays on the homeserver for the next start), and the relay works off its queues;
+2. ``drain`` -- requests already in flight finish, with their fan-out and Welcomes,
+   and so do those the XMPP component admitted to its queue (answered "unavailable"
+   if they reach the hub after the refusal); then the Matrix receiver stops after the
+   batch it is in, every request of it answered (what it has not fetched stays on the
+   homeserver for the next start), and the relay works off its queues;
 3. ``members`` -- the relay's workers stop and every puppet stops with its last save
    (never past a message the relay has not re-emitted:
    :class:`bridge.relay.puppets.EmittedFirst`);
 4. ``networks`` -- the XMPP stream is closed, the Matrix sync task (or the
-   application-service web server) is stopped and every HTTP session closed;
+   application-service web server) is stopped, the transports' admission queues and
+   every HTTP session closed;
 5. ``store`` -- closed last, once everything that writes to it stopped or was
    abandoned.
 

@@ -124,6 +124,8 @@ class ProsodyServer:
     prosody_bin: str = "prosody"
     cafile: Path | None = None
     users: dict[str, str] = field(default_factory=dict)
+    upload_limit: int = 0  # > 0: an XEP-0363 service upload.<domain> (http_file_share)
+    http_port: int = 0  # its HTTP port on the loopback (chosen when 0)
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -161,7 +163,15 @@ class ProsodyServer:
         else:
             tls_settings = "c2s_require_encryption = false\nallow_unencrypted_plain_auth = true"
             tls_module = ""
-        return render_template(
+        upload_head = upload_tail = ""
+        if self.upload_limit:  # Prosody 0.12's mod_http_file_share, HTTP on loopback only
+            self.http_port = self.http_port or free_port()
+            upload_head = (f"http_ports = {{ {self.http_port} }}\n"
+                           f'http_interfaces = {{ "{self.host}" }}\nhttps_ports = {{ }}\n')
+            upload_tail = (f'\nComponent "upload.{self.domain}" "http_file_share"\n'
+                           f'  http_host = "{self.host}"\n'
+                           f"  http_file_share_size_limit = {self.upload_limit}\n")
+        return upload_head + render_template(
             TEMPLATE,
             PID_FILE=self.data_dir / "prosody.pid",
             DATA_DIR=self.data_dir / "data",
@@ -177,7 +187,7 @@ class ProsodyServer:
             DOMAIN=self.domain,
             COMPONENT_NAME=self.component_name,
             COMPONENT_SECRET=self.component_secret,
-        )
+        ) + upload_tail
 
     def start(self) -> None:
         """Run ``prosody -F`` and wait until c2s and component ports accept connections."""
@@ -204,6 +214,8 @@ class ProsodyServer:
         try:
             wait_for_port(self.c2s_port, START_TIMEOUT, self._proc, "prosody c2s")
             wait_for_port(self.component_port, 10.0, self._proc, "prosody component")
+            if self.upload_limit:
+                wait_for_port(self.http_port, 10.0, self._proc, "prosody http upload")
         except ServerSetupError as exc:
             self.stop()
             raise ServerSetupError(

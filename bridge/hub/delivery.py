@@ -12,10 +12,14 @@ in each process only keeps that process's fan-out in sequence order.
 Requests arrive as :class:`transports.interface.Inbound` through :meth:`Hub.handle`, which
 always answers with an :class:`transports.interface.Outbound` reply: accepted (with the
 sequence number and epoch) or refused with a specific code (:mod:`bridge.errors`).
-Refused requests change nothing. Deliveries go out through the transport's
-:class:`transports.interface.Deliverer`: the accepted commit to every member of the old
-epoch, then each Welcome to its new member; proposals and application messages to the
-current members.
+Refused requests change nothing. Before any handler runs, the dispatcher asks
+:class:`bridge.hub.authz.Authorizer` (the whole authorization model of
+``docs/SECURITY.md``, for both networks); handlers ask it again for the rules that need
+the parsed content. Room membership changes arrive apart, as
+:class:`transports.interface.NetworkEvent` through :meth:`Hub.network_event`.
+Deliveries go out through the transport's :class:`transports.interface.Deliverer`:
+the accepted commit to every member of the old epoch, then each Welcome to its new
+member; proposals and application messages to the current members.
 
 Member-sent proposals (PublicMessages, verified and followed by the hub, so commits may
 cover them by reference) are relayed; the next committer may include them. The hub's
@@ -32,7 +36,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from bridge.errors import (
@@ -43,15 +47,16 @@ from bridge.errors import (
     NotMember,
     PrivateProposal,
     ProposalsMissing,
+    QuotaExceeded,
     Rejection,
     StaleEpoch,
     TooLarge,
     Unavailable,
     UnknownGroupRejection,
-    Unsupported,
     WrongEpochRejection,
 )
 from bridge.hub import directory, faults, public_view
+from bridge.hub.authz import Authorizer, commit_changes
 from bridge.hub.commits import Bundle, CheckedCommit, check_commit, check_new_group
 from bridge.hub.identity import HubIdentity
 from bridge.hub.policy import HubConfig, HubObserver
@@ -63,6 +68,7 @@ from bridge.hub.store import (
     ProposalsNotCovered,
     Store,
     StoreError,
+    StoreQuota,
     StoreUsageError,
     UnknownGroup,
     WrongEpoch,
@@ -79,7 +85,15 @@ from mls import (
     encode,
 )
 from transports.errors import LinkError
-from transports.interface import Deliverer, Inbound, Kind, Op, Outbound
+from transports.interface import (
+    Deliverer,
+    Inbound,
+    Kind,
+    NetworkEvent,
+    Op,
+    Outbound,
+    RoomDirectory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +111,14 @@ class Hub:
                  config: HubConfig | None = None,
                  clock: Callable[[], int] | None = None,
                  observer: HubObserver | None = None,
-                 credential_validator: CredentialValidator | None = None) -> None:
+                 credential_validator: CredentialValidator | None = None,
+                 directories: Mapping[str, RoomDirectory] | None = None) -> None:
         self.store = store
         self.observer = observer
         self.identity = identity
         self.deliverer = deliverer
-        self.config = config or HubConfig()
+        self.authz = Authorizer(store, config or HubConfig(), self._members)
+        self.authz.directories.update(directories or {})
         self.clock = clock or (lambda: int(time.time()))
         #: Asked about every member's credential by every PublicGroup the hub builds or
         #: advances (None: basic credentials, any identity).
@@ -115,7 +131,6 @@ class Hub:
         self._handlers: dict[str, Handler] = {
             Op.HUB_INFO: self._hub_info,
             Op.CREATE_GROUP: self._create_group,
-            Op.ATTACH_ROOM: self._attach_room,
             Op.SUBMIT_COMMIT: self._submit_commit,
             Op.SEND: self._send,
             Op.FETCH_LOG: self._fetch_log,
@@ -125,9 +140,17 @@ class Hub:
             Op.LIST_KEY_PACKAGES: self._list_key_packages,
             Op.FETCH_WELCOMES: self._fetch_welcomes,
             Op.LEAVE: self._leave,
-            Op.KICK: self._kick,
             Op.REPORT: self._report,
         }
+
+    @property
+    def config(self) -> HubConfig:
+        """The local policy (one object, shared with the authorization rules)."""
+        return self.authz.config
+
+    @config.setter
+    def config(self, config: HubConfig) -> None:
+        self.authz.config = config
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -163,10 +186,11 @@ class Hub:
             if request.size() > self.config.max_payload:
                 raise TooLarge(f"request of {request.size()} bytes exceeds the limit of "
                                f"{self.config.max_payload} bytes")
-            handler = self._handlers.get(request.op)
-            if handler is None:
-                raise Unsupported(f"unknown request {request.op!r}")
-            return await handler(request)
+            if request.op == Op.GET_GROUP_INFO and not request.group_id:
+                # joining by a room's address: the reply names the room's group
+                request = dataclasses.replace(request, group_id=await self._group_of(request))
+            await self.authz.check(request)
+            return await self._handlers[request.op](request)
         except Rejection as exc:
             return self._refusal(request, exc)
         except MLSError as exc:  # bytes that parsed but cannot be used (bad tree, key...)
@@ -175,9 +199,29 @@ class Hub:
             log.warning("store failure on %s: %s", request.op, exc)
             return self._refusal(request, Unavailable(f"store failed: {type(exc).__name__}"))
 
+    async def network_event(self, event: NetworkEvent) -> Outbound:
+        """A room membership change a transport observed (A20 of docs/SECURITY.md):
+        when the rules let it act, the hub queues Removes of the target's leaves,
+        saying who caused them and where."""
+        request = Inbound(Op.LEAVE, event.target, event.event_id, network=event.network)
+        reason = LEAVE if event.actor == event.target else KICK
+        removal = Removal(reason, event.actor, room_of(event.network, event.room))
+        try:
+            group_id = await self.authz.check_network_event(event)
+            seqs = await self.remove_member(group_id, event.target, removal)
+        except Rejection as exc:
+            return self._refusal(request, exc)
+        except StoreError as exc:
+            log.warning("store failure on a network event: %s", exc)
+            return self._refusal(request, Unavailable(f"store failed: {type(exc).__name__}"))
+        log.info("%s of %s in %s by %s: %d Remove(s) queued", event.after, event.target,
+                 event.room, event.actor, len(seqs))
+        return self._reply(request, group_id=group_id, seq=seqs[-1] if seqs else 0)
+
     def _refusal(self, request: Inbound, exc: Rejection) -> Outbound:
         epoch = getattr(exc, "current_epoch", 0)
-        log.info("refused %s from %s: %s", request.op, request.sender, exc.code)
+        log.info("refused %s from %s: %s", request.op, request.sender, exc.code,
+                 extra={"flood_key": f"{request.sender}|{exc.code}"})  # bridge.app.logs
         return Outbound(Kind.REPLY, (request.sender,), request.request_id, request.group_id,
                         ok=False, code=exc.code, reason=exc.reason, epoch=epoch)
 
@@ -233,33 +277,37 @@ class Hub:
                                 credential_validator=self.credential_validator)
         if request.group_id and request.group_id != group.group_id:
             raise Malformed("group_id differs from the GroupInfo's")
+        room = (request.transport, request.room_id) if request.room_id else None
         try:
+            if room is not None and await self.store.room_group(*room) is not None:
+                raise AlreadyExists(f"room {room[1]} carries another group")
             await self.store.create_group(
                 group.group_id, group.context.cipher_suite, epoch=0,
                 group_info=request.group_info, ratchet_tree=group.ratchet_tree(),
                 hub_state=public_view.state_bytes(group),
-                members=public_view.member_list(group))
-            if request.transport and request.room_id:
-                await self.store.attach_room(request.transport, request.room_id,
-                                             group.group_id)
+                members=public_view.member_list(group), creator=request.sender,
+                max_per_creator=self.config.max_groups_per_user)
         except Conflict as exc:
             raise AlreadyExists(str(exc)) from exc
+        except StoreQuota as exc:
+            raise QuotaExceeded(str(exc)) from exc
         except StoreError as exc:
             raise Unavailable(f"store failed: {type(exc).__name__}") from exc
+        if room is not None:
+            await self._attach_new(group.group_id, room)
         self.views.put(group)
         return self._reply(request, group_id=group.group_id, seq=0, epoch=0)
 
-    async def _attach_room(self, request: Inbound) -> Outbound:
-        group = await self._members(request.group_id)
-        if request.sender not in identities(group):
-            raise NotMember("only members may attach the group to a room")
-        if not request.transport or not request.room_id:
-            raise Malformed("attach-room needs a transport and a room id")
+    async def _attach_new(self, group_id: bytes, room: tuple[str, str]) -> None:
+        """Attach a just-created group's room; if another group took the room in
+        between, the new group is dropped again (a refusal changes nothing)."""
         try:
-            await self.store.attach_room(request.transport, request.room_id, request.group_id)
-        except Conflict as exc:
-            raise AlreadyExists(str(exc)) from exc
-        return self._reply(request)
+            await self.store.attach_room(*room, group_id)
+        except StoreError as exc:
+            await self.store.delete_group(group_id)
+            if isinstance(exc, Conflict):
+                raise AlreadyExists(f"room {room[1]} carries another group") from exc
+            raise Unavailable(f"store failed: {type(exc).__name__}") from exc
 
     async def attach_room(self, transport: str, room_id: str, group_id: bytes) -> None:
         """Map a room to a group: the bridge's own call for a configured room pair
@@ -293,6 +341,10 @@ class Hub:
             checked = check_commit(group, bundle, request.sender, self.removes.hub_key(group),
                                    now=self.clock(),
                                    credential_validator=self.credential_validator)
+            await self.authz.check_commit(
+                dataclasses.replace(request, group_id=group_id), group,
+                commit_changes(group, message, checked.commit, request.sender,
+                               self.removes.hub_key(group)))
             if checked.external:
                 self._check_external(group, request.sender)
             seq = await self._accept(group, checked, request)
@@ -302,16 +354,14 @@ class Hub:
                 rooms=await self._rooms(group_id)))
             await self._deliver_welcomes(group_id, seq, checked.group.epoch,
                                          checked.welcome_recipients,
-                                         checked.group.ratchet_tree())
+                                         checked.group.ratchet_tree(), request.sender)
             if checked.external:
                 await self.removes.repropose(group, checked.group)
         return self._reply(request, group_id=group_id, seq=seq, epoch=checked.group.epoch)
 
     def _check_external(self, group: PublicGroup, identity: str) -> None:
-        """Who may join by external commit (A11), and how often (A21)."""
-        if not (identity in identities(group)
-                or self.config.allow_external_join(group.group_id, identity)):
-            raise Forbidden("external joins are not allowed for this user")
+        """How often one identity may commit externally (A21; who may at all is A11,
+        :meth:`bridge.hub.authz.Authorizer.check_commit`)."""
         self._external_commits.check(group.group_id, identity, self.clock(),
                                      limit=self.config.external_commit_limit,
                                      window=self.config.external_commit_window)
@@ -329,9 +379,12 @@ class Hub:
                 ratchet_tree=new.ratchet_tree(), welcome=request.welcome or None,
                 welcome_recipients=checked.welcome_recipients, sender=request.sender,
                 covered_proposals=None if checked.external else checked.commit.covered,
-                members=public_view.member_list(new))
+                members=public_view.member_list(new),
+                max_pending_welcomes=self.config.max_pending_welcomes)
         except WrongEpoch as exc:
             raise WrongEpochRejection(exc.current_epoch) from exc
+        except StoreQuota as exc:
+            raise QuotaExceeded(str(exc)) from exc
         except ProposalsNotCovered as exc:
             raise ProposalsMissing(str(exc)) from exc
         except StoreError as exc:
@@ -343,8 +396,10 @@ class Hub:
         return seq
 
     async def _deliver_welcomes(self, group_id: bytes, commit_seq: int, epoch: int,
-                                recipients: tuple[str, ...], tree: bytes) -> None:
-        """After the commit is stored and fanned out: each new member's Welcome."""
+                                recipients: tuple[str, ...], tree: bytes,
+                                sender: str = "") -> None:
+        """After the commit is stored and fanned out: each new member's Welcome (its
+        ``sender``: who submitted the commit, so the joiner can say who added them)."""
         for recipient in recipients:
             for pending in await self.store.pending_welcomes(recipient):
                 if pending.group_id != group_id or pending.commit_seq != commit_seq:
@@ -352,7 +407,8 @@ class Hub:
                 try:
                     await self._deliver(Outbound(
                         Kind.WELCOME, (recipient,), group_id=group_id, seq=commit_seq,
-                        epoch=epoch, payload=pending.welcome, ratchet_tree=tree))
+                        epoch=epoch, sender=sender, payload=pending.welcome,
+                        ratchet_tree=tree))
                 except LinkError as exc:
                     log.warning("Welcome delivery failed (kept for fetch): %s", exc)
                     continue
@@ -365,12 +421,9 @@ class Hub:
         return record.group_info or b"", record.ratchet_tree or b""
 
     async def _get_group_info(self, request: Inbound) -> Outbound:
-        record, group = await self.views.load(request.group_id, proposals=False,
-                                              credential_validator=self.credential_validator)
-        await self._banned(request.group_id, request.sender)
-        if not (request.sender in identities(group)
-                or self.config.allow_external_join(request.group_id, request.sender)):
-            raise Forbidden("external joins are not allowed for this user")
+        record, _ = await self.views.load(request.group_id, proposals=False,
+                                          credential_validator=self.credential_validator)
+        await self._banned(request.group_id, request.sender)  # A14 itself: the dispatcher
         return self._reply(request, payload=record.group_info or b"",
                            ratchet_tree=record.ratchet_tree or b"", epoch=record.epoch,
                            seq=record.next_seq - 1)
@@ -396,8 +449,8 @@ class Hub:
         async with self._lock(group_id):
             record, group = await self.views.load(
                 group_id, proposals=public, credential_validator=self.credential_validator)
-            if request.sender not in identities(group):
-                raise NotMember(f"{request.sender} is not a member of the group")
+            await self.authz.check_message(dataclasses.replace(request, group_id=group_id),
+                                           group, message)
             self._check_epoch(group.epoch, header.epoch)
             new = self._follow_proposal(group, message, header, request.sender) \
                 if public else None
@@ -464,9 +517,12 @@ class Hub:
     # -- catch-up ------------------------------------------------------------------------------
 
     async def _fetch_log(self, request: Inbound) -> Outbound:
+        """Log entries after ``after_seq`` for a member (A13, checked by the
+        dispatcher); those of epochs before the requester joined come as placeholders
+        (seq, epoch and kind; no payload, no sender): the sequence stays gap-free, the
+        ciphertext stays with those who could read it."""
         group = await self._members(request.group_id)
-        if request.sender not in identities(group):
-            raise NotMember(f"{request.sender} is not a member of the group")
+        since = await self.authz.readable_from(request.group_id, request.sender, group.epoch)
         limit = min(request.limit or self.config.log_page_limit, self.config.log_page_limit)
         try:
             entries = await self.store.log_since(request.group_id, request.after_seq, limit)
@@ -474,6 +530,9 @@ class Hub:
             raise Malformed(str(exc)) from exc
         items = tuple(Outbound(entry.kind.value, group_id=request.group_id, seq=entry.seq,
                                epoch=entry.epoch, sender=entry.sender, payload=entry.payload)
+                      if entry.epoch >= since else
+                      Outbound(entry.kind.value, group_id=request.group_id, seq=entry.seq,
+                               epoch=entry.epoch)
                       for entry in entries)
         return self._reply(request, entries=items, epoch=group.epoch)
 
@@ -489,20 +548,18 @@ class Hub:
     # -- KeyPackage directory ----------------------------------------------------------------
 
     async def _publish_key_package(self, request: Inbound) -> Outbound:
+        """A15: the authorization's content rule, then the store's quotas."""
         ref = await directory.publish(self.store, request, now=self.clock(),
-                                      credential_validator=self.credential_validator)
+                                      credential_validator=self.credential_validator,
+                                      authorize=self.authz.check_key_package,
+                                      config=self.config)
         return self._reply(request, payload=ref)
 
     async def _claim_key_package(self, request: Inbound) -> Outbound:
-        """Claim one of ``target``'s KeyPackages. A claim naming a group (``group_id``)
-        is for adding ``target`` to it: only a current member of that group may make it.
-        A claim without a group (to start a new group) is open to any authenticated user.
-        """
-        if request.group_id:
-            group = await self._members(request.group_id)
-            if request.sender not in identities(group):
-                raise NotMember(f"{request.sender} is not a member of the group")
-        key_package = await directory.claim(self.store, request, now=self.clock())
+        """Claim one of ``target``'s KeyPackages to add ``target`` to the group the
+        request names (A16: a member of it, within the outstanding-claims bound)."""
+        key_package = await directory.claim(self.store, request, now=self.clock(),
+                                            config=self.config)
         return self._reply(request, payload=key_package, sender=request.target)
 
     async def _list_key_packages(self, request: Inbound) -> Outbound:
@@ -525,17 +582,9 @@ class Hub:
         raise Malformed("need a group id or a room")
 
     async def _leave(self, request: Inbound) -> Outbound:
+        """The requester leaves (A19: itself only, checked by the dispatcher)."""
         removal = Removal(LEAVE, request.sender, room_of(request.transport, request.room_id))
         seqs = await self.remove_member(await self._group_of(request), request.sender, removal)
-        return self._reply(request, seq=seqs[-1] if seqs else 0)
-
-    async def _kick(self, request: Inbound) -> Outbound:
-        """A network-level removal reported by the transport (which checked the
-        kicker's rights on its network)."""
-        if not request.target:
-            raise Malformed("kick needs the target user")
-        removal = Removal(KICK, request.sender, room_of(request.transport, request.room_id))
-        seqs = await self.remove_member(await self._group_of(request), request.target, removal)
         return self._reply(request, seq=seqs[-1] if seqs else 0)
 
     async def _report(self, request: Inbound) -> Outbound:

@@ -25,6 +25,7 @@ commit, GroupInfos and Welcomes against the state it computed -- is ``mls``'s wo
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 
 HUB_STATE_VERSION = 2
 LEGACY_STATE_VERSION = 1
+VIEWS_KEPT = 1024  # groups whose current state GroupViews keeps in memory
 
 
 # -- request bytes -----------------------------------------------------------------------
@@ -184,12 +186,16 @@ class GroupViews:
     """Each group's current epoch, cached in this process. An epoch's starting state
     never changes, so the cache is safe across processes sharing a database; the
     proposals other processes logged are picked up from the log on each load that
-    asks for them."""
+    asks for them. At most ``size`` groups are cached (the least recently used is
+    dropped, and read from the store again when needed): anyone may create groups,
+    so the cache must not grow with their number."""
 
-    def __init__(self, store: Store, clock: Callable[[], int]) -> None:
+    def __init__(self, store: Store, clock: Callable[[], int], size: int = VIEWS_KEPT
+                 ) -> None:
         self.store = store
         self.clock = clock
-        self._views: dict[bytes, View] = {}
+        self.size = size
+        self._views: OrderedDict[bytes, View] = OrderedDict()
 
     async def load(self, group_id: bytes, *, proposals: bool,
                    credential_validator: CredentialValidator | None
@@ -209,8 +215,17 @@ class GroupViews:
             raise UnknownGroupRejection(f"unknown group {group_id.hex()}") from exc
         except StoreError as exc:
             raise Unavailable(f"store failed: {type(exc).__name__}") from exc
-        self._views[group_id] = view
+        self._keep(group_id, view)
         return record, view.group
+
+    def _keep(self, group_id: bytes, view: View) -> None:
+        self._views[group_id] = view
+        self._views.move_to_end(group_id)
+        while len(self._views) > self.size:
+            self._views.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._views)
 
     def _replay(self, view: View, entries: list[LogEntry],
                 credential_validator: CredentialValidator | None) -> View:
@@ -235,4 +250,4 @@ class GroupViews:
         once per ProposalRef)."""
         view = self._views.get(group.group_id)
         applied = view.applied if view is not None and view.epoch == group.epoch else 0
-        self._views[group.group_id] = View(group.epoch, group, applied)
+        self._keep(group.group_id, View(group.epoch, group, applied))

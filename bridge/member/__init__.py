@@ -9,15 +9,29 @@ in-process link); the relay's puppets, the demo and the tests are members.
   reported to the hub, then resynced by external commit at most once per interval;
 - :mod:`bridge.member.state` -- its store protocol, retry policy, per-group slot,
   received-message records and the two hooks (on received, save policy);
-- :mod:`bridge.member.content` -- the CBOR inner content of application messages.
+- :mod:`bridge.member.content` -- the CBOR inner content of application messages
+  (text, replies, edits, retractions, reactions, encrypted files);
+- :mod:`bridge.member.attachments` -- end-to-end encrypted files (AES-256-GCM, a key
+  per file, the ciphertext out of band);
+- :mod:`bridge.member.sqlite_store` -- a device's state in a 0600 SQLite file;
+- :mod:`bridge.member.safety` -- a group's safety number and members' key fingerprints.
 """
 
 from __future__ import annotations
 
+from bridge.member.attachments import fetch_file, open_sealed, send_file
 from bridge.member.client import Member
-from bridge.member.content import Attachment, Content
+from bridge.member.content import Attachment, Content, ExternalPart, new_message_id
 from bridge.member.inbox import Inbox
 from bridge.member.recovery import Recovery
+from bridge.member.safety import (
+    MemberInfo,
+    fingerprint,
+    group_safety_number,
+    member_list,
+    safety_number,
+)
+from bridge.member.sqlite_store import SqliteMemberStore
 from bridge.member.state import (
     CommitPlan,
     GroupSlot,
@@ -34,9 +48,11 @@ __all__ = [
     "Attachment",
     "CommitPlan",
     "Content",
+    "ExternalPart",
     "GroupSlot",
     "Inbox",
     "Member",
+    "MemberInfo",
     "MemberStore",
     "MemoryMemberStore",
     "Received",
@@ -45,4 +61,13 @@ __all__ = [
     "RetryPolicy",
     "SaveAnytime",
     "SavePolicy",
+    "SqliteMemberStore",
+    "fetch_file",
+    "fingerprint",
+    "group_safety_number",
+    "member_list",
+    "new_message_id",
+    "open_sealed",
+    "safety_number",
+    "send_file",
 ]

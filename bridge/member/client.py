@@ -104,6 +104,9 @@ class Member:
         self._bundles: dict[bytes, tuple[KeyPackageBundle, bool]] = {}
         self._slots: dict[bytes, GroupSlot] = {}
         self._request_ids = 0
+        # request ids must not repeat across restarts (a transport may deduplicate by
+        # sender and id: the Matrix bot remembers them for a week)
+        self._request_prefix = f"{device}-{os.urandom(4).hex()}"
         self.recovery = Recovery(report=self._report, rejoin=self.rejoin,
                                  identity=lambda: self.identity, interval=resync_interval,
                                  attempts=resync_attempts)
@@ -197,7 +200,7 @@ class Member:
 
     async def _request(self, op: Op, **fields: object) -> Outbound:
         self._request_ids += 1
-        request = Inbound(op, self.identity, f"{self.device}-{self._request_ids}",
+        request = Inbound(op, self.identity, f"{self._request_prefix}-{self._request_ids}",
                           **fields)  # type: ignore[arg-type]
         return await self.link.request(request)
 
@@ -246,8 +249,11 @@ class Member:
             refs.append(ref)
         return refs
 
-    async def _claim(self, user: str) -> KeyPackage:
-        reply = await self._call(Op.CLAIM_KEY_PACKAGE, target=user, cipher_suite=self.cs.id)
+    async def _claim(self, group_id: bytes, user: str) -> KeyPackage:
+        """One of ``user``'s KeyPackages, claimed to add it to ``group_id`` (the hub
+        serves claims to members of the named group only)."""
+        reply = await self._call(Op.CLAIM_KEY_PACKAGE, group_id=group_id, target=user,
+                                 cipher_suite=self.cs.id)
         body = decode(MLSMessage, reply.payload).body
         if not isinstance(body, KeyPackage):
             raise MemberError("the hub returned something other than a KeyPackage")
@@ -318,7 +324,7 @@ class Member:
                 return None
             for who in missing:
                 if who not in claimed:
-                    claimed[who] = await self._claim(who)
+                    claimed[who] = await self._claim(group_id, who)
             return CommitPlan(add=tuple(claimed[who] for who in missing))
 
         return await self._commit(group_id, plan)

@@ -39,6 +39,8 @@ from transports.interface import Kind, Outbound
 log = logging.getLogger("bridge.member")
 
 # what a delivery may fail with without ending the inbox (see Inbox.run)
+MAX_QUEUED = 10_000  # deliveries waiting before log entries are dropped (and fetched)
+CATCH_UP = "catch-up"  # the queue item standing for a group's dropped entries
 DELIVERY_FAILURES = (MLSError, BridgeError, TransportError, StoreError, OSError)
 
 #: ``fetch_log(group_id, after_seq, limit)``: the hub's reply to FETCH_LOG.
@@ -78,12 +80,25 @@ class Inbox:
         self._keep_received = keep_received
         self._queue: asyncio.Queue[Outbound] = asyncio.Queue()
         self._queued: dict[bytes, int] = {}  # group id -> deliveries in the queue
+        self._behind: set[bytes] = set()  # groups with deliveries dropped (queue full)
+        self.max_queued = MAX_QUEUED
+        self.dropped = 0
         self._task: asyncio.Task[None] | None = None
 
     # -- the queue ---------------------------------------------------------------------
 
     async def deliver(self, message: Outbound) -> None:
-        """:class:`transports.interface.DeliverySink`: enqueue only."""
+        """:class:`transports.interface.DeliverySink`: enqueue only. With
+        :attr:`max_queued` deliveries waiting, a log entry is dropped (counted in
+        :attr:`dropped`) and one catch-up item per group queued in its place: the
+        group fetches the log from where it is when that item's turn comes. A Welcome
+        is always queued."""
+        if message.kind != Kind.WELCOME and self._queue.qsize() >= self.max_queued:
+            self.dropped += 1
+            if message.group_id in self._behind:
+                return
+            self._behind.add(message.group_id)  # one catch-up marker per group
+            message = Outbound(CATCH_UP, group_id=message.group_id, seq=message.seq)
         self._queued[message.group_id] = self._queued.get(message.group_id, 0) + 1
         self._queue.put_nowait(message)
 
@@ -137,6 +152,13 @@ class Inbox:
                                 self._identity(), type(exc).__name__)
 
     async def _on_delivery(self, message: Outbound) -> None:
+        if message.kind == CATCH_UP:  # entries of the group were dropped: fetch them
+            self._behind.discard(message.group_id)
+            slot = self.slots.get(message.group_id)
+            if slot is not None:
+                async with slot.lock:
+                    await self.catch_up(slot)
+            return
         if message.kind == Kind.WELCOME:
             await self._join(message)
             slot = self.slots.get(message.group_id)

@@ -1,7 +1,8 @@
 """Legacy room activity into the relay: the two transports' room observers
 (:class:`transports.xmpp.component.RoomObserver`,
-:class:`transports.matrix.bot.RoomObserver`) for relayed rooms. They only enqueue: the
-relay's worker does the MLS work, in order (:class:`LegacyInput`)."""
+:class:`transports.matrix.bot.RoomObserver`) for relayed rooms. They only enqueue, per
+legacy user: the relay's worker does the MLS work, each user's in order
+(:class:`LegacyInput`)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ Job = Callable[[], Awaitable[None]]
 class LegacyInput(Protocol):
     """What the observers hand to the relay (:class:`bridge.relay.relay.Relay`)."""
 
-    def queue(self, job: Job, what: str) -> None:
-        """Run ``job`` on the relay's input worker, after what is queued already;
-        ``what`` names it in logs (who and where, never a message's text)."""
+    def queue(self, identity: str, job: Job, what: str = "") -> None:
+        """Run ``job`` for the legacy user ``identity`` on the relay's input worker,
+        after what that user queued already (within the user's rate and queue bound;
+        beyond them the job is dropped and counted); ``what`` names it in logs (who and
+        where, never a message's text)."""
         ...
 
     async def xmpp_joined(self, room: str, occupant: str, mls_client: bool) -> None: ...
@@ -44,13 +47,14 @@ class XmppObserver:
 
     async def occupant_joined(self, room: str, occupant: str, nick: str,
                               mls_client: bool) -> None:
-        self.relay.queue(lambda: self.relay.xmpp_joined(room, occupant, mls_client),
+        self.relay.queue(xmpp_identity(occupant),
+                         lambda: self.relay.xmpp_joined(room, occupant, mls_client),
                          f"join of {occupant} in {room}")
 
     async def plain_message(self, room: str, occupant: str, nick: str, body: str) -> None:
         identity = xmpp_identity(occupant)
-        self.relay.queue(lambda: self.relay.legacy_message(XMPP, room, identity, body,
-                                                           occupant),
+        self.relay.queue(identity, lambda: self.relay.legacy_message(XMPP, room, identity,
+                                                                     body, occupant),
                          f"message from {identity} in {room}")
 
 
@@ -61,13 +65,15 @@ class MatrixObserver:
         self.relay = relay
 
     async def member_joined(self, room_id: str, user_id: str) -> None:
-        self.relay.queue(lambda: self.relay.matrix_joined(room_id, user_id),
+        self.relay.queue(matrix_events.user_uri(user_id),
+                         lambda: self.relay.matrix_joined(room_id, user_id),
                          f"join of {user_id} in {room_id}")
 
     async def plain_message(self, room_id: str, user_id: str, event_id: str,
                             body: str) -> None:
         identity = matrix_events.user_uri(user_id)
-        self.relay.queue(lambda: self.relay.legacy_message(MATRIX, room_id, identity, body),
+        self.relay.queue(identity, lambda: self.relay.legacy_message(MATRIX, room_id,
+                                                                     identity, body),
                          f"message {event_id} from {identity} in {room_id}")
 
 

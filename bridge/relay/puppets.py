@@ -17,12 +17,13 @@ from typing import Any, Protocol
 
 from bridge.hub.store import Store
 from bridge.member import GroupSlot, Member, Received
-from transports.interface import HubService, Inbound, Outbound
+from transports.interface import HubService, Inbound, Network, Outbound
 
 
 class LocalLink:
     """A puppet's :class:`transports.interface.HubLink`: straight into the hub, as
-    the identity the legacy network authenticated."""
+    the identity the legacy network authenticated, on network ``local`` (the bridge's
+    own in-process client, docs/SECURITY.md)."""
 
     def __init__(self, identity: str, hub: HubService) -> None:
         self._identity = identity
@@ -33,7 +34,8 @@ class LocalLink:
         return self._identity
 
     async def request(self, request: Inbound) -> Outbound:
-        return await self._hub.handle(dataclasses.replace(request, sender=self._identity))
+        return await self._hub.handle(dataclasses.replace(request, sender=self._identity,
+                                                          network=Network.LOCAL))
 
 
 class CursorMemberStore:

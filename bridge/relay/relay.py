@@ -38,6 +38,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -56,6 +57,14 @@ from bridge.relay.puppets import CursorMemberStore, LocalLink, Puppet
 from bridge.relay.routing import LocalRouting
 from mls.errors import MLSError
 from transports.errors import TransportError
+from transports.fairness import (
+    Clock,
+    FairQueue,
+    LimitObserver,
+    NullObserver,
+    Overloaded,
+    RateLimiter,
+)
 from transports.interface import HubService
 from transports.matrix import events as matrix_events
 from transports.matrix import namespace as matrix_ns
@@ -66,6 +75,12 @@ from transports.xmpp.component import MLSComponent
 log = logging.getLogger(__name__)
 
 PUPPETS_CURSOR = "relay:puppets"
+LEGACY_RATE = 2.0  # legacy input (messages, joins) per second per legacy user, sustained
+LEGACY_BURST = 10  # ... and at once
+LEGACY_QUEUE = 16  # a legacy user's input jobs waiting
+INBOUND_TOTAL = 1024  # every legacy user's input jobs waiting
+OUTBOUND_KEPT = 4096  # decrypted messages waiting to be re-emitted (the oldest dropped)
+EARLY_KEPT = 1024  # per group, decrypted before the group's rooms were attached
 SETTLE_TIMEOUT = 30.0  # seconds a puppet waits for re-emits before saving anyway
 EMITTED_CURSOR = "relay:emitted:"  # + group id hex: the last log seq re-emitted
 NOTICE = ("This room is bridged in relay mode: the bridge decrypts the group's messages "
@@ -95,7 +110,7 @@ class Relay:
     """Puppets, legacy input and plaintext output for every relayed room."""
 
     def __init__(self, store: Store, hub: HubService, deliverer: LocalRouting, *,
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, clock: Clock = time.monotonic) -> None:
         self.store = store
         self.hub = hub
         self.deliverer = deliverer
@@ -111,13 +126,21 @@ class Relay:
         self._early: dict[bytes, list[_Emission]] = {}  # decrypted before enable()
         self._unemitted: dict[bytes, set[int]] = {}  # decrypted seqs not yet re-emitted
         self._emitted_event = asyncio.Event()  # set whenever a re-emit completes
-        self._inbound: asyncio.Queue[tuple[str, Job]] = asyncio.Queue()
+        self.observer: LimitObserver = NullObserver()
+        self._legacy_rate = RateLimiter(LEGACY_RATE, LEGACY_BURST, clock=clock)
+        self._inbound = FairQueue(workers=1, per_sender=LEGACY_QUEUE, total=INBOUND_TOTAL,
+                                  name="relay-input")
+        self._queued_input: dict[object, str] = {}  # input jobs not started, by name
         self._outbound: asyncio.Queue[_Emission] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._working_on = ""  # what the input worker is doing (named if it is cut)
         self._emitting: _Emission | None = None  # the re-emit under way (likewise)
         self._stopping = False
         self._not_done: list[str] = []  # what a stop dropped or could not save, by name
+
+    def watch(self, observer: LimitObserver) -> None:
+        """Report drops and queue depths to ``observer`` (the metrics)."""
+        self.observer = self._inbound.observer = observer
 
     def connect(self, component: MLSComponent | None, bot: MatrixHubBot | None) -> None:
         self.component, self.bot = component, bot
@@ -131,9 +154,7 @@ class Relay:
         saved = await self.store.get_cursor(PUPPETS_CURSOR)
         for identity in json.loads(saved) if saved else []:
             await self._puppet(identity)
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._work_inbound()),
-                       loop.create_task(self._work_outbound())]
+        self._tasks = [asyncio.get_running_loop().create_task(self._work_outbound())]
 
     async def drain(self) -> None:
         """Work off the queued legacy input and output (the stop's drain phase)."""
@@ -148,6 +169,7 @@ class Relay:
         dropped or left unsaved is named by :meth:`not_done`."""
         self._stopping = True
         working_on, emitting = self._working_on, self._emitting
+        await self._inbound.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -169,10 +191,8 @@ class Relay:
         dropped = [f"relay: {working_on}: cut short"] if working_on else []
         if emitting is not None:
             dropped.append(_undone(emitting))
-        while not self._inbound.empty():
-            what, _ = self._inbound.get_nowait()
-            self._inbound.task_done()
-            dropped.append(f"relay: {what}: not relayed")
+        dropped += [f"relay: {what}: not relayed" for what in self._queued_input.values()]
+        self._queued_input.clear()
         while not self._outbound.empty():
             emission = self._outbound.get_nowait()
             self._outbound.task_done()
@@ -204,12 +224,12 @@ class Relay:
             self.component.set_relay(xmpp_room)
         for emission in self._early.pop(group_id, []):
             if emission.seq > self._emitted_upto[group_id]:
-                self._outbound.put_nowait(emission)
+                self._emit_later(emission)
             else:
                 self._settled(emission)
         if first:
-            self._inbound.put_nowait((f"scan of the rooms of group {group_id.hex()[:16]}",
-                                      lambda: self._announce_and_scan(group_id, rooms)))
+            self._submit("", f"scan of the rooms of group {group_id.hex()[:16]}",
+                         lambda: self._announce_and_scan(group_id, rooms))
 
     async def _announce_and_scan(self, group_id: bytes, rooms: _Rooms) -> None:
         roster = await self._roster(group_id)
@@ -281,19 +301,35 @@ class Relay:
 
     # -- legacy input ----------------------------------------------------------------------
 
-    def queue(self, job: Job, what: str) -> None:
-        """:class:`bridge.relay.observers.LegacyInput`: run ``job`` (``what`` names it
-        in logs: who, where, never the text) on the input worker; refused once the
-        relay is stopping."""
+    def queue(self, identity: str, job: Job, what: str = "") -> None:
+        """:class:`bridge.relay.observers.LegacyInput`: run ``job`` on the input worker,
+        in ``identity``'s turn (legacy users are served round-robin, each in order);
+        ``what`` names it in logs (who, where, never the text). A legacy user over
+        :data:`LEGACY_RATE` (each message costs an MLS encryption and a request; a
+        join, an external commit), or with :data:`LEGACY_QUEUE` jobs waiting, has the
+        job dropped: the text is not relayed (counted, logged). Refused once the relay
+        is stopping."""
+        what = what or f"input of {identity}"
         if self._stopping:
             self._not_done.append(f"relay: {what}: refused, the bridge is stopping")
             log.warning("relay: %s refused: the bridge is stopping", what)
             return
-        self._inbound.put_nowait((what, job))
+        try:
+            if not self._legacy_rate.allow(identity):
+                self.observer.dropped("relay-input", "rate")
+                raise Overloaded("rate")
+            self._submit(identity, what, job)
+        except Overloaded as exc:
+            log.info("relay: dropped input from %s (%s)", identity, exc.reason,
+                     extra={"flood_key": f"relay|{identity}"})
 
-    async def _work_inbound(self) -> None:
-        while True:
-            what, job = await self._inbound.get()
+    def _submit(self, sender: str, what: str, job: Job) -> None:
+        """Queue ``job`` (named ``what``) in ``sender``'s lane of the input queue; its
+        failures are logged, and what never started is named if the relay stops."""
+        token = object()
+
+        async def run() -> None:
+            del self._queued_input[token]
             self._working_on = what
             try:
                 await job()
@@ -301,7 +337,8 @@ class Relay:
                 log.warning("relay: %s: %s: %s", what, type(exc).__name__, exc)
             finally:
                 self._working_on = ""
-                self._inbound.task_done()
+        self._inbound.submit(sender, run)
+        self._queued_input[token] = what
 
     async def xmpp_joined(self, room: str, occupant: str, mls_client: bool) -> None:
         group_id = self.by_room.get((XMPP, room))
@@ -329,8 +366,7 @@ class Relay:
         puppet = await self._join_legacy(identity, group_id, occupant)
         content = Content(os.urandom(16), text)
         seq = await puppet.send_content(group_id, content)
-        self._outbound.put_nowait(_Emission(group_id, seq, identity, text, transport,
-                                            occupant))
+        self._emit_later(_Emission(group_id, seq, identity, text, transport, occupant))
 
     # -- output ----------------------------------------------------------------------------
 
@@ -354,9 +390,28 @@ class Relay:
         emission = _Emission(received.group_id, received.seq, received.sender, text)
         self._unemitted.setdefault(received.group_id, set()).add(received.seq)
         if received.group_id not in self.groups:  # restarted: rooms not attached yet
-            self._early.setdefault(received.group_id, []).append(emission)
+            early = self._early.setdefault(received.group_id, [])
+            early.append(emission)
+            if len(early) > EARLY_KEPT:
+                self._drop(early.pop(0), "relay-early")
             return
+        self._emit_later(emission)
+
+    def _emit_later(self, emission: _Emission) -> None:
+        """Queue a re-emit; beyond :data:`OUTBOUND_KEPT` waiting, the oldest waiting
+        one is dropped (the rooms show the latest conversation)."""
+        if self._outbound.qsize() >= OUTBOUND_KEPT:
+            self._drop(self._outbound.get_nowait(), "relay-output")
+            self._outbound.task_done()
         self._outbound.put_nowait(emission)
+        self.observer.depth("relay-output", self._outbound.qsize())
+
+    def _drop(self, emission: _Emission, queue: str) -> None:
+        """A decrypted message that will not be re-emitted (counted, never logged)."""
+        self.observer.dropped(queue, "oldest")
+        log.warning("relay: a message of group %s was not re-emitted (%s full)",
+                    emission.group_id.hex()[:16], queue, extra={"flood_key": queue})
+        self._settled(emission)
 
     async def _work_outbound(self) -> None:
         while True:

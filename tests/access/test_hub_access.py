@@ -3,14 +3,17 @@
 Rules tested here:
 
 * Commits: only a member of the group may submit a member commit (``not-member``);
-  an external commit is allowed by ``HubConfig.allow_external_join`` (``forbidden``
-  otherwise) and its leaf must name the sender.
-* KeyPackage claims: a claim naming a group (``group_id``) may only be made by a
-  current member of that group (``not-member``; an unknown group is
-  ``unknown-group``); a claim without a group -- to start a new group -- is open to any
-  authenticated user. Publishing is only for one's own identity (``forbidden``).
-* Log, GroupInfo and sending: members only (GroupInfo also for allowed external
-  joiners); a member removed from the group loses all of it.
+  an external commit follows the group's join policy (``join-policy`` under the
+  default ``invite``) and its leaf must name the sender (``forbidden``).
+* KeyPackage claims name the group they add the target to (``malformed`` without
+  one) and may only be made by a current member of that group (``not-member``; an
+  unknown group is ``unknown-group``). Publishing and listing are only for one's own
+  identity (``forbidden``).
+* Log, GroupInfo and sending: members only (GroupInfo also for those the join policy
+  lets in); a member removed from the group loses all of it. Attaching a room is not
+  a client operation (``forbidden``).
+
+The full model, operation by operation, is tested in ``tests/authz``.
 """
 
 from __future__ import annotations
@@ -40,22 +43,27 @@ async def test_key_package_claims(bench: Bench) -> None:
 
     # A non-member may not claim for the group; nothing is consumed.
     await bench.refused(claim(identity("mallory"), bench.group_id), "not-member")
-    reply = await bench.hub.handle(claim(identity("mallory"), b"\x09" * 32))
+    reply = await bench.ask(claim(identity("mallory"), b"\x09" * 32))
     assert not reply.ok and reply.code == "unknown-group"
-    listed = await bench.hub.handle(Inbound(Op.LIST_KEY_PACKAGES, identity("dave")))
+    reply = await bench.ask(claim(identity("mallory"), b""))
+    assert not reply.ok and reply.code == "malformed"
+    reply = await bench.ask(Inbound(Op.LIST_KEY_PACKAGES, identity("mallory"),
+                                    target=identity("dave")))
+    assert not reply.ok and reply.code == "forbidden"
+    listed = await bench.ask(Inbound(Op.LIST_KEY_PACKAGES, identity("dave")))
     assert len(listed.key_packages) == 2
-    # A member may; so may anyone without naming a group (starting a new one).
+    # Members may, naming their group.
     reply = await bench.accepted(claim(identity("bob"), bench.group_id))
     assert reply.payload and reply.sender == identity("dave")
-    reply = await bench.accepted(claim(identity("mallory"), b""))
+    reply = await bench.accepted(claim(identity("carol"), bench.group_id))
     assert reply.payload
-    listed = await bench.hub.handle(Inbound(Op.LIST_KEY_PACKAGES, identity("dave")))
+    listed = await bench.ask(Inbound(Op.LIST_KEY_PACKAGES, identity("dave")))
     assert listed.key_packages == ()
 
 
 async def test_publishing_for_someone_else_is_forbidden(bench: Bench) -> None:
     held = bundle("dave", random.Random(3))
-    reply = await bench.hub.handle(Inbound(
+    reply = await bench.ask(Inbound(
         Op.PUBLISH_KEY_PACKAGE, identity("mallory"),
         payload=encode(MLSMessage.wrap(held.key_package))))
     assert not reply.ok and reply.code == "forbidden"
@@ -71,7 +79,7 @@ async def test_only_members_commit_read_and_send(bench: Bench) -> None:
     await bench.refused(Inbound(Op.FETCH_LOG, identity("mallory"), group_id=bench.group_id),
                         "not-member")
     await bench.refused(Inbound(Op.ATTACH_ROOM, identity("mallory"), group_id=bench.group_id,
-                                transport="xmpp", room_id="r@mls.example.org"), "not-member")
+                                transport="xmpp", room_id="r@mls.example.org"), "forbidden")
     # Carol removed: the same requests from her are refused from then on.
     removal = alice.commit(rng=bench.draw, remove=[2])
     await bench.commit("alice", removal, "bob")
@@ -84,13 +92,13 @@ async def test_only_members_commit_read_and_send(bench: Bench) -> None:
 
 async def test_external_join_policy(tmp_path: Path) -> None:
     from bridge.hub import HubConfig
+    from bridge.hub.policy import JoinPolicy
     from mls.group.group import Group
     from tests.hostile.conftest import three_member_bench
 
     async for bench in three_member_bench(tmp_path):
-        bench.hub.config = HubConfig(allow_external_join=lambda group_id, who: False)
         await bench.refused(Inbound(Op.GET_GROUP_INFO, identity("eve"),
-                                    group_id=bench.group_id), "forbidden")
+                                    group_id=bench.group_id), "join-policy")
         eve = bundle("eve", random.Random(4))
         info = bench.groups["alice"].group_info()
         joined, commit = Group.join_external(
@@ -99,9 +107,9 @@ async def test_external_join_policy(tmp_path: Path) -> None:
         request = Inbound(Op.SUBMIT_COMMIT, identity("eve"), group_id=bench.group_id,
                           payload=encode(commit),
                           group_info=encode(MLSMessage.wrap(joined.group_info())))
-        await bench.refused(request, "forbidden")
+        await bench.refused(request, "join-policy")
         # Someone else submitting Eve's external commit: the leaf names another user.
-        bench.hub.config = HubConfig()
+        bench.hub.config = HubConfig(default_join=JoinPolicy.OPEN)
         await bench.refused(Inbound(Op.SUBMIT_COMMIT, identity("mallory"),
                                     group_id=bench.group_id, payload=request.payload,
                                     group_info=request.group_info), "forbidden")

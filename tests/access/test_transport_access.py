@@ -2,7 +2,8 @@
 
 * XMPP: Prosody refuses a component that presents a wrong XEP-0114 secret; the error
   does not echo the secret; the right secret still connects afterwards.
-* Matrix: the hub bot binds a room to a group only for a user joined to that room;
+* Matrix: the hub binds a room to a group only for a moderator of that room (its
+  power levels, read by the bot); nobody attaches a room by request;
   binding events (commit, proposal, encrypted MLS, group state) not sent by the bot
   itself are ignored by the bot and by members; a user outside the group gets nothing
   from the hub.
@@ -63,7 +64,7 @@ async def test_matrix_bot_access(hub: MatrixService, members: Any) -> None:
     # Mallory is not in the room: she may not bind it to her group.
     with pytest.raises(HubRefused) as info:
         await mallory.member.create_group(transport=ns.TRANSPORT_NAME, room_id=room_id)
-    assert info.value.code == "forbidden"
+    assert info.value.code == "not-moderator"
     own_group = await mallory.member.create_group()
     reply = await mallory.link.request(Inbound(
         Op.ATTACH_ROOM, "ignored", request_id="m1", group_id=own_group,
@@ -75,8 +76,8 @@ async def test_matrix_bot_access(hub: MatrixService, members: Any) -> None:
     await eventually(lambda: room_id in bob.client.rooms, what="bob in the Matrix room")
     await eventually(lambda: group_id in bob.member.group_ids(), what="bob joining")
 
-    # Mallory, outside the group, may not read its log or claim for it. (The GroupInfo
-    # is hers to fetch under the default policy, HubConfig.allow_external_join.)
+    # Mallory, outside the group, may not read its log, claim for it, or fetch its
+    # GroupInfo (the default join policy is "invite").
     reply = await mallory.link.request(Inbound(Op.FETCH_LOG, "ignored", request_id="m-log",
                                                group_id=group_id))
     assert not reply.ok and reply.code == "not-member", reply
@@ -84,6 +85,9 @@ async def test_matrix_bot_access(hub: MatrixService, members: Any) -> None:
         Op.CLAIM_KEY_PACKAGE, "ignored", request_id="m-claim", group_id=group_id,
         target=alice.identity, cipher_suite=1))
     assert not reply.ok and reply.code == "not-member"
+    reply = await mallory.link.request(Inbound(Op.GET_GROUP_INFO, "ignored",
+                                               request_id="m-info", group_id=group_id))
+    assert not reply.ok and reply.code == "join-policy"
 
     # Bob (a member, but not the hub) posts binding events in the room himself.
     group = alice.member.group(group_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,9 +13,18 @@ import pytest
 from bridge.hub import Hub, HubConfig, HubIdentity
 from bridge.hub.store import SqliteStore, Store
 from bridge.member import Member, RetryPolicy
+from transports.interface import Inbound, Network, Outbound, Role, network_of
 from transports.memory import MemoryNetwork
 
 NOW = 1_700_000_000
+
+
+def authenticated(request: Inbound) -> Inbound:
+    """``request`` as a transport hands it over: with the network that authenticated
+    its sender (the one its identity's scheme names, unless already set)."""
+    if request.network:
+        return request
+    return dataclasses.replace(request, network=network_of(request.sender))
 
 
 def clock() -> int:
@@ -42,7 +52,7 @@ class Harness:
     async def start_hub(self) -> Hub:
         self.store = await SqliteStore.open(self.path)
         self.hub = Hub(self.store, self.identity, self.network, config=self.config,
-                       clock=clock)
+                       clock=clock, directories=self.network.rooms)
         self.network.attach(self.hub)
         return self.hub
 
@@ -53,6 +63,18 @@ class Harness:
         assert self.store is not None
         await self.store.close()
         self.store = None
+
+    async def ask(self, request: Inbound) -> Outbound:
+        """``request`` straight to the hub, as the network of its sender's scheme
+        would authenticate it (unless the test set another network)."""
+        assert self.hub is not None
+        return await self.hub.handle(authenticated(request))
+
+    def room(self, room: str, *owners: Member, network: str = Network.XMPP) -> str:
+        """A room of ``network`` in which ``owners`` are administrators."""
+        for owner in owners:
+            self.network.rooms[network].set_role(room, owner.identity, Role.ADMIN)
+        return room
 
     async def member(self, name: str, *, publish: int = 1, **options: object) -> Member:
         self._seeds += 1

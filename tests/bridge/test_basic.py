@@ -11,7 +11,8 @@ async def test_small_group_end_to_end(harness: Harness) -> None:
     alice = await harness.member("alice")
     bob = await harness.member("bob")
     carol = await harness.member("carol")
-    group_id = await alice.create_group(transport="xmpp", room_id="room@mls.example.org")
+    group_id = await alice.create_group(
+        transport="xmpp", room_id=harness.room("room@mls.example.org", alice))
     seq = await alice.add_members(group_id, [domain("bob"), domain("carol")])
     assert seq == 1
     await harness.quiesce()
@@ -44,7 +45,8 @@ async def test_inbox_survives_an_unreachable_hub_during_catch_up(harness: Harnes
     unreachable then, the failure is logged and the member keeps applying deliveries."""
     alice = await harness.member("alice")
     bob = await harness.member("bob")
-    group_id = await alice.create_group(transport="xmpp", room_id="room@mls.example.org")
+    group_id = await alice.create_group(
+        transport="xmpp", room_id=harness.room("room@mls.example.org", alice))
     await alice.add_members(group_id, [domain("bob")])
     await harness.quiesce()
     await harness.stop_hub()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bridge.hub import HubConfig
+from bridge.hub.policy import JoinPolicy
 from bridge.hub.removals import FAULT, Removal
 from bridge.hub.store import Ban, LogKind
 from bridge.member import Member
@@ -77,7 +78,7 @@ async def test_a_zeroed_membership_tag_costs_one_round_then_the_committer_is_out
     # Mallory's commit passes the hub's checks (they need no secret) and is fanned out.
     rng = random.Random(5)
     attack = await forged_commit(mallory, group_id, rng)
-    accepted = await hub.handle(attack)
+    accepted = await harness.ask(attack)
     assert accepted.ok
     await harness.quiesce()
 
@@ -105,18 +106,20 @@ async def test_a_zeroed_membership_tag_costs_one_round_then_the_committer_is_out
     assert [r.content for r in bob.received(group_id)][-1] == sent
     assert [m.recovery.resyncs for m in honest] == [1, 1, 1]  # still one each
 
-    # Mallory cannot do it again: no commit, no external join, no GroupInfo.
+    # Mallory cannot do it again: no commit, no external join, no GroupInfo -- the ban
+    # refuses her even where the join policy would let anyone in.
+    hub.config = dataclasses.replace(hub.config, default_join=JoinPolicy.OPEN)
     before = await snapshot(harness, group_id)
     assert before != first_attack
-    replay = await hub.handle(attack)
+    replay = await harness.ask(attack)
     assert (replay.ok, replay.code) == (False, "forbidden")
     joined, commit = Group.join_external(
         alice.group(group_id).group_info(), credential=mallory.credential,
         signature_priv=mallory._signature_priv, rng=rng.randbytes, now=NOW)
-    rejoin = await hub.handle(Inbound(
+    rejoin = await harness.ask(Inbound(
         Op.SUBMIT_COMMIT, mallory.identity, group_id=group_id, payload=encode(commit),
         group_info=encode(MLSMessage.wrap(joined.group_info()))))
-    info = await hub.handle(Inbound(Op.GET_GROUP_INFO, mallory.identity, group_id=group_id))
+    info = await harness.ask(Inbound(Op.GET_GROUP_INFO, mallory.identity, group_id=group_id))
     assert [(r.ok, r.code) for r in (rejoin, info)] == [(False, "forbidden")] * 2
     assert await snapshot(harness, group_id) == before
 
@@ -152,7 +155,7 @@ async def test_reports_are_taken_from_members_once_per_commit(bench: Bench) -> N
     await refused(bench, report("alice", seq=seq + 5), "malformed")
     await refused(bench, report("alice", reason="bored"), "malformed")
     await refused(bench, report("alice", seq=0), "malformed")
-    assert (await bench.hub.handle(report("alice"))).ok
+    assert (await bench.ask(report("alice"))).ok
     await refused(bench, report("alice"), "conflict")
     assert await bench.store.bans(bench.group_id) == []
     bench.hub.config = HubConfig(report_window=0)
@@ -160,7 +163,7 @@ async def test_reports_are_taken_from_members_once_per_commit(bench: Bench) -> N
     await bench.commit("alice", staged, "bob", "carol")
     await refused(bench, report("bob"), "stale-epoch")
     bench.hub.config = HubConfig()
-    assert (await bench.hub.handle(report("bob"))).ok  # the second: quorum
+    assert (await bench.ask(report("bob"))).ok  # the second: quorum
     assert [ban.identity for ban in await bench.store.bans(bench.group_id)] == [
         identity("carol")]
     queued = await bench.store.queued_proposals(bench.group_id, 3)
@@ -173,7 +176,7 @@ async def test_in_a_pair_the_other_member_is_the_quorum(bench: Bench) -> None:
     staged = bench.groups["alice"].commit(rng=bench.draw, remove=[2])
     await bench.commit("alice", staged, "bob")
     seq = (await bench.store.log_since(bench.group_id, 0, 100))[-1].seq
-    reply = await bench.hub.handle(Inbound(Op.REPORT, identity("bob"), group_id=bench.group_id,
+    reply = await bench.ask(Inbound(Op.REPORT, identity("bob"), group_id=bench.group_id,
                                            seq=seq, reason="membership-tag"))
     assert reply.ok
     assert [ban.identity for ban in await bench.store.bans(bench.group_id)] == [
@@ -183,7 +186,8 @@ async def test_in_a_pair_the_other_member_is_the_quorum(bench: Bench) -> None:
 async def test_external_commits_are_rate_limited_per_identity(bench: Bench) -> None:
     eve = bundle("eve", random.Random(8))
     group = bench.groups["alice"]
-    bench.hub.config = HubConfig(external_commit_limit=2, external_commit_window=60)
+    bench.hub.config = HubConfig(external_commit_limit=2, external_commit_window=60,
+                                 default_join=JoinPolicy.OPEN)
     for attempt in range(3):
         joined, commit = Group.join_external(
             group.group_info(), credential=eve.key_package.leaf_node.credential,

@@ -41,7 +41,8 @@ async def test_fifty_members_concurrent_commits_messages_and_restart(
     started = time.monotonic()
     members = [await harness.member(f"m{i:02d}") for i in range(N_MEMBERS)]
     creator = members[0]
-    group_id = await creator.create_group(transport="xmpp", room_id="big@mls.example.org")
+    group_id = await creator.create_group(
+        transport="xmpp", room_id=harness.room("big@mls.example.org", creator))
     for first in range(1, N_MEMBERS, BATCH):
         batch = members[first:first + BATCH]
         await creator.add_members(group_id, [member.identity for member in batch])

@@ -41,7 +41,8 @@ async def three(harness: Harness) -> tuple[bytes, Member, Member, Member]:
     alice = await harness.member("alice")
     bob = await harness.member("bob")
     carol = await harness.member("carol")
-    group_id = await alice.create_group(transport="xmpp", room_id="room@mls.example.org")
+    group_id = await alice.create_group(
+        transport="xmpp", room_id=harness.room("room@mls.example.org", alice))
     await alice.add_members(group_id, [bob.identity, carol.identity])
     await harness.quiesce()
     return group_id, alice, bob, carol
@@ -50,7 +51,7 @@ async def three(harness: Harness) -> tuple[bytes, Member, Member, Member]:
 async def refused(harness: Harness, group_id: bytes, request: Inbound, code: str) -> Outbound:
     assert harness.hub is not None and harness.store is not None
     before = await snapshot(harness.store, group_id)
-    reply = await harness.hub.handle(request)
+    reply = await harness.ask(request)
     assert not reply.ok and reply.code == code, (reply.code, reply.reason)
     assert reply.reason
     assert await snapshot(harness.store, group_id) == before
@@ -148,7 +149,7 @@ async def test_group_registration_checks(harness: Harness) -> None:
     await refused(harness, group_id, request, "conflict")
     assert harness.hub is not None
     # Somebody else registering Alice's group (GroupInfo signed by Alice's leaf).
-    reply = await harness.hub.handle(dataclasses.replace(request, sender=domain("eve")))
+    reply = await harness.ask(dataclasses.replace(request, sender=domain("eve")))
     assert (reply.ok, reply.code) == (False, "forbidden")
     # A group that does not list the hub as external sender.
     rng = random.Random(9).randbytes
@@ -157,11 +158,11 @@ async def test_group_registration_checks(harness: Harness) -> None:
     plain = Group.create(create_key_package(cs, Credential.basic(b"xmpp:eve@example.org"),
                                             signature_priv, rng=rng, now=NOW),
                          group_id=b"\x09" * 32, rng=rng)
-    reply = await harness.hub.handle(Inbound(
+    reply = await harness.ask(Inbound(
         Op.CREATE_GROUP, "xmpp:eve@example.org",
         group_info=encode(MLSMessage.wrap(plain.group_info()))))
     assert (reply.ok, reply.code) == (False, "invalid-group")
     assert harness.store is not None
-    reply = await harness.hub.handle(Inbound(Op.FETCH_LOG, "xmpp:eve@example.org",
+    reply = await harness.ask(Inbound(Op.FETCH_LOG, "xmpp:eve@example.org",
                                              group_id=b"\x09" * 32))
     assert reply.code == "unknown-group"

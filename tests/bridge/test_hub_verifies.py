@@ -16,7 +16,7 @@ import pytest
 
 from bridge.hub import Hub
 from bridge.hub.public_view import state_bytes
-from bridge.hub.removals import KICK, Removal
+from bridge.hub.removals import KICK, Removal, room_of
 from bridge.hub.store import LogKind
 from mls import (
     Extension,
@@ -31,7 +31,7 @@ from mls import (
 )
 from mls.framing.welcome import sign_group_info
 from mls.group.group import Group
-from tests.hostile.conftest import NOW, Bench, bundle, identity, three_member_bench
+from tests.hostile.conftest import KICK_ROOM, NOW, Bench, bundle, identity, three_member_bench
 from transports.interface import Inbound, Kind, Op
 
 
@@ -73,14 +73,13 @@ async def test_dropping_the_hub_from_external_senders_is_refused(bench: Bench) -
     # The members carry on in the hub's epoch, and the hub still removes people.
     staged = bench.groups["bob"].commit(rng=bench.draw, force_path=True)
     await bench.commit("bob", staged, "alice", "carol")
-    kick = await bench.hub.handle(Inbound(Op.KICK, identity("moderator"),
-                                          group_id=bench.group_id, target=identity("carol")))
+    kick = await bench.kick("carol")
     assert kick.ok and kick.seq
     proposal = bench.deliverer.delivered[-1]
     for name in ("alice", "bob"):
         bench.groups[name], event = bench.groups[name].process(proposal.payload, now=NOW)
     assert Removal.decode(event.authenticated_data) == Removal(  # type: ignore[union-attr]
-        KICK, identity("moderator"))
+        KICK, identity("moderator"), room_of("xmpp", KICK_ROOM))
     staged = bench.groups["alice"].commit(rng=bench.draw)
     await bench.commit("alice", staged, "bob")
     in_step(bench, "alice", "bob")
@@ -178,8 +177,7 @@ async def test_proposals_by_reference_resolve_across_a_restart(bench: Bench) -> 
     bob, update = bob.propose_update(rng=bench.draw)
     bench.groups["bob"] = bob
     await bench.accepted(bench.send_request(identity("bob"), update))
-    kicked = await bench.hub.handle(Inbound(Op.KICK, identity("moderator"),
-                                            group_id=bench.group_id, target=identity("carol")))
+    kicked = await bench.kick("carol")
     assert kicked.ok
     hub_remove = bench.deliverer.delivered[-1].payload
     private = Group(carol.state.replace(config=dataclasses.replace(
@@ -204,9 +202,7 @@ async def test_a_version_1_hub_state_is_read_and_rewritten(bench: Bench,
     """A database of the hub before PublicGroup: hub_state held the GroupContext and
     confirmation tag (version 1), the tree its own column. A restarted hub reads it,
     with the epoch's queued proposals, and the next commit writes version 2."""
-    assert (await bench.hub.handle(Inbound(Op.KICK, identity("moderator"),
-                                           group_id=bench.group_id,
-                                           target=identity("carol")))).ok
+    assert (await bench.kick("carol")).ok
     record = await bench.store.get_group(bench.group_id)
     current = PublicGroup.from_bytes(record.hub_state[1:])
     w = Writer()

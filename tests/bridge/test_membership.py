@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+from bridge.hub.policy import JoinPolicy, RoomPolicy
 from bridge.hub.store import LogKind
 from bridge.member import Member
 from mls.codec import encode
@@ -14,7 +15,7 @@ from mls.group.key_package import create_key_package
 from mls.messages.framing import MLSMessage
 from tests.bridge.conftest import NOW, Harness, domain
 from tests.bridge.test_hub_rejections import bundle_of, refused, three
-from transports.interface import Inbound, Op
+from transports.interface import Inbound, Membership, NetworkEvent, Op, Role
 
 
 def identities(member: Member, group_id: bytes) -> list[str]:
@@ -27,12 +28,11 @@ async def test_kick_becomes_a_remove_the_next_commit_must_include(harness: Harne
     group_id, alice, bob, carol = await three(harness)
     assert harness.hub is not None and harness.store is not None
     before_kick = bob.group(group_id)
-    reply = await harness.hub.handle(Inbound(Op.KICK, domain("moderator"), transport="xmpp",
-                                             room_id="room@mls.example.org",
-                                             target=carol.identity))
+    kick = NetworkEvent("xmpp", "room@mls.example.org", carol.identity, domain("moderator"),
+                        Membership.JOINED, Membership.NONE, actor_moderator=True)
+    reply = await harness.hub.network_event(kick)
     assert reply.ok
-    again = await harness.hub.handle(Inbound(Op.KICK, domain("moderator"),
-                                             group_id=group_id, target=carol.identity))
+    again = await harness.hub.network_event(kick)
     assert again.ok and again.seq == 0  # already queued: nothing new
     queued = await harness.store.queued_proposals(group_id, 1)
     assert len(queued) == 1 and queued[0].sender == "hub"
@@ -54,8 +54,7 @@ async def test_kick_becomes_a_remove_the_next_commit_must_include(harness: Harne
     assert [m.identity for m in await harness.store.get_members(group_id)] == [
         alice.identity, bob.identity]
     # Kicking someone who is not in the group is refused.
-    reply = await harness.hub.handle(Inbound(Op.KICK, domain("moderator"),
-                                             group_id=group_id, target=carol.identity))
+    reply = await harness.hub.network_event(kick)
     assert reply.code == "not-member"
 
     # Leaving on the network works the same way; a racing update covers it.
@@ -70,6 +69,11 @@ async def test_kick_becomes_a_remove_the_next_commit_must_include(harness: Harne
 async def test_external_join_and_resync_of_a_broken_state(harness: Harness) -> None:
     group_id, alice, bob, carol = await three(harness)
     dave = await harness.member("dave", publish=0)
+    # The room lets its members join by external commit; Dave is a member of the room.
+    assert harness.hub is not None
+    room = ("xmpp", "room@mls.example.org")
+    harness.hub.authz.configure(RoomPolicy((room,), JoinPolicy.ROOM))
+    harness.network.rooms["xmpp"].set_role(room[1], dave.identity, Role.MEMBER)
     seq = await dave.rejoin(group_id)  # a new member, by external commit
     await harness.quiesce()
     assert seq == 2 and dave.group(group_id).epoch == 2
@@ -106,16 +110,20 @@ async def test_key_package_directory(harness: Harness) -> None:
     await bob.publish_key_packages(1, last_resort=True)
     hub = harness.hub
     assert hub is not None
-    listing = await hub.handle(Inbound(Op.LIST_KEY_PACKAGES, domain("x"), target=bob.identity))
+    listing = await harness.ask(Inbound(Op.LIST_KEY_PACKAGES, bob.identity))
     assert len(listing.key_packages) == 3
     assert sum(kp.last_resort for kp in listing.key_packages) == 1
-    claims = [await hub.handle(Inbound(Op.CLAIM_KEY_PACKAGE, domain("x"), target=bob.identity))
-              for _ in range(4)]
+    claimers = [await harness.member(name, publish=0) for name in ("w", "x", "y", "z")]
+    groups = [await claimer.create_group() for claimer in claimers]
+    claims = [await harness.ask(Inbound(Op.CLAIM_KEY_PACKAGE, claimer.identity,
+                                        group_id=group_id, target=bob.identity))
+              for claimer, group_id in zip(claimers, groups, strict=True)]
     assert all(reply.ok for reply in claims)
     payloads = [reply.payload for reply in claims]
     assert len(set(payloads[:3])) == 3  # never handed out twice
     assert payloads[3] == payloads[2]  # the last-resort one is kept
-    nobody = await hub.handle(Inbound(Op.CLAIM_KEY_PACKAGE, domain("x"), target=domain("zed")))
+    nobody = await harness.ask(Inbound(Op.CLAIM_KEY_PACKAGE, claimers[0].identity,
+                                       group_id=groups[0], target=domain("zed")))
     assert nobody.code == "no-key-package"
 
     # Only the user a KeyPackage names may publish it; garbage and expired are refused.
@@ -126,24 +134,24 @@ async def test_key_package_directory(harness: Harness) -> None:
 
     fresh = create_key_package(cs, Credential.basic(b"xmpp:bob@example.org"), priv, rng=rng,
                                now=NOW)
-    reply = await hub.handle(Inbound(Op.PUBLISH_KEY_PACKAGE, domain("eve"),
+    reply = await harness.ask(Inbound(Op.PUBLISH_KEY_PACKAGE, domain("eve"),
                                      payload=encode(MLSMessage.wrap(fresh.key_package))))
     assert reply.code == "forbidden"
-    reply = await hub.handle(Inbound(Op.PUBLISH_KEY_PACKAGE, bob.identity, payload=b"\x00\x01"))
+    reply = await harness.ask(Inbound(Op.PUBLISH_KEY_PACKAGE, bob.identity, payload=b"\x00\x01"))
     assert reply.code == "malformed"
     expired = create_key_package(cs, Credential.basic(b"xmpp:bob@example.org"), priv, rng=rng,
                                  now=NOW - 200 * 86400)
-    reply = await hub.handle(Inbound(Op.PUBLISH_KEY_PACKAGE, bob.identity,
+    reply = await harness.ask(Inbound(Op.PUBLISH_KEY_PACKAGE, bob.identity,
                                      payload=encode(MLSMessage.wrap(expired.key_package))))
     assert reply.code == "malformed"
-    ok = await hub.handle(Inbound(Op.PUBLISH_KEY_PACKAGE, bob.identity,
+    ok = await harness.ask(Inbound(Op.PUBLISH_KEY_PACKAGE, bob.identity,
                                   payload=encode(MLSMessage.wrap(fresh.key_package))))
     assert ok.ok
-    dup = await hub.handle(Inbound(Op.PUBLISH_KEY_PACKAGE, bob.identity,
+    dup = await harness.ask(Inbound(Op.PUBLISH_KEY_PACKAGE, bob.identity,
                                    payload=encode(MLSMessage.wrap(fresh.key_package))))
     assert dup.code == "conflict"
     # Expiry: 91 days later everything published now is gone.
     hub.clock = lambda: NOW + 91 * 86400
     assert await hub.purge_expired() == 2
-    listing = await hub.handle(Inbound(Op.LIST_KEY_PACKAGES, bob.identity))
+    listing = await harness.ask(Inbound(Op.LIST_KEY_PACKAGES, bob.identity))
     assert listing.key_packages == ()

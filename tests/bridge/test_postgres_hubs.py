@@ -22,7 +22,7 @@ from tests.bridge.conftest import clock, domain
 from tests.bridge.wire_json import outbound_from_json, to_json
 from tests.store.conftest import create_database
 from tests.store.pg_server import PgServer
-from transports.interface import Inbound, Op, Outbound
+from transports.interface import Inbound, Op, Outbound, network_of
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = 6
@@ -89,7 +89,8 @@ class TwoHubLink:
 
     async def request(self, request: Inbound) -> Outbound:
         request = Inbound(**{**{f: getattr(request, f) for f in request.__slots__},
-                             "sender": self._identity})
+                             "sender": self._identity,
+                             "network": network_of(self._identity)})
         if request.op != Op.SUBMIT_COMMIT:
             worker = self._random.choice(self.workers)
             return await worker.request(next(self.numbers), request)

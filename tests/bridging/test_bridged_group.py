@@ -18,6 +18,7 @@ import pytest
 
 from bridge.app.services.bridge import BridgeService, RoomPair
 from bridge.devservers.prosody import ProsodyServer
+from bridge.errors import HubRefused
 from tests.bridging.conftest import Person, converge, in_group, roster, texts, until
 from tests.matrix.conftest import room_with_hub
 from transports.interface import Inbound, Op
@@ -84,11 +85,13 @@ async def _scenario(service: BridgeService, people: Any, prosody: ProsodyServer,
     for person in (xb, ma, mb):
         await person.member.publish_key_packages(2)
 
-    # the rooms: a Matrix room with the bot in it, an XMPP room at the component,
-    # paired by configuration
+    # the rooms: a Matrix room with the bot in it (ma created it: its admin), an XMPP
+    # room at the component whose owner the configuration names (xa), paired by
+    # configuration
     matrix_room = await room_with_hub(ma, hub_user)
     xmpp_room = f"bridged{secrets.token_hex(3)}@{prosody.component_name}"
-    await service.attach_rooms([RoomPair(xmpp_room, matrix_room)])
+    await service.attach_rooms([RoomPair(xmpp_room, matrix_room,
+                                         admins=frozenset({xa.identity}))])
 
     # a member may not bind a group to a room on the other network by itself
     refused = await xa.plugin.request(Inbound(op=Op.CREATE_GROUP.value, sender="",
@@ -129,8 +132,12 @@ async def _scenario(service: BridgeService, people: Any, prosody: ProsodyServer,
     await chat.round(everyone, group_id, "after the race")
     await chat.check(everyone, group_id)
 
-    # a removal across networks: a Matrix member removes an XMPP member
-    await mb.member.remove_members(group_id, [xb.identity])
+    # a removal across networks: a Matrix moderator removes an XMPP member (mb, who
+    # holds no moderator power in either room, may not)
+    with pytest.raises(HubRefused) as refusal:
+        await mb.member.remove_members(group_id, [xb.identity])
+    assert refusal.value.code == "not-moderator"
+    await ma.member.remove_members(group_id, [xb.identity])
     await until(lambda: not xb.member.group(group_id).active, "xb seeing its removal")
     remaining = [xa, ma, mb]
     await converge(remaining, group_id)

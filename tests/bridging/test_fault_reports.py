@@ -13,6 +13,7 @@ from typing import Any
 
 from bridge.app.services.bridge import BridgeService, RoomPair
 from bridge.devservers.prosody import ProsodyServer
+from bridge.hub.policy import JoinPolicy
 from mls import MLSMessage, PublicMessage, encode
 from tests.bridging.conftest import converge, in_group, roster, until
 from tests.matrix.conftest import room_with_hub
@@ -29,7 +30,8 @@ async def test_reports_over_xmpp_and_matrix_remove_the_faulty_committer(
         await person.member.publish_key_packages(1)
     matrix_room = await room_with_hub(ma, service.bot.user_id)
     xmpp_room = f"faults{secrets.token_hex(3)}@{prosody_server.component_name}"
-    await service.attach_rooms([RoomPair(xmpp_room, matrix_room)])
+    await service.attach_rooms([RoomPair(xmpp_room, matrix_room, join=JoinPolicy.OPEN,
+                                         admins=frozenset({xa.identity}))])
     group_id = await xa.member.create_group(transport="xmpp", room_id=xmpp_room)
     await xa.member.add_members(group_id, [ma.identity, mallory.identity])
     await until(lambda: in_group(ma, group_id) and in_group(mallory, group_id), "the Welcomes")
@@ -64,6 +66,7 @@ async def test_reports_over_xmpp_and_matrix_remove_the_faulty_committer(
     assert await xa.member.commit_pending(group_id)
     await converge([xa, ma], group_id)
     assert roster(xa, group_id) == roster(ma, group_id) == {xa.identity, ma.identity}
+    # (the pair is open to anyone: what keeps Mallory out is the ban)
     again = await mallory.plugin.request(Inbound(Op.GET_GROUP_INFO.value, "",
                                                  group_id=group_id))
     assert (again.ok, again.code) == (False, "forbidden")

@@ -34,8 +34,15 @@ def test_example_validates_and_documents_every_key() -> None:
                 "connect_timeout", "homeserver", "server_name", "mode", "user", "device_id",
                 "sync_timeout_ms", "registration", "listen_host", "listen_port", "id",
                 "sender_localpart", "user_prefix", "as_token_env", "hs_token_file", "xmpp",
-                "matrix", "relay"):
+                "matrix", "relay", "join", "default_join", "max_key_packages_per_device",
+                "max_devices", "max_device_name", "max_key_package_lifetime",
+                "max_key_package_size", "claims_per_target", "claim_ttl"):
         assert f"{key} =" in text, key
+    (room,) = config.rooms
+    assert (room.join, room.admins) == ("invite", ("xmpp:admin@example.org",
+                                                    "matrix:u/admin:example.org"))
+    assert (config.hub.default_join, config.hub.max_key_package_lifetime) == ("invite",
+                                                                             91 * 86400)
 
 
 BAD = [
@@ -69,6 +76,13 @@ BAD = [
      "xmpp.leave_grace", "got a boolean"),
     ("admins type", {"xmpp": 'jid = "mls.localhost"\nsecret = "s"\nadmins = [1]'},
      "xmpp.admins[0]", "expected a string"),
+    ("admins network", {"xmpp": 'jid = "mls.localhost"\nsecret = "s"\n'
+                                'admins = ["matrix:u/a:l"]'}, "xmpp.admins[0]", "xmpp:"),
+    ("default join", {"hub": 'default_join = "anyone"'}, "hub.default_join",
+     "one of invite, room, open"),
+    ("lifetime cap", {"hub": "max_key_package_lifetime = 10"},
+     "hub.max_key_package_lifetime", "between 3600"),
+    ("claims bound", {"hub": "claims_per_target = 0"}, "hub.claims_per_target", "between 1"),
     ("no network", {"xmpp": ""}, "xmpp", "at least one network"),
     ("matrix mode", {"matrix": MATRIX_BOT + '\nmode = "puppet"'}, "matrix.mode",
      "one of bot, appservice"),
@@ -108,6 +122,9 @@ ROOM_CASES = [
     ("room missing", 'name = "a"\nxmpp = "a@mls.localhost"', "bridge.rooms[0].matrix",
      "required key"),
     ("room relay", ROOM + '\nrelay = "yes"', "bridge.rooms[0].relay", "true or false"),
+    ("room join", ROOM + '\njoin = "everyone"', "bridge.rooms[0].join", "one of invite"),
+    ("room admin uri", ROOM + '\nadmins = ["alice@example.org"]', "bridge.rooms[0].admins[0]",
+     "identity URI"),
 ]
 
 
@@ -179,7 +196,9 @@ def test_check_config_prints_the_plan_without_secrets(tmp_path: Path,
                      "network matrix: bot @mlshub:example.org",
                      "store: sqlite:////var/lib/mls-bridge/bridge.db",
                      "room general: xmpp general@mls.example.org <-> matrix "
-                     "!general:example.org (mls)",
+                     "!general:example.org (mls, join=invite, admins xmpp:admin@example.org, "
+                     "matrix:u/admin:example.org)",
+                     "hub policy: default_join=invite",
                      "relay rooms: none", "listener metrics: http://127.0.0.1:9464/metrics",
                      "check-config: OK"):
         assert expected in out, expected

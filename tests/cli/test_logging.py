@@ -41,7 +41,8 @@ async def test_small_run_logs_no_plaintext_or_secret(tmp_path: Path,
     try:
         alice = await harness.member("alice")
         bob = await harness.member("bob")
-        group_id = await alice.create_group(transport="xmpp", room_id="r@mls.example.org")
+        group_id = await alice.create_group(
+            transport="xmpp", room_id=harness.room("r@mls.example.org", alice))
         await alice.add_members(group_id, [domain("bob")])
         await harness.quiesce()
         for text in plaintexts:

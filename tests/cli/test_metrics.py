@@ -42,7 +42,8 @@ async def test_counters_move_when_the_hub_accepts_commits(tmp_path: Path) -> Non
 
         alice = await harness.member("alice")
         bob = await harness.member("bob")
-        group_id = await alice.create_group(transport="xmpp", room_id="r@mls.example.org")
+        group_id = await alice.create_group(
+            transport="xmpp", room_id=harness.room("r@mls.example.org", alice))
         await alice.add_members(group_id, [domain("bob")])
         await harness.quiesce()
         _, _, after_add = await scrape(server.port)

@@ -25,10 +25,12 @@ from mls.group.key_package import KeyPackageBundle
 from mls.messages.extension_types import encode_external_senders
 from mls.messages.extensions import Extension
 from mls.messages.framing import MLSMessage
+from tests.bridge.conftest import authenticated
 from tests.mls.fixtures import NOW, Person
-from transports.interface import Inbound, Op, Outbound
+from transports.interface import Inbound, Membership, NetworkEvent, Op, Outbound
 
 CS = suite(1)
+KICK_ROOM = "room@mls.example.org"
 
 
 def identity(name: str) -> str:
@@ -75,15 +77,19 @@ class Bench:
         """The hub refuses ``request`` with ``code``, delivers nothing, stores nothing."""
         before = await self.snapshot()
         delivered = len(self.deliverer.delivered)
-        reply = await self.hub.handle(request)
+        reply = await self.ask(request)
         assert not reply.ok, f"the hub accepted a {request.op} it should refuse"
         assert reply.code == code, (reply.code, reply.reason)
         assert len(self.deliverer.delivered) == delivered, "the hub relayed it"
         assert await self.snapshot() == before, "the hub's store changed"
         return reply
 
+    async def ask(self, request: Inbound) -> Outbound:
+        """``request`` to the hub as its sender's network would hand it over."""
+        return await self.hub.handle(authenticated(request))
+
     async def accepted(self, request: Inbound) -> Outbound:
-        reply = await self.hub.handle(request)
+        reply = await self.ask(request)
         assert reply.ok, (reply.code, reply.reason)
         return reply
 
@@ -99,6 +105,15 @@ class Bench:
     def send_request(self, sender: str, message: MLSMessage | bytes) -> Inbound:
         payload = message if isinstance(message, bytes) else encode(message)
         return Inbound(Op.SEND, sender, group_id=self.group_id, payload=payload)
+
+    async def kick(self, target: str, by: str = "moderator") -> Outbound:
+        """``by`` kicks ``target`` from the group's XMPP room (attached on first use):
+        the network event a transport reports, which the hub turns into a Remove."""
+        if not await self.store.group_rooms(self.group_id):
+            await self.hub.attach_room("xmpp", KICK_ROOM, self.group_id)
+        return await self.hub.network_event(NetworkEvent(
+            "xmpp", KICK_ROOM, identity(target), identity(by), Membership.JOINED,
+            Membership.NONE, actor_moderator=True))
 
     async def commit(self, name: str, staged: StagedCommit, *receivers: str) -> None:
         """Submit through the hub, merge for the committer, process for ``receivers``."""

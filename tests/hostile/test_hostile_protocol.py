@@ -241,7 +241,7 @@ async def test_group_info_bad_signature_and_wrong_tree(bench: Bench) -> None:
     lone_info = lone.group_info()
     request_info = encode(MLSMessage.wrap(lone_info.replace(
         signature=bytes(len(lone_info.signature)))))
-    reply = await bench.hub.handle(Inbound(Op.CREATE_GROUP, identity("frank"),
+    reply = await bench.ask(Inbound(Op.CREATE_GROUP, identity("frank"),
                                            group_info=request_info))
     assert not reply.ok and reply.code == "bad-signature"
 
@@ -322,5 +322,5 @@ async def test_expired_and_mismatched_key_packages(bench: Bench) -> None:
     # The hub's directory refuses to publish it.
     publish = Inbound(Op.PUBLISH_KEY_PACKAGE, identity("dave"),
                       payload=encode(MLSMessage.wrap(expired.key_package)))
-    reply = await bench.hub.handle(publish)
+    reply = await bench.ask(publish)
     assert not reply.ok and reply.code == "malformed" and "lifetime" in reply.reason.lower()

@@ -98,7 +98,8 @@ async def test_logs_reprs_and_hub_database_hold_no_secret(
         plaintexts.append(text.encode())
         await member.send_text(group_id, text)
 
-    group_id = await alice.create_group(transport="xmpp", room_id="room@mls.example.org")
+    group_id = await alice.create_group(
+        transport="xmpp", room_id=harness.room("room@mls.example.org", alice))
     await step()
     await alice.add_members(group_id, [bob.identity, carol.identity])
     await step()

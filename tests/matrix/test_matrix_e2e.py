@@ -10,12 +10,16 @@ commit event from a non-hub user that everyone ignores.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from typing import Any
 
 import nio
+import pytest
 
 from bridge.app.services.matrix import MatrixService
+from bridge.errors import HubRefused
+from bridge.hub.policy import JoinPolicy
 from tests.matrix.conftest import MatrixMember, eventually, room_with_hub
 from transports.interface import Kind
 from transports.matrix import namespace as ns
@@ -72,7 +76,13 @@ async def test_mls_room_lifecycle(hub: MatrixService, members: Any) -> None:
                      what="alice's chat")
     assert alice.link.media.uploads >= 1 and bob.link.media.downloads >= 1
 
-    # external join: carol is invited to the Matrix room and joins the group herself
+    # external join under the ``room`` join policy: not before carol is in the room;
+    # once alice invited her to the Matrix room, she joins the group herself
+    assert hub.hub is not None
+    hub.hub.config = dataclasses.replace(hub.hub.config, default_join=JoinPolicy.ROOM)
+    with pytest.raises(HubRefused) as refusal:
+        await carol.member.rejoin(group_id)
+    assert refusal.value.code == "join-policy"
     invited = await alice.client.room_invite(room_id, carol.user_id)
     assert isinstance(invited, nio.RoomInviteResponse), invited
     await eventually(lambda: room_id in carol.client.invited_rooms or

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bridge.hub.store import SqliteStore
-from transports.matrix.bot import SeenSet
+from transports.matrix.seen import SeenSet
 
 
 async def test_seen_survives_a_restart_and_old_keys_are_pruned(tmp_path: Path) -> None:

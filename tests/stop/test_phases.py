@@ -14,6 +14,7 @@ import pytest
 from bridge.app.services.bridge import BridgeService
 from bridge.app.shutdown import CANCEL_GRACE, MIN_STEP, PHASE_ENDS, Shutdown, Step
 from bridge.hub import HubIdentity
+from transports.fairness import Admission, RequestLimits
 from transports.interface import Inbound, Op, Outbound
 from transports.xmpp.component import ComponentConfig
 
@@ -131,6 +132,9 @@ class StalledPuppet:
 
 
 class StalledComponent:
+    def __init__(self) -> None:
+        self.admission = Admission(RequestLimits(), "xmpp-requests")  # nothing queued
+
     async def stop(self) -> None:
         await stall()
 

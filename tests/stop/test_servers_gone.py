@@ -82,7 +82,7 @@ async def test_sigterm_with_the_servers_gone_exits_0_and_the_state_goes_on(
     people = [x, m]
     component = prosody_server.component_name
     pairs = [Pair("chat", f"gone{secrets.token_hex(3)}@{component}",
-                  await matrix_room(m, hub_user)),
+                  await matrix_room(m, hub_user), admins=(x.identity,)),
              Pair("relay", f"gonerelay{secrets.token_hex(3)}@{component}",
                   await matrix_room(m, hub_user), relay=True)]
     config = write_config(tmp_path / "bridge.toml", db=tmp_path / "bridge.db",

@@ -145,13 +145,23 @@ async def faults_view(store: Store, k: Keys) -> object:
         return "no group"
 
 
-GROUP, ROOMS, KEY_PACKAGES, CURSOR, SEEN, FAULTS = (
+async def affiliations_view(store: Store, k: Keys) -> object:
+    return (await store.room_affiliations()).get(k.name("room0"))
+
+
+async def since_view(store: Store, k: Keys) -> object:
+    return [await store.member_since(k.gid, who) for who in ("alice", "bob", "dave")]
+
+
+GROUP, ROOMS, KEY_PACKAGES, CURSOR, SEEN, FAULTS, AFFILIATIONS, SINCE = (
     group_view,
     rooms_view,
     key_package_view,
     cursor_view,
     seen_view,
     faults_view,
+    affiliations_view,
+    since_view,
 )
 
 # -- preconditions -----------------------------------------------------------------------
@@ -224,6 +234,19 @@ async def reported_group(store: Store, k: Keys) -> Any:
     await busy_group(store, k)
     await store.add_fault_report(k.gid, 1, k.name("bob"), "membership-tag", NOW)
     await store.ban(k.gid, k.name("mallory"), "fault", NOW)
+
+
+async def claimable(store: Store, k: Keys) -> Any:
+    """A group and alice's KeyPackages, one of which bob already claimed for it."""
+    await group(store, k)
+    await key_packages(store, k)
+    await store.claim_key_package(k.name("alice"), SUITE, NOW, group_id=k.gid,
+                                  claimer=k.name("bob"))
+
+
+async def affiliated(store: Store, k: Keys) -> Any:
+    await store.set_affiliation(k.name("room0"), k.name("alice"), "owner")
+    await store.set_affiliation(k.name("room0"), k.name("bob"), "member")
 
 
 async def purge(store: Store, k: Keys) -> None:
@@ -337,6 +360,22 @@ CASES = [
     Case("bans", (FAULTS,), lambda s, k, _: s.bans(k.gid), reported_group),
     Case("fault_reporters", (FAULTS,), lambda s, k, _: s.fault_reporters(k.gid, 1),
          reported_group),
+    Case("member_since", (SINCE,), lambda s, k, _: s.member_since(k.gid, "bob"), busy_group),
+    Case("publish_key_package/quota", (KEY_PACKAGES,), lambda s, k, _: s.publish_key_package(
+        k.name("alice"), "phone", SUITE, k.ref("more"), b"kp-more", NOW + 900, now=NOW,
+        max_per_device=3), key_packages),
+    Case("claim_key_package/for_group", (KEY_PACKAGES,), lambda s, k, _: s.claim_key_package(
+        k.name("alice"), SUITE, NOW, group_id=k.gid, claimer=k.name("carol"),
+        max_outstanding=2), claimable),
+    Case("claim_key_package/bounded", (KEY_PACKAGES,), lambda s, k, _: s.claim_key_package(
+        k.name("alice"), SUITE, NOW, group_id=k.gid, claimer=k.name("carol"),
+        max_outstanding=1), claimable),
+    Case("set_affiliation", (AFFILIATIONS,), lambda s, k, _: s.set_affiliation(
+        k.name("room0"), k.name("bob"), "admin"), affiliated),
+    Case("set_affiliation/none", (AFFILIATIONS,), lambda s, k, _: s.set_affiliation(
+        k.name("room0"), k.name("bob"), "none"), affiliated),
+    Case("room_affiliations", (AFFILIATIONS,), lambda s, k, _: affiliations_view(s, k),
+         affiliated),
 ]  # fmt: skip
 
 # The reads and the refused calls: an undisturbed call leaves the state as it was (every
@@ -348,7 +387,8 @@ UNCHANGED = frozenset({
     "claim_key_package/none", "list_key_packages", "attach_room/taken", "room_group",
     "group_rooms", "pending_welcomes", "get_cursor", "mark_seen/again", "is_seen",
     "schema_version", "epoch_proposals", "add_fault_report/duplicate", "ban/again", "bans",
-    "fault_reporters",
+    "fault_reporters", "member_since", "publish_key_package/quota", "claim_key_package/bounded",
+    "room_affiliations",
 })  # fmt: skip
 
 

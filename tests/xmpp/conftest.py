@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 import pytest
 from slixmpp import ClientXMPP
 
-from bridge.devservers.ports import ServerSetupError, free_port, wait_for_port
+from bridge.devservers.ports import ServerSetupError
 from bridge.devservers.prosody import ProsodyServer
 from bridge.hub import Hub, HubIdentity
 from bridge.hub.store import SqliteStore
 from bridge.member import Member, RetryPolicy
-from transports.interface import HubService
+from transports.interface import HubService, Network
 from transports.xmpp.client import MLSClientPlugin, register
 from transports.xmpp.component import ComponentConfig, MLSComponent
 
@@ -37,21 +37,7 @@ UPLOAD_LIMIT = 4 * 1024 * 1024
 class UploadProsody(ProsodyServer):
     """Prosody with an XEP-0363 service ``upload.<domain>`` served on 127.0.0.1."""
 
-    http_port: int = 0
-
-    def render_config(self) -> str:
-        self.http_port = self.http_port or free_port()
-        global_lines = (
-            f"http_ports = {{ {self.http_port} }}\n"
-            'http_interfaces = { "127.0.0.1" }\n'
-            "https_ports = { }\n"
-        )
-        upload = (
-            f'\nComponent "upload.{self.domain}" "http_file_share"\n'
-            '  http_host = "127.0.0.1"\n'
-            f"  http_file_share_size_limit = {UPLOAD_LIMIT}\n"
-        )
-        return global_lines + super().render_config() + upload
+    upload_limit: int = UPLOAD_LIMIT
 
 
 class NoOfflineProsody(ProsodyServer):
@@ -95,8 +81,7 @@ def no_offline_prosody(tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="session")
 def upload_prosody(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UploadProsody]:
     server = UploadProsody(data_dir=tmp_path_factory.mktemp("prosody-upload"))
-    yield from _serving(server, "with http_file_share",
-                        lambda: wait_for_port(server.http_port, 10.0))
+    yield from _serving(server, "with http_file_share")
 
 
 @dataclass
@@ -165,8 +150,9 @@ async def start_hub(server: ProsodyServer, db: Path, **config: Any) -> InProcess
     store = await SqliteStore.open(db)
     component = MLSComponent(ComponentConfig(
         jid=server.component_name, secret=server.component_secret, host=server.host,
-        port=server.component_port, **config))
-    hub = Hub(store, HubIdentity.generate("xmpp:" + server.component_name), component)
+        port=server.component_port, **config), affiliations=store)
+    hub = Hub(store, HubIdentity.generate("xmpp:" + server.component_name), component,
+              directories={Network.XMPP: component})
     component.bind(hub)
     await component.start()
     return InProcessHub(component, hub, store)

@@ -6,9 +6,13 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from xml.etree import ElementTree as ET
+
+from slixmpp.exceptions import IqError
 
 from bridge.identities import identity_of
 from tests.xmpp.conftest import Peer
+from transports.xmpp.namespace import NS_MUC_ADMIN
 
 
 async def until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -74,3 +78,39 @@ async def received_all(peers: Sequence[Peer], group_id: bytes,
 
 def _has_at_least(peer: Peer, group_id: bytes, count: int) -> Callable[[], bool]:
     return lambda: len(texts(peer, group_id)) >= count
+
+
+async def muc_admin(peer: Peer, room: str, **item: str) -> str:
+    """One muc#admin set (XEP-0045 §8.2 kick: ``role="none", nick=...``; §9
+    affiliations: ``affiliation=..., jid=...``) from ``peer`` to ``room``; returns
+    ``""`` on success, else the stanza error condition."""
+    iq = peer.client.Iq()
+    iq["to"], iq["type"] = room, "set"
+    query = ET.SubElement(iq.xml, f"{{{NS_MUC_ADMIN}}}query")
+    ET.SubElement(query, f"{{{NS_MUC_ADMIN}}}item", item)
+    try:
+        await iq.send(timeout=10)  # type: ignore[no-untyped-call]
+    except IqError as exc:
+        return str(exc.iq["error"]["condition"])
+    return ""
+
+
+def nick_of(peer: Peer) -> str:
+    """The nick the MLS client plugin takes in rooms."""
+    bound = peer.client.boundjid
+    return peer.plugin.nick or f"{bound.user}-{bound.resource[:8]}"
+
+
+async def muc_admin_list(peer: Peer, room: str, affiliation: str) -> list[str] | str:
+    """The bare JIDs holding ``affiliation`` in ``room`` (XEP-0045 §9.5), as ``peer``
+    asks; the stanza error condition if refused."""
+    iq = peer.client.Iq()
+    iq["to"], iq["type"] = room, "get"
+    query = ET.SubElement(iq.xml, f"{{{NS_MUC_ADMIN}}}query")
+    ET.SubElement(query, f"{{{NS_MUC_ADMIN}}}item", {"affiliation": affiliation})
+    try:
+        result = await iq.send(timeout=10)  # type: ignore[no-untyped-call]
+    except IqError as exc:
+        return str(exc.iq["error"]["condition"])
+    return sorted(item.get("jid", "") for item in
+                  result.xml.iter(f"{{{NS_MUC_ADMIN}}}item"))

@@ -1,18 +1,27 @@
 """Three (and a fourth) slixmpp members, the Hub behind the component, real Prosody:
-create, add, chat, update, remove, external join, leave by presence, two commits in
-one epoch. Every member receives exactly what the others sent."""
+create, add, chat, update, remove, external join (of a room member, under the ``room``
+join policy), leave by presence, two commits in one epoch, kicks by the room's owner.
+Every member receives exactly what the others sent."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
+import pytest
+
 from bridge.devservers.prosody import ProsodyServer
+from bridge.errors import HubRefused
+from bridge.hub import Hub
+from bridge.hub.policy import JoinPolicy
 from tests.xmpp.conftest import InProcessHub, Peer, new_peer, start_hub
 from tests.xmpp.helpers import (
     chat,
     converge,
     in_group,
+    muc_admin,
+    nick_of,
     received_all,
     room_jid,
     roster,
@@ -68,7 +77,17 @@ async def test_group_lifecycle_over_xmpp(prosody_server: ProsodyServer,
         await converge(duo, group_id)
         assert roster(alice, group_id) == {alice.identity, bob.identity}
 
-        # external join from the hub's GroupInfo, then dave enters the room
+        # external join from the hub's GroupInfo by a member of the room (alice, its
+        # owner, grants dave membership: XEP-0045 §9.3), then dave enters the room
+        hub = hub_in_process.hub
+        assert isinstance(hub, Hub)
+        hub.config = dataclasses.replace(hub.config, default_join=JoinPolicy.ROOM)
+        with pytest.raises(HubRefused) as refusal:
+            await dave.member.rejoin(group_id)  # not a member of the room yet
+        assert refusal.value.code == "join-policy"
+        dave_jid = dave.plugin.xmpp.boundjid.bare
+        assert await muc_admin(bob, room, affiliation="member", jid=dave_jid) == "forbidden"
+        assert await muc_admin(alice, room, affiliation="member", jid=dave_jid) == ""
         await dave.member.rejoin(group_id)
         await dave.plugin.join_room(room, group_id)
         members = [alice, bob, dave]
@@ -126,14 +145,14 @@ async def test_offline_welcome_and_admin_kick(prosody_server: ProsodyServer,
         trio = [alice, bob, carol]
         await converge(trio, group_id)
 
-        # only a configured admin may kick; the kicked member leaves the room
-        refused = await bob.plugin.request(Inbound(
+        # a kick is no request (even from the room's owner); bob is no moderator of the
+        # room; alice, its owner (she created it), kicks carol the XEP-0045 way (§8.2)
+        refused = await alice.plugin.request(Inbound(
             op=Op.KICK.value, sender="", group_id=group_id, target=carol.identity))
         assert not refused.ok and refused.code == "forbidden"
         await until(lambda: room in carol.plugin.rooms, "carol to enter the room")
-        kicked = await alice.plugin.request(Inbound(
-            op=Op.KICK.value, sender="", group_id=group_id, target=carol.identity))
-        assert kicked.ok and kicked.seq > 0
+        assert await muc_admin(bob, room, role="none", nick=nick_of(carol)) == "forbidden"
+        assert await muc_admin(alice, room, role="none", nick=nick_of(carol)) == ""
         await until(lambda: room not in carol.plugin.rooms, "carol's kick presence")
         await until(lambda: bool(alice.member.group(group_id).state.pending),
                     "the hub's Remove proposal")

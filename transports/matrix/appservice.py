@@ -38,8 +38,9 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from transports.matrix.bot import MatrixHubBot, SeenSet
+from transports.matrix.bot import MatrixHubBot
 from transports.matrix.errors import HomeserverError
+from transports.matrix.seen import SeenSet
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,8 @@ class AppServiceListener:
         return web.json_response({})
 
     async def process(self, body: Mapping[str, Any]) -> None:
-        """One transaction: to-device messages for the bot, then room events in order."""
+        """One transaction: to-device requests admitted (handled concurrently by the
+        bot's workers), room events in order, then every request answered."""
         for key in TO_DEVICE_KEYS:
             for event in _dicts(body.get(key)):
                 if event.get("to_user_id") in (None, self.bot.user_id):
@@ -241,6 +243,7 @@ class AppServiceListener:
             room_id = event.get("room_id")
             if isinstance(room_id, str):
                 await self.bot.on_room_event(room_id, event)
+        await self.bot.settle()  # acknowledged once every request of it was answered
 
 
 def _dicts(value: object) -> list[Mapping[str, Any]]:

@@ -4,18 +4,26 @@
 Matrix output; it is fed either by :class:`SyncRunner` (a plain bot account, /sync) or
 by :mod:`transports.matrix.appservice` (transactions pushed by the homeserver).
 
-* to-device ``im.mlsbridge.request`` -> :meth:`HubService.handle` with ``sender`` the
-  event's Matrix ``sender`` (as ``matrix:u/...``), never a value from the content; the
-  reply goes back to-device (``im.mlsbridge.response``, same ``request_id``);
-* invites to the bot -> join; ``m.room.member`` leave/ban of someone else -> ``leave``
-  (self) or ``kick`` (by another user) requests for the room's group;
+* to-device ``im.mlsbridge.request`` -> :meth:`HubService.handle` with the requester
+  :func:`requester` builds from the event's Matrix ``sender`` (``matrix:u/...``,
+  network ``matrix``), never a value from the content; the reply goes back to-device
+  (``im.mlsbridge.response``, same ``request_id``);
+* invites to the bot -> join; ``m.room.member`` leaves and bans of a user who was
+  joined or invited before (``unsigned.prev_content``) -> a
+  :class:`~transports.interface.NetworkEvent` for :meth:`HubService.network_event`,
+  saying whether the actor held the moderator role at that event (its power level in
+  the room state at the event, at least the ``kick`` level);
+* :meth:`MatrixHubBot.role` (the :class:`~transports.interface.RoomDirectory`): room
+  roles from the room state (:mod:`transports.matrix.rooms`), cached per room and
+  dropped whenever a state event of the room passes by;
 * :meth:`deliver` (the :class:`~transports.interface.Deliverer`): commits and proposals as
   ``im.mlsbridge.commit`` / ``.proposal`` room events, application messages as
   ``m.room.encrypted`` with algorithm ``im.mlsbridge.mls.v1``, all carrying the log
   sequence number; Welcomes to-device to every device of the joiner (who is invited to
   the group's rooms); payloads over the event budget through the media repository;
-* after a successful ``create-group``/``attach-room`` for a Matrix room: the
-  ``im.mlsbridge.group`` state event (group id, cipher suite, hub user and device);
+* after a successful ``create-group`` for a Matrix room: the ``im.mlsbridge.group``
+  state event (group id, cipher suite, hub user and device; knowing a group id grants
+  nothing, docs/SECURITY.md);
   :meth:`MatrixHubBot.announce_group` publishes it for a room the bridge attached;
 * a :class:`RoomObserver` (the bridge's relay) hears of users joining a room and of
   plain ``m.room.message`` events from anyone but the bot; :meth:`send_message` and
@@ -31,18 +39,37 @@ MLS room events not sent by the bot itself are ignored (counted in :attr:`ignore
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
-import time
 import uuid
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
 import nio
 
-from transports.interface import HubService, Inbound, Kind, Op, Outbound
+from transports.fairness import (
+    RATE_LIMITED,
+    TOO_LARGE,
+    Admission,
+    LimitObserver,
+    Overloaded,
+    RequestLimits,
+    op_label,
+)
+from transports.interface import (
+    HubService,
+    Inbound,
+    Kind,
+    Membership,
+    Network,
+    NetworkEvent,
+    Op,
+    Outbound,
+    Role,
+)
 from transports.matrix import events
 from transports.matrix import namespace as ns
 from transports.matrix.errors import (
@@ -51,12 +78,16 @@ from transports.matrix.errors import (
     MatrixLinkError,
     MatrixTransportError,
     MediaError,
+    RequestTooLarge,
 )
 from transports.matrix.media import MediaRepository, pack
+from transports.matrix.rooms import RoomState, RoomStates
+from transports.matrix.seen import CursorStore, SeenSet
 
 log = logging.getLogger(__name__)
 
 ROOM_KINDS = frozenset({Kind.COMMIT, Kind.PROPOSAL, Kind.APPLICATION})
+IGNORED_KEPT = 1000  # ignored events remembered (for tests and debugging)
 SEND_ATTEMPTS = 4
 SYNC_FILTER: dict[str, Any] = {
     "presence": {"not_types": ["*"]},
@@ -77,66 +108,22 @@ class RoomObserver(Protocol):
                             body: str) -> None: ...
 
 
-class CursorStore(Protocol):
-    """Where the transport keeps its positions and the keys it acted on (the hub
-    store: :class:`bridge.hub.store.Store`)."""
-
-    async def get_cursor(self, name: str) -> str | None: ...
-
-    async def set_cursor(self, name: str, value: str) -> None: ...
-
-    async def mark_seen(self, scope: str, key: str, at: int) -> bool: ...
-
-    async def is_seen(self, scope: str, key: str) -> bool: ...
-
-    async def prune_seen(self, before: int) -> int: ...
-
-
-class SeenSet:
-    """Keys already acted on (event, transaction and request ids) in one scope, kept in
-    the store for ``retention`` seconds -- far longer than any redelivery: a sync
-    resumes from the saved token, Synapse retries a transaction until it is answered,
-    a member retries a request for minutes -- with an in-memory LRU in front. Old keys
-    are pruned at most once per ``PRUNE_EVERY`` seconds, so the table stays bounded."""
-
-    PRUNE_EVERY = 3600
-
-    def __init__(self, store: CursorStore, scope: str, *, memory: int = 4096,
-                 retention: int = 7 * 86400,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.store = store
-        self.scope = scope
-        self.retention = retention
-        self._clock = clock
-        self._recent: OrderedDict[str, None] = OrderedDict()
-        self._memory = memory
-        self._next_prune = 0
-
-    async def contains(self, key: str) -> bool:
-        if key in self._recent:
-            return True
-        return await self.store.is_seen(self.scope, key)
-
-    async def add(self, key: str) -> None:
-        now = int(self._clock())
-        await self.store.mark_seen(self.scope, key, now)
-        self._recent[key] = None
-        while len(self._recent) > self._memory:
-            self._recent.popitem(last=False)
-        if now >= self._next_prune:
-            self._next_prune = now + self.PRUNE_EVERY
-            pruned = await self.store.prune_seen(now - self.retention)
-            if pruned:
-                log.info("forgot %d handled event ids older than %d days", pruned,
-                         self.retention // 86400)
+def requester(sender: str) -> tuple[str, str]:
+    """Who sent an event, as the hub authenticates requesters: the identity of its
+    Matrix ``sender`` (set by the homeserver; for an application service, in a
+    transaction the homeserver authenticated with ``hs_token``) and the network,
+    ``matrix``. :class:`MalformedEvent` if ``sender`` is not a user id."""
+    return events.user_uri(sender), Network.MATRIX
 
 
 class MatrixHubBot:
-    """The hub's Matrix presence (see the module docstring); a ``Deliverer``."""
+    """The hub's Matrix presence (see the module docstring); a ``Deliverer`` and a
+    ``RoomDirectory``."""
 
     def __init__(self, client: nio.AsyncClient, cursors: CursorStore, *,
                  hub: HubService | None = None, media: MediaRepository | None = None,
-                 group_suite: GroupSuite | None = None) -> None:
+                 group_suite: GroupSuite | None = None,
+                 limits: RequestLimits | None = None) -> None:
         self.client = client
         self.cursors = cursors
         self.hub = hub
@@ -144,11 +131,14 @@ class MatrixHubBot:
         self.media = media or MediaRepository(client.homeserver, client.access_token)
         self.group_suite = group_suite
         self.seen = SeenSet(cursors, client.user_id)
-        self.ignored: list[tuple[str, str]] = []  # (reason, event id) of ignored events
+        #: the latest ignored events, (reason, event id); :attr:`ignored_count` counts all
+        self.ignored: deque[tuple[str, str]] = deque(maxlen=IGNORED_KEPT)
+        self.ignored_count = 0
         self.handled_requests = 0
+        self.admission = Admission(limits or RequestLimits(), "matrix-requests")
         self._members: dict[str, frozenset[str]] = {}
+        self.states = RoomStates(self._room_state)
         self._group_rooms: dict[bytes, tuple[str, ...]] = {}
-        self._request_lock = asyncio.Lock()
         self._closed = False
 
     @property
@@ -167,10 +157,20 @@ class MatrixHubBot:
         """Set the hub (it is built with this bot as its deliverer)."""
         self.hub = hub
 
+    def watch(self, observer: LimitObserver) -> None:
+        """Report refusals, drops and queue depths to ``observer`` (the metrics)."""
+        self.admission.watch(observer)
+
+    def _ignore(self, reason: str, event_id: str) -> None:
+        self.ignored.append((reason, event_id))
+        self.ignored_count += 1
+
     async def close(self) -> None:
-        """Close the media session; every later call fails (:class:`HomeserverError`)
-        instead of opening a new HTTP session."""
+        """Cancel the requests still queued or running, close the media session; every
+        later call fails (:class:`HomeserverError`) instead of opening a new HTTP
+        session."""
         self._closed = True
+        await self.admission.queue.close()
         await self.media.close()
 
     async def announce_group(self, room_id: str, group_id: bytes, suite: int = 0) -> None:
@@ -235,12 +235,17 @@ class MatrixHubBot:
     async def join(self, room_id: str) -> None:
         await self._call("join", lambda: self.client.join(room_id), nio.JoinResponse)
         self._members.pop(room_id, None)
+        self.states.forget(room_id)
         log.info("%s joined %s", self.user_id, room_id)
 
     # -- input: to-device requests --------------------------------------------------------
 
     async def on_to_device(self, event: Mapping[str, Any]) -> None:
-        """One to-device event addressed to the bot."""
+        """One to-device event addressed to the bot. A request is admitted to its
+        sender's queue (:mod:`transports.fairness`) and handled by the worker pool, not
+        here: over its sender's rate it is refused ``rate-limited`` (answered in turn,
+        without being handled); beyond the queue bounds it is dropped unanswered and
+        counted. :meth:`settle` waits for what was admitted."""
         if event.get("type") != ns.REQUEST_TO_DEVICE:
             return
         sender, content = event.get("sender"), event.get("content")
@@ -248,30 +253,66 @@ class MatrixHubBot:
             return
         request_id = content.get(ns.K_REQUEST_ID)
         try:
-            identity = events.user_uri(sender)
+            identity, network = requester(sender)
         except MalformedEvent:
             return
         if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
             log.info("ignored a request from %s without a request id", sender)
             return
-        key = f"req:{sender}:{request_id}"
-        async with self._request_lock:
-            if await self.seen.contains(key):
-                self.ignored.append(("duplicate request", request_id))
+        reply_device = content.get(ns.K_REPLY_DEVICE)
+        reply_device = reply_device if isinstance(reply_device, str) and reply_device \
+            else "*"
+        op = op_label(content.get(ns.K_OP))
+        allowed = self.admission.rate.allow(sender)
+
+        async def job() -> None:
+            if allowed:
+                await self._serve(sender, identity, network, request_id, reply_device,
+                                  content)
                 return
-            reply_device = content.get(ns.K_REPLY_DEVICE)
-            reply_device = reply_device if isinstance(reply_device, str) and reply_device \
-                else "*"
-            try:
-                parsed = await events.parse_request(content, identity, self.media.read_blob)
-            except (MalformedEvent, MediaError) as exc:
-                reply = Outbound(str(Kind.REPLY), (identity,), request_id, ok=False,
-                                 code="malformed", reason=str(exc))
-            else:
-                reply = await self._handle(parsed.inbound)
-            await self.seen.add(key)
-            self.handled_requests += 1
+            await self._respond(sender, reply_device, Outbound(
+                str(Kind.REPLY), (identity,), request_id, ok=False, code=RATE_LIMITED,
+                reason="too many requests: slow down"))
+        try:
+            self.admission.queue.submit(sender, job)
+        except Overloaded as exc:
+            log.info("dropped a %s request from %s: queue full (%s)", op, sender,
+                     exc.reason, extra={"flood_key": f"drop|{sender}"})
+            return
+        if not allowed:
+            self.admission.observer.refused(Network.MATRIX, op, RATE_LIMITED)
+            log.info("refused %s from %s: %s", op, sender, RATE_LIMITED,
+                     extra={"flood_key": f"{sender}|{RATE_LIMITED}"})
+
+    async def _serve(self, sender: str, identity: str, network: str, request_id: str,
+                     reply_device: str, content: Mapping[str, Any]) -> None:
+        """Handle one admitted request (its sender's requests run one at a time, in
+        order): once per (sender, request id), also across restarts (:class:`SeenSet`);
+        the sizes it declares are checked before any payload is downloaded."""
+        key = f"req:{sender}:{request_id}"
+        if await self.seen.contains(key):
+            self._ignore("duplicate request", request_id)
+            return
+        try:
+            parsed = await events.parse_request(
+                content, identity, self.media.read_blob, network=network,
+                max_size=self.admission.limits.max_request)
+        except (MalformedEvent, MediaError, RequestTooLarge) as exc:
+            code = TOO_LARGE if isinstance(exc, RequestTooLarge) else "malformed"
+            self.admission.observer.refused(Network.MATRIX,
+                                            op_label(content.get(ns.K_OP)), code)
+            reply = Outbound(str(Kind.REPLY), (identity,), request_id, ok=False,
+                             code=code, reason=str(exc))
+        else:
+            reply = await self._handle(parsed.inbound)
+        await self.seen.add(key)
+        self.handled_requests += 1
         await self._respond(sender, reply_device, reply)
+
+    async def settle(self) -> None:
+        """Wait until every admitted request was handled and answered (a sync batch
+        or a transaction is acknowledged only then: see :class:`SyncRunner`)."""
+        await self.admission.queue.join()
 
     async def _respond(self, user_id: str, device_id: str, reply: Outbound) -> None:
         try:
@@ -283,28 +324,49 @@ class MatrixHubBot:
     async def _handle(self, request: Inbound) -> Outbound:
         if self.hub is None:
             return _refuse(request, "unavailable", "the hub is not running")
-        room_op = request.op in (Op.CREATE_GROUP, Op.ATTACH_ROOM)
-        matrix_room = room_op and request.transport == ns.TRANSPORT_NAME
-        if matrix_room:
-            refusal = await self._check_room(request)
-            if refusal is not None:
-                return refusal
-        reply = await self.hub.handle(request)
-        if matrix_room and reply.ok:
+        reply = await self.hub.handle(request)  # the hub authorizes (room roles: role())
+        if reply.ok and request.op == Op.CREATE_GROUP and request.transport == ns.TRANSPORT_NAME:
             group_id = reply.group_id or request.group_id
             await self._publish_group_state(request.room_id, group_id, request.cipher_suite)
         return reply
 
-    async def _check_room(self, request: Inbound) -> Outbound | None:
-        """A Matrix room may be bound to a group only by one of its joined members."""
-        user_id = events.uri_user(request.sender)
+    # -- room roles (RoomDirectory) -------------------------------------------------------
+
+    async def _room_state(self, room_id: str) -> list[Mapping[str, Any]]:
+        response = await self._call("room state", lambda: self.client.room_get_state(room_id),
+                                    nio.RoomGetStateResponse)
+        return [event for event in response.events if isinstance(event, Mapping)]
+
+    async def role(self, room: str, identity: str) -> Role:
+        """``identity``'s role in the Matrix room ``room`` now (NONE for an identity of
+        another network, or a room the bot cannot read)."""
+        user_id = events.uri_user(identity)
+        if user_id is None:
+            return Role.NONE
         try:
-            members = await self.room_members(request.room_id)
-        except HomeserverError:
-            return _refuse(request, "forbidden", "the hub is not in that room")
-        if user_id not in members:
-            return _refuse(request, "forbidden", "the sender is not joined to that room")
-        return None
+            return (await self.states.get(room)).role(user_id)
+        except HomeserverError as exc:
+            log.info("no room state for %s: %s", room, exc)
+            return Role.NONE
+
+    async def _moderator_at(self, room_id: str, event_id: str, user_id: str) -> bool:
+        """Whether ``user_id`` had at least the ``kick`` power level in the room state at
+        ``event_id`` (GET /context: the state at the event); the current state if the
+        homeserver cannot say."""
+        # nio drops limit=0 (it sends a limit only when truthy): build the request
+        # so that no event after ours is returned, and the state is the one at ours
+        path = nio.Api._build_path(["rooms", room_id, "context", event_id],
+                                   {"access_token": self.client.access_token, "limit": 0})
+        try:
+            response = await self._call("context", lambda: self.client._send(
+                nio.RoomContextResponse, "GET", path, response_data=(room_id,)),
+                nio.RoomContextResponse)
+            state = RoomState.from_events(event.source for event in response.state)
+        except HomeserverError as exc:
+            log.info("no state at %s in %s (%s); using the current state", event_id, room_id,
+                     exc)
+            state = await self.states.get(room_id)
+        return state.power_of(user_id) >= state.kick_level()
 
     async def _publish_group_state(self, room_id: str, group_id: bytes, suite: int) -> None:
         if self.group_suite is not None and not suite:
@@ -337,15 +399,17 @@ class MatrixHubBot:
             return
         if events.is_mls_room_event(event_type, content) or event_type == ns.GROUP_STATE:
             if sender != self.user_id:
-                self.ignored.append(("not sent by the hub", event_id))
+                self._ignore("not sent by the hub", event_id)
                 log.info("ignored %s %s from %s (not the hub)", event_type, event_id, sender)
             return
         if event_type == ns.MESSAGE_EVENT:
             await self._on_plain_message(room_id, event_id, content, sender)
             return
+        if "state_key" in event:  # membership, power levels...: roles may have changed
+            self.states.forget(room_id)
+            self._members.pop(room_id, None)
         if event_type != ns.MEMBER_EVENT:
             return
-        self._members.pop(room_id, None)
         key = f"ev:{event_id}"
         if await self.seen.contains(key):
             return
@@ -369,21 +433,21 @@ class MatrixHubBot:
             return
         if membership not in ("leave", "ban") or self.hub is None:
             return
-        if isinstance(prev, Mapping) and prev.get("membership") not in ("join", None):
-            return  # a withdrawn or rejected invite: nobody left the group
+        was = prev.get("membership") if isinstance(prev, Mapping) else None
+        before = Membership(was) if was in ("join", "invite", "ban") else Membership.NONE
         try:
-            target_uri, sender_uri = events.user_uri(target), events.user_uri(sender)
+            target_uri, _ = requester(target)
+            actor_uri, _ = requester(sender)
         except MalformedEvent:
             return
-        if sender == target:
-            request = Inbound(str(Op.LEAVE), target_uri, str(event["event_id"]),
-                              transport=ns.TRANSPORT_NAME, room_id=room_id)
-        else:
-            request = Inbound(str(Op.KICK), sender_uri, str(event["event_id"]),
-                              target=target_uri, transport=ns.TRANSPORT_NAME, room_id=room_id)
-        reply = await self.hub.handle(request)
-        log.info("%s of %s in %s: %s %s", request.op, target, room_id,
-                 "ok" if reply.ok else "refused", reply.code)
+        event_id = str(event["event_id"])
+        moderator = sender != target and await self._moderator_at(room_id, event_id, sender)
+        after = Membership.BANNED if membership == "ban" else Membership.NONE
+        change = NetworkEvent(Network.MATRIX, room_id, target_uri, actor_uri, before, after,
+                              moderator, event_id)
+        reply = await self.hub.network_event(change)
+        log.info("%s of %s in %s by %s: %s %s", membership, target, room_id, sender,
+                 "acted on" if reply.ok else "refused", reply.code)
 
     async def _on_plain_message(self, room_id: str, event_id: str,
                                 content: Mapping[str, Any], sender: str) -> None:
@@ -448,6 +512,9 @@ class MatrixHubBot:
 
     async def _deliver_welcome(self, message: Outbound) -> None:
         rooms = self._matrix_rooms(message)
+        if rooms and not message.rooms:  # the hub names none: tell the joiner ours
+            message = dataclasses.replace(
+                message, rooms=tuple((ns.TRANSPORT_NAME, room) for room in rooms))
         content = await pack(events.welcome_content(message), self.media.upload)
         for user_id in _matrix_users(message.recipients):
             await self._to_device(ns.WELCOME_TO_DEVICE, user_id, "*", content)
@@ -534,16 +601,20 @@ class SyncRunner:
             self.synced.set()
 
     async def process(self, response: nio.SyncResponse, *, initial: bool) -> None:
-        """One batch: to-device requests, invites, then room timelines in order. The
-        first sync of a new bot skips old timelines (they predate its service)."""
+        """One batch: to-device requests admitted (handled concurrently by the bot's
+        workers), invites, then room timelines in order; the batch is done when every
+        request of it was answered (:meth:`MatrixHubBot.settle`). Only then is the
+        next sync made -- the homeserver deletes to-device messages once a sync
+        confirms them, so a crash before that finds them again. The first sync of a
+        new bot skips old timelines (they predate its service)."""
         for event in response.to_device_events:
             await self.bot.on_to_device(event.source)
         for room_id in response.rooms.invite:
             await self.bot.on_invite(room_id)
-        if initial:
-            return
-        for room_id, room in response.rooms.join.items():
-            if room.timeline.limited:
-                log.info("limited timeline in %s (new room, or a gap)", room_id)
-            for event in room.timeline.events:
-                await self.bot.on_room_event(room_id, event.source)
+        if not initial:
+            for room_id, room in response.rooms.join.items():
+                if room.timeline.limited:
+                    log.info("limited timeline in %s (new room, or a gap)", room_id)
+                for event in room.timeline.events:
+                    await self.bot.on_room_event(room_id, event.source)
+        await self.bot.settle()

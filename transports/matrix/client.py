@@ -72,6 +72,8 @@ class MatrixMemberLink:
         self.delivered: list[Outbound] = []  # every delivery handed to the sink, in order
         self.high_water: dict[bytes, int] = {}
         self.synced = asyncio.Event()
+        self.online = False  # whether the last /sync succeeded
+        self.status = "connecting"  # for a client to show: what the last /sync did
         self._pending: dict[str, asyncio.Future[Mapping[str, Any]]] = {}
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -142,10 +144,14 @@ class MatrixMemberLink:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 response = nio.SyncError(f"{type(exc).__name__}: {exc}")
             if not isinstance(response, nio.SyncResponse):
+                self.online = False
+                self.status = (f"{getattr(response, 'message', response)}; "
+                               f"retrying in {delay:.1f} s")
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 5.0)
                 continue
             delay = 0.2
+            self.online, self.status = True, "connected"
             await self._process(response)
             self._next_batch = response.next_batch
             self.synced.set()

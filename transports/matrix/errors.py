@@ -22,6 +22,10 @@ class MediaError(MatrixTransportError):
     """A media upload/download failed, or downloaded bytes do not match their SHA-256."""
 
 
+class RequestTooLarge(MatrixTransportError):
+    """A request declares more payload bytes than the hub takes (nothing downloaded)."""
+
+
 class HomeserverError(MatrixTransportError):
     """The homeserver refused or failed a client-server API call."""
 

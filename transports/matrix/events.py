@@ -43,7 +43,7 @@ from typing import Any
 
 from transports.interface import Inbound, KeyPackageListing, Kind, Outbound
 from transports.matrix import namespace as ns
-from transports.matrix.errors import MalformedEvent
+from transports.matrix.errors import MalformedEvent, RequestTooLarge
 
 BlobReader = Callable[[object], Awaitable[bytes]]
 Content = dict[str, Any]
@@ -122,6 +122,19 @@ async def _blob(content: Mapping[str, Any], key: str, read: BlobReader) -> bytes
     return await read(content[key]) if key in content else b""
 
 
+def declared_size(value: object) -> int:
+    """The bytes a payload field says it holds, without fetching anything: inline
+    base64 its decoded length, a media reference its ``size``."""
+    if isinstance(value, str):
+        return len(value.rstrip("=")) * 3 // 4
+    if isinstance(value, Mapping):
+        size = value.get(ns.K_MEDIA_SIZE)
+        if type(size) is not int or size < 0:
+            raise MalformedEvent("media reference needs a size")
+        return size
+    raise MalformedEvent("a payload must be base64 or a media reference")
+
+
 def _check_version(content: Mapping[str, Any]) -> None:
     if not isinstance(content, Mapping):
         raise MalformedEvent("content must be an object")
@@ -174,15 +187,26 @@ class ParsedRequest:
     reply_device: str
 
 
-async def parse_request(content: Mapping[str, Any], sender: str,
-                        read: BlobReader) -> ParsedRequest:
-    """Parse a request; ``sender`` is the identity URI from the event's ``sender``."""
+_REQUEST_BLOBS = (ns.K_PAYLOAD, ns.K_WELCOME, ns.K_GROUP_INFO, ns.K_RATCHET_TREE)
+
+
+async def parse_request(content: Mapping[str, Any], sender: str, read: BlobReader, *,
+                        network: str = "", max_size: int = 0) -> ParsedRequest:
+    """Parse a request; ``sender`` and ``network`` are the requester the bot built
+    from the event's ``sender`` (:func:`transports.matrix.bot.requester`). With
+    ``max_size``, :class:`RequestTooLarge` -- before any payload is fetched -- if the
+    sizes its payloads declare add up to more."""
     _check_version(content)
     request_id = _str(content, ns.K_REQUEST_ID)
     if not request_id or len(request_id) > 128:
         raise MalformedEvent("request_id must be 1..128 characters")
+    if max_size:
+        total = sum(declared_size(content[key]) for key in _REQUEST_BLOBS if key in content)
+        if total > max_size:
+            raise RequestTooLarge(f"the request declares {total} bytes of payload; the "
+                                  f"limit is {max_size}")
     inbound = Inbound(
-        op=_str(content, ns.K_OP), sender=sender, request_id=request_id,
+        op=_str(content, ns.K_OP), sender=sender, request_id=request_id, network=network,
         group_id=_b64(content, ns.K_GROUP_ID),
         payload=await _blob(content, ns.K_PAYLOAD, read),
         welcome=await _blob(content, ns.K_WELCOME, read),

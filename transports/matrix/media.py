@@ -6,7 +6,10 @@ unpadded base64, and when the result would exceed :data:`~transports.matrix.name
 it uploads the largest fields, replacing each with ``{"url": "mxc://...", "sha256":
 "<unpadded base64>", "size": n}``. :meth:`MediaRepository.read_blob` is the matching
 :data:`~transports.matrix.events.BlobReader`: inline base64 is decoded; a reference is
-downloaded (authenticated media API) and its size and SHA-256 checked before use.
+downloaded (authenticated media API), streamed with a hard cap at the size the
+reference declares (the bot checked the declared sizes of a request against its limit
+before fetching anything: :func:`transports.matrix.events.parse_request`), and its
+SHA-256 checked before use.
 """
 
 from __future__ import annotations
@@ -121,6 +124,8 @@ class MediaRepository:
             async with self._http().get(url, headers=self._auth()) as resp:
                 if resp.status != 200:
                     raise MediaError(f"download refused: HTTP {resp.status}")
+                if resp.content_length is not None and resp.content_length > size:
+                    raise MediaError("the payload is larger than referenced")
                 chunks: list[bytes] = []
                 received = 0
                 async for chunk in resp.content.iter_chunked(65536):

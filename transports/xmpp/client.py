@@ -138,7 +138,13 @@ class MLSClientPlugin(BasePlugin):
             self._worker = asyncio.ensure_future(self._run())
 
     async def request(self, request: Inbound) -> Outbound:
-        """Send one request to the hub and return its reply (LinkError if impossible)."""
+        """Send one request to the hub and return its reply (LinkError if impossible).
+        A group created for one of the hub's rooms is created from inside it: the room
+        is entered first (its first occupant becomes its owner, XEP-0045 §10.1, and
+        only a room's moderators may give it a group)."""
+        if request.op == Op.CREATE_GROUP and request.transport == ns.TRANSPORT_NAME \
+                and request.room_id and JID(request.room_id).bare not in self.rooms:
+            await self.join_room(request.room_id)
         place = await placements(self.uploader, list(blobs_of(request)), self.stanza_limit)
         element = encode_request(request, place)
         loop = asyncio.get_running_loop()
@@ -191,9 +197,7 @@ class MLSClientPlugin(BasePlugin):
         if request.op == Op.CREATE_GROUP:
             self.cursors.setdefault(group_id, 0)
             if request.transport == ns.TRANSPORT_NAME and request.room_id:
-                await self.join_room(request.room_id, group_id)
-        elif request.op == Op.ATTACH_ROOM and request.transport == ns.TRANSPORT_NAME:
-            await self.join_room(request.room_id, group_id)
+                self.rooms[JID(request.room_id).bare] = group_id
         elif request.op == Op.SUBMIT_COMMIT and group_id not in self.cursors:
             self.cursors[group_id] = reply.seq  # our external commit: we start after it
         if request.op in (Op.SEND, Op.SUBMIT_COMMIT) and reply.seq:
@@ -234,12 +238,18 @@ class MLSClientPlugin(BasePlugin):
         if origin.domain != self.hub or not origin.user:
             return
         waiter = self._joined.pop(origin.bare, None)
-        if presence["type"] != "unavailable":
+        if presence["type"] == "error":  # entry refused (an outcast, XEP-0045 §9.1)
+            self.rooms.pop(origin.bare, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(XmppLinkError(
+                    f"{origin.bare} refused entry: {presence['error']['condition']}"))
+        elif presence["type"] != "unavailable":
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
-        elif origin.bare in self.rooms and presence.xml.find(
-                f"{{{ns.NS_MUC_USER}}}x/{{{ns.NS_MUC_USER}}}status[@code='307']") is not None:
-            self.rooms.pop(origin.bare, None)  # kicked
+        elif origin.bare in self.rooms and any(presence.xml.find(
+                f"{{{ns.NS_MUC_USER}}}x/{{{ns.NS_MUC_USER}}}status[@code='{code}']")
+                is not None for code in ("301", "307", "321")):
+            self.rooms.pop(origin.bare, None)  # kicked, banned, or no longer a member
 
     # -- deliveries ---------------------------------------------------------------------------
 

@@ -4,19 +4,22 @@ The component (``mls.example``) hosts every room itself (``room@mls.example``), 
 message passes the hub (DESIGN.md, "Wire binding"). It
 
 * answers IQ requests (one element per :class:`transports.interface.Op`, see
-  :mod:`transports.xmpp.stanzas`) by calling :meth:`HubService.handle` with the sender
-  set to ``xmpp:`` + the bare JID of the stanza's ``from`` (what the server
-  authenticated; nothing inside the payload names the sender);
-* fans deliveries out (it is the :class:`transports.interface.Deliverer`): commits, proposals
-  and application messages as ``groupchat`` messages to every occupant of the group's
-  rooms who is a recipient, with the sequence number, XEP-0359 stanza-id/origin-id and a
-  XEP-0334 ``<store/>`` hint; Welcomes as ``normal`` messages to the joiner's bare JID;
+  :mod:`transports.xmpp.stanzas`) by calling :meth:`HubService.handle` with the
+  requester :func:`requester` builds: ``xmpp:`` + the bare JID of the stanza's
+  ``from`` (what the server authenticated; nothing inside the payload names the
+  sender) and network ``xmpp`` -- each request admitted first, per sender, with a
+  rate limit and a fair queue (:mod:`transports.xmpp.requests`);
+* is the room service of its rooms: their XEP-0045 affiliations, owners by creation
+  (§10.1) or configuration (:mod:`transports.xmpp.rooms`), the muc#admin IQ
+  (:mod:`transports.xmpp.admin`), and :meth:`MLSComponent.role` for the hub (its
+  :class:`transports.interface.RoomDirectory`);
 * keeps occupants from MUC-style presence (``room@mls.example/nick``); an occupant's
-  last ``unavailable`` presence becomes :data:`Op.LEAVE` (the hub's Remove proposal):
-  at once when it carries ``<leave xmlns='urn:mlsbridge:0'/>`` (the member left), after
-  ``leave_grace`` seconds without a rejoin otherwise (a dropped connection or a server
-  restart must not remove everyone); a successful :data:`Op.KICK` (from a configured
-  admin) ends the target's occupancy;
+  last ``unavailable`` presence becomes a leave :class:`transports.interface.NetworkEvent`
+  (the hub's Remove proposal): at once when it carries ``<leave
+  xmlns='urn:mlsbridge:0'/>`` (the member left), after ``leave_grace`` seconds without
+  a rejoin otherwise (a dropped connection or a server restart must not remove
+  everyone); a kick, a ban or a revoked membership by an owner or admin is a network
+  event too, and ends the target's occupancy;
 * reconnects with exponential backoff after losing the server, then sends ``<sync/>`` to
   every occupant so members fetch whatever fan-out the outage swallowed (sequence numbers
   make the catch-up exact: nothing lost, nothing delivered twice);
@@ -48,33 +51,32 @@ from slixmpp.xmlstream import StanzaBase
 from slixmpp.xmlstream.handler import Callback, CoroutineCallback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from transports.interface import HubService, Inbound, Kind, Op, Outbound
+from transports.fairness import Admission, LimitObserver, RequestLimits
+from transports.interface import (
+    HubService,
+    Kind,
+    Membership,
+    Network,
+    NetworkEvent,
+    Op,
+    Outbound,
+    Role,
+)
 from transports.xmpp import namespace as ns
-from transports.xmpp.errors import ComponentAuthError, UploadError, WireError, XmppLinkError
-from transports.xmpp.stanzas import (
-    blobs_of,
-    condition_for,
-    decode_request,
-    encode_delivery,
-    encode_rejected,
-    encode_reply,
-    find_request,
-    register_plugins,
-)
-from transports.xmpp.upload import (
-    LOOPBACK_HOSTS,
-    Uploader,
-    fit_entries,
-    placements,
-    resolver,
-)
+from transports.xmpp.admin import RoomAdmin
+from transports.xmpp.errors import ComponentAuthError, XmppLinkError
+from transports.xmpp.limits import RoomLimits
+from transports.xmpp.requests import RequestService, requester
+from transports.xmpp.rooms import OUTCAST, Affiliations, AffiliationStore
+from transports.xmpp.stanzas import blobs_of, encode_delivery, register_plugins
+from transports.xmpp.upload import LOOPBACK_HOSTS, Uploader, placements
 from transports.xmpp.welcomes import HeldWelcomes, StateStore
 
 log = logging.getLogger(__name__)
 
 OCCUPANTS_KEY = "xmpp-occupants"
 GROUP_ROOMS_KEY = "xmpp-group-rooms"
-CLIENT_OPS = tuple(Op)  # LEAVE also comes from presence; KICK only from configured admins
+CLIENT_OPS = tuple(Op)  # every op reaches the hub, which refuses KICK and ATTACH_ROOM
 
 
 class RoomObserver(Protocol):
@@ -100,8 +102,9 @@ class ComponentConfig:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     name: str = "MLS delivery hub"
-    admins: frozenset[str] = frozenset()  # identities allowed to send Op.KICK
+    admins: frozenset[str] = frozenset()  # service administrators: owners of every room
     leave_grace: float = 60.0  # seconds an implicit departure waits before Op.LEAVE
+    limits: RequestLimits = field(default_factory=RequestLimits)  # transports.fairness
 
 
 def xmpp_identity(jid: JID) -> str:
@@ -114,8 +117,10 @@ class MLSComponent:
 
     def __init__(
         self, config: ComponentConfig, state: StateStore | None = None,
+        affiliations: AffiliationStore | None = None,
     ) -> None:
         self.config = config
+        self.rooms = Affiliations(affiliations, config.admins)
         self._hub: HubService | None = None
         self._observer: RoomObserver | None = None
         self._state = state
@@ -126,7 +131,10 @@ class MLSComponent:
         self._uploader = Uploader(
             self.xmpp, domain=JID(config.jid).domain.split(".", 1)[-1],
             allowed_hosts=config.upload_hosts, enabled=config.upload,
+            max_download=config.limits.max_request,
         )
+        self.requests = RequestService(self._hub_now, self._uploader, self.iq_error,
+                                       config.stanza_limit, config.limits)
         # room JID -> occupant full JID -> nick
         self.occupants: dict[str, dict[str, str]] = {}
         self.relay_rooms: set[str] = set()  # rooms whose disco says: relay mode
@@ -135,6 +143,7 @@ class MLSComponent:
         # because the user was offline (bare JID -> stanzas), re-sent on its presence.
         self._welcomes = HeldWelcomes(self._send_raw, state, self._spawn)
         self._pending_leaves: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.limits = RoomLimits()
         self._send_lock = asyncio.Lock()
         self._ready = asyncio.Event()
         self._stopping = False
@@ -144,6 +153,7 @@ class MLSComponent:
         self._backoff = config.backoff_initial
         self._reconnect_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.admin = RoomAdmin(self)
         self._install_handlers()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -151,6 +161,9 @@ class MLSComponent:
     def bind(self, hub: HubService) -> None:
         """Set the hub this component serves (the hub may need the component first)."""
         self._hub = hub
+
+    def _hub_now(self) -> HubService | None:
+        return self._hub
 
     def observe(self, observer: RoomObserver | None) -> None:
         """Report joins and plain groupchat messages to ``observer``."""
@@ -169,6 +182,7 @@ class MLSComponent:
                     for group, rooms in json.loads(saved).items()
                 }
         await self._welcomes.load()
+        await self.rooms.load()
         self._stopping = False
         self.xmpp.connect()
         waiter = asyncio.ensure_future(self._ready.wait())
@@ -202,6 +216,7 @@ class MLSComponent:
                 log.warning("leave of %s from %s not proposed: stopped within its grace "
                             "period", bare, room)
             self._pending_leaves.clear()
+            await self.requests.admission.queue.close()  # what is still queued or running
             sender = self.xmpp._run_out_filters  # slixmpp's send loop, started by connect()
             others = [task for task in (self._reconnect_task, sender) if task is not None]
             self._reconnect_task = None
@@ -226,8 +241,12 @@ class MLSComponent:
             x.register_handler(CoroutineCallback(
                 f"mls {op.value}",
                 MatchXPath(f"{{{default_ns}}}iq/{{{ns.NS}}}{op.value}"),
-                self._on_request,
+                self.requests.on_request,
             ))
+        x.register_handler(CoroutineCallback(
+            "muc admin", MatchXPath(f"{{{default_ns}}}iq/{{{ns.NS_MUC_ADMIN}}}query"),
+            self.admin.on_admin,
+        ))
         x.register_handler(Callback(
             "mls presence", MatchXPath(f"{{{default_ns}}}presence"), self._on_presence,
         ))
@@ -290,43 +309,16 @@ class MLSComponent:
 
     # -- requests ------------------------------------------------------------------
 
-    async def _on_request(self, stanza: StanzaBase) -> None:
-        iq = cast(Iq, stanza)
-        if iq["type"] not in ("get", "set"):
-            return
-        element = find_request(iq)
-        if element is None or self._hub is None:
-            self._iq_error(iq, "service-unavailable", "cancel", "hub not ready")
-            return
-        try:
-            resolve = await resolver(self._uploader, element)
-            request = decode_request(element, xmpp_identity(iq["from"]), resolve)
-        except (WireError, UploadError) as exc:
-            self._iq_error(iq, "bad-request", "modify", str(exc))
-            return
-        if request.op == Op.KICK and request.sender not in self.config.admins:
-            self._iq_error(iq, "forbidden", "auth", "only room admins may kick")
-            return
-        reply = await self._hub.handle(request)
-        if not reply.ok:
-            condition, error_type = condition_for(reply.code)
-            self._iq_error(iq, condition, error_type, reply.reason,
-                           encode_rejected(reply.code, reply.epoch))
-            return
-        reply = fit_entries(reply, self.config.stanza_limit)
-        try:
-            place = await placements(self._uploader, list(blobs_of(reply)),
-                                     self.config.stanza_limit)
-        except XmppLinkError as exc:
-            self._iq_error(iq, "resource-constraint", "wait", str(exc))
-            return
-        result = iq.reply(clear=True)  # type: ignore[no-untyped-call]
-        result.xml.append(encode_reply(reply, place))
-        result.send()
-        if request.op == Op.KICK:
-            self._end_occupancy(request.target, reason="307")
+    def watch(self, observer: LimitObserver) -> None:
+        """Report refusals, drops and queue depths to ``observer`` (the metrics)."""
+        self.requests.admission.watch(observer)
+        self.limits.observer = self._welcomes.observer = observer
 
-    def _iq_error(self, iq: Iq, condition: str, error_type: str, text: str,
+    @property
+    def admission(self) -> Admission:
+        return self.requests.admission
+
+    def iq_error(self, iq: Iq, condition: str, error_type: str, text: str,
                   extra: ET.Element | None = None) -> None:
         error = iq.reply(clear=True)  # type: ignore[no-untyped-call]
         error["type"] = "error"
@@ -337,18 +329,40 @@ class MLSComponent:
             error["error"].xml.append(extra)
         error.send()
 
-    # -- presence: occupancy, LEAVE --------------------------------------------------
+    # -- rooms: roles and configuration ------------------------------------------------
+
+    async def role(self, room: str, identity: str) -> Role:
+        """:class:`transports.interface.RoomDirectory`: ``identity``'s role in one of
+        our rooms, from its affiliation (an identity of another network holds none)."""
+        if not identity.startswith(ns.URI_SCHEME):
+            return Role.NONE
+        return self.rooms.role(JID(room).bare, identity)
+
+    async def configure_room(self, room: str, owners: list[str]) -> None:
+        """A room of a configured pair: its owners are the configuration's (its XMPP
+        ``admins``), never its first occupant."""
+        await self.rooms.configure(JID(room).bare,
+                                   [o for o in owners if o.startswith(ns.URI_SCHEME)])
+
+    # -- presence: occupancy, leaves ---------------------------------------------------
 
     def _on_presence(self, stanza: StanzaBase) -> None:
         presence = cast(Presence, stanza)
-        room_jid = presence["to"]
-        if presence["type"] != "unavailable":
-            self._welcomes.online(presence["from"].bare)
+        room_jid, bare, kind = presence["to"], presence["from"].bare, presence["type"]
+        if not self.limits.presence(bare, kind):
+            return  # over the presence rate (transports.xmpp.limits)
+        if kind != "unavailable":
+            self._welcomes.online(bare)
         if not room_jid.user or room_jid.domain != self.config.jid:
             return
         room, occupant = room_jid.bare, presence["from"].full
-        kind = presence["type"]
         if kind in ("available", "", "chat", "away", "xa", "dnd"):
+            if self.rooms.of(room, requester(presence)[0]) == OUTCAST:
+                self.admin.refuse_entry(presence)  # banned: XEP-0045 §9.1
+                return
+            if not self.limits.may_enter(self.occupants, room, bare, self.rooms):
+                self.admin.refuse_entry(presence, "resource-constraint", "wait")
+                return
             mls_client = presence.xml.find(f"{{{ns.NS}}}{ns.CLIENT}") is not None
             self._join(room, occupant, room_jid.resource or presence["from"].user, mls_client)
         elif kind == "unavailable":
@@ -360,6 +374,10 @@ class MLSComponent:
         if pending is not None:
             pending.cancel()  # back within the grace period: not a departure
         first = room not in self.occupants
+        identity = ns.URI_SCHEME + JID(occupant).bare
+        created = not self.occupants.get(room) and self.rooms.created_by(room, identity)
+        if created:
+            self._spawn(self.rooms.save(room, identity))
         members = self.occupants.setdefault(room, {})
         new_occupant = occupant not in members
         members[occupant] = nick
@@ -368,12 +386,7 @@ class MLSComponent:
         if first:
             self._advertise_room(room)
         self._spawn(self._save_occupants())
-        self_presence = self.xmpp.make_presence(pto=occupant, pfrom=f"{room}/{nick}")
-        muc_user = ET.SubElement(self_presence.xml, f"{{{ns.NS_MUC_USER}}}x")
-        ET.SubElement(muc_user, f"{{{ns.NS_MUC_USER}}}item",
-                      {"affiliation": "member", "role": "participant", "jid": occupant})
-        ET.SubElement(muc_user, f"{{{ns.NS_MUC_USER}}}status", {"code": "110"})
-        self_presence.send()
+        self.admin.self_presence(room, occupant, nick, created)
 
     def _part(self, room: str, occupant: str, *, explicit: bool) -> None:
         members = self.occupants.get(room, {})
@@ -386,46 +399,43 @@ class MLSComponent:
         bare = JID(occupant).bare
         if any(JID(other).bare == bare for other in members):
             return  # another resource of the same account is still in the room
-        leave = Inbound(op=Op.LEAVE.value, sender=ns.URI_SCHEME + bare,
-                        transport=ns.TRANSPORT_NAME, room_id=room)
+        identity = ns.URI_SCHEME + bare
+        leave = NetworkEvent(Network.XMPP, room, identity, identity, Membership.JOINED,
+                             Membership.NONE)
         if explicit or self.config.leave_grace <= 0:
-            self._spawn(self._handle_event(leave))
+            self._spawn(self.report(leave))
             return
         # An unavailable presence without <leave/> may be a dropped connection or a
         # server restart: it becomes a Remove only if the user does not come back.
         previous = self._pending_leaves.pop((room, bare), None)
         if previous is not None:
             previous.cancel()
+        if not self.limits.may_wait(self._pending_leaves, bare):
+            self._spawn(self.report(leave))
+            return
         task = asyncio.ensure_future(self._leave_after_grace(room, bare, leave))
         self._pending_leaves[(room, bare)] = task
         self._tasks.add(task)
         task.add_done_callback(self._spawned_done)
 
-    async def _leave_after_grace(self, room: str, bare: str, leave: Inbound) -> None:
+    async def _leave_after_grace(self, room: str, bare: str, leave: NetworkEvent) -> None:
         await asyncio.sleep(self.config.leave_grace)
         self._pending_leaves.pop((room, bare), None)
         if not any(JID(o).bare == bare for o in self.occupants.get(room, {})):
-            await self._handle_event(leave)
+            await self.report(leave)
 
-    def _end_occupancy(self, target: str, reason: str) -> None:
-        """Drop every occupancy of ``target`` (an identity URI) after a kick."""
-        bare = target.removeprefix(ns.URI_SCHEME)
-        for room, members in self.occupants.items():
-            for occupant in [o for o in members if JID(o).bare == bare]:
-                nick = members.pop(occupant)
-                gone = self.xmpp.make_presence(pto=occupant, pfrom=f"{room}/{nick}",
-                                               ptype="unavailable")
-                muc_user = ET.SubElement(gone.xml, f"{{{ns.NS_MUC_USER}}}x")
-                ET.SubElement(muc_user, f"{{{ns.NS_MUC_USER}}}status", {"code": reason})
-                gone.send()
-        self._spawn(self._save_occupants())
-
-    async def _handle_event(self, event: Inbound) -> None:
+    async def report(self, event: NetworkEvent) -> None:
+        """Hand a room membership change to the hub (it decides whether to act)."""
         if self._hub is None:
             return
-        reply = await self._hub.handle(event)
+        reply = await self._hub.network_event(event)
         if not reply.ok:
-            log.info("hub refused %s from %s: %s", event.op, event.sender, reply.reason)
+            log.info("hub did not act on %s of %s in %s: %s", event.after, event.target,
+                     event.room, reply.code)
+
+    def occupancy_changed(self) -> None:
+        """Save the occupants (after the room administration changed them)."""
+        self._spawn(self._save_occupants())
 
     def _on_message(self, stanza: StanzaBase) -> None:
         """A plain groupchat body from an occupant goes to the observer. An error

@@ -19,6 +19,10 @@ class WireError(XmppTransportError):
     """A stanza of the binding is malformed (bad base64, missing attribute...)."""
 
 
+class RequestTooLarge(XmppTransportError):
+    """A request declares more payload bytes than the hub takes (nothing downloaded)."""
+
+
 class ComponentAuthError(XmppTransportError):
     """The server refused the component's handshake (wrong secret or name)."""
 

@@ -21,6 +21,7 @@ NS_HINTS: Final = "urn:xmpp:hints"  # XEP-0334 <store/>
 NS_UPLOAD: Final = "urn:xmpp:http:upload:0"  # XEP-0363
 NS_MUC: Final = "http://jabber.org/protocol/muc"
 NS_MUC_USER: Final = "http://jabber.org/protocol/muc#user"
+NS_MUC_ADMIN: Final = "http://jabber.org/protocol/muc#admin"  # XEP-0045 §9, §10
 
 # IQ payloads: one element per request, named after the request (transports.interface.Op).
 # The reply to any of them is an IQ result carrying <reply/>, or an IQ error with a

@@ -166,7 +166,10 @@ class Sync(_MlsElement):
 
 
 def register_plugins() -> None:
-    """Register the binding's elements on slixmpp's stanzas (idempotent)."""
+    """Register the binding's elements on slixmpp's stanzas (idempotent), and the
+    RFC 6120 §8.3.3.12 condition ``policy-violation`` (too large, rate-limited), which
+    slixmpp's :class:`Error` does not list (it would silently drop it)."""
+    Error.conditions = Error.conditions | {"policy-violation"}
     for cls in REQUEST_CLASSES.values():
         register_stanza_plugin(Iq, cls)
     register_stanza_plugin(Iq, Reply)
@@ -217,6 +220,17 @@ def collect_refs(root: ET.Element) -> list[UploadRef]:
     return refs
 
 
+def declared_size(root: ET.Element) -> int:
+    """The payload bytes the fields directly under ``root`` declare, without fetching
+    anything: base64 text its decoded length, an upload reference its ``size``."""
+    total = 0
+    for child in root:
+        if _local(child.tag) in ns.BYTES_FIELDS:
+            total += _int_attr(child, "size") if child.get("url") \
+                else len("".join((child.text or "").split()).rstrip("=")) * 3 // 4
+    return total
+
+
 def blobs_of(value: Inbound | Outbound) -> Iterator[bytes]:
     """The bytes fields of a request or reply (nested entries included)."""
     if isinstance(value, Inbound):
@@ -260,13 +274,15 @@ def encode_request(request: Inbound, place: Place = inline) -> ET.Element:
     return el
 
 
-def decode_request(el: ET.Element, sender: str, resolve: Resolve = no_refs) -> Inbound:
-    """The :class:`Inbound` an IQ child asks for, with the network-given ``sender``."""
+def decode_request(el: ET.Element, sender: str, resolve: Resolve = no_refs, *,
+                   network: str = "") -> Inbound:
+    """The :class:`Inbound` an IQ child asks for, with the network-given ``sender`` and
+    ``network`` (:func:`transports.xmpp.requests.requester`)."""
     try:
         op = Op(_local(el.tag))
     except ValueError as exc:
         raise WireError(f"unknown request <{_local(el.tag)}>") from exc
-    fields: dict[str, Any] = {"op": op.value, "sender": sender}
+    fields: dict[str, Any] = {"op": op.value, "sender": sender, "network": network}
     if group := el.get("group"):
         fields["group_id"] = b64decode(group, "group")
     for attr, field_name in _INBOUND_STR.items():
@@ -395,6 +411,11 @@ CONDITIONS: dict[str, tuple[str, str]] = {
     "no-key-package": ("item-not-found", "cancel"),
     "not-member": ("forbidden", "auth"),
     "forbidden": ("forbidden", "auth"),
+    "not-moderator": ("forbidden", "auth"),
+    "join-policy": ("forbidden", "auth"),
+    "unauthenticated": ("not-authorized", "auth"),
+    "quota": ("resource-constraint", "wait"),
+    "lifetime-too-long": ("not-acceptable", "modify"),
     "unsupported": ("feature-not-implemented", "cancel"),
     "unavailable": ("internal-server-error", "wait"),
     "bad-signature": ("not-acceptable", "modify"),
@@ -403,6 +424,7 @@ CONDITIONS: dict[str, tuple[str, str]] = {
     "invalid-proposal": ("not-acceptable", "modify"),
     "private-proposal": ("not-acceptable", "modify"),
     "rate-limited": ("policy-violation", "wait"),
+    "busy": ("resource-constraint", "wait"),
     "proposals-not-covered": ("not-acceptable", "modify"),
 }
 

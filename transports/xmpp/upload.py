@@ -2,7 +2,9 @@
 
 A payload too large for one stanza is PUT to the server's upload service and the stanza
 carries ``<payload url='...' sha256='HEX' size='N'/>`` instead of base64 text. The
-receiver GETs it and checks size and SHA-256 before using it. Only hosts in
+receiver GETs it, streamed with a hard cap at the declared size, and checks its
+SHA-256 before using it; the hub first checks the sizes a request declares against its
+limit, before fetching anything (:func:`resolver`). Only hosts in
 ``allowed_hosts`` are ever contacted (loopback by default), so a peer cannot make the
 hub or a member fetch arbitrary URLs. Without an upload service the payload is refused
 (:class:`PayloadTooLarge`), never truncated.
@@ -26,7 +28,7 @@ from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.stanza import Iq
 
 from transports.interface import Outbound
-from transports.xmpp.errors import PayloadTooLarge, UploadError
+from transports.xmpp.errors import PayloadTooLarge, RequestTooLarge, UploadError
 from transports.xmpp.namespace import NS_UPLOAD
 from transports.xmpp.stanzas import (
     BytesValue,
@@ -35,6 +37,7 @@ from transports.xmpp.stanzas import (
     UploadRef,
     blobs_of,
     collect_refs,
+    declared_size,
     inline,
     no_refs,
 )
@@ -196,6 +199,8 @@ class Uploader:
             ) as response:
                 if response.status != 200:
                     raise UploadError(f"download failed: HTTP {response.status}")
+                if response.content_length is not None and response.content_length > ref.size:
+                    raise UploadError("download is larger than its reference says")
                 chunks: list[bytes] = []
                 received = 0
                 async for chunk in response.content.iter_chunked(65536):
@@ -263,8 +268,14 @@ async def placements(uploader: Uploader | None, blobs: list[bytes], limit: int) 
     return place
 
 
-async def resolver(uploader: Uploader | None, root: ET.Element) -> Resolve:
-    """A ``resolve`` callback with every upload reference under ``root`` downloaded."""
+async def resolver(uploader: Uploader | None, root: ET.Element, *,
+                   max_size: int = 0) -> Resolve:
+    """A ``resolve`` callback with every upload reference under ``root`` downloaded.
+    With ``max_size`` (a request), :class:`RequestTooLarge` before anything is
+    fetched if the sizes its payloads declare add up to more."""
+    if max_size and (total := declared_size(root)) > max_size:
+        raise RequestTooLarge(f"the request declares {total} bytes of payload; the limit "
+                              f"is {max_size}")
     refs = collect_refs(root)
     if not refs:
         return no_refs

@@ -5,7 +5,9 @@ again when the user next sends presence. Held Welcomes are saved in the componen
 state store, so a restart in between does not lose them. The presence that triggers
 the resend can come before the user's session is available (a directed presence sent
 ahead of the initial broadcast one): a resent Welcome that bounces again is resent
-after a short backoff, a few times."""
+after a short backoff, a few times. What is held is bounded: :data:`MAX_HELD` per
+user and :data:`MAX_HELD_USERS` users (the oldest dropped, counted; the joiner can
+still fetch its Welcomes from the hub while the hub keeps them pending, or rejoin)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,11 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from transports.fairness import LimitObserver, NullObserver
+
 HELD_KEY = "xmpp-held-welcomes"
 MAX_HELD = 64  # bounced Welcomes kept per user (the oldest are dropped)
+MAX_HELD_USERS = 1024  # users with held Welcomes (the longest-held user's are dropped)
 MAX_SENT = 1000  # recent Welcomes remembered to recognise their bounce
 RESEND_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds before resending a re-bounced one
 
@@ -40,6 +45,7 @@ class HeldWelcomes:
         self._sent: dict[str, tuple[str, str]] = {}  # stanza id -> (bare JID, XML)
         self._held: dict[str, list[tuple[str, str]]] = {}  # bare JID -> [(id, XML)]
         self._resends: dict[str, int] = {}  # bare JID -> resends since its presence
+        self.observer: LimitObserver = NullObserver()
 
     async def load(self) -> None:
         if self._state is not None:
@@ -63,7 +69,12 @@ class HeldWelcomes:
         bare, xml = sent
         held = self._held.setdefault(bare, [])
         held.append((stanza_id, xml))
-        del held[:-MAX_HELD]
+        if len(held) > MAX_HELD:
+            self.observer.dropped("xmpp-held-welcomes", "oldest")
+            del held[:-MAX_HELD]
+        while len(self._held) > MAX_HELD_USERS:
+            self.observer.dropped("xmpp-held-welcomes", "users")
+            del self._held[next(iter(self._held))]
         self._spawn(self._save())
         attempt = self._resends.pop(bare, None)
         if attempt is not None and attempt < len(RESEND_DELAYS):

@@ -16,11 +16,15 @@ ciphertext to both sides, and the sender every member sees is the MLS credential
 
 Rooms are paired in configuration (:class:`RoomPair`, built by
 :func:`bridge.app.runtime.build_service` from the ``[[bridge.rooms]]`` list that
-:mod:`bridge.app.config` validated): when a group is created in (or attached to) one
-room of a pair, the bridge attaches the other room too; at start-up
-and on :meth:`BridgeService.attach_rooms` it completes pairs whose group already exists.
-A member may not attach a room on the other network itself (only configuration can),
-so nobody can point a group at a room the bridge happens to sit in.
+:mod:`bridge.app.config` validated), each with its join policy and administrators,
+which the hub's authorization adopts (:meth:`bridge.hub.authz.Authorizer.configure`;
+the XMPP room's owners become the pair's XMPP administrators). When a moderator of one
+room of a pair creates its group there, the bridge attaches the other room too; at
+start-up and on :meth:`BridgeService.attach_rooms` it completes pairs whose group
+already exists. Nobody attaches a room by request: the hub refuses it, so nobody can
+point a group at a room the bridge happens to sit in. Both transports are the hub's
+room directories (room roles), and both hand their room membership changes to
+:meth:`BridgeService.network_event`.
 
 ``relay = true`` on a pair turns on relay mode for it (:mod:`bridge.relay`): the bridge
 then holds an MLS leaf per legacy user and encryption ends at the bridge -- off by
@@ -30,9 +34,10 @@ default, and announced in the rooms when on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +46,22 @@ from bridge.app.services.xmpp import StoreState
 from bridge.app.shutdown import Shutdown, Step
 from bridge.errors import BridgeConfigError
 from bridge.hub import Hub, HubConfig, HubIdentity
+from bridge.hub.policy import JoinPolicy, RoomPolicy
 from bridge.hub.store import Store
 from bridge.relay import Relay
 from transports.errors import LinkError
-from transports.interface import Deliverer, DeliverySink, Inbound, Kind, Op, Outbound
+from transports.fairness import LimitObserver
+from transports.interface import (
+    IDENTITY_SCHEMES,
+    Deliverer,
+    DeliverySink,
+    Inbound,
+    Kind,
+    NetworkEvent,
+    Op,
+    Outbound,
+    network_of,
+)
 from transports.matrix import namespace as matrix_ns
 from transports.matrix.bot import MatrixHubBot
 from transports.matrix.errors import HomeserverError
@@ -55,28 +72,29 @@ log = logging.getLogger(__name__)
 
 XMPP = xmpp_ns.TRANSPORT_NAME
 MATRIX = matrix_ns.TRANSPORT_NAME
-SCHEMES = {XMPP: xmpp_ns.URI_SCHEME, MATRIX: matrix_ns.URI_SCHEME}
+SCHEMES = IDENTITY_SCHEMES
 
 
 @dataclass(frozen=True, slots=True)
 class RoomPair:
     """One XMPP room (``room@component``) and one Matrix room (``!id:server``) that
-    carry the same MLS group. ``relay``: decrypt for users without an MLS client."""
+    carry the same MLS group. ``relay``: decrypt for users without an MLS client;
+    ``join``: who may join by external commit; ``admins``: identity URIs that
+    administer the pair (owners of its XMPP room; moderators of its room on their own
+    network, who may create its group)."""
 
     xmpp_room: str
     matrix_room: str
     relay: bool = False
+    join: JoinPolicy = JoinPolicy.INVITE
+    admins: frozenset[str] = frozenset()
 
     def room(self, transport: str) -> str:
         return self.xmpp_room if transport == XMPP else self.matrix_room
 
-
-def network_of(identity: str) -> str:
-    """The network an identity URI belongs to (``""`` if none we serve)."""
-    for transport, scheme in SCHEMES.items():
-        if identity.startswith(scheme):
-            return transport
-    return ""
+    def policy(self) -> RoomPolicy:
+        return RoomPolicy(((XMPP, self.xmpp_room), (MATRIX, self.matrix_room)), self.join,
+                          self.admins)
 
 
 class RoutingDeliverer:
@@ -152,9 +170,11 @@ class BridgeService:
         self.matrix: MatrixService | None = None
         self.bot: MatrixHubBot | None = None
         self.relay = Relay(store, self.hub, self.deliverer)
+        #: who hears of refusals, drops and queue depths at the transports (the metrics)
+        self.limit_observer: LimitObserver | None = None
         self.pairs: dict[tuple[str, str], RoomPair] = {}
         self._initial_pairs = tuple(rooms)
-        self._flights: dict[object, tuple[asyncio.Task[Any] | None, Inbound]] = {}
+        self._flights: dict[object, tuple[asyncio.Task[Any] | None, str]] = {}
         self._cut_requests: list[str] = []
         self._idle = asyncio.Event()
         self._idle.set()
@@ -178,16 +198,28 @@ class BridgeService:
         self._accepting = True
         try:
             if self.xmpp_config is not None:
-                self.component = MLSComponent(self.xmpp_config, state=StoreState(self.store))
+                xmpp = dataclasses.replace(self.xmpp_config, limits=self.xmpp_config.limits
+                                           .with_payload(self.hub.config.max_payload))
+                self.component = MLSComponent(xmpp, state=StoreState(self.store),
+                                              affiliations=self.store)
                 self.component.bind(self)
                 self.deliverer.networks[XMPP] = self.component
+                self.hub.authz.directories[XMPP] = self.component
             if self.matrix_config is not None:
-                self.matrix = MatrixService(self.store, self.identity, self.matrix_config)
+                self.matrix = MatrixService(self.store, self.identity, self.matrix_config,
+                                            hub_config=self.hub.config)
                 self.bot = await self.matrix.connect()
                 self.deliverer.networks[MATRIX] = self.bot
+                self.hub.authz.directories[MATRIX] = self.bot
+            if self.limit_observer is not None:
+                for watched in (self.component, self.bot, self.relay):
+                    if watched is not None:
+                        watched.watch(self.limit_observer)
             self.relay.connect(self.component, self.bot)
             await self.relay.start()
             if self.component is not None:
+                await self.component.rooms.load()
+                await self._adopt(self._initial_pairs)  # owners before anyone can enter
                 await self.component.start(timeout=self.connect_timeout)
             if self.matrix is not None:
                 await self.matrix.serve(self)
@@ -214,6 +246,7 @@ class BridgeService:
             await shutdown.phase(
                 "drain",
                 Step("requests in flight", self._drain_requests, self._requests_left),
+                Step("xmpp requests", self._settle_xmpp, self._xmpp_left),
                 Step("matrix input", self._stop_receiving),
                 Step("relay queues", self.relay.drain))
             await shutdown.phase("members", Step("relay", self.relay.stop,
@@ -240,8 +273,20 @@ class BridgeService:
     def _requests_left(self) -> list[str]:
         if self._cut_requests:
             return [f"{what}: cut short, no reply" for what in self._cut_requests]
-        return [f"request {request.op} {request.request_id or '-'} from {request.sender}"
-                for _, request in self._flights.values()]
+        return [what for _, what in self._flights.values()]
+
+    async def _settle_xmpp(self) -> None:
+        """Wait until the requests the XMPP component admitted before the refusal
+        were handled and answered (those still queued are answered "unavailable")."""
+        if self.component is not None:
+            await self.component.admission.queue.join()
+
+    def _xmpp_left(self) -> list[str]:
+        queue = self.component.admission.queue if self.component is not None else None
+        if queue is None or not (queue.waiting or queue.running):
+            return []
+        return [f"xmpp requests: {queue.waiting} queued and {queue.running} running, "
+                "not answered"]
 
     async def _stop_receiving(self) -> None:
         if self.matrix is not None:
@@ -281,41 +326,63 @@ class BridgeService:
     async def handle(self, request: Inbound) -> Outbound:
         if not self._accepting:
             return _refusal(request, "unavailable", "the bridge is shutting down")
+        with self._flight(f"request {request.op} {request.request_id or '-'} "
+                          f"from {request.sender}"):
+            return await self._handle(request)
+
+    @contextlib.contextmanager
+    def _flight(self, what: str) -> Iterator[None]:
+        """Count the work of the current task (named ``what``) as in flight: the
+        stop's drain waits for it (and names it if cut short)."""
         token = object()
-        self._flights[token] = (asyncio.current_task(), request)
+        self._flights[token] = (asyncio.current_task(), what)
         self._idle.clear()
         try:
-            return await self._handle(request)
+            yield
         finally:
             del self._flights[token]
             if not self._flights:
                 self._idle.set()
 
     async def _handle(self, request: Inbound) -> Outbound:
-        room_op = request.op in (Op.CREATE_GROUP, Op.ATTACH_ROOM) and bool(request.transport)
-        if room_op and request.transport != network_of(request.sender) \
-                and (request.transport, request.room_id) not in self.pairs:
-            return _refusal(request, "forbidden", "a room on another network is attached "
-                                                  "by the bridge's configuration only")
-        reply = await self.hub.handle(request)
-        if reply.ok and room_op:
+        reply = await self.hub.handle(request)  # the hub authorizes (bridge.hub.authz)
+        if reply.ok and request.op == Op.CREATE_GROUP and request.transport:
             group_id = reply.group_id or request.group_id
             pair = self.pairs.get((request.transport, request.room_id))
             if pair is not None:  # the bot announces a Matrix room its own member bound
-                via_bot = network_of(request.sender) == MATRIX == request.transport
+                via_bot = request.network == MATRIX == request.transport
                 await self._complete_pair(pair, group_id, announced=MATRIX if via_bot else "")
         return reply
 
+    async def network_event(self, event: NetworkEvent) -> Outbound:
+        """A room membership change from either transport, for the hub to judge."""
+        if not self._accepting:
+            return _refusal(Inbound(Op.LEAVE, event.target, event.event_id), "unavailable",
+                            "the bridge is shutting down")
+        with self._flight(f"{event.network} membership event {event.event_id or '-'} "
+                          f"of {event.target} in {event.room}"):
+            return await self.hub.network_event(event)
+
     # -- room pairs ------------------------------------------------------------------------
+
+    async def _adopt(self, pairs: Iterable[RoomPair]) -> None:
+        """Remember ``pairs``, hand their policies to the hub's authorization and their
+        XMPP administrators to the component (the owners of the XMPP room)."""
+        for pair in pairs:
+            self.pairs[(XMPP, pair.xmpp_room)] = pair
+            self.pairs[(MATRIX, pair.matrix_room)] = pair
+            self.hub.authz.configure(pair.policy())
+            if self.component is not None:
+                await self.component.configure_room(pair.xmpp_room, sorted(pair.admins))
 
     async def attach_rooms(self, pairs: Iterable[RoomPair]) -> None:
         """Adopt ``pairs`` (from ``[[bridge.rooms]]``): remember them for groups created
         later, and attach the missing side of every pair whose group already exists.
         :class:`BridgeConfigError` if a pair's two rooms carry different groups."""
         problems = []
+        pairs = list(pairs)
+        await self._adopt(pairs)
         for pair in pairs:
-            self.pairs[(XMPP, pair.xmpp_room)] = pair
-            self.pairs[(MATRIX, pair.matrix_room)] = pair
             groups = {transport: await self.store.room_group(transport, pair.room(transport))
                       for transport in (XMPP, MATRIX)}
             found = {g for g in groups.values() if g is not None}
@@ -384,4 +451,4 @@ def _refusal(request: Inbound, code: str, reason: str) -> Outbound:
 
 
 __all__ = ["BridgeService", "RoomPair", "RoutingDeliverer",
-           "network_of"]
+           "network_of"]  # network_of: transports.interface's, re-exported

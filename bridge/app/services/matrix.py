@@ -26,7 +26,7 @@ import asyncio
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nio
@@ -35,7 +35,8 @@ from bridge.app.services.identity import default_identity_file, load_identity
 from bridge.app.signals import run_until_signalled
 from bridge.hub import Hub, HubConfig, HubIdentity
 from bridge.hub.store import Store, UnknownGroup, open_store
-from transports.interface import HubService
+from transports.fairness import RequestLimits
+from transports.interface import HubService, Network
 from transports.matrix.appservice import (
     AppServiceListener,
     ensure_sender_registered,
@@ -64,6 +65,7 @@ class MatrixServiceConfig:
     server_name: str = "localhost"
     sync_timeout_ms: int = 2000
     hub_name: str = ""
+    limits: RequestLimits = field(default_factory=RequestLimits)  # transports.fairness
 
 
 class MatrixService:
@@ -110,14 +112,17 @@ class MatrixService:
     async def start(self) -> None:
         bot = await self.connect()
         identity = self.identity or HubIdentity.generate(self.config.hub_name or bot.identity)
-        self.hub = Hub(self.store, identity, bot, config=self.hub_config)
+        self.hub = Hub(self.store, identity, bot, config=self.hub_config,
+                       directories={Network.MATRIX: bot})
         await self.serve(self.hub)
 
     async def connect(self) -> MatrixHubBot:
         """Log in and make the bot (not yet serving): the first half of :meth:`start`,
         for a caller that builds its own hub around the bot (the combined bridge)."""
         self.client = client = await self._login()
-        self.bot = MatrixHubBot(client, self.store, group_suite=self._group_suite)
+        self.bot = MatrixHubBot(client, self.store, group_suite=self._group_suite,
+                                limits=self.config.limits.with_payload(
+                                    (self.hub_config or HubConfig()).max_payload))
         return self.bot
 
     async def serve(self, hub: HubService) -> None:

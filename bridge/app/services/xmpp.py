@@ -24,6 +24,8 @@ from bridge.app.services.identity import default_identity_file, load_identity
 from bridge.app.signals import run_until_signalled
 from bridge.hub import Hub, HubConfig
 from bridge.hub.store import Store, open_store
+from transports.fairness import RequestLimits
+from transports.interface import Network
 from transports.xmpp.component import ComponentConfig, MLSComponent
 from transports.xmpp.errors import ComponentAuthError
 
@@ -56,10 +58,12 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> int:
             jid=args.jid, secret=args.secret, host=args.host, port=args.port,
             stanza_limit=args.stanza_limit, upload=not args.no_upload,
             admins=frozenset(args.admin or ()), leave_grace=args.leave_grace,
+            limits=RequestLimits().with_payload(args.max_payload),
         )
-        component = MLSComponent(config, state=StoreState(store))
+        component = MLSComponent(config, state=StoreState(store), affiliations=store)
         hub = Hub(store, identity, component,
-                  config=HubConfig(max_payload=args.max_payload))
+                  config=HubConfig(max_payload=args.max_payload),
+                  directories={Network.XMPP: component})
         component.bind(hub)
         try:
             try:
@@ -91,7 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stanza-limit", type=int, default=256 * 1024)
     parser.add_argument("--max-payload", type=int, default=8 * 1024 * 1024)
     parser.add_argument("--no-upload", action="store_true", help="never use XEP-0363")
-    parser.add_argument("--admin", action="append", help="identity allowed to kick")
+    parser.add_argument("--admin", action="append",
+                        help="service administrator (owner of every room), xmpp:user@domain")
     parser.add_argument("--leave-grace", type=float, default=60.0,
                         help="seconds before a dropped occupant is proposed for removal")
     parser.add_argument("--connect-timeout", type=float, default=20.0)

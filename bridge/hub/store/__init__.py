@@ -13,12 +13,14 @@ from bridge.errors import (
     KeyPackageUnavailable,
     ProposalsNotCovered,
     StoreError,
+    StoreQuota,
     StoreUnavailable,
     StoreUsageError,
     UnknownGroup,
     WrongEpoch,
 )
 from bridge.hub.store.base import (
+    AFFILIATIONS,
     Ban,
     GroupRecord,
     KeyPackageInfo,
@@ -45,6 +47,7 @@ async def open_store(url: str) -> Store:
 
 
 __all__ = [
+    "AFFILIATIONS",
     "Ban",
     "Conflict",
     "GroupRecord",
@@ -61,6 +64,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreQuota",
     "StoreUnavailable",
     "StoreUsageError",
     "UnknownGroup",

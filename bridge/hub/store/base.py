@@ -12,7 +12,12 @@ and commits share one per-group sequence space, starting at 1.
 
 Public member list: kept in its own table (:meth:`Store.set_members`, or atomically with
 a commit via ``accept_commit(members=...)``), not inside ``hub_state``, so fan-out and
-routing can query it without decoding anything.
+routing can query it without decoding anything. The store also remembers from which
+epoch each identity is a member (:meth:`Store.member_since`), for the log-reading rule.
+
+Authorization state (``docs/SECURITY.md``) kept here too: outstanding KeyPackage claims
+(bounded by :meth:`Store.claim_key_package`, cleared by the commit that adds the
+target) and the XEP-0045 affiliations of the XMPP component's rooms.
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ from __future__ import annotations
 import abc
 import enum
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import NamedTuple, Self
 
 from bridge.errors import StoreUsageError
+
+#: XEP-0045 affiliations a room keeps (``none`` is the absence of one).
+AFFILIATIONS = ("owner", "admin", "member", "outcast")
 
 
 class LogKind(enum.StrEnum):
@@ -162,8 +170,12 @@ class Store(abc.ABC):
         ratchet_tree: bytes | None = None,
         hub_state: bytes = b"",
         members: Sequence[Member] | None = None,
+        creator: str = "",
+        max_per_creator: int = 0,
     ) -> GroupRecord:
-        """Register a group at ``epoch``; raise :class:`Conflict` if it exists."""
+        """Register a group at ``epoch``; raise :class:`Conflict` if it exists, and
+        :class:`StoreQuota` if ``creator`` already created ``max_per_creator`` groups
+        that still exist (0: no limit; checked in the same transaction)."""
 
     @abc.abstractmethod
     async def get_group(self, group_id: bytes) -> GroupRecord:
@@ -188,6 +200,7 @@ class Store(abc.ABC):
         sender: str = "",
         covered_proposals: Collection[bytes] | None = None,
         members: Sequence[Member] | None = None,
+        max_pending_welcomes: int = 0,
     ) -> int:
         """Order one commit (RFC 9750 §5.2) and return its sequence number.
 
@@ -198,7 +211,9 @@ class Store(abc.ABC):
         ``expected_epoch + 1``, replace GroupInfo, ratchet tree, hub state (and the member
         list when ``members`` is given), record ``welcome`` for each recipient, and drop
         every proposal queued for the old epoch (a commit ends its epoch: proposals it
-        did not include are void, RFC 9420 §12.4). On error nothing changes.
+        did not include are void, RFC 9420 §12.4). With ``max_pending_welcomes``, raise
+        :class:`StoreQuota` if a recipient already has that many Welcomes waiting. On
+        error nothing changes.
         """
 
     # -- the log -------------------------------------------------------------------
@@ -275,6 +290,13 @@ class Store(abc.ABC):
     async def get_members(self, group_id: bytes) -> list[Member]:
         """The group's public member list, by leaf index."""
 
+    @abc.abstractmethod
+    async def member_since(self, group_id: bytes, identity: str) -> int | None:
+        """The epoch from which ``identity`` has been a member without interruption
+        (None if it is not one). Every write of the member list (create, commit,
+        set_members) keeps the epoch of identities already present and gives newcomers
+        the list's epoch; an identity that leaves and comes back starts again."""
+
     # -- KeyPackage directory --------------------------------------------------------
 
     @abc.abstractmethod
@@ -287,13 +309,23 @@ class Store(abc.ABC):
         key_package: bytes,
         expires_at: int,
         last_resort: bool = False,
+        *,
+        now: int = 0,
+        max_per_device: int = 0,
+        max_devices: int = 0,
     ) -> None:
         """Add a KeyPackage. A last-resort one replaces the device's previous last-resort
-        KeyPackage for that suite. Raise :class:`Conflict` if ``ref`` is already present."""
+        KeyPackage for that suite. Raise :class:`Conflict` if ``ref`` is already present.
+
+        Quotas, checked in the same transaction (0: none): raise :class:`StoreQuota`
+        if the device would then hold more than ``max_per_device`` KeyPackages
+        unexpired at ``now``, or the user more than ``max_devices`` devices."""
 
     @abc.abstractmethod
     async def claim_key_package(
-        self, user: str, cipher_suite: int, now: int, device: str | None = None
+        self, user: str, cipher_suite: int, now: int, device: str | None = None,
+        *, group_id: bytes | None = None, claimer: str = "", max_outstanding: int = 0,
+        outstanding_since: int = 0,
     ) -> bytes:
         """Hand out one unexpired KeyPackage of the user (optionally of one device).
 
@@ -301,6 +333,13 @@ class Store(abc.ABC):
         claimers. The one expiring soonest goes first. When none is left, the freshest
         unexpired last-resort KeyPackage is returned and kept (RFC 9420 §16.8). Raise
         :class:`KeyPackageUnavailable` when there is neither.
+
+        With ``group_id`` the claim is recorded as outstanding (group, target ``user``,
+        ``claimer``, ``now``) until a commit adding ``user`` to that group is accepted
+        (its ``welcome_recipients``) or it is older than ``outstanding_since`` (such
+        claims are dropped). With ``max_outstanding`` > 0, raise :class:`StoreQuota`
+        -- nothing consumed -- when (group, user) or (claimer, user) already has that
+        many outstanding claims. :class:`UnknownGroup` if the group is absent.
         """
 
     @abc.abstractmethod
@@ -329,6 +368,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def detach_room(self, transport: str, room_id: str) -> bool:
         """Remove a room mapping; False if there was none."""
+
+    # -- XMPP room affiliations (XEP-0045) ------------------------------------------
+
+    @abc.abstractmethod
+    async def set_affiliation(self, room: str, identity: str, affiliation: str) -> None:
+        """Set ``identity``'s affiliation with ``room`` (one of :data:`AFFILIATIONS`,
+        or ``none`` to remove it); :class:`StoreUsageError` for another value."""
+
+    @abc.abstractmethod
+    async def room_affiliations(self) -> dict[str, dict[str, str]]:
+        """Every room's affiliations: room -> identity -> affiliation (few and small:
+        the XMPP component keeps them all in memory)."""
 
     # -- Welcome delivery ------------------------------------------------------------
 
@@ -398,6 +449,21 @@ def check_kind(kind: LogKind | str) -> LogKind:
     if parsed is LogKind.COMMIT:
         raise StoreUsageError("commits are ordered by accept_commit, not append_message")
     return parsed
+
+
+def check_affiliation(affiliation: str) -> str:
+    """An affiliation for :meth:`Store.set_affiliation` (``none`` included)."""
+    if affiliation != "none" and affiliation not in AFFILIATIONS:
+        raise StoreUsageError(f"unknown affiliation {affiliation!r}")
+    return affiliation
+
+
+def members_since(members: Sequence[Member], before: Mapping[str, int], epoch: int
+                  ) -> list[tuple[int, str, int]]:
+    """(leaf, identity, since epoch) rows for a new member list: identities already
+    members keep their epoch (``before``), newcomers get ``epoch``."""
+    return [(leaf, identity, before.get(identity, epoch))
+            for leaf, identity in check_members(members)]
 
 
 def check_members(members: Sequence[Member]) -> list[Member]:

@@ -20,17 +20,16 @@ import asyncpg  # type: ignore[import-untyped]
 
 from bridge.errors import (
     Conflict,
-    KeyPackageUnavailable,
     ProposalsNotCovered,
     StoreUnavailable,
     StoreUsageError,
     UnknownGroup,
     WrongEpoch,
 )
+from bridge.hub.store import quotas
 from bridge.hub.store.base import (
     Ban,
     GroupRecord,
-    KeyPackageInfo,
     LogEntry,
     LogKind,
     Member,
@@ -40,12 +39,13 @@ from bridge.hub.store.base import (
     Store,
     check_kind,
     check_limit,
-    check_members,
     check_welcome,
     load_migrations,
+    members_since,
     missing_proposals,
 )
-from bridge.hub.store.transactions import Flight, T, TransactionalStore, transaction, uncancelled
+from bridge.hub.store.postgres_directory import PostgresDirectory
+from bridge.hub.store.transactions import Flight, T, transaction, uncancelled
 
 # pg_advisory_xact_lock key for migrations: "mlsbrdg" read as a big-endian integer.
 MIGRATION_LOCK_KEY = int.from_bytes(b"mlsbrdg", "big")
@@ -53,7 +53,7 @@ MIGRATION_LOCK_KEY = int.from_bytes(b"mlsbrdg", "big")
 _GROUP_COLUMNS = "group_id, cipher_suite, epoch, next_seq, group_info, ratchet_tree, hub_state"
 
 
-class PostgresStore(TransactionalStore[asyncpg.Connection], Store):
+class PostgresStore(PostgresDirectory, Store):
     """A :class:`Store` in a PostgreSQL database. Open with :meth:`PostgresStore.open`."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -133,23 +133,22 @@ class PostgresStore(TransactionalStore[asyncpg.Connection], Store):
         ratchet_tree: bytes | None = None,
         hub_state: bytes = b"",
         members: Sequence[Member] | None = None,
+        creator: str = "",
+        max_per_creator: int = 0,
     ) -> GroupRecord:
         if epoch < 0:
             raise StoreUsageError("epoch must be non-negative")
+        await quotas.postgres_groups(conn, creator, max_per_creator)
         inserted = await conn.fetchval(
-            f"INSERT INTO groups ({_GROUP_COLUMNS}) VALUES ($1, $2, $3, 1, $4, $5, $6)"
+            f"INSERT INTO groups ({_GROUP_COLUMNS}, creator)"
+            " VALUES ($1, $2, $3, 1, $4, $5, $6, $7)"
             " ON CONFLICT (group_id) DO NOTHING RETURNING true",
-            group_id,
-            cipher_suite,
-            epoch,
-            group_info,
-            ratchet_tree,
-            hub_state,
+            group_id, cipher_suite, epoch, group_info, ratchet_tree, hub_state, creator,
         )
         if not inserted:
             raise Conflict(f"group {group_id.hex()} exists")
         if members is not None:
-            await _replace_members(conn, group_id, members)
+            await _replace_members(conn, group_id, members, epoch)
         return GroupRecord(group_id, cipher_suite, epoch, 1, group_info, ratchet_tree, hub_state)
 
     @transaction(write=False)
@@ -184,11 +183,13 @@ class PostgresStore(TransactionalStore[asyncpg.Connection], Store):
         sender: str = "",
         covered_proposals: Collection[bytes] | None = None,
         members: Sequence[Member] | None = None,
+        max_pending_welcomes: int = 0,
     ) -> int:
         recipients = check_welcome(welcome, welcome_recipients)
         epoch, seq = await _lock_group(conn, group_id)
         if epoch != expected_epoch:
             raise WrongEpoch(epoch)
+        await quotas.postgres_welcomes(conn, recipients, max_pending_welcomes)
         queued = await conn.fetch(
             "SELECT proposal_ref FROM queued_proposals WHERE group_id = $1 AND epoch = $2"
             " ORDER BY seq",
@@ -234,8 +235,11 @@ class PostgresStore(TransactionalStore[asyncpg.Connection], Store):
                 "INSERT INTO welcome_deliveries (welcome_id, recipient) VALUES ($1, $2)",
                 [(welcome_id, recipient) for recipient in recipients],
             )
+            await conn.execute(
+                "DELETE FROM key_package_claims WHERE group_id = $1"
+                " AND target = ANY($2::text[])", group_id, recipients)
         if members is not None:
-            await _replace_members(conn, group_id, members)
+            await _replace_members(conn, group_id, members, epoch + 1)
         return seq
 
     # -- the log -------------------------------------------------------------------
@@ -377,8 +381,8 @@ class PostgresStore(TransactionalStore[asyncpg.Connection], Store):
     async def set_members(
         self, conn: asyncpg.Connection, group_id: bytes, members: Sequence[Member]
     ) -> None:
-        await _lock_group(conn, group_id)
-        await _replace_members(conn, group_id, members)
+        epoch, _ = await _lock_group(conn, group_id)
+        await _replace_members(conn, group_id, members, epoch)
 
     @transaction(write=False)
     async def get_members(self, conn: asyncpg.Connection, group_id: bytes) -> list[Member]:
@@ -389,95 +393,14 @@ class PostgresStore(TransactionalStore[asyncpg.Connection], Store):
         )
         return [Member(row[0], row[1]) for row in rows]
 
-    # -- KeyPackage directory --------------------------------------------------------
-
-    @transaction(write=True)
-    async def publish_key_package(
-        self,
-        conn: asyncpg.Connection,
-        user: str,
-        device: str,
-        cipher_suite: int,
-        ref: bytes,
-        key_package: bytes,
-        expires_at: int,
-        last_resort: bool = False,
-    ) -> None:
-        if last_resort:
-            await conn.execute(
-                "DELETE FROM key_packages WHERE user_id = $1 AND device = $2"
-                " AND cipher_suite = $3 AND last_resort",
-                user,
-                device,
-                cipher_suite,
-            )
-        inserted = await conn.fetchval(
-            "INSERT INTO key_packages (ref, user_id, device, cipher_suite, key_package,"
-            " expires_at, last_resort) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            " ON CONFLICT (ref) DO NOTHING RETURNING true",
-            ref,
-            user,
-            device,
-            cipher_suite,
-            key_package,
-            expires_at,
-            last_resort,
-        )
-        if not inserted:
-            raise Conflict(f"KeyPackage {ref.hex()} already published")
-
-    @transaction(write=True)
-    async def claim_key_package(
-        self,
-        conn: asyncpg.Connection,
-        user: str,
-        cipher_suite: int,
-        now: int,
-        device: str | None = None,
-    ) -> bytes:
-        where = (
-            "user_id = $1 AND cipher_suite = $2 AND expires_at >= $3"
-            " AND ($4::text IS NULL OR device = $4)"
-        )
-        claimed = await conn.fetchval(
-            "DELETE FROM key_packages WHERE ref = (SELECT ref FROM key_packages"
-            f" WHERE {where} AND NOT last_resort ORDER BY expires_at, ref LIMIT 1"
-            " FOR UPDATE SKIP LOCKED) RETURNING key_package",
-            user,
-            cipher_suite,
-            now,
-            device,
-        )
-        if claimed is None:
-            claimed = await conn.fetchval(
-                f"SELECT key_package FROM key_packages WHERE {where} AND last_resort"
-                " ORDER BY expires_at DESC, ref LIMIT 1",
-                user,
-                cipher_suite,
-                now,
-                device,
-            )
-        if claimed is None:
-            raise KeyPackageUnavailable(user, cipher_suite, device)
-        return bytes(claimed)
-
     @transaction(write=False)
-    async def list_key_packages(
-        self, conn: asyncpg.Connection, user: str, device: str | None = None
-    ) -> list[KeyPackageInfo]:
-        rows = await conn.fetch(
-            "SELECT ref, user_id, device, cipher_suite, expires_at, last_resort"
-            " FROM key_packages WHERE user_id = $1 AND ($2::text IS NULL OR device = $2)"
-            " ORDER BY device, cipher_suite, expires_at, ref",
-            user,
-            device,
-        )
-        return [KeyPackageInfo(*row) for row in rows]
-
-    @transaction(write=True)
-    async def purge_expired(self, conn: asyncpg.Connection, now: int) -> int:
-        status = await conn.execute("DELETE FROM key_packages WHERE expires_at < $1", now)
-        return _affected(status)
+    async def member_since(
+        self, conn: asyncpg.Connection, group_id: bytes, identity: str
+    ) -> int | None:
+        value = await conn.fetchval(
+            "SELECT min(since_epoch) FROM members WHERE group_id = $1 AND identity = $2",
+            group_id, identity)
+        return None if value is None else int(value)
 
     # -- rooms ---------------------------------------------------------------------
 
@@ -656,13 +579,17 @@ async def _append(
 
 
 async def _replace_members(
-    conn: asyncpg.Connection, group_id: bytes, members: Sequence[Member]
+    conn: asyncpg.Connection, group_id: bytes, members: Sequence[Member], epoch: int
 ) -> None:
-    normalised = check_members(members)
+    before = {str(row[0]): int(row[1]) for row in await conn.fetch(
+        "SELECT identity, min(since_epoch) FROM members WHERE group_id = $1 GROUP BY identity",
+        group_id)}
+    rows = members_since(members, before, epoch)
     await conn.execute("DELETE FROM members WHERE group_id = $1", group_id)
     await conn.executemany(
-        "INSERT INTO members (group_id, leaf_index, identity) VALUES ($1, $2, $3)",
-        [(group_id, leaf, identity) for leaf, identity in normalised],
+        "INSERT INTO members (group_id, leaf_index, identity, since_epoch)"
+        " VALUES ($1, $2, $3, $4)",
+        [(group_id, leaf, identity, since) for leaf, identity, since in rows],
     )
 
 

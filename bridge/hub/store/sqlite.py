@@ -24,17 +24,16 @@ import aiosqlite
 
 from bridge.errors import (
     Conflict,
-    KeyPackageUnavailable,
     ProposalsNotCovered,
     StoreUnavailable,
     StoreUsageError,
     UnknownGroup,
     WrongEpoch,
 )
+from bridge.hub.store import quotas
 from bridge.hub.store.base import (
     Ban,
     GroupRecord,
-    KeyPackageInfo,
     LogEntry,
     LogKind,
     Member,
@@ -44,12 +43,13 @@ from bridge.hub.store.base import (
     Store,
     check_kind,
     check_limit,
-    check_members,
     check_welcome,
     load_migrations,
+    members_since,
     missing_proposals,
 )
-from bridge.hub.store.transactions import Flight, T, TransactionalStore, transaction, uncancelled
+from bridge.hub.store.sqlite_directory import SqliteDirectory
+from bridge.hub.store.transactions import Flight, T, transaction, uncancelled
 
 _GROUP_COLUMNS = "group_id, cipher_suite, epoch, next_seq, group_info, ratchet_tree, hub_state"
 
@@ -71,7 +71,7 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
-class SqliteStore(TransactionalStore[aiosqlite.Connection], Store):
+class SqliteStore(SqliteDirectory, Store):
     """A :class:`Store` in one SQLite file. Open with :meth:`SqliteStore.open`."""
 
     def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
@@ -161,17 +161,20 @@ class SqliteStore(TransactionalStore[aiosqlite.Connection], Store):
         ratchet_tree: bytes | None = None,
         hub_state: bytes = b"",
         members: Sequence[Member] | None = None,
+        creator: str = "",
+        max_per_creator: int = 0,
     ) -> GroupRecord:
         if epoch < 0:
             raise StoreUsageError("epoch must be non-negative")
         if await _group_row(conn, group_id) is not None:
             raise Conflict(f"group {group_id.hex()} exists")
+        await quotas.sqlite_groups(conn, creator, max_per_creator)
         await conn.execute(
-            f"INSERT INTO groups ({_GROUP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (group_id, cipher_suite, epoch, 1, group_info, ratchet_tree, hub_state),
+            f"INSERT INTO groups ({_GROUP_COLUMNS}, creator) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (group_id, cipher_suite, epoch, 1, group_info, ratchet_tree, hub_state, creator),
         )
         if members is not None:
-            await _replace_members(conn, group_id, members)
+            await _replace_members(conn, group_id, members, epoch)
         return GroupRecord(group_id, cipher_suite, epoch, 1, group_info, ratchet_tree, hub_state)
 
     @transaction(write=False)
@@ -202,11 +205,13 @@ class SqliteStore(TransactionalStore[aiosqlite.Connection], Store):
         sender: str = "",
         covered_proposals: Collection[bytes] | None = None,
         members: Sequence[Member] | None = None,
+        max_pending_welcomes: int = 0,
     ) -> int:
         recipients = check_welcome(welcome, welcome_recipients)
         epoch, seq = await _epoch_and_next_seq(conn, group_id)
         if epoch != expected_epoch:
             raise WrongEpoch(epoch)
+        await quotas.sqlite_welcomes(conn, recipients, max_pending_welcomes)
         queued = await conn.execute_fetchall(
             "SELECT proposal_ref FROM queued_proposals WHERE group_id = ? AND epoch = ?"
             " ORDER BY seq",
@@ -237,8 +242,11 @@ class SqliteStore(TransactionalStore[aiosqlite.Connection], Store):
                 "INSERT INTO welcome_deliveries (welcome_id, recipient) VALUES (?, ?)",
                 [(cursor.lastrowid, recipient) for recipient in recipients],
             )
+            await conn.executemany(
+                "DELETE FROM key_package_claims WHERE group_id = ? AND target = ?",
+                [(group_id, recipient) for recipient in recipients])
         if members is not None:
-            await _replace_members(conn, group_id, members)
+            await _replace_members(conn, group_id, members, epoch + 1)
         return seq
 
     # -- the log -------------------------------------------------------------------
@@ -374,8 +382,8 @@ class SqliteStore(TransactionalStore[aiosqlite.Connection], Store):
     async def set_members(
         self, conn: aiosqlite.Connection, group_id: bytes, members: Sequence[Member]
     ) -> None:
-        await _epoch_and_next_seq(conn, group_id)
-        await _replace_members(conn, group_id, members)
+        epoch, _ = await _epoch_and_next_seq(conn, group_id)
+        await _replace_members(conn, group_id, members, epoch)
 
     @transaction(write=False)
     async def get_members(self, conn: aiosqlite.Connection, group_id: bytes) -> list[Member]:
@@ -386,86 +394,15 @@ class SqliteStore(TransactionalStore[aiosqlite.Connection], Store):
         )
         return [Member(leaf, identity) for leaf, identity in rows]
 
-    # -- KeyPackage directory --------------------------------------------------------
-
-    @transaction(write=True)
-    async def publish_key_package(
-        self,
-        conn: aiosqlite.Connection,
-        user: str,
-        device: str,
-        cipher_suite: int,
-        ref: bytes,
-        key_package: bytes,
-        expires_at: int,
-        last_resort: bool = False,
-    ) -> None:
-        if last_resort:
-            await conn.execute(
-                "DELETE FROM key_packages WHERE user_id = ? AND device = ?"
-                " AND cipher_suite = ? AND last_resort = 1",
-                (user, device, cipher_suite),
-            )
-        if await conn.execute_fetchall("SELECT 1 FROM key_packages WHERE ref = ?", (ref,)):
-            raise Conflict(f"KeyPackage {ref.hex()} already published")
-        await conn.execute(
-            "INSERT INTO key_packages (ref, user_id, device, cipher_suite, key_package,"
-            " expires_at, last_resort) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (ref, user, device, cipher_suite, key_package, expires_at, int(last_resort)),
-        )
-
-    @transaction(write=True)
-    async def claim_key_package(
-        self,
-        conn: aiosqlite.Connection,
-        user: str,
-        cipher_suite: int,
-        now: int,
-        device: str | None = None,
-    ) -> bytes:
-        where = "user_id = ? AND cipher_suite = ? AND expires_at >= ? AND last_resort = ?"
-        params: tuple[Any, ...] = (user, cipher_suite, now)
-        if device is not None:
-            where += " AND device = ?"
-        rows = await conn.execute_fetchall(
-            "DELETE FROM key_packages WHERE ref = (SELECT ref FROM key_packages"
-            f" WHERE {where} ORDER BY expires_at, ref LIMIT 1) RETURNING key_package",
-            (*params, 0, *((device,) if device is not None else ())),
-        )
-        if not rows:
-            rows = await conn.execute_fetchall(
-                f"SELECT key_package FROM key_packages WHERE {where}"
-                " ORDER BY expires_at DESC, ref LIMIT 1",
-                (*params, 1, *((device,) if device is not None else ())),
-            )
-        if not rows:
-            raise KeyPackageUnavailable(user, cipher_suite, device)
-        return bytes(next(iter(rows))[0])
-
     @transaction(write=False)
-    async def list_key_packages(
-        self, conn: aiosqlite.Connection, user: str, device: str | None = None
-    ) -> list[KeyPackageInfo]:
-        query = (
-            "SELECT ref, user_id, device, cipher_suite, expires_at, last_resort"
-            " FROM key_packages WHERE user_id = ?"
-        )
-        params: tuple[str, ...] = (user,)
-        if device is not None:
-            query += " AND device = ?"
-            params = (user, device)
+    async def member_since(
+        self, conn: aiosqlite.Connection, group_id: bytes, identity: str
+    ) -> int | None:
         rows = await conn.execute_fetchall(
-            query + " ORDER BY device, cipher_suite, expires_at, ref", params
-        )
-        return [
-            KeyPackageInfo(bytes(ref), user_id, dev, suite, expires_at, bool(last_resort))
-            for ref, user_id, dev, suite, expires_at, last_resort in rows
-        ]
-
-    @transaction(write=True)
-    async def purge_expired(self, conn: aiosqlite.Connection, now: int) -> int:
-        cursor = await conn.execute("DELETE FROM key_packages WHERE expires_at < ?", (now,))
-        return cursor.rowcount
+            "SELECT min(since_epoch) FROM members WHERE group_id = ? AND identity = ?",
+            (group_id, identity))
+        value = next(iter(rows))[0]
+        return None if value is None else int(value)
 
     # -- rooms ---------------------------------------------------------------------
 
@@ -637,13 +574,16 @@ async def _append(
 
 
 async def _replace_members(
-    conn: aiosqlite.Connection, group_id: bytes, members: Sequence[Member]
+    conn: aiosqlite.Connection, group_id: bytes, members: Sequence[Member], epoch: int
 ) -> None:
-    normalised = check_members(members)
+    before = {str(identity): int(since) for identity, since in await conn.execute_fetchall(
+        "SELECT identity, min(since_epoch) FROM members WHERE group_id = ? GROUP BY identity",
+        (group_id,))}
+    rows = members_since(members, before, epoch)
     await conn.execute("DELETE FROM members WHERE group_id = ?", (group_id,))
     await conn.executemany(
-        "INSERT INTO members (group_id, leaf_index, identity) VALUES (?, ?, ?)",
-        [(group_id, leaf, identity) for leaf, identity in normalised],
+        "INSERT INTO members (group_id, leaf_index, identity, since_epoch) VALUES (?, ?, ?, ?)",
+        [(group_id, leaf, identity, since) for leaf, identity, since in rows],
     )
 
 

@@ -1,0 +1,179 @@
+"""The KeyPackage directory and the XMPP room affiliations of :class:`SqliteStore`
+(a mixin: the same transactions, kept apart so each module stays one concern).
+
+Quotas and outstanding claims are checked inside the transaction that writes, so
+concurrent requests cannot overshoot them (``BEGIN IMMEDIATE`` serialises writers);
+each method is one transaction of the store (``transactions``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiosqlite
+
+from bridge.errors import (
+    Conflict,
+    KeyPackageUnavailable,
+    StoreQuota,
+    UnknownGroup,
+)
+from bridge.hub.store.base import KeyPackageInfo, check_affiliation
+from bridge.hub.store.transactions import TransactionalStore, transaction
+
+
+class SqliteDirectory(TransactionalStore[aiosqlite.Connection]):
+    """KeyPackages, claims and affiliations on the store's one connection."""
+
+    # -- KeyPackage directory --------------------------------------------------------
+
+    @transaction(write=True)
+    async def publish_key_package(
+        self,
+        conn: aiosqlite.Connection,
+        user: str,
+        device: str,
+        cipher_suite: int,
+        ref: bytes,
+        key_package: bytes,
+        expires_at: int,
+        last_resort: bool = False,
+        *,
+        now: int = 0,
+        max_per_device: int = 0,
+        max_devices: int = 0,
+    ) -> None:
+        if last_resort:
+            await conn.execute(
+                "DELETE FROM key_packages WHERE user_id = ? AND device = ?"
+                " AND cipher_suite = ? AND last_resort = 1",
+                (user, device, cipher_suite),
+            )
+        if await conn.execute_fetchall("SELECT 1 FROM key_packages WHERE ref = ?", (ref,)):
+            raise Conflict(f"KeyPackage {ref.hex()} already published")
+        await _check_quota(conn, user, device, now, max_per_device, max_devices)
+        await conn.execute(
+            "INSERT INTO key_packages (ref, user_id, device, cipher_suite, key_package,"
+            " expires_at, last_resort) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (ref, user, device, cipher_suite, key_package, expires_at, int(last_resort)),
+        )
+
+    @transaction(write=True)
+    async def claim_key_package(
+        self, conn: aiosqlite.Connection, user: str, cipher_suite: int, now: int,
+        device: str | None = None, *, group_id: bytes | None = None, claimer: str = "",
+        max_outstanding: int = 0, outstanding_since: int = 0,
+    ) -> bytes:
+        where = "user_id = ? AND cipher_suite = ? AND expires_at >= ? AND last_resort = ?"
+        params: tuple[Any, ...] = (user, cipher_suite, now)
+        if device is not None:
+            where += " AND device = ?"
+        if group_id is not None:
+            await _check_claims(conn, group_id, user, claimer, max_outstanding,
+                                outstanding_since)
+        rows = await conn.execute_fetchall(
+            "DELETE FROM key_packages WHERE ref = (SELECT ref FROM key_packages"
+            f" WHERE {where} ORDER BY expires_at, ref LIMIT 1) RETURNING key_package",
+            (*params, 0, *((device,) if device is not None else ())),
+        )
+        if not rows:
+            rows = await conn.execute_fetchall(
+                f"SELECT key_package FROM key_packages WHERE {where}"
+                " ORDER BY expires_at DESC, ref LIMIT 1",
+                (*params, 1, *((device,) if device is not None else ())),
+            )
+        if not rows:
+            raise KeyPackageUnavailable(user, cipher_suite, device)
+        if group_id is not None:
+            await conn.execute(
+                "INSERT INTO key_package_claims (group_id, target, claimer, claimed_at)"
+                " VALUES (?, ?, ?, ?)", (group_id, user, claimer, now))
+        return bytes(next(iter(rows))[0])
+
+    @transaction(write=False)
+    async def list_key_packages(
+        self, conn: aiosqlite.Connection, user: str, device: str | None = None
+    ) -> list[KeyPackageInfo]:
+        query = (
+            "SELECT ref, user_id, device, cipher_suite, expires_at, last_resort"
+            " FROM key_packages WHERE user_id = ?"
+        )
+        params: tuple[str, ...] = (user,)
+        if device is not None:
+            query += " AND device = ?"
+            params = (user, device)
+        rows = await conn.execute_fetchall(
+            query + " ORDER BY device, cipher_suite, expires_at, ref", params
+        )
+        return [
+            KeyPackageInfo(bytes(ref), user_id, dev, suite, expires_at, bool(last_resort))
+            for ref, user_id, dev, suite, expires_at, last_resort in rows
+        ]
+
+    @transaction(write=True)
+    async def purge_expired(self, conn: aiosqlite.Connection, now: int) -> int:
+        cursor = await conn.execute("DELETE FROM key_packages WHERE expires_at < ?", (now,))
+        return cursor.rowcount
+
+    # -- XMPP room affiliations --------------------------------------------------------
+
+    @transaction(write=True)
+    async def set_affiliation(
+        self, conn: aiosqlite.Connection, room: str, identity: str, affiliation: str
+    ) -> None:
+        check_affiliation(affiliation)
+        if affiliation == "none":
+            await conn.execute("DELETE FROM room_affiliations WHERE room = ?"
+                               " AND identity = ?", (room, identity))
+            return
+        await conn.execute(
+            "INSERT INTO room_affiliations (room, identity, affiliation) VALUES (?, ?, ?)"
+            " ON CONFLICT (room, identity) DO UPDATE SET affiliation = excluded.affiliation",
+            (room, identity, affiliation))
+
+    @transaction(write=False)
+    async def room_affiliations(self, conn: aiosqlite.Connection) -> dict[str, dict[str, str]]:
+        rows = await conn.execute_fetchall(
+            "SELECT room, identity, affiliation FROM room_affiliations")
+        found: dict[str, dict[str, str]] = {}
+        for room, identity, affiliation in rows:
+            found.setdefault(str(room), {})[str(identity)] = str(affiliation)
+        return found
+
+
+async def _count(conn: aiosqlite.Connection, query: str, params: tuple[Any, ...]) -> int:
+    rows = list(await conn.execute_fetchall(query, params))
+    return int(rows[0][0])
+
+
+async def _check_quota(conn: aiosqlite.Connection, user: str, device: str, now: int,
+                       max_per_device: int, max_devices: int) -> None:
+    if max_per_device and await _count(
+            conn, "SELECT count(*) FROM key_packages WHERE user_id = ? AND device = ?"
+                  " AND expires_at >= ?", (user, device, now)) >= max_per_device:
+        raise StoreQuota(f"device {device!r} already holds {max_per_device} KeyPackages")
+    if max_devices:
+        rows = await conn.execute_fetchall(
+            "SELECT DISTINCT device FROM key_packages WHERE user_id = ? AND expires_at >= ?",
+            (user, now))
+        devices = {str(row[0]) for row in rows}
+        if device not in devices and len(devices) >= max_devices:
+            raise StoreQuota(f"the user already has {max_devices} devices")
+
+
+async def _check_claims(conn: aiosqlite.Connection, group_id: bytes, target: str,
+                        claimer: str, limit: int, since: int) -> None:
+    if not await conn.execute_fetchall("SELECT 1 FROM groups WHERE group_id = ?", (group_id,)):
+        raise UnknownGroup(group_id)
+    await conn.execute("DELETE FROM key_package_claims WHERE claimed_at < ?", (since,))
+    if not limit:
+        return
+    by_group = await _count(conn, "SELECT count(*) FROM key_package_claims WHERE group_id = ?"
+                                  " AND target = ?", (group_id, target))
+    by_claimer = await _count(conn, "SELECT count(*) FROM key_package_claims WHERE claimer = ?"
+                                    " AND target = ?", (claimer, target))
+    if max(by_group, by_claimer) >= limit:
+        raise StoreQuota(f"{limit} claims of this user's KeyPackages are outstanding")
+
+
+__all__ = ["SqliteDirectory"]
