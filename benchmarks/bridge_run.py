@@ -38,7 +38,6 @@ from slixmpp import ClientXMPP
 
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
-from bridge.identities import identity_of
 from bridge.member import Member, Received, RetryPolicy
 from transports.interface import HubLink, Inbound, Outbound
 from transports.matrix.client import MatrixMemberLink
@@ -62,6 +61,15 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 30.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(poll)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far, all its threads
+    (``/proc/<pid>/stat``, fields 14 and 15 of proc(5))."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the bridge process ---------------------------------------------------------------------
@@ -121,11 +129,12 @@ class BridgeProcess:
     """``python -m bridge.app.cli run --config FILE`` as a child process; with
     ``debug``, under asyncio's debug mode with ResourceWarnings raised as errors."""
 
-    def __init__(self, config: Path, log_file: Path, src: Path = REPO, *,
-                 debug: bool = False) -> None:
+    def __init__(self, config: Path, log_file: Path, src: Path = REPO,
+                 module: str = "bridge.app.cli", *, debug: bool = False) -> None:
         self.config = config
         self.log_file = log_file
         self.src = src  # the source tree run (another checkout, for before/after runs)
+        self.module = module  # what ``python -m`` runs (a wrapper with counters, say)
         self.debug = debug
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -152,7 +161,7 @@ class BridgeProcess:
         env = {**os.environ, "PYTHONASYNCIODEBUG": "1"} if self.debug else None
         with self.stderr_file.open("ab") as stderr:  # tracebacks the log cannot hold
             self.proc = subprocess.Popen(
-                [sys.executable, *flags, "-m", "bridge.app.cli", "run", "--config",
+                [sys.executable, *flags, "-m", self.module, "run", "--config",
                  str(self.config)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
                 cwd=self.src, env=env)
@@ -248,10 +257,7 @@ class BridgeProcess:
     def cpu_seconds(self) -> float:
         """User + system CPU time of the running bridge (``/proc/<pid>/stat``)."""
         assert self.alive
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()
-        utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
-        return (utime + stime) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
 
 # -- members ------------------------------------------------------------------------------
@@ -373,9 +379,9 @@ async def matrix_person(server: SynapseServer, prefix: str, hub_user: str, *,
                             sync_timeout_ms=SYNC_MS)
     member, spy = _member(link, attempts)
     link.attach(member)
-    await member.start()
-    link.start()
+    link.start()  # first: starting the member asks the hub (hub-info, attest)
     await asyncio.wait_for(link.synced.wait(), 30)
+    await member.start()
     person = Person("matrix", member, spy, client=client, link=link)
     person.closers += [link.stop, client.close]
     return person
@@ -532,7 +538,7 @@ async def bridged_group(pair: Pair, creator: Person, others: Sequence[Person],
 
 
 def roster(person: Person, group_id: bytes) -> set[str]:
-    return {identity_of(leaf.credential) for _, leaf in person.member.group(group_id).members()}
+    return set(person.member.roster(group_id))
 
 
 async def converge(people: Sequence[Person], group_id: bytes, timeout: float = 60.0

@@ -109,6 +109,7 @@ from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from bridge.errors import BridgeError
 from bridge.hub.store import LogEntry, LogKind, open_store
+from bridge.identities import relay_identity
 from bridge.relay import NOTICE
 from mls.errors import MLSError
 from transports.errors import TransportError
@@ -354,7 +355,7 @@ async def relay_group(pair: Pair, member: Person, plain: PlainXmpp) -> RelayRoom
     the XMPP room and the bridge gives it a puppet leaf (external commit)."""
     group_id = await member.member.create_group(transport="matrix", room_id=pair.matrix_room)
     await plain.join(pair.xmpp_room, "plain")
-    await until(lambda: plain.identity in roster(member, group_id),
+    await until(lambda: relay_identity(plain.identity) in roster(member, group_id),
                 "the plain client's puppet in the relay group", 60)
     await converge([member], group_id)
     return RelayRoom(pair, group_id, plain, member)
@@ -398,7 +399,8 @@ async def _final_relay_round(relay: RelayRoom) -> None:
 
 def _relay_read(relay: RelayRoom) -> list[str]:
     """What the MLS member received from the plain client, in order."""
-    return [t for s, t in relay.member.texts(relay.group_id) if s == relay.plain.identity]
+    puppet = relay_identity(relay.plain.identity)  # the plain client's puppet
+    return [t for s, t in relay.member.texts(relay.group_id) if s == puppet]
 
 
 def _plain_read(relay: RelayRoom) -> list[str]:

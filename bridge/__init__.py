@@ -8,5 +8,7 @@ A package per role (see docs/ARCHITECTURE.md):
 - :mod:`bridge.app` -- the command line, configuration, logs, metrics, services, demo;
 - :mod:`bridge.devservers` -- local Prosody and Synapse for the demo and the tests;
 - :mod:`bridge.errors` -- the one error tree; :mod:`bridge.identities` -- network
-  identities in MLS credentials.
+  identities in MLS credentials; :mod:`bridge.credentials` -- the Authentication
+  Service's X.509 credentials (the hub's CA, attestation, the checks members make);
+  :mod:`bridge.reasons` -- why the hub removes someone, as its Remove proposals say.
 """

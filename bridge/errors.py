@@ -1,7 +1,9 @@
 """The bridge's one error tree: delivery hub, its store, member client, content format,
 and the bridge service's room pairs.
 
-One root, :class:`BridgeError`, separate from :class:`mls.errors.MLSError`. The hub's
+One root, :class:`BridgeError`, separate from :class:`mls.errors.MLSError` -- except
+:class:`CredentialRejected`, the bridge's Authentication Service refusing a credential,
+which is both (``mls`` calls the AS and must reject what it refuses). The hub's
 stores raise :class:`StoreError` and its subclasses (every backend the same ones, so the
 hub never catches ``sqlite3`` or ``asyncpg`` exceptions; driver errors that are not one
 of the specific cases surface as :class:`StoreUnavailable`, chained to the original). A
@@ -13,9 +15,18 @@ importing this module's classes. Messages never carry plaintext or keys.
 
 from __future__ import annotations
 
+from mls.errors import ValidationError
+
 
 class BridgeError(Exception):
     """Root of every error raised by ``bridge``."""
+
+class CredentialRejected(BridgeError, ValidationError):
+    """The bridge's Authentication Service does not accept a credential (RFC 9420
+    §5.3.1): an X.509 chain that does not end at the pinned CA, a certificate whose key
+    is not the leaf's, one outside its validity, a basic credential where X.509 is
+    required... It is also an :class:`mls.errors.ValidationError`, so that ``mls``
+    rejects the message (or KeyPackage, or Welcome) that carried the credential."""
 
 class Rejection(BridgeError):
     """The hub refused a request; nothing was changed. ``code`` names the reason."""
@@ -174,6 +185,10 @@ class HubRefused(MemberError):
         self.code = code
         self.reason = reason
         self.epoch = epoch
+
+class PinMismatch(MemberError):
+    """The hub presents another CA certificate than the one the member pinned on first
+    use: the member refuses to trust it (a new hub identity, or an impostor)."""
 
 class BridgeConfigError(BridgeError):
     """A bridge service that cannot be set up as configured: no network, or a room pair

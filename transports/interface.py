@@ -18,7 +18,7 @@ A room membership change that a hub-side transport observes (someone left, was k
 or banned) is not a request: it is a :class:`NetworkEvent`, handed to the hub through
 its own entry point, :meth:`HubService.network_event`. Clients cannot send one.
 
-Five roles, as :class:`typing.Protocol` classes:
+Seven roles, as :class:`typing.Protocol` classes:
 
 * :class:`HubService` -- implemented by :class:`bridge.hub.Hub` (and by
   :class:`bridge.app.services.bridge.BridgeService`, one hub for both networks); the
@@ -29,6 +29,11 @@ Five roles, as :class:`typing.Protocol` classes:
 * :class:`RoomDirectory` -- implemented by each hub-side transport: the :class:`Role`
   an identity holds in one of its rooms (Matrix membership and power levels, XMPP
   affiliations), which the hub's authorization asks (``docs/SECURITY.md``);
+* :class:`RoomCommands` -- implemented by the bridge: room administration commands
+  (bridge, unbridge, relay, status) that a hub-side transport received, answered with a
+  :class:`CommandReply`;
+* :class:`MediaSource` -- implemented by a hub-side transport whose network keeps
+  files behind a login (Matrix): fetch one for a member of the other network;
 * :class:`Deliverer` -- implemented by the hub-side transport: carry an
   :class:`Outbound` delivery to each of its ``recipients`` (the groupchat messages /
   room events of the wire binding), preserving the order of calls per recipient
@@ -44,6 +49,7 @@ Five roles, as :class:`typing.Protocol` classes:
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -74,7 +80,8 @@ def network_of(identity: str) -> str:
 class Op(enum.StrEnum):
     """What an :class:`Inbound` asks of the hub."""
 
-    HUB_INFO = "hub-info"  # reply payload: the hub's ExternalSender (for new groups)
+    HUB_INFO = "hub-info"  # reply payload: HubInfo (external sender, CA certificate)
+    ATTEST = "attest"  # payload=AttestRequest -> reply payload: an X.509 Credential
     CREATE_GROUP = "create-group"  # group_info (epoch 0), ratchet_tree; transport+room_id
     ATTACH_ROOM = "attach-room"  # refused (forbidden): rooms are attached by configuration
     SUBMIT_COMMIT = "submit-commit"  # payload=commit, welcome, group_info, ratchet_tree
@@ -89,6 +96,8 @@ class Op(enum.StrEnum):
     LEAVE = "leave"  # the sender leaves the group (only itself; target empty or itself)
     KICK = "kick"  # refused (forbidden): kicks are network events, never requests
     REPORT = "report"  # group_id, seq (a commit the sender could not process), reason
+    FETCH_MEDIA = "fetch-media"  # group_id, target=URL of another network's media store,
+    #                              limit=its size, payload=its SHA-256 -> reply payload
 
 
 class Kind(enum.StrEnum):
@@ -242,6 +251,44 @@ class RoomDirectory(Protocol):
 
     async def role(self, room: str, identity: str) -> Role:
         """``identity``'s role in ``room`` now (NONE when unknown or unreachable)."""
+        ...
+
+
+class RoomCommands(Protocol):
+    """Room administration commands people give a hub-side transport (the Matrix bot's
+    ``!mls ...``, the XMPP component's XEP-0050 ad-hoc commands), carried out by the
+    bridge, which authorizes them."""
+
+    async def room_command(self, network: str, actor: str, room: str,
+                           words: Sequence[str]) -> CommandReply:
+        """Run ``words`` (``("bridge", other_room)``, ``("relay", "on")``...) for
+        ``actor`` (the identity its network authenticated) about ``room`` (a room of
+        ``network``); what to tell the actor."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    """The answer to a room command: ``ok`` (done, or understood and waiting) or
+    refused, and a text for the person who gave it ("": ignored, say nothing where
+    saying costs something -- a flood)."""
+
+    ok: bool
+    text: str
+
+
+class MediaSource(Protocol):
+    """A hub-side transport whose network keeps files behind its own login (the Matrix
+    media repository: ``mxc://``), fetching one for a member of another network. It
+    returns the bytes only (it stores nothing)."""
+
+    def owns(self, url: str) -> bool:
+        """Whether ``url`` names media of this transport's own server."""
+        ...
+
+    async def fetch(self, url: str, size: int, sha256: bytes) -> bytes:
+        """Exactly ``size`` bytes hashing to ``sha256`` (:class:`TransportError` otherwise;
+        the download stops past ``size``)."""
         ...
 
 

@@ -30,6 +30,8 @@ from bridge.app.logs import event, setup_logging
 from bridge.app.runtime import FatalError, serve
 from bridge.app.signals import end_leftover_tasks, stop_on_signals
 from bridge.chat.main import main as chat_main
+from bridge.errors import StoreError
+from bridge.hub.store import peek_room_pairs
 from transports.matrix.appservice import generate_registration
 
 log = logging.getLogger("bridge.app.cli")  # not __name__: "__main__" under python -m
@@ -81,8 +83,27 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     for line in config.describe():
         print(line)
+    for line in asyncio.run(_stored_pairs(config)):
+        print(line)
     print("check-config: OK")
     return 0
+
+
+async def _stored_pairs(config: Config) -> list[str]:
+    """The room pairs bridged at run time (``!mls bridge``, XEP-0050), from the store
+    read without writing; the configuration's pairs win where they share a room."""
+    try:
+        pairs = await peek_room_pairs(config.store.connect_url())
+    except StoreError as exc:
+        return [f"run-time room pairs: unknown ({exc})"]
+    taken = {room for r in config.rooms for room in (r.xmpp, r.matrix)}
+    lines = [f"run-time room pairs: {len(pairs) or 'none'} (in the store)"]
+    for pair in pairs:
+        ignored = " -- ignored: the configuration pairs one of its rooms" \
+            if {pair.xmpp_room, pair.matrix_room} & taken else ""
+        lines.append(f"run-time room: xmpp {pair.xmpp_room} <-> matrix {pair.matrix_room} "
+                     f"({'relay' if pair.relay else 'mls'}, by {pair.changed_by}){ignored}")
+    return lines
 
 
 def cmd_generate_registration(args: argparse.Namespace) -> int:

@@ -88,6 +88,7 @@ class HubSettings:
     max_key_package_size: int = 16384
     claims_per_target: int = 3
     claim_ttl: int = 3600
+    certificate_validity_days: int = 30
     max_groups_per_user: int = 100
     max_pending_welcomes: int = 64
 
@@ -171,6 +172,9 @@ class Config:
     matrix: MatrixSettings | None
     rooms: tuple[RoomSettings, ...] = ()
     shutdown_timeout: float = 10.0
+    relay_secrets: str = ""  # [bridge.relay] secrets: the puppets' keys (0600 file)
+    olm_store: str = ""  # [bridge.relay] olm_store: the bot's Megolm keys (0600 file)
+    relay_archive: int = 1000  # [bridge.relay] archive: re-emitted messages kept per room
 
     def secrets(self) -> list[str]:
         """Every secret value (for the log redactor)."""
@@ -186,6 +190,26 @@ class Config:
             return Path(self.hub.identity_file)
         sqlite = self.store.sqlite_path
         return Path(f"{sqlite}.hub-key") if sqlite is not None else Path("hub.key")
+
+    def relay_secrets_path(self) -> Path:
+        """Where relay puppets' secrets live: ``[bridge.relay] secrets``, else
+        ``<database>.relay-secrets`` beside a SQLite store, else ``relay-secrets.db``."""
+        if self.relay_secrets:
+            return Path(self.relay_secrets)
+        sqlite = self.store.sqlite_path
+        return Path(f"{sqlite}.relay-secrets") if sqlite is not None else \
+            Path("relay-secrets.db")
+
+    def olm_store_path(self) -> Path | None:
+        """Where the bot keeps its olm account and Megolm sessions (bot mode only):
+        ``[bridge.relay] olm_store``, else ``<database>.olm`` beside a SQLite store,
+        else ``olm-store.db``."""
+        if self.matrix is None or self.matrix.mode != "bot":
+            return None
+        if self.olm_store:
+            return Path(self.olm_store)
+        sqlite = self.store.sqlite_path
+        return Path(f"{sqlite}.olm") if sqlite is not None else Path("olm-store.db")
 
     def describe(self) -> list[str]:
         """What ``mls-bridge run`` would do, one line each; secrets appear only as
@@ -204,6 +228,8 @@ class Config:
                  f"claims per target={self.hub.claims_per_target} "
                  f"groups per user={self.hub.max_groups_per_user} "
                  f"pending Welcomes per user={self.hub.max_pending_welcomes}",
+                 f"hub attestations: X.509, valid {self.hub.certificate_validity_days} "
+                 f"days",
                  f"request limits: {self.limits.requests_per_second:g}/s per sender "
                  f"(burst {self.limits.request_burst}), {self.limits.workers} workers, "
                  f"queues {self.limits.queue_per_sender} per sender / "
@@ -224,7 +250,14 @@ class Config:
             lines.append(f"room {room.name}: xmpp {room.xmpp} <-> matrix {room.matrix} "
                          f"({mode}, join={room.join}, admins {', '.join(room.admins) or 'none'})")
         relays = [r.name for r in self.rooms if r.relay]
-        lines.append(f"relay rooms: {', '.join(relays) if relays else 'none'}")
+        lines.append(f"relay rooms: {', '.join(relays) if relays else 'none'} "
+                     f"(puppet secrets: {self.relay_secrets_path()})")
+        lines.append(f"relay archive: the newest {self.relay_archive} re-emitted messages "
+                     "per relayed room, in the puppet secrets file (XEP-0313)")
+        olm = self.olm_store_path()
+        lines.append(f"encrypted Matrix rooms: Megolm, olm store {olm} (the device's "
+                     "ed25519 fingerprint is logged at start)" if olm is not None else
+                     "encrypted Matrix rooms: not read (application-service mode)")
         if self.metrics.enabled:
             lines.append(f"listener metrics: http://{self.metrics.host}:{self.metrics.port}"
                          "/metrics")
@@ -394,6 +427,7 @@ def _hub(h: Table, d: HubSettings) -> HubSettings:
         h.integer("max_key_package_size", d.max_key_package_size, low=512, high=1 << 20),
         h.integer("claims_per_target", d.claims_per_target, low=1, high=1000),
         h.integer("claim_ttl", d.claim_ttl, low=1, high=30 * 86400),
+        h.integer("certificate_validity_days", d.certificate_validity_days, low=1, high=365),
         h.integer("max_groups_per_user", d.max_groups_per_user, low=1, high=1_000_000),
         h.integer("max_pending_welcomes", d.max_pending_welcomes, low=1, high=100_000))
     h.done()
@@ -450,13 +484,23 @@ def parse_config(data: Mapping[str, Any], path: Path,
         raise ConfigError("xmpp", "configure at least one network ([xmpp] or [matrix])")
     rooms: tuple[RoomSettings, ...] = ()
     shutdown = 10.0
+    relay_secrets = olm_store = ""
+    relay_archive = 1000
     if (b := root.table("bridge")) is not None:
         rooms = _rooms(b.tables("rooms"), xmpp, matrix)
         shutdown = b.number("shutdown_timeout", 10.0, low=0.1)
+        if (relay := b.table("relay")) is not None:
+            relay_secrets = relay.text("secrets", "")
+            olm_store = relay.text("olm_store", "")
+            relay_archive = relay.integer("archive", 1000, low=0)
+            relay.done()
+            for key, value in (("secrets", relay_secrets), ("olm_store", olm_store)):
+                if key in relay.data and not value:
+                    raise ConfigError(relay.key(key), "must not be empty")
         b.done()
     root.done()
     return Config(path, store, log, metrics, hub, limits, retry, xmpp, matrix, rooms,
-                  shutdown)
+                  shutdown, relay_secrets, olm_store, relay_archive)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -5,7 +5,11 @@ suite: :mod:`bridge.devservers`), writes a bridge configuration pairing an XMPP 
 with a Matrix room, runs the bridge (the same code as ``mls-bridge run``:
 :func:`bridge.app.runtime.serve`) and plays a short conversation: Alice on XMPP
 creates the group, adds Bob from Matrix, they chat both ways, Bob adds Carol from XMPP,
-Bob removes Carol. It prints what each person sees, then searches the bridge's database
+Bob removes Carol. Every member's credential is an X.509 certificate the hub attested
+and every member checks every other against the hub's CA it pinned (the demo prints the
+CA's fingerprint, the group's credential mode and each member's membership events:
+who was added or removed, by whom). It prints what each person sees, then searches the
+bridge's database
 files for every plaintext sent (there must be none: the bridge only relays MLS
 ciphertext), prints ``demo: OK — ...`` and stops everything it started. Exit code 0 on
 success, 1 otherwise (with the reason).
@@ -35,8 +39,8 @@ from bridge.app.runtime import serve
 from bridge.devservers.ports import ServerSetupError, free_port
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
-from bridge.identities import identity_of
 from bridge.member import Member, RetryPolicy
+from bridge.member.events import MembershipEvent, MembershipHook
 from transports.matrix.client import MatrixMemberLink
 from transports.xmpp.client import MLSClientPlugin, register
 
@@ -82,8 +86,11 @@ class Person:
         return group_id in self.member.group_ids() and self.member.group(group_id).active
 
     def roster(self, group_id: bytes) -> list[str]:
-        return sorted(identity_of(leaf.credential)
-                      for _, leaf in self.member.group(group_id).members())
+        return self.member.roster(group_id)
+
+    def pinned(self) -> str:
+        anchor = self.member.trust.anchor
+        return anchor.fingerprint if anchor is not None else "nothing"
 
     def texts(self, group_id: bytes) -> list[tuple[str, str]]:
         if group_id not in self.member.group_ids():
@@ -120,15 +127,25 @@ async def xmpp_person(server: ProsodyServer, name: str, account: tuple[str, str]
     client.add_event_handler("failed_auth", on_fail)
     client.connect(host=server.host, port=server.c2s_port)
     await asyncio.wait_for(ready, STEP_TIMEOUT)
-    member = Member(plugin, retry=RETRY)
+    member = Member(plugin, retry=RETRY, on_event=show_events("xmpp", name))
     plugin.attach(member)
     await member.start()
     person = Person(name, "xmpp", member, [lambda: client.disconnect(wait=1.0)])
     return person, plugin
 
 
+def show_events(network: str, name: str) -> MembershipHook:
+    """Print a member's membership events as they happen."""
+    def show(event: MembershipEvent) -> None:
+        say(f"[{network:6}] {name:5} event: {_short(event.describe())} "
+            f"(epoch {event.epoch}, log seq {event.seq})")
+    return show
+
+
 async def matrix_person(server: SynapseServer, name: str, hub_user: str
                         ) -> tuple[Person, nio.AsyncClient]:
+    """A Matrix user syncing; its member is started (it asks the hub for its CA and
+    an attestation) once the bridge runs: ``await person.member.start()``."""
     user_id, password = server.new_user(name)
     client = nio.AsyncClient(server.url, user_id)
     response = await client.login(password, device_name="mls-bridge demo")
@@ -136,9 +153,8 @@ async def matrix_person(server: SynapseServer, name: str, hub_user: str
         raise DemoError(f"{user_id}: Matrix login failed: {response}")
     link = MatrixMemberLink(client, hub_user, request_timeout=STEP_TIMEOUT,
                             sync_timeout_ms=SYNC_MS)
-    member = Member(link, retry=RETRY)
+    member = Member(link, retry=RETRY, on_event=show_events("matrix", name))
     link.attach(member)
-    await member.start()
     link.start()
     await asyncio.wait_for(link.synced.wait(), STEP_TIMEOUT)
     return Person(name, "matrix", member, [client.close, link.stop]), client
@@ -300,8 +316,9 @@ class Conversation:
         return len(got)
 
 
-def _short(identity: str) -> str:
-    return identity.removeprefix("xmpp:").removeprefix("matrix:u/")
+def _short(text: str) -> str:
+    """Identities without their scheme (``xmpp:``, ``matrix:u/``), for reading."""
+    return text.replace("xmpp:", "").replace("matrix:u/", "")
 
 
 async def converge(people: list[Person], group_id: bytes) -> int:
@@ -317,8 +334,14 @@ async def play(alice: Person, bob: Person, carol: Person, alice_plugin: MLSClien
     seen = {p.name: 0 for p in talk.people}
     for person in (bob, carol):
         await person.member.publish_key_packages(2)
+    pins = {person.pinned() for person in talk.people}
+    if len(pins) != 1:
+        raise DemoError(f"the members pinned different CAs: {sorted(pins)}")
+    say(f"demo: every member pinned the hub's CA, SHA-256 {pins.pop()}")
     say(f"{alice.tag} creates an MLS group in {xmpp_room} (she administers the room pair)")
     group_id = await alice.member.create_group(transport="xmpp", room_id=xmpp_room)
+    mode = alice.member.credential_mode(group_id)
+    say(f"{alice.tag} the group runs in {mode.value} mode: {mode.label}")
     say(f"{alice.tag} adds {bob.name} ({_short(bob.identity)}, on Matrix)")
     await alice.member.add_members(group_id, [bob.identity])
     epoch = await converge([alice, bob], group_id)
@@ -429,6 +452,7 @@ async def run_demo(workdir: Path) -> int:
             raise DemoError(f"the bridge did not start; see {workdir / 'bridge.log'}")
         say(f"demo: bridge running: XMPP room {xmpp_room} <-> Matrix room {room} "
             f"(logs: {workdir / 'bridge.log'})")
+        await bob.member.start()
         alice, alice_plugin = await xmpp_person(prosody, "alice", alice_account)
         carol, _ = await xmpp_person(prosody, "carol")
         people += [alice, carol]

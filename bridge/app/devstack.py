@@ -1,8 +1,9 @@
 """``mls-bridge devservers``: servers to try ``mls-bridge chat`` with, left running.
 
 Starts Prosody (with an XEP-0363 upload service) and Synapse on 127.0.0.1 (installing
-them when missing, like the demo), registers two people -- ``alice@localhost`` on XMPP
-and ``@bob:localhost`` on Matrix, with random passwords in 0600 files -- and a Matrix
+them when missing, like the demo), registers three people -- ``alice@localhost`` on XMPP
+and ``@bob:localhost`` on Matrix, with random passwords in 0600 files, and
+``carol@localhost`` on XMPP for poezio with the MLS plugin (docs/POEZIO.md) -- and a Matrix
 room of Bob's paired with the XMPP room ``lobby@mls.localhost`` (Alice administers the
 pair; whoever is in one of its rooms may join its group by external commit), runs the bridge (the
 code of ``mls-bridge run``) and prints the two ``mls-bridge chat`` command lines. Runs
@@ -61,6 +62,7 @@ async def run(workdir: Path) -> int:
         hub_password = secrets.token_urlsafe(12)
         hub_user = synapse.register_user("mlsbridge", hub_password)
         alice = prosody.register("alice", secret_file(workdir / "alice.password"))
+        carol = prosody.register("carol", secret_file(workdir / "carol.password"))
         bob = synapse.register_user("bob", secret_file(workdir / "bob.password"))
         room = await bob_room(synapse.url, bob, (workdir / "bob.password").read_text(
             "utf-8").strip(), hub_user)
@@ -83,6 +85,8 @@ async def run(workdir: Path) -> int:
         say("  " + shlex.join([*chat, "--matrix", bob, "--homeserver", synapse.url,
                                "--hub-user", hub_user,
                                "--password-file", str(workdir / "bob.password")]))
+        say(f"devservers: {carol} (password in {workdir / 'carol.password'}) is for poezio "
+            f"on {prosody.host}:{prosody.c2s_port}, CA {prosody.cafile} (docs/POEZIO.md)")
         say(f"devservers: the XMPP room {xmpp_room} is paired with Bob's Matrix room "
             f"{room}; Ctrl-C stops everything")
         stop_on_signals(stop)

@@ -31,8 +31,10 @@ from bridge.errors import BridgeConfigError
 from bridge.hub import HubConfig, HubIdentity
 from bridge.hub.policy import JoinPolicy
 from bridge.hub.store import Store, StoreError, StoreUnavailable, open_store
+from bridge.relay import PuppetSecrets
 from transports.fairness import RequestLimits
 from transports.matrix.appservice import load_registration
+from transports.matrix.e2e import open_store_file
 from transports.matrix.errors import HomeserverError
 from transports.matrix.events import user_uri
 from transports.xmpp.component import ComponentConfig
@@ -78,7 +80,8 @@ def _matrix_config(config: Config) -> MatrixServiceConfig:
         device_id=m.device_id, appservice=a.registration if a else "",
         listen_host=a.listen_host if a else "127.0.0.1", listen_port=a.listen_port if a else 0,
         server_name=m.server_name, sync_timeout_ms=m.sync_timeout_ms,
-        hub_name=config.hub.name, limits=request_limits(config))
+        hub_name=config.hub.name, limits=request_limits(config),
+        olm_store=str(config.olm_store_path() or ""))
 
 
 def _hub_config(config: Config) -> HubConfig:
@@ -90,6 +93,7 @@ def _hub_config(config: Config) -> HubConfig:
                      max_key_package_lifetime=h.max_key_package_lifetime,
                      max_key_package_size=h.max_key_package_size,
                      claims_per_target=h.claims_per_target, claim_ttl=h.claim_ttl,
+                     certificate_validity=h.certificate_validity_days * 86400,
                      max_groups_per_user=h.max_groups_per_user,
                      max_pending_welcomes=h.max_pending_welcomes)
 
@@ -109,7 +113,8 @@ def hub_name(config: Config) -> str:
     return user_uri(config.matrix.user) if config.matrix.user else "matrix:hub"
 
 
-def build_service(config: Config, store: Store, identity: HubIdentity) -> BridgeService:
+def build_service(config: Config, store: Store, identity: HubIdentity,
+                  relay_secrets: PuppetSecrets | None = None) -> BridgeService:
     """One hub with every configured network attached (:class:`BridgeService`)."""
     rooms = [RoomPair(room.xmpp.lower(), room.matrix, room.relay, JoinPolicy(room.join),
                       frozenset(_identity(admin) for admin in room.admins))
@@ -117,7 +122,8 @@ def build_service(config: Config, store: Store, identity: HubIdentity) -> Bridge
     return BridgeService(
         store, identity, xmpp=_component_config(config) if config.xmpp else None,
         matrix=_matrix_config(config) if config.matrix else None, rooms=rooms,
-        hub_config=_hub_config(config), shutdown_timeout=config.shutdown_timeout,
+        hub_config=_hub_config(config), relay_secrets=relay_secrets,
+        relay_archive=config.relay_archive, shutdown_timeout=config.shutdown_timeout,
         connect_timeout=config.xmpp.connect_timeout if config.xmpp else 20.0)
 
 
@@ -268,10 +274,11 @@ class BridgeRuntime:
                 await asyncio.gather(task, return_exceptions=True)
         return STOPPED if cut else task.result()
 
-    async def _start(self, store: Store, identity: HubIdentity) -> BridgeService | None:
+    async def _start(self, store: Store, identity: HubIdentity,
+                     secrets: PuppetSecrets) -> BridgeService | None:
         delay, attempt = self.config.retry.initial_delay, 0
         while not self.stop.is_set():
-            service = build_service(self.config, store, identity)
+            service = build_service(self.config, store, identity, secrets)
             service.hub.observer = self.observer
             service.limit_observer = self.observer
             try:
@@ -310,9 +317,38 @@ class BridgeRuntime:
                                 f"{getattr(exc, 'strerror', None) or type(exc).__name__}"
                              ) from None
 
+    def _olm_store(self) -> None:
+        """The bot's olm store file (bot mode): created 0600 if absent, refused if
+        anyone but its owner may read it (:func:`transports.matrix.e2e.open_store_file`)."""
+        path = self.config.olm_store_path()
+        try:
+            if path is not None:
+                open_store_file(path)
+        except OSError as exc:
+            raise FatalError(1, f"bridge.relay.olm_store: cannot use {path}: "
+                                f"{getattr(exc, 'strerror', None) or exc}") from None
+
+    async def _relay_secrets(self) -> PuppetSecrets:
+        """The relay puppets' secrets file (created 0600 if absent; never the store)."""
+        path = self.config.relay_secrets_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return await PuppetSecrets.open(path)
+        except (OSError, StoreError) as exc:
+            raise FatalError(1, f"bridge.relay.secrets: {getattr(exc, 'strerror', None) or exc}"
+                             ) from None
+
     async def run(self) -> int:
         _check_registration(self.config)
         identity = self._identity()
+        self._olm_store()
+        secrets = await self._relay_secrets()
+        try:
+            return await self._run(identity, secrets)
+        finally:
+            await secrets.close()
+
+    async def _run(self, identity: HubIdentity, secrets: PuppetSecrets) -> int:
         store = await self._open_store()
         if store is None:
             return 0
@@ -321,7 +357,7 @@ class BridgeRuntime:
             event(log, logging.INFO, "store open", store=self.config.store.display_url())
             if not await self._until_reachable():
                 return 0
-            service = await self._start(store, identity)
+            service = await self._start(store, identity, secrets)
             if service is None:
                 return 0
             for network in ("xmpp", "matrix"):

@@ -21,13 +21,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, ListItem, ListView, RichLog, Static
 
 from bridge.chat import commands
-from bridge.chat.client import WAITING, ChatClient, CommandError, Room
+from bridge.chat.client import RELAY_BANNER, WAITING, ChatClient, CommandError, Room
 from bridge.chat.membership import short
-from bridge.chat.model import Message, Notice, Timeline
+from bridge.chat.model import render
 from bridge.chat.session import SessionError
 
-RELAY_BANNER = ("RELAYED: the bridge decrypts this room for people without an MLS "
-                "client. It is NOT end-to-end encrypted.")
 CONSOLE = "(console)"
 
 
@@ -198,37 +196,3 @@ class ChatApp(App[None]):
             for line in render(item, timeline, self.chat.me):
                 log.write(Text(line), expand=True)
 
-
-def render(item: Message | Notice, timeline: Timeline, me: str) -> list[str]:
-    """The lines of one timeline item, as plain text."""
-    when = time.strftime("%H:%M", time.localtime(item.time))
-    if isinstance(item, Notice):
-        return [f"-- {when} {item.text}"]
-    who = "you" if item.sender == me else short(item.sender)
-    lines = []
-    if item.reply_to is not None:
-        quoted = timeline.by_id(item.reply_to)
-        if quoted is not None:
-            text = "(retracted)" if quoted.retracted else (quoted.body or _file(quoted))
-            lines.append(f"     ↱ [{quoted.number}] {short(quoted.sender)}: {text[:60]}")
-    if item.retracted:
-        body = "(retracted)"
-    elif item.file is not None or item.attachment is not None:
-        body = f"{_file(item)}  (/save {item.number})"
-    else:
-        body = item.body or ""
-    edited = " (edited)" if item.edited else ""
-    lines.append(f"[{item.number}] {when} {who}: {body}{edited}")
-    if item.reactions:
-        lines.append("     " + "  ".join(f"{emoji} {len(people)}" for emoji, people
-                                          in sorted(item.reactions.items())))
-    return lines
-
-
-def _file(message: Message) -> str:
-    if message.file is not None:
-        return (f"[file] {message.file.name} ({message.file.size} bytes, "
-                f"{message.file.media_type}, end-to-end encrypted)")
-    if message.attachment is not None:
-        return f"[file] {message.attachment.media_type}, {message.attachment.size} bytes"
-    return ""

@@ -28,6 +28,7 @@ from bridge.chat.model import Record, Timeline, decode_record, encode_record
 from bridge.chat.session import Session, SessionError, Status
 from bridge.errors import BridgeError, ContentError, HubRefused
 from bridge.member import Member, MemberStore, Received, RetryPolicy
+from bridge.member.attachments import Download
 from mls.errors import MLSError
 from transports.errors import LinkError, TransportError
 from transports.interface import Inbound, Kind, Op, Outbound
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 KEY_PACKAGES = 3  # KeyPackages kept published (a Welcome uses one up)
 RETRY = RetryPolicy(attempts=12, base_delay=0.05, max_delay=1.0)
 WAITING = "waiting for an invitation (Welcome)"
+RELAY_BANNER = ("RELAYED: the bridge decrypts this room for people without an MLS "
+                "client. It is NOT end-to-end encrypted.")
 HUB = "hub"
 NETWORK_DEVICE = "chat:network-device"  # the network's own device id (Matrix), kept
 
@@ -147,7 +150,7 @@ class ChatClient:
                     room.timeline.apply(decode_record(data))
                 except ContentError as exc:
                     log.warning("history record %s skipped: %s", key, exc)
-            room.roster = Roster.of(self.member.group(group_id))
+            room.roster = Roster.of(self.member.group(group_id), self.member.trust.anchor)
 
     async def _resume(self) -> None:
         for room in list(self.rooms.values()):
@@ -239,7 +242,7 @@ class ChatClient:
                 self._spawn(self._commit_pending(room))
             if (group.epoch, group.active) == (room.roster.epoch, room.roster.active):
                 continue
-            after = Roster.of(group)
+            after = Roster.of(group, self.member.trust.anchor)
             witness = self._witness.get((group_id, room.roster.epoch))
             for text in describe(room.roster, after, self.me, witness):
                 self._notice(room, text)
@@ -288,7 +291,7 @@ class ChatClient:
 
     def _new_room(self, group_id: bytes, room_id: str = "", name: str = "") -> Room:
         room = Room(group_id, name or room_id or f"group {group_id.hex()[:8]}", room_id)
-        room.roster = Roster.of(self.member.group(group_id))
+        room.roster = Roster.of(self.member.group(group_id), self.member.trust.anchor)
         self.rooms[group_id] = room
         self._spawn(self._save_room(room))
         return room
@@ -388,7 +391,7 @@ class ChatClient:
         await self.session.attach_room(room_id, reply.group_id)
         room = self.rooms.get(reply.group_id) or self._new_room(
             reply.group_id, room_id, name=await self.session.room_name(room_id))
-        room.roster = Roster.of(self.member.group(reply.group_id))
+        room.roster = Roster.of(self.member.group(reply.group_id), self.member.trust.anchor)
         self._notice(room, f"you joined {room.name} by external commit (epoch "
                            f"{room.roster.epoch}, {len(room.roster.leaves)} members)")
         self._spawn(self._check_relay(room))
@@ -451,7 +454,24 @@ class ChatClient:
                 room.relayed = await self.session.relayed(room.room_id)
             except (SessionError, TransportError, OSError) as exc:
                 log.info("relay state of %s unknown: %s", room.room_id, exc)
+        if room.group_id in self.member.group_ids() and self.member.relayed(room.group_id):
+            room.relayed = True  # a relay puppet holds a leaf: not end to end
             self.on_change()
+
+    def downloader(self, room: Room) -> Download:
+        """How to fetch a file's ciphertext in ``room``: the session downloads it, but
+        media of another network's store that this account cannot read (``mxc://``
+        from XMPP) comes through the hub (:meth:`bridge.member.Member.fetch_media`)."""
+        async def download(url: str, size: int, sha256: bytes) -> bytes:
+            if not url.startswith("mxc://") or self.session.network == "matrix":
+                return await self.session.download(url, size, sha256)
+            try:
+                return await self.member.fetch_media(room.group_id, url, size, sha256)
+            except HubRefused as exc:
+                raise SessionError(f"the bridge did not fetch it: {exc.reason}") from exc
+            except (BridgeError, LinkError) as exc:
+                raise SessionError(f"the bridge did not fetch it: {exc}") from exc
+        return download
 
     def mark_read(self, room: Room) -> None:
         if room.timeline.last_seq > room.read_seq:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bridge.chat import messages
-from bridge.chat.client import WAITING, ChatClient, CommandError, Room
+from bridge.chat.client import RELAY_BANNER, WAITING, ChatClient, CommandError, Room
 from bridge.chat.membership import short
 from bridge.member import group_safety_number, member_list
 
@@ -25,6 +25,7 @@ HELP = """\
 /leave             leave the current room
 /members           members, their network identity and key fingerprint
 /safety            the group's safety number (compare it with the others)
+/info              members, safety number, relay state, credential mode
 /reply N TEXT      reply to message N
 /edit N TEXT       replace the text of your message N
 /retract N         retract your message N
@@ -98,7 +99,7 @@ async def _members(ctx: Context, args: str) -> None:
     group = ctx.chat.member.group(room.group_id)
     if not group.active:
         raise CommandError(f"you are no longer a member of {room.name}")
-    people = member_list(group)
+    people = member_list(group, ctx.chat.member.trust.anchor)
     ctx.say(f"{len(people)} members of {room.name} (epoch {group.epoch}):")
     for person in people:
         you = " (you)" if person.own else ""
@@ -115,6 +116,17 @@ async def _safety(ctx: Context, args: str) -> None:
     ctx.say(f"      {group_safety_number(group)}")
     ctx.say("compare it with the others out of band: equal numbers mean you all see "
             "the same group (it changes with every membership change)")
+
+
+async def _info(ctx: Context, args: str) -> None:
+    """Members, safety number, relay state and credential mode, at once."""
+    await _members(ctx, args)
+    await _safety(ctx, args)
+    room = ctx.current()
+    ctx.say(RELAY_BANNER if room.relayed else "end-to-end encrypted: the bridge does not "
+                                              "relay this room")
+    mode = ctx.chat.member.credential_mode(room.group_id)
+    ctx.say(f"credential mode: {mode} ({mode.label})")
 
 
 async def _reply(ctx: Context, args: str) -> None:
@@ -160,7 +172,7 @@ async def _quit(ctx: Context, args: str) -> None:
 
 COMMANDS: dict[str, Handler] = {
     "join": _join, "create": _create, "room": _room, "add": _add, "remove": _remove,
-    "leave": _leave, "members": _members, "safety": _safety, "reply": _reply,
+    "leave": _leave, "members": _members, "safety": _safety, "info": _info, "reply": _reply,
     "edit": _edit, "retract": _retract, "react": _react, "file": _file, "save": _save,
     "help": _help, "quit": _quit,
 }

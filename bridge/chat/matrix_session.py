@@ -91,6 +91,7 @@ class MatrixSession:
             raise SessionError(f"{self.client.user_id}: login refused: "
                                f"{getattr(response, 'message', response)}")
         link = self._link()
+        link.media.access_token = self.client.access_token  # the link predates the login
         link.start()
         try:
             await asyncio.wait_for(link.synced.wait(), LOGIN_TIMEOUT)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from bridge.identities import identity_of
+from bridge.identities import RELAYED_MARK, IdentityVerifier, identity_of, relayed_user
 from mls.group.group import Group
 
 
@@ -27,10 +27,12 @@ class Roster:
     leaves: dict[int, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, group: Group) -> Roster:
+    def of(cls, group: Group, verifier: IdentityVerifier | None) -> Roster:
+        """The roster of ``group``; X.509 identities read through ``verifier`` (the
+        member's pinned CA)."""
         if not group.active:
             return cls(group.epoch, False)
-        return cls(group.epoch, True, {int(leaf): identity_of(node.credential)
+        return cls(group.epoch, True, {int(leaf): identity_of(node.credential, verifier)
                                        for leaf, node in group.members()})
 
 
@@ -86,7 +88,12 @@ def describe(before: Roster, after: Roster, me: str, witness: Witness | None,
 
 
 def short(identity: str) -> str:
-    """An identity as people write it: ``alice@example.org``, ``@bob:example.org``."""
+    """An identity as people write it: ``alice@example.org``, ``@bob:example.org``; a
+    relay puppet's (``relay+...``, :mod:`bridge.identities`) with its mark,
+    ``alice@example.org (relayed)``."""
+    legacy = relayed_user(identity)
+    if legacy is not None:
+        return short(legacy) + RELAYED_MARK
     if identity.startswith("matrix:u/"):
         return "@" + identity.removeprefix("matrix:u/")
     return identity.removeprefix("xmpp:")

@@ -111,7 +111,7 @@ async def save(chat: ChatClient, room: Room, number: int, path: str = "") -> Pat
     if part is None:
         raise CommandError(f"message {number} has no file")
     try:
-        data = await fetch_file(part, download=chat.session.download,
+        data = await fetch_file(part, download=chat.downloader(room),
                                 limit=chat.receive_limit)
     except (FileError, SessionError) as exc:
         raise CommandError(f"{part.name} not saved: {exc}") from exc

@@ -15,11 +15,13 @@ restart rebuilds the same timeline.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import cbor2
 
+from bridge.chat.membership import short
 from bridge.errors import ContentError
 from bridge.member.content import Attachment, Content, ExternalPart
 
@@ -163,3 +165,38 @@ class Timeline:
     def unread(self, read_seq: int, me: str) -> int:
         """Messages from others after ``read_seq``."""
         return sum(1 for m in self.messages if m.seq > read_seq and m.sender != me)
+
+
+def render(item: Message | Notice, timeline: Timeline, me: str) -> list[str]:
+    """The lines of one timeline item, as plain text."""
+    when = time.strftime("%H:%M", time.localtime(item.time))
+    if isinstance(item, Notice):
+        return [f"-- {when} {item.text}"]
+    who = "you" if item.sender == me else short(item.sender)
+    lines = []
+    if item.reply_to is not None:
+        quoted = timeline.by_id(item.reply_to)
+        if quoted is not None:
+            text = "(retracted)" if quoted.retracted else (quoted.body or _file(quoted))
+            lines.append(f"     ↱ [{quoted.number}] {short(quoted.sender)}: {text[:60]}")
+    if item.retracted:
+        body = "(retracted)"
+    elif item.file is not None or item.attachment is not None:
+        body = f"{_file(item)}  (/save {item.number})"
+    else:
+        body = item.body or ""
+    edited = " (edited)" if item.edited else ""
+    lines.append(f"[{item.number}] {when} {who}: {body}{edited}")
+    if item.reactions:
+        lines.append("     " + "  ".join(f"{emoji} {len(people)}" for emoji, people
+                                          in sorted(item.reactions.items())))
+    return lines
+
+
+def _file(message: Message) -> str:
+    if message.file is not None:
+        return (f"[file] {message.file.name} ({message.file.size} bytes, "
+                f"{message.file.media_type}, end-to-end encrypted)")
+    if message.attachment is not None:
+        return f"[file] {message.attachment.media_type}, {message.attachment.size} bytes"
+    return ""

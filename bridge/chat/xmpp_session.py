@@ -41,32 +41,39 @@ class XmppSession:
         bare = JID(jid)
         if not bare.user or not bare.domain:
             raise SessionError(f"not an XMPP address: {jid!r} (expected user@domain)")
-        self.hub = hub or f"mls.{bare.domain}"
         self.host, self.port = host, port
-        self.client = ClientXMPP(f"{bare.bare}/{resource}", password)
-        self.client.register_plugin("xep_0030")
-        self.client.enable_direct_tls = False
+        client = ClientXMPP(f"{bare.bare}/{resource}", password)
+        client.enable_direct_tls = False
         if tls:
-            self.client.enable_starttls = True
+            client.enable_starttls = True
             if cafile:
-                self.client.ca_certs = Path(cafile)
+                client.ca_certs = Path(cafile)
         else:  # loopback test servers only
-            self.client.enable_starttls = False
-            self.client.enable_plaintext = True
-            mechanisms = self.client.plugin["feature_mechanisms"]
+            client.enable_starttls = False
+            client.enable_plaintext = True
+            mechanisms = client.plugin["feature_mechanisms"]
             mechanisms.unencrypted_scram = mechanisms.unencrypted_plain = True
-        hosts = LOOPBACK_HOSTS | upload_hosts | {bare.domain, f"upload.{bare.domain}"}
-        self.plugin: MLSClientPlugin = register(self.client, self.hub, upload_hosts=hosts)
-        self._on_status: StatusHook = lambda status: None
-        self._closing = False
-        self._delay = 1.0
-        self._first: asyncio.Future[None] | None = None
-        self._retry: asyncio.Task[None] | None = None
+        self._bind(client, hub or f"mls.{bare.domain}", upload_hosts)
         for name, handler in (("session_start", self._started),
                               ("failed_auth", self._failed_auth),
                               ("disconnected", self._disconnected),
                               ("connection_failed", self._connection_failed)):
             self.client.add_event_handler(name, handler)
+
+    def _bind(self, client: ClientXMPP, hub: str, upload_hosts: frozenset[str]) -> None:
+        """Make ``client`` the session's: the ``mls_client`` plugin on it as the link
+        (also for a client another program logged in: :mod:`bridge.poezio`)."""
+        self.hub = hub
+        self.client = client
+        client.register_plugin("xep_0030")
+        domain = client.boundjid.domain
+        hosts = LOOPBACK_HOSTS | upload_hosts | {domain, f"upload.{domain}"}
+        self.plugin: MLSClientPlugin = register(client, hub, upload_hosts=hosts)
+        self._on_status: StatusHook = lambda status: None
+        self._closing = False
+        self._delay = 1.0
+        self._first: asyncio.Future[None] | None = None
+        self._retry: asyncio.Task[None] | None = None
 
     @property
     def identity(self) -> str:
@@ -202,8 +209,8 @@ class XmppSession:
 
     async def download(self, url: str, size: int, sha256: bytes) -> bytes:
         if not url.startswith(("http://", "https://")):
-            raise SessionError("the file is stored on a Matrix media repository, which "
-                               "an XMPP account cannot read")
+            raise SessionError("the file is stored on a Matrix media repository: only "
+                               "the bridge can fetch it (ChatClient.downloader)")
         try:
             return await self.plugin.uploader.download(UploadRef(url, sha256.hex(), size))
         except TransportError as exc:

@@ -11,7 +11,9 @@ keeps its log, KeyPackage directory and GroupInfo, and fans messages out.
   bans, the external-commit rate limit, and why no resync storm can be repeated;
 - :mod:`bridge.hub.removals` -- the hub's own Remove proposals and their reasons;
 - :mod:`bridge.hub.directory` -- the KeyPackage directory;
-- :mod:`bridge.hub.identity` -- :class:`HubIdentity`, its name and signing keys;
+- :mod:`bridge.hub.attestation` -- the hub as its members' Authentication Service
+  (hub-info, attest, the credential checks at publish and of Adds);
+- :mod:`bridge.hub.identity` -- :class:`HubIdentity`, its name, signing keys and CA;
 - :mod:`bridge.hub.policy` -- :class:`HubConfig` (local policy) and
   :class:`HubObserver` (metrics hook);
 - :mod:`bridge.hub.store` -- its persistent state (SQLite, PostgreSQL).

@@ -36,11 +36,13 @@ from bridge.errors import (
     UnknownGroupRejection,
     Unsupported,
 )
+from bridge.hub.media import media_network
 from bridge.hub.policy import HubConfig, JoinPolicy, RoomPolicy
 from bridge.hub.public_view import identities, leaf_identity, sender_index
 from bridge.hub.store import Store
-from bridge.identities import identity_of
+from bridge.identities import IdentityVerifier, identity_of, is_network_identity, is_relayed
 from mls import (
+    Add,
     GroupContextExtensions,
     KeyPackage,
     MLSMessage,
@@ -58,6 +60,7 @@ from mls.messages.proposals import Commit
 from transports.interface import (
     IDENTITY_SCHEMES,
     Inbound,
+    MediaSource,
     Network,
     NetworkEvent,
     Op,
@@ -68,6 +71,7 @@ from transports.interface import (
 
 #: The authority of the hub's own proposals (Removes for network leaves and kicks).
 HUB = "hub"
+SHA256_SIZE = 32
 
 
 LoadView = Callable[[bytes], Awaitable[PublicGroup]]
@@ -82,29 +86,38 @@ class CommitChanges:
     committer's: it chose to commit it).
 
     ``removals``: (authority, removed identity) per removed leaf; ``context_changes``
-    and ``reinits``: the authorities of GroupContextExtensions and ReInit proposals."""
+    and ``reinits``: the authorities of GroupContextExtensions and ReInit proposals;
+    ``added``: the identities of the leaves the commit adds (an external commit's
+    joiner included)."""
 
     committer: str
     external: bool
     removals: tuple[tuple[str, str], ...] = ()
     context_changes: tuple[str, ...] = ()
     reinits: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
 
 
 class Authorizer:
     """The rules of ``docs/SECURITY.md`` (see the module docstring).
 
-    ``directories`` maps each network to its hub-side transport's room roles; room
-    pairs from the configuration are registered with :meth:`configure`."""
+    ``directories`` maps each network to its hub-side transport's room roles, ``media``
+    to its media store (if it keeps files behind a login); room pairs from the
+    configuration are registered with :meth:`configure`."""
 
-    def __init__(self, store: Store, config: HubConfig, load: LoadView) -> None:
+    def __init__(self, store: Store, config: HubConfig, load: LoadView,
+                 verifier: IdentityVerifier | None) -> None:
         self.store = store
         self.config = config
         self._load = load
+        #: Reads the identities of X.509 credentials (the hub's CA).
+        self.verifier = verifier
         self.directories: dict[str, RoomDirectory] = {}
+        self.media: dict[str, MediaSource] = {}
         self._policies: dict[tuple[str, str], RoomPolicy] = {}
         self._rules: dict[str, Callable[[Inbound], Awaitable[None]]] = {
             Op.HUB_INFO: self._anyone,
+            Op.ATTEST: self._anyone,  # A15: the requester's own identity only (by design)
             Op.CREATE_GROUP: self._create_group,
             Op.ATTACH_ROOM: self._configuration_only,
             Op.SUBMIT_COMMIT: self._anyone,  # A6-A11: check_commit, on the parsed commit
@@ -118,6 +131,7 @@ class Authorizer:
             Op.LEAVE: self._leave,
             Op.KICK: self._network_only,
             Op.REPORT: self._member,  # A21 (what a report then does: bridge.hub.faults)
+            Op.FETCH_MEDIA: self._fetch_media,  # A23 (the rate limit: bridge.hub.media)
         }
 
     # -- configuration ----------------------------------------------------------------
@@ -130,6 +144,36 @@ class Authorizer:
     def policy(self, transport: str, room: str) -> RoomPolicy | None:
         return self._policies.get((transport, room))
 
+    def unconfigure(self, policy: RoomPolicy) -> None:
+        """Forget a room pair bridged at run time and then unbridged."""
+        for room in policy.rooms:
+            if self._policies.get(room) == policy:
+                del self._policies[room]
+
+    # -- room commands (A5, A22) ----------------------------------------------------------
+
+    async def check_room_command(self, command: str, actor: str,
+                                 rooms: Iterable[tuple[str, str]], *,
+                                 present: bool = False) -> None:
+        """A5, A22: who may give a room command about ``rooms`` (a pair's, or the one
+        room a ``bridge`` request names on the actor's own network). ``bridge``: a
+        moderator of that room -- the pair is made once a moderator of each room asked
+        for it, so it takes both rooms' moderators; ``unbridge``, ``relay``: a
+        moderator of either room of the pair (either side may take its room out, or
+        turn relay mode off or on, and both rooms are told); ``status``: a member of
+        either room, or an occupant of its XMPP room (``present``). Roles are held in
+        rooms of one's own network only (:meth:`role`)."""
+        rooms = list(rooms)
+        if command == "status":
+            if not present and not await self._holds(rooms, actor, Role.MEMBER):
+                raise NotMember("only the rooms' members may see their bridge status")
+            return
+        if command not in ("bridge", "unbridge", "relay"):
+            raise Unsupported(f"unknown room command {command!r}")
+        if not await self._holds(rooms, actor, Role.MODERATOR):
+            raise NotModerator(f"only a moderator of {' or '.join(r for _, r in rooms)} "
+                               f"may {command} it")
+
     # -- the dispatcher's hook ----------------------------------------------------------
 
     async def check(self, request: Inbound) -> None:
@@ -141,11 +185,15 @@ class Authorizer:
         await rule(request)
 
     def _authenticate(self, request: Inbound) -> None:
-        """The requester: an identity of the network that authenticated it (a relay
-        puppet, network ``local``, may carry either network's identities)."""
+        """The requester: an identity of the network that authenticated it. The relay's
+        in-process link (network ``local``) carries relayed identities only
+        (``relay+xmpp:...``, ``relay+matrix:u/...``: :mod:`bridge.identities`), which
+        no network can authenticate, so a relayed identity never acts as a network
+        user and no network user acts as a relayed one (R1 of docs/SECURITY.md)."""
         if request.network == Network.LOCAL:
-            if not network_of(request.sender):
-                raise Unauthenticated(f"{request.sender!r} is not an identity URI")
+            if not is_relayed(request.sender):
+                raise Unauthenticated("the relay link carries relayed identities "
+                                      "(relay+<network identity>) only")
             return
         scheme = IDENTITY_SCHEMES.get(request.network)
         if scheme is None:
@@ -170,13 +218,29 @@ class Authorizer:
         if not request.group_id:
             raise Malformed(f"{request.op} names its group")
         group = await self._load(request.group_id)
-        if request.sender not in identities(group):
+        if request.sender not in identities(group, self.verifier):
             raise NotMember(f"{request.sender} is not a member of the group")
+
+    async def _fetch_media(self, request: Inbound) -> None:
+        """A23: a current member of the named group, which has a room on the network
+        holding the media; only media of that network's own server (the bridge's); a
+        declared size within ``max_media_size`` and the SHA-256 to check."""
+        await self._member(request)
+        network = media_network(request.target)
+        source = self.media.get(network)
+        if source is None or not source.owns(request.target):
+            raise Forbidden("only media of the bridge's own servers can be fetched")
+        if network not in {transport for transport, _ in await self._rooms(request.group_id)}:
+            raise Forbidden(f"the group has no room on {network}, where the media is")
+        if not 0 < request.limit <= self.config.max_media_size:
+            raise TooLarge(f"media of at most {self.config.max_media_size} bytes")
+        if len(request.payload) != SHA256_SIZE:
+            raise Malformed("fetch-media carries the SHA-256 of the media")
 
     async def _group_info(self, request: Inbound) -> None:
         """A14: a member, or whoever the join policy lets join by external commit."""
         group = await self._load(request.group_id)
-        if request.sender not in identities(group):
+        if request.sender not in identities(group, self.verifier):
             await self._check_join(request.group_id, request)
 
     async def _leave(self, request: Inbound) -> None:
@@ -272,8 +336,9 @@ class Authorizer:
         nobody). A9: GroupContextExtensions and ReInit likewise. (A10, a leaf keeping
         its identity, is verified with the commit: :mod:`bridge.hub.commits`.)"""
         group_id = request.group_id
-        if changes.external and request.sender not in identities(group):
+        if changes.external and request.sender not in identities(group, self.verifier):
             await self._check_join(group_id, request)
+        self._check_relayed_joins(request, changes)
         decisions = [(authority, "remove other members") for authority, target
                      in changes.removals if authority not in (HUB, target)]
         decisions += [(authority, "change the group context")
@@ -284,23 +349,37 @@ class Authorizer:
             if not await self._moderates(group_id, authority):
                 raise NotModerator(f"only a moderator of the group's rooms may {what}")
 
+    @staticmethod
+    def _check_relayed_joins(request: Inbound, changes: CommitChanges) -> None:
+        """R2: a relayed identity enters a group only by its own external commit over
+        the relay link; nobody adds one (a member adding ``relay+xmpp:alice`` would
+        plant a leaf that members show as "alice (relayed)")."""
+        for added in changes.added:
+            if is_relayed(added) and not (changes.external and added == request.sender
+                                          and request.network == Network.LOCAL):
+                raise Forbidden("relayed identities join only through the bridge's relay")
+
     async def check_message(self, request: Inbound, group: PublicGroup,
                             message: MLSMessage) -> None:
         """A12: a member sends; a proposal (a PublicMessage: the hub refuses others
         before) follows A8/A9 for what it proposes, and an Update keeps its sender's
         identity (A10)."""
-        if request.sender not in identities(group):
+        if request.sender not in identities(group, self.verifier):
             raise NotMember(f"{request.sender} is not a member of the group")
         body = message.body
         if not isinstance(body, PublicMessage):
             return
         proposal = body.content.content
+        if isinstance(proposal, Add):
+            if is_relayed(identity_of(proposal.key_package.leaf_node.credential)):
+                raise Forbidden("relayed identities join only through the bridge's relay")
+            return
         if isinstance(proposal, Update):
-            if identity_of(proposal.leaf_node.credential) != request.sender:
+            if identity_of(proposal.leaf_node.credential, self.verifier) != request.sender:
                 raise Forbidden("an Update may not change its leaf's identity")
             return
         if isinstance(proposal, Remove):
-            if leaf_identity(group, proposal.removed) in (request.sender, None):
+            if leaf_identity(group, proposal.removed, self.verifier) in (request.sender, None):
                 return
             needs = "propose removing other members"
         elif isinstance(proposal, GroupContextExtensions | ReInit):
@@ -326,8 +405,10 @@ class Authorizer:
         most ``max_key_package_lifetime`` (RFC 9750 §5.3: a bounded lifetime limits a
         stale KeyPackage's damage). The per-device and per-user quotas are enforced by
         the store, atomically with the write."""
-        if identity_of(key_package.leaf_node.credential) != request.sender:
+        if identity_of(key_package.leaf_node.credential, self.verifier) != request.sender:
             raise Forbidden("a KeyPackage may only be published by the user it names")
+        if is_relayed(request.sender):
+            raise Forbidden("relay puppets publish no KeyPackages: nobody adds them")
         lifetime = key_package.leaf_node.lifetime
         if lifetime is None:
             raise Malformed("a KeyPackage's leaf has a lifetime")
@@ -352,7 +433,8 @@ class Authorizer:
         before the event and is not after it, and -- when someone else made the change
         (a kick, a ban) -- only if that actor held the moderator role. Returns the
         group to remove the target from."""
-        if network_of(event.target) != event.network:
+        if network_of(event.target) != event.network or \
+                not is_network_identity(event.target):
             raise Forbidden("a network acts on its own identities only")
         group_id = await self.store.room_group(event.network, event.room)
         if group_id is None:
@@ -376,7 +458,8 @@ class Authorizer:
 
 
 def commit_changes(group: PublicGroup, message: MLSMessage, commit: PublicCommit,
-                   committer: str, hub_key: bytes) -> CommitChanges:
+                   committer: str, hub_key: bytes,
+                   verifier: IdentityVerifier | None) -> CommitChanges:
     """What a commit the hub verified changes, with whose decision each change is (see
     :class:`CommitChanges`): the proposals come from the Commit itself (by value) and
     from the epoch's proposals the hub followed (by reference: their senders), the
@@ -391,23 +474,24 @@ def commit_changes(group: PublicGroup, message: MLSMessage, commit: PublicCommit
             covered.append((committer, entry.proposal))
         elif entry.reference is not None and entry.reference in pending:
             event = pending[entry.reference]
-            covered.append((_authority(group, event.sender, hub_index, committer),
+            covered.append((_authority(group, event.sender, hub_index, committer, verifier),
                             event.proposal))
     by_leaf = {proposal.removed: who for who, proposal in covered
                if isinstance(proposal, Remove)}
     removals = tuple((by_leaf.get(int(leaf.leaf_index), committer),
-                      identity_of(leaf.credential)) for leaf in commit.removed)
+                      identity_of(leaf.credential, verifier)) for leaf in commit.removed)
     return CommitChanges(
         committer, commit.external, removals,
         tuple(who for who, p in covered if isinstance(p, GroupContextExtensions)),
-        tuple(who for who, p in covered if isinstance(p, ReInit)))
+        tuple(who for who, p in covered if isinstance(p, ReInit)),
+        tuple(identity_of(leaf.credential) for leaf in commit.added))
 
 
 def _authority(group: PublicGroup, sender: Sender, hub_index: int | None,
-               committer: str) -> str:
+               committer: str, verifier: IdentityVerifier | None) -> str:
     """Whose decision a proposal is: a member's own, the hub's, else the committer's."""
     if sender.sender_type == SenderType.MEMBER:
-        return leaf_identity(group, sender.leaf_index) or committer
+        return leaf_identity(group, sender.leaf_index, verifier) or committer
     if sender.sender_type == SenderType.EXTERNAL and sender.sender_index == hub_index:
         return HUB
     return committer

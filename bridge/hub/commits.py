@@ -47,7 +47,7 @@ from bridge.errors import (
     WrongEpochRejection,
 )
 from bridge.hub import public_view
-from bridge.identities import identity_of
+from bridge.identities import IdentityVerifier, identity_of
 from mls import (
     CredentialValidator,
     GroupInfo,
@@ -63,7 +63,8 @@ from mls import (
 
 def check_new_group(message: MLSMessage, ratchet_tree: bytes, requester: str,
                     hub_key: bytes, *, now: int,
-                    credential_validator: CredentialValidator | None) -> PublicGroup:
+                    credential_validator: CredentialValidator | None,
+                    verifier: IdentityVerifier | None) -> PublicGroup:
     """A group being registered (see the module docstring)."""
     info = message.body
     if not isinstance(info, GroupInfo):
@@ -77,7 +78,7 @@ def check_new_group(message: MLSMessage, ratchet_tree: bytes, requester: str,
         raise public_view.rejection(exc, InvalidGroup, "GroupInfo", 0) from exc
     if group.epoch != 0:
         raise InvalidGroup("a new group must be at epoch 0")
-    if public_view.leaf_identity(group, info.signer) != requester:
+    if public_view.leaf_identity(group, info.signer, verifier) != requester:
         raise Forbidden("the GroupInfo signer is not the requesting user")
     if [int(index) for index, _ in group.members()] != [info.signer]:
         raise InvalidGroup("a new group has one member: its creator")
@@ -112,8 +113,8 @@ class Bundle:
 
 
 def check_commit(group: PublicGroup, bundle: Bundle, requester: str, hub_key: bytes, *,
-                 now: int, credential_validator: CredentialValidator | None
-                 ) -> CheckedCommit:
+                 now: int, credential_validator: CredentialValidator | None,
+                 verifier: IdentityVerifier | None) -> CheckedCommit:
     """Every check of a commit bundle, in the order of the module docstring."""
     header = bundle.header
     if header.epoch != group.epoch:
@@ -121,7 +122,7 @@ def check_commit(group: PublicGroup, bundle: Bundle, requester: str, hub_key: by
     sender = header.sender
     assert sender is not None  # a PublicMessage
     if sender.sender_type == SenderType.MEMBER:
-        who = public_view.leaf_identity(group, sender.leaf_index)
+        who = public_view.leaf_identity(group, sender.leaf_index, verifier)
         if who is None:
             raise NotMember(f"sender leaf {sender.leaf_index} is not a member of the group")
         if who != requester:
@@ -134,15 +135,17 @@ def check_commit(group: PublicGroup, bundle: Bundle, requester: str, hub_key: by
     except MLSError as exc:
         raise public_view.rejection(exc, InvalidCommit, "commit", group.epoch) from exc
     assert isinstance(commit, PublicCommit)  # the header said so
-    if commit.external and public_view.leaf_identity(new, commit.committer) != requester:
+    if commit.external and public_view.leaf_identity(new, commit.committer,
+                                                     verifier) != requester:
         raise Forbidden("the external commit's leaf names another user than the sender")
     if public_view.sender_index(new, hub_key) is None:
         raise InvalidCommit("the commit removes the hub from external_senders")
     for leaf in () if commit.external else commit.updated:
-        if public_view.leaf_identity(group, leaf.leaf_index) != identity_of(leaf.credential):
+        if public_view.leaf_identity(group, leaf.leaf_index, verifier) != \
+                identity_of(leaf.credential, verifier):
             raise Forbidden(f"leaf {leaf.leaf_index} may not change its identity")
     _check_group_info(new, commit, bundle)
-    return CheckedCommit(new, commit, _welcome_recipients(commit, bundle.welcome))
+    return CheckedCommit(new, commit, _welcome_recipients(commit, bundle.welcome, verifier))
 
 
 def _check_group_info(new: PublicGroup, commit: PublicCommit, bundle: Bundle) -> None:
@@ -158,7 +161,8 @@ def _check_group_info(new: PublicGroup, commit: PublicCommit, bundle: Bundle) ->
         raise InvalidCommit("the submitted ratchet tree is not the one the commit produces")
 
 
-def _welcome_recipients(commit: PublicCommit, welcome: bytes) -> tuple[str, ...]:
+def _welcome_recipients(commit: PublicCommit, welcome: bytes,
+                        verifier: IdentityVerifier | None) -> tuple[str, ...]:
     message = public_view.parse_message(welcome, "Welcome") if welcome else None
     try:
         welcomed = commit.check_welcome(message)
@@ -166,4 +170,4 @@ def _welcome_recipients(commit: PublicCommit, welcome: bytes) -> tuple[str, ...]
         raise Malformed(f"Welcome: {exc}") from exc
     except MLSError as exc:
         raise public_view.rejection(exc, InvalidCommit, "Welcome", commit.epoch - 1) from exc
-    return tuple(sorted({identity_of(leaf.credential) for leaf in welcomed}))
+    return tuple(sorted({identity_of(leaf.credential, verifier) for leaf in welcomed}))

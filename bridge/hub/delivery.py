@@ -56,9 +56,11 @@ from bridge.errors import (
     WrongEpochRejection,
 )
 from bridge.hub import directory, faults, public_view
+from bridge.hub.attestation import Attestation
 from bridge.hub.authz import Authorizer, commit_changes
 from bridge.hub.commits import Bundle, CheckedCommit, check_commit, check_new_group
 from bridge.hub.identity import HubIdentity
+from bridge.hub.media import MediaFetches
 from bridge.hub.policy import HubConfig, HubObserver
 from bridge.hub.public_view import GroupViews, identities
 from bridge.hub.removals import FAULT, HUB_SENDER, KICK, LEAVE, HubRemoves, Removal, room_of
@@ -73,6 +75,7 @@ from bridge.hub.store import (
     UnknownGroup,
     WrongEpoch,
 )
+from bridge.identities import relay_identity
 from mls import (
     ContentType,
     CredentialValidator,
@@ -82,7 +85,6 @@ from mls import (
     PublicGroup,
     SenderType,
     WireFormat,
-    encode,
 )
 from transports.errors import LinkError
 from transports.interface import (
@@ -117,19 +119,29 @@ class Hub:
         self.observer = observer
         self.identity = identity
         self.deliverer = deliverer
-        self.authz = Authorizer(store, config or HubConfig(), self._members)
-        self.authz.directories.update(directories or {})
         self.clock = clock or (lambda: int(time.time()))
-        #: Asked about every member's credential by every PublicGroup the hub builds or
-        #: advances (None: basic credentials, any identity).
-        self.credential_validator = credential_validator
+        config = config or HubConfig()
+        #: The hub as its members' Authentication Service (its CA: ``anchor``).
+        self.attestation = Attestation(identity, lambda: self.clock(),
+                                       config.certificate_validity)
+        self.anchor = self.attestation.anchor
+        self.authz = Authorizer(store, config, self._members, self.anchor)
+        self.authz.directories.update(directories or {})
+        #: Asked about every credential by every PublicGroup the hub builds or advances
+        #: and at publish: by default the hub's AS (X.509: attested by its CA, valid
+        #: now; basic: accepted, their Adds tied to the directory). Another validator
+        #: replaces both (a hub configured without these checks).
+        self.credential_validator: CredentialValidator = \
+            credential_validator or self.attestation.validator
         self._locks: dict[bytes, asyncio.Lock] = {}
         self.views = GroupViews(store, lambda: self.clock())
         self.removes = HubRemoves(store, identity, self.views, lambda: self.clock(),
                                   lambda: self.credential_validator, self._announce)
         self._external_commits = faults.ExternalCommitLimit()
+        self.media = MediaFetches(lambda: self.config, lambda: self.clock(), self.authz.media)
         self._handlers: dict[str, Handler] = {
-            Op.HUB_INFO: self._hub_info,
+            Op.HUB_INFO: self.attestation.hub_info,
+            Op.ATTEST: self.attestation.attest,
             Op.CREATE_GROUP: self._create_group,
             Op.SUBMIT_COMMIT: self._submit_commit,
             Op.SEND: self._send,
@@ -141,6 +153,7 @@ class Hub:
             Op.FETCH_WELCOMES: self._fetch_welcomes,
             Op.LEAVE: self._leave,
             Op.REPORT: self._report,
+            Op.FETCH_MEDIA: self._fetch_media,
         }
 
     @property
@@ -208,7 +221,7 @@ class Hub:
         removal = Removal(reason, event.actor, room_of(event.network, event.room))
         try:
             group_id = await self.authz.check_network_event(event)
-            seqs = await self.remove_member(group_id, event.target, removal)
+            seqs = await self._remove_network_user(group_id, event.target, removal)
         except Rejection as exc:
             return self._refusal(request, exc)
         except StoreError as exc:
@@ -217,6 +230,17 @@ class Hub:
         log.info("%s of %s in %s by %s: %d Remove(s) queued", event.after, event.target,
                  event.room, event.actor, len(seqs))
         return self._reply(request, group_id=group_id, seq=seqs[-1] if seqs else 0)
+
+    async def _remove_network_user(self, group_id: bytes, identity: str,
+                                   removal: Removal) -> list[int]:
+        """A network user left a room: its leaves go, and so do those of the relay
+        puppet that stood for it (``relay+<identity>``, :mod:`bridge.identities`)."""
+        group = await self._members(group_id, proposals=True)
+        targets = [t for t in (identity, relay_identity(identity))
+                   if public_view.leaves_of(group, t, self.anchor)]
+        if not targets:
+            raise NotMember(f"{identity} is not a member of the group")
+        return [seq for t in targets for seq in await self.remove_member(group_id, t, removal)]
 
     def _refusal(self, request: Inbound, exc: Rejection) -> Outbound:
         epoch = getattr(exc, "current_epoch", 0)
@@ -262,11 +286,6 @@ class Hub:
 
     # -- groups and rooms -----------------------------------------------------------------
 
-    async def _hub_info(self, request: Inbound) -> Outbound:
-        suite_id = request.cipher_suite or 1
-        sender = self.identity.external_sender(suite_id)
-        return self._reply(request, payload=encode(sender), sender=self.identity.name)
-
     async def _create_group(self, request: Inbound) -> Outbound:
         """Register a group (A2-A4): see :func:`bridge.hub.commits.check_new_group`."""
         message = public_view.parse_message(request.group_info, "GroupInfo")
@@ -274,7 +293,8 @@ class Hub:
         hub_key = self.identity.signature_public(suite_id) if suite_id else b""
         group = check_new_group(message, request.ratchet_tree, request.sender, hub_key,
                                 now=self.clock(),
-                                credential_validator=self.credential_validator)
+                                credential_validator=self.credential_validator,
+                                verifier=self.anchor)
         if request.group_id and request.group_id != group.group_id:
             raise Malformed("group_id differs from the GroupInfo's")
         room = (request.transport, request.room_id) if request.room_id else None
@@ -285,7 +305,7 @@ class Hub:
                 group.group_id, group.context.cipher_suite, epoch=0,
                 group_info=request.group_info, ratchet_tree=group.ratchet_tree(),
                 hub_state=public_view.state_bytes(group),
-                members=public_view.member_list(group), creator=request.sender,
+                members=public_view.member_list(group, self.anchor), creator=request.sender,
                 max_per_creator=self.config.max_groups_per_user)
         except Conflict as exc:
             raise AlreadyExists(str(exc)) from exc
@@ -340,16 +360,20 @@ class Hub:
                             request.welcome)
             checked = check_commit(group, bundle, request.sender, self.removes.hub_key(group),
                                    now=self.clock(),
-                                   credential_validator=self.credential_validator)
+                                   credential_validator=self.credential_validator,
+                                   verifier=self.anchor)
             await self.authz.check_commit(
                 dataclasses.replace(request, group_id=group_id), group,
                 commit_changes(group, message, checked.commit, request.sender,
-                               self.removes.hub_key(group)))
+                               self.removes.hub_key(group), self.anchor))
+            if self.credential_validator is self.attestation.validator:
+                await self.attestation.check_added(self.store, checked.commit.added)
             if checked.external:
                 self._check_external(group, request.sender)
             seq = await self._accept(group, checked, request)
             await self._fan_out(Outbound(
-                Kind.COMMIT, tuple(sorted(identities(group))), group_id=group_id, seq=seq,
+                Kind.COMMIT, tuple(sorted(identities(group, self.anchor))), group_id=group_id,
+                seq=seq,
                 epoch=group.epoch, sender=request.sender, payload=request.payload,
                 rooms=await self._rooms(group_id)))
             await self._deliver_welcomes(group_id, seq, checked.group.epoch,
@@ -379,7 +403,7 @@ class Hub:
                 ratchet_tree=new.ratchet_tree(), welcome=request.welcome or None,
                 welcome_recipients=checked.welcome_recipients, sender=request.sender,
                 covered_proposals=None if checked.external else checked.commit.covered,
-                members=public_view.member_list(new),
+                members=public_view.member_list(new, self.anchor),
                 max_pending_welcomes=self.config.max_pending_welcomes)
         except WrongEpoch as exc:
             raise WrongEpochRejection(exc.current_epoch) from exc
@@ -466,7 +490,8 @@ class Hub:
             if new is not None:
                 self.views.put(new)
             await self._fan_out(Outbound(
-                kind.value, tuple(sorted(identities(group))), group_id=group_id, seq=seq,
+                kind.value, tuple(sorted(identities(group, self.anchor))), group_id=group_id,
+                seq=seq,
                 epoch=header.epoch, sender=request.sender, payload=request.payload,
                 rooms=await self._rooms(group_id)))
         return self._reply(request, group_id=group_id, seq=seq, epoch=group.epoch)
@@ -479,7 +504,7 @@ class Hub:
         assert sender is not None
         if sender.sender_type != SenderType.MEMBER:
             raise Forbidden("only members send proposals through the hub")
-        if public_view.leaf_identity(group, sender.leaf_index) != requester:
+        if public_view.leaf_identity(group, sender.leaf_index, self.anchor) != requester:
             raise NotMember(f"sender leaf {sender.leaf_index} is not the requester's")
         if header.epoch != group.epoch:
             raise WrongEpochRejection(group.epoch, f"proposal for epoch {header.epoch}, "
@@ -587,6 +612,10 @@ class Hub:
         seqs = await self.remove_member(await self._group_of(request), request.sender, removal)
         return self._reply(request, seq=seqs[-1] if seqs else 0)
 
+    async def _fetch_media(self, request: Inbound) -> Outbound:
+        """A23: another network's media for a member (:mod:`bridge.hub.media`)."""
+        return self._reply(request, payload=await self.media.fetch(request))
+
     async def _report(self, request: Inbound) -> Outbound:
         """A member could not process the commit at ``seq`` (A21; see
         :mod:`bridge.hub.faults` for what follows and why it bounds a storm)."""
@@ -598,23 +627,24 @@ class Hub:
             group = await self._members(request.group_id, proposals=True)
             convicted = await faults.take_report(
                 self.store, group, request, quorum_size=self.config.fault_quorum,
-                window=self.config.report_window, now=self.clock())
-            if convicted is not None and public_view.leaves_of(group, convicted):
+                window=self.config.report_window, now=self.clock(), verifier=self.anchor)
+            if convicted is not None and public_view.leaves_of(group, convicted, self.anchor):
                 await self.removes.queue(group, convicted, Removal(FAULT, self.identity.name))
         return self._reply(request, seq=request.seq)
 
     async def remove_member(self, group_id: bytes, identity: str,
-                            removal: Removal | None = None) -> list[int]:
+                            removal: Removal | None = None, *,
+                            signature_key: bytes | None = None) -> list[int]:
         """Queue the hub's Remove proposals (RFC 9420 §12.1.8.1) for every leaf of
-        ``identity``, saying why (``removal``; by default: the identity left); the next
-        commit must include them. Returns their sequence numbers (empty if they were
-        already queued)."""
+        ``identity`` (only the one with ``signature_key``, if given), saying why
+        (``removal``; by default: the identity left); the next commit must include
+        them. Returns their sequence numbers (empty if they were already queued)."""
         removal = removal or Removal(LEAVE, identity)
         async with self._lock(group_id):
             for _ in range(3):
                 group = await self._members(group_id, proposals=True)
                 try:
-                    return await self.removes.queue(group, identity, removal)
+                    return await self.removes.queue(group, identity, removal, signature_key)
                 except WrongEpoch:
                     continue  # a commit from another hub process ended the epoch
             raise Unavailable("the group's epoch kept changing; try again")
@@ -622,6 +652,7 @@ class Hub:
     async def _announce(self, group: PublicGroup, seq: int, payload: bytes) -> None:
         """Fan out one of the hub's own proposals."""
         await self._fan_out(Outbound(
-            Kind.PROPOSAL, tuple(sorted(identities(group))), group_id=group.group_id,
+            Kind.PROPOSAL, tuple(sorted(identities(group, self.anchor))),
+            group_id=group.group_id,
             seq=seq, epoch=group.epoch, sender=HUB_SENDER, payload=payload,
             rooms=await self._rooms(group.group_id)))

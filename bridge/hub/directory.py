@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from bridge.errors import (
     AlreadyExists,
+    Forbidden,
     Malformed,
     NoKeyPackage,
     QuotaExceeded,
@@ -40,6 +41,8 @@ async def publish(store: Store, request: Inbound, *, now: int,
     try:
         validate_key_package(cs, body, now=now, credential_validator=credential_validator)
     except MLSError as exc:
+        if public_view.credential_refused(exc):
+            raise Forbidden(f"the KeyPackage's credential is refused: {exc}") from exc
         raise Malformed(f"invalid KeyPackage: {exc}") from exc
     lifetime = body.leaf_node.lifetime
     assert lifetime is not None

@@ -51,6 +51,7 @@ from collections.abc import Iterable
 from bridge.errors import AlreadyExists, Forbidden, Malformed, NotMember, RateLimited, StaleEpoch
 from bridge.hub.public_view import identities
 from bridge.hub.store import Conflict, LogKind, Store
+from bridge.identities import IdentityVerifier
 from mls import PublicGroup
 from transports.interface import Inbound
 
@@ -76,11 +77,12 @@ def quorum(configured: int, members: Iterable[str], committer: str) -> int:
 
 
 async def take_report(store: Store, group: PublicGroup, request: Inbound, *,
-                      quorum_size: int, window: int, now: int) -> str | None:
+                      quorum_size: int, window: int, now: int,
+                      verifier: IdentityVerifier | None) -> str | None:
     """Record a member's report of the commit at ``request.seq`` (see the module
     docstring); return the committer if this report completes the quorum and puts it on
     the ban list (None otherwise: not yet, or already banned)."""
-    members = identities(group)
+    members = identities(group, verifier)
     if request.sender not in members:
         raise NotMember(f"{request.sender} is not a member of the group")
     entries = await store.log_since(group.group_id, request.seq - 1, 1)
@@ -118,7 +120,7 @@ class ExternalCommitLimit:
               window: int) -> None:
         """:class:`RateLimited` if another external commit would exceed the limit."""
         times = self._accepted.get((group_id, identity))
-        if times is not None and len(_expire(times, now, window)) >= limit:
+        if times is not None and len(expire(times, now, window)) >= limit:
             raise RateLimited(f"at most {limit} external commits per {window} s for "
                               f"{identity} in this group")
 
@@ -126,13 +128,14 @@ class ExternalCommitLimit:
         """An external commit of ``identity`` was accepted at ``now``."""
         if len(self._accepted) >= SWEEP_AT:
             for key in [k for k, times in self._accepted.items()
-                        if not _expire(times, now, window)]:
+                        if not expire(times, now, window)]:
                 del self._accepted[key]
         times = self._accepted.setdefault((group_id, identity), deque())
-        _expire(times, now, window).append(now)
+        expire(times, now, window).append(now)
 
 
-def _expire(times: deque[int], now: int, window: int) -> deque[int]:
+def expire(times: deque[int], now: int, window: int) -> deque[int]:
+    """``times`` (ascending) without those at or before ``now - window``."""
     while times and times[0] <= now - window:
         times.popleft()
     return times

@@ -9,6 +9,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
+from bridge.credentials import DEFAULT_VALIDITY
 from transports.interface import Inbound, Outbound
 
 DAY = 86400
@@ -63,10 +64,17 @@ class HubConfig:
     ``report_window`` epochs old; at most ``external_commit_limit`` external commits
     per identity and group in any ``external_commit_window`` seconds.
 
+    Attestation (:mod:`bridge.hub.attestation`): ``certificate_validity``, the seconds
+    an X.509 credential the hub issues is valid.
+
     Per-user quotas of what the hub stores (docs/SECURITY.md, "Limits"):
     ``max_groups_per_user`` groups an identity created that still exist,
     ``max_pending_welcomes`` Welcomes waiting for one recipient (a commit that would
-    add one more is refused)."""
+    add one more is refused).
+
+    Files across networks (:mod:`bridge.hub.media`): ``max_media_size`` (bytes of one
+    fetched file), at most ``media_fetch_limit`` fetches per identity in any
+    ``media_fetch_window`` seconds."""
 
     max_payload: int = 1 << 20
     max_epoch_lag: int = 1
@@ -83,8 +91,12 @@ class HubConfig:
     report_window: int = 16
     external_commit_limit: int = 3
     external_commit_window: int = 60
+    certificate_validity: int = DEFAULT_VALIDITY
     max_groups_per_user: int = 100
     max_pending_welcomes: int = 64
+    max_media_size: int = 32 * 1024 * 1024
+    media_fetch_limit: int = 30
+    media_fetch_window: int = 60
 
 
 class HubObserver(Protocol):

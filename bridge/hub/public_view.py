@@ -9,8 +9,9 @@ commit, GroupInfos and Welcomes against the state it computed -- is ``mls``'s wo
 * strict parsing of request bytes, with the hub's refusals (:func:`parse_message`,
   :func:`header_of`, :func:`cipher_suite`) and the one translation of an ``mls``
   error into a refusal (:func:`rejection`);
-* the identities a group's leaves name (their credentials, :mod:`bridge.identities`)
-  and the hub's place in ``external_senders``;
+* the identities a group's leaves name (their credentials, :mod:`bridge.identities`;
+  X.509 ones read through the hub's own CA, the ``verifier``) and the hub's place in
+  ``external_senders``;
 * the versioned ``hub_state`` record: version 2 is ``0x02`` followed by
   :meth:`PublicGroup.to_bytes` at the start of the epoch (the epoch's proposals are
   in the log). Version 1, written before the hub followed groups with a PublicGroup,
@@ -31,6 +32,8 @@ from dataclasses import dataclass, replace
 
 from bridge.errors import (
     BadSignature,
+    CredentialRejected,
+    Forbidden,
     Malformed,
     Rejection,
     Unavailable,
@@ -39,7 +42,7 @@ from bridge.errors import (
     WrongEpochRejection,
 )
 from bridge.hub.store import GroupRecord, LogEntry, Member, Store, StoreError, UnknownGroup
-from bridge.identities import identity_of
+from bridge.identities import IdentityVerifier, identity_of
 from mls import (
     CipherSuite,
     CredentialValidator,
@@ -93,10 +96,23 @@ def cipher_suite(suite_id: int) -> CipherSuite:
         raise Unsupported(f"cipher suite {suite_id} is not supported") from exc
 
 
+def credential_refused(exc: BaseException) -> bool:
+    """Whether the hub's Authentication Service refused a credential somewhere in the
+    causes of ``exc`` (``mls`` wraps what the credential validator raises)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, CredentialRejected):
+            return True
+        cause = cause.__cause__
+    return False
+
+
 def rejection(exc: MLSError, refusal: type[Rejection], what: str, epoch: int) -> Rejection:
     """The hub's refusal for an ``mls`` error about ``what``: a bad signature, another
-    epoch (``epoch`` is the group's) and bytes that do not parse have their own codes;
-    any other failure is ``refusal``."""
+    epoch (``epoch`` is the group's), bytes that do not parse and a credential the hub's
+    AS refuses (``forbidden``) have their own codes; any other failure is ``refusal``."""
+    if credential_refused(exc):
+        return Forbidden(f"{what}: {exc}")
     if isinstance(exc, SignatureError):
         return BadSignature(f"{what}: {exc}")
     if isinstance(exc, EpochError):
@@ -108,26 +124,31 @@ def rejection(exc: MLSError, refusal: type[Rejection], what: str, epoch: int) ->
 
 # -- who is in the group ---------------------------------------------------------------------
 
-def leaf_identity(group: PublicGroup, leaf_index: int) -> str | None:
+def leaf_identity(group: PublicGroup, leaf_index: int,
+                  verifier: IdentityVerifier | None) -> str | None:
     """The identity the leaf's credential names; None for a blank or absent leaf."""
     leaf = group.member(leaf_index)
-    return None if leaf is None else identity_of(leaf.credential)
+    return None if leaf is None else identity_of(leaf.credential, verifier)
 
 
-def identities(group: PublicGroup) -> frozenset[str]:
+def identities(group: PublicGroup, verifier: IdentityVerifier | None) -> frozenset[str]:
     """Every identity that holds a leaf."""
-    return frozenset(identity_of(leaf.credential) for _, leaf in group.members())
+    return frozenset(identity_of(leaf.credential, verifier) for _, leaf in group.members())
 
 
-def leaves_of(group: PublicGroup, identity: str) -> list[int]:
-    """The leaves whose credential names ``identity``."""
+def leaves_of(group: PublicGroup, identity: str, verifier: IdentityVerifier | None,
+              signature_key: bytes | None = None) -> list[int]:
+    """The leaves whose credential names ``identity`` (and, if given, whose signature
+    key is ``signature_key``)."""
     return [int(index) for index, leaf in group.members()
-            if identity_of(leaf.credential) == identity]
+            if identity_of(leaf.credential, verifier) == identity
+            and signature_key in (None, leaf.signature_key)]
 
 
-def member_list(group: PublicGroup) -> list[Member]:
+def member_list(group: PublicGroup, verifier: IdentityVerifier | None) -> list[Member]:
     """The store's public member list."""
-    return [Member(int(index), identity_of(leaf.credential)) for index, leaf in group.members()]
+    return [Member(int(index), identity_of(leaf.credential, verifier))
+            for index, leaf in group.members()]
 
 
 def sender_index(group: PublicGroup, signature_key: bytes) -> int | None:

@@ -1,33 +1,20 @@
-"""Why the hub removes someone: the reason each of its Remove proposals carries in the
-``authenticated_data`` it signs (RFC 9420 §6.1: the FramedContent, authenticated data
-included, is covered by the sender's signature), so members can show who was removed,
-by whom and why (SECURITY.md, "Identities members can check").
-
-Encoding: a CBOR map with text keys, in deterministic encoding (RFC 8949 §4.2.1)::
-
-    { "reason": "leave" | "kick" | "fault",
-      "by":     tstr,      ; who caused it: the leaver, the kicker, or the hub itself
-      ? "room": tstr }     ; "<transport>:<room id>" where it happened on the network
-
-Decoding is strict (exactly such a map, canonically encoded); anything else is
-``None``: a reason the hub did not write.
-
-:class:`HubRemoves` makes, queues and re-proposes those proposals.
+"""The hub's own Remove proposals (RFC 9420 §12.1.8.1): :class:`HubRemoves` makes them,
+signed as the group's external sender with their reason (:class:`bridge.reasons.Removal`,
+CBOR in the signed ``authenticated_data``) so members can show who was removed, by
+whom and why; queues them for the next commit; and proposes them again after an
+external commit voided them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
-
-import cbor2
 
 from bridge.errors import Forbidden, NotMember
 from bridge.hub import public_view
 from bridge.hub.identity import HubIdentity
 from bridge.hub.public_view import GroupViews
 from bridge.hub.store import Conflict, Store
+from bridge.reasons import FAULT, KICK, LEAVE, REPLACED, Removal, room_of
 from mls import (
     CredentialValidator,
     ProposalEvent,
@@ -42,58 +29,7 @@ from mls import (
 #: The sender name of the hub's own log entries.
 HUB_SENDER = "hub"
 
-LEAVE = "leave"
-KICK = "kick"
-FAULT = "fault"
-REASONS = frozenset({LEAVE, KICK, FAULT})
-MAX_SIZE = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class Removal:
-    """One reason for a hub Remove proposal (see the module docstring)."""
-
-    reason: str
-    by: str
-    room: str = ""
-
-    def __post_init__(self) -> None:
-        if self.reason not in REASONS:
-            raise ValueError(f"unknown removal reason {self.reason!r}")
-
-    def encode(self) -> bytes:
-        """The canonical CBOR map."""
-        value: dict[str, Any] = {"reason": self.reason, "by": self.by}
-        if self.room:
-            value["room"] = self.room
-        return cbor2.dumps(value, canonical=True)
-
-    @classmethod
-    def decode(cls, data: bytes) -> Removal | None:
-        """The reason ``data`` encodes, or None if it is not one (see the docstring)."""
-        if not data or len(data) > MAX_SIZE:
-            return None
-        try:
-            value = cbor2.loads(data, allow_indefinite=False, allow_duplicate_keys=False,
-                                max_depth=1, tag_hook=_no_tags)
-        except (cbor2.CBORError, ValueError, TypeError, OverflowError):
-            return None
-        if not isinstance(value, dict) or not set(value) <= {"reason", "by", "room"} or \
-                not {"reason", "by"} <= set(value) or \
-                not all(isinstance(item, str) for item in value.values()) or \
-                value["reason"] not in REASONS:
-            return None
-        removal = cls(value["reason"], value["by"], value.get("room", ""))
-        return removal if removal.encode() == data else None
-
-
-def room_of(transport: str, room_id: str) -> str:
-    """How a room is named in a :class:`Removal` (empty when there is none)."""
-    return f"{transport}:{room_id}" if transport and room_id else ""
-
-
-def _no_tags(decoder: object, tag: object) -> object:
-    raise ValueError("no CBOR tags in a removal reason")
+__all__ = ["FAULT", "HUB_SENDER", "KICK", "LEAVE", "REPLACED", "HubRemoves", "Removal", "room_of"]
 
 
 class HubRemoves:
@@ -108,6 +44,7 @@ class HubRemoves:
                  announce: Callable[[PublicGroup, int, bytes], Awaitable[None]]) -> None:
         self.store = store
         self.identity = identity
+        self.verifier = identity.ca.anchor  # X.509 identities, through the hub's CA
         self.views = views
         self.clock = clock
         self.validator = validator
@@ -116,11 +53,13 @@ class HubRemoves:
     def hub_key(self, group: PublicGroup) -> bytes:
         return self.identity.signature_public(group.context.cipher_suite)
 
-    async def queue(self, group: PublicGroup, identity: str, removal: Removal) -> list[int]:
-        """Queue a Remove of every leaf of ``identity`` not already being removed by
-        the hub; return the log seqs. :class:`NotMember` if it holds no leaf, the
-        store's :class:`WrongEpoch` if another process ended the epoch meanwhile."""
-        leaves = public_view.leaves_of(group, identity)
+    async def queue(self, group: PublicGroup, identity: str, removal: Removal,
+                    signature_key: bytes | None = None) -> list[int]:
+        """Queue a Remove of every leaf of ``identity`` (only the one with
+        ``signature_key``, if given) not already being removed by the hub; return the
+        log seqs. :class:`NotMember` if it holds no such leaf, the store's
+        :class:`WrongEpoch` if another process ended the epoch meanwhile."""
+        leaves = public_view.leaves_of(group, identity, self.verifier, signature_key)
         if not leaves:
             raise NotMember(f"{identity} is not a member of the group")
         suite_id = group.context.cipher_suite
@@ -168,11 +107,11 @@ class HubRemoves:
         index = public_view.sender_index(old, self.hub_key(old))
         owed: dict[str, Removal] = {}
         for leaf, removal in [] if index is None else self.pending(old, index):
-            identity = public_view.leaf_identity(old, leaf)
+            identity = public_view.leaf_identity(old, leaf, self.verifier)
             if identity is not None:
                 owed.setdefault(identity, removal)
         for ban in await self.store.bans(new.group_id):
             owed.setdefault(ban.identity, Removal(FAULT, self.identity.name))
         for identity, removal in owed.items():
-            if public_view.leaves_of(new, identity):
+            if public_view.leaves_of(new, identity, self.verifier):
                 await self.queue(new, identity, removal)

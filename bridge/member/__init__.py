@@ -14,7 +14,12 @@ in-process link); the relay's puppets, the demo and the tests are members.
 - :mod:`bridge.member.attachments` -- end-to-end encrypted files (AES-256-GCM, a key
   per file, the ciphertext out of band);
 - :mod:`bridge.member.sqlite_store` -- a device's state in a 0600 SQLite file;
-- :mod:`bridge.member.safety` -- a group's safety number and members' key fingerprints.
+- :mod:`bridge.member.safety` -- a group's safety number and members' key fingerprints;
+- :mod:`bridge.member.identity` -- :class:`MemberIdentity`, its side of the bridge's
+  Authentication Service: its credential (attested by the hub, X.509 mode) or basic
+  one, the hub's CA pinned on first use, the validator for every leaf it accepts;
+- :mod:`bridge.member.events` -- :class:`MembershipEvent`, every membership change
+  (who, by whom, how).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from __future__ import annotations
 from bridge.member.attachments import fetch_file, open_sealed, send_file
 from bridge.member.client import Member
 from bridge.member.content import Attachment, Content, ExternalPart, new_message_id
+from bridge.member.events import EventKind, MembershipEvent, MembershipHook
+from bridge.member.identity import MemberIdentity
 from bridge.member.inbox import Inbox
 from bridge.member.recovery import Recovery
 from bridge.member.safety import (
@@ -48,12 +55,16 @@ __all__ = [
     "Attachment",
     "CommitPlan",
     "Content",
+    "EventKind",
     "ExternalPart",
     "GroupSlot",
     "Inbox",
     "Member",
+    "MemberIdentity",
     "MemberInfo",
     "MemberStore",
+    "MembershipEvent",
+    "MembershipHook",
     "MemoryMemberStore",
     "Received",
     "ReceivedHook",

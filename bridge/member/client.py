@@ -18,7 +18,13 @@ through a :class:`transports.interface.HubLink` and receives deliveries as a
   when the failure is one only members can detect (:mod:`bridge.member.recovery`);
 * group state is persisted (as bytes, through a :class:`MemberStore`) before a commit
   or message leaves the process; changes by received entries are saved lazily (they can
-  be fetched again from the log).
+  be fetched again from the log);
+* every leaf it accepts -- Add, Update, UpdatePath, Welcome, external join -- is checked
+  by its credential validator (RFC 9420 §5.3.1; :mod:`bridge.member.identity`): in the
+  default X.509 mode, attested by the hub's CA it pinned, with the leaf's key, valid;
+  its own credential is attested on start and renewed before it expires;
+* every membership change raises a :class:`bridge.member.events.MembershipEvent` (kept
+  per group: :meth:`Member.events`; and handed to ``on_event``).
 
 The receiving half (inbox, ordered application, lazy saving) is an
 :class:`bridge.member.inbox.Inbox` the member owns (:attr:`Member.inbox`). Two hooks let
@@ -30,15 +36,25 @@ and when group state may be saved (``save_policy``): the relay's puppets use the
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import random
 import time
 from collections.abc import Callable, Sequence
 
+from bridge.credentials import CredentialMode
 from bridge.errors import HubRefused, MemberError
-from bridge.identities import identity_of
+from bridge.identities import is_relayed
 from bridge.member.content import Attachment, Content
+from bridge.member.events import (
+    MembershipEvent,
+    MembershipHook,
+    group_mode,
+    joined_event,
+    welcome_event,
+)
+from bridge.member.identity import MemberIdentity
 from bridge.member.inbox import Inbox
 from bridge.member.recovery import Recovery
 from bridge.member.state import (
@@ -61,9 +77,10 @@ from mls.framing.refs import key_package_ref
 from mls.group.commit import StagedCommit
 from mls.group.config import GroupConfig
 from mls.group.group import Group
+from mls.group.join import welcome_group_info
 from mls.group.key_package import KeyPackageBundle, create_key_package
 from mls.messages.credentials import Credential
-from mls.messages.extension_types import ExternalSender, encode_external_senders
+from mls.messages.extension_types import encode_external_senders
 from mls.messages.extensions import Extension, find_extension
 from mls.messages.framing import MLSMessage
 from mls.messages.key_package import KeyPackage
@@ -80,8 +97,11 @@ class Member:
     """One MLS client (see the module docstring).
 
     ``on_received`` sees each decrypted application message; the member keeps them
-    for :meth:`received` unless ``keep_received`` is False. ``save_policy`` decides
-    when group state may be saved (default: any time)."""
+    for :meth:`received` unless ``keep_received`` is False. ``on_event`` sees each
+    membership event (kept for :meth:`events`). ``save_policy`` decides when group
+    state may be saved (default: any time). ``credentials``: ``"x509"`` (default:
+    identities attested by the hub's CA, checked by this member) or ``"basic"``
+    (identities vouched by the hub only)."""
 
     def __init__(self, link: HubLink, *, cipher_suite: int = 1,
                  store: MemberStore | None = None, rng: Rng | None = None,
@@ -90,7 +110,9 @@ class Member:
                  log_page: int = 200, auto_resync: bool = True,
                  persist_interval: float = 1.0, on_received: ReceivedHook | None = None,
                  keep_received: bool = True, save_policy: SavePolicy | None = None,
-                 resync_interval: float = 60.0, resync_attempts: int = 5) -> None:
+                 resync_interval: float = 60.0, resync_attempts: int = 5,
+                 credentials: str = CredentialMode.X509,
+                 on_event: MembershipHook | None = None) -> None:
         self.link = link
         self.cs = suite(cipher_suite)
         self.store: MemberStore = store or MemoryMemberStore()
@@ -104,6 +126,8 @@ class Member:
         self._bundles: dict[bytes, tuple[KeyPackageBundle, bool]] = {}
         self._slots: dict[bytes, GroupSlot] = {}
         self._request_ids = 0
+        self.trust = MemberIdentity(CredentialMode(credentials), self.cs, self.store,
+                                    self._clock, self._call)
         # request ids must not repeat across restarts (a transport may deduplicate by
         # sender and id: the Matrix bot remembers them for a week)
         self._request_prefix = f"{device}-{os.urandom(4).hex()}"
@@ -111,11 +135,11 @@ class Member:
                                  identity=lambda: self.identity, interval=resync_interval,
                                  attempts=resync_attempts)
         self.inbox = Inbox(
-            self._slots, self.store, identity=lambda: self.identity,
+            self._slots, self.store, identity=lambda: self.identity, trust=self.trust,
             fetch_log=self._fetch_log, join=self._join,
             on_broken=self.recovery.broken if auto_resync else None, clock=self._clock,
             log_page=log_page, persist_interval=persist_interval, save_policy=save_policy,
-            on_received=on_received, keep_received=keep_received)
+            on_received=on_received, keep_received=keep_received, on_event=on_event)
 
     @property
     def identity(self) -> str:
@@ -123,7 +147,14 @@ class Member:
 
     @property
     def credential(self) -> Credential:
-        return Credential.basic(self.identity.encode("utf-8"))
+        """What our leaves present (X.509 mode: the hub's attestation of our key)."""
+        return self.trust.credential(self.identity)
+
+    async def refresh_credential(self) -> None:
+        """Know the hub's CA (pinned on first use; :class:`PinMismatch` for another);
+        in X.509 mode attest our signature key unless our credential has more than a
+        third of its validity left (also tried, in the background, on start)."""
+        await self.trust.ensure(self.identity, self._signature_priv)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -134,6 +165,8 @@ class Member:
             stored, _ = self.cs.generate_signature_key_pair(self._rng)
             await self.store.save("signature", stored)
         self._signature_priv = stored
+        await self.trust.load()
+        self.trust.check_in_background(lambda: self.identity, stored)
         for key in await self.store.keys("kp:"):
             data = await self.store.load(key)
             if data is not None:
@@ -149,6 +182,7 @@ class Member:
         """Stop receiving, reporting and resyncing; save every group the save policy
         allows. Returns the groups whose latest received changes stay unsaved, and why
         (they are fetched again from the log at the next start)."""
+        await self.trust.stop()
         await self.recovery.stop()
         await self.inbox.stop()
         return await self.inbox.save_allowed()
@@ -184,8 +218,33 @@ class Member:
     def group_ids(self) -> list[bytes]:
         return sorted(self._slots)
 
+    def relayed(self, group_id: bytes) -> list[str]:
+        """The relayed identities holding a leaf in the group (relay puppets, named
+        ``relay+...``: :mod:`bridge.identities`), sorted. Not empty: the bridge
+        decrypts this group for people without an MLS client, so end-to-end encryption
+        ends at the bridge -- a client shows a banner (and each sender with
+        :func:`bridge.identities.display`, "alice@example.org (relayed)"). It changes
+        only with the membership: check it after each commit."""
+        return sorted({identity for _, leaf in self.group(group_id).members()
+                       if is_relayed(identity := self.trust.identity_of(leaf.credential))})
+
     def received(self, group_id: bytes) -> list[Received]:
         return list(self._slot(group_id).received)
+
+    def events(self, group_id: bytes) -> list[MembershipEvent]:
+        """The group's membership events since this member (process) started, in log
+        order (:mod:`bridge.member.events`)."""
+        return list(self._slot(group_id).events)
+
+    def roster(self, group_id: bytes) -> list[str]:
+        """The identities of the group's members, verified (X.509: by the pinned CA)."""
+        return sorted(self.trust.identity_of(leaf.credential)
+                      for _, leaf in self.group(group_id).members())
+
+    def credential_mode(self, group_id: bytes) -> CredentialMode:
+        """X.509 if every member of the group is attested, else basic ("identities
+        vouched by the hub only")."""
+        return group_mode(self.group(group_id))
 
     def next_seq(self, group_id: bytes) -> int:
         return self._slot(group_id).next_seq
@@ -232,6 +291,7 @@ class Member:
     async def publish_key_packages(self, count: int = 1, *, last_resort: bool = False
                                    ) -> list[bytes]:
         """Create ``count`` KeyPackages, keep their private keys, publish them."""
+        await self.refresh_credential()
         refs = []
         for _ in range(count):
             bundle = self._new_bundle()
@@ -257,6 +317,10 @@ class Member:
         body = decode(MLSMessage, reply.payload).body
         if not isinstance(body, KeyPackage):
             raise MemberError("the hub returned something other than a KeyPackage")
+        leaf = body.leaf_node  # the reference identifier is ``user`` (RFC 9420 §5.3.1)
+        self.trust.policy().validate(leaf.credential, leaf.signature_key)
+        if self.trust.identity_of(leaf.credential) != user:
+            raise MemberError(f"the hub handed out a KeyPackage of another user for {user}")
         return body
 
     # -- creating and joining ---------------------------------------------------------------
@@ -264,8 +328,8 @@ class Member:
     async def create_group(self, group_id: bytes | None = None, *, transport: str = "",
                            room_id: str = "") -> bytes:
         """Create a group listing the hub as external sender and register it."""
-        reply = await self._call(Op.HUB_INFO, cipher_suite=self.cs.id)
-        hub_sender = decode(ExternalSender, reply.payload)
+        await self.refresh_credential()
+        hub_sender = (await self.trust.fetch_hub_info()).external_sender
         extension = Extension(ExtensionType.EXTERNAL_SENDERS,
                               encode_external_senders([hub_sender]))
         group = Group.create(self._new_bundle(), group_id=group_id or self._rng(32),
@@ -294,7 +358,10 @@ class Member:
             return  # a duplicate Welcome
         bundle, last_resort = mine
         group = Group.join(body, bundle, ratchet_tree=delivery.ratchet_tree or None,
-                           now=self._clock(), config=self.config)
+                           now=self._clock(), config=self.config,
+                           credential_validator=self.trust.tolerant())
+        signer = welcome_group_info(body, bundle).signer
+        self.trust.check_welcomer(group, signer)
         if not last_resort:
             ref = key_package_ref(self.cs, bundle.key_package)
             self._bundles.pop(ref, None)
@@ -302,6 +369,8 @@ class Member:
         slot = GroupSlot(group, delivery.seq + 1)
         self._slots[group.group_id] = slot
         await self.inbox.persist(slot)
+        self.inbox.emit(slot, [welcome_event(group, signer, delivery.seq,
+                                             self.trust.identity_of)])
 
     async def fetch_welcomes(self) -> int:
         """Ask the hub for Welcomes that were not delivered; return how many joined."""
@@ -318,7 +387,7 @@ class Member:
         claimed: dict[str, KeyPackage] = {}
 
         async def plan(group: Group) -> CommitPlan | None:
-            present = {identity_of(leaf.credential) for _, leaf in group.members()}
+            present = {self.trust.identity_of(leaf.credential) for _, leaf in group.members()}
             missing = [who for who in identities if who not in present]
             if not missing:
                 return None
@@ -335,7 +404,7 @@ class Member:
 
         async def plan(group: Group) -> CommitPlan | None:
             targets = [int(leaf) for leaf, node in group.members()
-                       if identity_of(node.credential) in wanted]
+                       if self.trust.identity_of(node.credential) in wanted]
             if not targets:
                 return None
             pending = _pending_removes(group)
@@ -378,6 +447,7 @@ class Member:
         ahead of them -- twice in a row, say -- would leave us more epochs ahead than
         ``max_past_epochs`` keeps keys for, and those messages would be dropped."""
         slot = self._slot(group_id)
+        await self.refresh_credential()
         last = "no attempt"
         for attempt in range(self.retry.attempts):
             if attempt:
@@ -391,7 +461,9 @@ class Member:
                 if plan is None:
                     return None
                 staged = slot.group.commit(rng=self._rng, add=plan.add, remove=plan.remove,
-                                           force_path=plan.force_path, now=self._clock())
+                                           force_path=plan.force_path, now=self._clock(),
+                                           credential_validator=self.trust.policy(),
+                                           credential=self.credential)
                 request = self._bundle(staged)
                 slot.staged, slot.staged_bytes, slot.merged_seq = staged, request.payload, 0
                 try:
@@ -400,8 +472,7 @@ class Member:
                     reply, last = None, f"link error: {exc}"
                 if reply is not None and reply.ok:
                     if slot.staged is not None:
-                        slot.group = slot.group.merge(staged)
-                        slot.staged = None
+                        self.inbox.merge_own(slot, reply.seq)
                         self._mark_own(slot, reply.seq)
                     await self.inbox.persist(slot)
                     return reply.seq
@@ -474,6 +545,18 @@ class Member:
         """Leave on the network: the hub proposes our Remove for the next commit."""
         await self._call(Op.LEAVE, group_id=group_id)
 
+    async def fetch_media(self, group_id: bytes, url: str, size: int, sha256: bytes
+                          ) -> bytes:
+        """Another network's media (a Matrix ``mxc://`` file) through the hub, which
+        fetches it for a member of ``group_id`` (rule A23, :mod:`bridge.hub.media`):
+        exactly ``size`` bytes hashing to ``sha256`` (:class:`MemberError` otherwise)."""
+        reply = await self._call(Op.FETCH_MEDIA, group_id=group_id, target=url,
+                                 limit=size, payload=sha256)
+        data = reply.payload
+        if len(data) != size or hashlib.sha256(data).digest() != sha256:
+            raise MemberError("the hub returned other media than asked for")
+        return data
+
     # -- recovery -------------------------------------------------------------------------
 
     async def _report(self, group_id: bytes, seq: int, reason: str) -> None:
@@ -485,6 +568,7 @@ class Member:
         leaf if the group still has it (resync, RFC 9420 §12.4.3.2). Returns the seq."""
         slot = self._slots.get(group_id)
         lock = slot.lock if slot is not None else asyncio.Lock()
+        await self.refresh_credential()
         signature_pub = self.cs.signature_public_key(self._signature_priv)
         for attempt in range(self.retry.attempts):
             if attempt:
@@ -501,9 +585,11 @@ class Member:
                 if reply.ok:
                     new_slot = GroupSlot(group, reply.seq + 1, lock=lock)
                     if slot is not None:
-                        new_slot.received = slot.received
+                        new_slot.received, new_slot.events = slot.received, slot.events
                     self._slots[group_id] = new_slot
                     await self.inbox.persist(new_slot)
+                    self.inbox.emit(new_slot, [joined_event(
+                        group, reply.seq, self.trust.identity_of, resync=old_leaf is not None)])
                     log.info("%s: rejoined %s (old leaf %s)", self.identity,
                              group_id.hex(), old_leaf)
                     return reply.seq
@@ -519,7 +605,7 @@ class Member:
         group, commit = Group.join_external(
             info.payload, credential=self.credential, signature_priv=self._signature_priv,
             rng=self._rng, ratchet_tree=tree, resync_leaf=old_leaf, now=self._clock(),
-            config=self.config)
+            config=self.config, credential_validator=self.trust.tolerant())
         return group, commit, None if old_leaf is None else int(old_leaf)
 
 

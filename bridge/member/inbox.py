@@ -1,12 +1,16 @@
 """The receiving half of :class:`bridge.member.Member`: deliveries applied strictly in
 log order, gaps fetched from the hub, echoes of our own messages recognised, a commit
-that cannot be processed reported for a resync, and the lazy saving of what received
-entries changed (RFC 9750 §5.2; RFC 9420 §14 for the ordering a member relies on).
+that cannot be processed reported for a resync, membership events raised, and the lazy
+saving of what received entries changed (RFC 9750 §5.2; RFC 9420 §14 for the ordering
+a member relies on).
 
 :class:`Inbox` is a collaborator the member owns: it shares the member's group slots
 and store, and is given explicitly what it needs of the member -- its identity (for
-logs), a way to fetch the log, what to do with a Welcome and with a group it can no
-longer follow -- and the member's two hooks (:data:`bridge.member.state.ReceivedHook`,
+logs), its trust (:class:`bridge.member.identity.MemberIdentity`: the credential
+validator every received message is processed with, RFC 9420 §5.3.1, and the verified
+identities of credentials), a way to fetch the log, what to do with a Welcome and with
+a group it can no longer follow -- and the member's hooks
+(:data:`bridge.member.state.ReceivedHook`, :data:`bridge.member.events.MembershipHook`,
 :class:`bridge.member.state.SavePolicy`).
 """
 
@@ -18,8 +22,14 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bridge.errors import BridgeError, ContentError, HubRefused, StoreError
-from bridge.identities import identity_of
 from bridge.member.content import Content
+from bridge.member.events import (
+    MembershipEvent,
+    MembershipHook,
+    commit_events,
+    group_mode,
+)
+from bridge.member.identity import MemberIdentity
 from bridge.member.state import (
     GroupSlot,
     MemberStore,
@@ -55,23 +65,26 @@ class Inbox:
     error)`` is told of a group whose commit at ``seq`` could not be processed, and
     why (None: nothing is done);
     ``on_received`` sees every decrypted application message, which the slot keeps
-    (for :meth:`bridge.member.Member.received`) only if ``keep_received``."""
+    (for :meth:`bridge.member.Member.received`) only if ``keep_received``;
+    ``on_event`` sees every membership event (which the slot keeps)."""
 
     def __init__(self, slots: dict[bytes, GroupSlot], store: MemberStore, *,
-                 identity: Callable[[], str], fetch_log: FetchLog,
+                 identity: Callable[[], str], trust: MemberIdentity, fetch_log: FetchLog,
                  join: Callable[[Outbound], Awaitable[None]],
                  on_broken: Callable[[bytes, int, MLSError], None] | None,
                  clock: Callable[[], int],
                  log_page: int = 200, persist_interval: float = 1.0,
                  save_policy: SavePolicy | None = None,
                  on_received: ReceivedHook | None = None,
-                 keep_received: bool = True) -> None:
+                 keep_received: bool = True, on_event: MembershipHook | None = None) -> None:
         self.slots = slots
         self.store = store
         self.log_page = log_page
         self.persist_interval = persist_interval
         self.save_policy: SavePolicy = save_policy or SaveAnytime()
         self._identity = identity
+        self.trust = trust
+        self._on_event = on_event
         self._fetch_log = fetch_log
         self._join = join
         self._on_broken = on_broken
@@ -170,6 +183,11 @@ class Inbox:
         if slot is None:
             return
         async with slot.lock:
+            current = self.slots.get(message.group_id)
+            if current is not slot:  # replaced while we waited: a rejoin, under this lock
+                if current is None or current.lock is not slot.lock:
+                    return  # fetched from the log with the next delivery or a sync
+                slot = current
             if message.seq < slot.next_seq:
                 return
             slot.buffer[message.seq] = message
@@ -221,7 +239,8 @@ class Inbox:
             slot.sent.discard(sent)
             return
         try:
-            group, event = slot.group.process(entry.payload, now=self._clock())
+            group, event = slot.group.process(entry.payload, now=self._clock(),
+                                              credential_validator=self.trust.policy())
         except MLSError as exc:
             log.info("%s: dropped %s seq %d: %s", self._identity(), entry.kind, entry.seq,
                      exc)
@@ -234,7 +253,7 @@ class Inbox:
                 log.info("%s: undecodable content at seq %d: %s", self._identity(),
                          entry.seq, exc)
                 return
-            sender = _leaf_identity(group, event.sender, event.epoch)
+            sender = self._leaf_identity(group, event.sender, event.epoch)
             received = Received(group.group_id, sender, content, entry.seq, event.epoch)
             if self._keep_received:
                 slot.received.append(received)
@@ -243,23 +262,48 @@ class Inbox:
 
     def _apply_commit(self, slot: GroupSlot, entry: Outbound) -> None:
         if slot.staged is not None and entry.payload == slot.staged_bytes:
-            slot.group = slot.group.merge(slot.staged)
-            slot.staged, slot.merged_seq = None, entry.seq
+            self.merge_own(slot, entry.seq)
             return
         if entry.epoch < slot.group.epoch:
             return  # already applied (we merged it, or a duplicate)
+        before = slot.group
         try:
-            group, event = slot.group.process(entry.payload, now=self._clock())
+            group, event = before.process(entry.payload, now=self._clock(),
+                                          credential_validator=self.trust.policy())
         except MLSError as exc:
-            log.warning("%s: cannot apply commit seq %d (epoch %d, ours %d): %s",
-                        self._identity(), entry.seq, entry.epoch, slot.group.epoch, exc)
+            log.warning("%s: cannot apply commit seq %d (epoch %d, ours %d): %s: %s",
+                        self._identity(), entry.seq, entry.epoch, before.epoch,
+                        type(exc).__name__, exc)
             slot.broken = True
             if self._on_broken is not None:
-                self._on_broken(slot.group.group_id, entry.seq, exc)
+                self._on_broken(before.group_id, entry.seq, exc)
             return
         slot.group = group
-        if isinstance(event, CommitEvent) and event.removed_self:
-            log.info("%s: removed from group %s", self._identity(), group.group_id.hex())
+        if isinstance(event, CommitEvent):
+            self.emit(slot, commit_events(before, group, event, entry.payload, entry.seq,
+                                          self.trust.identity_of))
+
+    def merge_own(self, slot: GroupSlot, seq: int) -> None:
+        """Our staged commit was accepted at ``seq``: merge it, raise its events."""
+        staged, before = slot.staged, slot.group
+        assert staged is not None
+        slot.group = before.merge(staged)
+        slot.staged, slot.merged_seq = None, seq
+        self.emit(slot, commit_events(before, slot.group, staged.event, staged.message, seq,
+                                      self.trust.identity_of))
+
+    def emit(self, slot: GroupSlot, events: list[MembershipEvent]) -> None:
+        """Keep, log and hand on membership events."""
+        if not events:
+            return
+        mode = group_mode(slot.group)
+        for event in events:
+            slot.events.append(event)
+            log.info("%s: group %s epoch %d seq %d: %s [%s mode: %s]", self._identity(),
+                     event.group_id.hex()[:16], event.epoch, event.seq, event.describe(),
+                     mode.value, mode.label)
+            if self._on_event is not None:
+                self._on_event(event)
 
     # -- persistence -----------------------------------------------------------------------
 
@@ -308,13 +352,13 @@ class Inbox:
                     and self.save_policy.may_save(slot)):
                 await self.save(slot)
 
-
-def _leaf_identity(group: Group, leaf: LeafIndex, epoch: int) -> str:
-    """The credential identity of ``leaf`` in ``epoch`` (current or a retained past one)."""
-    tree = group.state.tree
-    if epoch != group.epoch:
-        for past in group.state.past_epochs:
-            if past.epoch == epoch:
-                tree = past.tree
-    node = tree.leaf(leaf) if leaf < tree.n_leaves else None
-    return identity_of(node.credential) if node is not None else f"leaf-{int(leaf)}"
+    def _leaf_identity(self, group: Group, leaf: LeafIndex, epoch: int) -> str:
+        """The identity of ``leaf`` in ``epoch`` (current or a retained past one)."""
+        tree = group.state.tree
+        if epoch != group.epoch:
+            for past in group.state.past_epochs:
+                if past.epoch == epoch:
+                    tree = past.tree
+        node = tree.leaf(leaf) if leaf < tree.n_leaves else None
+        return self.trust.identity_of(node.credential) if node is not None \
+            else f"leaf-{int(leaf)}"

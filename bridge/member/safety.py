@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from bridge.identities import identity_of
+from bridge.identities import IdentityVerifier, identity_of
 from mls.group.group import Group
 
 SAFETY_LABEL = b"mls-bridge safety number v1"
@@ -57,9 +57,10 @@ def group_safety_number(group: Group) -> str:
     return safety_number(group.epoch_authenticator())
 
 
-def member_list(group: Group) -> list[MemberInfo]:
-    """Every leaf: its index, network identity, key fingerprint, and whether it is ours."""
+def member_list(group: Group, verifier: IdentityVerifier | None) -> list[MemberInfo]:
+    """Every leaf: its index, network identity (X.509: read through ``verifier``, the
+    member's pinned CA), key fingerprint, and whether it is ours."""
     own = int(group.own_leaf)
-    return [MemberInfo(int(leaf), identity_of(node.credential),
+    return [MemberInfo(int(leaf), identity_of(node.credential, verifier),
                        fingerprint(node.signature_key), int(leaf) == own)
             for leaf, node in group.members()]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bridge.member.content import Content
+from bridge.member.events import MembershipEvent
 from mls.codec import Reader, Writer
 from mls.group.commit import StagedCommit
 from mls.group.group import Group
@@ -109,6 +110,7 @@ class GroupSlot:
     dirty: bool = False
     persisted_at: float = 0.0
     received: list[Received] = field(default_factory=list)
+    events: list[MembershipEvent] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         w = Writer()

@@ -2,18 +2,22 @@
 (:class:`transports.xmpp.component.RoomObserver`,
 :class:`transports.matrix.bot.RoomObserver`) for relayed rooms. They only enqueue, per
 legacy user: the relay's worker does the MLS work, each user's in order
-(:class:`LegacyInput`)."""
+(:class:`LegacyInput`). The XMPP observer also answers, at once, which nicknames a room
+reserves (:meth:`LegacyInput.reserved`)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 from slixmpp import JID
 
+from bridge.relay.mapping import Legacy, from_matrix
 from transports.matrix import events as matrix_events
 from transports.matrix import namespace as matrix_ns
 from transports.xmpp import namespace as xmpp_ns
+from transports.xmpp.markup import Markup
+from transports.xmpp.nicks import Reservation
 
 XMPP = xmpp_ns.TRANSPORT_NAME
 MATRIX = matrix_ns.TRANSPORT_NAME
@@ -35,8 +39,16 @@ class LegacyInput(Protocol):
 
     async def matrix_joined(self, room_id: str, user_id: str) -> None: ...
 
-    async def legacy_message(self, transport: str, room: str, identity: str, text: str,
-                             occupant: str = "") -> None: ...
+    def relays(self, transport: str, room: str) -> bool:
+        """Whether the room is relayed now."""
+        ...
+
+    async def legacy_event(self, transport: str, room: str, identity: str, event: Legacy,
+                           occupant: str = "") -> None: ...
+
+    def reserved(self, room: str) -> Reservation:
+        """The nicknames the XMPP room keeps (answered at once, from memory)."""
+        ...
 
 
 class XmppObserver:
@@ -51,11 +63,17 @@ class XmppObserver:
                          lambda: self.relay.xmpp_joined(room, occupant, mls_client),
                          f"join of {occupant} in {room}")
 
-    async def plain_message(self, room: str, occupant: str, nick: str, body: str) -> None:
+    async def plain_message(self, room: str, occupant: str, nick: str, body: str,
+                            markup: Markup) -> None:
         identity = xmpp_identity(occupant)
-        self.relay.queue(identity, lambda: self.relay.legacy_message(XMPP, room, identity,
-                                                                     body, occupant),
+        event = Legacy(markup.id, body, markup.replaces, markup.reply_to, markup.retracts,
+                       markup.reacts_to, markup.reactions, whole_set=True)
+        self.relay.queue(identity, lambda: self.relay.legacy_event(XMPP, room, identity,
+                                                                   event, occupant),
                          f"message from {identity} in {room}")
+
+    def reserved(self, room: str) -> Reservation:
+        return self.relay.reserved(room)
 
 
 class MatrixObserver:
@@ -70,11 +88,17 @@ class MatrixObserver:
                          f"join of {user_id} in {room_id}")
 
     async def plain_message(self, room_id: str, user_id: str, event_id: str,
-                            body: str) -> None:
+                            event_type: str, content: Mapping[str, Any]) -> None:
+        event = from_matrix(event_id, event_type, content)
+        if event is None:
+            return
         identity = matrix_events.user_uri(user_id)
-        self.relay.queue(identity, lambda: self.relay.legacy_message(MATRIX, room_id,
-                                                                     identity, body),
+        self.relay.queue(identity, lambda: self.relay.legacy_event(MATRIX, room_id,
+                                                                   identity, event),
                          f"message {event_id} from {identity} in {room_id}")
+
+    def relays(self, room_id: str) -> bool:
+        return self.relay.relays(MATRIX, room_id)
 
 
 def xmpp_identity(occupant: str) -> str:

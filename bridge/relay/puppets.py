@@ -1,8 +1,7 @@
 """The relay's puppets: one MLS member per legacy user, run by the bridge.
 
-- :class:`LocalLink` -- a puppet's link straight into the hub, as the identity the
-  legacy network authenticated;
-- :class:`CursorMemberStore` -- puppet keys and group state in the hub store's cursors;
+- :class:`LocalLink` -- a puppet's link straight into the hub, as its relayed identity
+  (``relay+`` + the identity the legacy network authenticated);
 - :class:`Puppet` -- a :class:`bridge.member.Member` whose decrypted messages go to the
   relay (:class:`ReEmitter`) and are not kept, and whose saves wait for the re-emits
   (:class:`EmittedFirst`).
@@ -10,20 +9,18 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
 from typing import Any, Protocol
 
-from bridge.hub.store import Store
 from bridge.member import GroupSlot, Member, Received
 from transports.interface import HubService, Inbound, Network, Outbound
 
 
 class LocalLink:
     """A puppet's :class:`transports.interface.HubLink`: straight into the hub, as
-    the identity the legacy network authenticated, on network ``local`` (the bridge's
-    own in-process client, docs/SECURITY.md)."""
+    its relayed identity (``relay+xmpp:...``, :func:`bridge.identities.relay_identity`),
+    on network ``local`` -- the only way a relayed identity reaches the hub
+    (docs/SECURITY.md, "Relay mode")."""
 
     def __init__(self, identity: str, hub: HubService) -> None:
         self._identity = identity
@@ -36,44 +33,6 @@ class LocalLink:
     async def request(self, request: Inbound) -> Outbound:
         return await self._hub.handle(dataclasses.replace(request, sender=self._identity,
                                                           network=Network.LOCAL))
-
-
-class CursorMemberStore:
-    """:class:`bridge.member.state.MemberStore` in the hub store's cursors (base64
-    values under one prefix, with a key index): puppet keys live in the bridge's store."""
-
-    def __init__(self, store: Store, prefix: str) -> None:
-        self._store = store
-        self._prefix = prefix
-        self._index_name = prefix + "#keys"
-        self._index: set[str] | None = None
-
-    async def _keys(self) -> set[str]:
-        if self._index is None:
-            saved = await self._store.get_cursor(self._index_name)
-            self._index = set(json.loads(saved)) if saved else set()
-        return self._index
-
-    async def load(self, key: str) -> bytes | None:
-        value = await self._store.get_cursor(self._prefix + key)
-        return base64.b64decode(value) if value else None
-
-    async def save(self, key: str, value: bytes) -> None:
-        await self._store.set_cursor(self._prefix + key, base64.b64encode(value).decode())
-        keys = await self._keys()
-        if key not in keys:
-            keys.add(key)
-            await self._store.set_cursor(self._index_name, json.dumps(sorted(keys)))
-
-    async def delete(self, key: str) -> None:
-        await self._store.set_cursor(self._prefix + key, "")
-        keys = await self._keys()
-        if key in keys:
-            keys.discard(key)
-            await self._store.set_cursor(self._index_name, json.dumps(sorted(keys)))
-
-    async def keys(self, prefix: str) -> list[str]:
-        return sorted(k for k in await self._keys() if k.startswith(prefix))
 
 
 class ReEmitter(Protocol):
@@ -121,4 +80,4 @@ class Puppet(Member):
                          save_policy=EmittedFirst(relay), **kwargs)
 
 
-__all__ = ["CursorMemberStore", "EmittedFirst", "LocalLink", "Puppet", "ReEmitter"]
+__all__ = ["EmittedFirst", "LocalLink", "Puppet", "ReEmitter"]

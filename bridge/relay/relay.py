@@ -2,49 +2,74 @@
 
 Off by default; enabled per room pair (``relay = true`` in ``[[bridge.rooms]]``). In a
 relayed room the bridge holds one MLS leaf per legacy user -- a *puppet*
-(:class:`bridge.member.Member` with an in-process link to the hub, its keys in the
-bridge's own store) whose credential names the user's network identity (``xmpp:...`` /
-``matrix:u/...``, the identity the network authenticated). The relay
+(:class:`bridge.member.Member` with an in-process link to the hub) whose credential
+names the user in the relay's own namespace, ``relay+xmpp:...`` / ``relay+matrix:u/...``
+(:func:`bridge.identities.relay_identity`): no network authenticates anyone under it,
+so a puppet never collides with a member, and members show it as
+``alice@example.org (relayed)``. Its keys and group state are the bridge's secrets and
+live in their own file, not in the hub's store (:mod:`bridge.relay.secrets_file`). The
+relay
 
 * adds a puppet to the group (external commit, RFC 9420 §12.4.3.2) when a legacy user
-  is seen in a relayed room: an XMPP occupant whose join presence lacks the MLS client
-  marker, a Matrix user who joins and is not in the group, everyone such already
-  present when relay is enabled;
+  is seen in a relayed room -- an XMPP occupant, a Matrix user who joins, everyone
+  present when relay is enabled -- unless the user runs an MLS client
+  (:meth:`Relay.runs_mls`: a leaf in the group, an unexpired KeyPackage in the hub's
+  directory, a request to the hub, or the MLS client marker in an XMPP join presence).
+  Such users are told to have a member add them (:mod:`bridge.relay.notices`), and a
+  puppet of a user who later shows up with an MLS client is removed (the hub's Remove,
+  reason ``replaced``: "relay puppet replaced by the user's own client");
 * encrypts what a legacy user writes (a plain groupchat body, a plain m.room.message)
   into the group as that user's puppet;
 * decrypts the group's messages (every puppet is a full member) and re-emits the
-  plaintext into the rooms: on XMPP as plain ``groupchat`` messages to each legacy
-  occupant, from ``room/<sender>``; on Matrix as one ``m.room.message`` from the bot,
-  naming the sender's credential URI (a Matrix user's own message is already there).
+  plaintext into the rooms (:mod:`bridge.relay.output`): on XMPP as plain
+  ``groupchat`` messages to each legacy occupant, under a name no occupant can take
+  (``xa@example.org (MLS)``, ``@bob:example.org (relayed)``: the component reserves
+  them, :meth:`Relay.reserved`); on Matrix from an XMPP sender's own application-service
+  ghost, or from the bot naming the sender (a Matrix user's own message is already
+  there) -- edits, replies, retractions and reactions mapped both ways
+  (:mod:`bridge.relay.mapping`).
 
-Encryption therefore ends at the bridge, and the bridge says so: a notice in both rooms
-when relay is enabled (and to each legacy user who joins), the room's XMPP disco#info
-(identity name and the ``urn:mlsbridge:0#relay`` feature) and the ``m.bridge`` state
-event in the Matrix room (published by :mod:`bridge.app.services.bridge`).
+Encryption therefore ends at the bridge, and the bridge says so to everyone, MLS
+members included (:mod:`bridge.relay.notices`). Turning relay off for a pair makes its
+puppets leave the group and says that too.
 
-Plaintext is never logged and never stored: puppets keep group state only (their
-received messages are handed over and dropped at once).
+Plaintext is never logged and never in the hub's store: puppets keep group state
+only (their received messages are handed over and dropped at once); what is re-emitted
+into the XMPP rooms is archived for XEP-0313 in the secrets file
+(:mod:`bridge.relay.archive`).
 
-This module holds :class:`Relay`; the puppets are in :mod:`bridge.relay.puppets`, the
-legacy-room observers in :mod:`bridge.relay.observers`, and the protocol through which
-puppets receive deliveries in-process in :mod:`bridge.relay.routing`.
+This module holds :class:`Relay`; the puppets are in :mod:`bridge.relay.puppets`, their
+secrets in :mod:`bridge.relay.secrets_file` (earlier versions' brought up to date by
+:mod:`bridge.relay.upgrade`), the legacy-room observers in
+:mod:`bridge.relay.observers`, the notices in :mod:`bridge.relay.notices`, and the
+protocol through which puppets receive deliveries in-process in
+:mod:`bridge.relay.routing`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import hashlib
-import json
 import logging
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, Rejection
+from bridge.hub import Hub
+from bridge.hub.removals import REPLACED, Removal
 from bridge.hub.store import Store, StoreError
-from bridge.member import Content, Received, RetryPolicy
+from bridge.identities import (
+    RELAYED_MARK,
+    display,
+    is_relayed,
+    relay_identity,
+    relayed_user,
+)
+from bridge.member import Received, RetryPolicy
+from bridge.relay.archive import KEEP, RelayArchive
+from bridge.relay.guests import Guests
+from bridge.relay.mapping import Legacy, Mapper
+from bridge.relay.notices import NOTICE, Notices
 from bridge.relay.observers import (
     MATRIX,
     XMPP,
@@ -53,8 +78,11 @@ from bridge.relay.observers import (
     XmppObserver,
     xmpp_identity,
 )
-from bridge.relay.puppets import CursorMemberStore, LocalLink, Puppet
+from bridge.relay.output import MLS_MARK, Emission, Output, Rooms
+from bridge.relay.puppets import LocalLink, Puppet
 from bridge.relay.routing import LocalRouting
+from bridge.relay.secrets_file import MEMORY, PuppetSecrets, SecretsMemberStore
+from bridge.relay.upgrade import bring_back
 from mls.errors import MLSError
 from transports.errors import TransportError
 from transports.fairness import (
@@ -65,16 +93,16 @@ from transports.fairness import (
     Overloaded,
     RateLimiter,
 )
-from transports.interface import HubService
+from transports.interface import network_of
 from transports.matrix import events as matrix_events
-from transports.matrix import namespace as matrix_ns
+from transports.matrix.appservice import Ghosts
 from transports.matrix.bot import MatrixHubBot
 from transports.matrix.errors import MatrixTransportError
 from transports.xmpp.component import MLSComponent
+from transports.xmpp.nicks import NO_OWNER, Reservation
 
 log = logging.getLogger(__name__)
 
-PUPPETS_CURSOR = "relay:puppets"
 LEGACY_RATE = 2.0  # legacy input (messages, joins) per second per legacy user, sustained
 LEGACY_BURST = 10  # ... and at once
 LEGACY_QUEUE = 16  # a legacy user's input jobs waiting
@@ -83,76 +111,84 @@ OUTBOUND_KEPT = 4096  # decrypted messages waiting to be re-emitted (the oldest 
 EARLY_KEPT = 1024  # per group, decrypted before the group's rooms were attached
 SETTLE_TIMEOUT = 30.0  # seconds a puppet waits for re-emits before saving anyway
 EMITTED_CURSOR = "relay:emitted:"  # + group id hex: the last log seq re-emitted
-NOTICE = ("This room is bridged in relay mode: the bridge decrypts the group's messages "
-          "for people without an MLS client and encrypts theirs, so end-to-end "
-          "encryption ends at the bridge.")
-
-
-@dataclass(frozen=True, slots=True)
-class _Rooms:
-    xmpp_room: str
-    matrix_room: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Emission:
-    """Plaintext to re-emit into a group's relayed rooms (never logged)."""
-
-    group_id: bytes
-    seq: int
-    sender: str
-    text: str = dataclasses.field(repr=False)
-    origin: str = ""  # the network the text was written on, if a legacy user wrote it
-    author_occupant: str = ""  # the XMPP occupant who wrote it (not echoed to them)
+MEMBER, CLIENT = "member", "client"  # why someone is not puppeted (Relay.runs_mls)
 
 
 class Relay:
-    """Puppets, legacy input and plaintext output for every relayed room."""
+    """Puppets, legacy input and plaintext output for every relayed room.
 
-    def __init__(self, store: Store, hub: HubService, deliverer: LocalRouting, *,
-                 retry: RetryPolicy | None = None, clock: Clock = time.monotonic) -> None:
+    ``secrets``: where puppet secrets are kept (opened and closed by the caller; by
+    default an in-memory one the relay owns, for tests: nothing survives)."""
+
+    def __init__(self, store: Store, hub: Hub, deliverer: LocalRouting, *,
+                 secrets: PuppetSecrets | None = None, retry: RetryPolicy | None = None,
+                 clock: Clock = time.monotonic, archive: int = KEEP) -> None:
         self.store = store
         self.hub = hub
         self.deliverer = deliverer
+        self.secrets = secrets
+        self._owns_secrets = secrets is None
         self.retry = retry or RetryPolicy(attempts=12, base_delay=0.05, max_delay=1.0)
         self.component: MLSComponent | None = None
         self.bot: MatrixHubBot | None = None
-        self.groups: dict[bytes, _Rooms] = {}
+        self.notices = Notices(store)
+        self.guests = Guests()  # relayed Matrix users, shown in the XMPP room
+        #: what was re-emitted into the XMPP rooms (XEP-0313), newest ``archive`` per group
+        self.archive = RelayArchive(lambda: self.secrets,
+                                    lambda room: self.by_room.get((XMPP, room)), archive)
+        self.groups: dict[bytes, Rooms] = {}
         self.by_room: dict[tuple[str, str], bytes] = {}
-        self.puppets: dict[str, Puppet] = {}
+        self.puppets: dict[str, Puppet] = {}  # relay identity -> its puppet
+        self.mls_clients: set[str] = set()  # network identities seen with an MLS client
         self.relayed = 0  # messages re-emitted (counted, never logged)
+        self._rosters: dict[bytes, frozenset[str]] = {}  # last roster read per group
         self._emitted: OrderedDict[tuple[bytes, int], None] = OrderedDict()
         self._emitted_upto: dict[bytes, int] = {}  # persisted: survives a kill -9
-        self._early: dict[bytes, list[_Emission]] = {}  # decrypted before enable()
+        self._early: dict[bytes, list[Emission]] = {}  # decrypted before enable()
         self._unemitted: dict[bytes, set[int]] = {}  # decrypted seqs not yet re-emitted
+        self._disabled: set[bytes] = set()  # groups whose relay was turned off
         self._emitted_event = asyncio.Event()  # set whenever a re-emit completes
         self.observer: LimitObserver = NullObserver()
         self._legacy_rate = RateLimiter(LEGACY_RATE, LEGACY_BURST, clock=clock)
         self._inbound = FairQueue(workers=1, per_sender=LEGACY_QUEUE, total=INBOUND_TOTAL,
                                   name="relay-input")
         self._queued_input: dict[object, str] = {}  # input jobs not started, by name
-        self._outbound: asyncio.Queue[_Emission] = asyncio.Queue()
+        self._outbound: asyncio.Queue[Emission] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._working_on = ""  # what the input worker is doing (named if it is cut)
-        self._emitting: _Emission | None = None  # the re-emit under way (likewise)
+        self._emitting: Emission | None = None  # the re-emit under way (likewise)
         self._stopping = False
         self._not_done: list[str] = []  # what a stop dropped or could not save, by name
+        self.mapper = Mapper()
+        self.output = Output(self.mapper, self._legacy_occupant, self.archive)
 
     def watch(self, observer: LimitObserver) -> None:
         """Report drops and queue depths to ``observer`` (the metrics)."""
         self.observer = self._inbound.observer = observer
 
-    def connect(self, component: MLSComponent | None, bot: MatrixHubBot | None) -> None:
+    def connect(self, component: MLSComponent | None, bot: MatrixHubBot | None,
+                ghosts: Ghosts | None = None) -> None:
+        """The networks (``ghosts``: the Matrix application service's users, if it is
+        one; otherwise the bot posts everything)."""
         self.component, self.bot = component, bot
+        self.output.component, self.output.bot, self.output.ghosts = component, bot, ghosts
+        self.notices.component, self.notices.bot = component, bot
+        self.guests.component = component
         if component is not None:
             component.observe(XmppObserver(self))
+            component.mam.archive = self.archive
         if bot is not None:
             bot.observer = MatrixObserver(self)
 
     async def start(self) -> None:
-        """Bring back the puppets saved in the store; start the two workers."""
-        saved = await self.store.get_cursor(PUPPETS_CURSOR)
-        for identity in json.loads(saved) if saved else []:
+        """Move puppet secrets an earlier version kept in the hub store into the secrets
+        file, bring back the puppets, retire those named before relay identities had
+        their own namespace, and start the output worker (the input's are
+        the fair queue's)."""
+        if self.secrets is None:
+            self.secrets = await PuppetSecrets.open(MEMORY)
+        self.mapper.secrets = self.secrets
+        for identity in await bring_back(self.store, self.hub, self.secrets):
             await self._puppet(identity)
         self._tasks = [asyncio.get_running_loop().create_task(self._work_outbound())]
 
@@ -177,6 +213,9 @@ class Relay:
         self._not_done += self._dropped(working_on, emitting)
         await asyncio.gather(*(self._stop_puppet(identity, puppet)
                                for identity, puppet in list(self.puppets.items())))
+        if self._owns_secrets and self.secrets is not None:
+            await self.secrets.close()
+            self.secrets = None
 
     async def _stop_puppet(self, identity: str, puppet: Puppet) -> None:
         self.deliverer.remove_local(identity)
@@ -185,7 +224,7 @@ class Relay:
         self._not_done += [f"puppet {identity} group {group_id.hex()[:16]} not saved: "
                            f"{reason}" for group_id, reason in unsaved.items()]
 
-    def _dropped(self, working_on: str, emitting: _Emission | None) -> list[str]:
+    def _dropped(self, working_on: str, emitting: Emission | None) -> list[str]:
         """Name the work the stopped workers leave undone (and forget it): what the
         input worker was ``working_on``, the re-emit under way, what was queued."""
         dropped = [f"relay: {working_on}: cut short"] if working_on else []
@@ -207,13 +246,14 @@ class Relay:
                 for group_id in puppet.unsaved_groups()]
         return [*self._not_done, *left]
 
-    # -- enabling ----------------------------------------------------------------------
+    # -- enabling and disabling -------------------------------------------------------
 
     async def enable(self, xmpp_room: str, matrix_room: str, group_id: bytes) -> None:
         """Relay ``group_id`` in this room pair: say so, and give every legacy user
         already present a puppet."""
-        rooms = _Rooms(xmpp_room, matrix_room)
+        rooms = Rooms(xmpp_room, matrix_room)
         first = self.groups.get(group_id) != rooms
+        self._disabled.discard(group_id)
         self.groups[group_id] = rooms
         self.by_room[(XMPP, xmpp_room)] = group_id
         self.by_room[(MATRIX, matrix_room)] = group_id
@@ -221,7 +261,7 @@ class Relay:
             saved = await self.store.get_cursor(EMITTED_CURSOR + group_id.hex())
             self._emitted_upto[group_id] = int(saved) if saved else 0
         if self.component is not None:
-            self.component.set_relay(xmpp_room)
+            self.component.info.relay(xmpp_room, NOTICE)
         for emission in self._early.pop(group_id, []):
             if emission.seq > self._emitted_upto[group_id]:
                 self._emit_later(emission)
@@ -231,73 +271,173 @@ class Relay:
             self._submit("", f"scan of the rooms of group {group_id.hex()[:16]}",
                          lambda: self._announce_and_scan(group_id, rooms))
 
-    async def _announce_and_scan(self, group_id: bytes, rooms: _Rooms) -> None:
-        roster = await self._roster(group_id)
-        legacy: list[tuple[str, str]] = []  # (identity, XMPP occupant or "")
+    async def disable(self, xmpp_room: str, matrix_room: str, group_id: bytes) -> None:
+        """The pair is not (or no longer) relayed: if it was, its puppets leave the
+        group and both rooms are told. Nothing for a pair that never was."""
+        rooms = Rooms(xmpp_room, matrix_room)
+        if self.groups.get(group_id) not in (None, rooms):
+            return  # relayed by another pair of the configuration
+        if self.groups.pop(group_id, None) is not None:  # turned off at run time
+            self.by_room.pop((XMPP, xmpp_room), None)
+            self.by_room.pop((MATRIX, matrix_room), None)
+        holders = [identity for identity, puppet in self.puppets.items()
+                   if group_id in puppet.group_ids() and puppet.group(group_id).active]
+        if not holders and not await self.notices.was_on(group_id):
+            return
+        self._early.pop(group_id, None)
+        self._disabled.add(group_id)
+        self.guests.clear(group_id)
+        for identity in holders:
+            puppet = self.puppets[identity]
+            try:
+                await puppet.leave(group_id)
+            except (BridgeError, TransportError) as exc:
+                log.warning("relay: a puppet could not leave: %s", exc)
+            if set(puppet.group_ids()) <= {group_id}:
+                await self._drop_puppet(identity)
+        await self.notices.mode(group_id, xmpp_room, matrix_room, on=False)
+
+    async def _announce_and_scan(self, group_id: bytes, rooms: Rooms) -> None:
+        await self.notices.mode(group_id, rooms.xmpp_room, rooms.matrix_room, on=True)
+        present: list[tuple[str, str]] = []  # (network identity, XMPP occupant or "")
         if self.component is not None:
-            for occupant in self.component.occupants.get(rooms.xmpp_room, {}):
-                identity = xmpp_identity(occupant)
-                if identity in self.puppets or identity not in roster:
-                    legacy.append((identity, occupant))
+            for occupant in list(self.component.occupants.get(rooms.xmpp_room, {})):
+                present.append((xmpp_identity(occupant), occupant))
         if self.bot is not None:
-            await self._matrix_notice(rooms.matrix_room, group_id)
             try:
                 users = await self.bot.room_members(rooms.matrix_room)
             except MatrixTransportError as exc:
                 log.warning("relay: members of %s unknown: %s", rooms.matrix_room, exc)
                 users = frozenset()
-            for user in sorted(users - {self.bot.user_id}):
-                identity = matrix_events.user_uri(user)
-                if identity in self.puppets or identity not in roster:
-                    legacy.append((identity, ""))
-        for identity, occupant in legacy:
+            present += [(matrix_events.user_uri(user), "")
+                        for user in sorted(users - {self.bot.user_id})
+                        if not self.bot.controlled(user)]  # ghosts are the bridge's
+        for identity, occupant in present:
             await self._join_legacy(identity, group_id, occupant)
 
-    async def _matrix_notice(self, room_id: str, group_id: bytes) -> None:
-        """The relay notice in the Matrix room, once per group."""
-        assert self.bot is not None
-        name = f"relay:notice:{room_id}"
-        if await self.store.get_cursor(name) == group_id.hex():
+    # -- who is puppeted -------------------------------------------------------------------
+
+    async def _roster(self, group_id: bytes) -> frozenset[str]:
+        roster = frozenset(member.identity for member in await self.store.get_members(group_id))
+        self._rosters[group_id] = roster
+        return roster
+
+    async def runs_mls(self, identity: str, group_id: bytes) -> str:
+        """Why the network user ``identity`` gets no puppet in ``group_id``:
+        :data:`MEMBER` (a leaf of its own in the group), :data:`CLIENT` (it was seen
+        with an MLS client -- a request to the hub, the client marker in an XMPP join
+        presence -- or has an unexpired KeyPackage in the hub's directory), or "" (a
+        legacy user: puppet it)."""
+        if identity in await self._roster(group_id):
+            return MEMBER
+        if identity in self.mls_clients:
+            return CLIENT
+        now = int(time.time())
+        if any(kp.expires_at > now for kp in await self.store.list_key_packages(identity)):
+            return CLIENT
+        return ""
+
+    def mls_client_seen(self, identity: str) -> None:
+        """The network user ``identity`` spoke to the hub (or entered an XMPP room) with
+        an MLS client: never puppet it, and replace a puppet it has."""
+        if identity in self.mls_clients or is_relayed(identity) or not network_of(identity):
             return
-        content = {"msgtype": "m.notice", "body": NOTICE,
-                   matrix_ns.RELAY_KEY: {"relay": True, "end_to_end": False}}
-        try:
-            await self.bot.send_message(room_id, content, _txn(b"notice", group_id, room_id))
-        except MatrixTransportError as exc:
-            log.warning("relay notice in %s not sent: %s", room_id, exc)
+        self.mls_clients.add(identity)
+        if relay_identity(identity) in self.puppets:
+            try:  # the bridge's own work, not legacy input: not rate-limited
+                self._submit(identity, f"replacement of the puppet of {identity}",
+                             lambda: self._replace(identity))
+            except Overloaded:  # replaced when the user is next seen
+                self.mls_clients.discard(identity)
+
+    async def _replace(self, identity: str) -> None:
+        """The user ``identity`` runs an MLS client now: the hub removes its puppet's
+        leaves (reason ``replaced``) and the puppet and its secrets are dropped."""
+        relayed = relay_identity(identity)
+        puppet = self.puppets.get(relayed)
+        if puppet is None:
             return
-        await self.store.set_cursor(name, group_id.hex())
+        for group_id in puppet.group_ids():
+            if not puppet.group(group_id).active:
+                continue
+            try:
+                await self.hub.remove_member(group_id, relayed, Removal(REPLACED, identity))
+            except Rejection as exc:
+                log.info("relay: puppet not removed from %s: %s", group_id.hex()[:16],
+                         exc.code)
+        await self._drop_puppet(relayed)
+        log.info("relay: puppet replaced by the user's own client")
+
+    async def _drop_puppet(self, relayed: str) -> None:
+        """Stop a puppet and forget it with its secrets."""
+        puppet = self.puppets.pop(relayed, None)
+        self.deliverer.remove_local(relayed)
+        legacy = relayed_user(relayed)
+        if legacy is not None:
+            self.guests.went(legacy)
+        if puppet is not None:
+            await puppet.stop()
+        assert self.secrets is not None
+        await self.secrets.remove_puppet(relayed)
 
     # -- puppets -------------------------------------------------------------------------
 
-    async def _roster(self, group_id: bytes) -> set[str]:
-        return {member.identity for member in await self.store.get_members(group_id)}
-
-    async def _puppet(self, identity: str) -> Puppet:
-        puppet = self.puppets.get(identity)
+    async def _puppet(self, relayed: str) -> Puppet:
+        puppet = self.puppets.get(relayed)
         if puppet is not None:
             return puppet
-        puppet = Puppet(LocalLink(identity, self.hub), self,
-                        store=CursorMemberStore(self.store, f"relay:{identity}:"),
+        assert self.secrets is not None
+        puppet = Puppet(LocalLink(relayed, self.hub), self,
+                        store=SecretsMemberStore(self.secrets, relayed),
                         retry=self.retry, device="relay", rng=os.urandom)
         await puppet.start()
-        self.puppets[identity] = puppet
-        self.deliverer.add_local(identity, puppet)
-        await self.store.set_cursor(PUPPETS_CURSOR, json.dumps(sorted(self.puppets)))
+        self.puppets[relayed] = puppet
+        self.deliverer.add_local(relayed, puppet)
+        await self.secrets.add_puppet(relayed)
         return puppet
 
-    async def _join_legacy(self, identity: str, group_id: bytes, occupant: str) -> Puppet:
-        """The legacy user's puppet, in the group (joined by external commit if not)."""
-        puppet = await self._puppet(identity)
-        if group_id in puppet.group_ids() and puppet.group(group_id).active:
-            return puppet
-        await puppet.rejoin(group_id)
-        log.info("relay: %s joined group %s as a puppet", identity, group_id.hex()[:16])
-        if occupant and self.component is not None:
-            rooms = self.groups[group_id]
-            self.component.send_plain(rooms.xmpp_room, [occupant], "", NOTICE,
-                                      f"relay-notice-{group_id.hex()[:12]}")
+    async def _join_legacy(self, identity: str, group_id: bytes, occupant: str
+                           ) -> Puppet | None:
+        """The legacy user's puppet, in the group (joined by external commit if not);
+        None if the user runs an MLS client (told how to join instead, and a puppet
+        it had is replaced)."""
+        why = await self.runs_mls(identity, group_id)
+        if why:
+            if relay_identity(identity) in self.puppets:
+                await self._replace(identity)
+            if why == CLIENT:
+                rooms = self.groups[group_id]
+                await self.notices.how_to_join(
+                    group_id, identity, rooms.xmpp_room if occupant else rooms.matrix_room,
+                    occupant)
+            return None
+        puppet = await self._puppet(relay_identity(identity))
+        if not (group_id in puppet.group_ids() and puppet.group(group_id).active):
+            await puppet.rejoin(group_id)
+            log.info("relay: a legacy user joined group %s as a puppet", group_id.hex()[:16])
+        self.guests.came(group_id, self.groups[group_id].xmpp_room, identity)
         return puppet
+
+    def reserved(self, room: str) -> Reservation:
+        """The nicknames the XMPP room ``room`` keeps (:mod:`transports.xmpp.nicks`):
+        the names every member and every relayed user of its group is shown under --
+        an XMPP identity's for itself, the others' for nobody -- and the marks of the
+        bridge's own senders (:data:`MLS_MARK`, ``(relayed)``)."""
+        group_id = self.by_room.get((XMPP, room))
+        if group_id is None:
+            return Reservation()
+        members = set(self._rosters.get(group_id, ()))
+        for puppet in self.puppets.values():  # a puppet's view is as fresh as it gets
+            if group_id in puppet.group_ids() and puppet.group(group_id).active:
+                members |= {puppet.trust.identity_of(leaf.credential)
+                            for _, leaf in puppet.group(group_id).members()}
+                break
+        names: dict[str, str] = {}
+        for member in members:
+            person = relayed_user(member) or member
+            owner = person if network_of(person) == XMPP else NO_OWNER
+            names[person] = names[display(person)] = owner
+        return Reservation(names, (MLS_MARK, RELAYED_MARK))
 
     # -- legacy input ----------------------------------------------------------------------
 
@@ -341,32 +481,43 @@ class Relay:
         self._queued_input[token] = what
 
     async def xmpp_joined(self, room: str, occupant: str, mls_client: bool) -> None:
+        identity = xmpp_identity(occupant)
+        if mls_client:
+            self.mls_client_seen(identity)
         group_id = self.by_room.get((XMPP, room))
-        if group_id is None or mls_client:
-            return
-        await self._join_legacy(xmpp_identity(occupant), group_id, occupant)
+        if group_id is not None:
+            await self._join_legacy(identity, group_id, occupant)
+
+    def relays(self, transport: str, room: str) -> bool:
+        """:class:`bridge.relay.observers.LegacyInput`: whether the room is relayed."""
+        return (transport, room) in self.by_room
 
     async def matrix_joined(self, room_id: str, user_id: str) -> None:
         group_id = self.by_room.get((MATRIX, room_id))
         if group_id is None or self.bot is None or user_id == self.bot.user_id:
             return
-        identity = matrix_events.user_uri(user_id)
-        if identity in self.puppets or identity not in await self._roster(group_id):
-            await self._join_legacy(identity, group_id, "")
+        await self._join_legacy(matrix_events.user_uri(user_id), group_id, "")
 
-    async def legacy_message(self, transport: str, room: str, identity: str, text: str,
-                             occupant: str = "") -> None:
-        """Encrypt a legacy user's text into the group as their puppet, then show it
-        to the other side (and to the other legacy occupants of an XMPP room)."""
+    async def legacy_event(self, transport: str, room: str, identity: str, event: Legacy,
+                           occupant: str = "") -> None:
+        """Encrypt what a legacy user sent (text, an edit, a reply, a retraction,
+        reactions: :mod:`bridge.relay.mapping`) into the group as their puppet, then
+        show it to the other side (and to the other legacy occupants of an XMPP room).
+        An XMPP user's own message ids are theirs alone (``owner``)."""
         group_id = self.by_room.get((transport, room))
         if group_id is None:
             return
-        if identity not in self.puppets and identity in await self._roster(group_id):
-            return  # an MLS member's plain message: not ours to encrypt
         puppet = await self._join_legacy(identity, group_id, occupant)
-        content = Content(os.urandom(16), text)
-        seq = await puppet.send_content(group_id, content)
-        self._emit_later(_Emission(group_id, seq, identity, text, transport, occupant))
+        if puppet is None:
+            return  # an MLS user's plain message: not ours to encrypt
+        owner = identity if occupant else ""
+        for content in await self.mapper.contents(transport, room, owner, puppet.identity,
+                                                  group_id, event):
+            seq = await puppet.send_content(group_id, content)
+            await self.mapper.remember(transport, room, event.net_id, group_id, content,
+                                       puppet.identity, owner)
+            self._emit_later(Emission(group_id, seq, puppet.identity, content, transport,
+                                      occupant))
 
     # -- output ----------------------------------------------------------------------------
 
@@ -377,17 +528,16 @@ class Relay:
         it may decrypt again what was already re-emitted: the seq cursor persisted
         after each re-emit skips those."""
         key = (received.group_id, received.seq)
-        if key in self._emitted or received.sender in self.puppets:
+        if key in self._emitted or received.sender in self.puppets \
+                or received.group_id in self._disabled:
             return
         if received.seq <= self._emitted_upto.get(received.group_id, 0):
             return
         self._emitted[key] = None
         while len(self._emitted) > 4096:
             self._emitted.popitem(last=False)
-        text = received.content.body
-        if text is None:
-            return
-        emission = _Emission(received.group_id, received.seq, received.sender, text)
+        emission = Emission(received.group_id, received.seq, received.sender,
+                            received.content)
         self._unemitted.setdefault(received.group_id, set()).add(received.seq)
         if received.group_id not in self.groups:  # restarted: rooms not attached yet
             early = self._early.setdefault(received.group_id, [])
@@ -397,7 +547,7 @@ class Relay:
             return
         self._emit_later(emission)
 
-    def _emit_later(self, emission: _Emission) -> None:
+    def _emit_later(self, emission: Emission) -> None:
         """Queue a re-emit; beyond :data:`OUTBOUND_KEPT` waiting, the oldest waiting
         one is dropped (the rooms show the latest conversation)."""
         if self._outbound.qsize() >= OUTBOUND_KEPT:
@@ -406,7 +556,7 @@ class Relay:
         self._outbound.put_nowait(emission)
         self.observer.depth("relay-output", self._outbound.qsize())
 
-    def _drop(self, emission: _Emission, queue: str) -> None:
+    def _drop(self, emission: Emission, queue: str) -> None:
         """A decrypted message that will not be re-emitted (counted, never logged)."""
         self.observer.dropped(queue, "oldest")
         log.warning("relay: a message of group %s was not re-emitted (%s full)",
@@ -424,6 +574,7 @@ class Relay:
             finally:
                 self._emitting = None
             try:
+                await self._archive(emission)
                 await self._mark_emitted(emission)
             except StoreError as exc:
                 log.warning("relay: re-emit cursor not saved: %s", exc)
@@ -431,7 +582,7 @@ class Relay:
                 self._settled(emission)
                 self._outbound.task_done()
 
-    def _settled(self, emission: _Emission) -> None:
+    def _settled(self, emission: Emission) -> None:
         """A decrypted message is handed on: puppets may save state past it."""
         if emission.origin:
             return  # a legacy user's own text: no puppet decrypted it
@@ -459,7 +610,7 @@ class Relay:
             log.warning("relay: saving a puppet's state before its messages were "
                         "re-emitted (%.0f s)", SETTLE_TIMEOUT)
 
-    async def _mark_emitted(self, emission: _Emission) -> None:
+    async def _mark_emitted(self, emission: Emission) -> None:
         """Persist the seq of a re-emitted group message (not of a legacy user's own
         text: its puppet never decrypts it) before the next re-emit."""
         if emission.origin or emission.seq <= self._emitted_upto.get(emission.group_id, 0):
@@ -468,42 +619,25 @@ class Relay:
         await self.store.set_cursor(EMITTED_CURSOR + emission.group_id.hex(),
                                     str(emission.seq))
 
-    async def _emit(self, emission: _Emission) -> None:
+    async def _emit(self, emission: Emission) -> None:
         rooms = self.groups.get(emission.group_id)
         if rooms is None:
             return
-        # Matrix first: a resend after a restart has the same transaction id and is
-        # dropped by the homeserver. XMPP has no acknowledgement; the stanzas are
-        # flushed to the connection before the caller persists the re-emit cursor, and
-        # a resend carries the same XEP-0359 stanza-id (clients drop the repeat).
-        if self.bot is not None and emission.origin != MATRIX:
-            content = {"msgtype": "m.text", "body": f"<{emission.sender}> {emission.text}",
-                       matrix_ns.RELAY_KEY: {
-                           "sender": emission.sender, "seq": emission.seq,
-                           "group_id": matrix_events.b64encode(emission.group_id)}}
-            await self.bot.send_message(rooms.matrix_room, content,
-                                        _txn(b"relay", emission.group_id, rooms.matrix_room,
-                                             emission.seq))
-        if self.component is not None and self._emit_xmpp(rooms.xmpp_room, emission):
-            await self.component.flush()
+        await self.output.emit(rooms, emission)
         self.relayed += 1
 
-    def _emit_xmpp(self, room: str, emission: _Emission) -> bool:
-        """Send to the room's legacy occupants; whether there were any."""
-        assert self.component is not None
-        occupants = self.component.occupants.get(room, {})
-        readers = [occupant for occupant in occupants
-                   if xmpp_identity(occupant) in self.puppets
-                   and occupant != emission.author_occupant]
-        if not readers:
-            return False
-        nick = occupants.get(emission.author_occupant) or emission.sender
-        stanza_id = f"relay-{emission.group_id.hex()[:12]}-{emission.seq}"
-        self.component.send_plain(room, readers, nick, emission.text, stanza_id)
-        return True
+    def _legacy_occupant(self, occupant: str) -> bool:
+        """Whether an XMPP occupant is a legacy user the relay has a puppet for."""
+        return relay_identity(xmpp_identity(occupant)) in self.puppets
+
+    async def _archive(self, emission: Emission) -> None:
+        """Keep what was re-emitted for XEP-0313 (:meth:`Output.record`)."""
+        rooms = self.groups.get(emission.group_id)
+        if rooms is not None:
+            await self.output.record(rooms, emission)
 
 
-def _undone(emission: _Emission) -> str:
+def _undone(emission: Emission) -> str:
     """How a stop names a re-emit it dropped (never its text)."""
     where = f"group {emission.group_id.hex()[:16]} seq {emission.seq} from {emission.sender}"
     if emission.origin:  # a legacy user's own text: no puppet will decrypt it again
@@ -511,10 +645,4 @@ def _undone(emission: _Emission) -> str:
     return f"relay: re-emit of {where}: deferred to the next start"
 
 
-def _txn(kind: bytes, group_id: bytes, room_id: str, seq: int = 0) -> str:
-    """A deterministic Matrix transaction id (a resend after a restart is deduplicated)."""
-    return hashlib.sha256(b"%s|%s|%s|%d" % (kind, group_id, room_id.encode(), seq)
-                          ).hexdigest()[:32]
-
-
-__all__ = ["EMITTED_CURSOR", "NOTICE", "PUPPETS_CURSOR", "Relay"]
+__all__ = ["EMITTED_CURSOR", "MLS_MARK", "NOTICE", "Relay"]

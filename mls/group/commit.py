@@ -37,6 +37,7 @@ from mls.group.events import CommitEvent
 from mls.group.proposal_list import SenderProposal, path_required, validate_proposal_list
 from mls.group.psk import PskResolver
 from mls.group.state import GroupState, PendingProposal
+from mls.messages.credentials import Credential
 from mls.messages.extension_types import ExternalPub
 from mls.messages.extensions import Extension
 from mls.messages.framing import AuthenticatedContent, FramedContentAuthData, MLSMessage, Sender
@@ -149,11 +150,18 @@ def create_commit(state: GroupState, *, rng: Rng, proposals: Sequence[Proposal] 
                   external_psks: Mapping[bytes, bytes] | None = None,
                   psk_resolver: PskResolver | None = None, now: int | None = None,
                   credential_validator: CredentialValidator | None = None,
-                  linked_usage: ResumptionPSKUsage | None = None) -> StagedCommit:
+                  linked_usage: ResumptionPSKUsage | None = None,
+                  credential: Credential | None = None) -> StagedCommit:
     """Create a Commit (RFC 9420 §12.4.1); see the module docstring.  ``linked_usage``
-    is set only for the first Commit of a reinitialized or branched group (§11.2)."""
+    is set only for the first Commit of a reinitialized or branched group (§11.2).
+    A ``credential`` other than our leaf's replaces it through the UpdatePath (§5.3.2:
+    a member renews an expiring credential this way; the signature key stays)."""
     check_can_send(state)
     me = Sender.member(state.own_leaf)
+    leaf_template = state.own_leaf_node()
+    if credential is not None and credential != leaf_template.credential:
+        leaf_template = leaf_template.replace(credential=credential)
+        force_path = True
     covered, entries, own_update = _covered(state, proposals, now=now,
                                             credential_validator=credential_validator)
     with_path = force_path or own_update or path_required(covered)
@@ -162,7 +170,7 @@ def create_commit(state: GroupState, *, rng: Rng, proposals: Sequence[Proposal] 
                               linked_usage=linked_usage)
     if with_path:
         provisional = create_path(state, outcome, covered, sender_leaf=state.own_leaf,
-                                  leaf_template=state.own_leaf_node(),
+                                  leaf_template=leaf_template,
                                   signature_priv=state.signature_priv, rng=rng)
     else:
         provisional = without_path(state, outcome, covered, state.own_leaf)

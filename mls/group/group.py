@@ -283,16 +283,20 @@ class Group:
                force_path: bool = False, authenticated_data: bytes = b"",
                external_psks: Mapping[bytes, bytes] | None = None,
                now: int | None = None,
-               credential_validator: CredentialValidator | None = None) -> StagedCommit:
+               credential_validator: CredentialValidator | None = None,
+               credential: Credential | None = None) -> StagedCommit:
         """Commit every pending proposal plus ``proposals``/``add``/``remove`` by
-        value (RFC 9420 §12.4.1).  Nothing changes until :meth:`merge`."""
+        value (RFC 9420 §12.4.1).  A ``credential`` other than our leaf's replaces it
+        through the UpdatePath (RFC 9420 §5.3.2, renewing an expiring credential).
+        Nothing changes until :meth:`merge`."""
         by_value: list[Proposal] = [Remove(leaf) for leaf in remove]
         by_value.extend(Add(key_package) for key_package in add)
         by_value.extend(proposals)
         return create_commit(self._state, rng=rng, proposals=by_value, force_path=force_path,
                              authenticated_data=authenticated_data,
                              external_psks=external_psks, now=now,
-                             credential_validator=credential_validator)
+                             credential_validator=credential_validator,
+                             credential=credential)
 
     def merge(self, staged: StagedCommit) -> Group:
         """Adopt our own staged Commit once the delivery service accepted it."""

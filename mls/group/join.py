@@ -120,6 +120,30 @@ def _path_keys(cs: CipherSuite, tree: RatchetTree, own: LeafIndex, signer: LeafI
     return out
 
 
+def _open_welcome(cs: CipherSuite, welcome: Welcome, bundle: KeyPackageBundle,
+                  resolver: PskResolver) -> tuple[GroupSecrets, bytes, GroupInfo]:
+    """Steps 1-3 of RFC 9420 §12.4.3.1: our GroupSecrets, the PSK secret, and the
+    decrypted (not yet verified) GroupInfo."""
+    key_package = bundle.key_package
+    group_secrets = open_group_secrets(cs, welcome, key_package,
+                                       key_package_ref(cs, key_package), bundle.init_priv)
+    psk = psk_secret(cs, resolver.resolve(group_secrets.psks))
+    welcome_secret = derive_welcome_secret(cs, group_secrets.joiner_secret, psk)
+    return group_secrets, psk, decrypt_group_info(cs, welcome_secret,
+                                                  welcome.encrypted_group_info)
+
+
+def welcome_group_info(welcome: Welcome, bundle: KeyPackageBundle, *,
+                       external_psks: Mapping[bytes, bytes] | None = None) -> GroupInfo:
+    """The GroupInfo a Welcome carries for ``bundle``, decrypted (RFC 9420 §12.4.3.1
+    steps 1-3) but verified only if :func:`join_from_welcome` accepted the same Welcome:
+    its ``signer`` is the member whose Commit added us (§12.4.3.1), which a joiner may
+    want to show."""
+    cs = suite(welcome.cipher_suite)
+    return _open_welcome(cs, welcome, bundle,
+                         PskResolver(external=dict(external_psks or {})))[2]
+
+
 def join_from_welcome(welcome: Welcome, bundle: KeyPackageBundle, *,
                       ratchet_tree: RatchetTree | bytes | None = None,
                       external_psks: Mapping[bytes, bytes] | None = None,
@@ -139,15 +163,11 @@ def join_from_welcome(welcome: Welcome, bundle: KeyPackageBundle, *,
     """
     key_package = bundle.key_package
     cs = suite(welcome.cipher_suite)
-    group_secrets = open_group_secrets(cs, welcome, key_package,
-                                       key_package_ref(cs, key_package), bundle.init_priv)
-    linked_psk = linked_psk_id(group_secrets.psks)
     old_groups = resumption_groups or {}
     resolver = psk_resolver or PskResolver(external=dict(external_psks or {}),
                                            resumption=resumption_lookup(old_groups))
-    psk = psk_secret(cs, resolver.resolve(group_secrets.psks))
-    welcome_secret = derive_welcome_secret(cs, group_secrets.joiner_secret, psk)
-    group_info = decrypt_group_info(cs, welcome_secret, welcome.encrypted_group_info)
+    group_secrets, psk, group_info = _open_welcome(cs, welcome, bundle, resolver)
+    linked_psk = linked_psk_id(group_secrets.psks)
     context = group_info.group_context
     if context.cipher_suite != cs.id or context.version != ProtocolVersion.MLS10:
         raise ValidationError("GroupInfo cipher suite or version differs from the Welcome")

@@ -21,21 +21,14 @@ from mls.crypto import suite
 from mls.group.group import Group
 from mls.group.key_package import create_key_package
 from mls.messages.framing import MLSMessage
-from tests.attacks.conftest import bridged_scene
-from tests.bridging.conftest import Person, converge, in_group, roster, until
+from tests.attacks.conftest import ask, bridged_scene
+from tests.bridging.conftest import converge, in_group, roster, until
 from tests.matrix.conftest import room_with_hub
 from tests.xmpp.helpers import muc_admin, muc_admin_list, nick_of
 from transports.errors import LinkError
-from transports.interface import Inbound, Op, Outbound
+from transports.interface import Op, Outbound
 
 YEAR = 365 * 86400
-
-
-def ask(person: Person, op: str, **fields: Any) -> Any:
-    """A raw request over ``person``'s own network link (the sender is whatever the
-    network authenticated; the content may claim anything)."""
-    return person.member.link.request(Inbound(op, "anyone", request_id=secrets.token_hex(6),
-                                              **fields))
 
 
 async def test_a_matrix_strangers_to_device_kick_is_refused(
@@ -226,6 +219,7 @@ async def test_lifetimes_and_device_names_are_capped(
     for network, device_name in (("xmpp", 100_000), ("matrix", 10_000)):
         person = await people(network, "publisher")
         member = person.member
+        await member.refresh_credential()  # its credential, as the member would publish
         forever = create_key_package(cs, member.credential, member._signature_priv,
                                      rng=os.urandom, now=int(time.time()), lifetime=100 * YEAR)
         reply = await ask(person, Op.PUBLISH_KEY_PACKAGE,

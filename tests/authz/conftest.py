@@ -4,8 +4,11 @@ operation as a stranger, as a member and from the other network (docs/SECURITY.m
 
 People (identity, network): alice ``xmpp:alice@example.org`` and bob
 ``xmpp:bob@example.org`` on XMPP, carol ``matrix:u/carol:example.org`` on Matrix --
-the group's three members; mallory (XMPP) and eve (Matrix) are strangers. The group
-has no room until a test attaches one (:meth:`AuthzBench.attach`).
+the group's three members; mallory (XMPP) and eve (Matrix) are strangers; dave
+``xmpp:dave@example.org`` and frank ``matrix:u/frank:example.org`` are legacy users
+whose relay puppets are ``dave-relayed`` and ``frank-relayed`` (``relay+...``, whose
+requests come over the relay link, network ``local``). The group has no room until a
+test attaches one (:meth:`AuthzBench.attach`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from mls.messages.extensions import Extension
 from mls.messages.framing import MLSMessage
 from tests.hostile.conftest import RecordingDeliverer
 from tests.mls.fixtures import NOW, Person
-from transports.interface import Inbound, Op, Outbound, Role, network_of
+from transports.interface import Inbound, Network, Op, Outbound, Role, network_of
 from transports.memory import MemoryRooms
 
 CS = suite(1)
@@ -45,6 +48,10 @@ IDENTITIES = {
     "carol": "matrix:u/carol:example.org",
     "mallory": "xmpp:mallory@example.org",
     "eve": "matrix:u/eve:example.org",
+    "dave": "xmpp:dave@example.org",
+    "frank": "matrix:u/frank:example.org",
+    "dave-relayed": "relay+xmpp:dave@example.org",
+    "frank-relayed": "relay+matrix:u/frank:example.org",
 }
 
 
@@ -77,9 +84,10 @@ class AuthzBench:
     # -- asking the hub, as a transport would ---------------------------------------------
 
     def request(self, op: str, name: str, **fields: object) -> Inbound:
-        """A request from ``name``, authenticated by its own network."""
+        """A request from ``name``, authenticated by its own network (a relayed
+        identity: over the relay link)."""
         identity = who(name)
-        return Inbound(op, identity, network=network_of(identity),
+        return Inbound(op, identity, network=network_of(identity) or Network.LOCAL,
                        **fields)  # type: ignore[arg-type]
 
     async def ask(self, request: Inbound) -> Outbound:
@@ -150,6 +158,18 @@ class AuthzBench:
                                    group_info=encode(MLSMessage.wrap(group.group_info())),
                                    transport=transport, room_id=room)
 
+    async def from_directory(self, name: str, claimer: str, **options: object
+                             ) -> KeyPackageBundle:
+        """A KeyPackage of ``name`` that ``name`` published and ``claimer`` (a member)
+        claimed for the group, as a member adds someone (an Add of a basic credential
+        must come from the directory, A7)."""
+        bundle = self.bundle(name, **options)
+        await self.accepted(self.request(Op.PUBLISH_KEY_PACKAGE, name, payload=encode(
+            MLSMessage.wrap(bundle.key_package))))
+        await self.accepted(self.request(Op.CLAIM_KEY_PACKAGE, claimer, target=who(name),
+                                         group_id=self.group_id, cipher_suite=1))
+        return bundle
+
     def set_default_join(self, join: JoinPolicy) -> None:
         self.hub.config = dataclasses.replace(self.hub.config, default_join=join)
 
@@ -166,13 +186,15 @@ async def authz_bench(tmp_path: Path, config: HubConfig | None = None
     bench = AuthzBench(hub, store, deliverer, rooms, rng)
     senders = Extension(ExtensionType.EXTERNAL_SENDERS,
                         encode_external_senders([hub_identity.external_sender(1)]))
-    bundles = {name: bench.bundle(name) for name in ("alice", "bob", "carol")}
+    bundles = {"alice": bench.bundle("alice")}
     alice = Group.create(bundles["alice"], group_id=rng.randbytes(32), rng=bench.draw,
                          extensions=(senders,))
     bench.group_id = alice.group_id
     await bench.accepted(bench.request(Op.CREATE_GROUP, "alice", group_info=encode(
         MLSMessage.wrap(alice.group_info()))))
     bench.groups["alice"] = alice
+    for name in ("bob", "carol"):
+        bundles[name] = await bench.from_directory(name, "alice")
     staged = alice.commit(rng=bench.draw, now=NOW, add=[bundles["bob"].key_package,
                                                         bundles["carol"].key_package])
     await bench.commit("alice", staged)

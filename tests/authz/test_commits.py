@@ -40,7 +40,7 @@ async def test_only_the_committer_submits_its_commit(bench: AuthzBench) -> None:
 async def test_any_member_adds(bench: AuthzBench) -> None:
     """A7: adding needs membership only (join policy "invite": members add people)."""
     await rooms(bench)
-    newcomer = bench.bundle("eve")
+    newcomer = await bench.from_directory("eve", "bob")
     staged = bench.groups["bob"].commit(rng=bench.draw, now=NOW, add=[newcomer.key_package])
     await bench.refused(bench.commit_request("mallory", staged), "not-member")
     await bench.commit("bob", staged)

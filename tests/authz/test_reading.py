@@ -36,8 +36,8 @@ async def test_members_read_the_log_from_the_epoch_they_joined(bench: AuthzBench
     _, early = bench.groups["carol"].encrypt(b"before eve", rng=bench.draw)
     await bench.accepted(bench.request(Op.SEND, "carol", group_id=bench.group_id,
                                        payload=encode(early)))
-    staged = bench.groups["alice"].commit(rng=bench.draw, now=NOW,
-                                          add=[bench.bundle("eve").key_package])
+    eve = await bench.from_directory("eve", "alice")
+    staged = bench.groups["alice"].commit(rng=bench.draw, now=NOW, add=[eve.key_package])
     await bench.commit("alice", staged)
     _, late = bench.groups["bob"].encrypt(b"with eve", rng=bench.draw)
     await bench.accepted(bench.request(Op.SEND, "bob", group_id=bench.group_id,

@@ -30,11 +30,13 @@ async def test_the_network_authenticates_the_requester(bench: AuthzBench) -> Non
     await bench.refused(dataclasses.replace(matrix_log, network=Network.XMPP),
                         "unauthenticated")
     await bench.accepted(matrix_log)  # the same request over its own network
-    # the relay's in-process puppets: network "local", network identities only
-    local = dataclasses.replace(info, network=Network.LOCAL)
+    # the relay's in-process puppets: network "local", relayed identities only (R1)
+    local = bench.request(Op.HUB_INFO, "dave-relayed")
+    assert local.network == Network.LOCAL
     await bench.accepted(local)
-    await bench.refused(dataclasses.replace(local, sender="mailto:alice@example.org"),
-                        "unauthenticated")
+    for sender in ("xmpp:alice@example.org", "mailto:alice@example.org", "relay+xmpp:",
+                   "relay+mailto:alice@example.org", "relay+relay+xmpp:a@example.org"):
+        await bench.refused(dataclasses.replace(local, sender=sender), "unauthenticated")
 
 
 async def test_hub_info_is_public(bench: AuthzBench) -> None:
@@ -96,7 +98,7 @@ async def test_welcomes_are_fetched_by_their_recipient_only(
         raise LinkError("eve is offline")
 
     monkeypatch.setattr(bench.deliverer, "deliver", unreachable)
-    dave = bench.bundle("eve")
+    dave = await bench.from_directory("eve", "alice")
     staged = bench.groups["alice"].commit(rng=bench.draw, now=NOW, add=[dave.key_package])
     await bench.commit("alice", staged)
     for name in ("mallory", "alice", "carol"):

@@ -80,8 +80,9 @@ class Harness:
         self._seeds += 1
         options.setdefault("retry", RetryPolicy(attempts=12, base_delay=0.005,
                                                 max_delay=0.2))
+        options.setdefault("clock", clock)
         member = Member(self.network.link(domain(name)),
-                        rng=random.Random(self._seeds).randbytes, clock=clock,
+                        rng=random.Random(self._seeds).randbytes,
                         **options)  # type: ignore[arg-type]
         await member.start()
         self.network.register(member.identity, member)

@@ -1,6 +1,7 @@
 """One hub process on a PostgreSQL database, for tests/bridge/test_postgres_hubs.py.
 
-Usage: ``python -m tests.bridge.hub_worker DSN HUB_KEY_HEX``. Reads one JSON request
+Usage: ``python -m tests.bridge.hub_worker DSN HUB_KEY_HEX CA_KEY_HEX CA_CERT_HEX``
+(every worker shares the hub's identity: its signing key and its CA). Reads one JSON request
 per line on stdin (``{"id": n, "request": Inbound}``), handles requests concurrently
 and writes ``{"id": n, "reply": Outbound}`` lines. Deliveries are dropped: members
 catch up from the log and fetch their Welcomes.
@@ -13,6 +14,7 @@ import json
 import logging
 import sys
 
+from bridge.credentials import CertificateAuthority
 from bridge.hub import Hub, HubIdentity
 from bridge.hub.store import PostgresStore
 from tests.bridge.conftest import clock
@@ -28,10 +30,11 @@ class NoConnections:
         raise LinkError("no member is connected to this worker")
 
 
-async def main(dsn: str, key_hex: str) -> None:
+async def main(dsn: str, key_hex: str, ca_key_hex: str, ca_cert_hex: str) -> None:
     logging.disable(logging.WARNING)
     store = await PostgresStore.open(dsn, min_size=1, max_size=4)
-    hub = Hub(store, HubIdentity("hub.example.org", {1: bytes.fromhex(key_hex)}),
+    ca = CertificateAuthority(bytes.fromhex(ca_key_hex), bytes.fromhex(ca_cert_hex))
+    hub = Hub(store, HubIdentity("hub.example.org", {1: bytes.fromhex(key_hex)}, ca),
               NoConnections(), clock=clock)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -56,4 +59,4 @@ async def main(dsn: str, key_hex: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(*sys.argv[1:5]))

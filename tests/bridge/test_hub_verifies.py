@@ -138,6 +138,8 @@ async def test_the_submitted_tree_is_never_taken(bench: Bench) -> None:
 async def test_the_welcome_must_name_exactly_the_added_key_packages(bench: Bench) -> None:
     rng = random.Random(11)
     dave, erin = bundle("dave", rng), bundle("erin", rng)
+    await bench.publish("dave", dave)
+    await bench.publish("erin", erin)
     alice = bench.groups["alice"]
     staged = alice.commit(rng=bench.draw, add=[dave.key_package, erin.key_package], now=NOW)
     assert staged.welcome is not None and isinstance(staged.welcome.body, Welcome)

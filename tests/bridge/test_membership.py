@@ -19,9 +19,7 @@ from transports.interface import Inbound, Membership, NetworkEvent, Op, Role
 
 
 def identities(member: Member, group_id: bytes) -> list[str]:
-    from bridge.identities import identity_of
-
-    return sorted(identity_of(leaf.credential) for _, leaf in member.group(group_id).members())
+    return member.roster(group_id)
 
 
 async def test_kick_becomes_a_remove_the_next_commit_must_include(harness: Harness) -> None:

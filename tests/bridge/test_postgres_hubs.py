@@ -38,9 +38,11 @@ class Worker:
         self.reader = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
-    async def start(cls, dsn: str, key: bytes) -> Worker:
+    async def start(cls, dsn: str, identity: HubIdentity) -> Worker:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.bridge.hub_worker", dsn, key.hex(), cwd=PROJECT_ROOT,
+            sys.executable, "-m", "tests.bridge.hub_worker", dsn,
+            identity.signature_keys[1].hex(), identity.ca.private_key.hex(),
+            identity.ca.certificate.hex(), cwd=PROJECT_ROOT,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 24)
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 30)
@@ -109,7 +111,7 @@ async def test_two_hub_processes_never_accept_two_commits_for_one_epoch(
     dsn = await create_database(pg_server)
     store = await PostgresStore.open(dsn, min_size=1, max_size=4)  # migrates
     identity = HubIdentity.generate("hub.example.org", rng=random.Random(1).randbytes)
-    workers = [await Worker.start(dsn, identity.signature_keys[1]) for _ in range(2)]
+    workers = [await Worker.start(dsn, identity) for _ in range(2)]
     links: list[TwoHubLink] = []
     members: list[Member] = []
     try:

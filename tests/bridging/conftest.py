@@ -11,6 +11,9 @@ from typing import Any, Protocol
 
 import nio
 import pytest
+from slixmpp import ClientXMPP
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from benchmarks.bridge_run import until as poll_until
 from bridge.app.services.bridge import BridgeService
@@ -19,8 +22,8 @@ from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from bridge.hub import HubIdentity
 from bridge.hub.store import SqliteStore
-from bridge.identities import identity_of
 from bridge.member import Member
+from bridge.relay import PuppetSecrets
 from tests.matrix.conftest import login, make_member
 from tests.xmpp.conftest import new_peer
 from transports.xmpp.component import ComponentConfig
@@ -50,7 +53,21 @@ def in_group(person: Person, group_id: bytes) -> bool:
 
 
 def roster(person: Person, group_id: bytes) -> set[str]:
-    return {identity_of(leaf.credential) for _, leaf in person.member.group(group_id).members()}
+    return set(person.member.roster(group_id))
+
+
+def groupchat(client: ClientXMPP) -> list[tuple[str, str]]:
+    """(body, subject) of every groupchat message ``client`` receives from now on (a
+    subject-only message has an empty body)."""
+    seen: list[tuple[str, str]] = []
+
+    def saw(message: Any) -> None:
+        if message["type"] == "groupchat":
+            seen.append((message["body"] or "", message["subject"] or ""))
+
+    client.register_handler(Callback(f"groupchat-{id(seen)}",
+                                     MatchXPath(f"{{{client.default_ns}}}message"), saw))
+    return seen
 
 
 def texts(person: Person, group_id: bytes) -> list[tuple[str, str]]:
@@ -71,21 +88,25 @@ async def converge(people: Sequence[Person], group_id: bytes) -> int:
 @pytest.fixture
 async def bridge_service(prosody_server: ProsodyServer, synapse_server: SynapseServer,
                          tmp_path: Path) -> AsyncIterator[BridgeService]:
-    """The combined service, started, with no room pairs yet (tests attach them)."""
+    """The combined service, started, with no room pairs yet (tests attach them); the
+    relay's puppet secrets in ``tmp_path / "relay-secrets"``."""
     user_id, password = synapse_server.new_user("bridgehub")
     store = await SqliteStore.open(tmp_path / "bridge.db")
+    secrets = await PuppetSecrets.open(tmp_path / "relay-secrets")
     service = BridgeService(
         store, HubIdentity.generate("mls-bridge"),
         xmpp=ComponentConfig(jid=prosody_server.component_name,
                              secret=prosody_server.component_secret,
                              host=prosody_server.host, port=prosody_server.component_port),
         matrix=MatrixServiceConfig(homeserver=synapse_server.url, user=user_id,
-                                   password=password, sync_timeout_ms=1000))
+                                   password=password, sync_timeout_ms=1000),
+        relay_secrets=secrets)
     await service.start()
     try:
         yield service
     finally:
         await service.stop()
+        await secrets.close()
         await store.close()
 
 

@@ -3,6 +3,7 @@ told), and the banner of a relayed room (not end-to-end encrypted)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 from bridge.app.services.bridge import BridgeService, RoomPair
@@ -43,7 +44,18 @@ async def test_relayed_room_shows_a_banner(accounts: Accounts,
     app = ChatApp(await accounts.client(accounts.new("xmpp", "alice")))
     async with app.run_test(size=(150, 50)) as pilot:
         await shows(app, "● connected as")
+        await key_packages_published(bridge, app.chat.me)
         await owner.add(room, short(app.chat.me))
         await eventually(lambda: app.chat.rooms, "Alice to join from the Welcome")
         await submit(pilot, f"/room {xmpp_room}")
         await shows(app, RELAY_BANNER)
+
+
+async def key_packages_published(bridge: BridgeService, identity: str,
+                                 timeout: float = 30.0) -> None:
+    """Wait until ``identity``'s client has published KeyPackages (it does once it is
+    connected and its key attested), so that it can be added."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await bridge.store.list_key_packages(identity):
+        assert asyncio.get_running_loop().time() < deadline, f"{identity} published nothing"
+        await asyncio.sleep(0.05)

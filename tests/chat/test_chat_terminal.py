@@ -5,64 +5,17 @@ side of the bridge."""
 
 from __future__ import annotations
 
-import secrets
 import shlex
-import shutil
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from bridge.chat import messages
 from bridge.chat.membership import short
-from bridge.devservers.ports import ServerSetupError, run_checked
 from tests.chat.conftest import Accounts, bodies, eventually, only_room
+from tests.terminal import Terminal
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def tmux() -> str:
-    """The tmux binary, installed with apt-get when missing (as the dev servers are)."""
-    found = shutil.which("tmux")
-    if found is None:
-        try:
-            run_checked(["apt-get", "update", "-qq"], "apt-get update", 600)
-            run_checked(["apt-get", "install", "-y", "-qq", "tmux"], "apt-get install tmux",
-                        600)
-        except ServerSetupError as exc:
-            pytest.fail(f"tmux is needed for the terminal test: {exc}", pytrace=False)
-        found = shutil.which("tmux")
-    assert found is not None
-    return found
-
-
-class Terminal:
-    """One tmux session running one command."""
-
-    def __init__(self, command: str) -> None:
-        self.tmux = tmux()
-        self.name = f"chat-{secrets.token_hex(4)}"
-        subprocess.run([self.tmux, "new-session", "-d", "-s", self.name, "-x", "160",
-                        "-y", "45", command], check=True)
-
-    def screen(self) -> str:
-        done = subprocess.run([self.tmux, "capture-pane", "-p", "-t", self.name],
-                              capture_output=True, text=True, check=False)
-        return done.stdout
-
-    def type(self, line: str) -> None:
-        subprocess.run([self.tmux, "send-keys", "-t", self.name, "-l", line], check=True)
-        subprocess.run([self.tmux, "send-keys", "-t", self.name, "Enter"], check=True)
-
-    def alive(self) -> bool:
-        return subprocess.run([self.tmux, "has-session", "-t", self.name],
-                              capture_output=True, check=False).returncode == 0
-
-    def close(self) -> None:
-        if self.alive():
-            subprocess.run([self.tmux, "kill-session", "-t", self.name], check=False)
 
 
 async def test_in_a_real_terminal(accounts: Accounts, tmp_path: Path) -> None:

@@ -38,8 +38,9 @@ async def test_members_agree_and_the_number_changes_with_the_epoch(tmp_path: Pat
         await bob.idle()
         assert group_safety_number(alice.group(group_id)) == \
             group_safety_number(bob.group(group_id)) != before
-        seen_by_alice = member_list(alice.group(group_id))
-        seen_by_bob = member_list(bob.group(group_id))
+        seen_by_alice = member_list(alice.group(group_id), alice.trust.anchor)
+        seen_by_bob = member_list(bob.group(group_id), bob.trust.anchor)
+        assert {m.identity for m in seen_by_alice} == {alice.identity, bob.identity}
         assert [(m.identity, m.fingerprint) for m in seen_by_alice] == \
             [(m.identity, m.fingerprint) for m in seen_by_bob]
         assert [m.own for m in seen_by_alice] == [True, False]

@@ -36,7 +36,7 @@ def test_example_validates_and_documents_every_key() -> None:
                 "sender_localpart", "user_prefix", "as_token_env", "hs_token_file", "xmpp",
                 "matrix", "relay", "join", "default_join", "max_key_packages_per_device",
                 "max_devices", "max_device_name", "max_key_package_lifetime",
-                "max_key_package_size", "claims_per_target", "claim_ttl"):
+                "max_key_package_size", "claims_per_target", "claim_ttl", "secrets"):
         assert f"{key} =" in text, key
     (room,) = config.rooms
     assert (room.join, room.admins) == ("invite", ("xmpp:admin@example.org",
@@ -99,6 +99,10 @@ BAD = [
     ("metrics port", {"metrics": "port = -1"}, "metrics.port", "between"),
     ("retry order", {"retry": "initial_delay = 5\nmax_delay = 1"}, "retry.max_delay",
      "at least"),
+    ("relay secrets empty", {"bridge.relay": 'secrets = ""'}, "bridge.relay.secrets",
+     "must not be empty"),
+    ("relay unknown key", {"bridge.relay": 'secret = "x"'}, "bridge.relay.secret",
+     "unknown key"),
 ]
 
 
@@ -148,6 +152,37 @@ def test_duplicate_room_and_rooms_without_both_networks(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path / "one.toml", text), env={})
     assert caught.value.key == "bridge.rooms[0].matrix"
+
+
+def test_relay_secrets_have_their_own_file(tmp_path: Path) -> None:
+    """The relay puppets' secrets: the configured file, else beside the SQLite store,
+    never the store itself (check-config shows where)."""
+    config = load_config(write(tmp_path / "c.toml", minimal_config(tmp_path)), env={})
+    assert config.relay_secrets_path() == tmp_path / "bridge.db.relay-secrets"
+    text = minimal_config(tmp_path, **{"bridge.relay": 'secrets = "/srv/relay.db"'})
+    config = load_config(write(tmp_path / "d.toml", text), env={})
+    assert config.relay_secrets_path() == Path("/srv/relay.db")
+    assert "relay rooms: none (puppet secrets: /srv/relay.db)" in config.describe()
+
+
+def test_olm_store_has_its_own_file(tmp_path: Path) -> None:
+    """The bot's olm store (bot mode only): the configured file, else beside the
+    SQLite store, never the store itself; an empty path is refused by name."""
+    matrix = ('homeserver = "http://127.0.0.1:8008"\nserver_name = "localhost"\n'
+              'user = "@hub:localhost"\npassword = "pw"')
+    config = load_config(write(tmp_path / "x.toml", minimal_config(tmp_path)), env={})
+    assert config.olm_store_path() is None  # no Matrix network
+    text = minimal_config(tmp_path, matrix=matrix)
+    config = load_config(write(tmp_path / "c.toml", text), env={})
+    assert config.olm_store_path() == tmp_path / "bridge.db.olm"
+    text = minimal_config(tmp_path, matrix=matrix,
+                          **{"bridge.relay": 'olm_store = "/srv/bot.olm"'})
+    config = load_config(write(tmp_path / "d.toml", text), env={})
+    assert config.olm_store_path() == Path("/srv/bot.olm")
+    assert any("olm store /srv/bot.olm" in line for line in config.describe())
+    text = minimal_config(tmp_path, matrix=matrix, **{"bridge.relay": 'olm_store = ""'})
+    with pytest.raises(ConfigError, match=r"bridge\.relay\.olm_store"):
+        load_config(write(tmp_path / "e.toml", text), env={})
 
 
 def test_not_toml_and_missing_file(tmp_path: Path) -> None:

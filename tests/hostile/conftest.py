@@ -115,6 +115,12 @@ class Bench:
             "xmpp", KICK_ROOM, identity(target), identity(by), Membership.JOINED,
             Membership.NONE, actor_moderator=True))
 
+    async def publish(self, name: str, bundle: KeyPackageBundle) -> None:
+        """``name`` publishes its KeyPackage: Adds of basic credentials must come from
+        the directory (A7)."""
+        await self.accepted(Inbound(Op.PUBLISH_KEY_PACKAGE, identity(name),
+                                    payload=encode(MLSMessage.wrap(bundle.key_package))))
+
     async def commit(self, name: str, staged: StagedCommit, *receivers: str) -> None:
         """Submit through the hub, merge for the committer, process for ``receivers``."""
         await self.accepted(self.commit_request(identity(name), staged))
@@ -133,6 +139,8 @@ async def three_member_bench(tmp_path: Path, **config: object) -> AsyncIterator[
     senders = Extension(ExtensionType.EXTERNAL_SENDERS,
                         encode_external_senders([hub_identity.external_sender(1)]))
     bundles = {name: bundle(name, rng) for name in ("alice", "bob", "carol")}
+    for name in ("bob", "carol"):
+        await bench.publish(name, bundles[name])
     alice = Group.create(bundles["alice"], group_id=rng.randbytes(32), rng=bench.draw,
                          extensions=(senders,), **config)  # type: ignore[arg-type]
     bench.group_id = alice.group_id

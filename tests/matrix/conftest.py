@@ -96,9 +96,9 @@ async def make_member(server: SynapseServer, prefix: str, hub_user: str, *,
     hub_link = link
     member = Member(hub_link, retry=RetryPolicy(attempts=12, base_delay=0.05, max_delay=0.5))
     hub_link.attach(member)
-    await member.start()
-    link.start()
+    link.start()  # first: starting the member asks the hub (hub-info, attest)
     await asyncio.wait_for(link.synced.wait(), TIMEOUT)
+    await member.start()
     return member_record(client, link, hub_link, member)
 
 

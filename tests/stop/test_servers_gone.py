@@ -38,6 +38,7 @@ from benchmarks.bridge_run import (
 from benchmarks.crash import check_graceful_stop, relay_group, verify_log
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
+from bridge.identities import relay_identity
 from tests.stop.conftest import StoreBackend
 
 SHUTDOWN = 5.0  # the bridge's shutdown_timeout (s)
@@ -153,16 +154,18 @@ async def test_sigterm_with_the_servers_gone_exits_0_and_the_state_goes_on(
         await everyone_read(people, group_id, said)
         epoch, _ = await converge(people, group_id, timeout=90)
 
-        # and so does the plain client's puppet, both ways
+        # and so does the plain client's puppet (its leaf in the relay's namespace),
+        # both ways
+        puppet = relay_identity(plain.identity)
         line = f"plain after {secrets.token_hex(3)}"
         plain.say(pairs[1].xmpp_room, line)
-        await until(lambda: line in texts_from(m, relay.group_id, plain.identity),
+        await until(lambda: line in texts_from(m, relay.group_id, puppet),
                     "the MLS member reading the plain client", 90, poll=0.1)
         relayed.append(await say(m, relay.group_id, "relayed after"))
         await until(lambda: relayed[-1] in plain_read(plain),
                     "the plain client reading the MLS member", 90, poll=0.1)
         assert not [t for t, n in Counter(plain_read(plain)).items() if n > 1]
-        from_plain = texts_from(m, relay.group_id, plain.identity)
+        from_plain = texts_from(m, relay.group_id, puppet)
         assert from_plain in ([line], ["plain during", line]), from_plain
         relay_epoch, _ = await converge([m], relay.group_id)
 

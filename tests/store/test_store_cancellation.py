@@ -120,7 +120,10 @@ async def rooms_view(store: Store, k: Keys) -> object:
 
 
 async def key_package_view(store: Store, k: Keys) -> object:
-    return await store.list_key_packages(k.name("alice"))
+    """Alice's KeyPackages, and who the directory remembers as the publisher of each."""
+    return (await store.list_key_packages(k.name("alice")),
+            [await store.key_package_publisher(k.ref(name))
+             for name in ("late", "soon", "lr", "old", "new", "lr2", "more")])
 
 
 async def cursor_view(store: Store, k: Keys) -> object:
@@ -323,6 +326,8 @@ CASES = [
         k.name("alice")), key_packages),
     Case("purge_expired", (KEY_PACKAGES,), lambda s, k, _: s.purge_expired(NOW),
          key_packages, purge),
+    Case("key_package_publisher", (KEY_PACKAGES,), lambda s, k, _: s.key_package_publisher(
+        k.ref("soon")), key_packages),
     Case("attach_room", (ROOMS,), lambda s, k, _: s.attach_room(
         "xmpp", k.name("room1"), k.gid), busy_group),
     Case("attach_room/taken", (ROOMS,), lambda s, k, _: s.attach_room(
@@ -388,7 +393,7 @@ UNCHANGED = frozenset({
     "group_rooms", "pending_welcomes", "get_cursor", "mark_seen/again", "is_seen",
     "schema_version", "epoch_proposals", "add_fault_report/duplicate", "ban/again", "bans",
     "fault_reporters", "member_since", "publish_key_package/quota", "claim_key_package/bounded",
-    "room_affiliations",
+    "room_affiliations", "key_package_publisher",
 })  # fmt: skip
 
 

@@ -453,6 +453,24 @@ async def test_purge_expired(store: Store) -> None:
     assert [k.ref for k in remaining] == [b"3", b"4"]
 
 
+async def test_the_directory_remembers_who_published_a_key_package(store: Store) -> None:
+    """The hub ties Adds of basic credentials to the directory: a ref names its
+    publisher while it is held, after it is claimed, until it expires and is purged."""
+    await store.publish_key_package("alice", "a", SUITE, b"held", b"x1", NOW + 10)
+    await store.publish_key_package("bob", "b", SUITE, b"claimed", b"x2", NOW + 10)
+    await store.publish_key_package("bob", "b", SUITE, b"expired", b"x3", NOW - 1)
+    assert await store.claim_key_package("bob", SUITE, NOW) == b"x2"
+    assert await store.key_package_publisher(b"held") == "alice"
+    assert await store.key_package_publisher(b"claimed") == "bob"
+    assert await store.key_package_publisher(b"never") is None
+    with pytest.raises(Conflict):  # a second publication changes no publisher
+        await store.publish_key_package("mallory", "m", SUITE, b"held", b"x1", NOW + 10)
+    assert await store.key_package_publisher(b"held") == "alice"
+    assert await store.purge_expired(NOW) == 1
+    assert await store.key_package_publisher(b"expired") is None
+    assert await store.key_package_publisher(b"claimed") == "bob"
+
+
 # -- rooms and cursors -----------------------------------------------------------------
 
 
@@ -598,5 +616,26 @@ async def test_upgrade_drops_the_old_unbounded_seen_cursors(tmp_path: Path) -> N
         assert await store.get_cursor("im.mlsbridge.seen:@hub:hs:ev:$abc") is None
         assert await store.get_cursor("im.mlsbridge.sync:@hub:hs") == "s72_1"
         assert await store.get_cursor("relay:puppets") == "[]"
+    finally:
+        await store.close()
+
+
+async def test_upgrade_remembers_the_key_packages_already_held(tmp_path: Path) -> None:
+    """Schema 3 adds the directory's memory of published refs, filled from the
+    KeyPackages the directory holds at the upgrade."""
+    path = tmp_path / "v2.db"
+    with sqlite3.connect(path) as conn:
+        for _, script in load_migrations("sqlite")[:2]:
+            conn.executescript(script)
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+                     " applied TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)")
+        conn.execute("INSERT INTO schema_version (version) VALUES (1), (2)")
+        conn.execute("INSERT INTO key_packages (ref, user_id, device, cipher_suite,"
+                     " key_package, expires_at, last_resort) VALUES (?, ?, ?, ?, ?, ?, 0)",
+                     (b"r1", "alice", "phone", SUITE, b"kp", NOW + 10))
+    store = await SqliteStore.open(path)
+    try:
+        assert await store.schema_version() == len(load_migrations("sqlite"))
+        assert await store.key_package_publisher(b"r1") == "alice"
     finally:
         await store.close()

@@ -10,7 +10,6 @@ from xml.etree import ElementTree as ET
 
 from slixmpp.exceptions import IqError
 
-from bridge.identities import identity_of
 from tests.xmpp.conftest import Peer
 from transports.xmpp.namespace import NS_MUC_ADMIN
 
@@ -32,7 +31,7 @@ def in_group(peer: Peer, group_id: bytes) -> bool:
 
 
 def roster(peer: Peer, group_id: bytes) -> set[str]:
-    return {identity_of(leaf.credential) for _, leaf in peer.member.group(group_id).members()}
+    return set(peer.member.roster(group_id))
 
 
 async def converge(peers: Sequence[Peer], group_id: bytes, timeout: float = 20.0) -> None:

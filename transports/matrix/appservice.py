@@ -115,12 +115,18 @@ def _scalar(text: str) -> str:
 
 
 def load_registration(path: str | Path, server_name: str = "localhost") -> Registration:
-    """Read the top-level fields of a registration file (ours or a hand-written one)."""
+    """Read the top-level fields of a registration file (ours or a hand-written one;
+    the ghosts' user prefix from its first ``@prefix.*:domain`` namespace regex)."""
     fields: dict[str, str] = {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         match = re.match(r"^(?:# mlsbridge\.)?([A-Za-z_.0-9]+):\s*(\S.*)$", line)
         if match:
             fields.setdefault(match.group(1), _scalar(match.group(2)))
+        users = re.match(r"^\s*(?:- )?\s*regex:\s*(\S.*)$", line)
+        prefix = re.fullmatch(r"@((?:[a-z0-9._=/-]|\\.)+)\.\*:.*", _scalar(users.group(1))) \
+            if users else None
+        if prefix and "user_prefix" not in fields:  # the first (users) namespace
+            fields["user_prefix"] = re.sub(r"\\(.)", r"\1", prefix.group(1))
     try:
         return Registration(
             fields["id"], fields["url"], fields["as_token"], fields["hs_token"],
@@ -164,6 +170,108 @@ async def ensure_sender_registered(homeserver: str, registration: Registration) 
                 raise HomeserverError(f"cannot register the AS sender: HTTP {resp.status}")
     except aiohttp.ClientError as exc:
         raise HomeserverError(f"cannot register the AS sender: {exc}") from exc
+
+
+GHOST_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+
+
+def escape_localpart(name: str) -> str:
+    """``name`` as Matrix localpart characters, reversibly: ``a-z 0-9 . -`` stay, every
+    other UTF-8 byte is ``=`` and two lower-case hex digits (``@`` -> ``=40``, ``=`` ->
+    ``=3d``), so distinct names never share a localpart (the spec's "mapping from
+    other character sets", Matrix appendices)."""
+    return "".join(c if c in GHOST_SAFE else "".join(f"={b:02x}" for b in c.encode())
+                   for c in name)
+
+
+class Ghosts:
+    """The application service's own users, *ghosts*: one per person of another network
+    whose messages the bridge posts into Matrix rooms (relay mode), named inside the
+    registration's exclusive user namespace (``@<user_prefix><network>_<escaped>``,
+    :func:`escape_localpart`), so no one else can hold or impersonate them.
+
+    Every call is made with the ``as_token`` and ``?user_id=`` (identity assertion,
+    Matrix application-service API "Identity assertion"); the AS sender itself (the
+    hub bot) invites a ghost into a room before the ghost joins it."""
+
+    def __init__(self, homeserver: str, registration: Registration) -> None:
+        self.homeserver = homeserver.rstrip("/")
+        self.registration = registration
+        self._session: aiohttp.ClientSession | None = None
+        self._names: dict[str, str] = {}  # ghost -> the display name set
+        self._rooms: set[tuple[str, str]] = set()  # (ghost, room) joined
+        self._registered: set[str] = set()
+
+    def user_id(self, network: str, name: str) -> str:
+        """The ghost of ``name`` (an XMPP bare JID, say) of ``network``."""
+        localpart = f"{self.registration.user_prefix}{network}_{escape_localpart(name)}"
+        return f"@{localpart}:{self.registration.server_name}"
+
+    def owns(self, user_id: str) -> bool:
+        """Whether ``user_id`` is in the registration's user namespace (a ghost): its
+        events are the bridge's own, never input to relay or puppet."""
+        return user_id.startswith("@" + self.registration.user_prefix) and \
+            user_id.endswith(":" + self.registration.server_name)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _request(self, method: str, path: str, as_user: str,
+                       body: Mapping[str, Any] | None = None,
+                       accept: tuple[int, ...] = (200,)) -> dict[str, Any]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        url = f"{self.homeserver}/_matrix/client/v3{path}"
+        params = {"user_id": as_user} if as_user else {}
+        headers = {"Authorization": f"Bearer {self.registration.as_token}"}
+        try:
+            async with self._session.request(method, url, params=params, json=body or {},
+                                             headers=headers) as resp:
+                answer = await resp.json(content_type=None)
+                if resp.status not in accept:
+                    code = answer.get("errcode") if isinstance(answer, dict) else ""
+                    raise HomeserverError(f"{method} {path.split('/')[1]} as a ghost: "
+                                          f"HTTP {resp.status} {code}")
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+            raise HomeserverError(f"ghost call failed: {type(exc).__name__}") from exc
+        return answer if isinstance(answer, dict) else {}
+
+    async def ensure(self, ghost: str, display_name: str, room_id: str) -> None:
+        """Register ``ghost`` (once), give it ``display_name`` (when it changed) and
+        bring it into ``room_id`` (invited by the AS sender, then joined)."""
+        if ghost not in self._registered:
+            localpart = ghost[1:].split(":", 1)[0]
+            await self._request("POST", "/register", "", {
+                "type": "m.login.application_service", "username": localpart,
+                "inhibit_login": True}, accept=(200, 400))  # 400: M_USER_IN_USE
+            self._registered.add(ghost)
+        if self._names.get(ghost) != display_name:
+            await self._request("PUT", f"/profile/{quote(ghost, safe='')}/displayname",
+                                ghost, {"displayname": display_name})
+            self._names[ghost] = display_name
+        if (ghost, room_id) not in self._rooms:
+            room = quote(room_id, safe="")
+            await self._request("POST", f"/rooms/{room}/invite", "", {"user_id": ghost},
+                                accept=(200, 403))  # 403: already in the room
+            await self._request("POST", f"/join/{room}", ghost)
+            self._rooms.add((ghost, room_id))
+
+    async def send(self, ghost: str, room_id: str, event_type: str,
+                   content: Mapping[str, Any], txn: str) -> str:
+        """Post one event as ``ghost`` (``txn`` makes a resend idempotent); its id."""
+        path = (f"/rooms/{quote(room_id, safe='')}/send/{quote(event_type, safe='')}/"
+                f"{quote(txn, safe='')}")
+        answer = await self._request("PUT", path, ghost, content)
+        return str(answer.get("event_id", ""))
+
+    async def redact(self, ghost: str, room_id: str, event_id: str, txn: str) -> str:
+        """Redact ``event_id`` as ``ghost`` (its own event, or the AS sender's)."""
+        path = (f"/rooms/{quote(room_id, safe='')}/redact/{quote(event_id, safe='')}/"
+                f"{quote(txn, safe='')}")
+        answer = await self._request("PUT", path, ghost, {})
+        return str(answer.get("event_id", ""))
 
 
 class AppServiceListener:

@@ -1,8 +1,9 @@
 """The hub side of the Matrix binding: a bot account that is the hub device of its rooms.
 
 :class:`MatrixHubBot` turns Matrix input into hub requests and hub deliveries into
-Matrix output; it is fed either by :class:`SyncRunner` (a plain bot account, /sync) or
-by :mod:`transports.matrix.appservice` (transactions pushed by the homeserver).
+Matrix output; it is fed either by :class:`transports.matrix.sync.SyncRunner` (a plain
+bot account, /sync) or by :mod:`transports.matrix.appservice` (transactions pushed by
+the homeserver).
 
 * to-device ``im.mlsbridge.request`` -> :meth:`HubService.handle` with the requester
   :func:`requester` builds from the event's Matrix ``sender`` (``matrix:u/...``,
@@ -26,8 +27,12 @@ by :mod:`transports.matrix.appservice` (transactions pushed by the homeserver).
   nothing, docs/SECURITY.md);
   :meth:`MatrixHubBot.announce_group` publishes it for a room the bridge attached;
 * a :class:`RoomObserver` (the bridge's relay) hears of users joining a room and of
-  plain ``m.room.message`` events from anyone but the bot; :meth:`send_message` and
-  :meth:`put_state` post plain messages and state (relay notices, ``m.bridge``).
+  plain ``m.room.message`` events from anyone but the bot -- also those written with
+  Megolm, decrypted when the bot runs with an olm store (:meth:`MatrixHubBot.enable_e2e`,
+  :mod:`transports.matrix.e2e`); :meth:`send_message` and :meth:`put_state` post
+  messages (Megolm-encrypted in a room with ``m.room.encryption``) and state (relay
+  notices, ``m.bridge``). A Megolm event the bot cannot read is not dropped silently:
+  the room is told (once per sender and session). MLS events are never Megolm-encrypted.
 
 Robustness: the sync token is saved (through a :class:`CursorStore`, the hub store's
 cursor API) only after a whole batch was processed; room events and requests acted on
@@ -69,9 +74,11 @@ from transports.interface import (
     Op,
     Outbound,
     Role,
+    RoomCommands,
 )
 from transports.matrix import events
 from transports.matrix import namespace as ns
+from transports.matrix.e2e import MEGOLM, Megolm, UnreadableNotices
 from transports.matrix.errors import (
     HomeserverError,
     MalformedEvent,
@@ -97,6 +104,7 @@ SYNC_FILTER: dict[str, Any] = {
 }
 
 GroupSuite = Callable[[bytes], Awaitable[int]]
+COMMAND = "!mls"  # a room message starting with it is a command to the bridge
 
 
 class RoomObserver(Protocol):
@@ -105,7 +113,25 @@ class RoomObserver(Protocol):
     async def member_joined(self, room_id: str, user_id: str) -> None: ...
 
     async def plain_message(self, room_id: str, user_id: str, event_id: str,
-                            body: str) -> None: ...
+                            event_type: str, content: Mapping[str, Any]) -> None:
+        """A plain ``m.room.message``, ``m.reaction`` or ``m.room.redaction`` (its
+        ``redacts`` in ``content`` whatever the room version)."""
+        ...
+
+    def relays(self, room_id: str) -> bool:
+        """Whether the room is relayed (only those are told of unreadable messages)."""
+        ...
+
+
+PLAIN_EVENTS = frozenset({ns.MESSAGE_EVENT, "m.reaction", "m.room.redaction"})
+
+
+def _nobody(user_id: str) -> bool:
+    return False
+
+    def relays(self, room_id: str) -> bool:
+        """Whether the room is relayed (only those are told of unreadable messages)."""
+        ...
 
 
 def requester(sender: str) -> tuple[str, str]:
@@ -128,6 +154,7 @@ class MatrixHubBot:
         self.cursors = cursors
         self.hub = hub
         self.observer: RoomObserver | None = None
+        self.commands: RoomCommands | None = None  # ``!mls ...`` in a room (the bridge)
         self.media = media or MediaRepository(client.homeserver, client.access_token)
         self.group_suite = group_suite
         self.seen = SeenSet(cursors, client.user_id)
@@ -140,6 +167,13 @@ class MatrixHubBot:
         self.states = RoomStates(self._room_state)
         self._group_rooms: dict[bytes, tuple[str, ...]] = {}
         self._closed = False
+        #: users the bridge itself controls (application-service ghosts): their events
+        #: are the bridge's own -- never relayed back, never puppeted, no room role
+        self.controlled: Callable[[str], bool] = _nobody
+        self.unreadable = UnreadableNotices(self._notice)
+        self.unreadable.wanted = lambda room_id: self.observer is not None \
+            and self.observer.relays(room_id)
+        self.megolm: Megolm | None = None
 
     @property
     def user_id(self) -> str:
@@ -172,17 +206,49 @@ class MatrixHubBot:
         self._closed = True
         await self.admission.queue.close()
         await self.media.close()
+        if self.megolm is not None:
+            self.megolm.close()
+
+    async def enable_e2e(self) -> Megolm:
+        """Read and write Megolm (the client was built with
+        :func:`transports.matrix.e2e.client_config` and is logged in)."""
+        self.megolm = Megolm(self.client, self.unreadable)
+        await self.megolm.start()
+        return self.megolm
 
     async def announce_group(self, room_id: str, group_id: bytes, suite: int = 0) -> None:
         """Publish the ``im.mlsbridge.group`` state of a room the bridge attached."""
         await self._publish_group_state(room_id, group_id, suite)
 
-    async def send_message(self, room_id: str, content: Mapping[str, Any], txn: str) -> str:
-        """Post one ``m.room.message`` as the bot (``txn`` makes a resend idempotent);
-        returns the event id."""
-        response = await self._call("message", lambda: self.client.room_send(
-            room_id, ns.MESSAGE_EVENT, dict(content), tx_id=txn), nio.RoomSendResponse)
+    async def send_message(self, room_id: str, content: Mapping[str, Any], txn: str,
+                           event_type: str = ns.MESSAGE_EVENT) -> str:
+        """Post one ``m.room.message`` (or ``event_type``) as the bot (``txn`` makes a
+        resend idempotent), Megolm-encrypted in a room that is; returns the event id."""
+        megolm = self.megolm
+        if megolm is not None and megolm.encrypted(room_id):
+            response = await self._call("message", lambda: megolm.send(
+                room_id, event_type, dict(content), txn), nio.RoomSendResponse)
+        else:
+            response = await self._send_plain(room_id, event_type, dict(content), txn)
         return str(response.event_id)
+
+    async def redact(self, room_id: str, event_id: str, txn: str) -> None:
+        """Redact one of the bot's own events."""
+        await self._call("redaction", lambda: self.client.room_redact(
+            room_id, event_id, tx_id=txn), nio.RoomRedactResponse)
+
+    async def _notice(self, room_id: str, text: str, key: str) -> None:
+        txn = hashlib.sha256(b"notice|" + key.encode()).hexdigest()[:32]
+        await self.send_message(room_id, {"msgtype": "m.notice", "body": text}, txn)
+
+    async def _send_plain(self, room_id: str, event_type: str, content: dict[str, Any],
+                          txn: str) -> Any:
+        """One room event as it is, never Megolm-encrypted (nio's ``room_send``
+        encrypts whatever it sends into a room it knows as encrypted)."""
+        method, path, data = nio.Api.room_send(self.client.access_token, room_id,
+                                               event_type, content, txn)
+        return await self._call("room event", lambda: self.client._send(
+            nio.RoomSendResponse, method, path, data, (room_id,)), nio.RoomSendResponse)
 
     async def put_state(self, room_id: str, event_type: str, state_key: str,
                         content: Mapping[str, Any]) -> None:
@@ -311,7 +377,8 @@ class MatrixHubBot:
 
     async def settle(self) -> None:
         """Wait until every admitted request was handled and answered (a sync batch
-        or a transaction is acknowledged only then: see :class:`SyncRunner`)."""
+        or a transaction is acknowledged only then: see
+        :class:`transports.matrix.sync.SyncRunner`)."""
         await self.admission.queue.join()
 
     async def _respond(self, user_id: str, device_id: str, reply: Outbound) -> None:
@@ -341,7 +408,7 @@ class MatrixHubBot:
         """``identity``'s role in the Matrix room ``room`` now (NONE for an identity of
         another network, or a room the bot cannot read)."""
         user_id = events.uri_user(identity)
-        if user_id is None:
+        if user_id is None or self.controlled(user_id):
             return Role.NONE
         try:
             return (await self.states.get(room)).role(user_id)
@@ -397,13 +464,19 @@ class MatrixHubBot:
         if not isinstance(event_type, str) or not isinstance(content, Mapping) \
                 or not isinstance(sender, str) or not isinstance(event_id, str):
             return
+        if event_type == ns.ENCRYPTED_EVENT and content.get(ns.K_ALGORITHM) == MEGOLM:
+            if sender != self.user_id:  # no olm store: application-service mode
+                await self.unreadable.without_store(room_id, sender, content)
+            return
         if events.is_mls_room_event(event_type, content) or event_type == ns.GROUP_STATE:
             if sender != self.user_id:
                 self._ignore("not sent by the hub", event_id)
                 log.info("ignored %s %s from %s (not the hub)", event_type, event_id, sender)
             return
-        if event_type == ns.MESSAGE_EVENT:
-            await self._on_plain_message(room_id, event_id, content, sender)
+        if event_type in PLAIN_EVENTS:
+            if "redacts" in event and "redacts" not in content:  # room versions < 11
+                content = {**content, "redacts": event["redacts"]}
+            await self._on_plain_message(room_id, event_id, event_type, content, sender)
             return
         if "state_key" in event:  # membership, power levels...: roles may have changed
             self.states.forget(room_id)
@@ -419,7 +492,7 @@ class MatrixHubBot:
     async def _on_membership(self, room_id: str, event: Mapping[str, Any],
                              content: Mapping[str, Any], sender: str) -> None:
         target, membership = event.get("state_key"), content.get("membership")
-        if not isinstance(target, str):
+        if not isinstance(target, str) or self.controlled(target):
             return
         if target == self.user_id:
             if membership == "invite":
@@ -449,17 +522,50 @@ class MatrixHubBot:
         log.info("%s of %s in %s by %s: %s %s", membership, target, room_id, sender,
                  "acted on" if reply.ok else "refused", reply.code)
 
-    async def _on_plain_message(self, room_id: str, event_id: str,
+    async def on_megolm(self, room_id: str, event: nio.Event) -> None:
+        """A timeline event nio's olm machine handled (:meth:`Megolm.handle`)."""
+        if self.megolm is not None:
+            await self.megolm.handle(room_id, event, self._on_plain_message)
+
+    async def after_sync(self) -> None:
+        """A sync batch's timelines are handled: retry the Megolm events that waited
+        for their keys (:meth:`Megolm.after_sync`)."""
+        if self.megolm is not None:
+            await self.megolm.after_sync(self._on_plain_message)
+
+    async def _on_plain_message(self, room_id: str, event_id: str, event_type: str,
                                 content: Mapping[str, Any], sender: str) -> None:
-        """A plain ``m.room.message`` (not the bot's own) for the observer, once."""
+        """A plain event (not the bot's own nor a ghost's) for the observer, once; an
+        ``m.room.message`` whose body starts with ``!mls`` is a room command instead."""
         body = content.get("body")
-        if sender == self.user_id or self.observer is None or not isinstance(body, str):
+        command = event_type == ns.MESSAGE_EVENT and isinstance(body, str) \
+            and body.split(maxsplit=1)[:1] == [COMMAND]
+        handler = self.commands if command else self.observer
+        if sender == self.user_id or self.controlled(sender) or handler is None:
             return
         key = f"msg:{event_id}"
         if await self.seen.contains(key):
             return
         await self.seen.add(key)
-        await self.observer.plain_message(room_id, sender, event_id, body)
+        if command and isinstance(body, str):
+            await self._run_command(room_id, sender, event_id, body)
+        elif self.observer is not None:
+            await self.observer.plain_message(room_id, sender, event_id, event_type, content)
+
+    async def _run_command(self, room_id: str, sender: str, event_id: str, body: str
+                           ) -> None:
+        """``!mls <words>`` in a room: the bridge runs it (and authorizes it); its
+        answer goes back to the room as an ``m.notice`` (never relayed)."""
+        assert self.commands is not None
+        actor, network = requester(sender)
+        reply = await self.commands.room_command(network, actor, room_id, body.split()[1:])
+        if not reply.text:
+            return  # ignored (a flood)
+        try:
+            await self.send_message(room_id, {"msgtype": "m.notice", "body": reply.text},
+                                    f"mls-command-{event_id}")
+        except MatrixTransportError as exc:
+            log.warning("answer to a command in %s not sent: %s", room_id, exc)
 
     # -- output: the Deliverer ----------------------------------------------------------
 
@@ -507,8 +613,7 @@ class MatrixHubBot:
                     txn: str) -> None:
         """One room event; the deterministic transaction id makes a resend idempotent
         (the homeserver deduplicates per device, and the bot's device id is fixed)."""
-        await self._call("room event", lambda: self.client.room_send(
-            room_id, event_type, content, tx_id=txn), nio.RoomSendResponse)
+        await self._send_plain(room_id, event_type, content, txn)
 
     async def _deliver_welcome(self, message: Outbound) -> None:
         rooms = self._matrix_rooms(message)
@@ -538,83 +643,3 @@ def _refuse(request: Inbound, code: str, reason: str) -> Outbound:
 
 def _matrix_users(recipients: tuple[str, ...]) -> list[str]:
     return [user for user in map(events.uri_user, recipients) if user is not None]
-
-
-class SyncRunner:
-    """Feeds a :class:`MatrixHubBot` from /sync, resuming from the stored token."""
-
-    def __init__(self, bot: MatrixHubBot, *, timeout_ms: int = 5000) -> None:
-        self.bot = bot
-        self.client = bot.client
-        self.timeout_ms = timeout_ms
-        self.cursor_name = f"{ns.CURSOR_SYNC}:{bot.user_id}"
-        self.batches = 0
-        self.synced = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._in_batch = False
-
-    def start(self) -> None:
-        self._stopping = False
-        self._task = asyncio.get_running_loop().create_task(self.run(), name="matrix sync")
-
-    async def stop(self) -> None:
-        """Stop syncing: a batch being processed is finished first (its token saved,
-        so nothing in it is handled twice); a sync waiting on the homeserver is
-        cancelled (what it would have fetched stays there for the next start).
-        Cancelling this call cancels the batch too."""
-        self._stopping = True
-        task = self._task
-        if task is None:
-            return
-        if not self._in_batch:
-            task.cancel()
-        try:
-            await asyncio.gather(task, return_exceptions=True)
-        finally:
-            if task.done():
-                self._task = None
-
-    async def run(self) -> None:
-        token = await self.bot.cursors.get_cursor(self.cursor_name)
-        delay = 0.2
-        while not self._stopping:
-            try:
-                response = await self.client.sync(timeout=self.timeout_ms,
-                                                  sync_filter=SYNC_FILTER, since=token)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                response = nio.SyncError(f"{type(exc).__name__}: {exc}")
-            if not isinstance(response, nio.SyncResponse):
-                log.warning("sync failed: %s", getattr(response, "message", response))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            delay = 0.2
-            self._in_batch = True
-            try:
-                await self.process(response, initial=token is None)
-                token = response.next_batch
-                await self.bot.cursors.set_cursor(self.cursor_name, token)
-            finally:
-                self._in_batch = False
-            self.batches += 1
-            self.synced.set()
-
-    async def process(self, response: nio.SyncResponse, *, initial: bool) -> None:
-        """One batch: to-device requests admitted (handled concurrently by the bot's
-        workers), invites, then room timelines in order; the batch is done when every
-        request of it was answered (:meth:`MatrixHubBot.settle`). Only then is the
-        next sync made -- the homeserver deletes to-device messages once a sync
-        confirms them, so a crash before that finds them again. The first sync of a
-        new bot skips old timelines (they predate its service)."""
-        for event in response.to_device_events:
-            await self.bot.on_to_device(event.source)
-        for room_id in response.rooms.invite:
-            await self.bot.on_invite(room_id)
-        if not initial:
-            for room_id, room in response.rooms.join.items():
-                if room.timeline.limited:
-                    log.info("limited timeline in %s (new room, or a gap)", room_id)
-                for event in room.timeline.events:
-                    await self.bot.on_room_event(room_id, event.source)
-        await self.bot.settle()

@@ -181,3 +181,26 @@ async def pack(content: Content, upload: Uploader | None,
     for container, key, value in slots:
         container[key] = b64encode(value)
     return content
+
+
+class MediaFetcher:
+    """:class:`transports.interface.MediaSource` for the hub: media of the bridge's own
+    homeserver (``mxc://<server_name>/...``), downloaded with the hub account's token
+    (the authenticated media API) for a member of another network, who cannot log in
+    here. Only the bytes are returned; nothing is stored. The size is bounded before
+    the download starts (by the caller, against the hub's limit) and the stream is cut
+    past it; the SHA-256 is checked (:meth:`MediaRepository.download`)."""
+
+    def __init__(self, media: MediaRepository, server_name: str) -> None:
+        self.media = media
+        self.server_name = server_name
+
+    def owns(self, url: str) -> bool:
+        server, _, media_id = url.removeprefix("mxc://").partition("/")
+        return (url.startswith("mxc://") and server == self.server_name and bool(media_id)
+                and "/" not in media_id)
+
+    async def fetch(self, url: str, size: int, sha256: bytes) -> bytes:
+        if not self.owns(url) or not 0 <= size <= MAX_MEDIA_SIZE:
+            raise MediaError("not media of this homeserver, or too large")
+        return await self.media.download(MediaRef(url, sha256, size))

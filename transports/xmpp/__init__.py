@@ -1,8 +1,10 @@
 """MLS over XMPP (namespace ``urn:mlsbridge:0``): the hub as an XEP-0114 component
 (:mod:`transports.xmpp.component`, which admits its IQ requests in
 :mod:`transports.xmpp.requests`, bounds what it keeps per user in
-:mod:`transports.xmpp.limits` and holds Welcomes for offline users in
-:mod:`transports.xmpp.welcomes`) and members as slixmpp clients
+:mod:`transports.xmpp.limits`, holds Welcomes for offline users in
+:mod:`transports.xmpp.welcomes`, keeps nicknames apart with
+:mod:`transports.xmpp.nicks` and says what each room is -- disco#info, subject, relay
+notices -- with :mod:`transports.xmpp.roominfo`) and members as slixmpp clients
 (:mod:`transports.xmpp.client`), with XEP-0363 uploads for large payloads
 (:mod:`transports.xmpp.upload`). The XML lives in :mod:`transports.xmpp.stanzas`, its
 names in :mod:`transports.xmpp.namespace`, the errors in :mod:`transports.xmpp.errors`.

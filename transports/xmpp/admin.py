@@ -22,11 +22,10 @@ from slixmpp.xmlstream import StanzaBase
 
 from transports.interface import Membership, Network, NetworkEvent, Role
 from transports.xmpp import namespace as ns
+from transports.xmpp.occupants import OccupantPresence
 from transports.xmpp.rooms import (
-    ADMIN,
     NONE,
     OUTCAST,
-    OWNER,
     AdminItem,
     Affiliations,
     check_change,
@@ -41,6 +40,7 @@ class RoomHost(Protocol):
     xmpp: Any  # the slixmpp ComponentXMPP
     occupants: dict[str, dict[str, str]]
     rooms: Affiliations
+    presence: OccupantPresence
 
     def iq_error(self, iq: Iq, condition: str, error_type: str, text: str) -> None: ...
 
@@ -134,39 +134,26 @@ class RoomAdmin:
 
     def end_occupancy(self, room: str, identity: str, status: str) -> None:
         """Drop ``identity``'s occupancies of ``room``, telling each of its resources
-        why (status 307 kicked, 301 banned, 321 affiliation lost)."""
+        why (status 307 kicked, 301 banned, 321 affiliation lost), and everyone else."""
         host = self.host
         bare = identity.removeprefix(ns.URI_SCHEME)
         members = host.occupants.get(room, {})
         for occupant in [o for o in members if JID(o).bare == bare]:
             nick = members.pop(occupant)
-            gone = host.xmpp.make_presence(pto=occupant, pfrom=f"{room}/{nick}",
-                                           ptype="unavailable")
-            muc_user = ET.SubElement(gone.xml, f"{{{ns.NS_MUC_USER}}}x")
-            ET.SubElement(muc_user, f"{{{ns.NS_MUC_USER}}}status", {"code": status})
-            gone.send()
+            host.presence.left(room, occupant, nick, (status,))
         host.occupancy_changed()
 
-    def self_presence(self, room: str, occupant: str, nick: str, created: bool) -> None:
-        """The entering occupant's own presence: its affiliation and role, status 110
-        (and 201 when its entry created the room, XEP-0045 §10.1)."""
-        affiliation = self.host.rooms.of(room, ns.URI_SCHEME + JID(occupant).bare)
-        presence = self.host.xmpp.make_presence(pto=occupant, pfrom=f"{room}/{nick}")
-        muc_user = ET.SubElement(presence.xml, f"{{{ns.NS_MUC_USER}}}x")
-        ET.SubElement(muc_user, f"{{{ns.NS_MUC_USER}}}item", {
-            "affiliation": affiliation, "jid": occupant,
-            "role": "moderator" if affiliation in (OWNER, ADMIN) else "participant"})
-        for code in ("110", "201") if created else ("110",):
-            ET.SubElement(muc_user, f"{{{ns.NS_MUC_USER}}}status", {"code": code})
-        presence.send()
-
     def refuse_entry(self, presence: Presence, condition: str = "forbidden",
-                     error_type: str = "auth") -> None:
+                     error_type: str = "auth", text: str = "") -> None:
         """A presence error for an entry refused: an outcast's (XEP-0045 §9.1,
-        ``forbidden``), or one beyond the component's limits
-        (:mod:`transports.xmpp.limits`, ``resource-constraint``)."""
+        ``forbidden``), one beyond the component's limits (:mod:`transports.xmpp.limits`,
+        ``resource-constraint``), a nickname in use or reserved (§7.2.9, ``conflict``)."""
         error = self.host.xmpp.make_presence(pto=presence["from"], pfrom=presence["to"],
                                              ptype="error")
+        ET.SubElement(error.xml, f"{{{ns.NS_MUC}}}x")
         error["error"]["type"] = error_type
         error["error"]["condition"] = condition
+        error["error"]["by"] = presence["to"].bare
+        if text:
+            error["error"]["text"] = text
         error.send()

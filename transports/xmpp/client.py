@@ -237,6 +237,13 @@ class MLSClientPlugin(BasePlugin):
         origin = presence["from"]
         if origin.domain != self.hub or not origin.user:
             return
+        def status(code: str) -> bool:
+            return presence.xml.find(
+                f"{{{ns.NS_MUC_USER}}}x/{{{ns.NS_MUC_USER}}}status[@code='{code}']"
+            ) is not None
+
+        if presence["type"] != "error" and not status("110"):
+            return  # another occupant's presence (XEP-0045 §7.2.3), not ours
         waiter = self._joined.pop(origin.bare, None)
         if presence["type"] == "error":  # entry refused (an outcast, XEP-0045 §9.1)
             self.rooms.pop(origin.bare, None)
@@ -246,9 +253,7 @@ class MLSClientPlugin(BasePlugin):
         elif presence["type"] != "unavailable":
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
-        elif origin.bare in self.rooms and any(presence.xml.find(
-                f"{{{ns.NS_MUC_USER}}}x/{{{ns.NS_MUC_USER}}}status[@code='{code}']")
-                is not None for code in ("301", "307", "321")):
+        elif origin.bare in self.rooms and any(status(c) for c in ("301", "307", "321")):
             self.rooms.pop(origin.bare, None)  # kicked, banned, or no longer a member
 
     # -- deliveries ---------------------------------------------------------------------------

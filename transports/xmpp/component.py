@@ -25,11 +25,16 @@ message passes the hub (DESIGN.md, "Wire binding"). It
   make the catch-up exact: nothing lost, nothing delivered twice);
 * for a group with no room on this component (a group living in a Matrix room, say),
   sends its fan-out to each XMPP recipient's bare JID instead;
+* keeps nicknames apart (:mod:`transports.xmpp.nicks`): an entry or nick change
+  whose nickname, folded, is another occupant's or one the room reserves (the
+  observer's :meth:`RoomObserver.reserved`) is refused with ``<conflict/>``
+  (XEP-0045 §7.2.9);
 * tells a :class:`RoomObserver` (the bridge's relay) about occupants joining a room --
   and whether their join presence carried ``<client xmlns='urn:mlsbridge:0'/>``, i.e.
-  whether they run an MLS client -- and about plain ``groupchat`` bodies sent to a room;
-  :meth:`MLSComponent.send_plain` sends plain text back, :meth:`MLSComponent.set_relay`
-  makes a room say in its disco#info that encryption ends at the bridge.
+  whether they say they run an MLS client -- and about plain ``groupchat`` bodies sent
+  to a room; :attr:`MLSComponent.info` (:mod:`transports.xmpp.roominfo`) switches a
+  room's relay mode, says it (disco#info, subject, a notice to everyone entering) and
+  sends plain text back.
 """
 
 from __future__ import annotations
@@ -63,10 +68,17 @@ from transports.interface import (
     Role,
 )
 from transports.xmpp import namespace as ns
+from transports.xmpp.adhoc import AdHocCommands
 from transports.xmpp.admin import RoomAdmin
 from transports.xmpp.errors import ComponentAuthError, XmppLinkError
 from transports.xmpp.limits import RoomLimits
+from transports.xmpp.mam import NS_MAM, ArchiveService
+from transports.xmpp.markup import Markup
+from transports.xmpp.markup import parse as parse_markup
+from transports.xmpp.nicks import Reservation, refusal
+from transports.xmpp.occupants import OccupantPresence
 from transports.xmpp.requests import RequestService, requester
+from transports.xmpp.roominfo import RoomInfo
 from transports.xmpp.rooms import OUTCAST, Affiliations, AffiliationStore
 from transports.xmpp.stanzas import blobs_of, encode_delivery, register_plugins
 from transports.xmpp.upload import LOOPBACK_HOSTS, Uploader, placements
@@ -85,7 +97,16 @@ class RoomObserver(Protocol):
     async def occupant_joined(self, room: str, occupant: str, nick: str,
                               mls_client: bool) -> None: ...
 
-    async def plain_message(self, room: str, occupant: str, nick: str, body: str) -> None: ...
+    async def plain_message(self, room: str, occupant: str, nick: str, body: str,
+                            markup: Markup) -> None:
+        """A plain groupchat message: its body ("" if none) and its XEP markup
+        (:mod:`transports.xmpp.markup`: corrections, replies, retractions, reactions,
+        files)."""
+        ...
+
+    def reserved(self, room: str) -> Reservation:
+        """The names ``room`` keeps for their owners (:mod:`transports.xmpp.nicks`)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +147,8 @@ class MLSComponent:
         self._state = state
         self.xmpp = ComponentXMPP(  # type: ignore[no-untyped-call]
             config.jid, config.secret, config.host, config.port)
-        self.xmpp.register_plugin("xep_0030")
+        for plugin in ("xep_0030", "xep_0004", "xep_0050"):
+            self.xmpp.register_plugin(plugin)
         register_plugins()
         self._uploader = Uploader(
             self.xmpp, domain=JID(config.jid).domain.split(".", 1)[-1],
@@ -137,7 +159,12 @@ class MLSComponent:
                                        config.stanza_limit, config.limits)
         # room JID -> occupant full JID -> nick
         self.occupants: dict[str, dict[str, str]] = {}
-        self.relay_rooms: set[str] = set()  # rooms whose disco says: relay mode
+        # disco#info, subject, notices, relay mode and the relay's plain text
+        self.info = RoomInfo(self.xmpp, lambda room: list(self.occupants.get(room, {})))
+        # occupant presence (XEP-0045 §7.2.3), relayed users of the other network included
+        self.presence = OccupantPresence(self.xmpp, self.rooms,
+                                         lambda room: self.occupants.get(room, {}),
+                                         lambda room: room in self.info.relayed)
         self._group_rooms: dict[bytes, tuple[tuple[str, str], ...]] = {}
         # Welcomes sent recently (stanza id -> bare JID, stanza) and those that bounced
         # because the user was offline (bare JID -> stanzas), re-sent on its presence.
@@ -154,6 +181,10 @@ class MLSComponent:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.admin = RoomAdmin(self)
+        #: XEP-0050 room commands (bridge, unbridge, relay, status); the bridge runs them
+        self.commands = AdHocCommands(self.xmpp, config.jid)
+        #: XEP-0313 for relayed rooms; the archive is the relay's (``mam.archive``)
+        self.mam = ArchiveService(self)
         self._install_handlers()
 
     # -- lifecycle ---------------------------------------------------------------
@@ -247,6 +278,9 @@ class MLSComponent:
             "muc admin", MatchXPath(f"{{{default_ns}}}iq/{{{ns.NS_MUC_ADMIN}}}query"),
             self.admin.on_admin,
         ))
+        x.register_handler(CoroutineCallback(
+            "mam", MatchXPath(f"{{{default_ns}}}iq/{{{NS_MAM}}}query"), self.mam.on_query,
+        ))
         x.register_handler(Callback(
             "mls presence", MatchXPath(f"{{{default_ns}}}presence"), self._on_presence,
         ))
@@ -256,17 +290,21 @@ class MLSComponent:
 
     def _on_session_start(self, _event: Any) -> None:
         self._handshaking = False
-        self._ever_ready = True
         self._backoff = self.config.backoff_initial
         disco = self.xmpp.plugin["xep_0030"]
         disco.add_identity(category="component", itype="generic", name=self.config.name,
                            jid=JID(self.config.jid))
         disco.add_feature(ns.FEATURE, jid=JID(self.config.jid))
-        for room in {*self.occupants, *self.relay_rooms}:
-            self._advertise_room(room)
+        if not self._ever_ready:
+            self.commands.register()
+        rooms = {room for rooms in self._group_rooms.values()
+                 for transport, room in rooms if transport == ns.TRANSPORT_NAME}
+        for room in {*self.occupants, *self.info.relayed, *self.rooms.rooms, *rooms}:
+            self.info.advertise(room)  # persistent rooms: even without occupants
         self._uploader.forget_service()
         self._ready.set()
         self._send_sync()
+        self._ever_ready = True
         log.info("component %s connected", self.config.jid)
 
     def _on_stream_error(self, error: Any) -> None:
@@ -364,10 +402,22 @@ class MLSComponent:
                 self.admin.refuse_entry(presence, "resource-constraint", "wait")
                 return
             mls_client = presence.xml.find(f"{{{ns.NS}}}{ns.CLIENT}") is not None
-            self._join(room, occupant, room_jid.resource or presence["from"].user, mls_client)
+            nick = room_jid.resource or presence["from"].user
+            why = self._nick_refusal(room, occupant, nick)
+            if why:  # XEP-0045 §7.2.9 (entry), §7.6 (nick change)
+                self.admin.refuse_entry(presence, "conflict", "cancel", why)
+                return
+            self._join(room, occupant, nick, mls_client)
         elif kind == "unavailable":
             explicit = presence.xml.find(f"{{{ns.NS}}}{ns.LEAVE}") is not None
             self._part(room, occupant, explicit=explicit)
+
+    def _nick_refusal(self, room: str, occupant: str, nick: str) -> str:
+        """Why ``occupant`` may not be ``nick`` in ``room`` ("" if it may)."""
+        others = {o: n for o, n in self.occupants.get(room, {}).items() if o != occupant}
+        reservation = Reservation() if self._observer is None else \
+            self._observer.reserved(room)
+        return refusal(others, occupant, nick, reservation)
 
     def _join(self, room: str, occupant: str, nick: str, mls_client: bool = True) -> None:
         pending = self._pending_leaves.pop((room, JID(occupant).bare), None)
@@ -379,14 +429,20 @@ class MLSComponent:
         if created:
             self._spawn(self.rooms.save(room, identity))
         members = self.occupants.setdefault(room, {})
-        new_occupant = occupant not in members
+        old_nick = members.get(occupant)
         members[occupant] = nick
-        if new_occupant and self._observer is not None:
+        if old_nick is None and self._observer is not None:
             self._spawn(self._observer.occupant_joined(room, occupant, nick, mls_client))
         if first:
-            self._advertise_room(room)
+            self.info.advertise(room)
         self._spawn(self._save_occupants())
-        self.admin.self_presence(room, occupant, nick, created)
+        if old_nick is None:  # XEP-0045 §7.2.3: presences, then history notice, subject
+            self.presence.entered(room, occupant, nick, created)
+            self.info.greet(room, occupant)
+        elif old_nick != nick:
+            self.presence.renamed(room, occupant, old_nick, nick)  # §7.6
+        else:
+            self.presence.again(room, occupant, nick)
 
     def _part(self, room: str, occupant: str, *, explicit: bool) -> None:
         members = self.occupants.get(room, {})
@@ -394,8 +450,7 @@ class MLSComponent:
         if nick is None:
             return
         self._spawn(self._save_occupants())
-        gone = self.xmpp.make_presence(pto=occupant, pfrom=f"{room}/{nick}", ptype="unavailable")
-        gone.send()
+        self.presence.left(room, occupant, nick)
         bare = JID(occupant).bare
         if any(JID(other).bare == bare for other in members):
             return  # another resource of the same account is still in the room
@@ -433,6 +488,10 @@ class MLSComponent:
             log.info("hub did not act on %s of %s in %s: %s", event.after, event.target,
                      event.room, reply.code)
 
+    def archived(self, room: str) -> bool:
+        """Whether ``room`` keeps an archive (XEP-0313): relayed rooms do."""
+        return room in self.info.relayed
+
     def occupancy_changed(self) -> None:
         """Save the occupants (after the room administration changed them)."""
         self._spawn(self._save_occupants())
@@ -452,30 +511,19 @@ class MLSComponent:
             log.info("Welcome to %s bounced; held until it is online", bounced_to)
             return
         occupant = message["from"].full
-        for members in self.occupants.values():
-            members.pop(occupant, None)
+        for room, members in self.occupants.items():
+            nick = members.pop(occupant, None)
+            if nick is not None:  # the others see it go (XEP-0045 §7.14)
+                self.presence.left(room, occupant, nick)
         self._spawn(self._save_occupants())
 
     def _on_groupchat(self, message: Message) -> None:
         room, occupant = message["to"].bare, message["from"].full
         nick = self.occupants.get(room, {}).get(occupant)
-        body = message["body"]
-        if nick is None or not body or self._observer is None:
-            return  # only occupants speak in a room; MLS traffic never has a body
-        self._spawn(self._observer.plain_message(room, occupant, nick, body))
-
-    def send_plain(self, room: str, occupants: list[str], nick: str, body: str,
-                   stanza_id: str) -> None:
-        """A plain-text groupchat message from ``room/nick`` to each of ``occupants``
-        (full JIDs) -- relay mode only; the caller decides who may read it."""
-        sent_from = f"{room}/{nick}" if nick else room
-        for occupant in occupants:
-            stanza = self.xmpp.make_message(mto=occupant, mfrom=sent_from, mtype="groupchat",
-                                            mbody=body)
-            stanza["id"] = stanza_id
-            ET.SubElement(stanza.xml, f"{{{ns.NS_SID}}}stanza-id",
-                          {"id": stanza_id, "by": room})
-            stanza.send()
+        body, markup = message["body"], parse_markup(message.xml)
+        if nick is None or (not body and markup.empty) or self._observer is None:
+            return  # only occupants speak in a room; MLS traffic has neither
+        self._spawn(self._observer.plain_message(room, occupant, nick, body, markup))
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every stanza sent so far is written to the connection (the
@@ -485,27 +533,6 @@ class MLSComponent:
         except TimeoutError:
             return False
         return True
-
-    def set_relay(self, room: str) -> None:
-        """Mark ``room`` as relayed in its disco#info (identity name and feature)."""
-        room = JID(room).bare
-        if room in self.relay_rooms:
-            return
-        self.relay_rooms.add(room)
-        disco = self.xmpp.plugin["xep_0030"]
-        disco.del_identity(jid=JID(room), category="conference", itype="text",
-                           name=ns.ROOM_NAME)
-        self._advertise_room(room)
-
-    def _advertise_room(self, room: str) -> None:
-        disco = self.xmpp.plugin["xep_0030"]
-        relay = room in self.relay_rooms
-        disco.add_identity(category="conference", itype="text",
-                           name=ns.RELAY_ROOM_NAME if relay else ns.ROOM_NAME, jid=JID(room))
-        disco.add_feature(ns.FEATURE, jid=JID(room))
-        disco.add_feature(ns.NS_MUC, jid=JID(room))
-        if relay:
-            disco.add_feature(ns.FEATURE_RELAY, jid=JID(room))
 
     async def _save_occupants(self) -> None:
         if self._state is not None:

@@ -53,7 +53,8 @@ BYTES_FIELDS: Final = (PAYLOAD, WELCOME, GROUP_INFO, RATCHET_TREE)
 
 # IQ type per request: reads are "get", everything else "set".
 READ_OPS: Final = frozenset(
-    {"hub-info", "fetch-log", "get-group-info", "list-key-packages", "fetch-welcomes"}
+    {"hub-info", "fetch-log", "get-group-info", "list-key-packages", "fetch-welcomes",
+     "fetch-media"}
 )
 
 TRANSPORT_NAME: Final = "xmpp"  # the transport name in (transport, room id) pairs

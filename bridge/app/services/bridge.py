@@ -28,7 +28,11 @@ room directories (room roles), and both hand their room membership changes to
 
 ``relay = true`` on a pair turns on relay mode for it (:mod:`bridge.relay`): the bridge
 then holds an MLS leaf per legacy user and encryption ends at the bridge -- off by
-default, and announced in the rooms when on.
+default, announced to everyone in both rooms when it is turned on and when it is turned
+off again. The puppets' secrets live in their own file (``relay_secrets``, opened and
+closed by the caller), never in the store. Every request a network user
+makes of the hub shows that it runs an MLS client; the relay never puppets it
+(:meth:`bridge.relay.Relay.mls_client_seen`).
 """
 
 from __future__ import annotations
@@ -37,18 +41,20 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.app.services.commands import RoomCommandService
 from bridge.app.services.matrix import MatrixService, MatrixServiceConfig
 from bridge.app.services.xmpp import StoreState
 from bridge.app.shutdown import Shutdown, Step
 from bridge.errors import BridgeConfigError
 from bridge.hub import Hub, HubConfig, HubIdentity
 from bridge.hub.policy import JoinPolicy, RoomPolicy
-from bridge.hub.store import Store
-from bridge.relay import Relay
+from bridge.hub.store import Store, StoredPair
+from bridge.relay import PuppetSecrets, Relay
 from transports.errors import LinkError
 from transports.fairness import LimitObserver
 from transports.interface import (
@@ -57,6 +63,7 @@ from transports.interface import (
     DeliverySink,
     Inbound,
     Kind,
+    Membership,
     NetworkEvent,
     Op,
     Outbound,
@@ -65,6 +72,7 @@ from transports.interface import (
 from transports.matrix import namespace as matrix_ns
 from transports.matrix.bot import MatrixHubBot
 from transports.matrix.errors import HomeserverError
+from transports.matrix.media import MediaFetcher
 from transports.xmpp import namespace as xmpp_ns
 from transports.xmpp.component import ComponentConfig, MLSComponent
 
@@ -144,17 +152,19 @@ class RoutingDeliverer:
 class BridgeService:
     """Hub + store + XMPP component + Matrix bot (+ relay) in one process.
 
-    ``store`` is opened by the caller and closed by :meth:`stop`, last. ``xmpp`` /
-    ``matrix`` configure the networks (either may be None for a one-network hub);
-    ``rooms`` are the configured room pairs (validated by :mod:`bridge.app.config`).
-    Lifecycle: :meth:`start`, then :meth:`stop` (or :meth:`run_until`). The service is
-    the :class:`HubService` both transports call.
+    ``store`` is opened by the caller and closed by :meth:`stop`, last;
+    ``relay_secrets`` (the puppets' secrets; None: kept in memory, for tests) is opened
+    and closed by the caller. ``xmpp`` / ``matrix`` configure the networks (either may
+    be None for a one-network hub); ``rooms`` are the configured room pairs (validated
+    by :mod:`bridge.app.config`). Lifecycle: :meth:`start`, then :meth:`stop` (or
+    :meth:`run_until`). The service is the :class:`HubService` both transports call.
     """
 
     def __init__(self, store: Store, identity: HubIdentity, *,
                  xmpp: ComponentConfig | None = None,
                  matrix: MatrixServiceConfig | None = None,
                  rooms: Sequence[RoomPair] = (), hub_config: HubConfig | None = None,
+                 relay_secrets: PuppetSecrets | None = None, relay_archive: int = 1000,
                  shutdown_timeout: float = 10.0, connect_timeout: float = 20.0) -> None:
         if xmpp is None and matrix is None:
             raise BridgeConfigError("configure at least one network (xmpp or matrix)")
@@ -169,13 +179,18 @@ class BridgeService:
         self.component: MLSComponent | None = None
         self.matrix: MatrixService | None = None
         self.bot: MatrixHubBot | None = None
-        self.relay = Relay(store, self.hub, self.deliverer)
+        self.relay = Relay(store, self.hub, self.deliverer, secrets=relay_secrets,
+                           archive=relay_archive)
         #: who hears of refusals, drops and queue depths at the transports (the metrics)
         self.limit_observer: LimitObserver | None = None
         self.pairs: dict[tuple[str, str], RoomPair] = {}
         self._initial_pairs = tuple(rooms)
         self._flights: dict[object, tuple[asyncio.Task[Any] | None, str]] = {}
         self._cut_requests: list[str] = []
+        #: XMPP rooms of the pairs made at run time (the store's, not the configuration's)
+        self.runtime_rooms: set[str] = set()
+        #: ``!mls`` and XEP-0050 room commands (:mod:`bridge.app.services.commands`)
+        self.commands = RoomCommandService(self)
         self._idle = asyncio.Event()
         self._idle.set()
         self._accepting = False
@@ -211,21 +226,28 @@ class BridgeService:
                 self.bot = await self.matrix.connect()
                 self.deliverer.networks[MATRIX] = self.bot
                 self.hub.authz.directories[MATRIX] = self.bot
+                self.hub.authz.media[MATRIX] = MediaFetcher(  # files for XMPP members (A23)
+                    self.bot.media, self.matrix_config.server_name)
             if self.limit_observer is not None:
                 for watched in (self.component, self.bot, self.relay):
                     if watched is not None:
                         watched.watch(self.limit_observer)
-            self.relay.connect(self.component, self.bot)
+            self.relay.connect(self.component, self.bot,
+                               self.matrix.ghosts if self.matrix is not None else None)
             await self.relay.start()
+            pairs = [*self._initial_pairs, *await self._stored_pairs()]
             if self.component is not None:
                 await self.component.rooms.load()
-                await self._adopt(self._initial_pairs)  # owners before anyone can enter
+                await self._adopt(pairs)  # owners before anyone can enter
+                self.component.commands.handler = self.commands
                 await self.component.start(timeout=self.connect_timeout)
             if self.matrix is not None:
+                assert self.bot is not None
+                self.bot.commands = self.commands
                 await self.matrix.serve(self)
                 await self.matrix.wait_ready(self.connect_timeout)
             self._started = True
-            await self.attach_rooms(self._initial_pairs)
+            await self.attach_rooms(pairs)
         except BaseException:
             self._accepting = False
             await self._disconnect()
@@ -346,6 +368,8 @@ class BridgeService:
 
     async def _handle(self, request: Inbound) -> Outbound:
         reply = await self.hub.handle(request)  # the hub authorizes (bridge.hub.authz)
+        if reply.ok and request.network in (XMPP, MATRIX):
+            self.relay.mls_client_seen(request.sender)  # an MLS client: never puppeted
         if reply.ok and request.op == Op.CREATE_GROUP and request.transport:
             group_id = reply.group_id or request.group_id
             pair = self.pairs.get((request.transport, request.room_id))
@@ -361,7 +385,11 @@ class BridgeService:
                             "the bridge is shutting down")
         with self._flight(f"{event.network} membership event {event.event_id or '-'} "
                           f"of {event.target} in {event.room}"):
-            return await self.hub.network_event(event)
+            reply = await self.hub.network_event(event)
+            group_id = self.relay.by_room.get((event.network, event.room))
+            if event.network == MATRIX and event.after != Membership.JOINED and group_id:
+                self.relay.guests.went(event.target, group_id)  # gone from the XMPP room
+            return reply
 
     # -- room pairs ------------------------------------------------------------------------
 
@@ -372,7 +400,8 @@ class BridgeService:
             self.pairs[(XMPP, pair.xmpp_room)] = pair
             self.pairs[(MATRIX, pair.matrix_room)] = pair
             self.hub.authz.configure(pair.policy())
-            if self.component is not None:
+            if self.component is not None and pair.xmpp_room not in self.runtime_rooms:
+                # a run-time pair keeps its XMPP room's owners (a moderator confirmed it)
                 await self.component.configure_room(pair.xmpp_room, sorted(pair.admins))
 
     async def attach_rooms(self, pairs: Iterable[RoomPair]) -> None:
@@ -420,6 +449,93 @@ class BridgeService:
                             pair.matrix_room, exc)
         if pair.relay:
             await self.relay.enable(pair.xmpp_room, pair.matrix_room, group_id)
+        else:
+            await self.relay.disable(pair.xmpp_room, pair.matrix_room, group_id)
+
+    # -- pairs bridged at run time (docs/SECURITY.md A5, A22) ------------------------------
+
+    def configured(self, pair: RoomPair) -> bool:
+        """Whether ``pair`` is the configuration's (run-time commands leave it alone)."""
+        return pair.xmpp_room not in self.runtime_rooms
+
+    async def _stored_pairs(self) -> list[RoomPair]:
+        """The pairs bridged at run time, from the store; one that shares a room with a
+        configured pair is ignored (the configuration wins)."""
+        taken = {room for pair in self._initial_pairs
+                 for room in (pair.xmpp_room, pair.matrix_room)}
+        pairs = []
+        for stored in await self.store.room_pairs():
+            if {stored.xmpp_room, stored.matrix_room} & taken:
+                log.warning("stored room pair %s / %s ignored: the configuration pairs "
+                            "one of its rooms", stored.xmpp_room, stored.matrix_room)
+                continue
+            pairs.append(RoomPair(stored.xmpp_room, stored.matrix_room, relay=stored.relay,
+                                  join=self.hub.config.default_join))
+            self.runtime_rooms.add(stored.xmpp_room)
+        return pairs
+
+    def new_pair(self, xmpp_room: str, matrix_room: str) -> RoomPair:
+        """A pair made at run time: end to end, the hub's default join policy."""
+        return RoomPair(xmpp_room, matrix_room, join=self.hub.config.default_join)
+
+    async def _group(self, pair: RoomPair) -> bytes | None:
+        return await self.store.room_group(XMPP, pair.xmpp_room) or \
+            await self.store.room_group(MATRIX, pair.matrix_room)
+
+    async def relayed_users(self, pair: RoomPair) -> int:
+        """How many legacy users the relay holds a puppet for in the pair's group."""
+        group_id = await self._group(pair)
+        return sum(1 for puppet in self.relay.puppets.values()
+                   if group_id in puppet.group_ids() and puppet.group(group_id).active)
+
+    async def _save(self, pair: RoomPair, by: str) -> None:
+        await self.store.save_room_pair(StoredPair(pair.xmpp_room, pair.matrix_room,
+                                                   pair.relay, by, int(time.time())))
+
+    async def bridge_pair(self, pair: RoomPair, by: str) -> None:
+        """Pair two rooms now (the decision of both rooms' moderators: the caller
+        checked), persist it, attach the missing room of an existing group.
+        :class:`BridgeConfigError` if the rooms carry different groups."""
+        groups = {await self.store.room_group(t, pair.room(t)) for t in (XMPP, MATRIX)}
+        if len(groups - {None}) > 1:
+            raise BridgeConfigError("the two rooms already carry different groups")
+        await self._save(pair, by)
+        self.runtime_rooms.add(pair.xmpp_room)
+        await self.attach_rooms([pair])
+        log.info("room pair %s / %s bridged at run time by %s", pair.xmpp_room,
+                 pair.matrix_room, by)
+
+    async def unbridge_pair(self, pair: RoomPair, by: str, keep: str) -> None:
+        """Undo a run-time pair: relay mode ends (puppets leave, both rooms are told),
+        the group keeps the room on the network ``keep`` and the other is detached."""
+        group_id = await self.store.room_group(keep, pair.room(keep))
+        for transport in (XMPP, MATRIX):
+            self.pairs.pop((transport, pair.room(transport)), None)
+        self.hub.authz.unconfigure(pair.policy())
+        await self.store.delete_room_pair(pair.xmpp_room)
+        self.runtime_rooms.discard(pair.xmpp_room)
+        if group_id is not None:
+            await self.relay.disable(pair.xmpp_room, pair.matrix_room, group_id)
+            drop = MATRIX if keep == XMPP else XMPP
+            await self.store.detach_room(drop, pair.room(drop))
+        if self.bot is not None:
+            with contextlib.suppress(HomeserverError):
+                await self.bot.put_state(pair.matrix_room, matrix_ns.BRIDGE_STATE,
+                                         f"{matrix_ns.PREFIX}://{XMPP}/{pair.xmpp_room}", {})
+        log.info("room pair %s / %s unbridged at run time by %s", pair.xmpp_room,
+                 pair.matrix_room, by)
+
+    async def relay_pair(self, pair: RoomPair, on: bool, by: str) -> RoomPair:
+        """Turn relay mode on or off for a run-time pair, persisted and announced."""
+        changed = dataclasses.replace(pair, relay=on)
+        await self._save(changed, by)
+        self.pairs[(XMPP, pair.xmpp_room)] = self.pairs[(MATRIX, pair.matrix_room)] = changed
+        group_id = await self._group(changed)
+        if group_id is not None:
+            await self._complete_pair(changed, group_id, announced="")
+        log.info("relay mode %s for %s / %s by %s", "on" if on else "off", pair.xmpp_room,
+                 pair.matrix_room, by)
+        return changed
 
     def _bridge_state(self, pair: RoomPair) -> dict[str, Any]:
         """MSC2346 ``m.bridge``: what the room is bridged to and whether encryption

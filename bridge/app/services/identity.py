@@ -1,16 +1,23 @@
 """The hub's signing identity on disk, shared by every service (XMPP, Matrix).
 
-Groups list the hub's ExternalSender key in their ``external_senders`` extension, so
-the same identity must survive restarts. It lives in its own file (mode 0600), never
-in the store.
+Groups list the hub's ExternalSender key in their ``external_senders`` extension and
+members pin the hub's CA certificate, so the same identity must survive restarts. It
+lives in its own file (mode 0600), never in the store::
+
+    {"name": "...", "keys": {"1": "<hex>", ...},
+     "ca": {"key": "<hex Ed25519 private key>", "certificate": "<hex DER>"}}
+
+A file written before the hub had a CA gets one added (and rewritten, 0600) on load.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
+from bridge.credentials import CertificateAuthority
 from bridge.hub import HubIdentity
 
 ALL_SUITES = (1, 2, 3, 4, 5, 6, 7)
@@ -18,17 +25,45 @@ ALL_SUITES = (1, 2, 3, 4, 5, 6, 7)
 
 def load_identity(path: Path, name: str, suites: tuple[int, ...] = ALL_SUITES) -> HubIdentity:
     """The hub's identity from ``path``; generated and written (0600) if absent."""
-    if path.exists():
-        data = json.loads(path.read_text(encoding="utf-8"))
-        keys = {int(suite): bytes.fromhex(key) for suite, key in data["keys"].items()}
-        return HubIdentity(data["name"], keys)
-    identity = HubIdentity.generate(name, suites)
-    text = json.dumps({"name": identity.name,
-                       "keys": {str(s): k.hex() for s, k in identity.signature_keys.items()}})
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    if not path.exists():
+        identity = HubIdentity.generate(name, suites)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(_text(identity))
+        return identity
+    data = json.loads(path.read_text(encoding="utf-8"))
+    keys = {int(suite): bytes.fromhex(key) for suite, key in data["keys"].items()}
+    if "ca" in data:
+        ca = CertificateAuthority(bytes.fromhex(data["ca"]["key"]),
+                                  bytes.fromhex(data["ca"]["certificate"]))
+        return HubIdentity(data["name"], keys, ca)
+    identity = HubIdentity(data["name"], keys, CertificateAuthority.generate(
+        data["name"], now=int(time.time()), rng=os.urandom))
+    _replace(path, _text(identity))
     return identity
+
+
+def _text(identity: HubIdentity) -> str:
+    return json.dumps({
+        "name": identity.name,
+        "keys": {str(s): k.hex() for s, k in identity.signature_keys.items()},
+        "ca": {"key": identity.ca.private_key.hex(),
+               "certificate": identity.ca.certificate.hex()}})
+
+
+def _replace(path: Path, text: str) -> None:
+    """Rewrite ``path`` atomically: a 0600 file beside it, then renamed over it."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def default_identity_file(store_url: str) -> Path:

@@ -39,14 +39,17 @@ from transports.fairness import RequestLimits
 from transports.interface import HubService, Network
 from transports.matrix.appservice import (
     AppServiceListener,
+    Ghosts,
     ensure_sender_registered,
     load_registration,
     login_appservice,
     ping,
 )
-from transports.matrix.bot import MatrixHubBot, SyncRunner
+from transports.matrix.bot import MatrixHubBot
+from transports.matrix.e2e import client_config
 from transports.matrix.errors import HomeserverError
 from transports.matrix.events import user_uri
+from transports.matrix.sync import SyncRunner
 
 log = logging.getLogger("bridge.app.services.matrix")
 
@@ -66,6 +69,7 @@ class MatrixServiceConfig:
     sync_timeout_ms: int = 2000
     hub_name: str = ""
     limits: RequestLimits = field(default_factory=RequestLimits)  # transports.fairness
+    olm_store: str = ""  # bot mode: Megolm with the olm store in this file (0600)
 
 
 class MatrixService:
@@ -82,6 +86,7 @@ class MatrixService:
         self.hub: Hub | None = None
         self.runner: SyncRunner | None = None
         self.listener: AppServiceListener | None = None
+        self.ghosts: Ghosts | None = None  # AS mode: the relay posts as ghosts
 
     async def _group_suite(self, group_id: bytes) -> int:
         try:
@@ -98,7 +103,12 @@ class MatrixService:
             client = nio.AsyncClient(cfg.homeserver, registration.sender, device_id=device)
             client.restore_login(registration.sender, device, token)
             return client
-        client = nio.AsyncClient(cfg.homeserver, cfg.user, device_id=cfg.device_id)
+        if cfg.olm_store:
+            store_path, e2e_config = client_config(Path(cfg.olm_store))
+            client = nio.AsyncClient(cfg.homeserver, cfg.user, device_id=cfg.device_id,
+                                     store_path=store_path, config=e2e_config)
+        else:
+            client = nio.AsyncClient(cfg.homeserver, cfg.user, device_id=cfg.device_id)
         try:
             response = await client.login(cfg.password, device_name="mls-bridge hub")
         except BaseException:  # its HTTP session would be left open
@@ -123,6 +133,15 @@ class MatrixService:
         self.bot = MatrixHubBot(client, self.store, group_suite=self._group_suite,
                                 limits=self.config.limits.with_payload(
                                     (self.hub_config or HubConfig()).max_payload))
+        if self.config.appservice:
+            self.ghosts = Ghosts(self.config.homeserver, load_registration(
+                self.config.appservice, self.config.server_name))
+            self.bot.controlled = self.ghosts.owns
+        if self.config.olm_store and self.config.appservice:
+            log.warning("encrypted rooms need bot mode: the application service cannot "
+                        "decrypt Megolm (olm store %s unused)", self.config.olm_store)
+        elif self.config.olm_store:
+            await self.bot.enable_e2e()
         return self.bot
 
     async def serve(self, hub: HubService) -> None:
@@ -160,12 +179,15 @@ class MatrixService:
             await asyncio.wait_for(self.runner.synced.wait(), timeout)
 
     async def stop(self) -> None:
-        """Stop receiving, then close the bot's media session and the client's."""
+        """Stop receiving, then close the bot's media session (and Megolm), the
+        ghosts' sessions and the client's."""
         try:
             await self.stop_receiving()
         finally:
             if self.bot is not None:
                 await self.bot.close()
+            if self.ghosts is not None:
+                await self.ghosts.close()
             if self.client is not None:
                 await self.client.close()  # type: ignore[no-untyped-call]  # nio: unannotated
 

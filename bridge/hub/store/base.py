@@ -103,6 +103,18 @@ class Ban:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredPair:
+    """A room pair bridged at run time: its XMPP and Matrix rooms, whether it is
+    relayed, and who changed it last and when (seconds since the epoch)."""
+
+    xmpp_room: str
+    matrix_room: str
+    relay: bool
+    changed_by: str
+    changed_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class KeyPackageInfo:
     """Directory metadata of a published KeyPackage (the bytes are not returned)."""
 
@@ -348,7 +360,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def purge_expired(self, now: int) -> int:
-        """Delete KeyPackages with ``expires_at < now``; return how many."""
+        """Delete KeyPackages with ``expires_at < now`` (and their refs, see
+        :meth:`key_package_publisher`); return how many KeyPackages."""
+
+    @abc.abstractmethod
+    async def key_package_publisher(self, ref: bytes) -> str | None:
+        """The user who published the KeyPackage ``ref``, if the directory holds it or
+        held it (claimed since) and it was not purged as expired; else ``None``. The hub
+        ties Adds of basic credentials to the directory with it."""
 
     # -- rooms ---------------------------------------------------------------------
 
@@ -380,6 +399,21 @@ class Store(abc.ABC):
     async def room_affiliations(self) -> dict[str, dict[str, str]]:
         """Every room's affiliations: room -> identity -> affiliation (few and small:
         the XMPP component keeps them all in memory)."""
+
+    # -- room pairs bridged at run time ------------------------------------------------
+
+    @abc.abstractmethod
+    async def save_room_pair(self, pair: StoredPair) -> None:
+        """Store ``pair`` (a new one, or a change of its relay mode). Raise
+        :class:`Conflict` if either room is in another stored pair."""
+
+    @abc.abstractmethod
+    async def delete_room_pair(self, xmpp_room: str) -> bool:
+        """Forget the pair of ``xmpp_room``; False if there was none."""
+
+    @abc.abstractmethod
+    async def room_pairs(self) -> list[StoredPair]:
+        """Every stored pair, by XMPP room."""
 
     # -- Welcome delivery ------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from bridge.errors import (
     StoreQuota,
     UnknownGroup,
 )
-from bridge.hub.store.base import KeyPackageInfo, check_affiliation
+from bridge.hub.store.base import KeyPackageInfo, StoredPair, check_affiliation
 from bridge.hub.store.transactions import TransactionalStore, transaction
 
 # The advisory lock key space of per-user directory locks (the second key is the
@@ -72,6 +72,13 @@ class PostgresDirectory(TransactionalStore[asyncpg.Connection]):
         )
         if not inserted:
             raise Conflict(f"KeyPackage {ref.hex()} already published")
+        await conn.execute(
+            "INSERT INTO key_package_refs (ref, user_id, expires_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (ref) DO NOTHING",
+            ref,
+            user,
+            expires_at,
+        )
 
     @transaction(write=True)
     async def claim_key_package(
@@ -128,8 +135,15 @@ class PostgresDirectory(TransactionalStore[asyncpg.Connection]):
 
     @transaction(write=True)
     async def purge_expired(self, conn: asyncpg.Connection, now: int) -> int:
+        await conn.execute("DELETE FROM key_package_refs WHERE expires_at < $1", now)
         status = await conn.execute("DELETE FROM key_packages WHERE expires_at < $1", now)
         return int(status.split()[-1])
+
+    @transaction(write=False)
+    async def key_package_publisher(self, conn: asyncpg.Connection, ref: bytes
+                                    ) -> str | None:
+        user = await conn.fetchval("SELECT user_id FROM key_package_refs WHERE ref = $1", ref)
+        return None if user is None else str(user)
 
     # -- XMPP room affiliations --------------------------------------------------------
 
@@ -154,6 +168,40 @@ class PostgresDirectory(TransactionalStore[asyncpg.Connection]):
         for row in rows:
             found.setdefault(str(row[0]), {})[str(row[1])] = str(row[2])
         return found
+
+    # -- room pairs bridged at run time -----------------------------------------------
+
+    @transaction(write=True)
+    async def save_room_pair(self, conn: asyncpg.Connection, pair: StoredPair) -> None:
+        taken = await conn.fetchval(
+            "SELECT xmpp_room FROM room_pairs WHERE matrix_room = $1 AND xmpp_room != $2",
+            pair.matrix_room, pair.xmpp_room)
+        if taken is not None:
+            raise Conflict(f"{pair.matrix_room} is paired with another XMPP room")
+        await conn.execute(
+            "INSERT INTO room_pairs (xmpp_room, matrix_room, relay, changed_by, changed_at)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (xmpp_room) DO UPDATE SET"
+            " relay = excluded.relay, changed_by = excluded.changed_by,"
+            " changed_at = excluded.changed_at"
+            " WHERE room_pairs.matrix_room = excluded.matrix_room",
+            pair.xmpp_room, pair.matrix_room, pair.relay, pair.changed_by, pair.changed_at)
+        held = await conn.fetchval("SELECT matrix_room FROM room_pairs WHERE xmpp_room = $1",
+                                   pair.xmpp_room)
+        if held != pair.matrix_room:
+            raise Conflict(f"{pair.xmpp_room} is paired with another Matrix room")
+
+    @transaction(write=True)
+    async def delete_room_pair(self, conn: asyncpg.Connection, xmpp_room: str) -> bool:
+        status = await conn.execute("DELETE FROM room_pairs WHERE xmpp_room = $1", xmpp_room)
+        return str(status) != "DELETE 0"
+
+    @transaction(write=False)
+    async def room_pairs(self, conn: asyncpg.Connection) -> list[StoredPair]:
+        rows = await conn.fetch(
+            "SELECT xmpp_room, matrix_room, relay, changed_by, changed_at FROM room_pairs"
+            " ORDER BY xmpp_room")
+        return [StoredPair(str(r[0]), str(r[1]), bool(r[2]), str(r[3]), int(r[4]))
+                for r in rows]
 
 
 async def _lock_user(conn: Any, user: str) -> None:

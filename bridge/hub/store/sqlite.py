@@ -71,6 +71,34 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
+async def sqlite_transaction(
+    conn: aiosqlite.Connection, lock: asyncio.Lock,
+    body: Callable[[aiosqlite.Connection], Awaitable[T]], write: bool, flight: Flight,
+) -> T:
+    """One transaction on a shared connection (``lock`` serializes its users): BEGIN
+    IMMEDIATE for writes, a deferred BEGIN for reads. Runs as its own task (see
+    ``transactions``); also the relay's secrets file's (``bridge.relay.secrets_file``)."""
+    async with lock:
+        flight.began = True
+        try:
+            await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            result = await body(conn)
+            await conn.execute("COMMIT")
+        except BaseException as exc:
+            # The worker thread runs statements in the order they were sent, even
+            # those whose await was cancelled, so this ROLLBACK comes after the
+            # BEGIN, the body and any COMMIT already sent (and before any later
+            # transaction's BEGIN); sqlite3's rollback() does nothing if no
+            # transaction is open by then (the COMMIT went through).
+            await uncancelled(conn.rollback())
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise Conflict(f"sqlite: {exc}") from exc
+            if isinstance(exc, sqlite3.Error):
+                raise StoreUnavailable(f"sqlite: {exc}") from exc
+            raise
+        return result
+
+
 class SqliteStore(SqliteDirectory, Store):
     """A :class:`Store` in one SQLite file. Open with :meth:`SqliteStore.open`."""
 
@@ -105,28 +133,7 @@ class SqliteStore(SqliteDirectory, Store):
     async def _transaction(
         self, body: Callable[[aiosqlite.Connection], Awaitable[T]], write: bool, flight: Flight
     ) -> T:
-        """One transaction on the shared connection: BEGIN IMMEDIATE for writes, a
-        deferred BEGIN for reads. Runs as its own task (see ``transactions``)."""
-        async with self._lock:
-            flight.began = True
-            conn = self._conn
-            try:
-                await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                result = await body(conn)
-                await conn.execute("COMMIT")
-            except BaseException as exc:
-                # The worker thread runs statements in the order they were sent, even
-                # those whose await was cancelled, so this ROLLBACK comes after the
-                # BEGIN, the body and any COMMIT already sent (and before any later
-                # transaction's BEGIN); sqlite3's rollback() does nothing if no
-                # transaction is open by then (the COMMIT went through).
-                await uncancelled(conn.rollback())
-                if isinstance(exc, sqlite3.IntegrityError):
-                    raise Conflict(f"sqlite: {exc}") from exc
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreUnavailable(f"sqlite: {exc}") from exc
-                raise
-            return result
+        return await sqlite_transaction(self._conn, self._lock, body, write, flight)
 
     @transaction(write=True)
     async def _migrate(self, conn: aiosqlite.Connection) -> None:

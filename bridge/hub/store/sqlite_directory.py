@@ -18,7 +18,7 @@ from bridge.errors import (
     StoreQuota,
     UnknownGroup,
 )
-from bridge.hub.store.base import KeyPackageInfo, check_affiliation
+from bridge.hub.store.base import KeyPackageInfo, StoredPair, check_affiliation
 from bridge.hub.store.transactions import TransactionalStore, transaction
 
 
@@ -56,6 +56,11 @@ class SqliteDirectory(TransactionalStore[aiosqlite.Connection]):
             "INSERT INTO key_packages (ref, user_id, device, cipher_suite, key_package,"
             " expires_at, last_resort) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (ref, user, device, cipher_suite, key_package, expires_at, int(last_resort)),
+        )
+        await conn.execute(
+            "INSERT INTO key_package_refs (ref, user_id, expires_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (ref) DO NOTHING",
+            (ref, user, expires_at),
         )
 
     @transaction(write=True)
@@ -112,8 +117,16 @@ class SqliteDirectory(TransactionalStore[aiosqlite.Connection]):
 
     @transaction(write=True)
     async def purge_expired(self, conn: aiosqlite.Connection, now: int) -> int:
+        await conn.execute("DELETE FROM key_package_refs WHERE expires_at < ?", (now,))
         cursor = await conn.execute("DELETE FROM key_packages WHERE expires_at < ?", (now,))
         return cursor.rowcount
+
+    @transaction(write=False)
+    async def key_package_publisher(self, conn: aiosqlite.Connection, ref: bytes
+                                    ) -> str | None:
+        rows = await conn.execute_fetchall(
+            "SELECT user_id FROM key_package_refs WHERE ref = ?", (ref,))
+        return str(next(iter(rows))[0]) if rows else None
 
     # -- XMPP room affiliations --------------------------------------------------------
 
@@ -140,6 +153,40 @@ class SqliteDirectory(TransactionalStore[aiosqlite.Connection]):
             found.setdefault(str(room), {})[str(identity)] = str(affiliation)
         return found
 
+    # -- room pairs bridged at run time -----------------------------------------------
+
+    @transaction(write=True)
+    async def save_room_pair(self, conn: aiosqlite.Connection, pair: StoredPair) -> None:
+        rows = await conn.execute_fetchall(
+            "SELECT xmpp_room FROM room_pairs WHERE matrix_room = ? AND xmpp_room != ?",
+            (pair.matrix_room, pair.xmpp_room))
+        if list(rows):
+            raise Conflict(f"{pair.matrix_room} is paired with another XMPP room")
+        await conn.execute(
+            "INSERT INTO room_pairs (xmpp_room, matrix_room, relay, changed_by, changed_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (xmpp_room) DO UPDATE SET"
+            " relay = excluded.relay, changed_by = excluded.changed_by,"
+            " changed_at = excluded.changed_at WHERE matrix_room = excluded.matrix_room",
+            (pair.xmpp_room, pair.matrix_room, int(pair.relay), pair.changed_by,
+             pair.changed_at))
+        rows = await conn.execute_fetchall(
+            "SELECT matrix_room FROM room_pairs WHERE xmpp_room = ?", (pair.xmpp_room,))
+        if [str(row[0]) for row in rows] != [pair.matrix_room]:
+            raise Conflict(f"{pair.xmpp_room} is paired with another Matrix room")
+
+    @transaction(write=True)
+    async def delete_room_pair(self, conn: aiosqlite.Connection, xmpp_room: str) -> bool:
+        cursor = await conn.execute("DELETE FROM room_pairs WHERE xmpp_room = ?",
+                                    (xmpp_room,))
+        return cursor.rowcount > 0
+
+    @transaction(write=False)
+    async def room_pairs(self, conn: aiosqlite.Connection) -> list[StoredPair]:
+        rows = await conn.execute_fetchall(
+            "SELECT xmpp_room, matrix_room, relay, changed_by, changed_at FROM room_pairs"
+            " ORDER BY xmpp_room")
+        return [StoredPair(str(r[0]), str(r[1]), bool(r[2]), str(r[3]), int(r[4]))
+                for r in rows]
 
 async def _count(conn: aiosqlite.Connection, query: str, params: tuple[Any, ...]) -> int:
     rows = list(await conn.execute_fetchall(query, params))

@@ -1,0 +1,199 @@
+"""Edits, replies, retractions and reactions between the networks and the group, through
+the content format (:mod:`bridge.member.content`).
+
+======================  ===============================  ===============================
+content                 XMPP (``transports.xmpp.markup``)  Matrix
+======================  ===============================  ===============================
+``replaces`` + body     XEP-0308 ``<replace id/>``       ``m.replace``, ``m.new_content``
+``reply_to`` + body     XEP-0461 ``<reply id/>``         ``m.in_reply_to``
+retraction              XEP-0424 ``<retract id/>``       ``m.room.redaction``
+``reaction``            XEP-0444 ``<reactions/>`` (set)  ``m.reaction`` annotation
+======================  ===============================  ===============================
+
+Content names messages by their content message id; the networks by theirs (an XMPP
+stanza id, a Matrix event id). :class:`Mapper` keeps the map between them in the
+relay's secrets file (:meth:`bridge.relay.secrets_file.PuppetSecrets.add_message_id`,
+bounded), and the reactions it has seen (in memory, bounded): XEP-0444 sends a user's
+whole set of reactions to a message, the content format one reaction per message.
+
+A legacy user may correct or retract only their own messages (a target written by
+someone else is ignored); anyone may reply or react. An XMPP user's own message ids are
+scoped to that user (``owner``): another occupant cannot take over an id the relay
+assigned, nor one someone else used.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.member import Content, new_message_id
+from bridge.relay.secrets_file import PuppetSecrets
+
+REACTIONS_KEPT = 4096  # reactions remembered (for XEP-0444 sets and their retraction)
+
+
+@dataclass(frozen=True, slots=True)
+class Legacy:
+    """What a legacy user sent, in its network's terms (see the module docstring)."""
+
+    net_id: str
+    body: str = field(default="", repr=False)
+    replaces: str = ""
+    reply_to: str = ""
+    retracts: str = ""
+    reacts_to: str = ""
+    reactions: tuple[str, ...] = ()
+    whole_set: bool = False  # XEP-0444: ``reactions`` is the sender's whole set
+
+
+def from_matrix(event_id: str, event_type: str, content: Mapping[str, Any]) -> Legacy | None:
+    """A plain Matrix event as :class:`Legacy` (None: nothing the group carries)."""
+    relates = content.get("m.relates_to")
+    relates = relates if isinstance(relates, Mapping) else {}
+    target = relates.get("event_id") if isinstance(relates.get("event_id"), str) else ""
+    if event_type == "m.room.redaction":
+        redacts = content.get("redacts")
+        return Legacy(event_id, retracts=redacts) if isinstance(redacts, str) else None
+    if event_type == "m.reaction":
+        key = relates.get("key")
+        if relates.get("rel_type") != "m.annotation" or not target \
+                or not isinstance(key, str):
+            return None
+        return Legacy(event_id, reacts_to=target, reactions=(key,))
+    body = content.get("body")
+    if relates.get("rel_type") == "m.replace":
+        new = content.get("m.new_content")
+        body = new.get("body") if isinstance(new, Mapping) else None
+        return Legacy(event_id, body, replaces=target) if isinstance(body, str) \
+            and target else None
+    if not isinstance(body, str) or not body:
+        return None
+    reply = relates.get("m.in_reply_to")
+    reply_to = reply.get("event_id") if isinstance(reply, Mapping) else None
+    if isinstance(reply_to, str) and reply_to:
+        return Legacy(event_id, _strip_fallback(body), reply_to=reply_to)
+    return Legacy(event_id, body)
+
+
+def _strip_fallback(body: str) -> str:
+    """A Matrix reply's body without its quoted fallback (``> `` lines and a blank)."""
+    lines = body.split("\n")
+    if not lines[0].startswith("> "):
+        return body
+    while lines and lines[0].startswith(">"):
+        lines.pop(0)
+    return "\n".join(lines).lstrip("\n") or body
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """A reaction the relay saw: to which message, by whom, which emoji."""
+
+    group_id: bytes
+    target: bytes
+    author: str
+    emoji: str
+
+
+class Mapper:
+    """The id map and the reactions seen (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.secrets: PuppetSecrets | None = None
+        self._reactions: OrderedDict[bytes, Reaction] = OrderedDict()
+
+    # -- the map -------------------------------------------------------------------------
+
+    async def remember(self, network: str, room: str, net_id: str, group_id: bytes,
+                       content: Content, author: str, owner: str = "") -> None:
+        if self.secrets is not None and net_id:
+            await self.secrets.add_message_id(network, room, owner, net_id, group_id,
+                                              content.message_id, author)
+
+    async def net_id(self, group_id: bytes, message_id: bytes | None, network: str,
+                     room: str) -> str:
+        """The id the room knows the group's message by ("" if unknown)."""
+        if self.secrets is None or message_id is None:
+            return ""
+        return await self.secrets.net_id_for(group_id, message_id, network, room) or ""
+
+    async def _target(self, network: str, room: str, owner: str, net_id: str,
+                      group_id: bytes) -> tuple[bytes, str] | None:
+        if self.secrets is None or not net_id:
+            return None
+        for scope in (owner, "") if owner else ("",):
+            found = await self.secrets.message_for(network, room, scope, net_id)
+            if found is not None and found[0] == group_id:
+                return found[1], found[2]
+        return None
+
+    # -- legacy input into content ----------------------------------------------------------
+
+    async def contents(self, network: str, room: str, owner: str, author: str,
+                       group_id: bytes, event: Legacy) -> list[Content]:
+        """What the legacy user ``author`` (its puppet's identity) sent, as the contents
+        to encrypt into the group (none: nothing mappable or not theirs to change)."""
+        async def target(net_id: str) -> tuple[bytes, str] | None:
+            return await self._target(network, room, owner, net_id, group_id)
+
+        if event.reacts_to:
+            found = await target(event.reacts_to)
+            return [] if found is None else self._reacted(group_id, found[0], author, event)
+        if event.replaces or event.retracts:
+            found = await target(event.replaces or event.retracts)
+            if found is None or found[1] != author:
+                return []
+            if event.retracts:
+                return [Content(new_message_id(), replaces=found[0])]
+            return [Content(new_message_id(), event.body, replaces=found[0])] \
+                if event.body else []
+        if not event.body:
+            return []
+        replied = await target(event.reply_to) if event.reply_to else None
+        return [Content(new_message_id(), event.body,
+                        reply_to=None if replied is None else replied[0])]
+
+    def _reacted(self, group_id: bytes, target: bytes, author: str,
+                 event: Legacy) -> list[Content]:
+        """Reactions as contents: each new emoji a reaction; with XEP-0444's whole set,
+        each emoji no longer in it a retraction of that reaction."""
+        had = {r.emoji: mid for mid, r in self._reactions.items()
+               if (r.group_id, r.target, r.author) == (group_id, target, author)}
+        out = [Content(new_message_id(), reply_to=target, reaction=emoji)
+               for emoji in event.reactions if emoji not in had]
+        if event.whole_set:
+            out += [Content(new_message_id(), replaces=mid) for emoji, mid in had.items()
+                    if emoji not in event.reactions]
+        return out
+
+    # -- reactions seen ----------------------------------------------------------------------
+
+    def note(self, group_id: bytes, content: Content, author: str) -> Reaction | None:
+        """Follow a reaction or its retraction; the reaction retracted, if any."""
+        if content.reaction is not None and content.reply_to is not None:
+            self._reactions[content.message_id] = Reaction(group_id, content.reply_to,
+                                                           author, content.reaction)
+            while len(self._reactions) > REACTIONS_KEPT:
+                self._reactions.popitem(last=False)
+            return None
+        retracted = content.retracts
+        if retracted is not None:
+            reaction = self._reactions.get(retracted)
+            if reaction is not None and reaction.author == author:
+                del self._reactions[retracted]
+                return reaction
+        return None
+
+    def reaction(self, message_id: bytes) -> Reaction | None:
+        return self._reactions.get(message_id)
+
+    def emoji_of(self, group_id: bytes, target: bytes, author: str) -> list[str]:
+        """``author``'s reactions to ``target`` now (XEP-0444's whole set)."""
+        return [r.emoji for r in self._reactions.values()
+                if (r.group_id, r.target, r.author) == (group_id, target, author)]
+
+
+__all__ = ["Legacy", "Mapper", "Reaction", "from_matrix"]

@@ -1,0 +1,150 @@
+"""Edits, replies, reactions and retractions cross a relayed room pair both ways, over
+real Prosody and Synapse (application service), through the group's content format: a
+Matrix edit (m.replace) becomes an XEP-0308 correction of the right XMPP message, an
+XMPP reaction (XEP-0444) an m.reaction on the right Matrix event, a Matrix reply an
+XEP-0461 reply, an XMPP retraction (XEP-0424) a redaction by the ghost -- and the MLS
+members read each as content naming the right message."""
+
+from __future__ import annotations
+
+import secrets
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import nio
+import pytest
+
+from benchmarks.bridge_run import PlainXmpp
+from bridge.app.services.bridge import BridgeService
+from bridge.devservers.prosody import ProsodyServer
+from bridge.devservers.synapse import SynapseServer
+from bridge.identities import relay_identity
+from tests.bridging.conftest import PlainMatrix, until
+from tests.bridging.test_relay_ghosts import SPEC, bridge_service, relayed_rooms
+
+__all__ = ["bridge_service"]  # the application-service fixture, used here too
+pytestmark = pytest.mark.parametrize("synapse_server", [SPEC], indirect=True)
+
+JC = "{jabber:client}"
+
+
+def received(plain: PlainXmpp, room: str) -> list[ET.Element]:
+    """Every groupchat stanza ``plain`` got from ``room``, parsed."""
+    stanzas = [ET.fromstring(s) for s in plain.stanzas]
+    return [s for s in stanzas if s.get("type") == "groupchat"
+            and s.get("from", "").startswith(room + "/")]
+
+
+def with_body(plain: PlainXmpp, room: str, body: str) -> list[ET.Element]:
+    """The stanzas from ``room`` with this body (serialized without the default
+    namespace, so ``<body/>`` is unqualified)."""
+    return [s for s in received(plain, room)
+            if (s.findtext("body") or s.findtext(f"{JC}body")) == body]
+
+
+def send(plain: PlainXmpp, room: str, stanza_id: str, body: str = "",
+         child: ET.Element | None = None) -> None:
+    message = plain.client.make_message(mto=room, mtype="groupchat", mbody=body or None)
+    message["id"] = stanza_id
+    if child is not None:
+        message.xml.append(child)
+    message.send()
+
+
+def matrix_events(plain: PlainMatrix, room: str, event_type: str) -> list[dict[str, Any]]:
+    return [e for r, e in plain.events if r == room and e.get("type") == event_type]
+
+
+async def test_edits_reactions_replies_retractions(
+        bridge_service: BridgeService, people: Any, prosody_server: ProsodyServer,
+        synapse_server: SynapseServer) -> None:
+    service = bridge_service
+    owner, xmember, plain_x, plain_m, xmpp_room, matrix_room, group_id = \
+        await relayed_rooms(service, people, prosody_server, synapse_server)
+    assert service.matrix is not None and service.matrix.ghosts is not None
+    ghost_x = service.matrix.ghosts.user_id("xmpp", plain_x.jid)
+    try:
+        # a plain Matrix message reaches XMPP; the XMPP user knows it by a stanza id
+        original = f"matrix original {secrets.token_hex(4)}"
+        sent = await plain_m.client.room_send(matrix_room, "m.room.message",
+                                              {"msgtype": "m.text", "body": original})
+        assert isinstance(sent, nio.RoomSendResponse), sent
+        shown = await until(lambda: with_body(plain_x, xmpp_room, original),
+                            "the original on XMPP")
+        xmpp_id = shown[0].get("id")
+        assert xmpp_id
+
+        # edit in Matrix -> XEP-0308 correction of that message on XMPP
+        fixed = f"matrix corrected {secrets.token_hex(4)}"
+        edit = await plain_m.client.room_send(matrix_room, "m.room.message", {
+            "msgtype": "m.text", "body": "* " + fixed,
+            "m.new_content": {"msgtype": "m.text", "body": fixed},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": sent.event_id}})
+        assert isinstance(edit, nio.RoomSendResponse), edit
+        corrections = await until(lambda: with_body(plain_x, xmpp_room, fixed),
+                                  "the correction on XMPP")
+        replace = corrections[0].find("{urn:xmpp:message-correct:0}replace")
+        assert replace is not None and replace.get("id") == xmpp_id
+        # ... and the MLS members read an edit of the original's content message
+        mls_original = await until(lambda: [r.content for r in owner.member.received(group_id)
+                                            if r.content.body == original], "MLS original")
+        await until(lambda: [r for r in xmember.member.received(group_id)
+                             if r.content.body == fixed
+                             and r.content.replaces == mls_original[0].message_id],
+                    "the MLS XMPP member reading the edit")
+
+        # reaction on XMPP (XEP-0444) -> m.reaction on the right Matrix event
+        reactions = ET.Element("{urn:xmpp:reactions:0}reactions", {"id": xmpp_id})
+        ET.SubElement(reactions, "{urn:xmpp:reactions:0}reaction").text = "👍"
+        send(plain_x, xmpp_room, f"react-{secrets.token_hex(4)}", child=reactions)
+        reaction = await until(lambda: [e for e in matrix_events(plain_m, matrix_room,
+                                                                 "m.reaction")
+                                        if e["sender"] == ghost_x], "the m.reaction")
+        assert reaction[0]["content"]["m.relates_to"] == {
+            "rel_type": "m.annotation", "event_id": sent.event_id, "key": "👍"}
+        await until(lambda: [r for r in owner.member.received(group_id)
+                             if r.content.reaction == "👍"
+                             and r.content.reply_to == mls_original[0].message_id
+                             and r.sender == relay_identity(plain_x.identity)],
+                    "the MLS Matrix member reading the reaction")
+
+        # reply in Matrix -> XEP-0461 reply on XMPP
+        answer = f"matrix reply {secrets.token_hex(4)}"
+        reply = await plain_m.client.room_send(matrix_room, "m.room.message", {
+            "msgtype": "m.text", "body": answer,
+            "m.relates_to": {"m.in_reply_to": {"event_id": sent.event_id}}})
+        assert isinstance(reply, nio.RoomSendResponse), reply
+        replies = await until(lambda: with_body(plain_x, xmpp_room, answer), "the reply")
+        reply_to = replies[0].find("{urn:xmpp:reply:0}reply")
+        assert reply_to is not None and reply_to.get("id") == xmpp_id
+
+        # retraction on XMPP (XEP-0424) of the user's own message -> redaction
+        own_id = f"own-{secrets.token_hex(4)}"
+        regret = f"xmpp regret {secrets.token_hex(4)}"
+        send(plain_x, xmpp_room, own_id, regret)
+        posted = await until(lambda: [e for e in plain_m.messages(matrix_room)
+                                      if e["sender"] == ghost_x
+                                      and e["content"].get("body") == regret],
+                             "the XMPP message on Matrix")
+        send(plain_x, xmpp_room, f"retract-{secrets.token_hex(4)}",
+             child=ET.Element("{urn:xmpp:message-retract:1}retract", {"id": own_id}))
+        redactions = await until(lambda: [
+            e for e in matrix_events(plain_m, matrix_room, "m.room.redaction")
+            if e["sender"] == ghost_x], "the redaction")
+        redacted = redactions[0].get("redacts") or redactions[0]["content"].get("redacts")
+        assert redacted == posted[0]["event_id"]
+
+        # someone else's message cannot be retracted from XMPP: nothing happens
+        before = len(matrix_events(plain_m, matrix_room, "m.room.redaction"))
+        send(plain_x, xmpp_room, f"retract-{secrets.token_hex(4)}",
+             child=ET.Element("{urn:xmpp:message-retract:1}retract", {"id": xmpp_id}))
+        marker = f"after {secrets.token_hex(4)}"
+        plain_x.say(xmpp_room, marker)  # input is handled in order: this comes after
+        await until(lambda: [e for e in plain_m.messages(matrix_room)
+                             if e["content"].get("body") == marker], "the marker")
+        assert len(matrix_events(plain_m, matrix_room, "m.room.redaction")) == before
+        assert not [r for r in owner.member.received(group_id)
+                    if r.content.retracts == mls_original[0].message_id]
+    finally:
+        await plain_x.close()
+        await plain_m.close()
