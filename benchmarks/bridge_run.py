@@ -92,7 +92,8 @@ def write_config(path: Path, *, db: Path, log_file: Path, prosody: ProsodyServer
                  shutdown_timeout: float = 5.0, extra: str = "") -> Path:
     """A complete ``mls-bridge run`` configuration for the two local servers (the store
     is the SQLite file ``db`` unless ``store_url`` names another; ``extra``: more TOML
-    tables, such as ``[limits]``)."""
+    tables, such as ``[limits]``). The hub key, the relay secrets and the olm store sit
+    beside ``db`` whatever the store (never in the working directory)."""
     rooms = "".join(
         f'\n[[bridge.rooms]]\nname = "{p.name}"\nxmpp = "{p.xmpp_room}"\n'
         f'matrix = "{p.matrix_room}"\nrelay = {"true" if p.relay else "false"}\n'
@@ -109,7 +110,8 @@ def write_config(path: Path, *, db: Path, log_file: Path, prosody: ProsodyServer
         "leave_grace = 600.0\n\n"
         f'[matrix]\nhomeserver = "{synapse.url}"\nserver_name = "{synapse.server_name}"\n'
         f'user = "{hub_user}"\npassword = "{hub_password}"\nsync_timeout_ms = {SYNC_MS}\n\n'
-        f"{extra}\n[bridge]\nshutdown_timeout = {shutdown_timeout}\n{rooms}",
+        f"{extra}\n[bridge]\nshutdown_timeout = {shutdown_timeout}\n\n"
+        f'[bridge.relay]\nsecrets = "{db}.relay-secrets"\nolm_store = "{db}.olm"\n{rooms}',
         encoding="utf-8")
     return path
 
