@@ -124,7 +124,12 @@ class MemoryNetwork:
         self._drop_replies[identity] += 1
 
     async def settle(self) -> None:
-        """Wait until every delivery queued so far was handed to its sink."""
+        """Wait until every delivery queued so far was handed to its sink: first those
+        the attached hub still holds (if it can say: an ``idle()`` coroutine method,
+        as :class:`bridge.hub.Hub` has for its fan-out queues), then the pumps."""
+        idle = getattr(self._hub, "idle", None)
+        if idle is not None:
+            await idle()
         for pumps in list(self._pumps.values()):
             for pump in list(pumps):
                 await pump.queue.join()

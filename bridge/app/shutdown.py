@@ -4,14 +4,18 @@
 SIGTERM/SIGINT) runs these phases, each logged as ``stop phase`` with its name:
 
 1. ``refuse`` -- new hub requests are answered "unavailable" on both networks;
-2. ``drain`` -- requests already in flight finish, with their fan-out and Welcomes,
-   and so do those the XMPP component admitted to its queue (answered "unavailable"
-   if they reach the hub after the refusal); then the Matrix receiver stops after the
-   batch it is in, every request of it answered (what it has not fetched stays on the
-   homeserver for the next start), and the relay works off its queues;
+2. ``drain`` -- requests already in flight finish, and so do those the XMPP component
+   admitted to its queue (answered "unavailable" if they reach the hub after the
+   refusal); then the Matrix receiver stops after the batch it is in, every request of
+   it answered (what it has not fetched stays on the homeserver for the next start);
+   the relay works off its queues; last the hub's fan-out queues
+   (:mod:`bridge.hub.fanout`) empty, Welcomes and the puppets' sends included (what is
+   left is named per group and network);
 3. ``members`` -- the relay's workers stop and every puppet stops with its last save
    (never past a message the relay has not re-emitted:
-   :class:`bridge.relay.puppets.EmittedFirst`);
+   :class:`bridge.relay.puppets.EmittedFirst`); then the hub's fan-out closes: nothing
+   is queued for delivery after it, and what it held is in the hub's log, from which
+   members catch up;
 4. ``networks`` -- the XMPP stream is closed, the Matrix sync task (or the
    application-service web server) is stopped, the transports' admission queues and
    every HTTP session closed;
@@ -47,6 +51,10 @@ PHASE_ENDS: Final = {"refuse": 0.0, "drain": 0.5, "members": 0.75, "networks": 0
 MIN_STEP: Final = 0.1
 #: Seconds a cut step is given to end once cancelled before it is abandoned.
 CANCEL_GRACE: Final = 0.5
+#: Seconds a single-network service (``python -m bridge.app.services.xmpp|matrix``)
+#: lets its hub's fan-out drain at stop before closing it (within the signal
+#: watchdog's bound, :func:`bridge.app.signals.run_until_signalled`).
+SERVICE_DRAIN: Final = 10.0
 
 
 def _nothing() -> Iterable[str]:
@@ -137,4 +145,4 @@ def _retrieve(task: asyncio.Task[None]) -> None:
         task.exception()
 
 
-__all__ = ["CANCEL_GRACE", "MIN_STEP", "PHASE_ENDS", "Shutdown", "Step"]
+__all__ = ["CANCEL_GRACE", "MIN_STEP", "PHASE_ENDS", "SERVICE_DRAIN", "Shutdown", "Step"]

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 KEY_PACKAGES = 3  # KeyPackages kept published (a Welcome uses one up)
 RETRY = RetryPolicy(attempts=12, base_delay=0.05, max_delay=1.0)
 WAITING = "waiting for an invitation (Welcome)"
+RELAY_CHECK_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0)  # seconds between asking again
 RELAY_BANNER = ("RELAYED: the bridge decrypts this room for people without an MLS "
                 "client. It is NOT end-to-end encrypted.")
 HUB = "hub"
@@ -449,14 +450,24 @@ class ChatClient:
             raise CommandError(f"you are no longer a member of {room.name}")
 
     async def _check_relay(self, room: Room) -> None:
-        if room.room_id:
+        """Whether ``room`` is relayed (not end to end): asked of the room, again with
+        backoff while it does not answer (a busy server must not hide the banner)."""
+        before = room.relayed
+        for delay in (*RELAY_CHECK_BACKOFF, None):
+            if not room.room_id:
+                break
             try:
                 room.relayed = await self.session.relayed(room.room_id)
+                break
             except (SessionError, TransportError, OSError) as exc:
                 log.info("relay state of %s unknown: %s", room.room_id, exc)
+            if delay is None:
+                break
+            await asyncio.sleep(delay)
         if room.group_id in self.member.group_ids() and self.member.relayed(room.group_id):
             room.relayed = True  # a relay puppet holds a leaf: not end to end
-            self.on_change()
+        if room.relayed != before:
+            self.on_change()  # the banner appears (or goes) whenever the answer comes
 
     def downloader(self, room: Room) -> Download:
         """How to fetch a file's ciphertext in ``room``: the session downloads it, but

@@ -30,6 +30,7 @@ from transports.xmpp.upload import LOOPBACK_HOSTS, Uploader
 LOGIN_TIMEOUT = 30.0
 HUB_JOIN_TIMEOUT = 30.0
 WATCH_INTERVAL = 0.2
+NAME_ATTEMPTS = 6  # reads of a room's name while we may not have joined it yet (~8 s)
 
 
 class MatrixSession:
@@ -139,11 +140,27 @@ class MatrixSession:
         return str(response.room_id)
 
     async def room_name(self, room_id: str) -> str:
-        response = await self.client.room_get_state_event(room_id, "m.room.name", "")
-        if isinstance(response, nio.RoomGetStateEventResponse):
-            name = response.content.get("name")
-            if isinstance(name, str) and name.strip():
-                return f"{name.strip()} ({room_id[:10]}…)"
+        """The room's name (and the start of its id), else its id. The homeserver
+        shows a room's state only once our account joined it, and the Welcome that
+        makes us a member of its group can come first: refused as forbidden, the
+        read is retried a few times (bounded, NAME_ATTEMPTS)."""
+        for attempt in range(NAME_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(0.25 * 2 ** attempt)
+            response = await self.client.room_get_state_event(room_id, "m.room.name", "")
+            content = getattr(response, "content", None)
+            if not isinstance(content, dict):
+                content = {}
+            # matrix-nio 0.26 returns a refusal as a RoomGetStateEventResponse whose
+            # content is the error body ({"errcode": ..., "error": ...})
+            errcode = content.get("errcode") or getattr(response, "status_code", None)
+            if errcode is None and isinstance(response, nio.RoomGetStateEventResponse):
+                name = content.get("name")
+                if isinstance(name, str) and name.strip():
+                    return f"{name.strip()} ({room_id[:10]}…)"
+                return room_id
+            if errcode != "M_FORBIDDEN":
+                return room_id  # no name, or an error waiting will not cure
         return room_id
 
     async def attach_room(self, room_id: str, group_id: bytes) -> None:
@@ -174,7 +191,8 @@ class MatrixSession:
     async def relayed(self, room_id: str) -> bool:
         response = await self.client.room_get_state(room_id)
         if not isinstance(response, nio.RoomGetStateResponse):
-            return False
+            raise SessionError(f"the state of {room_id} is not readable: "
+                               f"{getattr(response, 'status_code', '') or 'no answer'}")
         for event in response.events:
             if isinstance(event, Mapping) and event.get("type") == ns.BRIDGE_STATE:
                 relay = event.get("content", {}).get(ns.RELAY_KEY)

@@ -189,8 +189,10 @@ class XmppSession:
         disco = self.client.plugin["xep_0030"]
         try:
             info = await disco.get_info(jid=JID(room_id), timeout=10)
-        except (IqError, IqTimeout):
-            return False
+        except IqTimeout as exc:
+            raise SessionError(f"{room_id} did not answer disco#info") from exc
+        except IqError:
+            return False  # the room answered: it does not describe itself as relayed
         return ns.FEATURE_RELAY in info["disco_info"]["features"]
 
     # -- files -------------------------------------------------------------------------

@@ -7,7 +7,10 @@ what needs secrets is bounded by fault reports (:mod:`bridge.hub.faults`). Order
 comes from the store (``accept_commit`` is a compare-and-set on the group's epoch
 inside one database transaction), never from process memory, so several hub processes
 may share one PostgreSQL database. A per-group asyncio lock
-in each process only keeps that process's fan-out in sequence order.
+in each process keeps that process's fan-out in sequence order: under it the hub only
+verifies, orders and logs, and queues the deliveries; they go out outside the lock,
+through per-(group, network) ordered, bounded queues (:mod:`bridge.hub.fanout`), and a
+request is admitted only while its group's delivery backlog has room.
 
 Requests arrive as :class:`transports.interface.Inbound` through :meth:`Hub.handle`, which
 always answers with an :class:`transports.interface.Outbound` reply: accepted (with the
@@ -59,6 +62,7 @@ from bridge.hub import directory, faults, public_view
 from bridge.hub.attestation import Attestation
 from bridge.hub.authz import Authorizer, commit_changes
 from bridge.hub.commits import Bundle, CheckedCommit, check_commit, check_new_group
+from bridge.hub.fanout import FanOut
 from bridge.hub.identity import HubIdentity
 from bridge.hub.media import MediaFetches
 from bridge.hub.policy import HubConfig, HubObserver
@@ -86,7 +90,6 @@ from mls import (
     SenderType,
     WireFormat,
 )
-from transports.errors import LinkError
 from transports.interface import (
     Deliverer,
     Inbound,
@@ -99,8 +102,17 @@ from transports.interface import (
 
 log = logging.getLogger(__name__)
 
-#: How many of the latest log entries a SEND is compared with (see Hub._logged).
+#: How many of the latest log entries a SEND is compared with. A request can reach the
+#: hub twice: the Matrix bot marks a to-device request as handled in a transaction after
+#: the one that logged it, so a SIGKILL between the two makes the restarted bot act on it
+#: again. The same MLS ciphertext is the same message (members would drop the copy: its
+#: key generation is used up), so it is answered with its first seq (and fanned out
+#: again: deliveries are idempotent by seq) instead of being logged twice. The store
+#: compares it in the appending transaction (``append_message(replay_after=...)``).
 REPLAY_WINDOW = 64
+
+#: How many groups' rooms are kept in memory (see Hub._rooms).
+ROOMS_KEPT = 4096
 
 
 Handler = Callable[[Inbound], Awaitable[Outbound]]
@@ -118,7 +130,6 @@ class Hub:
         self.store = store
         self.observer = observer
         self.identity = identity
-        self.deliverer = deliverer
         self.clock = clock or (lambda: int(time.time()))
         config = config or HubConfig()
         #: The hub as its members' Authentication Service (its CA: ``anchor``).
@@ -134,6 +145,10 @@ class Hub:
         self.credential_validator: CredentialValidator = \
             credential_validator or self.attestation.validator
         self._locks: dict[bytes, asyncio.Lock] = {}
+        self._rooms_seen: dict[bytes, tuple[int, tuple[tuple[str, str], ...]]] = {}
+        self.fanout = FanOut(deliverer, backlog=self.config.delivery_backlog,
+                             admit_timeout=self.config.admit_timeout,
+                             observer=lambda: self.observer)
         self.views = GroupViews(store, lambda: self.clock())
         self.removes = HubRemoves(store, identity, self.views, lambda: self.clock(),
                                   lambda: self.credential_validator, self._announce)
@@ -155,6 +170,15 @@ class Hub:
             Op.REPORT: self._report,
             Op.FETCH_MEDIA: self._fetch_media,
         }
+
+    @property
+    def deliverer(self) -> Deliverer:
+        """The transport the fan-out hands deliveries to."""
+        return self.fanout.deliverer
+
+    @deliverer.setter
+    def deliverer(self, deliverer: Deliverer) -> None:
+        self.fanout.deliverer = deliverer
 
     @property
     def config(self) -> HubConfig:
@@ -181,18 +205,17 @@ class Hub:
         finally:  # reply is None if the request was cancelled or crashed
             observer.request_finished(request, reply, time.monotonic() - started)
 
-    async def _deliver(self, message: Outbound) -> None:
-        """Hand one delivery to the transport (and tell the observer)."""
-        if self.observer is None:
-            await self.deliverer.deliver(message)
-            return
-        self.observer.delivery_started(message)
-        ok = False
-        try:
-            await self.deliverer.deliver(message)
-            ok = True
-        finally:
-            self.observer.delivery_finished(message, ok)
+    async def idle(self) -> None:
+        """Wait until every delivery queued so far was handed to the transport."""
+        await self.fanout.idle()
+
+    async def drain(self, deadline: float) -> bool:
+        """Let the fan-out queues empty until ``deadline`` (the loop's clock)."""
+        return await self.fanout.drain(deadline)
+
+    async def close(self) -> None:
+        """Stop the fan-out at once (what it held is in the log)."""
+        await self.fanout.close()
 
     async def _handle(self, request: Inbound) -> Outbound:
         try:
@@ -272,17 +295,17 @@ class Hub:
             raise Forbidden(f"{identity} may no longer commit to or join this group "
                             f"(banned after fault reports)")
 
-    async def _rooms(self, group_id: bytes) -> tuple[tuple[str, str], ...]:
-        return tuple((room.transport, room.room_id)
-                     for room in await self.store.group_rooms(group_id))
-
-    async def _fan_out(self, message: Outbound) -> None:
-        """Hand one delivery to the transport; a failure is logged (members catch up
-        from the log), never turned into a refusal of what was already stored."""
-        try:
-            await self._deliver(message)
-        except LinkError as exc:
-            log.warning("delivery of seq %d failed: %s", message.seq, exc)
+    async def _rooms(self, group_id: bytes, epoch: int) -> tuple[tuple[str, str], ...]:
+        """The group's rooms, read once per epoch (and again after this process
+        attached one; another process's attachment shows from the next epoch)."""
+        cached = self._rooms_seen.pop(group_id, None)
+        if cached is None or cached[0] != epoch:
+            cached = (epoch, tuple((room.transport, room.room_id)
+                                   for room in await self.store.group_rooms(group_id)))
+        self._rooms_seen[group_id] = cached  # the most recent last
+        while len(self._rooms_seen) > ROOMS_KEPT:
+            del self._rooms_seen[next(iter(self._rooms_seen))]
+        return cached[1]
 
     # -- groups and rooms -----------------------------------------------------------------
 
@@ -323,6 +346,7 @@ class Hub:
         between, the new group is dropped again (a refusal changes nothing)."""
         try:
             await self.store.attach_room(*room, group_id)
+            self._rooms_seen.pop(group_id, None)
         except StoreError as exc:
             await self.store.delete_group(group_id)
             if isinstance(exc, Conflict):
@@ -334,6 +358,7 @@ class Hub:
         (:class:`bridge.app.services.bridge.BridgeService`), so no membership check."""
         try:
             await self.store.attach_room(transport, room_id, group_id)
+            self._rooms_seen.pop(group_id, None)
         except UnknownGroup as exc:
             raise UnknownGroupRejection(str(exc)) from exc
         except Conflict as exc:
@@ -353,7 +378,7 @@ class Hub:
         group_id = header.group_id
         if request.group_id and request.group_id != group_id:
             raise Malformed("group_id differs from the commit's")
-        async with self._lock(group_id):
+        async with self.fanout.admit(group_id) as fan_out, self._lock(group_id):
             group = await self._members(group_id, proposals=True)
             await self._banned(group_id, request.sender)
             bundle = Bundle(message, header, request.group_info, request.ratchet_tree,
@@ -371,11 +396,11 @@ class Hub:
             if checked.external:
                 self._check_external(group, request.sender)
             seq = await self._accept(group, checked, request)
-            await self._fan_out(Outbound(
+            fan_out(Outbound(
                 Kind.COMMIT, tuple(sorted(identities(group, self.anchor))), group_id=group_id,
                 seq=seq,
                 epoch=group.epoch, sender=request.sender, payload=request.payload,
-                rooms=await self._rooms(group_id)))
+                rooms=await self._rooms(group_id, group.epoch)))
             await self._deliver_welcomes(group_id, seq, checked.group.epoch,
                                          checked.welcome_recipients,
                                          checked.group.ratchet_tree(), request.sender)
@@ -422,21 +447,30 @@ class Hub:
     async def _deliver_welcomes(self, group_id: bytes, commit_seq: int, epoch: int,
                                 recipients: tuple[str, ...], tree: bytes,
                                 sender: str = "") -> None:
-        """After the commit is stored and fanned out: each new member's Welcome (its
-        ``sender``: who submitted the commit, so the joiner can say who added them)."""
+        """After the commit is stored and queued: each new member's Welcome, queued
+        behind it (its ``sender``: who submitted the commit, so the joiner can say who
+        added them); marked delivered once sent (else kept for fetch-welcomes)."""
         for recipient in recipients:
             for pending in await self.store.pending_welcomes(recipient):
                 if pending.group_id != group_id or pending.commit_seq != commit_seq:
                     continue
-                try:
-                    await self._deliver(Outbound(
-                        Kind.WELCOME, (recipient,), group_id=group_id, seq=commit_seq,
-                        epoch=epoch, sender=sender, payload=pending.welcome,
-                        ratchet_tree=tree))
-                except LinkError as exc:
-                    log.warning("Welcome delivery failed (kept for fetch): %s", exc)
-                    continue
-                await self.store.mark_delivered(pending.welcome_id, recipient)
+                self.fanout.send(Outbound(
+                    Kind.WELCOME, (recipient,), group_id=group_id, seq=commit_seq,
+                    epoch=epoch, sender=sender, payload=pending.welcome,
+                    ratchet_tree=tree), self._welcome_sent(pending.welcome_id, recipient))
+
+    def _welcome_sent(self, welcome_id: int, recipient: str
+                      ) -> Callable[[bool], Awaitable[None]]:
+        async def sent(ok: bool) -> None:
+            if not ok:
+                log.warning("Welcome delivery failed (kept for fetch)")
+                return
+            try:
+                await self.store.mark_delivered(welcome_id, recipient)
+            except StoreError as exc:
+                log.warning("Welcome not marked delivered (fetched again): %s",
+                            type(exc).__name__)
+        return sent
 
     async def get_group_info(self, group_id: bytes) -> tuple[bytes, bytes]:
         """The current GroupInfo and ratchet tree, for external joins (§12.4.3.2)."""
@@ -470,7 +504,7 @@ class Hub:
         group_id = header.group_id
         if request.group_id and request.group_id != group_id:
             raise Malformed("group_id differs from the message's")
-        async with self._lock(group_id):
+        async with self.fanout.admit(group_id) as fan_out, self._lock(group_id):
             record, group = await self.views.load(
                 group_id, proposals=public, credential_validator=self.credential_validator)
             await self.authz.check_message(dataclasses.replace(request, group_id=group_id),
@@ -479,21 +513,21 @@ class Hub:
             new = self._follow_proposal(group, message, header, request.sender) \
                 if public else None
             kind = LogKind.PROPOSAL if public else LogKind.APPLICATION
-            try:
-                seq = await self._logged(group_id, record.next_seq, request.payload) or \
-                    await self.store.append_message(group_id, header.epoch, kind,
-                                                    request.payload, request.sender)
+            try:  # a replay of one of the last REPLAY_WINDOW entries: see the constant
+                seq = await self.store.append_message(
+                    group_id, header.epoch, kind, request.payload, request.sender,
+                    replay_after=max(0, record.next_seq - 1 - REPLAY_WINDOW))
             except WrongEpoch as exc:
                 raise WrongEpochRejection(exc.current_epoch) from exc
             except StoreError as exc:
                 raise Unavailable(f"store failed: {type(exc).__name__}") from exc
             if new is not None:
                 self.views.put(new)
-            await self._fan_out(Outbound(
+            fan_out(Outbound(
                 kind.value, tuple(sorted(identities(group, self.anchor))), group_id=group_id,
                 seq=seq,
                 epoch=header.epoch, sender=request.sender, payload=request.payload,
-                rooms=await self._rooms(group_id)))
+                rooms=await self._rooms(group_id, group.epoch)))
         return self._reply(request, group_id=group_id, seq=seq, epoch=group.epoch)
 
     def _follow_proposal(self, group: PublicGroup, message: MLSMessage,
@@ -515,20 +549,6 @@ class Hub:
         except MLSError as exc:
             raise public_view.rejection(exc, InvalidProposal, "proposal", group.epoch) from exc
         return new
-
-    async def _logged(self, group_id: bytes, next_seq: int, payload: bytes) -> int:
-        """The seq of ``payload`` if it is among the last :data:`REPLAY_WINDOW` log
-        entries, else 0. A request can reach the hub twice: the Matrix bot marks a
-        to-device request as handled in a transaction after the one that logged it, so
-        a SIGKILL between the two makes the restarted bot act on it again. The same
-        MLS ciphertext is the same message (members would drop the copy: its key
-        generation is used up), so it is answered with its first seq (and fanned out
-        again: deliveries are idempotent by seq) instead of being logged twice."""
-        after = max(0, next_seq - 1 - REPLAY_WINDOW)
-        for entry in await self.store.log_since(group_id, after, REPLAY_WINDOW):
-            if entry.payload == payload:
-                return entry.seq
-        return 0
 
     def _check_epoch(self, current: int, epoch: int) -> None:
         if epoch > current:
@@ -651,8 +671,8 @@ class Hub:
 
     async def _announce(self, group: PublicGroup, seq: int, payload: bytes) -> None:
         """Fan out one of the hub's own proposals."""
-        await self._fan_out(Outbound(
+        self.fanout.send(Outbound(
             Kind.PROPOSAL, tuple(sorted(identities(group, self.anchor))),
             group_id=group.group_id,
             seq=seq, epoch=group.epoch, sender=HUB_SENDER, payload=payload,
-            rooms=await self._rooms(group.group_id)))
+            rooms=await self._rooms(group.group_id, group.epoch)))

@@ -72,6 +72,10 @@ class HubConfig:
     ``max_pending_welcomes`` Welcomes waiting for one recipient (a commit that would
     add one more is refused).
 
+    Fan-out (:mod:`bridge.hub.fanout`): at most ``delivery_backlog`` entries of one
+    group wait for delivery; a request finding no room within ``admit_timeout``
+    seconds is refused as "unavailable", before anything is logged.
+
     Files across networks (:mod:`bridge.hub.media`): ``max_media_size`` (bytes of one
     fetched file), at most ``media_fetch_limit`` fetches per identity in any
     ``media_fetch_window`` seconds."""
@@ -94,6 +98,8 @@ class HubConfig:
     certificate_validity: int = DEFAULT_VALIDITY
     max_groups_per_user: int = 100
     max_pending_welcomes: int = 64
+    delivery_backlog: int = 256
+    admit_timeout: float = 10.0
     max_media_size: int = 32 * 1024 * 1024
     media_fetch_limit: int = 30
     media_fetch_window: int = 60

@@ -55,7 +55,7 @@ from bridge.member.events import (
     welcome_event,
 )
 from bridge.member.identity import MemberIdentity
-from bridge.member.inbox import Inbox
+from bridge.member.inbox import DELIVERY_FAILURES, Inbox
 from bridge.member.recovery import Recovery
 from bridge.member.state import (
     RETRYABLE,
@@ -440,23 +440,42 @@ class Member:
     async def _commit(self, group_id: bytes, planner: Planner) -> int | None:
         """Plan, commit, submit; on refusal catch up, re-plan and retry (bounded).
 
-        If deliveries for the group are waiting, the first attempt catches up with the
-        log first: entries already accepted
-        before our commit (their deliveries may still wait in our inbox, behind this
-        lock) must be applied in the epoch they were sent in. Merging our own commit
-        ahead of them -- twice in a row, say -- would leave us more epochs ahead than
-        ``max_past_epochs`` keeps keys for, and those messages would be dropped."""
-        slot = self._slot(group_id)
+        The slot's lock is held to plan and stage the commit, never across the hub's
+        round trip: meanwhile the inbox goes on applying the log strictly in order.
+        The rule while our commit is pending (``slot.staged``): entries before it in
+        the log -- application messages and proposals of our epoch -- are applied in
+        that epoch; our commit's own entry merges it (the log proves acceptance as the
+        reply does); a foreign commit for our epoch proves ours refused (one commit
+        per epoch, RFC 9750 §5.2) and drops the staged commit before it is processed.
+        So the staged commit is merged at most once and only after the hub accepted
+        it (:meth:`bridge.member.inbox.Inbox._apply_commit`). On an accepting reply
+        while the inbox is behind, the log is fetched so what precedes our commit is
+        applied in its epoch first (merging ahead of it -- twice in a row, say -- would
+        leave us more epochs ahead than ``max_past_epochs`` keeps keys for).
+
+        The planner runs once outside the lock (any I/O it needs, such as claiming
+        KeyPackages, happens there) and again under it on the state being committed
+        (it then finds what it fetched). If deliveries for the group are waiting, the
+        first attempt catches up with the log first, for the same reason. Our
+        credential is refreshed first (X.509: attested anew when it runs short), also
+        outside the lock."""
         await self.refresh_credential()
+        async with self._slot(group_id).committing:  # one commit of ours at a time
+            return await self._commit_attempts(group_id, planner)
+
+    async def _commit_attempts(self, group_id: bytes, planner: Planner) -> int | None:
         last = "no attempt"
         for attempt in range(self.retry.attempts):
             if attempt:
                 await asyncio.sleep(self.retry.delay(attempt, self._jitter))
+            slot = self._slot(group_id)
+            self._check_can_commit(slot)
+            if not attempt and (slot.buffer or self.inbox.pending(group_id)):
+                await self.inbox.catch_up(slot)  # see the docstring
+            if await planner(slot.group) is None:
+                return None
             async with slot.lock:
                 self._check_can_commit(slot)
-                if not attempt and (slot.buffer or self.inbox.pending(group_id)):
-                    await self.inbox.catch_up(slot)  # see the docstring
-                    self._check_can_commit(slot)
                 plan = await planner(slot.group)
                 if plan is None:
                     return None
@@ -466,31 +485,46 @@ class Member:
                                            credential=self.credential)
                 request = self._bundle(staged)
                 slot.staged, slot.staged_bytes, slot.merged_seq = staged, request.payload, 0
-                try:
-                    reply: Outbound | None = await self.link.request(request)
-                except LinkError as exc:
-                    reply, last = None, f"link error: {exc}"
-                if reply is not None and reply.ok:
-                    if slot.staged is not None:
-                        self.inbox.merge_own(slot, reply.seq)
-                        self._mark_own(slot, reply.seq)
-                    await self.inbox.persist(slot)
-                    return reply.seq
-                if reply is not None:
-                    last = f"{reply.code}: {reply.reason}"
-                    if reply.code not in RETRYABLE:
-                        slot.staged = None
-                        raise HubRefused(reply.code, reply.reason, reply.epoch)
-                try:
-                    await self.inbox.catch_up(slot)
-                finally:
-                    merged = slot.staged is None
-                    slot.staged = None
-                if merged:  # the log showed our commit was accepted after all
-                    await self.inbox.persist(slot)
-                    return slot.merged_seq
+            try:  # the lock is released: the inbox applies deliveries meanwhile
+                reply: Outbound | None = await self.link.request(request)
+            except LinkError as exc:
+                reply, last = None, f"link error: {exc}"
+            if reply is not None and reply.ok:
+                return await self._accepted(slot, staged, reply.seq)
+            if reply is not None:
+                last = f"{reply.code}: {reply.reason}"
+                if reply.code not in RETRYABLE:
+                    _drop_staged(slot, staged)
+                    raise HubRefused(reply.code, reply.reason, reply.epoch)
+            try:
+                await self.inbox.catch_up(slot)
+            finally:
+                merged = slot.staged is None and slot.merged_seq != 0
+                _drop_staged(slot, staged)
+            if merged:  # the log showed our commit was accepted after all
+                await self.inbox.persist(slot)
+                return slot.merged_seq
         raise MemberError(f"commit not accepted after {self.retry.attempts} attempts "
                           f"(last: {last})")
+
+    async def _accepted(self, slot: GroupSlot, staged: StagedCommit, seq: int) -> int:
+        """The hub accepted our commit at ``seq``: merge it in log order (see
+        :meth:`_commit`), save, return ``seq``."""
+        if slot.staged is staged and slot.next_seq < seq:
+            try:  # entries before ours are applied first; our own entry merges it
+                await self.inbox.catch_up(slot)
+            except DELIVERY_FAILURES as exc:
+                log.info("%s: catch-up before merging our commit failed: %s",
+                         self.identity, type(exc).__name__)
+        async with slot.lock:
+            if slot.staged is staged:  # merge_own raises its membership events once
+                self.inbox.merge_own(slot, seq)
+                self._mark_own(slot, seq)
+            elif slot.merged_seq != seq:
+                raise MemberError("the hub accepted our commit after logging another "
+                                  "commit for its epoch")
+        await self.inbox.persist(slot)
+        return seq
 
     def _check_can_commit(self, slot: GroupSlot) -> None:
         if not slot.group.active:
@@ -518,12 +552,17 @@ class Member:
         return content
 
     async def send_content(self, group_id: bytes, content: Content) -> int:
-        """Encrypt and send; re-encrypt in the current epoch if the hub finds it stale."""
-        slot = self._slot(group_id)
+        """Encrypt and send; re-encrypt in the current epoch if the hub finds it stale.
+
+        The ratchet advances and the state is saved under the slot's lock; the lock is
+        released for the hub's round trip, so the inbox applies deliveries meanwhile
+        (the echo of this message is recognised by its digest, whichever comes first:
+        the echo or the reply)."""
         data = content.encode()
         for attempt in range(self.retry.attempts):
             if attempt:
                 await asyncio.sleep(self.retry.delay(attempt, self._jitter))
+            slot = self._slot(group_id)
             async with slot.lock:
                 if not slot.group.active:
                     raise MemberError("we are no longer in this group")
@@ -532,13 +571,13 @@ class Member:
                 slot.group = group
                 slot.sent.add(digest(payload))
                 await self.inbox.persist(slot)
-                reply = await self._request(Op.SEND, group_id=group_id, payload=payload)
-                if reply.ok:
-                    return reply.seq
-                slot.sent.discard(digest(payload))
-                if reply.code not in RETRYABLE:
-                    raise HubRefused(reply.code, reply.reason, reply.epoch)
-                await self.inbox.catch_up(slot)
+            reply = await self._request(Op.SEND, group_id=group_id, payload=payload)
+            if reply.ok:
+                return reply.seq
+            slot.sent.discard(digest(payload))
+            if reply.code not in RETRYABLE:
+                raise HubRefused(reply.code, reply.reason, reply.epoch)
+            await self.inbox.catch_up(slot)
         raise MemberError(f"message not accepted after {self.retry.attempts} attempts")
 
     async def leave(self, group_id: bytes) -> None:
@@ -567,34 +606,42 @@ class Member:
         """Join (again) by external commit from the hub's GroupInfo, removing our old
         leaf if the group still has it (resync, RFC 9420 §12.4.3.2). Returns the seq."""
         slot = self._slots.get(group_id)
+        committing = slot.committing if slot is not None else asyncio.Lock()
+        async with committing:  # the slot's lock only to install the new state
+            return await self._rejoin_attempts(group_id, slot, committing)
+
+    async def _rejoin_attempts(self, group_id: bytes, slot: GroupSlot | None,
+                               committing: asyncio.Lock) -> int:
         lock = slot.lock if slot is not None else asyncio.Lock()
         await self.refresh_credential()
         signature_pub = self.cs.signature_public_key(self._signature_priv)
         for attempt in range(self.retry.attempts):
             if attempt:
                 await asyncio.sleep(self.retry.delay(attempt, self._jitter))
-            async with lock:
-                info = await self._call(Op.GET_GROUP_INFO, group_id=group_id)
-                group, commit, old_leaf = self._external_commit(info, signature_pub)
-                staged_info = group.group_info()
-                tree = b"" if find_extension(staged_info.extensions,
-                                             ExtensionType.RATCHET_TREE) else group.ratchet_tree()
-                reply = await self._request(
-                    Op.SUBMIT_COMMIT, group_id=group_id, payload=encode(commit),
-                    group_info=encode(MLSMessage.wrap(staged_info)), ratchet_tree=tree)
-                if reply.ok:
-                    new_slot = GroupSlot(group, reply.seq + 1, lock=lock)
+            info = await self._call(Op.GET_GROUP_INFO, group_id=group_id)
+            group, commit, old_leaf = self._external_commit(info, signature_pub)
+            staged_info = group.group_info()
+            tree = b"" if find_extension(staged_info.extensions,
+                                         ExtensionType.RATCHET_TREE) else group.ratchet_tree()
+            reply = await self._request(
+                Op.SUBMIT_COMMIT, group_id=group_id, payload=encode(commit),
+                group_info=encode(MLSMessage.wrap(staged_info)), ratchet_tree=tree)
+            if reply.ok:
+                new_slot = GroupSlot(group, reply.seq + 1, lock=lock, committing=committing)
+                async with lock:
                     if slot is not None:
                         new_slot.received, new_slot.events = slot.received, slot.events
                     self._slots[group_id] = new_slot
-                    await self.inbox.persist(new_slot)
+                    # raised before the inbox can apply (and raise events for) later entries
                     self.inbox.emit(new_slot, [joined_event(
-                        group, reply.seq, self.trust.identity_of, resync=old_leaf is not None)])
-                    log.info("%s: rejoined %s (old leaf %s)", self.identity,
-                             group_id.hex(), old_leaf)
-                    return reply.seq
-                if reply.code not in RETRYABLE:
-                    raise HubRefused(reply.code, reply.reason, reply.epoch)
+                        group, reply.seq, self.trust.identity_of,
+                        resync=old_leaf is not None)])
+                await self.inbox.persist(new_slot)
+                log.info("%s: rejoined %s (old leaf %s)", self.identity,
+                         group_id.hex(), old_leaf)
+                return reply.seq
+            if reply.code not in RETRYABLE:
+                raise HubRefused(reply.code, reply.reason, reply.epoch)
         raise MemberError(f"external commit not accepted after {self.retry.attempts} attempts")
 
     def _external_commit(self, info: Outbound, signature_pub: bytes
@@ -607,6 +654,12 @@ class Member:
             rng=self._rng, ratchet_tree=tree, resync_leaf=old_leaf, now=self._clock(),
             config=self.config, credential_validator=self.trust.tolerant())
         return group, commit, None if old_leaf is None else int(old_leaf)
+
+
+def _drop_staged(slot: GroupSlot, staged: StagedCommit) -> None:
+    """Forget ``staged`` if it is still the slot's pending commit."""
+    if slot.staged is staged:
+        slot.staged = None
 
 
 def _pending_removes(group: Group) -> set[int]:

@@ -163,7 +163,8 @@ class MemberIdentity:
     async def _first_check(self, identity: Callable[[], str], signature_priv: bytes) -> None:
         try:
             await self.fetch_hub_info()
-            await self._ensure(identity(), signature_priv)
+            if me := identity():  # not known yet (not logged in): attested when needed
+                await self._ensure(me, signature_priv)
         except PinMismatch as exc:
             log.error("%s", exc)
         except (TransportError, HubRefused, MemberError) as exc:  # tried again when needed

@@ -169,15 +169,13 @@ class Inbox:
             self._behind.discard(message.group_id)
             slot = self.slots.get(message.group_id)
             if slot is not None:
-                async with slot.lock:
-                    await self.catch_up(slot)
+                await self.catch_up(slot)
             return
         if message.kind == Kind.WELCOME:
             await self._join(message)
             slot = self.slots.get(message.group_id)
             if slot is not None:
-                async with slot.lock:
-                    await self.catch_up(slot)
+                await self.catch_up(slot)
             return
         slot = self.slots.get(message.group_id)
         if slot is None:
@@ -193,27 +191,31 @@ class Inbox:
             slot.buffer[message.seq] = message
             if message.seq == slot.next_seq:
                 self.drain(slot)
-            else:
-                await self.catch_up(slot)
+                return
+        await self.catch_up(slot)  # a gap
 
     # -- applying the log --------------------------------------------------------------
 
     async def sync(self, slot: GroupSlot) -> None:
         """Fetch and apply everything the log holds beyond what we applied; save."""
-        async with slot.lock:
-            await self.catch_up(slot)
+        await self.catch_up(slot)
         await self.persist(slot)
 
     async def catch_up(self, slot: GroupSlot) -> None:
-        """Fetch the log from our position until it is exhausted (lock held)."""
+        """Fetch the log from our position until it is exhausted. Called without the
+        slot's lock: it is taken only to apply each page, never across the fetch, so
+        a member's own sends and commits are not held up by the round trip (nor the
+        inbox by theirs)."""
         while slot.group.active and not slot.broken:
             reply = await self._fetch_log(slot.group.group_id, slot.next_seq - 1,
                                           self.log_page)
             if not reply.ok:
                 raise HubRefused(reply.code, reply.reason, reply.epoch)
-            for entry in reply.entries:
-                slot.buffer.setdefault(entry.seq, entry)
-            self.drain(slot)
+            async with slot.lock:
+                for entry in reply.entries:
+                    if entry.seq >= slot.next_seq:
+                        slot.buffer.setdefault(entry.seq, entry)
+                self.drain(slot)
             if len(reply.entries) < self.log_page:
                 return
 
@@ -261,11 +263,18 @@ class Inbox:
                 self._on_received(received)
 
     def _apply_commit(self, slot: GroupSlot, entry: Outbound) -> None:
+        """A commit entry, in log order. While our own commit is pending
+        (``slot.staged``): its entry merges it; a foreign commit for its epoch means
+        the hub refused ours (one commit per epoch), so the staged commit is dropped
+        before the winner is processed and can never be merged after it (the rule of
+        :meth:`bridge.member.Member._commit`)."""
         if slot.staged is not None and entry.payload == slot.staged_bytes:
             self.merge_own(slot, entry.seq)
             return
         if entry.epoch < slot.group.epoch:
             return  # already applied (we merged it, or a duplicate)
+        if slot.staged is not None:
+            slot.staged = None  # a foreign commit won our epoch: ours was refused
         before = slot.group
         try:
             group, event = before.process(entry.payload, now=self._clock(),

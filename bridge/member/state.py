@@ -99,7 +99,10 @@ class GroupSlot:
 
     group: Group
     next_seq: int
+    #: held to read or change the group state, never across a network round trip
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: one commit (or resync) of ours at a time; held across its round trip
+    committing: asyncio.Lock = field(default_factory=asyncio.Lock)
     buffer: dict[int, Outbound] = field(default_factory=dict)
     sent: set[bytes] = field(default_factory=set)
     own_seqs: set[int] = field(default_factory=set)

@@ -22,6 +22,7 @@ our own application message or proposal returns an
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 
 from mls.codec import decode, encode
@@ -299,9 +300,21 @@ class Group:
                              credential=credential)
 
     def merge(self, staged: StagedCommit) -> Group:
-        """Adopt our own staged Commit once the delivery service accepted it."""
+        """Adopt our own staged Commit once the delivery service accepted it.
+
+        Application messages of the old epoch may have been sent or received between
+        staging and merging (a client need not stop the epoch while its commit is in
+        flight): their keys were consumed in this state's secret tree, so the merged
+        state keeps that tree as the old epoch's, not the one captured when the commit
+        was staged -- a consumed key stays deleted (RFC 9420 §9.2)."""
         check_base(self._state, staged)
-        return Group(staged.state)
+        state = staged.state
+        past = state.past_epochs
+        if past and past[0].epoch == self._state.epoch \
+                and past[0].secret_tree is not self._state.secret_tree:
+            kept = dataclasses.replace(past[0], secret_tree=self._state.secret_tree)
+            state = state.replace(past_epochs=(kept, *past[1:]))
+        return Group(state)
 
     # -- reinitialization and branching ------------------------------------------------
 

@@ -91,7 +91,10 @@ class AuthzBench:
                        **fields)  # type: ignore[arg-type]
 
     async def ask(self, request: Inbound) -> Outbound:
-        return await self.hub.handle(request)
+        """``request`` to the hub; its deliveries are made by the time this returns."""
+        reply = await self.hub.handle(request)
+        await self.hub.fanout.idle()
+        return reply
 
     async def snapshot(self) -> tuple[object, ...]:
         store, group_id = self.store, self.group_id

@@ -68,7 +68,9 @@ class Harness:
         """``request`` straight to the hub, as the network of its sender's scheme
         would authenticate it (unless the test set another network)."""
         assert self.hub is not None
-        return await self.hub.handle(authenticated(request))
+        reply = await self.hub.handle(authenticated(request))
+        await self.hub.fanout.idle()  # its deliveries are made by now
+        return reply
 
     def room(self, room: str, *owners: Member, network: str = Network.XMPP) -> str:
         """A room of ``network`` in which ``owners`` are administrators."""
@@ -94,6 +96,8 @@ class Harness:
     async def quiesce(self) -> None:
         """Wait until no delivery is queued and every member processed its inbox."""
         for _ in range(50):
+            if self.hub is not None:
+                await self.hub.fanout.idle()
             await self.network.settle()
             await asyncio.gather(*(member.idle() for member in self.members))
             await asyncio.sleep(0)

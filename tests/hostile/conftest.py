@@ -85,8 +85,11 @@ class Bench:
         return reply
 
     async def ask(self, request: Inbound) -> Outbound:
-        """``request`` to the hub as its sender's network would hand it over."""
-        return await self.hub.handle(authenticated(request))
+        """``request`` to the hub as its sender's network would hand it over; its
+        deliveries are made by the time this returns (the fan-out is drained)."""
+        reply = await self.hub.handle(authenticated(request))
+        await self.hub.fanout.idle()
+        return reply
 
     async def accepted(self, request: Inbound) -> Outbound:
         reply = await self.ask(request)
@@ -111,9 +114,11 @@ class Bench:
         the network event a transport reports, which the hub turns into a Remove."""
         if not await self.store.group_rooms(self.group_id):
             await self.hub.attach_room("xmpp", KICK_ROOM, self.group_id)
-        return await self.hub.network_event(NetworkEvent(
+        reply = await self.hub.network_event(NetworkEvent(
             "xmpp", KICK_ROOM, identity(target), identity(by), Membership.JOINED,
             Membership.NONE, actor_moderator=True))
+        await self.hub.fanout.idle()
+        return reply
 
     async def publish(self, name: str, bundle: KeyPackageBundle) -> None:
         """``name`` publishes its KeyPackage: Adds of basic credentials must come from

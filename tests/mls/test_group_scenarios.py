@@ -8,7 +8,7 @@ import pytest
 
 from mls.crypto import suite
 from mls.enums import ExtensionType, PSKType, ResumptionPSKUsage, SenderType, WireFormat
-from mls.errors import EpochError, SignatureError, UsageError, ValidationError
+from mls.errors import EpochError, MLSError, SignatureError, UsageError, ValidationError
 from mls.group.config import GroupConfig
 from mls.group.events import ApplicationEvent, CommitEvent, ProposalEvent
 from mls.group.external import external_sender_proposal, new_member_proposal
@@ -241,3 +241,20 @@ def test_new_member_and_external_sender_proposals() -> None:
     forged = external_sender_proposal(cs, alice.group_id, alice.epoch, 0, eve_kp.signature_priv,
                                       Remove(eve.own_leaf))
     assert_rejected(alice, forged, SignatureError)
+
+
+def test_merge_keeps_keys_consumed_while_the_commit_was_in_flight() -> None:
+    """A message of the old epoch decrypted between staging and merging used its key
+    up; after the merge the old epoch (kept for late messages) must not decrypt it
+    again (RFC 9420 §9.2), while a late message never seen still decrypts."""
+    rng = make_rng(201)
+    alice, bob, _carol = three_members(rng)
+    staged = alice.commit(rng=rng)
+    bob, seen = bob.encrypt(b"seen in flight", rng=rng)
+    bob, late = bob.encrypt(b"late", rng=rng)
+    alice, _ = alice.process(seen, now=NOW)
+    alice = alice.merge(staged)
+    assert alice.epoch == 2
+    assert_rejected(alice, seen, MLSError)
+    _, event = alice.process(late, now=NOW)
+    assert isinstance(event, ApplicationEvent) and event.data == b"late"

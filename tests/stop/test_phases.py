@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,8 +15,9 @@ import pytest
 from bridge.app.services.bridge import BridgeService
 from bridge.app.shutdown import CANCEL_GRACE, MIN_STEP, PHASE_ENDS, Shutdown, Step
 from bridge.hub import HubIdentity
+from bridge.hub.fanout import FanOut, Send
 from transports.fairness import Admission, RequestLimits
-from transports.interface import Inbound, Op, Outbound
+from transports.interface import Inbound, Kind, Op, Outbound
 from transports.xmpp.component import ComponentConfig
 
 ALICE = "xmpp:alice@example.org"
@@ -102,11 +104,32 @@ async def test_failed_and_stubborn_steps_are_named_and_the_next_ones_still_run(
         ("networks", "stubborn", "abandoned: still running after it was cancelled")]
 
 
+class HangingLanes:
+    """The fan-out's deliverer: one lane, "matrix", to a homeserver that hangs."""
+
+    def split(self, message: Outbound) -> Sequence[tuple[str, Send, Outbound]]:
+        return (("matrix", self._hang, message),)
+
+    async def _hang(self, message: Outbound) -> None:
+        await stall()
+
+    async def deliver(self, message: Outbound) -> None:
+        raise AssertionError("the fan-out uses the lanes")
+
+
 class StalledHub:
-    """A hub whose every request stalls (a fan-out to a server that hangs)."""
+    """A hub whose every request stalls (a store that hangs) and whose fan-out hangs
+    on its Matrix lane (the real :class:`FanOut`)."""
 
     def __init__(self) -> None:
         self.cancelled = 0
+        self.fanout = FanOut(HangingLanes())
+
+    async def idle(self) -> None:
+        await self.fanout.idle()
+
+    async def close(self) -> None:
+        await self.fanout.close()
 
     async def handle(self, request: Inbound) -> Outbound:
         try:
@@ -158,6 +181,8 @@ async def test_bridge_stop_names_what_each_stalled_phase_left(
     service.component = StalledComponent()  # type: ignore[assignment]
     service.relay.puppets[BOB] = StalledPuppet()  # type: ignore[assignment]
     service._accepting = service._started = True  # as start() leaves them
+    for seq in (7, 8):  # logged, not fanned out yet: one being sent, one queued
+        hub.fanout.send(Outbound(Kind.APPLICATION, (ALICE,), group_id=GROUP, seq=seq))
     request = Inbound(Op.SEND.value, ALICE, "r1", group_id=GROUP, payload=b"x")
     in_flight = asyncio.ensure_future(service.handle(request))
     await asyncio.sleep(0)
@@ -174,12 +199,25 @@ async def test_bridge_stop_names_what_each_stalled_phase_left(
     assert in_flight.cancelled() and hub.cancelled == 1  # cut short, not left running
     assert [e["phase"] for e in events(caplog, "stop phase")] == list(PHASE_ENDS)
     assert [(phase, step) for phase, step, _ in cut_steps(caplog)] == [
-        ("drain", "requests in flight"), ("members", "relay"), ("networks", "xmpp"),
-        ("store", "store")]
+        ("drain", "requests in flight"), ("drain", "hub fan-out"), ("members", "relay"),
+        ("networks", "xmpp"), ("store", "store")]
+    fanned = f"hub fan-out of group {GROUP.hex()[:16]} to matrix: 2"
     assert not_done(caplog) == [
         ("drain", f"request send r1 from {ALICE}: cut short, no reply"),
+        ("drain", f"{fanned} still queued at the end of the drain"),
         ("members", f"puppet {BOB} group {GROUP.hex()[:16]} not saved: its stop was "
-                    "cut short")]
+                    "cut short"),
+        ("members", f"{fanned} dropped at stop (in the hub log: members catch up from "
+                    "it)")]
+    # the fan-out closed after the puppets and before the networks, and stays closed
+    assert events(caplog, "hub fan-out closed") == [
+        {"undelivered": 2, "note": "what it held is in the hub log: members catch up "
+                                   "from it"}]
+    assert hub.fanout.closed and hub.fanout.pending() == 0
+    order = [(r.getMessage(), dict(getattr(r, "fields", {})).get("phase"))
+             for r in caplog.records]
+    assert order.index(("stop phase", "members")) < order.index(("hub fan-out closed", None)) \
+        < order.index(("stop phase", "networks"))
     assert elapsed < timeout + MIN_STEP + SLACK, elapsed
     await service.stop()  # stopping twice does nothing
     assert len(events(caplog, "stop phase")) == len(PHASE_ENDS)

@@ -218,6 +218,23 @@ async def test_append_message_refuses_commits_and_unknown_kinds(store: Store) ->
     assert await whole_log(store) == []
 
 
+async def test_append_message_answers_a_replay_within_the_window_with_its_seq(
+        store: Store) -> None:
+    await make_group(store)
+    await make_group(store, OTHER_GID)
+    assert await store.append_message(GID, 0, LogKind.APPLICATION, b"m1", "alice") == 1
+    assert await store.append_message(GID, 0, LogKind.APPLICATION, b"m2", "bob") == 2
+    await store.append_message(OTHER_GID, 0, LogKind.APPLICATION, b"m3", "zed")
+    again = store.append_message
+    assert await again(GID, 0, LogKind.APPLICATION, b"m2", "bob", replay_after=0) == 2
+    assert await again(GID, 0, LogKind.APPLICATION, b"m1", "alice", replay_after=0) == 1
+    # beyond the window, or another group's entry: a new entry
+    assert await again(GID, 0, LogKind.APPLICATION, b"m1", "alice", replay_after=1) == 3
+    assert await again(GID, 0, LogKind.APPLICATION, b"m3", "zed", replay_after=0) == 4
+    assert [entry.payload for entry in await whole_log(store)] == [b"m1", b"m2", b"m1", b"m3"]
+    assert (await store.get_group(GID)).next_seq == 5
+
+
 async def test_log_since_orders_and_pages(store: Store) -> None:
     await make_group(store)
     await make_group(store, OTHER_GID)

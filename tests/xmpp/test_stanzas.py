@@ -88,3 +88,19 @@ def test_log_pages_are_trimmed_to_the_stanza_limit() -> None:
     one = Outbound(Kind.REPLY.value, entries=(Outbound("application", seq=1,
                                                        payload=bytes(100_000)),))
     assert fit_entries(one, 1024) is one  # a single entry is kept (then uploaded)
+
+
+def test_entries_inside_entries_are_refused_not_recursed() -> None:
+    """A log page's entries hold no entries: a deeply nested reply (found by
+    ``python -m fuzz.run --family xmpp-stanza``: a RecursionError before) is a
+    WireError, whatever its depth."""
+    entry = Outbound(Kind.COMMIT, (), group_id=b"g" * 8, seq=4, epoch=2, payload=b"x")
+    page = Outbound("reply", (), group_id=b"g" * 8, entries=(entry,))
+    assert decode_reply(encode_reply(page)).entries == (entry,)
+    el = encode_reply(page)
+    inner = el.find(f"{{{NS}}}entry")
+    assert inner is not None
+    for _ in range(2000):
+        inner = ET.SubElement(inner, f"{{{NS}}}entry", {"kind": "commit"})
+    with pytest.raises(WireError, match="inside an <entry/>"):
+        decode_reply(el)

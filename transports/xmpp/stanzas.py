@@ -325,7 +325,12 @@ def _fill_outbound(el: ET.Element, out: Outbound, place: Place, *, with_kind: bo
         })
 
 
-def _read_outbound(el: ET.Element, resolve: Resolve, kind: str) -> Outbound:
+def _read_outbound(el: ET.Element, resolve: Resolve, kind: str,
+                   nested: bool = False) -> Outbound:
+    """One reply or delivery; its ``<entry/>`` children (a log page) are entries of
+    their own and hold none (a nested one is a :class:`WireError`, never recursion)."""
+    if nested and el.find(_q(ns.ENTRY)) is not None:
+        raise WireError("<entry/> inside an <entry/>")
     fields: dict[str, Any] = {"kind": el.get("kind", kind) or kind}
     if group := el.get("group"):
         fields["group_id"] = b64decode(group, "group")
@@ -339,7 +344,7 @@ def _read_outbound(el: ET.Element, resolve: Resolve, kind: str) -> Outbound:
         (room.get("transport", ""), room.get("id", "")) for room in el.findall(_q(ns.ROOM_ITEM))
     )
     fields["entries"] = tuple(
-        _read_outbound(entry, resolve, "") for entry in el.findall(_q(ns.ENTRY))
+        _read_outbound(entry, resolve, "", nested=True) for entry in el.findall(_q(ns.ENTRY))
     )
     fields["key_packages"] = tuple(_read_listing(kp) for kp in el.findall(_q(ns.KEY_PACKAGE_ITEM)))
     return Outbound(**fields)

@@ -8,11 +8,12 @@ the KeyPackage directory is one directory keyed by identity URI (a Matrix member
 ``xmpp:bob@example.org``'s KeyPackage and vice versa), and the Welcome goes to the joiner
 over its own network.
 
-Deliveries go through :class:`RoutingDeliverer`: each recipient over the network its URI
-names (``xmpp:`` via the component, ``matrix:u/`` via the bot, relay puppets in-process),
-and room-visible events (commits, proposals, application messages) into every room the
-group is attached to. The bridge never decrypts in this mode: it moves the same
-ciphertext to both sides, and the sender every member sees is the MLS credential's URI.
+Deliveries go through :class:`bridge.app.services.routing.RoutingDeliverer`: each
+recipient over the network its URI names (``xmpp:`` via the component, ``matrix:u/`` via
+the bot, relay puppets in-process), and room-visible events (commits, proposals,
+application messages) into every room the group is attached to. The bridge never
+decrypts in this mode: it moves the same ciphertext to both sides, and the sender every
+member sees is the MLS credential's URI.
 
 Rooms are paired in configuration (:class:`RoomPair`, built by
 :func:`bridge.app.runtime.build_service` from the ``[[bridge.rooms]]`` list that
@@ -46,8 +47,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.app.logs import event
 from bridge.app.services.commands import RoomCommandService
 from bridge.app.services.matrix import MatrixService, MatrixServiceConfig
+from bridge.app.services.routing import RoutingDeliverer
 from bridge.app.services.xmpp import StoreState
 from bridge.app.shutdown import Shutdown, Step
 from bridge.errors import BridgeConfigError
@@ -55,12 +58,8 @@ from bridge.hub import Hub, HubConfig, HubIdentity
 from bridge.hub.policy import JoinPolicy, RoomPolicy
 from bridge.hub.store import Store, StoredPair
 from bridge.relay import PuppetSecrets, Relay
-from transports.errors import LinkError
 from transports.fairness import LimitObserver
 from transports.interface import (
-    IDENTITY_SCHEMES,
-    Deliverer,
-    DeliverySink,
     Inbound,
     Kind,
     Membership,
@@ -80,7 +79,6 @@ log = logging.getLogger(__name__)
 
 XMPP = xmpp_ns.TRANSPORT_NAME
 MATRIX = matrix_ns.TRANSPORT_NAME
-SCHEMES = IDENTITY_SCHEMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,50 +101,6 @@ class RoomPair:
     def policy(self) -> RoomPolicy:
         return RoomPolicy(((XMPP, self.xmpp_room), (MATRIX, self.matrix_room)), self.join,
                           self.admins)
-
-
-class RoutingDeliverer:
-    """The hub's one :class:`Deliverer`: routes each delivery by recipient URI.
-
-    Local sinks (relay puppets) get theirs in-process and are left out of what the
-    networks see. Room events go to every network transport (each posts into the
-    group's rooms on its network, or to its own recipients directly when the group has
-    no room there); a Welcome only to the joiner's network. Failures on one network do
-    not stop the other; they are raised together afterwards as one LinkError (the hub
-    logs it; a Welcome stays pending for fetch-welcomes)."""
-
-    def __init__(self) -> None:
-        self.networks: dict[str, Deliverer] = {}
-        self.local: dict[str, DeliverySink] = {}
-
-    def add_local(self, identity: str, sink: DeliverySink) -> None:
-        """:class:`bridge.relay.routing.LocalRouting`: ``identity`` is served in-process."""
-        self.local[identity] = sink
-
-    def remove_local(self, identity: str) -> None:
-        self.local.pop(identity, None)
-
-    async def deliver(self, message: Outbound) -> None:
-        remote = tuple(r for r in message.recipients if r not in self.local)
-        for recipient in message.recipients:
-            sink = self.local.get(recipient)
-            if sink is not None:
-                await sink.deliver(message)  # enqueues only
-        failures: list[str] = []
-        for transport, deliverer in self.networks.items():
-            mine = tuple(r for r in remote if r.startswith(SCHEMES[transport]))
-            if message.kind == Kind.WELCOME and not mine:
-                continue
-            try:
-                await deliverer.deliver(dataclasses.replace(message, recipients=mine))
-            except LinkError as exc:
-                failures.append(f"{transport}: {exc}")
-        unroutable = [r for r in remote if not network_of(r) or network_of(r)
-                      not in self.networks]
-        if unroutable and message.kind == Kind.WELCOME:
-            failures.append(f"no network for {', '.join(unroutable)}")
-        if failures:
-            raise LinkError("; ".join(failures))
 
 
 class BridgeService:
@@ -187,6 +141,7 @@ class BridgeService:
         self._initial_pairs = tuple(rooms)
         self._flights: dict[object, tuple[asyncio.Task[Any] | None, str]] = {}
         self._cut_requests: list[str] = []
+        self._fanout_dropped_at_close: dict[tuple[bytes, str], int] = {}
         #: XMPP rooms of the pairs made at run time (the store's, not the configuration's)
         self.runtime_rooms: set[str] = set()
         #: ``!mls`` and XEP-0050 room commands (:mod:`bridge.app.services.commands`)
@@ -270,9 +225,12 @@ class BridgeService:
                 Step("requests in flight", self._drain_requests, self._requests_left),
                 Step("xmpp requests", self._settle_xmpp, self._xmpp_left),
                 Step("matrix input", self._stop_receiving),
-                Step("relay queues", self.relay.drain))
-            await shutdown.phase("members", Step("relay", self.relay.stop,
-                                                 self.relay.not_done))
+                Step("relay queues", self.relay.drain),
+                Step("hub fan-out", self.hub.idle, self._fanout_left))
+            await shutdown.phase(
+                "members",
+                Step("relay", self.relay.stop, self.relay.not_done),
+                Step("hub fan-out closed", self._close_fanout, self._fanout_dropped))
             await shutdown.phase("networks", *self._network_steps(), together=True)
             self._started = False
         await shutdown.phase("store", Step("store", self._close_store))
@@ -314,6 +272,23 @@ class BridgeService:
         if self.matrix is not None:
             await self.matrix.stop_receiving()
 
+    def _fanout_left(self) -> list[str]:
+        return _name_fanout(self.hub.fanout.waiting(), "still queued at the end of the drain")
+
+    async def _close_fanout(self) -> None:
+        """Once the puppets stopped, nothing may be queued for delivery any more: the
+        hub's fan-out closes before the networks disconnect. What it still held is in
+        the hub's log, and members catch up from it."""
+        self._fanout_dropped_at_close = self.hub.fanout.waiting()
+        await self.hub.close()
+        event(log, logging.INFO, "hub fan-out closed",
+              undelivered=sum(self._fanout_dropped_at_close.values()),
+              note="what it held is in the hub log: members catch up from it")
+
+    def _fanout_dropped(self) -> list[str]:
+        return _name_fanout(self._fanout_dropped_at_close,
+                            "dropped at stop (in the hub log: members catch up from it)")
+
     def _network_steps(self) -> list[Step]:
         steps = []
         if self.component is not None:
@@ -327,8 +302,10 @@ class BridgeService:
         log.info("store closed")
 
     async def _disconnect(self) -> None:
-        """After a failed start: stop the relay and the networks (not the store)."""
+        """After a failed start: stop the relay, the fan-out and the networks (not
+        the store)."""
         await self.relay.stop()
+        await self.hub.close()
         if self.component is not None:
             await self.component.stop()
         if self.matrix is not None:
@@ -559,6 +536,12 @@ def _relay_notice(relay: bool) -> str:
         return ("Relay mode: the bridge decrypts this group's messages for people "
                 "without an MLS client; end-to-end encryption ends at the bridge.")
     return "End to end: the bridge relays MLS ciphertext and cannot read messages."
+
+
+def _name_fanout(waiting: dict[tuple[bytes, str], int], state: str) -> list[str]:
+    """How a stop names the fan-out's deliveries left, per group and lane (network)."""
+    return [f"hub fan-out of group {group_id.hex()[:16]} to {lane or 'its network'}: "
+            f"{depth} {state}" for (group_id, lane), depth in sorted(waiting.items())]
 
 
 def _refusal(request: Inbound, code: str, reason: str) -> Outbound:

@@ -32,6 +32,7 @@ from pathlib import Path
 import nio
 
 from bridge.app.services.identity import default_identity_file, load_identity
+from bridge.app.shutdown import SERVICE_DRAIN
 from bridge.app.signals import run_until_signalled
 from bridge.hub import Hub, HubConfig, HubIdentity
 from bridge.hub.store import Store, UnknownGroup, open_store
@@ -179,11 +180,18 @@ class MatrixService:
             await asyncio.wait_for(self.runner.synced.wait(), timeout)
 
     async def stop(self) -> None:
-        """Stop receiving, then close the bot's media session (and Megolm), the
-        ghosts' sessions and the client's."""
+        """Stop receiving; a service with its own hub (the single-network one) lets
+        the hub's fan-out drain (up to :data:`SERVICE_DRAIN` s) and closes it; then
+        close the bot's media session (and Megolm), the ghosts' sessions and the
+        client's. (In the bridge the hub is the :class:`BridgeService`'s, drained and
+        closed in its stop phases.)"""
         try:
             await self.stop_receiving()
+            if self.hub is not None:
+                await self.hub.drain(asyncio.get_running_loop().time() + SERVICE_DRAIN)
         finally:
+            if self.hub is not None:
+                await self.hub.close()  # nothing queued after this; the rest is in the log
             if self.bot is not None:
                 await self.bot.close()
             if self.ghosts is not None:

@@ -232,13 +232,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def append_message(
-        self, group_id: bytes, epoch: int, kind: LogKind | str, payload: bytes, sender: str
+        self, group_id: bytes, epoch: int, kind: LogKind | str, payload: bytes, sender: str,
+        *, replay_after: int | None = None,
     ) -> int:
         """Append an application message or proposal; return its sequence number.
 
         Commits go through :meth:`accept_commit` only (:class:`StoreUsageError` here).
         The caller decides how many past epochs it still accepts; the store rejects only
-        an epoch beyond the current one (:class:`WrongEpoch`).
+        an epoch beyond the current one (:class:`WrongEpoch`). With ``replay_after``, an
+        entry with the same payload and a seq beyond it makes this a replay: its seq is
+        returned and nothing is appended (compared in the same transaction, by the
+        database: no entry is read into the process).
         """
 
     @abc.abstractmethod

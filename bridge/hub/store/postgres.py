@@ -253,8 +253,18 @@ class PostgresStore(PostgresDirectory, Store):
         kind: LogKind | str,
         payload: bytes,
         sender: str,
+        *,
+        replay_after: int | None = None,
     ) -> int:
         parsed = check_kind(kind)
+        if replay_after is not None:
+            seq = await conn.fetchval(
+                "SELECT seq FROM log WHERE group_id = $1 AND seq > $2 AND payload = $3"
+                " LIMIT 1",
+                group_id, replay_after, payload,
+            )
+            if seq is not None:
+                return int(seq)
         return await _append(conn, group_id, epoch, parsed, payload, sender)
 
     @transaction(write=False)

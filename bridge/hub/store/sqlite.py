@@ -267,8 +267,17 @@ class SqliteStore(SqliteDirectory, Store):
         kind: LogKind | str,
         payload: bytes,
         sender: str,
+        *,
+        replay_after: int | None = None,
     ) -> int:
-        return await _append(conn, group_id, epoch, check_kind(kind), payload, sender)
+        parsed = check_kind(kind)
+        if replay_after is not None:
+            for (seq,) in await conn.execute_fetchall(
+                "SELECT seq FROM log WHERE group_id = ? AND seq > ? AND payload = ? LIMIT 1",
+                (group_id, replay_after, payload),
+            ):
+                return int(seq)
+        return await _append(conn, group_id, epoch, parsed, payload, sender)
 
     @transaction(write=False)
     async def log_since(
