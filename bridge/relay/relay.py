@@ -339,8 +339,13 @@ class Relay:
 
     def mls_client_seen(self, identity: str) -> None:
         """The network user ``identity`` spoke to the hub (or entered an XMPP room) with
-        an MLS client: never puppet it, and replace a puppet it has."""
+        an MLS client: never puppet it, and replace a puppet it has. Ignored once the
+        relay is stopping (its input is closed: the puppet is replaced when the user is
+        next seen after a start)."""
         if identity in self.mls_clients or is_relayed(identity) or not network_of(identity):
+            return
+        if self._stopping:
+            log.debug("relay: an MLS client of %s seen while stopping: ignored", identity)
             return
         self.mls_clients.add(identity)
         if relay_identity(identity) in self.puppets:
@@ -465,7 +470,11 @@ class Relay:
 
     def _submit(self, sender: str, what: str, job: Job) -> None:
         """Queue ``job`` (named ``what``) in ``sender``'s lane of the input queue; its
-        failures are logged, and what never started is named if the relay stops."""
+        failures are logged, and what never started is named if the relay stops. Once
+        the relay is stopping nothing is queued (the input is closed at its stop)."""
+        if self._stopping:
+            log.debug("relay: %s not queued: the relay is stopping", what)
+            return
         token = object()
 
         async def run() -> None:
