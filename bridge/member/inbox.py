@@ -267,7 +267,7 @@ class Inbox:
         (``slot.staged``): its entry merges it; a foreign commit for its epoch means
         the hub refused ours (one commit per epoch), so the staged commit is dropped
         before the winner is processed and can never be merged after it (the rule of
-        :meth:`bridge.member.Member._commit`)."""
+        :meth:`bridge.member.commits.OwnCommits.commit`)."""
         if slot.staged is not None and entry.payload == slot.staged_bytes:
             self.merge_own(slot, entry.seq)
             return
