@@ -59,6 +59,7 @@ class ReEmits:
         self._recent: OrderedDict[tuple[bytes, int], None] = OrderedDict()
         self._emitted_upto: dict[bytes, int] = {}  # persisted: survives a kill -9
         self._early: dict[bytes, list[Emission]] = {}  # decrypted before attached()
+        self._attached: set[bytes] = set()  # groups whose cursor is read, early queued
         self._unemitted: dict[bytes, set[int]] = {}  # decrypted seqs not yet re-emitted
         self._disabled: set[bytes] = set()  # groups whose relay was turned off
         self._emitted_event = asyncio.Event()  # set whenever a re-emit completes
@@ -96,7 +97,9 @@ class ReEmits:
 
     async def attached(self, group_id: bytes) -> None:
         """The group's rooms are known: read its re-emit cursor (once) and queue what
-        was decrypted before, beyond the cursor."""
+        was decrypted before, beyond the cursor. Until then what puppets decrypt waits
+        with it (in log order: one decrypted while the cursor is read is queued after
+        those decrypted before, and is checked against the cursor too)."""
         if group_id not in self._emitted_upto:
             saved = await self.store.get_cursor(EMITTED_CURSOR + group_id.hex())
             self._emitted_upto[group_id] = int(saved) if saved else 0
@@ -105,10 +108,12 @@ class ReEmits:
                 self.emit_later(emission)
             else:
                 self._settled(emission)
+        self._attached.add(group_id)
 
     def disabled(self, group_id: bytes) -> None:
         """Relay mode was turned off for the group: nothing of it is re-emitted."""
         self._early.pop(group_id, None)
+        self._attached.discard(group_id)
         self._disabled.add(group_id)
 
     # -- queueing (ReEmitter) ----------------------------------------------------------
@@ -128,7 +133,7 @@ class ReEmits:
         emission = Emission(received.group_id, received.seq, received.sender,
                             received.content)
         self._unemitted.setdefault(received.group_id, set()).add(received.seq)
-        if received.group_id not in self.groups:  # restarted: rooms not attached yet
+        if received.group_id not in self._attached:  # restarted: not attached yet
             early = self._early.setdefault(received.group_id, [])
             early.append(emission)
             if len(early) > EARLY_KEPT:

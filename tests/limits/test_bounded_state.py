@@ -163,7 +163,7 @@ async def test_relay_reemits_and_early_emissions_keep_the_newest(tmp_path: Path)
     reemits = relay.reemits
     try:
         early, attached = b"\x01" * 32, b"\x02" * 32
-        relay.groups[attached] = None  # type: ignore[assignment]  # rooms: unused here
+        await reemits.attached(attached)  # its rooms known (unused here: no worker)
         for seq in range(1, EARLY_KEPT + 3):
             reemits.on_decrypted(Received(early, "xmpp:a@x", Content(b"i" * 16, f"t{seq}"),
                                           seq, 0))
