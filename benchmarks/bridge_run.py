@@ -88,16 +88,20 @@ class Pair:
 
 def write_config(path: Path, *, db: Path, log_file: Path, prosody: ProsodyServer,
                  synapse: SynapseServer, hub_user: str, hub_password: str,
-                 pairs: Sequence[Pair], log_level: str = "info", extra: str = "") -> Path:
-    """A complete ``mls-bridge run`` configuration for the two local servers (``extra``:
-    more TOML tables, such as ``[limits]``)."""
+                 pairs: Sequence[Pair], log_level: str = "info", store_url: str = "",
+                 shutdown_timeout: float = 5.0, extra: str = "") -> Path:
+    """A complete ``mls-bridge run`` configuration for the two local servers (the store
+    is the SQLite file ``db`` unless ``store_url`` names another; ``extra``: more TOML
+    tables, such as ``[limits]``). The hub key, the relay secrets and the olm store sit
+    beside ``db`` whatever the store (never in the working directory)."""
     rooms = "".join(
         f'\n[[bridge.rooms]]\nname = "{p.name}"\nxmpp = "{p.xmpp_room}"\n'
         f'matrix = "{p.matrix_room}"\nrelay = {"true" if p.relay else "false"}\n'
         f"admins = {json.dumps(list(p.admins))}\n"
         for p in pairs)
     path.write_text(
-        f'[store]\nurl = "sqlite:///{db}"\n\n'
+        f'[store]\nurl = "{store_url or f"sqlite:///{db}"}"\n\n'
+        f'[hub]\nidentity_file = "{db}.hub-key"\n\n'
         f'[log]\nlevel = "{log_level}"\nformat = "json"\nfile = "{log_file}"\n\n'
         "[metrics]\nenabled = false\n\n"
         "[retry]\ninitial_delay = 0.2\nmax_delay = 1.0\n\n"
@@ -106,22 +110,39 @@ def write_config(path: Path, *, db: Path, log_file: Path, prosody: ProsodyServer
         "leave_grace = 600.0\n\n"
         f'[matrix]\nhomeserver = "{synapse.url}"\nserver_name = "{synapse.server_name}"\n'
         f'user = "{hub_user}"\npassword = "{hub_password}"\nsync_timeout_ms = {SYNC_MS}\n\n'
-        f"{extra}\n[bridge]\nshutdown_timeout = 5.0\n{rooms}", encoding="utf-8")
+        f"{extra}\n[bridge]\nshutdown_timeout = {shutdown_timeout}\n\n"
+        f'[bridge.relay]\nsecrets = "{db}.relay-secrets"\nolm_store = "{db}.olm"\n{rooms}',
+        encoding="utf-8")
     return path
 
 
+#: What a clean run leaves neither on the bridge's stderr nor in its log: resources a
+#: stop forgot (aiohttp sessions, sockets and files -- ResourceWarnings are errors in
+#: ``debug`` mode --, pending or failed tasks, coroutines never awaited), a stop that
+#: overran its deadline, and tracebacks.
+LEAK_MARKERS = ("Unclosed client session", "Unclosed connector", "ResourceWarning",
+                "Exception ignored", "Task was destroyed but it is pending",
+                "exception was never retrieved", "was never awaited",
+                "task left running at stop", "task did not end when cancelled",
+                "stop overran", "Traceback")
+
+
 class BridgeProcess:
-    """``python -m bridge.app.cli run --config FILE`` as a child process."""
+    """``python -m bridge.app.cli run --config FILE`` as a child process; with
+    ``debug``, under asyncio's debug mode with ResourceWarnings raised as errors."""
 
     def __init__(self, config: Path, log_file: Path, src: Path = REPO,
-                 module: str = "bridge.app.cli") -> None:
+                 module: str = "bridge.app.cli", *, debug: bool = False) -> None:
         self.config = config
         self.log_file = log_file
         self.src = src  # the source tree run (another checkout, for before/after runs)
         self.module = module  # what ``python -m`` runs (a wrapper with counters, say)
+        self.debug = debug
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.kills = 0
+        self._offsets = (0, 0)  # log and stderr sizes when the last start began
+        self.stop_seconds = 0.0
 
     @property
     def pid(self) -> int:
@@ -136,11 +157,16 @@ class BridgeProcess:
         """Start and wait for the ``bridge ready`` event; return the seconds it took."""
         began = time.monotonic()
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        errors = self.stderr_file.stat().st_size if self.stderr_file.exists() else 0
+        self._offsets = (offset, errors)
+        flags = ["-W", "error::ResourceWarning"] if self.debug else []
+        env = {**os.environ, "PYTHONASYNCIODEBUG": "1"} if self.debug else None
         with self.stderr_file.open("ab") as stderr:  # tracebacks the log cannot hold
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module, "run", "--config", str(self.config)],
+                [sys.executable, *flags, "-m", self.module, "run", "--config",
+                 str(self.config)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                cwd=self.src)
+                cwd=self.src, env=env)
         self.starts += 1
 
         def ready() -> bool:
@@ -180,6 +206,33 @@ class BridgeProcess:
         return "\n".join([*logged[-lines:], "-- warnings and errors --", *problems[-lines:],
                           "-- stderr --", *stderr[-lines:]])
 
+    def since_start(self) -> tuple[list[str], list[str]]:
+        """The log lines and the stderr lines written since the last start."""
+        out: list[list[str]] = []
+        for path, offset in zip((self.log_file, self.stderr_file), self._offsets, strict=True):
+            if not path.exists():
+                out.append([])
+                continue
+            with path.open("rb") as f:
+                f.seek(offset)
+                out.append(f.read().decode("utf-8", "replace").splitlines())
+        return out[0], out[1]
+
+    def leaks(self) -> list[str]:
+        """Lines of the last run (log and stderr) naming a :data:`LEAK_MARKERS` thing."""
+        logged, stderr = self.since_start()
+        return [line for line in [*logged, *stderr]
+                if any(marker in line for marker in LEAK_MARKERS)]
+
+    def stop_report(self) -> dict[str, Any]:
+        """The last run's ``bridge stopped`` event, and everything its stop named as cut
+        or not done (``cut`` and ``not_done`` lists of log events)."""
+        events = self.events(self._offsets[0])
+        stopped = [e for e in events if e.get("event") == "bridge stopped"]
+        return {"stopped": stopped[-1] if stopped else None,
+                "cut": [e for e in events if e.get("event") == "stop step cut"],
+                "not_done": [e for e in events if e.get("event") == "stop: not done"]}
+
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flush; only what the store committed survives."""
         assert self.proc is not None and self.proc.poll() is None, "the bridge is not up"
@@ -188,16 +241,19 @@ class BridgeProcess:
         self.kills += 1
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM and wait (SIGKILL after ``timeout``); the exit code."""
+        """SIGTERM and wait (SIGKILL after ``timeout``); the exit code. The seconds
+        the process took to exit are in :attr:`stop_seconds`."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
+            began = time.monotonic()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+            self.stop_seconds = time.monotonic() - began
         return self.proc.returncode
 
     def cpu_seconds(self) -> float:
@@ -221,12 +277,16 @@ class TimedMember(Member):
 
 
 class Spy:
-    """A HubLink in front of the real one: counts requests in flight by op."""
+    """A HubLink in front of the real one: counts requests in flight by op, and notes
+    how each request ended (``reply`` -- accepted or refused -- or the link error)."""
 
     def __init__(self, link: HubLink) -> None:
         self.inner = link
         self.in_flight: dict[str, int] = {}
         self.started: dict[str, int] = {}
+        self.pending: dict[int, str] = {}  # request number -> op, while in flight
+        self.outcomes: dict[int, str] = {}  # request number -> "reply" or the error
+        self._numbers = 0
 
     @property
     def identity(self) -> str:
@@ -236,10 +296,21 @@ class Spy:
         op = str(request.op)
         self.in_flight[op] = self.in_flight.get(op, 0) + 1
         self.started[op] = self.started.get(op, 0) + 1
+        self._numbers += 1
+        number = self._numbers
+        self.pending[number] = op
+        outcome = "cancelled"
         try:
-            return await self.inner.request(request)
+            reply = await self.inner.request(request)
+            outcome = "reply"
+            return reply
+        except Exception as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             self.in_flight[op] -= 1
+            del self.pending[number]
+            self.outcomes[number] = outcome
 
 
 @dataclass
@@ -293,7 +364,7 @@ async def xmpp_person(server: ProsodyServer, prefix: str, *, timeout: float = 5.
     plugin.attach(member)
     await member.start()
     person = Person("xmpp", member, spy, client=client, plugin=plugin)
-    person.closers.append(lambda: client.disconnect(wait=1.0))
+    person.closers += [plugin.stop, lambda: close_xmpp(client)]
     return person
 
 
@@ -332,6 +403,15 @@ async def connect_xmpp(client: ClientXMPP, server: ProsodyServer,
     client.add_event_handler("session_start", on_start)
     client.connect(host=server.host, port=server.c2s_port)
     await asyncio.wait_for(ready, timeout)
+
+
+async def close_xmpp(client: ClientXMPP) -> None:
+    """Disconnect for good and end slixmpp's send loop (it outlives the connection)."""
+    await client.disconnect(wait=1.0)
+    sender = client._run_out_filters
+    if sender is not None:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
 
 
 @contextlib.contextmanager
@@ -405,7 +485,7 @@ class PlainXmpp:
         self.client.make_message(mto=room, mbody=body, mtype="groupchat").send()
 
     async def close(self) -> None:
-        await self.client.disconnect(wait=1.0)
+        await close_xmpp(self.client)
 
 
 async def plain_xmpp(server: ProsodyServer, prefix: str) -> PlainXmpp:

@@ -1,8 +1,8 @@
 """Crash safety: ``kill -9`` the bridge (hub + relay, one process) mid-conversation.
 
-``python -m benchmarks.crash [--seed N] [--kills K] [--ops N]`` runs the longer
-randomized version; ``tests/crash`` runs a small one in CI. Both start real Prosody and
-Synapse on 127.0.0.1.
+``python -m benchmarks.crash [--seed N] [--runs R] [--kills K] [--ops N] [--relay]
+[--graceful]`` runs the longer randomized version; ``tests/crash`` runs a small one in
+CI. Both start real Prosody and Synapse on 127.0.0.1.
 
 The scenario: ``mls-bridge run --config`` with one configured room pair (an XMPP room of
 the component and a Matrix room of the bot), an MLS group across both, members on each
@@ -23,6 +23,18 @@ holds its puppet leaf) and one MLS member talk there during the kills (the CI te
 runs it). A puppet saves its group state only up to what was re-emitted, and the relay
 persists a re-emit cursor after each re-emit, so a kill loses no decrypted message;
 one caught between a re-emit and its cursor is sent again (see below).
+
+With ``--graceful`` (``CrashPlan.graceful``) each stop is a SIGTERM instead: the
+bridge must exit 0 within ``shutdown_timeout`` + 5 s with no stop phase cut short, and
+every request in flight when the stop began must end with a reply (done, or refused
+as "unavailable" and retried) -- ``tests/crash`` runs this too.
+
+Every run ends with a graceful stop of the bridge (SIGTERM, nothing in flight): exit 0,
+every phase complete, nothing named as not done, and -- the bridge runs in asyncio's
+debug mode with ResourceWarnings as errors -- nothing in its stderr or log that names a
+leaked resource (:data:`benchmarks.bridge_run.LEAK_MARKERS`). ``--runs N`` runs N
+seeds in a row; a failed run is reported with its seed and its workdir (bridge log and
+stderr) kept in ``--keep``, and the last line counts runs, passed, lost, duplicated.
 
 The plan (kinds, delays, downtimes, each driver's choices) comes from one
 ``random.Random(seed)``: a failing seed replays the same plan (thread timing cannot be
@@ -68,6 +80,7 @@ import argparse
 import asyncio
 import random
 import secrets
+import shutil
 import sys
 import time
 from collections import Counter
@@ -95,7 +108,7 @@ from benchmarks.bridge_run import (
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from bridge.errors import BridgeError
-from bridge.hub.store import LogEntry, LogKind, SqliteStore
+from bridge.hub.store import LogEntry, LogKind, open_store
 from bridge.identities import relay_identity
 from bridge.relay import NOTICE
 from mls.errors import MLSError
@@ -115,6 +128,7 @@ class CrashPlan:
     commit_share: float = 0.25
     max_downtime: float = 1.5
     relay: bool = False  # the relay-mode room pair with a plain XMPP client (--relay)
+    graceful: bool = False  # SIGTERM (a graceful stop) instead of SIGKILL (--graceful)
 
 
 @dataclass
@@ -127,6 +141,8 @@ class Ledger:
     failed_commits: list[tuple[str, str]] = field(default_factory=list)
     kills: list[str] = field(default_factory=list)
     sent: list[tuple[str, str]] = field(default_factory=list)  # in sending order
+    # requests in flight when a graceful stop began: (member, request number at its Spy)
+    stopped_amid: list[tuple[Person, int]] = field(default_factory=list)
 
     def sent_order(self, sender: str) -> list[str]:
         return [t for s, t in self.sent if s == sender]
@@ -159,6 +175,7 @@ class CrashReport:
     seconds: float
     relayed: int = 0  # messages in the relay room (both directions)
     relay_repeats: int = 0  # XMPP re-sends the plain client dropped by stanza-id
+    stop_seconds: float = 0.0  # the final graceful stop (SIGTERM to exit)
 
 
 FAILURES = (TransportError, BridgeError, MLSError, TimeoutError)
@@ -209,9 +226,16 @@ async def killer(bridge: BridgeProcess, people: list[Person], rng: random.Random
                 kind = "random (no " + kind + " came)"
             await asyncio.sleep(delay if kind == "commit" else delay * 0.3)
         flying = sorted({op for p in people for op, n in p.spy.in_flight.items() if n})
-        bridge.kill()
-        ledger.kills.append(f"kill {number}: {kind}, in flight {flying or '-'}, "
-                            f"down {downtime:.2f} s")
+        if plan.graceful:
+            ledger.stopped_amid += [(p, n) for p in people for n in p.spy.pending]
+            not_done = check_graceful_stop(bridge, quiet=False)
+            ledger.kills.append(f"stop {number} (SIGTERM): {kind}, in flight "
+                                f"{flying or '-'}, exit 0 in {bridge.stop_seconds:.2f} s, "
+                                f"{len(not_done)} named not done, down {downtime:.2f} s")
+        else:
+            bridge.kill()
+            ledger.kills.append(f"kill {number}: {kind}, in flight {flying or '-'}, "
+                                f"down {downtime:.2f} s")
         await asyncio.sleep(downtime)
         restarts.append(await bridge.start())
 
@@ -242,7 +266,7 @@ async def run_crash(prosody: ProsodyServer, synapse: SynapseServer, workdir: Pat
         config = write_config(workdir / "bridge.toml", db=db, log_file=workdir / "bridge.log",
                               prosody=prosody, synapse=synapse, hub_user=hub_user,
                               hub_password=hub_password, pairs=pairs)
-        bridge = BridgeProcess(config, workdir / "bridge.log")
+        bridge = BridgeProcess(config, workdir / "bridge.log", debug=True)
         await bridge.start()
         for room in pairs:
             await until(partial(hub_joined, owner, room.matrix_room, hub_user),
@@ -265,9 +289,9 @@ async def run_crash(prosody: ProsodyServer, synapse: SynapseServer, workdir: Pat
         if relay is not None:
             await _final_relay_round(relay)
         epoch, _ = await converge(people, group_id, timeout=90)
-        code = bridge.stop()
-        assert code == 0, f"the bridge exited with {code}:\n{bridge.tail()}"
+        check_graceful_stop(bridge)
         await verify(people, group_id, db, ledger, epoch)
+        verify_stopped_amid(ledger)
         if relay is not None:
             verify_relay(relay)
         return CrashReport(plan.seed, epoch, len(ledger.acked) + len(ledger.unknown),
@@ -275,7 +299,8 @@ async def run_crash(prosody: ProsodyServer, synapse: SynapseServer, workdir: Pat
                            len(ledger.failed_commits), ledger.kills, restarts,
                            time.monotonic() - began,
                            0 if relay is None else len(relay.plain_said) + len(relay.mls_sent),
-                           0 if relay is None else len(relay.plain.repeats))
+                           0 if relay is None else len(relay.plain.repeats),
+                           bridge.stop_seconds)
     finally:
         for person in people:
             await person.close()
@@ -283,6 +308,32 @@ async def run_crash(prosody: ProsodyServer, synapse: SynapseServer, workdir: Pat
             await plain.close()
         if bridge is not None:
             bridge.stop()
+
+
+def check_graceful_stop(bridge: BridgeProcess, *, quiet: bool = True) -> list[str]:
+    """SIGTERM the bridge: exit 0 within ``shutdown_timeout`` + 5 s (the configuration's
+    5 s), no stop step cut short, and no leaked resource in its stderr or log
+    (:data:`benchmarks.bridge_run.LEAK_MARKERS`). ``quiet`` (nothing in flight): nothing
+    named as not done either. Returns what the stop named as not done."""
+    code = bridge.stop()
+    assert code == 0, f"the bridge exited with {code}:\n{bridge.tail()}"
+    assert bridge.stop_seconds < 10.0, f"the stop took {bridge.stop_seconds:.1f} s"
+    report = bridge.stop_report()
+    assert report["stopped"] is not None, f"no 'bridge stopped' event:\n{bridge.tail()}"
+    assert not report["cut"], f"the stop was cut short: {report}\n{bridge.tail()}"
+    not_done = [str(e.get("what")) for e in report["not_done"]]
+    assert not (quiet and not_done), f"a quiet stop left work undone: {not_done}"
+    leaks = bridge.leaks()
+    assert not leaks, "the stop left resources behind:\n" + "\n".join(leaks)
+    return not_done
+
+
+def verify_stopped_amid(ledger: Ledger) -> None:
+    """Every request in flight when a graceful stop began ended with a reply (accepted,
+    or refused as "unavailable" and retried), never a link error or timeout."""
+    ended = [(p.identity, p.spy.outcomes.get(n, "still pending")) for p, n in ledger.stopped_amid]
+    failed = [(who, how) for who, how in ended if how != "reply"]
+    assert not failed, f"requests in flight at a graceful stop got no reply: {failed}"
 
 
 async def _final_round(people: list[Person], group_id: bytes, ledger: Ledger) -> None:
@@ -383,7 +434,24 @@ async def verify(people: list[Person], group_id: bytes, db: Path, ledger: Ledger
     identities = {p.identity for p in people}
     for person in people:
         assert roster(person, group_id) == identities, person.identity
-    store = await SqliteStore.open(db)
+    log = await verify_log(f"sqlite:///{db}", group_id, epoch)
+    by_seq = {e.seq: e for e in log}
+    for committer, seq in ledger.commits:
+        assert by_seq[seq].kind == LogKind.COMMIT and by_seq[seq].sender == committer
+    applications = [e for e in log if e.kind == LogKind.APPLICATION]
+    payloads = Counter(e.payload for e in applications)
+    repeated = [(e.seq, e.sender) for e in applications if payloads[e.payload] > 1]
+    assert not repeated, f"the same message stored twice: {repeated}"
+    seen = {r.seq for p in people for r in p.member.received(group_id)}
+    unread = [(e.seq, e.epoch, e.sender) for e in applications if e.seq not in seen]
+    assert not unread, f"stored but received by nobody: {unread}"
+    _verify_messages(people, group_id, ledger, len(applications))
+
+
+async def verify_log(store_url: str, group_id: bytes, epoch: int) -> list[LogEntry]:
+    """The store (read once the bridge stopped) holds the group at ``epoch`` and a log
+    without gaps with exactly one commit per epoch 0..epoch-1; returns the log."""
+    store = await open_store(store_url)
     try:
         record = await store.get_group(group_id)
         log: list[LogEntry] = []
@@ -398,17 +466,7 @@ async def verify(people: list[Person], group_id: bytes, db: Path, ledger: Ledger
     assert [e.seq for e in log] == list(range(1, len(log) + 1)), "gaps in the log"
     commit_epochs = [e.epoch for e in log if e.kind == LogKind.COMMIT]
     assert commit_epochs == list(range(epoch)), commit_epochs
-    by_seq = {e.seq: e for e in log}
-    for committer, seq in ledger.commits:
-        assert by_seq[seq].kind == LogKind.COMMIT and by_seq[seq].sender == committer
-    applications = [e for e in log if e.kind == LogKind.APPLICATION]
-    payloads = Counter(e.payload for e in applications)
-    repeated = [(e.seq, e.sender) for e in applications if payloads[e.payload] > 1]
-    assert not repeated, f"the same message stored twice: {repeated}"
-    seen = {r.seq for p in people for r in p.member.received(group_id)}
-    unread = [(e.seq, e.epoch, e.sender) for e in applications if e.seq not in seen]
-    assert not unread, f"stored but received by nobody: {unread}"
-    _verify_messages(people, group_id, ledger, len(applications))
+    return log
 
 
 def _verify_messages(people: list[Person], group_id: bytes, ledger: Ledger,
@@ -452,16 +510,50 @@ def print_report(report: CrashReport) -> None:
               "re-sent after a kill, dropped by the client as XEP-0359 repeats)")
 
 
+def _kind_of(failure: str) -> str:
+    """What a failed run's assertion says went wrong: a loss, a duplicate, or else."""
+    if "twice" in failure:
+        return "duplicated"
+    if any(word in failure for word in ("lost", "never shown", "received by nobody",
+                                        "reached only")):
+        return "lost"
+    return "other"
+
+
 async def _main(args: argparse.Namespace) -> int:
+    """``--runs`` runs (seeds ``--seed``.. on), each ending in a graceful stop; a failed
+    run is reported with its seed and its workdir (log, stderr) copied to ``--keep``,
+    and the next run goes on. Exit 1 if any run failed."""
+    keep = Path(args.keep)
+    tally: Counter[str] = Counter()
     with real_servers("mls-crash-") as (root, prosody, synapse):
         for run in range(args.runs):
             workdir = root / f"run{run}"
             workdir.mkdir()
             plan = CrashPlan(seed=args.seed + run, kills=args.kills,
                              ops_per_person=args.ops, xmpp_people=args.xmpp,
-                             matrix_people=args.matrix, relay=args.relay)
-            print_report(await run_crash(prosody, synapse, workdir, plan))
-    return 0
+                             matrix_people=args.matrix, relay=args.relay,
+                             graceful=args.graceful)
+            try:
+                report = await run_crash(prosody, synapse, workdir, plan)
+            except (AssertionError, *FAILURES) as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+                kept = keep / f"seed-{plan.seed}"
+                shutil.copytree(workdir, kept, dirs_exist_ok=True)
+                tally["failed"] += 1
+                tally[_kind_of(failure)] += 1
+                print(f"FAILED seed={plan.seed}: kept {kept}\n{failure}", flush=True)
+                if args.stop_on_failure:
+                    break
+                continue
+            tally["passed"] += 1
+            print_report(report)
+            print(f"  graceful stop: exit 0 in {report.stop_seconds:.2f} s, complete, "
+                  "no leaked resource", flush=True)
+    print(f"CRASH-SUMMARY runs={tally['passed'] + tally['failed']} passed={tally['passed']} "
+          f"failed={tally['failed']} lost={tally['lost']} duplicated={tally['duplicated']} "
+          f"other={tally['other']}", flush=True)
+    return 1 if tally["failed"] else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -474,6 +566,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="add the relay-mode room pair with a plain XMPP client")
     parser.add_argument("--xmpp", type=int, default=3, help="XMPP members")
     parser.add_argument("--matrix", type=int, default=3, help="Matrix members")
+    parser.add_argument("--graceful", action="store_true",
+                        help="stop the bridge with SIGTERM instead of SIGKILL")
+    parser.add_argument("--keep", default="/tmp/mls-crash-failures",
+                        help="where a failed run's workdir (bridge log, stderr) is copied")
+    parser.add_argument("--stop-on-failure", action="store_true",
+                        help="end the loop at the first failed run")
     return asyncio.run(_main(parser.parse_args(argv)))
 
 

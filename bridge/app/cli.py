@@ -8,7 +8,8 @@
     mls-bridge chat --xmpp JID | --matrix MXID --homeserver URL
                                             a terminal chat client (bridge.chat.main)
 
-Exit codes: 0 success (also after SIGTERM/SIGINT), 1 runtime failure (a server stayed
+Exit codes: 0 success (also after SIGTERM/SIGINT, even with the servers already gone:
+the graceful stop is bounded by ``shutdown_timeout``), 1 runtime failure (a server stayed
 unreachable after ``retry.attempts``, the store failed), 2 bad configuration or a server
 that refused the bridge's credentials. Errors are one line on standard error, never a
 traceback; logs are structured (:mod:`bridge.app.logs`).
@@ -27,13 +28,17 @@ from bridge.app.demo import main as demo_main
 from bridge.app.devstack import main as devstack_main
 from bridge.app.logs import event, setup_logging
 from bridge.app.runtime import FatalError, serve
-from bridge.app.signals import stop_on_signals
+from bridge.app.signals import end_leftover_tasks, stop_on_signals
 from bridge.chat.main import main as chat_main
 from bridge.errors import StoreError
 from bridge.hub.store import peek_room_pairs
 from transports.matrix.appservice import generate_registration
 
 log = logging.getLogger("bridge.app.cli")  # not __name__: "__main__" under python -m
+
+#: The process exits at the latest ``shutdown_timeout`` + this many seconds after a
+#: signal (the watchdog of :func:`bridge.app.signals.stop_on_signals`).
+OVERRUN_MARGIN = 4.0
 
 
 def _fail(message: str, code: int) -> int:
@@ -55,8 +60,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> int:
         stop = asyncio.Event()
         stop_on_signals(stop, lambda name: event(log, logging.INFO, "signal received",
-                                                 signal=name))
-        return await serve(config, stop)
+                                                 signal=name),
+                        overrun_after=config.shutdown_timeout + OVERRUN_MARGIN)
+        try:
+            return await serve(config, stop)
+        finally:
+            await end_leftover_tasks()
 
     try:
         return asyncio.run(main())

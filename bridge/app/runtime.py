@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
 
 import aiohttp
 
@@ -24,12 +26,12 @@ from bridge.app.metrics import HubMetrics, Metrics, MetricsServer
 from bridge.app.services.bridge import BridgeService, RoomPair
 from bridge.app.services.identity import load_identity
 from bridge.app.services.matrix import MatrixServiceConfig
+from bridge.app.shutdown import Shutdown, Step
 from bridge.errors import BridgeConfigError
 from bridge.hub import HubIdentity
 from bridge.hub.policy import JoinPolicy
 from bridge.hub.store import Store, StoreError, StoreUnavailable, open_store
 from bridge.relay import PuppetSecrets
-from transports.errors import TransportError
 from transports.fairness import RequestLimits
 from transports.matrix.appservice import load_registration
 from transports.matrix.e2e import open_store_file
@@ -107,7 +109,7 @@ def build_service(config: Config, store: Store, identity: HubIdentity,
         store, identity, xmpp=_component_config(config) if config.xmpp else None,
         matrix=_matrix_config(config) if config.matrix else None, rooms=rooms,
         hub_config=config.hub.policy, relay_secrets=relay_secrets,
-        relay_archive=config.relay_archive, drain_timeout=config.shutdown_timeout,
+        relay_archive=config.relay_archive, shutdown_timeout=config.shutdown_timeout,
         connect_timeout=config.xmpp.connect_timeout if config.xmpp else 20.0)
 
 
@@ -162,6 +164,14 @@ async def probe_homeserver(url: str) -> str | None:
 
 
 TRANSIENT = (OSError, TimeoutError, aiohttp.ClientError)
+T = TypeVar("T")
+
+
+class _Stopped(enum.Enum):
+    STOPPED = "stopped"
+
+
+STOPPED: Final = _Stopped.STOPPED
 
 
 class BridgeRuntime:
@@ -199,7 +209,8 @@ class BridgeRuntime:
         delay, attempt = self.config.retry.initial_delay, 0
         while not self.stop.is_set():
             try:
-                return await open_store(settings.connect_url())
+                store = await self._unless_stopped(open_store(settings.connect_url()))
+                return None if store is STOPPED else store
             except StoreUnavailable as exc:
                 if settings.sqlite_path is not None:
                     raise FatalError(1, f"store: {exc}") from None
@@ -221,7 +232,9 @@ class BridgeRuntime:
             checks.append(("matrix", m.homeserver, lambda: probe_homeserver(m.homeserver)))
         for name, address, probe in checks:
             delay, attempt = self.config.retry.initial_delay, 0
-            while (reason := await probe()) is not None:
+            while (reason := await self._unless_stopped(probe())) is not None:
+                if reason is STOPPED:
+                    return False
                 attempt += 1
                 next_delay = await self._retry(name, attempt, delay,
                                                f"{address}: {reason}")
@@ -232,6 +245,21 @@ class BridgeRuntime:
                   address=address)
         return not self.stop.is_set()
 
+    async def _unless_stopped(self, work: Awaitable[T]) -> T | _Stopped:
+        """``work``'s result, or :data:`STOPPED` (``work`` cancelled) if the stop is
+        requested first: a start-up step never delays a stop."""
+        task = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            cut = not task.done()
+            if cut:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        return STOPPED if cut else task.result()
+
     async def _start(self, store: Store, identity: HubIdentity,
                      secrets: PuppetSecrets) -> BridgeService | None:
         delay, attempt = self.config.retry.initial_delay, 0
@@ -240,7 +268,8 @@ class BridgeRuntime:
             service.hub.observer = self.observer
             service.limit_observer = self.observer
             try:
-                await service.start()
+                if await self._unless_stopped(service.start()) is STOPPED:
+                    break
             except ComponentAuthError as exc:
                 if "no handshake" not in str(exc):
                     raise FatalError(2, f"xmpp: {exc} (check xmpp.jid and xmpp.secret)"
@@ -309,6 +338,7 @@ class BridgeRuntime:
         store = await self._open_store()
         if store is None:
             return 0
+        service: BridgeService | None = None
         try:
             event(log, logging.INFO, "store open", store=self.config.store.display_url())
             if not await self._until_reachable():
@@ -322,21 +352,25 @@ class BridgeRuntime:
             event(log, logging.INFO, "bridge ready", rooms=len(self.config.rooms))
             self.ready.set()
             await self.stop.wait()
-            await self._shutdown(service)
         finally:
-            await store.close()
-            event(log, logging.INFO, "store closed")
+            await self._shutdown(service, store)
         return 0
 
-    async def _shutdown(self, service: BridgeService) -> None:
-        event(log, logging.INFO, "shutting down", in_flight=self.observer.in_flight)
-        # BridgeService.stop refuses new requests, lets in-flight ones finish (their
-        # fan-out and Welcomes too, up to shutdown_timeout), then disconnects
-        with contextlib.suppress(*TRANSIENT, TransportError):
-            await service.stop()
-        event(log, logging.INFO, "networks disconnected", in_flight=self.observer.in_flight)
+    async def _shutdown(self, service: BridgeService | None, store: Store) -> None:
+        """The graceful stop (:meth:`BridgeService.stop`: its phases close the store
+        last), within ``shutdown_timeout``; without a service, only the store closes."""
+        shutdown = Shutdown(self.config.shutdown_timeout)
+        event(log, logging.INFO, "shutting down", in_flight=self.observer.in_flight,
+              timeout=self.config.shutdown_timeout)
+        if service is not None:
+            await service.stop(shutdown)
+        else:
+            await shutdown.phase("store", Step("store", store.close))
+            event(log, logging.INFO, "store closed")
         for network in ("xmpp", "matrix"):
             self.metrics.network_up.set(0, network=network)
+        event(log, logging.INFO, "bridge stopped", seconds=round(shutdown.elapsed, 3),
+              cut=",".join(shutdown.cut) or "-", not_done=len(shutdown.not_done))
 
 
 # -- run ----------------------------------------------------------------------------------

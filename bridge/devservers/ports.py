@@ -75,6 +75,14 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
     return int(proc.returncode)
 
 
+def kill_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the child (as a crash would: no clean-up) and reap it."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(10)
+
+
 def run_checked(
     cmd: list[str], what: str, timeout: float, env: dict[str, str] | None = None
 ) -> str:

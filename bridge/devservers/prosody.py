@@ -31,6 +31,7 @@ from bridge.devservers.ports import (
     LOOPBACK,
     ServerSetupError,
     free_port,
+    kill_process,
     port_accepts,
     render_template,
     run_checked,
@@ -234,6 +235,13 @@ class ProsodyServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def kill(self) -> None:
+        """SIGKILL Prosody, as a crash would; :meth:`start` brings it back on the same
+        ports and data."""
+        if self._proc is not None:
+            kill_process(self._proc)
+            self._proc = None
 
     def register(self, user: str, password: str) -> str:
         """Create (or reset) an account with prosodyctl; return its bare JID."""

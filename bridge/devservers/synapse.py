@@ -41,6 +41,7 @@ from bridge.devservers.ports import (
     LOOPBACK,
     ServerSetupError,
     free_port,
+    kill_process,
     port_accepts,
     render_template,
     run_checked,
@@ -333,6 +334,13 @@ class SynapseServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def kill(self) -> None:
+        """SIGKILL Synapse, as a crash would; :meth:`start` brings it back on the same
+        ports and data."""
+        if self._proc is not None:
+            kill_process(self._proc)
+            self._proc = None
 
     def request(
         self, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = None

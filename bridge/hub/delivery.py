@@ -509,7 +509,13 @@ class Hub:
                 group_id, proposals=public, credential_validator=self.credential_validator)
             await self.authz.check_message(dataclasses.replace(request, group_id=group_id),
                                            group, message)
-            self._check_epoch(group.epoch, header.epoch)
+            try:
+                self._check_epoch(group.epoch, header.epoch)
+            except StaleEpoch:  # logged once already, before the epochs moved on?
+                seq = await self._replayed(group_id, record.next_seq, request.payload)
+                if seq is None:
+                    raise
+                return self._reply(request, group_id=group_id, seq=seq, epoch=group.epoch)
             new = self._follow_proposal(group, message, header, request.sender) \
                 if public else None
             kind = LogKind.PROPOSAL if public else LogKind.APPLICATION
@@ -549,6 +555,17 @@ class Hub:
         except MLSError as exc:
             raise public_view.rejection(exc, InvalidProposal, "proposal", group.epoch) from exc
         return new
+
+    async def _replayed(self, group_id: bytes, next_seq: int, payload: bytes) -> int | None:
+        """The seq of ``payload`` if one of the last :data:`REPLAY_WINDOW` entries holds
+        it: a request acted on twice (see the constant) whose epoch has passed since it
+        was logged is still answered with its seq, not refused as stale (its sender
+        would encrypt it anew: everyone would read it twice)."""
+        after = max(0, next_seq - 1 - REPLAY_WINDOW)
+        for entry in await self.store.log_since(group_id, after, REPLAY_WINDOW + 1):
+            if entry.payload == payload:
+                return entry.seq
+        return None
 
     def _check_epoch(self, current: int, epoch: int) -> None:
         if epoch > current:

@@ -17,6 +17,11 @@ nothing. A slow network so slows the senders of its groups instead of growing a 
 The hub's own proposals and Welcomes are queued without admission (they follow an
 admitted request and are few).
 
+Stopping (the stop's phases, :mod:`bridge.app.shutdown`): the queues empty until the
+stop's deadline (:meth:`FanOut.idle`, :meth:`FanOut.drain`; :meth:`FanOut.waiting`
+names what is left per group and lane), then :meth:`FanOut.close` drops what is left
+and queues nothing any more: a request is refused "unavailable" before it is logged.
+
 Crash safety: the queues live in memory only. An entry logged but not yet fanned out
 when the process dies is not lost: members fill the gap from the log when the next
 delivery of the group arrives, or on ``<sync/>`` / a sync (:mod:`bridge.member.inbox`).
@@ -77,6 +82,7 @@ class FanOut:
         self._tasks: dict[tuple[bytes, str], asyncio.Task[None]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        self.closed = False
 
     # -- admission ---------------------------------------------------------------------
 
@@ -84,7 +90,10 @@ class FanOut:
     async def admit(self, group_id: bytes) -> AsyncIterator[Callable[[Outbound], None]]:
         """Wait (bounded) for room in the group's backlog; yield the function that
         queues the one admitted message. Not used (the request was refused): the room
-        is given back. :class:`Unavailable` if no room came within ``admit_timeout``."""
+        is given back. :class:`Unavailable` if no room came within ``admit_timeout``,
+        or at once after :meth:`close` (the hub is stopping)."""
+        if self.closed:
+            raise Unavailable("the hub is stopping")
         permit = self._permits.get(group_id)
         if permit is None:
             permit = self._permits[group_id] = asyncio.Semaphore(self.backlog)
@@ -109,6 +118,16 @@ class FanOut:
         """Queue a delivery without admission (the hub's own; Welcomes)."""
         self._enqueue(message, done, None)
 
+    def _enqueue(self, message: Outbound, done: Done | None,
+                 permit: asyncio.Semaphore | None) -> None:
+        if self.closed:  # logged already: members catch up from the log
+            log.debug("fan-out closed: seq %d of group %s not queued", message.seq,
+                      message.group_id.hex()[:16])
+            if permit is not None:
+                permit.release()
+            return
+        self._queue(message, done, permit)
+
     # -- queues ------------------------------------------------------------------------
 
     def _lanes(self, message: Outbound) -> Sequence[tuple[str, Send, Outbound]]:
@@ -118,8 +137,8 @@ class FanOut:
             return split(message)
         return (("", self.deliverer.deliver, message),)
 
-    def _enqueue(self, message: Outbound, done: Done | None,
-                 permit: asyncio.Semaphore | None) -> None:
+    def _queue(self, message: Outbound, done: Done | None,
+               permit: asyncio.Semaphore | None) -> None:
         # no lane (no recipient anywhere): one that sends nothing, so it still ends
         lanes = self._lanes(message) or (("", _nothing, message),)
         item = _Message(message, len(lanes), done, permit)
@@ -175,7 +194,15 @@ class FanOut:
 
     def pending(self) -> int:
         """Deliveries (per lane) still queued or being sent."""
-        return sum(len(queue) for queue in self._queues.values()) + len(self._tasks)
+        return sum(self.waiting().values())
+
+    def waiting(self) -> dict[tuple[bytes, str], int]:
+        """Per (group, lane) with deliveries left: how many are queued or being sent
+        (what a stop names when it cuts or closes the fan-out)."""
+        depth = {key: len(queue) for key, queue in self._queues.items()}
+        for key in self._tasks:
+            depth[key] = depth.get(key, 0) + 1
+        return {key: n for key, n in depth.items() if n}
 
     async def idle(self) -> None:
         """Wait until every queue is empty."""
@@ -194,7 +221,10 @@ class FanOut:
         return True
 
     async def close(self) -> None:
-        """Stop at once: queued deliveries are dropped (the log keeps them)."""
+        """Stop at once: queued deliveries are dropped (the log keeps them), and
+        nothing is queued any more: a request is refused "unavailable" before it is
+        logged, a delivery of the hub's own is dropped (it is in the log)."""
+        self.closed = True
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()

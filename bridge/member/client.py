@@ -27,7 +27,9 @@ through a :class:`transports.interface.HubLink` and receives deliveries as a
   per group: :meth:`Member.events`; and handed to ``on_event``).
 
 The receiving half (inbox, ordered application, lazy saving) is an
-:class:`bridge.member.inbox.Inbox` the member owns (:attr:`Member.inbox`). Two hooks let
+:class:`bridge.member.inbox.Inbox` the member owns (:attr:`Member.inbox`); the commit
+path (staging, submitting, merging on acceptance, retrying) is
+:class:`bridge.member.commits.OwnCommits`, the member keeping the planners. Two hooks let
 an owner change what happens to received messages (``on_received``, ``keep_received``)
 and when group state may be saved (``save_policy``): the relay's puppets use them
 (:mod:`bridge.relay.puppets`).
@@ -46,6 +48,7 @@ from collections.abc import Callable, Sequence
 from bridge.credentials import CredentialMode
 from bridge.errors import HubRefused, MemberError
 from bridge.identities import is_relayed
+from bridge.member.commits import OwnCommits, pending_removes
 from bridge.member.content import Attachment, Content
 from bridge.member.events import (
     MembershipEvent,
@@ -55,7 +58,7 @@ from bridge.member.events import (
     welcome_event,
 )
 from bridge.member.identity import MemberIdentity
-from bridge.member.inbox import DELIVERY_FAILURES, Inbox
+from bridge.member.inbox import Inbox
 from bridge.member.recovery import Recovery
 from bridge.member.state import (
     RETRYABLE,
@@ -63,7 +66,6 @@ from bridge.member.state import (
     GroupSlot,
     MemberStore,
     MemoryMemberStore,
-    Planner,
     Received,
     ReceivedHook,
     RetryPolicy,
@@ -74,7 +76,6 @@ from mls.codec import Reader, Writer, decode, encode
 from mls.crypto.suite import Rng, suite
 from mls.enums import ExtensionType
 from mls.framing.refs import key_package_ref
-from mls.group.commit import StagedCommit
 from mls.group.config import GroupConfig
 from mls.group.group import Group
 from mls.group.join import welcome_group_info
@@ -84,10 +85,8 @@ from mls.messages.extension_types import encode_external_senders
 from mls.messages.extensions import Extension, find_extension
 from mls.messages.framing import MLSMessage
 from mls.messages.key_package import KeyPackage
-from mls.messages.proposals import Remove
 from mls.messages.welcome import Welcome
 from mls.tree.ratchet_tree import RatchetTree
-from transports.errors import LinkError
 from transports.interface import HubLink, Inbound, Op, Outbound
 
 log = logging.getLogger(__name__)
@@ -134,6 +133,8 @@ class Member:
         self.recovery = Recovery(report=self._report, rejoin=self.rejoin,
                                  identity=lambda: self.identity, interval=resync_interval,
                                  attempts=resync_attempts)
+        self._commits = OwnCommits(self, self._slot, rng=self._rng, jitter=self._jitter,
+                                   clock=self._clock)
         self.inbox = Inbox(
             self._slots, self.store, identity=lambda: self.identity, trust=self.trust,
             fetch_log=self._fetch_log, join=self._join,
@@ -178,11 +179,18 @@ class Member:
                 self._slots[slot.group.group_id] = slot
         self.inbox.start()
 
-    async def stop(self) -> None:
+    async def stop(self) -> dict[bytes, str]:
+        """Stop receiving, reporting and resyncing; save every group the save policy
+        allows. Returns the groups whose latest received changes stay unsaved, and why
+        (they are fetched again from the log at the next start)."""
         await self.trust.stop()
         await self.recovery.stop()
         await self.inbox.stop()
-        await self.inbox.save_allowed()
+        return await self.inbox.save_allowed()
+
+    def unsaved_groups(self) -> list[bytes]:
+        """The groups changed by received entries since their last save."""
+        return self.inbox.unsaved()
 
     async def idle(self) -> None:
         """Wait until every delivery received so far was processed, and the reports
@@ -389,7 +397,7 @@ class Member:
                     claimed[who] = await self._claim(group_id, who)
             return CommitPlan(add=tuple(claimed[who] for who in missing))
 
-        return await self._commit(group_id, plan)
+        return await self._commits.commit(group_id, plan)
 
     async def remove_members(self, group_id: bytes, identities: Sequence[str]) -> int | None:
         """Remove every leaf of the users; None if none of them is in any more."""
@@ -400,10 +408,10 @@ class Member:
                        if self.trust.identity_of(node.credential) in wanted]
             if not targets:
                 return None
-            pending = _pending_removes(group)
+            pending = pending_removes(group)
             return CommitPlan(remove=tuple(t for t in targets if t not in pending))
 
-        return await self._commit(group_id, plan)
+        return await self._commits.commit(group_id, plan)
 
     async def update(self, group_id: bytes) -> int | None:
         """Commit with a fresh path (new leaf keys), retried until it lands."""
@@ -411,7 +419,7 @@ class Member:
         async def plan(group: Group) -> CommitPlan | None:
             return CommitPlan(force_path=True)
 
-        return await self._commit(group_id, plan)
+        return await self._commits.commit(group_id, plan)
 
     async def commit_pending(self, group_id: bytes) -> int | None:
         """Commit the pending proposals (e.g. the hub's Removes); None if there are none."""
@@ -419,121 +427,7 @@ class Member:
         async def plan(group: Group) -> CommitPlan | None:
             return CommitPlan() if group.state.pending else None
 
-        return await self._commit(group_id, plan)
-
-    def _bundle(self, staged: StagedCommit) -> Inbound:
-        info = staged.group_info
-        tree = b"" if find_extension(info.extensions, ExtensionType.RATCHET_TREE) else \
-            staged.state.tree.to_bytes()
-        return Inbound(Op.SUBMIT_COMMIT, self.identity, group_id=info.group_context.group_id,
-                       payload=encode(staged.message),
-                       welcome=encode(staged.welcome) if staged.welcome else b"",
-                       group_info=encode(MLSMessage.wrap(info)), ratchet_tree=tree)
-
-    async def _commit(self, group_id: bytes, planner: Planner) -> int | None:
-        """Plan, commit, submit; on refusal catch up, re-plan and retry (bounded).
-
-        The slot's lock is held to plan and stage the commit, never across the hub's
-        round trip: meanwhile the inbox goes on applying the log strictly in order.
-        The rule while our commit is pending (``slot.staged``): entries before it in
-        the log -- application messages and proposals of our epoch -- are applied in
-        that epoch; our commit's own entry merges it (the log proves acceptance as the
-        reply does); a foreign commit for our epoch proves ours refused (one commit
-        per epoch, RFC 9750 §5.2) and drops the staged commit before it is processed.
-        So the staged commit is merged at most once and only after the hub accepted
-        it (:meth:`bridge.member.inbox.Inbox._apply_commit`). On an accepting reply
-        while the inbox is behind, the log is fetched so what precedes our commit is
-        applied in its epoch first (merging ahead of it -- twice in a row, say -- would
-        leave us more epochs ahead than ``max_past_epochs`` keeps keys for).
-
-        The planner runs once outside the lock (any I/O it needs, such as claiming
-        KeyPackages, happens there) and again under it on the state being committed
-        (it then finds what it fetched). If deliveries for the group are waiting, the
-        first attempt catches up with the log first, for the same reason. Our
-        credential is refreshed first (X.509: attested anew when it runs short), also
-        outside the lock."""
-        await self.refresh_credential()
-        async with self._slot(group_id).committing:  # one commit of ours at a time
-            return await self._commit_attempts(group_id, planner)
-
-    async def _commit_attempts(self, group_id: bytes, planner: Planner) -> int | None:
-        last = "no attempt"
-        for attempt in range(self.retry.attempts):
-            if attempt:
-                await asyncio.sleep(self.retry.delay(attempt, self._jitter))
-            slot = self._slot(group_id)
-            self._check_can_commit(slot)
-            if not attempt and (slot.buffer or self.inbox.pending(group_id)):
-                await self.inbox.catch_up(slot)  # see the docstring
-            if await planner(slot.group) is None:
-                return None
-            async with slot.lock:
-                self._check_can_commit(slot)
-                plan = await planner(slot.group)
-                if plan is None:
-                    return None
-                staged = slot.group.commit(rng=self._rng, add=plan.add, remove=plan.remove,
-                                           force_path=plan.force_path, now=self._clock(),
-                                           credential_validator=self.trust.policy(),
-                                           credential=self.credential)
-                request = self._bundle(staged)
-                slot.staged, slot.staged_bytes, slot.merged_seq = staged, request.payload, 0
-            try:  # the lock is released: the inbox applies deliveries meanwhile
-                reply: Outbound | None = await self.link.request(request)
-            except LinkError as exc:
-                reply, last = None, f"link error: {exc}"
-            if reply is not None and reply.ok:
-                return await self._accepted(slot, staged, reply.seq)
-            if reply is not None:
-                last = f"{reply.code}: {reply.reason}"
-                if reply.code not in RETRYABLE:
-                    _drop_staged(slot, staged)
-                    raise HubRefused(reply.code, reply.reason, reply.epoch)
-            try:
-                await self.inbox.catch_up(slot)
-            finally:
-                merged = slot.staged is None and slot.merged_seq != 0
-                _drop_staged(slot, staged)
-            if merged:  # the log showed our commit was accepted after all
-                await self.inbox.persist(slot)
-                return slot.merged_seq
-        raise MemberError(f"commit not accepted after {self.retry.attempts} attempts "
-                          f"(last: {last})")
-
-    async def _accepted(self, slot: GroupSlot, staged: StagedCommit, seq: int) -> int:
-        """The hub accepted our commit at ``seq``: merge it in log order (see
-        :meth:`_commit`), save, return ``seq``."""
-        if slot.staged is staged and slot.next_seq < seq:
-            try:  # entries before ours are applied first; our own entry merges it
-                await self.inbox.catch_up(slot)
-            except DELIVERY_FAILURES as exc:
-                log.info("%s: catch-up before merging our commit failed: %s",
-                         self.identity, type(exc).__name__)
-        async with slot.lock:
-            if slot.staged is staged:  # merge_own raises its membership events once
-                self.inbox.merge_own(slot, seq)
-                self._mark_own(slot, seq)
-            elif slot.merged_seq != seq:
-                raise MemberError("the hub accepted our commit after logging another "
-                                  "commit for its epoch")
-        await self.inbox.persist(slot)
-        return seq
-
-    def _check_can_commit(self, slot: GroupSlot) -> None:
-        if not slot.group.active:
-            raise MemberError("we are no longer in this group")
-        if slot.broken:
-            raise MemberError("our group state is broken; resync first")
-        if int(slot.group.own_leaf) in _pending_removes(slot.group):
-            raise MemberError("a pending proposal removes us: we cannot commit")
-
-    def _mark_own(self, slot: GroupSlot, seq: int) -> None:
-        """Our commit at ``seq`` is merged: skip it when the log gets there."""
-        if slot.next_seq == seq:
-            slot.next_seq = seq + 1
-            self.inbox.drain(slot)
-        elif seq > slot.next_seq:
-            slot.own_seqs.add(seq)
+        return await self._commits.commit(group_id, plan)
 
     # -- application messages ---------------------------------------------------------------
 
@@ -647,19 +541,3 @@ class Member:
             rng=self._rng, ratchet_tree=tree, resync_leaf=old_leaf, now=self._clock(),
             config=self.config, credential_validator=self.trust.tolerant())
         return group, commit, None if old_leaf is None else int(old_leaf)
-
-
-def _drop_staged(slot: GroupSlot, staged: StagedCommit) -> None:
-    """Forget ``staged`` if it is still the slot's pending commit."""
-    if slot.staged is staged:
-        slot.staged = None
-
-
-def _pending_removes(group: Group) -> set[int]:
-    """Leaves that pending proposals of the epoch remove."""
-    removed = set()
-    for item in group.state.pending:
-        proposal = item.authenticated.content.content
-        if isinstance(proposal, Remove):
-            removed.add(proposal.removed)
-    return removed

@@ -267,7 +267,7 @@ class Inbox:
         (``slot.staged``): its entry merges it; a foreign commit for its epoch means
         the hub refused ours (one commit per epoch), so the staged commit is dropped
         before the winner is processed and can never be merged after it (the rule of
-        :meth:`bridge.member.Member._commit`)."""
+        :meth:`bridge.member.commits.OwnCommits.commit`)."""
         if slot.staged is not None and entry.payload == slot.staged_bytes:
             self.merge_own(slot, entry.seq)
             return
@@ -328,11 +328,27 @@ class Inbox:
         slot.dirty = False
         slot.persisted_at = time.monotonic()
 
-    async def save_allowed(self) -> None:
-        """Save every group the save policy allows to save now (at stop)."""
+    async def save_allowed(self) -> dict[bytes, str]:
+        """Save every group the save policy allows to save now (at stop); return the
+        groups whose latest received changes stay unsaved, and why (what they applied
+        since their last save is fetched again from the log at the next start)."""
+        unsaved: dict[bytes, str] = {}
         for slot in list(self.slots.values()):
-            if self.save_policy.may_save(slot):
+            group_id = slot.group.group_id
+            if not self.save_policy.may_save(slot):
+                if slot.dirty:
+                    unsaved[group_id] = (f"the save policy holds it at seq {slot.next_seq - 1}"
+                                         " (fetched again from the log)")
+                continue
+            try:
                 await self.save(slot)
+            except (StoreError, OSError) as exc:
+                unsaved[group_id] = f"{type(exc).__name__}: {exc}"
+        return unsaved
+
+    def unsaved(self) -> list[bytes]:
+        """The groups changed by received entries since their last save."""
+        return [group_id for group_id, slot in self.slots.items() if slot.dirty]
 
     async def _persist_received(self) -> None:
         """Save groups changed only by received entries, at most every

@@ -2,6 +2,8 @@
 
 - :mod:`bridge.relay.relay` -- :class:`Relay`: puppets for legacy users, their input
   encrypted into the group, the group's messages re-emitted as plaintext;
+- :mod:`bridge.relay.reemits` -- the group's messages the puppets decrypted, re-emitted
+  exactly once across restarts (a persisted cursor; bounded queues);
 - :mod:`bridge.relay.puppets` -- the puppet member and its in-process link to the hub
   (as its ``relay+`` identity);
 - :mod:`bridge.relay.secrets_file` -- the puppets' keys and group state, in a 0600 file

@@ -28,10 +28,11 @@ Job = Callable[[], Awaitable[None]]
 class LegacyInput(Protocol):
     """What the observers hand to the relay (:class:`bridge.relay.relay.Relay`)."""
 
-    def queue(self, identity: str, job: Job) -> None:
+    def queue(self, identity: str, job: Job, what: str = "") -> None:
         """Run ``job`` for the legacy user ``identity`` on the relay's input worker,
         after what that user queued already (within the user's rate and queue bound;
-        beyond them the job is dropped and counted)."""
+        beyond them the job is dropped and counted); ``what`` names it in logs (who and
+        where, never a message's text)."""
         ...
 
     async def xmpp_joined(self, room: str, occupant: str, mls_client: bool) -> None: ...
@@ -59,7 +60,8 @@ class XmppObserver:
     async def occupant_joined(self, room: str, occupant: str, nick: str,
                               mls_client: bool) -> None:
         self.relay.queue(xmpp_identity(occupant),
-                         lambda: self.relay.xmpp_joined(room, occupant, mls_client))
+                         lambda: self.relay.xmpp_joined(room, occupant, mls_client),
+                         f"join of {occupant} in {room}")
 
     async def plain_message(self, room: str, occupant: str, nick: str, body: str,
                             markup: Markup) -> None:
@@ -67,7 +69,8 @@ class XmppObserver:
         event = Legacy(markup.id, body, markup.replaces, markup.reply_to, markup.retracts,
                        markup.reacts_to, markup.reactions, whole_set=True)
         self.relay.queue(identity, lambda: self.relay.legacy_event(XMPP, room, identity,
-                                                                   event, occupant))
+                                                                   event, occupant),
+                         f"message from {identity} in {room}")
 
     def reserved(self, room: str) -> Reservation:
         return self.relay.reserved(room)
@@ -81,7 +84,8 @@ class MatrixObserver:
 
     async def member_joined(self, room_id: str, user_id: str) -> None:
         self.relay.queue(matrix_events.user_uri(user_id),
-                         lambda: self.relay.matrix_joined(room_id, user_id))
+                         lambda: self.relay.matrix_joined(room_id, user_id),
+                         f"join of {user_id} in {room_id}")
 
     async def plain_message(self, room_id: str, user_id: str, event_id: str,
                             event_type: str, content: Mapping[str, Any]) -> None:
@@ -90,7 +94,8 @@ class MatrixObserver:
             return
         identity = matrix_events.user_uri(user_id)
         self.relay.queue(identity, lambda: self.relay.legacy_event(MATRIX, room_id,
-                                                                   identity, event))
+                                                                   identity, event),
+                         f"message {event_id} from {identity} in {room_id}")
 
     def relays(self, room_id: str) -> bool:
         return self.relay.relays(MATRIX, room_id)

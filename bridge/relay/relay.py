@@ -38,7 +38,8 @@ only (their received messages are handed over and dropped at once); what is re-e
 into the XMPP rooms is archived for XEP-0313 in the secrets file
 (:mod:`bridge.relay.archive`).
 
-This module holds :class:`Relay`; the puppets are in :mod:`bridge.relay.puppets`, their
+This module holds :class:`Relay`; the re-emit queue (exactly once across restarts) is
+in :mod:`bridge.relay.reemits`, the puppets in :mod:`bridge.relay.puppets`, their
 secrets in :mod:`bridge.relay.secrets_file` (earlier versions' brought up to date by
 :mod:`bridge.relay.upgrade`), the legacy-room observers in
 :mod:`bridge.relay.observers`, the notices in :mod:`bridge.relay.notices`, and the
@@ -52,7 +53,6 @@ import asyncio
 import logging
 import os
 import time
-from collections import OrderedDict
 
 from bridge.errors import BridgeError, Rejection
 from bridge.hub import Hub
@@ -65,7 +65,7 @@ from bridge.identities import (
     relay_identity,
     relayed_user,
 )
-from bridge.member import Received, RetryPolicy
+from bridge.member import RetryPolicy
 from bridge.relay.archive import KEEP, RelayArchive
 from bridge.relay.guests import Guests
 from bridge.relay.mapping import Legacy, Mapper
@@ -80,6 +80,7 @@ from bridge.relay.observers import (
 )
 from bridge.relay.output import MLS_MARK, Emission, Output, Rooms
 from bridge.relay.puppets import LocalLink, Puppet
+from bridge.relay.reemits import ReEmits
 from bridge.relay.routing import LocalRouting
 from bridge.relay.secrets_file import MEMORY, PuppetSecrets, SecretsMemberStore
 from bridge.relay.upgrade import bring_back
@@ -107,10 +108,6 @@ LEGACY_RATE = 2.0  # legacy input (messages, joins) per second per legacy user, 
 LEGACY_BURST = 10  # ... and at once
 LEGACY_QUEUE = 16  # a legacy user's input jobs waiting
 INBOUND_TOTAL = 1024  # every legacy user's input jobs waiting
-OUTBOUND_KEPT = 4096  # decrypted messages waiting to be re-emitted (the oldest dropped)
-EARLY_KEPT = 1024  # per group, decrypted before the group's rooms were attached
-SETTLE_TIMEOUT = 30.0  # seconds a puppet waits for re-emits before saving anyway
-EMITTED_CURSOR = "relay:emitted:"  # + group id hex: the last log seq re-emitted
 MEMBER, CLIENT = "member", "client"  # why someone is not puppeted (Relay.runs_mls)
 
 
@@ -140,26 +137,23 @@ class Relay:
         self.by_room: dict[tuple[str, str], bytes] = {}
         self.puppets: dict[str, Puppet] = {}  # relay identity -> its puppet
         self.mls_clients: set[str] = set()  # network identities seen with an MLS client
-        self.relayed = 0  # messages re-emitted (counted, never logged)
         self._rosters: dict[bytes, frozenset[str]] = {}  # last roster read per group
-        self._emitted: OrderedDict[tuple[bytes, int], None] = OrderedDict()
-        self._emitted_upto: dict[bytes, int] = {}  # persisted: survives a kill -9
-        self._early: dict[bytes, list[Emission]] = {}  # decrypted before enable()
-        self._unemitted: dict[bytes, set[int]] = {}  # decrypted seqs not yet re-emitted
-        self._disabled: set[bytes] = set()  # groups whose relay was turned off
-        self._emitted_event = asyncio.Event()  # set whenever a re-emit completes
         self.observer: LimitObserver = NullObserver()
         self._legacy_rate = RateLimiter(LEGACY_RATE, LEGACY_BURST, clock=clock)
         self._inbound = FairQueue(workers=1, per_sender=LEGACY_QUEUE, total=INBOUND_TOTAL,
                                   name="relay-input")
-        self._outbound: asyncio.Queue[Emission] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._queued_input: dict[object, str] = {}  # input jobs not started, by name
+        self._working_on = ""  # what the input worker is doing (named if it is cut)
+        self._stopping = False
+        self._not_done: list[str] = []  # what a stop dropped or could not save, by name
         self.mapper = Mapper()
         self.output = Output(self.mapper, self._legacy_occupant, self.archive)
+        #: decrypted messages re-emitted exactly once (what puppets hand theirs to)
+        self.reemits = ReEmits(store, self.output, self.groups, self.puppets)
 
     def watch(self, observer: LimitObserver) -> None:
         """Report drops and queue depths to ``observer`` (the metrics)."""
-        self.observer = self._inbound.observer = observer
+        self.observer = self._inbound.observer = self.reemits.observer = observer
 
     def connect(self, component: MLSComponent | None, bot: MatrixHubBot | None,
                 ghosts: Ghosts | None = None) -> None:
@@ -185,33 +179,48 @@ class Relay:
         self.mapper.secrets = self.secrets
         for identity in await bring_back(self.store, self.hub, self.secrets):
             await self._puppet(identity)
-        self._tasks = [asyncio.get_running_loop().create_task(self._work_outbound())]
+        self.reemits.start()
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Finish queued legacy input and output (up to ``timeout`` s), then stop."""
-        if self._tasks:
-            try:
-                await asyncio.wait_for(self._drain(), timeout)
-            except TimeoutError:
-                log.warning("relay stopped with work still queued")
+    async def drain(self) -> None:
+        """Work off the queued legacy input and output (the stop's drain phase)."""
+        await self._inbound.join()
+        for puppet in list(self.puppets.values()):
+            await puppet.idle()
+        await self.reemits.join()
+
+    async def stop(self) -> None:
+        """Stop the two workers (what they had not done is dropped), then every puppet,
+        each with its last save (never past a message not yet re-emitted). What was
+        dropped or left unsaved is named by :meth:`not_done`."""
+        self._stopping = True
+        working_on = self._working_on
         await self._inbound.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        for identity, puppet in self.puppets.items():
-            self.deliverer.remove_local(identity)
-            await puppet.stop()
-        self.puppets.clear()
+        if working_on:
+            self._not_done.append(f"relay: {working_on}: cut short")
+        self._not_done += [f"relay: {what}: not relayed"
+                           for what in self._queued_input.values()]
+        self._queued_input.clear()
+        self._not_done += await self.reemits.stop()
+        await asyncio.gather(*(self._stop_puppet(identity, puppet)
+                               for identity, puppet in list(self.puppets.items())))
         if self._owns_secrets and self.secrets is not None:
             await self.secrets.close()
             self.secrets = None
 
-    async def _drain(self) -> None:
-        await self._inbound.join()
-        for puppet in self.puppets.values():
-            await puppet.idle()
-        await self._outbound.join()
+    async def _stop_puppet(self, identity: str, puppet: Puppet) -> None:
+        self.deliverer.remove_local(identity)
+        unsaved = await puppet.stop()
+        self.puppets.pop(identity, None)
+        self._not_done += [f"puppet {identity} group {group_id.hex()[:16]} not saved: "
+                           f"{reason}" for group_id, reason in unsaved.items()]
+
+    def not_done(self) -> list[str]:
+        """What the stop dropped or could not save, by name; puppets whose stop was
+        cut short are named with each group whose latest changes are unsaved."""
+        left = [f"puppet {identity} group {group_id.hex()[:16]} not saved: its stop was "
+                "cut short" for identity, puppet in self.puppets.items()
+                for group_id in puppet.unsaved_groups()]
+        return [*self._not_done, *left]
 
     # -- enabling and disabling -------------------------------------------------------
 
@@ -220,23 +229,16 @@ class Relay:
         already present a puppet."""
         rooms = Rooms(xmpp_room, matrix_room)
         first = self.groups.get(group_id) != rooms
-        self._disabled.discard(group_id)
+        self.reemits.resume(group_id)
         self.groups[group_id] = rooms
         self.by_room[(XMPP, xmpp_room)] = group_id
         self.by_room[(MATRIX, matrix_room)] = group_id
-        if group_id not in self._emitted_upto:
-            saved = await self.store.get_cursor(EMITTED_CURSOR + group_id.hex())
-            self._emitted_upto[group_id] = int(saved) if saved else 0
         if self.component is not None:
             self.component.info.relay(xmpp_room, NOTICE)
-        for emission in self._early.pop(group_id, []):
-            if emission.seq > self._emitted_upto[group_id]:
-                self._emit_later(emission)
-            else:
-                self._settled(emission)
+        await self.reemits.attached(group_id)
         if first:
-            self._inbound.submit("", self._guarded(
-                lambda: self._announce_and_scan(group_id, rooms)))
+            self._submit("", f"scan of the rooms of group {group_id.hex()[:16]}",
+                         lambda: self._announce_and_scan(group_id, rooms))
 
     async def disable(self, xmpp_room: str, matrix_room: str, group_id: bytes) -> None:
         """The pair is not (or no longer) relayed: if it was, its puppets leave the
@@ -251,8 +253,7 @@ class Relay:
                    if group_id in puppet.group_ids() and puppet.group(group_id).active]
         if not holders and not await self.notices.was_on(group_id):
             return
-        self._early.pop(group_id, None)
-        self._disabled.add(group_id)
+        self.reemits.disabled(group_id)
         self.guests.clear(group_id)
         for identity in holders:
             puppet = self.puppets[identity]
@@ -306,13 +307,19 @@ class Relay:
 
     def mls_client_seen(self, identity: str) -> None:
         """The network user ``identity`` spoke to the hub (or entered an XMPP room) with
-        an MLS client: never puppet it, and replace a puppet it has."""
+        an MLS client: never puppet it, and replace a puppet it has. Ignored once the
+        relay is stopping (its input is closed: the puppet is replaced when the user is
+        next seen after a start)."""
         if identity in self.mls_clients or is_relayed(identity) or not network_of(identity):
+            return
+        if self._stopping:
+            log.debug("relay: an MLS client of %s seen while stopping: ignored", identity)
             return
         self.mls_clients.add(identity)
         if relay_identity(identity) in self.puppets:
             try:  # the bridge's own work, not legacy input: not rate-limited
-                self._inbound.submit(identity, self._guarded(lambda: self._replace(identity)))
+                self._submit(identity, f"replacement of the puppet of {identity}",
+                             lambda: self._replace(identity))
             except Overloaded:  # replaced when the user is next seen
                 self.mls_clients.discard(identity)
 
@@ -353,7 +360,7 @@ class Relay:
         if puppet is not None:
             return puppet
         assert self.secrets is not None
-        puppet = Puppet(LocalLink(relayed, self.hub), self,
+        puppet = Puppet(LocalLink(relayed, self.hub), self.reemits,
                         store=SecretsMemberStore(self.secrets, relayed),
                         retry=self.retry, device="relay", rng=os.urandom)
         await puppet.start()
@@ -407,29 +414,48 @@ class Relay:
 
     # -- legacy input ----------------------------------------------------------------------
 
-    def queue(self, identity: str, job: Job) -> None:
+    def queue(self, identity: str, job: Job, what: str = "") -> None:
         """:class:`bridge.relay.observers.LegacyInput`: run ``job`` on the input worker,
-        in ``identity``'s turn (legacy users are served round-robin, each in order). A
-        legacy user over :data:`LEGACY_RATE` (each message costs an MLS encryption and
-        a request; a join, an external commit), or with :data:`LEGACY_QUEUE` jobs
-        waiting, has the job dropped: the text is not relayed (counted, logged)."""
+        in ``identity``'s turn (legacy users are served round-robin, each in order);
+        ``what`` names it in logs (who, where, never the text). A legacy user over
+        :data:`LEGACY_RATE` (each message costs an MLS encryption and a request; a
+        join, an external commit), or with :data:`LEGACY_QUEUE` jobs waiting, has the
+        job dropped: the text is not relayed (counted, logged). Refused once the relay
+        is stopping."""
+        what = what or f"input of {identity}"
+        if self._stopping:
+            self._not_done.append(f"relay: {what}: refused, the bridge is stopping")
+            log.warning("relay: %s refused: the bridge is stopping", what)
+            return
         try:
             if not self._legacy_rate.allow(identity):
                 self.observer.dropped("relay-input", "rate")
                 raise Overloaded("rate")
-            self._inbound.submit(identity, self._guarded(job))
+            self._submit(identity, what, job)
         except Overloaded as exc:
             log.info("relay: dropped input from %s (%s)", identity, exc.reason,
                      extra={"flood_key": f"relay|{identity}"})
 
-    @staticmethod
-    def _guarded(job: Job) -> Job:
+    def _submit(self, sender: str, what: str, job: Job) -> None:
+        """Queue ``job`` (named ``what``) in ``sender``'s lane of the input queue; its
+        failures are logged, and what never started is named if the relay stops. Once
+        the relay is stopping nothing is queued (the input is closed at its stop)."""
+        if self._stopping:
+            log.debug("relay: %s not queued: the relay is stopping", what)
+            return
+        token = object()
+
         async def run() -> None:
+            del self._queued_input[token]
+            self._working_on = what
             try:
                 await job()
             except (BridgeError, MLSError, StoreError, TransportError) as exc:
-                log.warning("relay: %s: %s", type(exc).__name__, exc)
-        return run
+                log.warning("relay: %s: %s: %s", what, type(exc).__name__, exc)
+            finally:
+                self._working_on = ""
+        self._inbound.submit(sender, run)
+        self._queued_input[token] = what
 
     async def xmpp_joined(self, room: str, occupant: str, mls_client: bool) -> None:
         identity = xmpp_identity(occupant)
@@ -467,122 +493,14 @@ class Relay:
             seq = await puppet.send_content(group_id, content)
             await self.mapper.remember(transport, room, event.net_id, group_id, content,
                                        puppet.identity, owner)
-            self._emit_later(Emission(group_id, seq, puppet.identity, content, transport,
-                                      occupant))
+            self.reemits.emit_later(Emission(group_id, seq, puppet.identity, content,
+                                             transport, occupant))
 
     # -- output ----------------------------------------------------------------------------
-
-    def on_decrypted(self, received: Received) -> None:
-        """A message a puppet decrypted: queue it once for the relayed rooms (messages
-        of legacy users were shown when they were sent). A puppet saves its state only
-        once what it decrypted is re-emitted (:class:`Puppet`), so after a ``kill -9``
-        it may decrypt again what was already re-emitted: the seq cursor persisted
-        after each re-emit skips those."""
-        key = (received.group_id, received.seq)
-        if key in self._emitted or received.sender in self.puppets \
-                or received.group_id in self._disabled:
-            return
-        if received.seq <= self._emitted_upto.get(received.group_id, 0):
-            return
-        self._emitted[key] = None
-        while len(self._emitted) > 4096:
-            self._emitted.popitem(last=False)
-        emission = Emission(received.group_id, received.seq, received.sender,
-                            received.content)
-        self._unemitted.setdefault(received.group_id, set()).add(received.seq)
-        if received.group_id not in self.groups:  # restarted: rooms not attached yet
-            early = self._early.setdefault(received.group_id, [])
-            early.append(emission)
-            if len(early) > EARLY_KEPT:
-                self._drop(early.pop(0), "relay-early")
-            return
-        self._emit_later(emission)
-
-    def _emit_later(self, emission: Emission) -> None:
-        """Queue a re-emit; beyond :data:`OUTBOUND_KEPT` waiting, the oldest waiting
-        one is dropped (the rooms show the latest conversation)."""
-        if self._outbound.qsize() >= OUTBOUND_KEPT:
-            self._drop(self._outbound.get_nowait(), "relay-output")
-            self._outbound.task_done()
-        self._outbound.put_nowait(emission)
-        self.observer.depth("relay-output", self._outbound.qsize())
-
-    def _drop(self, emission: Emission, queue: str) -> None:
-        """A decrypted message that will not be re-emitted (counted, never logged)."""
-        self.observer.dropped(queue, "oldest")
-        log.warning("relay: a message of group %s was not re-emitted (%s full)",
-                    emission.group_id.hex()[:16], queue, extra={"flood_key": queue})
-        self._settled(emission)
-
-    async def _work_outbound(self) -> None:
-        while True:
-            emission = await self._outbound.get()
-            try:
-                await self._emit(emission)
-            except TransportError as exc:
-                log.warning("relay: a message was not re-emitted: %s", exc)
-            try:
-                await self._archive(emission)
-                await self._mark_emitted(emission)
-            except StoreError as exc:
-                log.warning("relay: re-emit cursor not saved: %s", exc)
-            finally:
-                self._settled(emission)
-                self._outbound.task_done()
-
-    def _settled(self, emission: Emission) -> None:
-        """A decrypted message is handed on: puppets may save state past it."""
-        if emission.origin:
-            return  # a legacy user's own text: no puppet decrypted it
-        pending = self._unemitted.get(emission.group_id)
-        if pending is not None:
-            pending.discard(emission.seq)
-            if not pending:
-                del self._unemitted[emission.group_id]
-        self._emitted_event.set()
-        self._emitted_event = asyncio.Event()
-
-    def emitted_through(self, group_id: bytes, seq: int) -> bool:
-        """Whether every message of the group up to ``seq`` that a puppet decrypted
-        has been re-emitted."""
-        return all(pending > seq for pending in self._unemitted.get(group_id, ()))
-
-    async def wait_emitted(self, group_id: bytes, seq: int) -> None:
-        """Wait until :meth:`emitted_through` holds; after ``SETTLE_TIMEOUT`` s (the
-        rooms are unreachable) go on with a warning rather than block the puppet."""
-        try:
-            async with asyncio.timeout(SETTLE_TIMEOUT):
-                while not self.emitted_through(group_id, seq):
-                    await self._emitted_event.wait()
-        except TimeoutError:
-            log.warning("relay: saving a puppet's state before its messages were "
-                        "re-emitted (%.0f s)", SETTLE_TIMEOUT)
-
-    async def _mark_emitted(self, emission: Emission) -> None:
-        """Persist the seq of a re-emitted group message (not of a legacy user's own
-        text: its puppet never decrypts it) before the next re-emit."""
-        if emission.origin or emission.seq <= self._emitted_upto.get(emission.group_id, 0):
-            return
-        self._emitted_upto[emission.group_id] = emission.seq
-        await self.store.set_cursor(EMITTED_CURSOR + emission.group_id.hex(),
-                                    str(emission.seq))
-
-    async def _emit(self, emission: Emission) -> None:
-        rooms = self.groups.get(emission.group_id)
-        if rooms is None:
-            return
-        await self.output.emit(rooms, emission)
-        self.relayed += 1
 
     def _legacy_occupant(self, occupant: str) -> bool:
         """Whether an XMPP occupant is a legacy user the relay has a puppet for."""
         return relay_identity(xmpp_identity(occupant)) in self.puppets
 
-    async def _archive(self, emission: Emission) -> None:
-        """Keep what was re-emitted for XEP-0313 (:meth:`Output.record`)."""
-        rooms = self.groups.get(emission.group_id)
-        if rooms is not None:
-            await self.output.record(rooms, emission)
 
-
-__all__ = ["EMITTED_CURSOR", "MLS_MARK", "NOTICE", "Relay"]
+__all__ = ["MLS_MARK", "NOTICE", "Relay"]

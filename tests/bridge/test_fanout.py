@@ -86,19 +86,24 @@ async def test_admission_waits_for_room_and_gives_back_what_was_not_used() -> No
     assert [s for g, s in lanes.sent["slow"] if g == b"A"] == [1, 2, 3]
 
 
-async def test_drain_waits_until_deadline_then_close_drops() -> None:
+async def test_drain_waits_until_deadline_then_close_drops_and_queues_nothing_more(
+        ) -> None:
     lanes = Lanes()
     fanout = FanOut(lanes)
     fanout.send(entry(b"A", 1))
     loop = asyncio.get_running_loop()
     assert not await fanout.drain(loop.time() + 0.05)
-    assert fanout.pending() > 0
+    assert fanout.waiting() == {(b"A", "slow"): 1}  # what a stop names
     await fanout.close()
     assert fanout.pending() == 0
-    fanout.send(entry(b"A", 2))
+    fanout.send(entry(b"A", 2))  # the hub's own after the close: dropped (in the log)
+    with pytest.raises(Unavailable):  # a request after the close: refused before logging
+        async with fanout.admit(b"A"):
+            pass
     lanes.release.set()
+    assert fanout.pending() == 0
     assert await fanout.drain(loop.time() + 5)
-    assert lanes.sent["slow"] == [(b"A", 2)]
+    assert lanes.sent["slow"] == []
 
 
 async def test_hub_answers_while_the_network_is_slow_and_refuses_beyond_backlog(

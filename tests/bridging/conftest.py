@@ -16,7 +16,7 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 from benchmarks.bridge_run import until as poll_until
-from bridge.app.services.bridge import BridgeService
+from bridge.app.services.bridge import BridgeService, RoomPair
 from bridge.app.services.matrix import MatrixServiceConfig
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
@@ -85,13 +85,33 @@ async def converge(people: Sequence[Person], group_id: bytes) -> int:
     return people[0].member.group(group_id).epoch
 
 
+DATABASE = "bridge.db"  # the bridge_service's store, in the test's tmp_path
+
+
+async def started_again(service: BridgeService, tmp_path: Path,
+                        rooms: Sequence[RoomPair] = ()) -> BridgeService:
+    """A service like the stopped ``service`` (the :func:`bridge_service`), started
+    again: its stop closed the store, last, so the database is opened again; the same
+    identity, networks and relay secrets. Its own stop closes its store."""
+    store = await SqliteStore.open(tmp_path / DATABASE)
+    fresh = BridgeService(store, service.identity, xmpp=service.xmpp_config,
+                          matrix=service.matrix_config, rooms=rooms,
+                          relay_secrets=service.relay.secrets)
+    try:
+        await fresh.start()
+    except BaseException:
+        await store.close()
+        raise
+    return fresh
+
+
 @pytest.fixture
 async def bridge_service(prosody_server: ProsodyServer, synapse_server: SynapseServer,
                          tmp_path: Path) -> AsyncIterator[BridgeService]:
     """The combined service, started, with no room pairs yet (tests attach them); the
     relay's puppet secrets in ``tmp_path / "relay-secrets"``."""
     user_id, password = synapse_server.new_user("bridgehub")
-    store = await SqliteStore.open(tmp_path / "bridge.db")
+    store = await SqliteStore.open(tmp_path / DATABASE)
     secrets = await PuppetSecrets.open(tmp_path / "relay-secrets")
     service = BridgeService(
         store, HubIdentity.generate("mls-bridge"),

@@ -158,7 +158,7 @@ async def _scenario(service: BridgeService, people: Any, prosody: ProsodyServer,
     for secret in plaintexts:
         assert secret.encode() not in stored
         assert secret not in logged
-    assert service.relay.relayed == 0 and not service.relay.puppets
+    assert service.relay.reemits.relayed == 0 and not service.relay.puppets
 
     # a stopped bridge refuses new work (and stopping twice is harmless)
     await service.stop()

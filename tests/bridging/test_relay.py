@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from pathlib import Path
 from typing import Any
 
 import nio
@@ -27,6 +28,7 @@ from tests.bridging.conftest import (
     in_group,
     plain_matrix,
     roster,
+    started_again,
     texts,
     until,
 )
@@ -75,19 +77,20 @@ async def _matrix_notices(person: Any, room_id: str) -> list[dict[str, Any]]:
 
 async def test_relay_on_and_off(bridge_service: BridgeService, people: Any,
                                 prosody_server: ProsodyServer,
-                                synapse_server: SynapseServer) -> None:
+                                synapse_server: SynapseServer, tmp_path: Path) -> None:
     plain_x = await plain_xmpp(prosody_server, "legx")
     plain_m = await plain_matrix(synapse_server, "legm")
     try:
-        await _relay_on(bridge_service, people, prosody_server, plain_x, plain_m)
-        await _never_relayed(bridge_service, people, prosody_server, plain_x, plain_m)
+        await _relay_on(bridge_service, people, prosody_server, plain_x, plain_m, tmp_path)
+        await _never_relayed(bridge_service, people, prosody_server, plain_x, plain_m,
+                             tmp_path)
     finally:
         await plain_x.close()
         await plain_m.close()
 
 
 async def _relay_on(service: BridgeService, people: Any, prosody: ProsodyServer,
-                    plain_x: PlainXmpp, plain_m: PlainMatrix) -> None:
+                    plain_x: PlainXmpp, plain_m: PlainMatrix, tmp_path: Path) -> None:
     owner, xmember, matrix_room, xmpp_room, group_id, xmember_saw = await _bridged_group(
         service, people, prosody, True, plain_m)
     assert service.bot is not None
@@ -152,7 +155,8 @@ async def _relay_on(service: BridgeService, people: Any, prosody: ProsodyServer,
         got = [t for _, t in texts(person, group_id)]
         assert len(got) == len(set(got))
     await _relay_turned_off(service, owner, xmember, xmember_saw, plain_x, plain_m,
-                            RoomPair(xmpp_room, matrix_room, relay=False), group_id)
+                            RoomPair(xmpp_room, matrix_room, relay=False), group_id,
+                            tmp_path)
 
 
 async def _told_relay_on(owner: Any, xmember_saw: list[tuple[str, str]],
@@ -192,14 +196,12 @@ async def _told_relay_on(owner: Any, xmember_saw: list[tuple[str, str]],
 
 async def _relay_turned_off(service: BridgeService, owner: Any, xmember: Any,
                             xmember_saw: list[tuple[str, str]], plain_x: PlainXmpp,
-                            plain_m: PlainMatrix, pair: RoomPair, group_id: bytes) -> None:
+                            plain_m: PlainMatrix, pair: RoomPair, group_id: bytes,
+                            tmp_path: Path) -> None:
     """The bridge restarts with the pair no longer relayed: the puppets leave the group,
     everyone is told, the room's disco#info and m.bridge state say end to end."""
     await service.stop()
-    fresh = BridgeService(service.store, service.identity, xmpp=service.xmpp_config,
-                          matrix=service.matrix_config, rooms=[pair],
-                          relay_secrets=service.relay.secrets)
-    await fresh.start()
+    fresh = await started_again(service, tmp_path, [pair])
     try:
         await until(lambda: any(b == OFF_NOTICE for _, b in plain_x.messages),
                     "the plain XMPP user told relay is off")
@@ -233,11 +235,11 @@ async def _relay_turned_off(service: BridgeService, owner: Any, xmember: Any,
 
 
 async def _never_relayed(service: BridgeService, people: Any, prosody: ProsodyServer,
-                         plain_x: PlainXmpp, plain_m: PlainMatrix) -> None:
+                         plain_x: PlainXmpp, plain_m: PlainMatrix, tmp_path: Path) -> None:
     """A pair that never was relayed: no notice, no puppet, nothing readable."""
     before_x = len(plain_x.messages)
     before_m = len(plain_m.events)
-    service = await _running(service)
+    service = await started_again(service, tmp_path)  # the relay-off step stopped it
     puppets = set(service.relay.puppets)
     owner, xmember, matrix_room, xmpp_room, group_id, _ = await _bridged_group(
         service, people, prosody, False, plain_m)
@@ -277,11 +279,3 @@ async def _never_relayed(service: BridgeService, people: Any, prosody: ProsodySe
     finally:
         await service.stop()
 
-
-async def _running(service: BridgeService) -> BridgeService:
-    """A started service like ``service`` (which the relay-off step stopped)."""
-    fresh = BridgeService(service.store, service.identity, xmpp=service.xmpp_config,
-                          matrix=service.matrix_config,
-                          relay_secrets=service.relay.secrets)
-    await fresh.start()
-    return fresh

@@ -30,6 +30,7 @@ from tests.bridging.conftest import (
     converge,
     in_group,
     plain_matrix,
+    started_again,
     texts,
     until,
 )
@@ -78,7 +79,7 @@ async def say(person: Any, room: str, text: str) -> None:
 
 async def test_a_pair_made_at_run_time_survives_a_restart(
         bridge_service: BridgeService, people: Any, prosody_server: ProsodyServer,
-        synapse_server: SynapseServer) -> None:
+        synapse_server: SynapseServer, tmp_path: Path) -> None:
     service = bridge_service
     assert service.bot is not None and service.component is not None
     component = prosody_server.component_name
@@ -128,10 +129,7 @@ async def test_a_pair_made_at_run_time_survives_a_restart(
 
         # the bridge restarts on the same store: still paired
         await service.stop()
-        fresh = BridgeService(service.store, service.identity, xmpp=service.xmpp_config,
-                              matrix=service.matrix_config,
-                              relay_secrets=service.relay.secrets)
-        await fresh.start()
+        fresh = await started_again(service, tmp_path)
         try:
             assert fresh.pairs[("xmpp", xmpp_room)].matrix_room == matrix_room
             assert fresh.component is not None  # the room keeps its owner

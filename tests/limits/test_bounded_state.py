@@ -14,7 +14,8 @@ from bridge.app.services.bridge import RoutingDeliverer
 from bridge.hub.store import SqliteStore
 from bridge.member import Content, Received
 from bridge.relay import Relay
-from bridge.relay.relay import EARLY_KEPT, LEGACY_BURST, LEGACY_QUEUE, OUTBOUND_KEPT
+from bridge.relay.reemits import EARLY_KEPT, OUTBOUND_KEPT
+from bridge.relay.relay import LEGACY_BURST, LEGACY_QUEUE
 from transports.interface import Inbound, Outbound
 from transports.xmpp import limits, welcomes
 from transports.xmpp.rooms import OWNER, Affiliations
@@ -159,19 +160,22 @@ async def test_relay_reemits_and_early_emissions_keep_the_newest(tmp_path: Path)
     store = await SqliteStore.open(tmp_path / "relay.db")
     relay = Relay(store, None, RoutingDeliverer())  # type: ignore[arg-type]
     relay.watch(drops := Drops())
+    reemits = relay.reemits
     try:
         early, attached = b"\x01" * 32, b"\x02" * 32
-        relay.groups[attached] = None  # type: ignore[assignment]  # rooms: unused here
+        await reemits.attached(attached)  # its rooms known (unused here: no worker)
         for seq in range(1, EARLY_KEPT + 3):
-            relay.on_decrypted(Received(early, "xmpp:a@x", Content(b"i" * 16, f"t{seq}"), seq, 0))
-        assert [e.seq for e in relay._early[early]][:1] == [3]
-        assert len(relay._early[early]) == EARLY_KEPT
+            reemits.on_decrypted(Received(early, "xmpp:a@x", Content(b"i" * 16, f"t{seq}"),
+                                          seq, 0))
+        assert [e.seq for e in reemits._early[early]][:1] == [3]
+        assert len(reemits._early[early]) == EARLY_KEPT
         for seq in range(1, OUTBOUND_KEPT + 3):
-            relay.on_decrypted(Received(attached, "xmpp:a@x", Content(b"i" * 16, "x"), seq, 0))
-        assert relay._outbound.qsize() == OUTBOUND_KEPT
-        assert relay._outbound.get_nowait().seq == 3
+            reemits.on_decrypted(Received(attached, "xmpp:a@x", Content(b"i" * 16, "x"), seq,
+                                          0))
+        assert reemits._outbound.qsize() == OUTBOUND_KEPT
+        assert reemits._outbound.get_nowait().seq == 3
         assert drops.seen == [("relay-early", "oldest")] * 2 + [("relay-output", "oldest")] * 2
-        assert relay.emitted_through(early, 2) and relay.emitted_through(attached, 2)
-        assert not relay.emitted_through(attached, 3)
+        assert reemits.emitted_through(early, 2) and reemits.emitted_through(attached, 2)
+        assert not reemits.emitted_through(attached, 3)
     finally:
         await store.close()

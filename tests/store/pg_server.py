@@ -141,6 +141,10 @@ class PgServer:
                 "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                 "max_connections = 100\nshared_buffers = 32MB\n"
             )
+        self.start_again(timeout)
+
+    def start_again(self, timeout: float = 60.0) -> None:
+        """Start the server on its existing cluster (after :meth:`kill`)."""
         log = self.root / "server.log"
         _run(
             self._as_postgres(
@@ -151,6 +155,18 @@ class PgServer:
             timeout=timeout + 10,
         )  # fmt: skip
         self._wait_ready(timeout)
+
+    def kill(self) -> None:
+        """Stop the server as a crash would (immediate mode: every backend quits at once
+        and drops its connections, no checkpoint); the cluster is kept."""
+        _run(
+            self._as_postgres(
+                str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate",
+                "-w", "stop",
+            ),
+            "pg_ctl stop -m immediate",
+            timeout=60,
+        )  # fmt: skip
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

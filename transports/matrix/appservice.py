@@ -45,6 +45,7 @@ from transports.matrix.seen import SeenSet
 log = logging.getLogger(__name__)
 
 TO_DEVICE_KEYS = ("de.sorunome.msc2409.to_device", "org.matrix.msc2409.to_device")
+SHUTDOWN_TIMEOUT = 3.0  # seconds a stopping listener lets transactions in process finish
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,14 +293,16 @@ class AppServiceListener:
         self.app.router.add_post("/_matrix/app/v1/ping", self.on_ping)
 
     async def start(self, host: str, port: int) -> None:
-        self._runner = web.AppRunner(self.app)
+        self._runner = web.AppRunner(self.app, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
 
     async def stop(self) -> None:
+        """Stop listening; transactions being processed get ``SHUTDOWN_TIMEOUT`` s to
+        finish (an unanswered one is retried by the homeserver)."""
         if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")

@@ -17,11 +17,11 @@ the homeserver).
 * :meth:`MatrixHubBot.role` (the :class:`~transports.interface.RoomDirectory`): room
   roles from the room state (:mod:`transports.matrix.rooms`), cached per room and
   dropped whenever a state event of the room passes by;
-* :meth:`deliver` (the :class:`~transports.interface.Deliverer`): commits and proposals as
-  ``im.mlsbridge.commit`` / ``.proposal`` room events, application messages as
-  ``m.room.encrypted`` with algorithm ``im.mlsbridge.mls.v1``, all carrying the log
-  sequence number; Welcomes to-device to every device of the joiner (who is invited to
-  the group's rooms); payloads over the event budget through the media repository;
+* :meth:`deliver` (the :class:`~transports.interface.Deliverer`), carried out by
+  :class:`transports.matrix.output.MatrixOutput`: commits, proposals and application
+  messages as MLS room events carrying the log sequence number; Welcomes to-device to
+  every device of the joiner (who is invited to the group's rooms); payloads over the
+  event budget through the media repository;
 * after a successful ``create-group`` for a Matrix room: the ``im.mlsbridge.group``
   state event (group id, cipher suite, hub user and device; knowing a group id grants
   nothing, docs/SECURITY.md);
@@ -44,7 +44,6 @@ MLS room events not sent by the bot itself are ignored (counted in :attr:`ignore
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import logging
 import uuid
@@ -82,18 +81,17 @@ from transports.matrix.e2e import MEGOLM, Megolm, UnreadableNotices
 from transports.matrix.errors import (
     HomeserverError,
     MalformedEvent,
-    MatrixLinkError,
     MatrixTransportError,
     MediaError,
     RequestTooLarge,
 )
 from transports.matrix.media import MediaRepository, pack
+from transports.matrix.output import MatrixOutput
 from transports.matrix.rooms import RoomState, RoomStates
 from transports.matrix.seen import CursorStore, SeenSet
 
 log = logging.getLogger(__name__)
 
-ROOM_KINDS = frozenset({Kind.COMMIT, Kind.PROPOSAL, Kind.APPLICATION})
 IGNORED_KEPT = 1000  # ignored events remembered (for tests and debugging)
 SEND_ATTEMPTS = 4
 SYNC_FILTER: dict[str, Any] = {
@@ -129,10 +127,6 @@ PLAIN_EVENTS = frozenset({ns.MESSAGE_EVENT, "m.reaction", "m.room.redaction"})
 def _nobody(user_id: str) -> bool:
     return False
 
-    def relays(self, room_id: str) -> bool:
-        """Whether the room is relayed (only those are told of unreadable messages)."""
-        ...
-
 
 def requester(sender: str) -> tuple[str, str]:
     """Who sent an event, as the hub authenticates requesters: the identity of its
@@ -165,7 +159,10 @@ class MatrixHubBot:
         self.admission = Admission(limits or RequestLimits(), "matrix-requests")
         self._members: dict[str, frozenset[str]] = {}
         self.states = RoomStates(self._room_state)
-        self._group_rooms: dict[bytes, tuple[str, ...]] = {}
+        self.output = MatrixOutput(upload=lambda data: self.media.upload(data),
+                                   to_device=self._to_device, post=self._send_plain,
+                                   invite=self._invite)
+        self._closed = False
         #: users the bridge itself controls (application-service ghosts): their events
         #: are the bridge's own -- never relayed back, never puppeted, no room role
         self.controlled: Callable[[str], bool] = _nobody
@@ -199,6 +196,10 @@ class MatrixHubBot:
         self.ignored_count += 1
 
     async def close(self) -> None:
+        """Cancel the requests still queued or running, close the media session; every
+        later call fails (:class:`HomeserverError`) instead of opening a new HTTP
+        session."""
+        self._closed = True
         await self.admission.queue.close()
         await self.media.close()
         if self.megolm is not None:
@@ -257,6 +258,8 @@ class MatrixHubBot:
     async def _call(self, what: str, make: Callable[[], Awaitable[Any]],
                     ok: type[Any]) -> Any:
         """One client-server call with bounded retries on transient failures."""
+        if self._closed:
+            raise HomeserverError(f"{what} not sent: the bot is closed")
         last = ""
         for attempt in range(SEND_ATTEMPTS):
             if attempt:
@@ -439,8 +442,7 @@ class MatrixHubBot:
                 nio.RoomPutStateResponse)
         except HomeserverError as exc:
             log.warning("could not publish the group state in %s: %s", room_id, exc)
-        self._group_rooms[group_id] = tuple(sorted({*self._group_rooms.get(group_id, ()),
-                                                    room_id}))
+        self.output.add_room(group_id, room_id)
 
     # -- input: room events ---------------------------------------------------------------
 
@@ -564,61 +566,8 @@ class MatrixHubBot:
     # -- output: the Deliverer ----------------------------------------------------------
 
     async def deliver(self, message: Outbound) -> None:
-        """Carry one hub delivery; :class:`MatrixLinkError` if any part failed."""
-        try:
-            if message.kind == Kind.WELCOME:
-                await self._deliver_welcome(message)
-            elif message.kind in ROOM_KINDS:
-                await self._deliver_entry(message)
-            else:
-                log.warning("nothing to deliver for kind %r", message.kind)
-        except MatrixTransportError as exc:
-            raise MatrixLinkError(f"delivery of {message.kind} seq {message.seq} failed: "
-                                  f"{exc}") from exc
-
-    def _matrix_rooms(self, message: Outbound) -> tuple[str, ...]:
-        rooms = tuple(room for transport, room in message.rooms
-                      if transport == ns.TRANSPORT_NAME)
-        if message.rooms:
-            self._group_rooms[message.group_id] = rooms
-        return rooms or self._group_rooms.get(message.group_id, ())
-
-    async def _deliver_entry(self, message: Outbound) -> None:
-        rooms = self._matrix_rooms(message)
-        if not rooms:  # no Matrix room: each Matrix recipient gets it to-device
-            for user_id in _matrix_users(message.recipients):
-                content = await pack(events.delivery_content(message), self.media.upload)
-                await self._to_device(ns.DELIVERY_TO_DEVICE, user_id, "*", content)
-            return
-        failures = []
-        for room_id in rooms:
-            event_type, content = events.room_event(message)
-            packed = await pack(content, self.media.upload)
-            txn = hashlib.sha256(b"%s|%d|%s" % (message.group_id, message.seq,
-                                               room_id.encode())).hexdigest()[:32]
-            try:
-                await self._post(room_id, event_type, packed, txn)
-            except HomeserverError as exc:
-                failures.append(f"{room_id}: {exc}")
-        if failures:
-            raise HomeserverError("; ".join(failures))
-
-    async def _post(self, room_id: str, event_type: str, content: dict[str, Any],
-                    txn: str) -> None:
-        """One room event; the deterministic transaction id makes a resend idempotent
-        (the homeserver deduplicates per device, and the bot's device id is fixed)."""
-        await self._send_plain(room_id, event_type, content, txn)
-
-    async def _deliver_welcome(self, message: Outbound) -> None:
-        rooms = self._matrix_rooms(message)
-        if rooms and not message.rooms:  # the hub names none: tell the joiner ours
-            message = dataclasses.replace(
-                message, rooms=tuple((ns.TRANSPORT_NAME, room) for room in rooms))
-        content = await pack(events.welcome_content(message), self.media.upload)
-        for user_id in _matrix_users(message.recipients):
-            await self._to_device(ns.WELCOME_TO_DEVICE, user_id, "*", content)
-            for room_id in rooms:
-                await self._invite(room_id, user_id)
+        """:class:`transports.interface.Deliverer`: :class:`MatrixOutput`."""
+        await self.output.deliver(message)
 
     async def _invite(self, room_id: str, user_id: str) -> None:
         try:
@@ -633,8 +582,3 @@ class MatrixHubBot:
 def _refuse(request: Inbound, code: str, reason: str) -> Outbound:
     return Outbound(str(Kind.REPLY), (request.sender,), request.request_id, request.group_id,
                     ok=False, code=code, reason=reason)
-
-
-def _matrix_users(recipients: tuple[str, ...]) -> list[str]:
-    return [user for user in map(events.uri_user, recipients) if user is not None]
-

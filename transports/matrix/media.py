@@ -68,10 +68,13 @@ class MediaRepository:
         self.homeserver = homeserver.rstrip("/")
         self.access_token = access_token
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
         self.uploads = 0  # how many payloads went out of band (for tests and metrics)
         self.downloads = 0
 
     def _http(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise MediaError("the media repository is closed")
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=_TIMEOUT)
         return self._session
@@ -80,6 +83,9 @@ class MediaRepository:
         return {"Authorization": f"Bearer {self.access_token}"}
 
     async def close(self) -> None:
+        """Close the HTTP session for good (a later call raises :class:`MediaError`
+        rather than open a session nobody would close)."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None

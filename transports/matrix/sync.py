@@ -31,20 +31,34 @@ class SyncRunner:
         self.batches = 0
         self.synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._in_batch = False
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self.run())
+        self._stopping = False
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="matrix sync")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        """Stop syncing: a batch being processed is finished first (its token saved,
+        so nothing in it is handled twice); a sync waiting on the homeserver is
+        cancelled (what it would have fetched stays there for the next start).
+        Cancelling this call cancels the batch too."""
+        self._stopping = True
+        task = self._task
+        if task is None:
+            return
+        if not self._in_batch:
+            task.cancel()
+        try:
+            await asyncio.gather(task, return_exceptions=True)
+        finally:
+            if task.done():
+                self._task = None
 
     async def run(self) -> None:
         token = await self.bot.cursors.get_cursor(self.cursor_name)
         delay = 0.2
-        while True:
+        while not self._stopping:
             try:
                 response = await self.client.sync(timeout=self.timeout_ms,
                                                   sync_filter=SYNC_FILTER, since=token)
@@ -56,9 +70,13 @@ class SyncRunner:
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.2
-            await self.process(response, initial=token is None)
-            token = response.next_batch
-            await self.bot.cursors.set_cursor(self.cursor_name, token)
+            self._in_batch = True
+            try:
+                await self.process(response, initial=token is None)
+                token = response.next_batch
+                await self.bot.cursors.set_cursor(self.cursor_name, token)
+            finally:
+                self._in_batch = False
             self.batches += 1
             self.synced.set()
 

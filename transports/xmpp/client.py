@@ -116,6 +116,15 @@ class MLSClientPlugin(BasePlugin):
         if self._worker is not None:
             self._worker.cancel()
 
+    async def stop(self) -> None:
+        """End the delivery worker and the background tasks, and wait for them (before
+        the client disconnects for good: nothing is left pending)."""
+        tasks = [task for task in (self._worker, *self._tasks) if task is not None]
+        self._worker = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     # -- HubLink ----------------------------------------------------------------------
 
     @property

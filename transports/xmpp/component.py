@@ -231,19 +231,31 @@ class MLSComponent:
         finally:
             waiter.cancel()
 
-    async def stop(self) -> None:
-        """Disconnect for good (no reconnect)."""
+    async def stop(self, wait: float = 1.0) -> None:
+        """Disconnect for good, also from a server already gone: queued stanzas are
+        sent, the stream closed (``wait`` s for the server's side, then dropped), and
+        every task ends -- the component's and slixmpp's send loop."""
         self._stopping = True
-        if self._reconnect_task is not None:
-            self._reconnect_task.cancel()
         self.xmpp.cancel_connection_attempt()
-        with contextlib.suppress(XmppLinkError):
-            await self.xmpp.disconnect(wait=1.0)
-        self._ready.clear()
-        await self.requests.admission.queue.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            with contextlib.suppress(XmppLinkError):
+                await self.xmpp.disconnect(wait=wait)
+        finally:
+            self.xmpp.cancel_connection_attempt()
+            self._ready.clear()
+            for room, bare in self._pending_leaves:
+                log.warning("leave of %s from %s not proposed: stopped within its grace "
+                            "period", bare, room)
+            self._pending_leaves.clear()
+            await self.requests.admission.queue.close()  # what is still queued or running
+            sender = self.xmpp._run_out_filters  # slixmpp's send loop, started by connect()
+            others = [task for task in (self._reconnect_task, sender) if task is not None]
+            self._reconnect_task = None
+            # until none is left: a task may spawn another while it ends
+            while tasks := [task for task in (*self._tasks, *others) if not task.done()]:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     @property
     def connected(self) -> bool:
@@ -325,7 +337,13 @@ class MLSComponent:
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._spawned_done)
+
+    def _spawned_done(self, task: asyncio.Future[Any]) -> None:
+        """A background task ended: forget it; log its failure (never left unretrieved)."""
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("component task failed: %s: %s", type(error).__name__, error)
 
     # -- requests ------------------------------------------------------------------
 
@@ -453,7 +471,7 @@ class MLSComponent:
         task = asyncio.ensure_future(self._leave_after_grace(room, bare, leave))
         self._pending_leaves[(room, bare)] = task
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._spawned_done)
 
     async def _leave_after_grace(self, room: str, bare: str, leave: NetworkEvent) -> None:
         await asyncio.sleep(self.config.leave_grace)
@@ -603,7 +621,6 @@ class MLSComponent:
                                   {"id": message.request_id})
                 ET.SubElement(stanza.xml, f"{{{ns.NS_HINTS}}}store")
                 stanza.send()
-
 
     def _send_direct(self, message: Outbound, payload: ET.Element, recipients: list[str],
                      stanza_id: str) -> None:

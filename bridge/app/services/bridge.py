@@ -8,11 +8,12 @@ the KeyPackage directory is one directory keyed by identity URI (a Matrix member
 ``xmpp:bob@example.org``'s KeyPackage and vice versa), and the Welcome goes to the joiner
 over its own network.
 
-Deliveries go through :class:`RoutingDeliverer`: each recipient over the network its URI
-names (``xmpp:`` via the component, ``matrix:u/`` via the bot, relay puppets in-process),
-and room-visible events (commits, proposals, application messages) into every room the
-group is attached to. The bridge never decrypts in this mode: it moves the same
-ciphertext to both sides, and the sender every member sees is the MLS credential's URI.
+Deliveries go through :class:`bridge.app.services.routing.RoutingDeliverer`: each
+recipient over the network its URI names (``xmpp:`` via the component, ``matrix:u/`` via
+the bot, relay puppets in-process), and room-visible events (commits, proposals,
+application messages) into every room the group is attached to. The bridge never
+decrypts in this mode: it moves the same ciphertext to both sides, and the sender every
+member sees is the MLS credential's URI.
 
 Rooms are paired in configuration (:class:`RoomPair`, built by
 :func:`bridge.app.runtime.build_service` from the ``[[bridge.rooms]]`` list that
@@ -30,7 +31,7 @@ room directories (room roles), and both hand their room membership changes to
 then holds an MLS leaf per legacy user and encryption ends at the bridge -- off by
 default, announced to everyone in both rooms when it is turned on and when it is turned
 off again. The puppets' secrets live in their own file (``relay_secrets``, opened and
-closed by the caller like the store), never in the store. Every request a network user
+closed by the caller), never in the store. Every request a network user
 makes of the hub shows that it runs an MLS client; the relay never puppets it
 (:meth:`bridge.relay.Relay.mls_client_seen`).
 """
@@ -42,26 +43,23 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
+from bridge.app.logs import event
 from bridge.app.services.commands import RoomCommandService
 from bridge.app.services.matrix import MatrixService, MatrixServiceConfig
+from bridge.app.services.routing import RoutingDeliverer
 from bridge.app.services.xmpp import StoreState
+from bridge.app.shutdown import Shutdown, Step
 from bridge.errors import BridgeConfigError
 from bridge.hub import Hub, HubConfig, HubIdentity
-from bridge.hub.fanout import Send
 from bridge.hub.policy import JoinPolicy, RoomPolicy
 from bridge.hub.store import Store, StoredPair
 from bridge.relay import PuppetSecrets, Relay
-from transports.errors import LinkError
 from transports.fairness import LimitObserver
 from transports.interface import (
-    IDENTITY_SCHEMES,
-    Deliverer,
-    DeliverySink,
     Inbound,
     Kind,
     Membership,
@@ -81,7 +79,6 @@ log = logging.getLogger(__name__)
 
 XMPP = xmpp_ns.TRANSPORT_NAME
 MATRIX = matrix_ns.TRANSPORT_NAME
-SCHEMES = IDENTITY_SCHEMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,79 +103,15 @@ class RoomPair:
                           self.admins)
 
 
-class RoutingDeliverer:
-    """The hub's one :class:`Deliverer`: routes each delivery by recipient URI.
-
-    Local sinks (relay puppets) get theirs in-process and are left out of what the
-    networks see. Room events go to every network transport (each posts into the
-    group's rooms on its network, or to its own recipients directly when the group has
-    no room there); a Welcome only to the joiner's network. Failures on one network do
-    not stop the other; they are raised together afterwards as one LinkError (the hub
-    logs it; a Welcome stays pending for fetch-welcomes)."""
-
-    def __init__(self) -> None:
-        self.networks: dict[str, Deliverer] = {}
-        self.local: dict[str, DeliverySink] = {}
-
-    def add_local(self, identity: str, sink: DeliverySink) -> None:
-        """:class:`bridge.relay.routing.LocalRouting`: ``identity`` is served in-process."""
-        self.local[identity] = sink
-
-    def remove_local(self, identity: str) -> None:
-        self.local.pop(identity, None)
-
-    def split(self, message: Outbound) -> list[tuple[str, Send, Outbound]]:
-        """:class:`bridge.hub.fanout.Split`: one lane for the local sinks (enqueue
-        only), one per network (its recipients only; a Welcome only to the joiner's),
-        and for a Welcome with recipients on no network, a lane that fails it."""
-        remote = tuple(r for r in message.recipients if r not in self.local)
-        lanes: list[tuple[str, Send, Outbound]] = []
-        sinks = [self.local[r] for r in message.recipients if r in self.local]
-        if sinks:
-            lanes.append(("local", partial(_to_sinks, sinks), message))
-        for transport, deliverer in self.networks.items():
-            mine = tuple(r for r in remote if r.startswith(SCHEMES[transport]))
-            if message.kind == Kind.WELCOME and not mine:
-                continue
-            lanes.append((transport, deliverer.deliver,
-                          dataclasses.replace(message, recipients=mine)))
-        unroutable = [r for r in remote if not network_of(r) or network_of(r)
-                      not in self.networks]
-        if unroutable and message.kind == Kind.WELCOME:
-            lanes.append(("unroutable", partial(_unroutable, unroutable), message))
-        return lanes
-
-    async def deliver(self, message: Outbound) -> None:
-        """Every lane of :meth:`split` in turn; failures on one network do not stop
-        the others, they are raised together afterwards as one LinkError."""
-        failures: list[str] = []
-        for lane, send, part in self.split(message):
-            try:
-                await send(part)
-            except LinkError as exc:
-                failures.append(f"{lane}: {exc}")
-        if failures:
-            raise LinkError("; ".join(failures))
-
-
-async def _to_sinks(sinks: Sequence[DeliverySink], message: Outbound) -> None:
-    for sink in sinks:
-        await sink.deliver(message)  # enqueues only
-
-
-async def _unroutable(recipients: Sequence[str], message: Outbound) -> None:
-    raise LinkError(f"no network for {', '.join(recipients)}")
-
-
 class BridgeService:
     """Hub + store + XMPP component + Matrix bot (+ relay) in one process.
 
-    ``store`` (and ``relay_secrets``, the puppets' secrets; None: kept in memory, for
-    tests) are opened and closed by the caller. ``xmpp`` / ``matrix`` configure the
-    networks (either may be None for a one-network hub); ``rooms`` are the configured
-    room pairs (validated by :mod:`bridge.app.config`). Lifecycle: :meth:`start`, then
-    :meth:`stop` (or :meth:`run_until`). The service is the :class:`HubService` both
-    transports call.
+    ``store`` is opened by the caller and closed by :meth:`stop`, last;
+    ``relay_secrets`` (the puppets' secrets; None: kept in memory, for tests) is opened
+    and closed by the caller. ``xmpp`` / ``matrix`` configure the networks (either may
+    be None for a one-network hub); ``rooms`` are the configured room pairs (validated
+    by :mod:`bridge.app.config`). Lifecycle: :meth:`start`, then :meth:`stop` (or
+    :meth:`run_until`). The service is the :class:`HubService` both transports call.
     """
 
     def __init__(self, store: Store, identity: HubIdentity, *,
@@ -186,14 +119,14 @@ class BridgeService:
                  matrix: MatrixServiceConfig | None = None,
                  rooms: Sequence[RoomPair] = (), hub_config: HubConfig | None = None,
                  relay_secrets: PuppetSecrets | None = None, relay_archive: int = 1000,
-                 drain_timeout: float = 10.0, connect_timeout: float = 20.0) -> None:
+                 shutdown_timeout: float = 10.0, connect_timeout: float = 20.0) -> None:
         if xmpp is None and matrix is None:
             raise BridgeConfigError("configure at least one network (xmpp or matrix)")
         self.store = store
         self.identity = identity
         self.xmpp_config = xmpp
         self.matrix_config = matrix
-        self.drain_timeout = drain_timeout
+        self.shutdown_timeout = shutdown_timeout
         self.connect_timeout = connect_timeout
         self.deliverer = RoutingDeliverer()
         self.hub = Hub(store, identity, self.deliverer, config=hub_config)
@@ -206,20 +139,30 @@ class BridgeService:
         self.limit_observer: LimitObserver | None = None
         self.pairs: dict[tuple[str, str], RoomPair] = {}
         self._initial_pairs = tuple(rooms)
+        self._flights: dict[object, tuple[asyncio.Task[Any] | None, str]] = {}
+        self._cut_requests: list[str] = []
+        self._fanout_dropped_at_close: dict[tuple[bytes, str], int] = {}
         #: XMPP rooms of the pairs made at run time (the store's, not the configuration's)
         self.runtime_rooms: set[str] = set()
         #: ``!mls`` and XEP-0050 room commands (:mod:`bridge.app.services.commands`)
         self.commands = RoomCommandService(self)
-        self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._accepting = False
         self._started = False
+        self._stopped = False
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being handled right now."""
+        return len(self._flights)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect both networks, complete the configured room pairs, start serving."""
+        """Connect both networks, complete the configured room pairs, start serving.
+        A start that fails (or is cancelled) disconnects what it had connected; the
+        store stays open."""
         if self._started:
             return
         self._accepting = True
@@ -261,28 +204,107 @@ class BridgeService:
             self._started = True
             await self.attach_rooms(pairs)
         except BaseException:
-            await self._shutdown()
+            self._accepting = False
+            await self._disconnect()
             raise
         log.info("bridge started (%s)", ", ".join(sorted(self.deliverer.networks)))
 
-    async def stop(self) -> None:
-        """Graceful: refuse new requests, let in-flight ones finish (their fan-out and
-        Welcomes included, up to ``drain_timeout`` s), drain the relay, disconnect."""
-        self._accepting = False
-        if not self._started:
+    async def stop(self, shutdown: Shutdown | None = None) -> None:
+        """The graceful stop, in the five phases of :mod:`bridge.app.shutdown` and
+        within its deadline (``shutdown``, or one of ``shutdown_timeout`` s): refuse new
+        requests, drain those in flight, stop the relay's puppets (their last saves),
+        disconnect the networks, close the store. Stopping twice does nothing."""
+        if self._stopped:
             return
-        try:  # receivers stay up meanwhile: cancelling them would cut a request short
-            await asyncio.wait_for(self._idle.wait(), self.drain_timeout)
-        except TimeoutError:
-            log.warning("stopping with %d request(s) still in flight", self._in_flight)
-        await self.hub.drain(asyncio.get_running_loop().time() + self.drain_timeout)
+        self._stopped = True
+        shutdown = shutdown or Shutdown(self.shutdown_timeout)
+        await shutdown.phase("refuse", Step("new requests", self._refuse))
+        if self._started:
+            await shutdown.phase(
+                "drain",
+                Step("requests in flight", self._drain_requests, self._requests_left),
+                Step("xmpp requests", self._settle_xmpp, self._xmpp_left),
+                Step("matrix input", self._stop_receiving),
+                Step("relay queues", self.relay.drain),
+                Step("hub fan-out", self.hub.idle, self._fanout_left))
+            await shutdown.phase(
+                "members",
+                Step("relay", self.relay.stop, self.relay.not_done),
+                Step("hub fan-out closed", self._close_fanout, self._fanout_dropped))
+            await shutdown.phase("networks", *self._network_steps(), together=True)
+            self._started = False
+        await shutdown.phase("store", Step("store", self._close_store))
+
+    async def _refuse(self) -> None:
+        self._accepting = False
+
+    async def _drain_requests(self) -> None:
+        """Wait for the requests in flight; if cut short, cancel them (their effect, if
+        the store took it, is in the log: members catch up from it)."""
+        try:
+            await self._idle.wait()
+        except asyncio.CancelledError:
+            self._cut_requests = self._requests_left()
+            for task, _ in list(self._flights.values()):
+                if task is not None and task is not asyncio.current_task():
+                    task.cancel()
+            raise
+
+    def _requests_left(self) -> list[str]:
+        if self._cut_requests:
+            return [f"{what}: cut short, no reply" for what in self._cut_requests]
+        return [what for _, what in self._flights.values()]
+
+    async def _settle_xmpp(self) -> None:
+        """Wait until the requests the XMPP component admitted before the refusal
+        were handled and answered (those still queued are answered "unavailable")."""
+        if self.component is not None:
+            await self.component.admission.queue.join()
+
+    def _xmpp_left(self) -> list[str]:
+        queue = self.component.admission.queue if self.component is not None else None
+        if queue is None or not (queue.waiting or queue.running):
+            return []
+        return [f"xmpp requests: {queue.waiting} queued and {queue.running} running, "
+                "not answered"]
+
+    async def _stop_receiving(self) -> None:
         if self.matrix is not None:
             await self.matrix.stop_receiving()
-        await self._shutdown()
-        log.info("bridge stopped")
 
-    async def _shutdown(self) -> None:
-        await self.relay.stop(self.drain_timeout)
+    def _fanout_left(self) -> list[str]:
+        return _name_fanout(self.hub.fanout.waiting(), "still queued at the end of the drain")
+
+    async def _close_fanout(self) -> None:
+        """Once the puppets stopped, nothing may be queued for delivery any more: the
+        hub's fan-out closes before the networks disconnect. What it still held is in
+        the hub's log, and members catch up from it."""
+        self._fanout_dropped_at_close = self.hub.fanout.waiting()
+        await self.hub.close()
+        event(log, logging.INFO, "hub fan-out closed",
+              undelivered=sum(self._fanout_dropped_at_close.values()),
+              note="what it held is in the hub log: members catch up from it")
+
+    def _fanout_dropped(self) -> list[str]:
+        return _name_fanout(self._fanout_dropped_at_close,
+                            "dropped at stop (in the hub log: members catch up from it)")
+
+    def _network_steps(self) -> list[Step]:
+        steps = []
+        if self.component is not None:
+            steps.append(Step("xmpp", self.component.stop))
+        if self.matrix is not None:
+            steps.append(Step("matrix", self.matrix.stop))
+        return steps
+
+    async def _close_store(self) -> None:
+        await self.store.close()
+        log.info("store closed")
+
+    async def _disconnect(self) -> None:
+        """After a failed start: stop the relay, the fan-out and the networks (not
+        the store)."""
+        await self.relay.stop()
         await self.hub.close()
         if self.component is not None:
             await self.component.stop()
@@ -303,13 +325,22 @@ class BridgeService:
     async def handle(self, request: Inbound) -> Outbound:
         if not self._accepting:
             return _refusal(request, "unavailable", "the bridge is shutting down")
-        self._in_flight += 1
+        with self._flight(f"request {request.op} {request.request_id or '-'} "
+                          f"from {request.sender}"):
+            return await self._handle(request)
+
+    @contextlib.contextmanager
+    def _flight(self, what: str) -> Iterator[None]:
+        """Count the work of the current task (named ``what``) as in flight: the
+        stop's drain waits for it (and names it if cut short)."""
+        token = object()
+        self._flights[token] = (asyncio.current_task(), what)
         self._idle.clear()
         try:
-            return await self._handle(request)
+            yield
         finally:
-            self._in_flight -= 1
-            if not self._in_flight:
+            del self._flights[token]
+            if not self._flights:
                 self._idle.set()
 
     async def _handle(self, request: Inbound) -> Outbound:
@@ -329,18 +360,13 @@ class BridgeService:
         if not self._accepting:
             return _refusal(Inbound(Op.LEAVE, event.target, event.event_id), "unavailable",
                             "the bridge is shutting down")
-        self._in_flight += 1
-        self._idle.clear()
-        try:
+        with self._flight(f"{event.network} membership event {event.event_id or '-'} "
+                          f"of {event.target} in {event.room}"):
             reply = await self.hub.network_event(event)
             group_id = self.relay.by_room.get((event.network, event.room))
             if event.network == MATRIX and event.after != Membership.JOINED and group_id:
                 self.relay.guests.went(event.target, group_id)  # gone from the XMPP room
             return reply
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                self._idle.set()
 
     # -- room pairs ------------------------------------------------------------------------
 
@@ -510,6 +536,12 @@ def _relay_notice(relay: bool) -> str:
         return ("Relay mode: the bridge decrypts this group's messages for people "
                 "without an MLS client; end-to-end encryption ends at the bridge.")
     return "End to end: the bridge relays MLS ciphertext and cannot read messages."
+
+
+def _name_fanout(waiting: dict[tuple[bytes, str], int], state: str) -> list[str]:
+    """How a stop names the fan-out's deliveries left, per group and lane (network)."""
+    return [f"hub fan-out of group {group_id.hex()[:16]} to {lane or 'its network'}: "
+            f"{depth} {state}" for (group_id, lane), depth in sorted(waiting.items())]
 
 
 def _refusal(request: Inbound, code: str, reason: str) -> Outbound:

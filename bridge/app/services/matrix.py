@@ -32,6 +32,7 @@ from pathlib import Path
 import nio
 
 from bridge.app.services.identity import default_identity_file, load_identity
+from bridge.app.shutdown import SERVICE_DRAIN
 from bridge.app.signals import run_until_signalled
 from bridge.hub import Hub, HubConfig, HubIdentity
 from bridge.hub.store import Store, UnknownGroup, open_store
@@ -109,7 +110,11 @@ class MatrixService:
                                      store_path=store_path, config=e2e_config)
         else:
             client = nio.AsyncClient(cfg.homeserver, cfg.user, device_id=cfg.device_id)
-        response = await client.login(cfg.password, device_name="mls-bridge hub")
+        try:
+            response = await client.login(cfg.password, device_name="mls-bridge hub")
+        except BaseException:  # its HTTP session would be left open
+            await client.close()  # type: ignore[no-untyped-call]  # nio: unannotated
+            raise
         if not isinstance(response, nio.LoginResponse):
             await client.close()  # type: ignore[no-untyped-call]  # nio: unannotated
             raise HomeserverError(f"login of {cfg.user} refused: {response}")
@@ -159,7 +164,9 @@ class MatrixService:
             self.runner.start()
 
     async def stop_receiving(self) -> None:
-        """Stop taking new input (sync loop / AS listener); the bot can still send."""
+        """Stop taking new input; the bot can still send. The sync loop finishes the
+        batch it is in (cancelling this call cuts it); the AS listener answers the
+        transactions it is processing (the homeserver retries the others later)."""
         if self.runner is not None:
             await self.runner.stop()
             self.runner = None
@@ -173,16 +180,24 @@ class MatrixService:
             await asyncio.wait_for(self.runner.synced.wait(), timeout)
 
     async def stop(self) -> None:
-        await self.stop_receiving()
-        if self.hub is not None:
-            await self.hub.drain(asyncio.get_running_loop().time() + 10.0)
-            await self.hub.close()
-        if self.bot is not None:
-            await self.bot.close()
-        if self.ghosts is not None:
-            await self.ghosts.close()
-        if self.client is not None:
-            await self.client.close()  # type: ignore[no-untyped-call]  # nio: unannotated
+        """Stop receiving; a service with its own hub (the single-network one) lets
+        the hub's fan-out drain (up to :data:`SERVICE_DRAIN` s) and closes it; then
+        close the bot's media session (and Megolm), the ghosts' sessions and the
+        client's. (In the bridge the hub is the :class:`BridgeService`'s, drained and
+        closed in its stop phases.)"""
+        try:
+            await self.stop_receiving()
+            if self.hub is not None:
+                await self.hub.drain(asyncio.get_running_loop().time() + SERVICE_DRAIN)
+        finally:
+            if self.hub is not None:
+                await self.hub.close()  # nothing queued after this; the rest is in the log
+            if self.bot is not None:
+                await self.bot.close()
+            if self.ghosts is not None:
+                await self.ghosts.close()
+            if self.client is not None:
+                await self.client.close()  # type: ignore[no-untyped-call]  # nio: unannotated
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -220,16 +235,16 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> int:
         name = args.hub_name or (user_uri(args.user) if args.user else "matrix:hub")
         service = MatrixService(store, load_identity(identity_file, name), config)
         try:
-            await service.start()
-        except HomeserverError as exc:
-            log.error("%s", exc)
-            return 2
-        try:
+            try:
+                await service.start()
+            except HomeserverError as exc:
+                log.error("%s", exc)
+                return 2
             await service.wait_ready()
             assert service.bot is not None
             print(f"READY {service.bot.user_id} {service.bot.device_id}", flush=True)
             await stop.wait()
-        finally:
+        finally:  # sessions closed before the store
             await service.stop()
     finally:
         await store.close()

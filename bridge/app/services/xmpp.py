@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from bridge.app.services.identity import default_identity_file, load_identity
+from bridge.app.shutdown import SERVICE_DRAIN
 from bridge.app.signals import run_until_signalled
 from bridge.hub import Hub, HubConfig
 from bridge.hub.store import Store, open_store
@@ -66,16 +67,19 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> int:
                   directories={Network.XMPP: component})
         component.bind(hub)
         try:
-            await component.start(timeout=args.connect_timeout)
-        except ComponentAuthError as exc:
-            log.error("%s", exc)
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-            return 2
-        print(f"ready {args.jid}", flush=True)
-        await stop.wait()
-        await hub.drain(asyncio.get_running_loop().time() + 10.0)
-        await component.stop()
-        await hub.close()
+            try:
+                await component.start(timeout=args.connect_timeout)
+            except ComponentAuthError as exc:
+                log.error("%s", exc)
+                print(f"error: {exc}", file=sys.stderr, flush=True)
+                return 2
+            print(f"ready {args.jid}", flush=True)
+            await stop.wait()
+            await hub.drain(asyncio.get_running_loop().time() + SERVICE_DRAIN)
+        finally:  # nothing queued for delivery after the hub closes (the rest is in its
+            # log); the stream closed and every task ended before the store closes
+            await hub.close()
+            await component.stop()
         return 0
     finally:
         await store.close()

@@ -1,0 +1,116 @@
+"""Hub deliveries as Matrix output: the bot's :class:`transports.interface.Deliverer`
+half (:class:`transports.matrix.bot.MatrixHubBot` delegates ``deliver`` here).
+
+* commits and proposals as ``im.mlsbridge.commit`` / ``.proposal`` room events,
+  application messages as ``m.room.encrypted`` with algorithm ``im.mlsbridge.mls.v1``,
+  all carrying the log sequence number, into every Matrix room of the group (the rooms
+  a delivery names, else the last ones named for the group); never Megolm-encrypted;
+  a group with no Matrix room: to-device to each Matrix recipient;
+* Welcomes to-device to every device of the joiner, who is invited to the group's
+  rooms (and told them when the hub names none);
+* payloads over the event budget through the media repository (:func:`pack`); a room
+  event's transaction id is derived from (group, seq, room), so a resend is idempotent
+  (the homeserver deduplicates per device, and the bot's device id is fixed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from transports.interface import Kind, Outbound
+from transports.matrix import events
+from transports.matrix import namespace as ns
+from transports.matrix.errors import HomeserverError, MatrixLinkError, MatrixTransportError
+from transports.matrix.media import Uploader, pack
+
+log = logging.getLogger(__name__)
+
+ROOM_KINDS = frozenset({Kind.COMMIT, Kind.PROPOSAL, Kind.APPLICATION})
+
+#: (event type, user id, device id, content): one to-device message
+ToDevice = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
+#: (room id, event type, content, transaction id): one room event as it is
+Post = Callable[[str, str, dict[str, Any], str], Awaitable[Any]]
+#: (room id, user id): invite unless joined (failures logged, not raised)
+Invite = Callable[[str, str], Awaitable[None]]
+
+
+class MatrixOutput:
+    """Carries hub deliveries into Matrix (see the module docstring) through the
+    bot's calls: ``upload`` (media), ``to_device``, ``post``, ``invite``."""
+
+    def __init__(self, *, upload: Uploader, to_device: ToDevice, post: Post,
+                 invite: Invite) -> None:
+        self._upload = upload
+        self._to_device = to_device
+        self._post = post
+        self._invite = invite
+        self._group_rooms: dict[bytes, tuple[str, ...]] = {}
+
+    async def deliver(self, message: Outbound) -> None:
+        """Carry one hub delivery; :class:`MatrixLinkError` if any part failed."""
+        try:
+            if message.kind == Kind.WELCOME:
+                await self._deliver_welcome(message)
+            elif message.kind in ROOM_KINDS:
+                await self._deliver_entry(message)
+            else:
+                log.warning("nothing to deliver for kind %r", message.kind)
+        except MatrixTransportError as exc:
+            raise MatrixLinkError(f"delivery of {message.kind} seq {message.seq} failed: "
+                                  f"{exc}") from exc
+
+    def add_room(self, group_id: bytes, room_id: str) -> None:
+        """The group was announced in ``room_id``: deliveries naming no room go there
+        too."""
+        self._group_rooms[group_id] = tuple(sorted({*self._group_rooms.get(group_id, ()),
+                                                    room_id}))
+
+    def _matrix_rooms(self, message: Outbound) -> tuple[str, ...]:
+        rooms = tuple(room for transport, room in message.rooms
+                      if transport == ns.TRANSPORT_NAME)
+        if message.rooms:
+            self._group_rooms[message.group_id] = rooms
+        return rooms or self._group_rooms.get(message.group_id, ())
+
+    async def _deliver_entry(self, message: Outbound) -> None:
+        rooms = self._matrix_rooms(message)
+        if not rooms:  # no Matrix room: each Matrix recipient gets it to-device
+            for user_id in _matrix_users(message.recipients):
+                content = await pack(events.delivery_content(message), self._upload)
+                await self._to_device(ns.DELIVERY_TO_DEVICE, user_id, "*", content)
+            return
+        failures = []
+        for room_id in rooms:
+            event_type, content = events.room_event(message)
+            packed = await pack(content, self._upload)
+            txn = hashlib.sha256(b"%s|%d|%s" % (message.group_id, message.seq,
+                                               room_id.encode())).hexdigest()[:32]
+            try:
+                await self._post(room_id, event_type, packed, txn)
+            except HomeserverError as exc:
+                failures.append(f"{room_id}: {exc}")
+        if failures:
+            raise HomeserverError("; ".join(failures))
+
+    async def _deliver_welcome(self, message: Outbound) -> None:
+        rooms = self._matrix_rooms(message)
+        if rooms and not message.rooms:  # the hub names none: tell the joiner ours
+            message = dataclasses.replace(
+                message, rooms=tuple((ns.TRANSPORT_NAME, room) for room in rooms))
+        content = await pack(events.welcome_content(message), self._upload)
+        for user_id in _matrix_users(message.recipients):
+            await self._to_device(ns.WELCOME_TO_DEVICE, user_id, "*", content)
+            for room_id in rooms:
+                await self._invite(room_id, user_id)
+
+
+def _matrix_users(recipients: tuple[str, ...]) -> list[str]:
+    return [user for user in map(events.uri_user, recipients) if user is not None]
+
+
+__all__ = ["ROOM_KINDS", "MatrixOutput"]
