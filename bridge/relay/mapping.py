@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.member import Content, new_message_id
+from bridge.relay.files import FILE_MSGTYPES, Files, LegacyFile, legacy_file
 from bridge.relay.secrets_file import PuppetSecrets
 
 REACTIONS_KEPT = 4096  # reactions remembered (for XEP-0444 sets and their retraction)
@@ -47,6 +48,7 @@ class Legacy:
     reacts_to: str = ""
     reactions: tuple[str, ...] = ()
     whole_set: bool = False  # XEP-0444: ``reactions`` is the sender's whole set
+    file: LegacyFile | None = None  # a shared file (:mod:`bridge.relay.files`)
 
 
 def from_matrix(event_id: str, event_type: str, content: Mapping[str, Any]) -> Legacy | None:
@@ -64,6 +66,8 @@ def from_matrix(event_id: str, event_type: str, content: Mapping[str, Any]) -> L
             return None
         return Legacy(event_id, reacts_to=target, reactions=(key,))
     body = content.get("body")
+    if content.get("msgtype") in FILE_MSGTYPES and relates.get("rel_type") != "m.replace":
+        return _matrix_file(event_id, content)
     if relates.get("rel_type") == "m.replace":
         new = content.get("m.new_content")
         body = new.get("body") if isinstance(new, Mapping) else None
@@ -76,6 +80,25 @@ def from_matrix(event_id: str, event_type: str, content: Mapping[str, Any]) -> L
     if isinstance(reply_to, str) and reply_to:
         return Legacy(event_id, _strip_fallback(body), reply_to=reply_to)
     return Legacy(event_id, body)
+
+
+def _matrix_file(event_id: str, content: Mapping[str, Any]) -> Legacy | None:
+    """An ``m.image``/``m.file``/``m.video``/``m.audio``: ``url`` (``mxc://``) in a
+    plain room, ``file`` (an ``EncryptedFile``) in an encrypted one; ``filename`` (else
+    ``body``) names it, ``info`` gives its media type and size (client-server API,
+    "m.room.message msgtypes", "Sending encrypted attachments")."""
+    encrypted = content.get("file")
+    encrypted = encrypted if isinstance(encrypted, Mapping) else None
+    url = (encrypted or content).get("url")
+    if not isinstance(url, str) or not url.startswith("mxc://"):
+        return None
+    info = content.get("info")
+    info = info if isinstance(info, Mapping) else {}
+    name = content.get("filename") or content.get("body")
+    kind, size = info.get("mimetype"), info.get("size")
+    return Legacy(event_id, file=legacy_file(
+        url, name if isinstance(name, str) else "", kind if isinstance(kind, str) else "",
+        size if type(size) is int else 0, encrypted=encrypted))
 
 
 def _strip_fallback(body: str) -> str:
@@ -101,8 +124,9 @@ class Reaction:
 class Mapper:
     """The id map and the reactions seen (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, files: Files | None = None) -> None:
         self.secrets: PuppetSecrets | None = None
+        self.files = files or Files()
         self._reactions: OrderedDict[bytes, Reaction] = OrderedDict()
 
     # -- the map -------------------------------------------------------------------------
@@ -139,6 +163,9 @@ class Mapper:
         async def target(net_id: str) -> tuple[bytes, str] | None:
             return await self._target(network, room, owner, net_id, group_id)
 
+        if event.file is not None:
+            carried = await self.files.content(network, event.file)
+            return [] if carried is None else [carried]
         if event.reacts_to:
             found = await target(event.reacts_to)
             return [] if found is None else self._reacted(group_id, found[0], author, event)

@@ -139,6 +139,18 @@ class Output:
             return ("m.reaction", {"m.relates_to": {
                 "rel_type": "m.annotation", "event_id": reacted, "key": content.reaction}}) \
                 if reacted else None
+        if content.file is not None:
+            name = content.file.name
+            shown = await self.mapper.files.matrix_event(
+                room, content.file, f"<{display(emission.sender)}> {name}" if prefixed
+                else name)
+            if shown is None:
+                return None
+            replied = await target(content.reply_to)
+            return matrix_ns.MESSAGE_EVENT, shown | {matrix_ns.RELAY_KEY: {
+                "sender": emission.sender, "seq": emission.seq,
+                "group_id": matrix_events.b64encode(emission.group_id)}} | (
+                {"m.relates_to": {"m.in_reply_to": {"event_id": replied}}} if replied else {})
         if content.body is None:
             return None
         text = f"<{display(emission.sender)}> {content.body}" if prefixed else content.body
@@ -212,6 +224,13 @@ class Output:
         if content.reaction is not None and content.reply_to is not None:
             reacted = await target(content.reply_to)
             return reactions(reacted, content.reply_to) if reacted else None
+        if content.file is not None:
+            shown = await self.mapper.files.xmpp_url(content.message_id, content.file)
+            if shown is None:
+                return None
+            url, is_file = shown
+            return url, elements(reply_to=await target(content.reply_to),
+                                 url=url if is_file else "")
         if content.body is None:
             return None
         return content.body, elements(replaces=await target(content.replaces),
