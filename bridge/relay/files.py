@@ -60,6 +60,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from bridge.errors import BridgeError, FileError
 from bridge.member import Content, ExternalPart, fetch_file, new_message_id, send_file
@@ -101,7 +102,7 @@ def legacy_file(url: str, name: str = "", media_type: str = "", size: int = 0,
     """A :class:`LegacyFile` with a usable name (one the content format accepts: no
     path separators, at most 255 characters; else the URL's last segment, else
     ``file``) and a media type (given, else guessed from the name)."""
-    candidates = (name, url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
+    candidates = (name, unquote(urlsplit(url).path.rsplit("/", 1)[-1]))
     usable = next((c for c in candidates if c and len(c) <= 255 and c not in (".", "..")
                    and not set(c) & set("/\\\0")), "file")
     kind = clean_media_type(media_type or mimetypes.guess_type(usable)[0] or "")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,11 @@ import nio
 import pytest
 
 from benchmarks.bridge_run import plain_xmpp
-from bridge.app.services.bridge import BridgeService, RoomPair
+from bridge.app.services.bridge import BridgeService
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from bridge.identities import relay_identity
-from tests.bridging.conftest import converge, in_group, roster, until
+from tests.bridging.conftest import until
 from tests.bridging.test_relay_files import (
     LIMIT,
     http_get,
@@ -31,7 +30,7 @@ from tests.bridging.test_relay_files import (
     read_as_members,
     share,
 )
-from tests.bridging.test_relay_megolm import _encrypted_room, bridge_service, stock_e2e
+from tests.bridging.test_relay_megolm import bridge_service, megolm_relayed_rooms, stock_e2e
 from tests.xmpp.conftest import UploadProsody, upload_prosody
 from transports.matrix.e2e import MEGOLM
 from transports.matrix.media import decrypt_attachment
@@ -55,22 +54,8 @@ async def test_files_in_a_megolm_room(bridge_service: BridgeService, people: Any
     plain_x = await plain_xmpp(prosody_server, "legx")
     stock_media = media(stock)
     try:
-        owner = await people("matrix", "owner")
-        xmember = await people("xmpp", "xmls")
-        await xmember.member.publish_key_packages(1)
-        room = await _encrypted_room(stock, owner, bot.user_id)
-        xmpp_room = f"mfiles{secrets.token_hex(3)}@{prosody_server.component_name}"
-        await service.attach_rooms([RoomPair(xmpp_room, room, relay=True)])
-        group_id = await owner.member.create_group(transport="matrix", room_id=room)
-        await owner.member.add_members(group_id, [xmember.identity])
-        await until(lambda: in_group(xmember, group_id) and xmpp_room in xmember.plugin.rooms,
-                    "the XMPP member in the group and the room")
-        await plain_x.join(xmpp_room, "legacy-x")
-        puppets = {relay_identity(stock.identity), relay_identity(plain_x.identity)}
-        await until(lambda: roster(owner, group_id) >= puppets, "both puppets in the group")
-        await converge([owner, xmember], group_id)
-        await until(lambda: bot.megolm is not None and bot.megolm.encrypted(room),
-                    "the bot seeing m.room.encryption")
+        owner, xmember, room, xmpp_room, group_id = await megolm_relayed_rooms(
+            service, people, prosody_server, stock, plain_x)
         await until(lambda: bot.device_id in stock.client.device_store[bot.user_id],
                     "the stock client knowing the bot's device")
 

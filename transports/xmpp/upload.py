@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 CONTENT_TYPE = "application/octet-stream"
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +107,16 @@ class Uploader:
             log.info("no disco#items from %s: %s", self._domain, exc)
             return None
         candidates = [self._domain] + [str(item[0]) for item in items["disco_items"]["items"]]
+        own = self._xmpp.boundjid.bare  # a component is among its server's items
         for candidate in candidates:
+            if candidate == own:  # (slixmpp answers its own disco locally, not as an Iq)
+                continue
             try:
                 info = await disco.get_info(jid=candidate, timeout=self._timeout)
             except (IqError, IqTimeout):
                 continue
-            if NS_UPLOAD in info["disco_info"]["features"]:
+            features = {f.get("var") for f in info.xml.iter(f"{{{NS_DISCO_INFO}}}feature")}
+            if NS_UPLOAD in features:
                 return UploadService(jid=candidate, max_size=_max_size(info.xml))
         return None
 
