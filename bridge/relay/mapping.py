@@ -13,8 +13,10 @@ retraction              XEP-0424 ``<retract id/>``       ``m.room.redaction``
 Content names messages by their content message id; the networks by theirs (an XMPP
 stanza id, a Matrix event id). :class:`Mapper` keeps the map between them in the
 relay's secrets file (:meth:`bridge.relay.secrets_file.PuppetSecrets.add_message_id`,
-bounded), and the reactions it has seen (in memory, bounded): XEP-0444 sends a user's
-whole set of reactions to a message, the content format one reaction per message.
+bounded), and the reactions it has seen (there too, bounded, so they survive a
+restart: :meth:`~bridge.relay.secrets_file.PuppetSecrets.add_reaction`): XEP-0444
+sends a user's whole set of reactions to a message, the content format one reaction
+per message.
 
 A legacy user may correct or retract only their own messages (a target written by
 someone else is ignored); anyone may reply or react. An XMPP user's own message ids are
@@ -24,7 +26,6 @@ assigned, nor one someone else used.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +33,6 @@ from typing import Any
 from bridge.member import Content, new_message_id
 from bridge.relay.files import FILE_MSGTYPES, Files, LegacyFile, legacy_file
 from bridge.relay.secrets_file import PuppetSecrets
-
-REACTIONS_KEPT = 4096  # reactions remembered (for XEP-0444 sets and their retraction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +126,6 @@ class Mapper:
     def __init__(self, files: Files | None = None) -> None:
         self.secrets: PuppetSecrets | None = None
         self.files = files or Files()
-        self._reactions: OrderedDict[bytes, Reaction] = OrderedDict()
 
     # -- the map -------------------------------------------------------------------------
 
@@ -168,7 +166,8 @@ class Mapper:
             return [] if carried is None else [carried]
         if event.reacts_to:
             found = await target(event.reacts_to)
-            return [] if found is None else self._reacted(group_id, found[0], author, event)
+            return [] if found is None \
+                else await self._reacted(group_id, found[0], author, event)
         if event.replaces or event.retracts:
             found = await target(event.replaces or event.retracts)
             if found is None or found[1] != author:
@@ -183,12 +182,12 @@ class Mapper:
         return [Content(new_message_id(), event.body,
                         reply_to=None if replied is None else replied[0])]
 
-    def _reacted(self, group_id: bytes, target: bytes, author: str,
-                 event: Legacy) -> list[Content]:
+    async def _reacted(self, group_id: bytes, target: bytes, author: str,
+                       event: Legacy) -> list[Content]:
         """Reactions as contents: each new emoji a reaction; with XEP-0444's whole set,
         each emoji no longer in it a retraction of that reaction."""
-        had = {r.emoji: mid for mid, r in self._reactions.items()
-               if (r.group_id, r.target, r.author) == (group_id, target, author)}
+        had = {emoji: mid for mid, emoji in await self._reactions_to(group_id, target,
+                                                                      author)}
         out = [Content(new_message_id(), reply_to=target, reaction=emoji)
                for emoji in event.reactions if emoji not in had]
         if event.whole_set:
@@ -198,29 +197,30 @@ class Mapper:
 
     # -- reactions seen ----------------------------------------------------------------------
 
-    def note(self, group_id: bytes, content: Content, author: str) -> Reaction | None:
+    async def note(self, group_id: bytes, content: Content, author: str) -> Reaction | None:
         """Follow a reaction or its retraction; the reaction retracted, if any."""
+        if self.secrets is None:
+            return None
         if content.reaction is not None and content.reply_to is not None:
-            self._reactions[content.message_id] = Reaction(group_id, content.reply_to,
-                                                           author, content.reaction)
-            while len(self._reactions) > REACTIONS_KEPT:
-                self._reactions.popitem(last=False)
+            await self.secrets.add_reaction(content.message_id, group_id, content.reply_to,
+                                            author, content.reaction)
             return None
         retracted = content.retracts
         if retracted is not None:
-            reaction = self._reactions.get(retracted)
-            if reaction is not None and reaction.author == author:
-                del self._reactions[retracted]
-                return reaction
+            taken = await self.secrets.take_reaction(retracted, author)
+            if taken is not None:
+                return Reaction(taken[0], taken[1], author, taken[2])
         return None
 
-    def reaction(self, message_id: bytes) -> Reaction | None:
-        return self._reactions.get(message_id)
+    async def _reactions_to(self, group_id: bytes, target: bytes, author: str
+                            ) -> list[tuple[bytes, str]]:
+        if self.secrets is None:
+            return []
+        return await self.secrets.reactions_to(group_id, target, author)
 
-    def emoji_of(self, group_id: bytes, target: bytes, author: str) -> list[str]:
+    async def emoji_of(self, group_id: bytes, target: bytes, author: str) -> list[str]:
         """``author``'s reactions to ``target`` now (XEP-0444's whole set)."""
-        return [r.emoji for r in self._reactions.values()
-                if (r.group_id, r.target, r.author) == (group_id, target, author)]
+        return [emoji for _, emoji in await self._reactions_to(group_id, target, author)]
 
 
 __all__ = ["Legacy", "Mapper", "Reaction", "from_matrix"]
