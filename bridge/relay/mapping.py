@@ -1,14 +1,24 @@
-"""Edits, replies, retractions and reactions between the networks and the group, through
-the content format (:mod:`bridge.member.content`).
+"""Edits, replies, retractions, reactions and files between the networks and the group,
+through the content format (:mod:`bridge.member.content`).
 
-======================  ===============================  ===============================
-content                 XMPP (``transports.xmpp.markup``)  Matrix
-======================  ===============================  ===============================
-``replaces`` + body     XEP-0308 ``<replace id/>``       ``m.replace``, ``m.new_content``
-``reply_to`` + body     XEP-0461 ``<reply id/>``         ``m.in_reply_to``
-retraction              XEP-0424 ``<retract id/>``       ``m.room.redaction``
-``reaction``            XEP-0444 ``<reactions/>`` (set)  ``m.reaction`` annotation
-======================  ===============================  ===============================
+=======================  =================================  =================================
+content                  XMPP (``transports.xmpp.markup``)  Matrix
+=======================  =================================  =================================
+``replaces`` + body      XEP-0308 ``<replace id/>``         ``m.replace``, ``m.new_content``
+``reply_to`` + body      XEP-0461 ``<reply id/>``           ``m.in_reply_to``
+retraction               XEP-0424 ``<retract id/>``         ``m.room.redaction``
+``reaction``             XEP-0444 ``<reactions/>`` (set)    ``m.reaction`` annotation
+``file`` (ExternalPart)  in: XEP-0066 OOB URL as the        ``m.image``, ``m.file``,
+                         body, or XEP-0447 ``<url-data/>``  ``m.video``, ``m.audio``: ``url``
+                         out: OOB URL of an XEP-0363        or ``file`` (an EncryptedFile)
+                         upload of the plaintext
+=======================  =================================  =================================
+
+Files are carried by :mod:`bridge.relay.files` (downloads, limits, uploads; a file over
+the limit becomes a text notice). Both directions of every row between the two networks
+are tested over the real servers (``tests/bridging/test_relay_mapping.py``,
+``test_relay_files.py``, ``test_relay_files_megolm.py``), and an MLS member's file
+reaching both.
 
 Content names messages by their content message id; the networks by theirs (an XMPP
 stanza id, a Matrix event id). :class:`Mapper` keeps the map between them in the
