@@ -18,7 +18,9 @@ from bridge.relay.mapping import from_matrix
 from bridge.relay.observers import shared_file
 from transports.matrix.errors import MalformedEvent, MediaError
 from transports.matrix.media import decrypt_attachment, encrypt_attachment
+from transports.xmpp.errors import UploadError
 from transports.xmpp.markup import NS_FILE, NS_HASHES, NS_OOB, NS_SFS, NS_URL_DATA, parse
+from transports.xmpp.upload import Uploader
 
 URL = "https://upload.example.org/slot/abc/photo.jpg"
 
@@ -129,3 +131,12 @@ def test_the_notice_says_what_and_how_much() -> None:
         "10.0 MB]")
     assert too_large_notice("x.bin", 0, 500) == (
         "[a file, x.bin, was not relayed: it is over the bridge's limit of 500 bytes]")
+
+
+async def test_malformed_or_foreign_urls_are_refused_before_any_request() -> None:
+    uploader = Uploader(None, domain="example.org")  # no stream: nothing could be sent
+    for url in ("http://[::1/x", "http://127.0.0.1:99999/x", "https://elsewhere.example/x",
+                "file:///etc/passwd", "ftp://127.0.0.1/x"):
+        with pytest.raises(UploadError) as refused:
+            await uploader.fetch(url, 1000)
+        assert "passwd" not in str(refused.value) and "/x" not in str(refused.value)

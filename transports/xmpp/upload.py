@@ -186,9 +186,13 @@ class Uploader:
         return put.get("url", ""), headers, get.get("url", "")
 
     def _check_url(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or parts.hostname not in self._allowed_hosts:
-            raise UploadError(f"upload URL host {parts.hostname!r} is not allowed")
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError:  # e.g. an unclosed IPv6 bracket, a bad port
+            raise UploadError("malformed URL") from None
+        if parts.scheme not in ("http", "https") or host not in self._allowed_hosts:
+            raise UploadError(f"upload URL host {host!r} is not allowed")
 
     async def _http_put(self, url: str, data: bytes, headers: dict[str, str],
                         content_type: str) -> None:
@@ -224,8 +228,9 @@ class Uploader:
 
     async def _get(self, url: str, cap: int,
                    too_large: type[XmppTransportError | UploadError]) -> bytes:
-        """The body of ``url``, at most ``cap`` bytes (:class:`UploadError` past it; the
-        error never names the URL, which may be a capability)."""
+        """The body of ``url``, at most ``cap`` bytes (``too_large`` past it), redirects
+        not followed (they could leave the allowed hosts); errors never name the URL,
+        which may be a capability."""
         timeout = aiohttp.ClientTimeout(total=self._timeout)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
@@ -243,7 +248,7 @@ class Uploader:
                         raise too_large(f"download is larger than {cap} bytes")
                     chunks.append(chunk)
                 return b"".join(chunks)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise UploadError(f"download failed: {type(exc).__name__}") from exc
 
 
