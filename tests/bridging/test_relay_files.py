@@ -10,10 +10,13 @@ component does not allow is never fetched."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 import os
 import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -101,9 +104,29 @@ async def read_as_members(owner: Any, xmember: Any, group_id: bytes,
     return by_matrix, by_xmpp
 
 
+def ours_logged(caplog: pytest.LogCaptureFixture) -> str:
+    """What the bridge's own code logged (the test's stock clients log their events)."""
+    return "\n".join(r.getMessage() for r in caplog.records
+                     if r.name.startswith(("bridge", "transports")))
+
+
+def kept_nowhere(caplog: pytest.LogCaptureFixture, tmp_path: Path,
+                 texts: list[str], blobs: list[bytes]) -> None:
+    """No URL, key or file bytes in the bridge's logs; no file bytes in the hub's
+    store or the puppets' secrets file (they pass through memory only)."""
+    logged = ours_logged(caplog)
+    assert not [t for t in texts if t in logged]
+    assert not [b for b in blobs if repr(b[:12])[2:-1] in logged or b[:12].hex() in logged]
+    for path in [p for p in tmp_path.iterdir() if p.is_file()]:
+        data = path.read_bytes()
+        assert not [b for b in blobs if b[100:132] in data], path.name
+
+
 async def test_files_cross_both_ways(bridge_service: BridgeService, people: Any,
                                      prosody_server: ProsodyServer,
-                                     synapse_server: SynapseServer) -> None:
+                                     synapse_server: SynapseServer, tmp_path: Path,
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     service = bridge_service
     owner, xmember, plain_x, plain_m, xmpp_room, matrix_room, group_id = \
         await relayed_rooms(service, people, prosody_server, synapse_server)
@@ -165,6 +188,12 @@ async def test_files_cross_both_ways(bridge_service: BridgeService, people: Any,
         assert await http_get(urls[0]) == report
         # the stock XMPP user is not sent its own file back
         assert len(oob_urls(plain_x, xmpp_room)) == 2
+        keys = [p.key for p in (part, from_m, mine)]
+        kept_nowhere(caplog, tmp_path, [ref.url, uploaded.url, part.url, from_m.url,
+                                        mine.url, *urls, content["url"],
+                                        *[k.hex() for k in keys],
+                                        *[base64.b64encode(k).decode() for k in keys]],
+                     [photo, notes, report])
     finally:
         await plain_media.close()
         await plain_x.close()
@@ -200,7 +229,9 @@ async def counting_server() -> AsyncIterator[tuple[str, list[str]]]:
 
 async def test_files_over_the_limit_or_from_elsewhere(
         bridge_service: BridgeService, people: Any, prosody_server: ProsodyServer,
-        synapse_server: SynapseServer, counting_server: tuple[str, list[str]]) -> None:
+        synapse_server: SynapseServer, counting_server: tuple[str, list[str]],
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     service = bridge_service
     owner, _xmember, plain_x, plain_m, xmpp_room, matrix_room, group_id = \
         await relayed_rooms(service, people, prosody_server, synapse_server)
@@ -250,6 +281,8 @@ async def test_files_over_the_limit_or_from_elsewhere(
                              if r.content.body == marker], "the marker")
         assert hits == []
         assert service.relay.mapper.files.failed == 1  # refused (the host), logged
+        assert "relay: a file from xmpp was not relayed: UploadError" in ours_logged(caplog)
+        assert "elsewhere" not in ours_logged(caplog) and ref.url not in ours_logged(caplog)
         assert not [r for r in owner.member.received(group_id)
                     if r.sender == puppet_x and (r.content.file is not None or
                                                  "elsewhere" in (r.content.body or ""))]
