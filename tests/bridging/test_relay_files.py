@@ -3,9 +3,11 @@ service) and Synapse (application service), through the group's end-to-end encry
 attachment format: a stock XMPP client's upload (the URL as the body, XEP-0066 OOB)
 reaches a stock Matrix user as an m.image with the same bytes and the MLS members as
 an ExternalPart with the same bytes; a stock Matrix user's m.file reaches the stock
-XMPP user as an OOB URL and the members likewise; an MLS member's file reaches both
-stock users. A file over the relay's limit becomes a notice, a URL on a host the
-component does not allow is never fetched."""
+XMPP user as an OOB URL and the members likewise; an MLS member's file -- its
+ciphertext in the Matrix media repository or on the XMPP server's XEP-0363 host --
+reaches both stock users; no URL, key or file bytes are logged or stored. A file over
+the relay's limit becomes a notice, a URL on a host the component does not allow is
+never fetched."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from benchmarks.bridge_run import PlainXmpp
 from bridge.app.services.bridge import BridgeService
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
-from bridge.identities import relay_identity
+from bridge.identities import display, relay_identity
 from bridge.member import Content, ExternalPart, fetch_file, new_message_id, send_file
 from tests.bridging.conftest import PlainMatrix, until
 from tests.bridging.test_relay_ghosts import SPEC, bridge_service, relayed_rooms
@@ -186,14 +188,28 @@ async def test_files_cross_both_ways(bridge_service: BridgeService, people: Any,
         assert await plain_media.fetch(from_bot[0]["content"]["url"], LIMIT) == report
         urls = await until(lambda: oob_urls(plain_x, xmpp_room)[1:], "the member's file on XMPP")
         assert await http_get(urls[0]) == report
+        # an XMPP MLS member's file (its ciphertext on the XMPP server's XEP-0363 host)
+        sheet = b"PK\x03\x04" + os.urandom(7000)
+        theirs = await send_file(sheet, name="sheet.ods", media_type="application/zip",
+                                 limit=LIMIT, upload=lambda data: _http_url(xmember, data))
+        assert theirs.url.startswith("http://")
+        await xmember.member.send_content(group_id, Content(new_message_id(), file=theirs))
+        ghost_xm = service.matrix.ghosts.user_id("xmpp", display(xmember.identity))
+        from_xm = await until(lambda: file_events(plain_m, matrix_room, ghost_xm),
+                              "the XMPP member's file on Matrix")
+        assert from_xm[0]["content"]["filename"] == "sheet.ods"
+        assert await plain_media.fetch(from_xm[0]["content"]["url"], LIMIT) == sheet
+        urls = await until(lambda: oob_urls(plain_x, xmpp_room)[2:],
+                           "the XMPP member's file on XMPP")
+        assert await http_get(urls[0]) == sheet
         # the stock XMPP user is not sent its own file back
-        assert len(oob_urls(plain_x, xmpp_room)) == 2
-        keys = [p.key for p in (part, from_m, mine)]
+        assert len(oob_urls(plain_x, xmpp_room)) == 3
+        keys = [p.key for p in (part, from_m, mine, theirs)]
         kept_nowhere(caplog, tmp_path, [ref.url, uploaded.url, part.url, from_m.url,
-                                        mine.url, *urls, content["url"],
+                                        mine.url, theirs.url, *urls, content["url"],
                                         *[k.hex() for k in keys],
                                         *[base64.b64encode(k).decode() for k in keys]],
-                     [photo, notes, report])
+                     [photo, notes, report, sheet])
     finally:
         await plain_media.close()
         await plain_x.close()
@@ -202,6 +218,11 @@ async def test_files_cross_both_ways(bridge_service: BridgeService, people: Any,
 
 async def _url(repository: MediaRepository, data: bytes) -> str:
     return (await repository.upload(data)).url
+
+
+async def _http_url(peer: Any, data: bytes) -> str:
+    """An XMPP member's upload (XEP-0363, as ``mls-bridge chat`` on XMPP does)."""
+    return (await peer.plugin.uploader.upload(data)).url
 
 
 @pytest.fixture
