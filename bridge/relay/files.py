@@ -99,12 +99,16 @@ class LegacyFile:
 def legacy_file(url: str, name: str = "", media_type: str = "", size: int = 0,
                 sha256: bytes | None = None,
                 encrypted: Mapping[str, Any] | None = None) -> LegacyFile:
-    """A :class:`LegacyFile` with a usable name (one the content format accepts: no
-    path separators, at most 255 characters; else the URL's last segment, else
-    ``file``) and a media type (given, else guessed from the name)."""
-    candidates = (name, unquote(urlsplit(url).path.rsplit("/", 1)[-1]))
-    usable = next((c for c in candidates if c and len(c) <= 255 and c not in (".", "..")
-                   and not set(c) & set("/\\\0")), "file")
+    """A :class:`LegacyFile` with a usable name (one the content format accepts and
+    the other network can show: printable, no path separators, at most 255 characters;
+    else the URL's last segment, else ``file``) and a media type (given, else guessed
+    from the name)."""
+    try:
+        last = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    except ValueError:  # a malformed URL: its fetch is refused later
+        last = ""
+    usable = next((c for c in (name.strip(), last) if c and len(c) <= 255 and c.isprintable()
+                   and c not in (".", "..") and not set(c) & set("/\\")), "file")
     kind = clean_media_type(media_type or mimetypes.guess_type(usable)[0] or "")
     return LegacyFile(url, usable, kind, max(size, 0), sha256, encrypted)
 

@@ -87,6 +87,8 @@ def test_xep_0447_metadata_and_source() -> None:
 def test_names_and_media_types_that_cannot_be_sent_on_are_replaced() -> None:
     assert legacy_file(URL, "../../etc/passwd").name == "photo.jpg"
     assert legacy_file("https://h.example/", "").name == "file"
+    assert legacy_file("https://h.example/a%0Ab.txt", "x\ny").name == "file"
+    assert legacy_file("http://[::1/x.png").name == "file"  # malformed: refused later
     assert legacy_file(URL, "a.txt", "text/plain\r\nX-Evil: 1").media_type == OCTET_STREAM
     assert clean_media_type("Image/PNG") == "image/png"
     assert clean_media_type("image/png; charset=x") == OCTET_STREAM
