@@ -40,7 +40,6 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 import nio
-from aiohttp import web
 from slixmpp.exceptions import IqError, IqTimeout
 
 from benchmarks.bridge_run import (
@@ -58,6 +57,7 @@ from benchmarks.bridge_run import (
     write_config,
     xmpp_person,
 )
+from bridge.devservers.files import BlobServer
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from transports.errors import LinkError
@@ -147,32 +147,6 @@ class Flooder:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-class FileServer:
-    """Loopback HTTP serving one blob at any path (XEP-0363 references point here)."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.gets = 0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        async def get(_request: web.Request) -> web.Response:
-            self.gets += 1
-            return web.Response(body=self.body)
-        app = web.Application()
-        app.router.add_get("/{name}", get)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
 async def matrix_refs(person: Person, hub_user: str, media: dict[str, Any],
                       phase: Phase) -> None:
     """One submit-commit whose four payloads reference the largest media each."""
@@ -193,10 +167,10 @@ async def matrix_refs(person: Person, hub_user: str, media: dict[str, Any],
         phase.codes["-"] += 1
 
 
-async def xmpp_refs(person: Person, component: str, server: FileServer, phase: Phase) -> None:
+async def xmpp_refs(person: Person, component: str, server: BlobServer, phase: Phase) -> None:
     """One submit-commit IQ whose four payloads reference 16 MiB downloads each."""
     digest = hashlib.sha256(server.body).hexdigest()
-    refs = "".join(f"<{name} url='http://127.0.0.1:{server.port}/{name}' sha256='{digest}' "
+    refs = "".join(f"<{name} url='{server.url(name)}' sha256='{digest}' "
                    f"size='{len(server.body)}'/>"
                    for name in ("payload", "welcome", "group-info", "ratchet-tree"))
     iq = person.client.make_iq_set(ET.fromstring(
@@ -241,9 +215,10 @@ async def _phase(name: str, bridge: BridgeProcess, honest: list[Person], group_i
     return phase
 
 
-async def run_flood(prosody: ProsodyServer, synapse: SynapseServer, workdir: Path,
-                    spec: FloodSpec) -> list[Phase]:
-    hub_user, hub_password = synapse.new_user("floodhub")
+async def flood_people(prosody: ProsodyServer, synapse: SynapseServer, hub_user: str,
+                       spec: FloodSpec) -> tuple[list[Person], list[Person]]:
+    """Everyone (the honest members first, half on each network, then the flooders,
+    alternating networks), and the flooders."""
     people: list[Person] = []
     half = (spec.honest + 1) // 2
     for i in range(spec.honest):
@@ -254,7 +229,43 @@ async def run_flood(prosody: ProsodyServer, synapse: SynapseServer, workdir: Pat
         flooders.append(await (xmpp_person(prosody, f"f{i}_") if i % 2 == 0
                                else matrix_person(synapse, f"f{i}_", hub_user,
                                                   request_timeout=10.0)))
-    people += flooders
+    return people + flooders, flooders
+
+
+async def refs_phase(bridge: BridgeProcess, synapse: SynapseServer, prosody: ProsodyServer,
+                     hub_user: str, flooders: list[Person], group_id: bytes,
+                     spec: FloodSpec, honest: list[Person], server: BlobServer) -> Phase:
+    """The honest members' phase while flooders send requests with maximal references."""
+    await server.start()
+    matrix_attacker = next((p for p in flooders if p.network == "matrix"), None)
+    xmpp_attacker = next((p for p in flooders if p.network == "xmpp"), None)
+    media: dict[str, Any] = {}
+    if matrix_attacker is not None:
+        repo = MediaRepository(synapse.url, matrix_attacker.client.access_token)
+        media = (await repo.upload(secrets.token_bytes(MATRIX_REF))).to_json()
+        await repo.close()
+
+    def refs(phase: Phase, _stop: asyncio.Event) -> list[Any]:
+        async def matrix() -> None:
+            for _ in range(spec.refs if matrix_attacker is not None else 0):
+                assert matrix_attacker is not None
+                await matrix_refs(matrix_attacker, hub_user, media, phase)
+
+        async def xmpp() -> None:
+            for _ in range(spec.refs if xmpp_attacker is not None else 0):
+                assert xmpp_attacker is not None
+                await xmpp_refs(xmpp_attacker, prosody.component_name, server, phase)
+        return [matrix(), xmpp()]
+
+    phase = await _phase("max refs", bridge, honest, group_id, spec, refs)
+    phase.codes["(XMPP GETs)"] = server.gets
+    return phase
+
+
+async def run_flood(prosody: ProsodyServer, synapse: SynapseServer, workdir: Path,
+                    spec: FloodSpec) -> list[Phase]:
+    hub_user, hub_password = synapse.new_user("floodhub")
+    people, flooders = await flood_people(prosody, synapse, hub_user, spec)
     owner = next(p for p in people if p.network == "matrix")
     pair = Pair("flood", f"flood-{secrets.token_hex(2)}@{prosody.component_name}",
                 await matrix_room(owner, hub_user), admins=(people[0].identity,))
@@ -263,7 +274,7 @@ async def run_flood(prosody: ProsodyServer, synapse: SynapseServer, workdir: Pat
                           hub_user=hub_user, hub_password=hub_password, pairs=[pair])
     bridge = BridgeProcess(config, workdir / "bridge.log", src=spec.src)
     honest = people[:spec.honest]
-    server = FileServer(secrets.token_bytes(XMPP_REF))
+    server = BlobServer(secrets.token_bytes(XMPP_REF))
     try:
         await bridge.start(timeout=120)
         await until(lambda: hub_joined(owner, pair.matrix_room, hub_user), "the bot joining",
@@ -283,29 +294,8 @@ async def run_flood(prosody: ProsodyServer, synapse: SynapseServer, workdir: Pat
             return [one(f) for f in runs]
 
         phases.append(await _phase("flood", bridge, honest, group_id, spec, flood))
-        await server.start()
-        matrix_attacker = next((p for p in flooders if p.network == "matrix"), None)
-        xmpp_attacker = next((p for p in flooders if p.network == "xmpp"), None)
-        media: dict[str, Any] = {}
-        if matrix_attacker is not None:
-            repo = MediaRepository(synapse.url, matrix_attacker.client.access_token)
-            media = (await repo.upload(secrets.token_bytes(MATRIX_REF))).to_json()
-            await repo.close()
-
-        def refs(phase: Phase, _stop: asyncio.Event) -> list[Any]:
-            async def matrix() -> None:
-                for _ in range(spec.refs if matrix_attacker is not None else 0):
-                    assert matrix_attacker is not None
-                    await matrix_refs(matrix_attacker, hub_user, media, phase)
-
-            async def xmpp() -> None:
-                for _ in range(spec.refs if xmpp_attacker is not None else 0):
-                    assert xmpp_attacker is not None
-                    await xmpp_refs(xmpp_attacker, prosody.component_name, server, phase)
-            return [matrix(), xmpp()]
-
-        phases.append(await _phase("max refs", bridge, honest, group_id, spec, refs))
-        phases[-1].codes["(XMPP GETs)"] = server.gets
+        phases.append(await refs_phase(bridge, synapse, prosody, hub_user, flooders,
+                                       group_id, spec, honest, server))
         code = bridge.stop()
         assert code == 0, f"the bridge exited with {code}:\n{bridge.tail()}"
         return phases
@@ -336,7 +326,8 @@ def print_report(phases: list[Phase], spec: FloodSpec) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.flood",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--honest", type=int, default=4)
+    parser.add_argument("--honest", type=int, default=4,
+                        help="honest members, alternating XMPP and Matrix (at least 2)")
     parser.add_argument("--flooders", type=int, default=2)
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--flood-rate", type=float, default=50.0)
@@ -344,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", type=Path, default=REPO,
                         help="source tree to run the bridge from (default: this one)")
     args = parser.parse_args(argv)
+    if args.honest < 2:
+        parser.error("--honest must be at least 2: one member on each network")
     spec = FloodSpec(args.honest, args.flooders, args.messages, args.flood_rate, args.refs,
                      args.src.resolve())
     with real_servers("mls-flood-") as (root, prosody, synapse):

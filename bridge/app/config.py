@@ -14,16 +14,19 @@ A secret's value never appears in ``repr``, :meth:`Config.describe` or an error 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from bridge.app.tables import ConfigError, Secret, Table
+from bridge.hub.policy import DAY, HubConfig, JoinPolicy
+from transports.matrix.crosssign import keys_file
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 JOIN_POLICIES = ("invite", "room", "open")
@@ -73,24 +76,30 @@ class MetricsSettings:
     port: int = 9464
 
 
+#: ``[hub]`` keys that set the :class:`bridge.hub.HubConfig` field of the same name, with
+#: their bounds (low, high); what each means is said in ``HubConfig``'s docstring and in
+#: config/example.toml.
+HUB_INTEGERS: dict[str, tuple[int, int]] = {
+    "max_payload": (1024, 1 << 30), "max_epoch_lag": (0, 1000),
+    "log_page_limit": (1, 100_000), "max_key_packages_per_device": (1, 100_000),
+    "max_devices": (1, 10_000), "max_device_name": (1, 1024),
+    "max_key_package_lifetime": (3600, 10 * 365 * DAY), "max_key_package_size": (512, 1 << 20),
+    "claims_per_target": (1, 1000), "claim_ttl": (1, 30 * DAY),
+    "max_groups_per_user": (1, 1_000_000), "max_pending_welcomes": (1, 100_000),
+    "fault_quorum": (1, 1000), "report_window": (1, 100_000),
+    "external_commit_limit": (1, 100_000), "external_commit_window": (1, DAY),
+    "delivery_backlog": (1, 1_000_000), "max_media_size": (1024, 1 << 32),
+    "media_fetch_limit": (1, 100_000), "media_fetch_window": (1, DAY)}
+HUB_NUMBERS: dict[str, float] = {"admit_timeout": 0.01}  # their lower bound
+
+
 @dataclass(frozen=True)
 class HubSettings:
+    """``[hub]``: the hub's name and identity file, and its policy (every other key)."""
+
     name: str = ""
     identity_file: str = ""
-    max_payload: int = 8 * 1024 * 1024
-    max_epoch_lag: int = 1
-    log_page_limit: int = 500
-    default_join: str = "invite"
-    max_key_packages_per_device: int = 100
-    max_devices: int = 10
-    max_device_name: int = 64
-    max_key_package_lifetime: int = 91 * 86400
-    max_key_package_size: int = 16384
-    claims_per_target: int = 3
-    claim_ttl: int = 3600
-    certificate_validity_days: int = 30
-    max_groups_per_user: int = 100
-    max_pending_welcomes: int = 64
+    policy: HubConfig = field(default_factory=lambda: HubConfig(max_payload=8 * 1024 * 1024))
 
 
 @dataclass(frozen=True)
@@ -213,6 +222,26 @@ class Config:
         sqlite = self.store.sqlite_path
         return Path(f"{sqlite}.olm") if sqlite is not None else Path("olm-store.db")
 
+    def hub_lines(self) -> list[str]:
+        """The hub's policy as :meth:`describe` shows it."""
+        p = self.hub.policy
+        return [f"hub limits: max_payload={p.max_payload} max_epoch_lag={p.max_epoch_lag} "
+                f"log_page_limit={p.log_page_limit}",
+                f"hub policy: default_join={p.default_join.value} "
+                f"key packages per device={p.max_key_packages_per_device} "
+                f"devices={p.max_devices} lifetime<={p.max_key_package_lifetime} s "
+                f"claims per target={p.claims_per_target} "
+                f"groups per user={p.max_groups_per_user} "
+                f"pending Welcomes per user={p.max_pending_welcomes}",
+                f"hub faults: quorum {p.fault_quorum}, reports within {p.report_window} "
+                f"epochs; external commits {p.external_commit_limit} per "
+                f"{p.external_commit_window} s",
+                f"hub fan-out: at most {p.delivery_backlog} entries per group waiting for "
+                f"delivery, a request admitted within {p.admit_timeout:g} s or refused",
+                f"hub media: files up to {p.max_media_size} bytes, "
+                f"{p.media_fetch_limit} fetches per {p.media_fetch_window} s",
+                f"hub attestations: X.509, valid {p.certificate_validity // DAY} days"]
+
     def describe(self) -> list[str]:
         """What ``mls-bridge run`` would do, one line each; secrets appear only as
         their source (``env:NAME``), never their value."""
@@ -221,17 +250,7 @@ class Config:
                  + (f" (password {self.store.password.source})" if self.store.password else ""),
                  f"hub identity: {self.identity_path()}"
                  + (f" (name {self.hub.name})" if self.hub.name else ""),
-                 f"hub limits: max_payload={self.hub.max_payload} "
-                 f"max_epoch_lag={self.hub.max_epoch_lag}",
-                 f"hub policy: default_join={self.hub.default_join} "
-                 f"key packages per device={self.hub.max_key_packages_per_device} "
-                 f"devices={self.hub.max_devices} "
-                 f"lifetime<={self.hub.max_key_package_lifetime} s "
-                 f"claims per target={self.hub.claims_per_target} "
-                 f"groups per user={self.hub.max_groups_per_user} "
-                 f"pending Welcomes per user={self.hub.max_pending_welcomes}",
-                 f"hub attestations: X.509, valid {self.hub.certificate_validity_days} "
-                 f"days",
+                 *self.hub_lines(),
                  f"request limits: {self.limits.requests_per_second:g}/s per sender "
                  f"(burst {self.limits.request_burst}), {self.limits.workers} workers, "
                  f"queues {self.limits.queue_per_sender} per sender / "
@@ -261,8 +280,9 @@ class Config:
                      if self.relay_file_limit else "the smaller server upload limit") +
                      " (larger ones become a notice)")
         olm = self.olm_store_path()
-        lines.append(f"encrypted Matrix rooms: Megolm, olm store {olm} (the device's "
-                     "ed25519 fingerprint is logged at start)" if olm is not None else
+        lines.append(f"encrypted Matrix rooms: Megolm, olm store {olm}, the device "
+                     f"cross-signed with the keys in {keys_file(olm)} (fingerprints logged "
+                     "at start)" if olm is not None else
                      "encrypted Matrix rooms: not read (application-service mode)")
         if self.metrics.enabled:
             lines.append(f"listener metrics: http://{self.metrics.host}:{self.metrics.port}"
@@ -419,24 +439,18 @@ def _rooms(tables: list[Table], xmpp: XmppSettings | None,
 
 
 def _hub(h: Table, d: HubSettings) -> HubSettings:
-    settings = HubSettings(
-        h.text("name", ""), h.text("identity_file", ""),
-        h.integer("max_payload", d.max_payload, low=1024),
-        h.integer("max_epoch_lag", 1, low=0, high=1000),
-        h.integer("log_page_limit", 500, low=1, high=100000),
-        h.text("default_join", d.default_join, choices=JOIN_POLICIES),
-        h.integer("max_key_packages_per_device", d.max_key_packages_per_device, low=1,
-                  high=100000),
-        h.integer("max_devices", d.max_devices, low=1, high=10000),
-        h.integer("max_device_name", d.max_device_name, low=1, high=1024),
-        h.integer("max_key_package_lifetime", d.max_key_package_lifetime, low=3600,
-                  high=10 * 365 * 86400),
-        h.integer("max_key_package_size", d.max_key_package_size, low=512, high=1 << 20),
-        h.integer("claims_per_target", d.claims_per_target, low=1, high=1000),
-        h.integer("claim_ttl", d.claim_ttl, low=1, high=30 * 86400),
-        h.integer("certificate_validity_days", d.certificate_validity_days, low=1, high=365),
-        h.integer("max_groups_per_user", d.max_groups_per_user, low=1, high=1_000_000),
-        h.integer("max_pending_welcomes", d.max_pending_welcomes, low=1, high=100_000))
+    policy = d.policy
+    values: dict[str, Any] = {
+        key: h.integer(key, getattr(policy, key), low=low, high=high)
+        for key, (low, high) in HUB_INTEGERS.items()}
+    values |= {key: h.number(key, getattr(policy, key), low=low)
+               for key, low in HUB_NUMBERS.items()}
+    values["default_join"] = JoinPolicy(h.text("default_join", policy.default_join.value,
+                                               choices=JOIN_POLICIES))
+    values["certificate_validity"] = DAY * h.integer(
+        "certificate_validity_days", policy.certificate_validity // DAY, low=1, high=365)
+    settings = HubSettings(h.text("name", ""), h.text("identity_file", ""),
+                           dataclasses.replace(policy, **values))
     h.done()
     return settings
 

@@ -25,7 +25,7 @@ from bridge.app.services.bridge import BridgeService, RoomPair
 from bridge.app.services.identity import load_identity
 from bridge.app.services.matrix import MatrixServiceConfig
 from bridge.errors import BridgeConfigError
-from bridge.hub import HubConfig, HubIdentity
+from bridge.hub import HubIdentity
 from bridge.hub.policy import JoinPolicy
 from bridge.hub.store import Store, StoreError, StoreUnavailable, open_store
 from bridge.relay import PuppetSecrets
@@ -84,20 +84,6 @@ def _matrix_config(config: Config) -> MatrixServiceConfig:
         olm_store=str(config.olm_store_path() or ""))
 
 
-def _hub_config(config: Config) -> HubConfig:
-    h = config.hub
-    return HubConfig(max_payload=h.max_payload, max_epoch_lag=h.max_epoch_lag,
-                     log_page_limit=h.log_page_limit, default_join=JoinPolicy(h.default_join),
-                     max_key_packages_per_device=h.max_key_packages_per_device,
-                     max_devices=h.max_devices, max_device_name=h.max_device_name,
-                     max_key_package_lifetime=h.max_key_package_lifetime,
-                     max_key_package_size=h.max_key_package_size,
-                     claims_per_target=h.claims_per_target, claim_ttl=h.claim_ttl,
-                     certificate_validity=h.certificate_validity_days * 86400,
-                     max_groups_per_user=h.max_groups_per_user,
-                     max_pending_welcomes=h.max_pending_welcomes)
-
-
 def _identity(uri: str) -> str:
     """An identity URI as the transports spell it (XMPP bare JIDs are case-insensitive
     and arrive lower-cased)."""
@@ -122,7 +108,7 @@ def build_service(config: Config, store: Store, identity: HubIdentity,
     service = BridgeService(
         store, identity, xmpp=_component_config(config) if config.xmpp else None,
         matrix=_matrix_config(config) if config.matrix else None, rooms=rooms,
-        hub_config=_hub_config(config), relay_secrets=relay_secrets,
+        hub_config=config.hub.policy, relay_secrets=relay_secrets,
         relay_archive=config.relay_archive, drain_timeout=config.shutdown_timeout,
         connect_timeout=config.xmpp.connect_timeout if config.xmpp else 20.0)
     service.relay.mapper.files.configured = config.relay_file_limit  # 0: the servers'

@@ -14,7 +14,10 @@ person's own network link."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +26,9 @@ import pytest
 from bridge.app.services.bridge import BridgeService, RoomPair
 from bridge.devservers.prosody import ProsodyServer
 from bridge.hub.policy import JoinPolicy
+from mls import MLSMessage, encode
+from mls.group.group import Group
+from mls.messages.welcome import GroupInfo
 from tests.bridging.conftest import (
     Person,
     bridge_service,
@@ -33,10 +39,10 @@ from tests.bridging.conftest import (
     until,
 )
 from tests.matrix.conftest import room_with_hub
-from transports.interface import Inbound
+from transports.interface import Inbound, Op
 
-__all__ = ["NETWORKS", "Scene", "ask", "bridge_service", "bridged_scene", "hub_state",
-           "people"]
+__all__ = ["NETWORKS", "Scene", "ask", "bridge_service", "bridged_scene", "external_join",
+           "hub_state", "people"]
 
 #: Parametrize an attack by the network its attacker uses.
 NETWORKS = pytest.mark.parametrize("network", ["xmpp", "matrix"])
@@ -47,6 +53,21 @@ def ask(person: Person, op: str, **fields: Any) -> Any:
     network authenticated; the content may claim anything)."""
     return person.member.link.request(Inbound(op, "anyone", request_id=secrets.token_hex(6),
                                               **fields))
+
+
+def external_join(person: Person, group_id: bytes, group_info: GroupInfo,
+                  **options: Any) -> Awaitable[Any]:
+    """``person`` joins ``group_id`` by an external commit made from ``group_info`` (RFC
+    9420 §12.4.3.2) with her own credential and key unless ``options`` say otherwise
+    (``credential``, ``signature_priv``, ``resync_leaf``, ``ratchet_tree``), and submits
+    it over her own link with the GroupInfo of the epoch it makes."""
+    member = person.member
+    options = {"credential": member.credential, "signature_priv": member._signature_priv,
+               **options}
+    joined, commit = Group.join_external(MLSMessage.wrap(group_info), rng=os.urandom,
+                                         now=int(time.time()), **options)
+    return ask(person, Op.SUBMIT_COMMIT, group_id=group_id, payload=encode(commit),
+               group_info=encode(MLSMessage.wrap(joined.group_info())))
 
 
 async def hub_state(service: BridgeService, group_id: bytes) -> tuple[Any, ...]:

@@ -18,10 +18,9 @@ from bridge.devservers.prosody import ProsodyServer
 from bridge.errors import HubRefused
 from mls.codec import encode
 from mls.crypto import suite
-from mls.group.group import Group
 from mls.group.key_package import create_key_package
 from mls.messages.framing import MLSMessage
-from tests.attacks.conftest import ask, bridged_scene
+from tests.attacks.conftest import ask, bridged_scene, external_join
 from tests.bridging.conftest import converge, in_group, roster, until
 from tests.matrix.conftest import room_with_hub
 from tests.xmpp.helpers import muc_admin, muc_admin_list, nick_of
@@ -65,13 +64,7 @@ async def test_strangers_cannot_join_by_external_commit(
             await stranger.member.rejoin(scene.group_id)
         assert refusal.value.code == "join-policy"
         leaked = scene.xa.member.group(scene.group_id).group_info()
-        joined, commit = Group.join_external(
-            MLSMessage.wrap(leaked), credential=stranger.member.credential,
-            signature_priv=stranger.member._signature_priv, rng=os.urandom,
-            now=int(time.time()))
-        reply = await ask(stranger, Op.SUBMIT_COMMIT, group_id=scene.group_id,
-                          payload=encode(commit),
-                          group_info=encode(MLSMessage.wrap(joined.group_info())))
+        reply = await external_join(stranger, scene.group_id, leaked)
         assert (reply.ok, reply.code) == (False, "join-policy"), reply
         reply = await ask(stranger, Op.FETCH_LOG, group_id=scene.group_id)
         assert (reply.ok, reply.code) == (False, "not-member")

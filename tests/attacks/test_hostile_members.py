@@ -26,7 +26,14 @@ from mls.group.group import Group
 from mls.group.key_package import create_key_package
 from mls.messages.credentials import Credential
 from mls.messages.proposals import GroupContextExtensions, Update
-from tests.attacks.conftest import NETWORKS, Scene, ask, bridged_scene, hub_state
+from tests.attacks.conftest import (
+    NETWORKS,
+    Scene,
+    ask,
+    bridged_scene,
+    external_join,
+    hub_state,
+)
 from tests.bridge.test_hub_verifies import resigned
 from tests.bridging.conftest import Person, converge, in_group, roster, until
 from transports.interface import Op
@@ -241,15 +248,10 @@ async def test_an_external_commit_removing_another_member_is_refused(
     """A 'resync' whose Remove names xb's leaf rather than mallory's own: the new
     leaf would replace xb's under another identity."""
     scene = await scene_with(bridge_service, people, prosody_server, network)
-    member = scene.attacker.member
     group = group_of(scene.attacker, scene)
-    joined, commit = Group.join_external(
-        MLSMessage.wrap(group.group_info()), credential=member.credential,
-        signature_priv=member._signature_priv, rng=os.urandom, now=now(),
-        ratchet_tree=group.state.tree, resync_leaf=leaf_of(scene, scene.xb.identity))
-    await refused(scene, ask(scene.attacker, Op.SUBMIT_COMMIT, group_id=scene.group_id,
-                             payload=encode(commit),
-                             group_info=encode(MLSMessage.wrap(joined.group_info()))),
+    await refused(scene, external_join(scene.attacker, scene.group_id, group.group_info(),
+                                       ratchet_tree=group.state.tree,
+                                       resync_leaf=leaf_of(scene, scene.xb.identity)),
                   "forbidden")
     await scene.chat("xb was not resynced away")
 
@@ -384,13 +386,7 @@ async def test_a_removed_member_reads_and_joins_nothing(
                   "not-member")
     await refused(scene, ask(scene.attacker, Op.GET_GROUP_INFO, group_id=scene.group_id),
                   "join-policy")
-    member = scene.attacker.member
-    joined, commit = Group.join_external(
-        MLSMessage.wrap(group.group_info()), credential=member.credential,
-        signature_priv=member._signature_priv, rng=os.urandom, now=now())
-    await refused(scene, ask(scene.attacker, Op.SUBMIT_COMMIT, group_id=scene.group_id,
-                             payload=encode(commit),
-                             group_info=encode(MLSMessage.wrap(joined.group_info()))),
+    await refused(scene, external_join(scene.attacker, scene.group_id, group.group_info()),
                   "wrong-epoch")
     await scene.chat("mallory is out")
 

@@ -22,12 +22,12 @@ from xml.etree import ElementTree as ET
 
 import nio
 import pytest
-from aiohttp import web
 from slixmpp.exceptions import IqError
 
 from bridge.app.metrics import HubMetrics, Metrics
 from bridge.app.services.bridge import BridgeService
 from bridge.app.services.matrix import MatrixServiceConfig
+from bridge.devservers.files import BlobServer
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from bridge.hub import HubIdentity
@@ -260,44 +260,18 @@ async def test_maximal_matrix_media_references_are_refused_before_download(
     assert hashlib.sha256(blob).digest() == ref.sha256
 
 
-class CountingServer:
-    """A loopback HTTP server counting the GETs of anything (XEP-0363 downloads)."""
-
-    def __init__(self) -> None:
-        self.gets = 0
-        self.body = secrets.token_bytes(700)
-        self.runner: web.AppRunner | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        async def get(_request: web.Request) -> web.Response:
-            self.gets += 1
-            return web.Response(body=self.body)
-        app = web.Application()
-        app.router.add_get("/{name}", get)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-
-
 async def test_maximal_xmpp_upload_references_are_refused_before_download(
         bridge_service: BridgeService, people: Any) -> None:
     """The same over XMPP: four upload references declaring 32 MiB each are refused
     too-large, and the (loopback) file server saw no GET; one declaring the true size
     is fetched."""
-    server = CountingServer()
+    server = BlobServer(secrets.token_bytes(700))
     await server.start()
     mallory = await people("xmpp", "mallory")
     digest = hashlib.sha256(server.body).hexdigest()
     try:
         def refs(size: int, fields: tuple[str, ...]) -> str:
-            return "".join(f"<{name} url='http://127.0.0.1:{server.port}/{name}' "
+            return "".join(f"<{name} url='{server.url(name)}' "
                            f"sha256='{digest}' size='{size}'/>" for name in fields)
 
         async def send(body: str) -> tuple[str, str]:

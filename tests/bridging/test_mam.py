@@ -26,7 +26,7 @@ from bridge.devservers.synapse import SynapseServer
 from bridge.identities import display, relay_identity
 from bridge.relay import NOTICE
 from bridge.relay.relay import MLS_MARK
-from tests.bridging.conftest import in_group, plain_matrix, texts, until
+from tests.bridging.conftest import in_group, plain_matrix, roster, texts, until
 from tests.cli.conftest import minimal_config, write
 from tests.matrix.conftest import room_with_hub
 from tests.xmpp.test_muc_behaviour import StockClient, codes, stock_client
@@ -109,6 +109,10 @@ async def test_a_stock_client_joins_a_relayed_room_chats_and_reads_its_history(
         guest = display(relay_identity(plain_m.identity))  # "@mamplain...:localhost (relayed)"
         await until(lambda: guest in service.component.presence.guests.get(room, {}),  # type: ignore[union-attr]
                     "the relayed Matrix user shown in the XMPP room")
+        # the archive holds what the relay could read: its puppet must be in the group
+        # (the owner's epoch) before the history is written
+        await until(lambda: relay_identity(plain_m.identity) in roster(owner, group_id),
+                    "the relay's puppet of the plain Matrix user in the owner's group")
         # history before the stock client comes: five from the owner, one relayed
         sent = [f"owner {i} {secrets.token_hex(3)}" for i in range(5)]
         for text in sent:

@@ -3,6 +3,7 @@ come inline, from the environment or from files and never show in output."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from unittest.mock import MagicMock
 
@@ -12,6 +13,7 @@ from bridge.app.cli import main
 from bridge.app.config import ConfigError, load_config
 from bridge.app.runtime import build_service
 from bridge.hub import HubIdentity
+from bridge.hub.policy import HubConfig, JoinPolicy
 from tests.cli.conftest import EXAMPLE, MATRIX_PASSWORD, XMPP_SECRET, cli, minimal_config, write
 from transports.xmpp.upload import LOOPBACK_HOSTS
 
@@ -46,8 +48,9 @@ def test_example_validates_and_documents_every_key() -> None:
     (room,) = config.rooms
     assert (room.join, room.admins) == ("invite", ("xmpp:admin@example.org",
                                                     "matrix:u/admin:example.org"))
-    assert (config.hub.default_join, config.hub.max_key_package_lifetime) == ("invite",
-                                                                             91 * 86400)
+    policy = config.hub.policy
+    assert (policy.default_join, policy.max_key_package_lifetime) == (JoinPolicy.INVITE,
+                                                                     91 * 86400)
 
 
 BAD = [
@@ -88,6 +91,8 @@ BAD = [
     ("lifetime cap", {"hub": "max_key_package_lifetime = 10"},
      "hub.max_key_package_lifetime", "between 3600"),
     ("claims bound", {"hub": "claims_per_target = 0"}, "hub.claims_per_target", "between 1"),
+    ("backlog bound", {"hub": "delivery_backlog = 0"}, "hub.delivery_backlog", "between 1"),
+    ("admit bound", {"hub": "admit_timeout = 0"}, "hub.admit_timeout", "at least 0.01"),
     ("no network", {"xmpp": ""}, "xmpp", "at least one network"),
     ("matrix mode", {"matrix": MATRIX_BOT + '\nmode = "puppet"'}, "matrix.mode",
      "one of bot, appservice"),
@@ -148,6 +153,23 @@ def test_bad_room_is_named(tmp_path: Path, room: str, key: str, reason: str) -> 
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path / "bad.toml", text), env={})
     assert (caught.value.key, reason in caught.value.reason) == (key, True)
+
+
+def test_every_hub_policy_field_is_a_hub_key(tmp_path: Path) -> None:
+    """[hub] sets the whole of the hub's policy: each HubConfig field, from the example
+    file, arrives in the HubConfig the bridge runs with (changed values included)."""
+    example = load_config(EXAMPLE, env=EXAMPLE_ENV).hub.policy
+    text = EXAMPLE.read_text(encoding="utf-8")
+    names = {f.name for f in dataclasses.fields(HubConfig)} - {"certificate_validity"}
+    for name in names | {"certificate_validity_days"}:
+        assert f"\n{name} =" in text, name
+    path = tmp_path / "bridge.toml"
+    path.write_text(minimal_config(tmp_path, hub="delivery_backlog = 7\nadmit_timeout = 2.5\n"
+                                                "fault_quorum = 3\nmedia_fetch_limit = 4"))
+    policy = load_config(path).hub.policy
+    assert (policy.delivery_backlog, policy.admit_timeout, policy.fault_quorum,
+            policy.media_fetch_limit) == (7, 2.5, 3, 4)
+    assert example.delivery_backlog == HubConfig().delivery_backlog
 
 
 def test_duplicate_room_and_rooms_without_both_networks(tmp_path: Path) -> None:

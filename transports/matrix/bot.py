@@ -204,10 +204,11 @@ class MatrixHubBot:
         if self.megolm is not None:
             self.megolm.close()
 
-    async def enable_e2e(self) -> Megolm:
+    async def enable_e2e(self, password: str = "") -> Megolm:
         """Read and write Megolm (the client was built with
-        :func:`transports.matrix.e2e.client_config` and is logged in)."""
-        self.megolm = Megolm(self.client, self.unreadable)
+        :func:`transports.matrix.e2e.client_config` and is logged in); the device
+        cross-signed (``password``: for the homeserver's user-interactive auth)."""
+        self.megolm = Megolm(self.client, self.unreadable, password=password)
         await self.megolm.start()
         return self.megolm
 

@@ -31,15 +31,17 @@ a logged-in device with /sync) reads and writes them:
 
 The bot's device is published with the display name :data:`DEVICE_NAME` and its
 ed25519 fingerprint is logged at start (:attr:`Megolm.fingerprint`). nio implements
-no cross-signing: the device is not cross-signed by the bot's account, so users see
-it as unverified until they compare the fingerprint.
+no cross-signing, so :mod:`transports.matrix.crosssign` does: at every start the
+device is signed by the account's self-signing key (:attr:`Megolm.cross_signing`,
+its keys in ``<olm store>.cross-signing``, 0600), and clients show it as verified
+by its owner; the master key is logged at start. Should that fail (the homeserver
+asks for a password the bot does not have, or is unreachable), the log says the
+device stays unverified, and why; the bot runs on.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import stat
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -50,7 +52,9 @@ from nio.store import SqliteStore
 
 from transports.fairness import RateLimiter
 from transports.matrix import namespace as ns
+from transports.matrix.crosssign import CrossSigning, keys_file
 from transports.matrix.errors import HomeserverError
+from transports.matrix.private_files import create_private
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +84,7 @@ def open_store_file(path: Path) -> None:
     """Create the olm store's file with mode 0600 if absent; refuse one that anyone but
     its owner may read or write (:class:`PermissionError`). SQLite gives its journal
     the database file's mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise PermissionError(f"{path} is mode {mode:o}: the olm store must be 0600")
+    create_private(path, "the olm store")
 
 
 def client_config(path: Path) -> tuple[str, nio.AsyncClientConfig]:
@@ -95,6 +94,11 @@ def client_config(path: Path) -> tuple[str, nio.AsyncClientConfig]:
     config = nio.AsyncClientConfig(encryption_enabled=True, store=SqliteStore,
                                    store_name=path.name, store_sync_tokens=False)
     return str(path.parent), config
+
+
+def olm_store_file(client: nio.AsyncClient) -> Path:
+    """The olm store file of a client built with :func:`client_config`."""
+    return Path(client.store_path or ".") / client.config.store_name
 
 
 class UnreadableNotices:
@@ -141,11 +145,15 @@ class Megolm:
     """The bot's olm machine (see the module docstring). ``client`` was built with
     :func:`client_config` and is logged in (nio then loaded the store)."""
 
-    def __init__(self, client: nio.AsyncClient, notices: UnreadableNotices) -> None:
+    def __init__(self, client: nio.AsyncClient, notices: UnreadableNotices, *,
+                 password: str = "") -> None:
         if client.olm is None:
             raise HomeserverError("the olm store was not loaded (log in first)")
         self.client = client
         self.notices = notices
+        #: the account's cross-signing keys, beside the olm store (:func:`olm_store_file`)
+        self.cross_signing = CrossSigning(client, keys_file(olm_store_file(client)),
+                                          password)
         self.undecryptable = 0  # events the bot could not decrypt (for the metrics)
         self.decrypted = 0
         self._pending: OrderedDict[str, tuple[str, nio.MegolmEvent]] = OrderedDict()
@@ -162,7 +170,8 @@ class Megolm:
         return room_id in self.client.encrypted_rooms or bool(room and room.encrypted)
 
     async def start(self) -> None:
-        """Name the device, upload its keys, log its fingerprint."""
+        """Name the device, upload its keys, log its fingerprint, cross-sign it
+        (:meth:`CrossSigning.ensure`: never raises; a failure leaves it unverified)."""
         response = await self.client.update_device(
             str(self.client.device_id), {"display_name": DEVICE_NAME})
         if not isinstance(response, nio.UpdateDeviceResponse):
@@ -170,6 +179,7 @@ class Megolm:
         await self.maintain()
         log.info("Megolm device %s of %s, ed25519 fingerprint %s", self.client.device_id,
                  self.client.user_id, self.fingerprint)
+        await self.cross_signing.ensure()
 
     async def maintain(self) -> None:
         """Keys after a sync: upload, query, claim; send queued to-device messages."""
@@ -302,4 +312,4 @@ async def _hand_on(room_id: str, event: nio.Event, plain: PlainMessage) -> None:
 
 
 __all__ = ["DEVICE_NAME", "MEGOLM", "NEEDS_BOT_MODE", "UNREADABLE", "Megolm",
-           "UnreadableNotices", "client_config", "open_store_file"]
+           "UnreadableNotices", "client_config", "olm_store_file", "open_store_file"]

@@ -6,13 +6,15 @@
 :mod:`transports.xmpp.nicks` and says what each room is -- disco#info, subject, relay
 notices -- with :mod:`transports.xmpp.roominfo`) and members as slixmpp clients
 (:mod:`transports.xmpp.client`), with XEP-0363 uploads for large payloads
-(:mod:`transports.xmpp.upload`). The XML lives in :mod:`transports.xmpp.stanzas`, its
+(:mod:`transports.xmpp.upload`); slixmpp serialises with the escape of
+:mod:`transports.xmpp.escape`. The XML lives in :mod:`transports.xmpp.stanzas`, its
 names in :mod:`transports.xmpp.namespace`, the errors in :mod:`transports.xmpp.errors`.
 
 Nothing here imports :mod:`mls`: MLS messages are opaque bytes, carried as
 :class:`transports.interface.Inbound` / :class:`transports.interface.Outbound` values.
 """
 
+from transports.xmpp import escape
 from transports.xmpp.client import MLSClientPlugin, register
 from transports.xmpp.component import ComponentConfig, MLSComponent
 from transports.xmpp.errors import (
@@ -26,6 +28,8 @@ from transports.xmpp.errors import (
 )
 from transports.xmpp.namespace import NS
 from transports.xmpp.welcomes import StateStore
+
+escape.install()  # every stanza this process writes: see transports.xmpp.escape
 
 __all__ = [
     "NS",

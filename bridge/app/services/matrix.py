@@ -137,7 +137,7 @@ class MatrixService:
             log.warning("encrypted rooms need bot mode: the application service cannot "
                         "decrypt Megolm (olm store %s unused)", self.config.olm_store)
         elif self.config.olm_store:
-            await self.bot.enable_e2e()
+            await self.bot.enable_e2e(self.config.password)
         return self.bot
 
     async def serve(self, hub: HubService) -> None:
