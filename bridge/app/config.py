@@ -131,6 +131,7 @@ class XmppSettings:
     admins: tuple[str, ...] = ()
     leave_grace: float = 60.0
     connect_timeout: float = 20.0
+    upload_hosts: tuple[str, ...] = ()  # HTTP hosts files may be fetched from (+ loopback)
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,7 @@ class Config:
     relay_secrets: str = ""  # [bridge.relay] secrets: the puppets' keys (0600 file)
     olm_store: str = ""  # [bridge.relay] olm_store: the bot's Megolm keys (0600 file)
     relay_archive: int = 1000  # [bridge.relay] archive: re-emitted messages kept per room
+    relay_file_limit: int = 0  # [bridge.relay] file_limit: bytes; 0: the smaller server's
 
     def secrets(self) -> list[str]:
         """Every secret value (for the log redactor)."""
@@ -257,7 +259,8 @@ class Config:
             x = self.xmpp
             lines.append(f"network xmpp: component {x.jid} -> {x.host}:{x.port} "
                          f"(secret {x.secret.source}, upload {'on' if x.upload else 'off'}, "
-                         f"admins {len(x.admins)})")
+                         f"admins {len(x.admins)}, downloads from loopback"
+                         + "".join(f", {host}" for host in x.upload_hosts) + ")")
         else:
             lines.append("network xmpp: disabled")
         if self.matrix is not None:
@@ -273,6 +276,9 @@ class Config:
                      f"(puppet secrets: {self.relay_secrets_path()})")
         lines.append(f"relay archive: the newest {self.relay_archive} re-emitted messages "
                      "per relayed room, in the puppet secrets file (XEP-0313)")
+        lines.append("relay files: up to " + (f"{self.relay_file_limit} bytes"
+                     if self.relay_file_limit else "the smaller server upload limit") +
+                     " (larger ones become a notice)")
         olm = self.olm_store_path()
         lines.append(f"encrypted Matrix rooms: Megolm, olm store {olm}, the device "
                      f"cross-signed with the keys in {keys_file(olm)} (fingerprints logged "
@@ -340,7 +346,8 @@ def _xmpp(t: Table) -> XmppSettings:
         stanza_limit=t.integer("stanza_limit", 256 * 1024, low=4096),
         upload=t.flag("upload", True), admins=_identities(t, "admins", ("xmpp:",)),
         leave_grace=t.number("leave_grace", 60.0), connect_timeout=t.number("connect_timeout",
-                                                                          20.0, low=0.1))
+                                                                          20.0, low=0.1),
+        upload_hosts=tuple(host.lower() for host in t.strings("upload_hosts")))
     t.done()
     return settings
 
@@ -500,6 +507,7 @@ def parse_config(data: Mapping[str, Any], path: Path,
     shutdown = 10.0
     relay_secrets = olm_store = ""
     relay_archive = 1000
+    relay_file_limit = 0
     if (b := root.table("bridge")) is not None:
         rooms = _rooms(b.tables("rooms"), xmpp, matrix)
         shutdown = b.number("shutdown_timeout", 10.0, low=0.1)
@@ -507,6 +515,7 @@ def parse_config(data: Mapping[str, Any], path: Path,
             relay_secrets = relay.text("secrets", "")
             olm_store = relay.text("olm_store", "")
             relay_archive = relay.integer("archive", 1000, low=0)
+            relay_file_limit = relay.integer("file_limit", 0, low=0, high=1 << 31)
             relay.done()
             for key, value in (("secrets", relay_secrets), ("olm_store", olm_store)):
                 if key in relay.data and not value:
@@ -514,7 +523,7 @@ def parse_config(data: Mapping[str, Any], path: Path,
         b.done()
     root.done()
     return Config(path, store, log, metrics, hub, limits, retry, xmpp, matrix, rooms,
-                  shutdown, relay_secrets, olm_store, relay_archive)
+                  shutdown, relay_secrets, olm_store, relay_archive, relay_file_limit)
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -39,6 +39,7 @@ from transports.matrix.errors import HomeserverError
 from transports.matrix.events import user_uri
 from transports.xmpp.component import ComponentConfig
 from transports.xmpp.errors import ComponentAuthError
+from transports.xmpp.upload import LOOPBACK_HOSTS
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ def _component_config(config: Config) -> ComponentConfig:
         stanza_limit=x.stanza_limit, upload=x.upload,
         admins=frozenset(_identity(admin) for admin in x.admins),
         leave_grace=x.leave_grace, backoff_initial=config.retry.initial_delay,
-        backoff_max=config.retry.max_delay, limits=request_limits(config))
+        backoff_max=config.retry.max_delay, limits=request_limits(config),
+        upload_hosts=LOOPBACK_HOSTS | frozenset(x.upload_hosts))
 
 
 def _matrix_config(config: Config) -> MatrixServiceConfig:
@@ -105,12 +107,14 @@ def build_service(config: Config, store: Store, identity: HubIdentity,
     rooms = [RoomPair(room.xmpp.lower(), room.matrix, room.relay, JoinPolicy(room.join),
                       frozenset(_identity(admin) for admin in room.admins))
              for room in config.rooms]
-    return BridgeService(
+    service = BridgeService(
         store, identity, xmpp=_component_config(config) if config.xmpp else None,
         matrix=_matrix_config(config) if config.matrix else None, rooms=rooms,
         hub_config=config.hub.policy, relay_secrets=relay_secrets,
         relay_archive=config.relay_archive, shutdown_timeout=config.shutdown_timeout,
         connect_timeout=config.xmpp.connect_timeout if config.xmpp else 20.0)
+    service.relay.mapper.files.configured = config.relay_file_limit  # 0: the servers'
+    return service
 
 
 def _check_registration(config: Config) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from slixmpp import JID
 
+from bridge.relay.files import LegacyFile, legacy_file
 from bridge.relay.mapping import Legacy, from_matrix
 from transports.matrix import events as matrix_events
 from transports.matrix import namespace as matrix_ns
@@ -67,7 +68,8 @@ class XmppObserver:
                             markup: Markup) -> None:
         identity = xmpp_identity(occupant)
         event = Legacy(markup.id, body, markup.replaces, markup.reply_to, markup.retracts,
-                       markup.reacts_to, markup.reactions, whole_set=True)
+                       markup.reacts_to, markup.reactions, whole_set=True,
+                       file=shared_file(body, markup))
         self.relay.queue(identity, lambda: self.relay.legacy_event(XMPP, room, identity,
                                                                    event, occupant),
                          f"message from {identity} in {room}")
@@ -101,10 +103,23 @@ class MatrixObserver:
         return self.relay.relays(MATRIX, room_id)
 
 
+def shared_file(body: str, markup: Markup) -> LegacyFile | None:
+    """The file an XMPP message shares: XEP-0447 ``<file-sharing/>``, or an XEP-0066
+    OOB URL that is the whole body (or the body is empty), as Conversations, Gajim and
+    Dino send after an XEP-0363 upload. An OOB URL beside other text is a link: the
+    text is relayed as it is."""
+    if not markup.url or markup.replaces or markup.retracts:
+        return None
+    info = markup.file
+    if info is None:
+        return legacy_file(markup.url) if body.strip() in ("", markup.url) else None
+    return legacy_file(markup.url, info.name, info.media_type, info.size, info.sha256)
+
+
 def xmpp_identity(occupant: str) -> str:
     """The identity URI of an XMPP occupant (its bare JID)."""
     return xmpp_ns.URI_SCHEME + JID(occupant).bare
 
 
 __all__ = ["MATRIX", "XMPP", "Job", "LegacyInput", "MatrixObserver", "XmppObserver",
-           "xmpp_identity"]
+           "shared_file", "xmpp_identity"]

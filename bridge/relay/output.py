@@ -78,7 +78,8 @@ class Output:
         dropped by the homeserver. XMPP has no acknowledgement; the stanzas are flushed
         before the caller persists the re-emit cursor, and a resend carries the same
         XEP-0359 stanza-id (clients drop the repeat)."""
-        retracted = self.mapper.note(emission.group_id, emission.content, emission.sender)
+        retracted = await self.mapper.note(emission.group_id, emission.content,
+                                           emission.sender)
         if self.bot is not None and emission.origin != MATRIX:
             await self._matrix(rooms.matrix_room, emission)
         if self.component is not None and await self._xmpp(rooms.xmpp_room, emission,
@@ -139,6 +140,18 @@ class Output:
             return ("m.reaction", {"m.relates_to": {
                 "rel_type": "m.annotation", "event_id": reacted, "key": content.reaction}}) \
                 if reacted else None
+        if content.file is not None:
+            name = content.file.name
+            shown = await self.mapper.files.matrix_event(
+                room, content.file, f"<{display(emission.sender)}> {name}" if prefixed
+                else name)
+            if shown is None:
+                return None
+            replied = await target(content.reply_to)
+            return matrix_ns.MESSAGE_EVENT, shown | {matrix_ns.RELAY_KEY: {
+                "sender": emission.sender, "seq": emission.seq,
+                "group_id": matrix_events.b64encode(emission.group_id)}} | (
+                {"m.relates_to": {"m.in_reply_to": {"event_id": replied}}} if replied else {})
         if content.body is None:
             return None
         text = f"<{display(emission.sender)}> {content.body}" if prefixed else content.body
@@ -199,19 +212,27 @@ class Output:
         async def target(message_id: bytes | None) -> str:
             return await self.mapper.net_id(group_id, message_id, XMPP, room)
 
-        def reactions(reacted: str, message_id: bytes) -> tuple[str, list[ET.Element]]:
-            now = self.mapper.emoji_of(group_id, message_id, emission.sender)
+        async def reactions(reacted: str, message_id: bytes
+                            ) -> tuple[str, list[ET.Element]]:
+            now = await self.mapper.emoji_of(group_id, message_id, emission.sender)
             return "", elements(reacts_to=reacted, reactions=now)
 
         if retracted is not None:  # a reaction taken back: the reactor's set now
             reacted = await target(retracted.target)
-            return reactions(reacted, retracted.target) if reacted else None
+            return await reactions(reacted, retracted.target) if reacted else None
         if content.retracts is not None:
             gone = await target(content.retracts)
             return ("", elements(retracts=gone)) if gone else None
         if content.reaction is not None and content.reply_to is not None:
             reacted = await target(content.reply_to)
-            return reactions(reacted, content.reply_to) if reacted else None
+            return await reactions(reacted, content.reply_to) if reacted else None
+        if content.file is not None:
+            shown = await self.mapper.files.xmpp_url(content.message_id, content.file)
+            if shown is None:
+                return None
+            url, is_file = shown
+            return url, elements(reply_to=await target(content.reply_to),
+                                 url=url if is_file else "")
         if content.body is None:
             return None
         return content.body, elements(replaces=await target(content.replaces),

@@ -161,6 +161,7 @@ class Relay:
         one; otherwise the bot posts everything)."""
         self.component, self.bot = component, bot
         self.output.component, self.output.bot, self.output.ghosts = component, bot, ghosts
+        self.mapper.files.component, self.mapper.files.bot = component, bot
         self.notices.component, self.notices.bot = component, bot
         self.guests.component = component
         if component is not None:

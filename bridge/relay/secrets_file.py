@@ -23,7 +23,10 @@ configuration (default: ``<database>.relay-secrets`` beside a SQLite store):
   group's content message ids (:mod:`bridge.relay.mapping`), bounded to
   :data:`MESSAGE_IDS_KEPT` rows. The map is not secret (who wrote which message when is
   what the rooms show anyway) but operator-private, so it lives here rather than in the
-  hub's store, which holds only what the hub needs.
+  hub's store, which holds only what the hub needs. ``reactions``: the reactions the
+  relay saw (which message, on which message, by whom, which emoji -- what the rooms
+  show), so that an XEP-0444 set or a redaction retracts the right one after a
+  restart, the newest :data:`REACTIONS_KEPT`.
 
 What earlier versions kept in the hub store's cursors is moved here on start by
 :mod:`bridge.relay.upgrade`.
@@ -61,8 +64,13 @@ SCHEMA = (
     " group_id BLOB NOT NULL, message_id BLOB NOT NULL, author TEXT NOT NULL,"
     " UNIQUE (network, room, owner, net_id))",
     "CREATE INDEX IF NOT EXISTS message_ids_by_message ON message_ids (group_id, message_id)",
+    "CREATE TABLE IF NOT EXISTS reactions (n INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " message_id BLOB NOT NULL UNIQUE, group_id BLOB NOT NULL, target BLOB NOT NULL,"
+    " author TEXT NOT NULL, emoji TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS reactions_by_target ON reactions (group_id, target, author)",
 )
 MESSAGE_IDS_KEPT = 100_000  # rows of the message id map (the oldest forgotten)
+REACTIONS_KEPT = 4096  # reactions remembered (XEP-0444 sets and their retraction)
 MEMORY = ":memory:"
 
 
@@ -192,6 +200,43 @@ class PuppetSecrets(TransactionalStore[aiosqlite.Connection]):
                 (group_id, message_id, network, room)) as cur:
             row = await cur.fetchone()
         return None if row is None else str(row[0])
+
+    # -- reactions seen (bridge.relay.mapping) ----------------------------------------------
+
+    @transaction(write=True)
+    async def add_reaction(self, conn: aiosqlite.Connection, message_id: bytes,
+                           group_id: bytes, target: bytes, author: str, emoji: str) -> None:
+        """Remember a reaction (the first record of a message id stays); beyond
+        :data:`REACTIONS_KEPT` the oldest are forgotten."""
+        cursor = await conn.execute(
+            "INSERT OR IGNORE INTO reactions (message_id, group_id, target, author, emoji)"
+            " VALUES (?, ?, ?, ?, ?)", (message_id, group_id, target, author, emoji))
+        if cursor.lastrowid:
+            await conn.execute("DELETE FROM reactions WHERE n <= ?",
+                               (cursor.lastrowid - REACTIONS_KEPT,))
+
+    @transaction(write=True)
+    async def take_reaction(self, conn: aiosqlite.Connection, message_id: bytes,
+                            author: str) -> tuple[bytes, bytes, str] | None:
+        """Forget ``author``'s reaction ``message_id``: (group id, target, emoji), or
+        None (unknown, or someone else's: then it stays)."""
+        async with conn.execute(
+                "SELECT group_id, target, emoji FROM reactions WHERE message_id = ?"
+                " AND author = ?", (message_id, author)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        await conn.execute("DELETE FROM reactions WHERE message_id = ?", (message_id,))
+        return bytes(row[0]), bytes(row[1]), str(row[2])
+
+    @transaction(write=False)
+    async def reactions_to(self, conn: aiosqlite.Connection, group_id: bytes, target: bytes,
+                           author: str) -> list[tuple[bytes, str]]:
+        """(message id, emoji) of ``author``'s reactions to ``target``, oldest first."""
+        async with conn.execute(
+                "SELECT message_id, emoji FROM reactions WHERE group_id = ? AND target = ?"
+                " AND author = ? ORDER BY n", (group_id, target, author)) as cur:
+            return [(bytes(row[0]), str(row[1])) for row in await cur.fetchall()]
 
     # -- one puppet's MemberStore ----------------------------------------------------------
 

@@ -13,9 +13,11 @@ from typing import Any
 
 import nio
 import pytest
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from benchmarks.bridge_run import PlainXmpp
-from bridge.app.services.bridge import BridgeService
+from bridge.app.services.bridge import BridgeService, RoomPair
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from bridge.identities import relay_identity
@@ -146,5 +148,130 @@ async def test_edits_reactions_replies_retractions(
         assert not [r for r in owner.member.received(group_id)
                     if r.content.retracts == mls_original[0].message_id]
     finally:
+        await plain_x.close()
+        await plain_m.close()
+
+
+def every_message(plain: PlainXmpp) -> list[ET.Element]:
+    """Every message stanza ``plain`` receives from now on, parsed -- body-less ones
+    too (slixmpp's ``message`` event, which :class:`PlainXmpp` records, fires only for
+    messages with a body; XEP-0424 retractions and XEP-0444 reactions have none)."""
+    seen: list[ET.Element] = []
+    plain.client.register_handler(Callback(
+        f"every-message-{id(seen)}", MatchXPath(f"{{{plain.client.default_ns}}}message"),
+        lambda message: seen.append(ET.fromstring(str(message)))))
+    return seen
+
+
+def stanzas_with(stanzas: list[ET.Element], room: str, path: str) -> list[ET.Element]:
+    """The groupchat stanzas from ``room`` with an element at ``path``, that element
+    each."""
+    return [found for s in stanzas if s.get("type") == "groupchat"
+            and s.get("from", "").startswith(room + "/") and (found := s.find(path)) is not None]
+
+
+async def test_the_other_directions_and_reactions_across_a_restart(
+        bridge_service: BridgeService, people: Any, prosody_server: ProsodyServer,
+        synapse_server: SynapseServer) -> None:
+    service = bridge_service
+    owner, _xmember, plain_x, plain_m, xmpp_room, matrix_room, group_id = \
+        await relayed_rooms(service, people, prosody_server, synapse_server)
+    assert service.matrix is not None and service.matrix.ghosts is not None
+    ghost_x = service.matrix.ghosts.user_id("xmpp", plain_x.jid)
+    fresh: BridgeService | None = None
+    everything = every_message(plain_x)
+
+    def from_ghost(check: Any) -> list[dict[str, Any]]:
+        return [e for e in plain_m.messages(matrix_room) if e["sender"] == ghost_x
+                and check(e["content"])]
+
+    def mls(check: Any) -> list[Any]:
+        return [r.content for r in owner.member.received(group_id) if check(r.content)]
+
+    try:
+        original = f"matrix original {secrets.token_hex(4)}"
+        sent = await plain_m.client.room_send(matrix_room, "m.room.message",
+                                              {"msgtype": "m.text", "body": original})
+        assert isinstance(sent, nio.RoomSendResponse), sent
+        xmpp_id = (await until(lambda: with_body(plain_x, xmpp_room, original),
+                               "the original on XMPP"))[0].get("id")
+        mls_original = (await until(lambda: mls(lambda c: c.body == original),
+                                    "the original in the group"))[0]
+
+        # XMPP reply (XEP-0461) -> m.in_reply_to naming the Matrix event
+        answer = f"xmpp answer {secrets.token_hex(4)}"
+        send(plain_x, xmpp_room, f"reply-{secrets.token_hex(4)}", answer,
+             ET.Element("{urn:xmpp:reply:0}reply", {"id": xmpp_id}))
+        reply = await until(lambda: from_ghost(lambda c: c.get("body") == answer),
+                            "the reply on Matrix")
+        assert reply[0]["content"]["m.relates_to"] == {
+            "m.in_reply_to": {"event_id": sent.event_id}}
+        await until(lambda: mls(lambda c: c.body == answer
+                                and c.reply_to == mls_original.message_id),
+                    "the MLS member reading the reply")
+
+        # XMPP correction (XEP-0308) of the user's own message -> m.replace
+        own_id = f"own-{secrets.token_hex(4)}"
+        typo = f"xmpp tpyo {secrets.token_hex(4)}"
+        send(plain_x, xmpp_room, own_id, typo)
+        posted = await until(lambda: from_ghost(lambda c: c.get("body") == typo), "the typo")
+        fixed = f"xmpp fixed {secrets.token_hex(4)}"
+        send(plain_x, xmpp_room, f"fix-{secrets.token_hex(4)}", fixed,
+             ET.Element("{urn:xmpp:message-correct:0}replace", {"id": own_id}))
+        edit = await until(lambda: from_ghost(lambda c: c.get("m.new_content", {}).get(
+            "body") == fixed), "the m.replace")
+        assert edit[0]["content"]["m.relates_to"] == {"rel_type": "m.replace",
+                                                      "event_id": posted[0]["event_id"]}
+
+        # Matrix redaction -> XEP-0424 retraction of the stanza XMPP knows it by
+        doomed = f"matrix doomed {secrets.token_hex(4)}"
+        gone = await plain_m.client.room_send(matrix_room, "m.room.message",
+                                              {"msgtype": "m.text", "body": doomed})
+        assert isinstance(gone, nio.RoomSendResponse), gone
+        doomed_id = (await until(lambda: with_body(plain_x, xmpp_room, doomed),
+                                 "the doomed message on XMPP"))[0].get("id")
+        redacted = await plain_m.client.room_redact(matrix_room, gone.event_id)
+        assert isinstance(redacted, nio.RoomRedactResponse), redacted
+        retract = "{urn:xmpp:message-retract:1}retract"
+        await until(lambda: [r for r in stanzas_with(everything, xmpp_room, retract)
+                             if r.get("id") == doomed_id], "the XEP-0424 retraction")
+
+        # a Matrix reaction and its redaction -> the reactor's XEP-0444 set, then empty
+        reactions = "{urn:xmpp:reactions:0}reactions"
+        party = await plain_m.client.room_send(matrix_room, "m.reaction", {"m.relates_to": {
+            "rel_type": "m.annotation", "event_id": sent.event_id, "key": "🎉"}})
+        assert isinstance(party, nio.RoomSendResponse), party
+
+        def sets() -> list[list[str]]:
+            return [[r.text or "" for r in found] for found in
+                    stanzas_with(everything, xmpp_room, reactions) if found.get("id") == xmpp_id]
+        await until(lambda: ["🎉"] in sets(), "the reaction on XMPP")
+        over = await plain_m.client.room_redact(matrix_room, party.event_id)
+        assert isinstance(over, nio.RoomRedactResponse), over
+        await until(lambda: sets()[-1:] == [[]], "the emptied set on XMPP")
+
+        # an XMPP reaction, a restart, then its retraction: the m.reaction is redacted
+        thumbs = ET.Element(reactions, {"id": xmpp_id})
+        ET.SubElement(thumbs, "{urn:xmpp:reactions:0}reaction").text = "👍"
+        send(plain_x, xmpp_room, f"react-{secrets.token_hex(4)}", child=thumbs)
+        reaction = (await until(lambda: [e for e in matrix_events(plain_m, matrix_room,
+                                                                  "m.reaction")
+                                         if e["sender"] == ghost_x], "the m.reaction"))[0]
+        await service.stop()
+        fresh = BridgeService(service.store, service.identity, xmpp=service.xmpp_config,
+                              matrix=service.matrix_config,
+                              rooms=[RoomPair(xmpp_room, matrix_room, relay=True)],
+                              relay_secrets=service.relay.secrets)
+        await fresh.start()
+        send(plain_x, xmpp_room, f"unreact-{secrets.token_hex(4)}",
+             child=ET.Element(reactions, {"id": xmpp_id}))  # the whole set: none now
+        redactions = await until(lambda: [
+            e for e in matrix_events(plain_m, matrix_room, "m.room.redaction")
+            if e["sender"] == ghost_x], "the m.reaction's redaction after the restart", 60)
+        assert (redactions[0].get("redacts") or redactions[0]["content"].get("redacts")) \
+            == reaction["event_id"]
+    finally:
+        if fresh is not None:
+            await fresh.stop()
         await plain_x.close()
         await plain_m.close()

@@ -21,7 +21,7 @@ import nio
 import pytest
 from nio.store import SqliteStore
 
-from benchmarks.bridge_run import plain_xmpp
+from benchmarks.bridge_run import PlainXmpp, plain_xmpp
 from bridge.app.services.bridge import BridgeService, RoomPair
 from bridge.app.services.matrix import MatrixServiceConfig
 from bridge.devservers.prosody import ProsodyServer
@@ -129,6 +129,34 @@ async def _encrypted_room(stock: StockE2E, owner: Any, hub_user: str) -> str:
     return str(created.room_id)
 
 
+async def megolm_relayed_rooms(service: BridgeService, people: Any, prosody: ProsodyServer,
+                               stock: StockE2E, plain_x: PlainXmpp
+                               ) -> tuple[Any, Any, str, str, bytes]:
+    """A relayed pair whose Matrix room is encrypted (``stock`` created it): an MLS
+    Matrix owner, an MLS XMPP member, ``plain_x`` in the XMPP room, both puppets in
+    the group, everyone converged, the bot reading Megolm there. (owner, XMPP member,
+    Matrix room, XMPP room, group id.)"""
+    bot = service.bot
+    assert bot is not None
+    owner = await people("matrix", "owner")
+    xmember = await people("xmpp", "xmls")
+    await xmember.member.publish_key_packages(1)
+    room = await _encrypted_room(stock, owner, bot.user_id)
+    xmpp_room = f"megolm{secrets.token_hex(3)}@{prosody.component_name}"
+    await service.attach_rooms([RoomPair(xmpp_room, room, relay=True)])
+    group_id = await owner.member.create_group(transport="matrix", room_id=room)
+    await owner.member.add_members(group_id, [xmember.identity])
+    await until(lambda: in_group(xmember, group_id) and xmpp_room in xmember.plugin.rooms,
+                "the XMPP member in the group and the room")
+    await plain_x.join(xmpp_room, "legacy-x")
+    puppets = {relay_identity(stock.identity), relay_identity(plain_x.identity)}
+    await until(lambda: roster(owner, group_id) >= puppets, "both puppets in the group")
+    await converge([owner, xmember], group_id)
+    await until(lambda: bot.megolm is not None and bot.megolm.encrypted(room),
+                "the bot seeing m.room.encryption")
+    return owner, xmember, room, xmpp_room, group_id
+
+
 async def test_megolm_room_relayed_both_ways(
         bridge_service: BridgeService, people: Any, prosody_server: ProsodyServer,
         synapse_server: SynapseServer, tmp_path: Path,
@@ -140,22 +168,8 @@ async def test_megolm_room_relayed_both_ways(
     stock = await stock_e2e(synapse_server, "element", tmp_path / "stock")
     plain_x = await plain_xmpp(prosody_server, "legx")
     try:
-        owner = await people("matrix", "owner")
-        xmember = await people("xmpp", "xmls")
-        await xmember.member.publish_key_packages(1)
-        room = await _encrypted_room(stock, owner, bot.user_id)
-        xmpp_room = f"megolm{secrets.token_hex(3)}@{prosody_server.component_name}"
-        await service.attach_rooms([RoomPair(xmpp_room, room, relay=True)])
-        group_id = await owner.member.create_group(transport="matrix", room_id=room)
-        await owner.member.add_members(group_id, [xmember.identity])
-        await until(lambda: in_group(xmember, group_id) and xmpp_room in xmember.plugin.rooms,
-                    "the XMPP member in the group and the room")
-        await plain_x.join(xmpp_room, "legacy-x")
-        puppets = {relay_identity(stock.identity), relay_identity(plain_x.identity)}
-        await until(lambda: roster(owner, group_id) >= puppets, "both puppets in the group")
-        await converge([owner, xmember], group_id)
-        await until(lambda: bot.megolm is not None and bot.megolm.encrypted(room),
-                    "the bot seeing m.room.encryption")
+        owner, xmember, room, xmpp_room, group_id = await megolm_relayed_rooms(
+            service, people, prosody_server, stock, plain_x)
 
         # the bot's device: published under its fixed name, its keys on the server
         # (the stock client queried the room members' devices, as Element does)

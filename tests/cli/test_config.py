@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from unittest.mock import MagicMock
 
 import pytest
 
 from bridge.app.cli import main
 from bridge.app.config import ConfigError, load_config
+from bridge.app.runtime import build_service
+from bridge.hub import HubIdentity
 from bridge.hub.policy import HubConfig, JoinPolicy
 from tests.cli.conftest import EXAMPLE, MATRIX_PASSWORD, XMPP_SECRET, cli, minimal_config, write
+from transports.xmpp.upload import LOOPBACK_HOSTS
 
 EXAMPLE_ENV = {"MLS_BRIDGE_COMPONENT_SECRET": XMPP_SECRET,
                "MLS_BRIDGE_MATRIX_PASSWORD": MATRIX_PASSWORD}
@@ -38,7 +42,8 @@ def test_example_validates_and_documents_every_key() -> None:
                 "sender_localpart", "user_prefix", "as_token_env", "hs_token_file", "xmpp",
                 "matrix", "relay", "join", "default_join", "max_key_packages_per_device",
                 "max_devices", "max_device_name", "max_key_package_lifetime",
-                "max_key_package_size", "claims_per_target", "claim_ttl", "secrets"):
+                "max_key_package_size", "claims_per_target", "claim_ttl", "secrets",
+                "upload_hosts", "file_limit"):
         assert f"{key} =" in text, key
     (room,) = config.rooms
     assert (room.join, room.admins) == ("invite", ("xmpp:admin@example.org",
@@ -108,6 +113,10 @@ BAD = [
      "must not be empty"),
     ("relay unknown key", {"bridge.relay": 'secret = "x"'}, "bridge.relay.secret",
      "unknown key"),
+    ("relay file limit", {"bridge.relay": "file_limit = -1"}, "bridge.relay.file_limit",
+     "between 0 and 2147483648"),
+    ("upload hosts", {"xmpp": 'jid = "mls.localhost"\nsecret = "s"\nupload_hosts = "h"'},
+     "xmpp.upload_hosts", "list of strings"),
 ]
 
 
@@ -185,6 +194,27 @@ def test_relay_secrets_have_their_own_file(tmp_path: Path) -> None:
     config = load_config(write(tmp_path / "d.toml", text), env={})
     assert config.relay_secrets_path() == Path("/srv/relay.db")
     assert "relay rooms: none (puppet secrets: /srv/relay.db)" in config.describe()
+
+
+def test_relay_file_limit_and_download_hosts(tmp_path: Path) -> None:
+    """``[bridge.relay] file_limit`` and ``[xmpp] upload_hosts`` reach the service:
+    the relay's limit, the component's download allow-list (loopback always in)."""
+    xmpp = f'jid = "mls.localhost"\nsecret = "{XMPP_SECRET}"\nupload_hosts = ["Up.Example.org"]'
+    text = minimal_config(tmp_path, xmpp=xmpp, **{"bridge.relay": "file_limit = 5000000"})
+    config = load_config(write(tmp_path / "c.toml", text), env={})
+    assert (config.relay_file_limit, config.xmpp and config.xmpp.upload_hosts) == (
+        5_000_000, ("up.example.org",))
+    described = "\n".join(config.describe())
+    assert "relay files: up to 5000000 bytes (larger ones become a notice)" in described
+    assert "downloads from loopback, up.example.org)" in described
+    service = build_service(config, MagicMock(), HubIdentity.generate("h"))
+    assert service.relay.mapper.files.configured == 5_000_000
+    assert service.xmpp_config is not None  # the component is made from it at start
+    assert service.xmpp_config.upload_hosts == LOOPBACK_HOSTS | {"up.example.org"}
+    default = load_config(write(tmp_path / "d.toml", minimal_config(tmp_path)), env={})
+    assert default.relay_file_limit == 0
+    assert "relay files: up to the smaller server upload limit" in "\n".join(
+        default.describe())
 
 
 def test_olm_store_has_its_own_file(tmp_path: Path) -> None:

@@ -23,9 +23,16 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from nio.crypto import attachments as nio_attachments
+from nio.exceptions import EncryptionError
 
 from transports.matrix import namespace as ns
-from transports.matrix.errors import MalformedEvent, MediaError
+from transports.matrix.errors import (
+    MalformedEvent,
+    MatrixTransportError,
+    MediaError,
+    RequestTooLarge,
+)
 from transports.matrix.events import Content, b64decode, b64encode
 
 MAX_MEDIA_SIZE = 32 * 1024 * 1024
@@ -90,10 +97,12 @@ class MediaRepository:
             await self._session.close()
             self._session = None
 
-    async def upload(self, data: bytes) -> MediaRef:
-        """Store ``data``; return its reference (mxc URI, SHA-256, size)."""
-        url = f"{self.homeserver}/_matrix/media/v3/upload?filename=mls.bin"
-        headers = {**self._auth(), "Content-Type": ns.MEDIA_CONTENT_TYPE}
+    async def upload(self, data: bytes, *, name: str = "mls.bin",
+                     content_type: str = ns.MEDIA_CONTENT_TYPE) -> MediaRef:
+        """Store ``data``; return its reference (mxc URI, SHA-256, size). ``name`` and
+        ``content_type``: a file's, for a plain file shared with Matrix users."""
+        url = f"{self.homeserver}/_matrix/media/v3/upload?filename={quote(name, safe='')}"
+        headers = {**self._auth(), "Content-Type": content_type}
         try:
             async with self._http().post(url, data=data, headers=headers) as resp:
                 body = await resp.json(content_type=None)
@@ -119,20 +128,47 @@ class MediaRepository:
         self.downloads += 1
         return data
 
-    async def _get(self, url: str, size: int) -> bytes:
+    async def fetch(self, mxc: str, limit: int) -> bytes:
+        """A file a Matrix user shared (``m.file``, ``m.image``...: any server's
+        ``mxc://``, through this homeserver's authenticated media API), of unknown
+        hash: a ``Content-Length`` over ``limit`` refused before the body is read, the
+        stream cut past it (:class:`RequestTooLarge` for both). The caller checks the
+        size the event declares first."""
+        server, _, media_id = mxc.removeprefix("mxc://").partition("/")
+        if not mxc.startswith("mxc://") or not server or not media_id or "/" in media_id:
+            raise MediaError("not an mxc:// URI")
+        path = f"{quote(server, safe='')}/{quote(media_id, safe='')}"
+        data = await self._get(f"{self.homeserver}/_matrix/client/v1/media/download/{path}",
+                               limit, RequestTooLarge)
+        self.downloads += 1
+        return data
+
+    async def upload_limit(self) -> int:
+        """The homeserver's ``m.upload.size`` (``/media/config``); 0 when it says none."""
+        url = f"{self.homeserver}/_matrix/client/v1/media/config"
+        try:
+            async with self._http().get(url, headers=self._auth()) as resp:
+                body = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+            raise MediaError(f"media config unavailable: {type(exc).__name__}") from exc
+        size = body.get("m.upload.size") if isinstance(body, dict) else None
+        return size if type(size) is int and size > 0 else 0
+
+    async def _get(self, url: str, size: int,
+                   too_large: type[MatrixTransportError] = MediaError) -> bytes:
         try:
             async with self._http().get(url, headers=self._auth()) as resp:
                 if resp.status != 200:
                     raise MediaError(f"download refused: HTTP {resp.status}")
                 if resp.content_length is not None and resp.content_length > size:
-                    raise MediaError("the payload is larger than referenced")
+                    raise too_large(f"the payload is larger than {size} bytes")
                 chunks: list[bytes] = []
                 received = 0
                 async for chunk in resp.content.iter_chunked(65536):
                     chunks.append(chunk)
                     received += len(chunk)
                     if received > size:
-                        raise MediaError("downloaded payload is larger than referenced")
+                        raise too_large(f"the payload is larger than {size} bytes")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise MediaError(f"download failed: {exc}") from exc
         return b"".join(chunks)
@@ -144,6 +180,32 @@ class MediaRepository:
         if isinstance(value, Mapping):
             return await self.download(MediaRef.from_json(value))
         raise MalformedEvent("a payload must be base64 or a media reference")
+
+
+def encrypt_attachment(data: bytes) -> tuple[bytes, dict[str, Any]]:
+    """A file for an encrypted room: (ciphertext, the ``EncryptedFile`` fields but
+    ``url``) -- AES-256-CTR under a fresh key, the SHA-256 of the ciphertext, ``v2``
+    (the client-server API's "Sending encrypted attachments"; nio's helper)."""
+    return nio_attachments.encrypt_attachment(data)
+
+
+def decrypt_attachment(ciphertext: bytes, file: Mapping[str, Any]) -> bytes:
+    """The plaintext of an ``EncryptedFile`` (client-server API, "Sending encrypted
+    attachments"): version ``v2``, an ``A256CTR`` JSON Web Key, its IV, and the
+    ciphertext's SHA-256 checked before decryption; :class:`MediaError` on any
+    deviation (never naming the key)."""
+    key, hashes, iv = file.get("key"), file.get("hashes"), file.get("iv")
+    if file.get("v") != "v2" or not isinstance(key, Mapping) \
+            or key.get("alg") != "A256CTR" or not isinstance(key.get("k"), str) \
+            or not isinstance(hashes, Mapping) or not isinstance(hashes.get("sha256"), str) \
+            or not isinstance(iv, str):
+        raise MalformedEvent("not a v2 EncryptedFile with an A256CTR key and a SHA-256")
+    try:
+        return bytes(nio_attachments.decrypt_attachment(ciphertext, key["k"],
+                                                        hashes["sha256"], iv))
+    except (EncryptionError, ValueError, UnicodeError) as exc:
+        raise MediaError(f"encrypted attachment refused: {type(exc).__name__}"
+                         + (" (hash mismatch)" if "SHA-256" in str(exc) else "")) from None
 
 
 def _blob_slots(node: Any, found: list[tuple[Any, Any, bytes]]) -> None:

@@ -193,6 +193,11 @@ class MLSComponent:
         """Set the hub this component serves (the hub may need the component first)."""
         self._hub = hub
 
+    @property
+    def uploader(self) -> Uploader:
+        """The component's XEP-0363 client (its host allow-list and download cap)."""
+        return self._uploader
+
     def _hub_now(self) -> HubService | None:
         return self._hub
 

@@ -28,7 +28,12 @@ from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.stanza import Iq
 
 from transports.interface import Outbound
-from transports.xmpp.errors import PayloadTooLarge, RequestTooLarge, UploadError
+from transports.xmpp.errors import (
+    PayloadTooLarge,
+    RequestTooLarge,
+    UploadError,
+    XmppTransportError,
+)
 from transports.xmpp.namespace import NS_UPLOAD
 from transports.xmpp.stanzas import (
     BytesValue,
@@ -46,6 +51,7 @@ log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 CONTENT_TYPE = "application/octet-stream"
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +107,16 @@ class Uploader:
             log.info("no disco#items from %s: %s", self._domain, exc)
             return None
         candidates = [self._domain] + [str(item[0]) for item in items["disco_items"]["items"]]
+        own = self._xmpp.boundjid.bare  # a component is among its server's items
         for candidate in candidates:
+            if candidate == own:  # (slixmpp answers its own disco locally, not as an Iq)
+                continue
             try:
                 info = await disco.get_info(jid=candidate, timeout=self._timeout)
             except (IqError, IqTimeout):
                 continue
-            if NS_UPLOAD in info["disco_info"]["features"]:
+            features = {f.get("var") for f in info.xml.iter(f"{{{NS_DISCO_INFO}}}feature")}
+            if NS_UPLOAD in features:
                 return UploadService(jid=candidate, max_size=_max_size(info.xml))
         return None
 
@@ -117,8 +127,11 @@ class Uploader:
         while len(self._known) > 1024:
             self._known.popitem(last=False)
 
-    async def upload(self, data: bytes) -> UploadRef:
-        """PUT ``data`` through a slot; reuse a known upload of the same bytes."""
+    async def upload(self, data: bytes, *, name: str = "",
+                     content_type: str = CONTENT_TYPE) -> UploadRef:
+        """PUT ``data`` through a slot; reuse a known upload of the same bytes. ``name``
+        and ``content_type``: a file's, for a plain file shared with XMPP users (the
+        default: a random ``mls-*.bin`` of ``application/octet-stream``)."""
         digest = hashlib.sha256(data).hexdigest()
         if (known := self._known.get(digest)) is not None:
             return known
@@ -133,24 +146,25 @@ class Uploader:
                 f"payload of {len(data)} bytes exceeds the upload limit of "
                 f"{service.max_size} bytes of {service.jid}"
             )
-        put_url, headers, get_url = await self._request_slot(service, len(data))
+        put_url, headers, get_url = await self._request_slot(
+            service, len(data), name or f"mls-{secrets.token_hex(8)}.bin", content_type)
         self._check_url(put_url)
         self._check_url(get_url)
-        await self._http_put(put_url, data, headers)
+        await self._http_put(put_url, data, headers, content_type)
         ref = UploadRef(url=get_url, sha256=digest, size=len(data))
         self.remember(digest, ref)
         return ref
 
     async def _request_slot(
-        self, service: UploadService, size: int
+        self, service: UploadService, size: int, name: str, content_type: str
     ) -> tuple[str, dict[str, str], str]:
         iq: Iq = self._xmpp.Iq()
         iq["type"] = "get"
         iq["to"] = JID(service.jid)
         ET.SubElement(iq.xml, f"{{{NS_UPLOAD}}}request", {
-            "filename": f"mls-{secrets.token_hex(8)}.bin",
+            "filename": name,
             "size": str(size),
-            "content-type": CONTENT_TYPE,
+            "content-type": content_type,
         })
         try:
             result = await iq.send(timeout=self._timeout)  # type: ignore[no-untyped-call]
@@ -172,15 +186,20 @@ class Uploader:
         return put.get("url", ""), headers, get.get("url", "")
 
     def _check_url(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or parts.hostname not in self._allowed_hosts:
-            raise UploadError(f"upload URL host {parts.hostname!r} is not allowed")
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError:  # e.g. an unclosed IPv6 bracket, a bad port
+            raise UploadError("malformed URL") from None
+        if parts.scheme not in ("http", "https") or host not in self._allowed_hosts:
+            raise UploadError(f"upload URL host {host!r} is not allowed")
 
-    async def _http_put(self, url: str, data: bytes, headers: dict[str, str]) -> None:
+    async def _http_put(self, url: str, data: bytes, headers: dict[str, str],
+                        content_type: str) -> None:
         timeout = aiohttp.ClientTimeout(total=self._timeout)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session, session.put(
-                url, data=data, headers={**headers, "Content-Type": CONTENT_TYPE}
+                url, data=data, headers={**headers, "Content-Type": content_type}
             ) as response:
                 if response.status not in (200, 201):
                     raise UploadError(f"upload PUT failed: HTTP {response.status}")
@@ -192,29 +211,45 @@ class Uploader:
         self._check_url(ref.url)
         if ref.size > self._max_download:
             raise UploadError(f"referenced payload of {ref.size} bytes exceeds the limit")
-        timeout = aiohttp.ClientTimeout(total=self._timeout)
-        try:
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
-                ref.url
-            ) as response:
-                if response.status != 200:
-                    raise UploadError(f"download failed: HTTP {response.status}")
-                if response.content_length is not None and response.content_length > ref.size:
-                    raise UploadError("download is larger than its reference says")
-                chunks: list[bytes] = []
-                received = 0
-                async for chunk in response.content.iter_chunked(65536):
-                    received += len(chunk)
-                    if received > ref.size:
-                        raise UploadError("download is larger than its reference says")
-                    chunks.append(chunk)
-                data = b"".join(chunks)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise UploadError(f"download failed: {exc!r}") from exc
+        data = await self._get(ref.url, ref.size, UploadError)
         if len(data) != ref.size or hashlib.sha256(data).hexdigest() != ref.sha256:
             raise UploadError("downloaded payload does not match its size and SHA-256")
         self.remember(ref.sha256, ref)
         return data
+
+    async def fetch(self, url: str, limit: int) -> bytes:
+        """GET a file someone shared by URL (XEP-0066, XEP-0447), of unknown hash: only
+        from an allowed host (:class:`UploadError` before any request otherwise), a
+        ``Content-Length`` over ``limit`` refused before the body is read, the stream
+        cut past ``limit`` (:class:`RequestTooLarge` for both). The caller checks a
+        size declared in the message first."""
+        self._check_url(url)
+        return await self._get(url, limit, RequestTooLarge)
+
+    async def _get(self, url: str, cap: int,
+                   too_large: type[XmppTransportError | UploadError]) -> bytes:
+        """The body of ``url``, at most ``cap`` bytes (``too_large`` past it), redirects
+        not followed (they could leave the allowed hosts); errors never name the URL,
+        which may be a capability."""
+        timeout = aiohttp.ClientTimeout(total=self._timeout)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
+                url, allow_redirects=False
+            ) as response:
+                if response.status != 200:
+                    raise UploadError(f"download failed: HTTP {response.status}")
+                if response.content_length is not None and response.content_length > cap:
+                    raise too_large(f"download is larger than {cap} bytes")
+                chunks: list[bytes] = []
+                received = 0
+                async for chunk in response.content.iter_chunked(65536):
+                    received += len(chunk)
+                    if received > cap:
+                        raise too_large(f"download is larger than {cap} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise UploadError(f"download failed: {type(exc).__name__}") from exc
 
 
 def _max_size(info: ET.Element) -> int:
