@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import nio
@@ -21,7 +22,7 @@ from bridge.app.services.bridge import BridgeService, RoomPair
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from bridge.identities import relay_identity
-from tests.bridging.conftest import PlainMatrix, until
+from tests.bridging.conftest import PlainMatrix, started_again, until
 from tests.bridging.test_relay_ghosts import SPEC, bridge_service, relayed_rooms
 
 __all__ = ["bridge_service"]  # the application-service fixture, used here too
@@ -172,7 +173,7 @@ def stanzas_with(stanzas: list[ET.Element], room: str, path: str) -> list[ET.Ele
 
 async def test_the_other_directions_and_reactions_across_a_restart(
         bridge_service: BridgeService, people: Any, prosody_server: ProsodyServer,
-        synapse_server: SynapseServer) -> None:
+        synapse_server: SynapseServer, tmp_path: Path) -> None:
     service = bridge_service
     owner, _xmember, plain_x, plain_m, xmpp_room, matrix_room, group_id = \
         await relayed_rooms(service, people, prosody_server, synapse_server)
@@ -258,11 +259,8 @@ async def test_the_other_directions_and_reactions_across_a_restart(
                                                                   "m.reaction")
                                          if e["sender"] == ghost_x], "the m.reaction"))[0]
         await service.stop()
-        fresh = BridgeService(service.store, service.identity, xmpp=service.xmpp_config,
-                              matrix=service.matrix_config,
-                              rooms=[RoomPair(xmpp_room, matrix_room, relay=True)],
-                              relay_secrets=service.relay.secrets)
-        await fresh.start()
+        fresh = await started_again(service, tmp_path,
+                                    [RoomPair(xmpp_room, matrix_room, relay=True)])
         send(plain_x, xmpp_room, f"unreact-{secrets.token_hex(4)}",
              child=ET.Element(reactions, {"id": xmpp_id}))  # the whole set: none now
         redactions = await until(lambda: [
