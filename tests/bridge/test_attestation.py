@@ -183,3 +183,16 @@ def test_the_identity_file_holds_the_ca_and_old_files_get_one(tmp_path: Path) ->
     assert "ca" in json.loads(old.read_text())
     assert load_identity(old, "ignored").ca == upgraded.ca  # and it stays
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hub.key", "old.key"]
+
+
+def test_an_identity_file_others_may_read_is_refused(tmp_path: Path) -> None:
+    """The hub's signing and CA keys: a file its group or others may access is refused
+    at start, naming the file and its mode, never its content."""
+    path = tmp_path / "hub.key"
+    load_identity(path, "hub.example.org", suites=(1,))
+    secret = path.read_text()
+    path.chmod(0o640)
+    with pytest.raises(PermissionError) as refused:
+        load_identity(path, "hub.example.org")
+    assert "hub.key is mode 640" in str(refused.value)
+    assert secret not in str(refused.value) and path.read_text() == secret

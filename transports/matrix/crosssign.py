@@ -12,7 +12,7 @@ an application service's sender has no olm device to sign):
   carry the master key's signature ("Signing Details");
 * the private keys are kept in a file of their own beside the olm store
   (:func:`keys_file`, mode 0600, refused when others may read it:
-  :mod:`transports.matrix.private_files`), never in the hub's store, a log line, a
+  :mod:`transports.private_files`), never in the hub's store, a log line, a
   ``repr`` or an exception; the master key's public half is logged at start;
 * :meth:`CrossSigning.ensure`, on every start after nio uploaded the device keys:
   ``POST /keys/query`` for the bot's own user; the three public keys uploaded with
@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from transports.matrix.errors import HomeserverError
-from transports.matrix.private_files import read_private, write_private
+from transports.private_files import read_private, write_private
 
 log = logging.getLogger(__name__)
 

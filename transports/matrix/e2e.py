@@ -54,7 +54,7 @@ from transports.fairness import RateLimiter
 from transports.matrix import namespace as ns
 from transports.matrix.crosssign import CrossSigning, keys_file
 from transports.matrix.errors import HomeserverError
-from transports.matrix.private_files import create_private
+from transports.private_files import create_private
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,8 @@ lives in its own file (mode 0600), never in the store::
      "ca": {"key": "<hex Ed25519 private key>", "certificate": "<hex DER>"}}
 
 A file written before the hub had a CA gets one added (and rewritten, 0600) on load.
+The file follows :mod:`transports.private_files`: written atomically with mode 0600,
+and refused (:class:`PermissionError`) when anyone else may access it.
 """
 
 from __future__ import annotations
@@ -19,19 +21,19 @@ from pathlib import Path
 
 from bridge.credentials import CertificateAuthority
 from bridge.hub import HubIdentity
+from transports.private_files import read_private, write_private
 
 ALL_SUITES = (1, 2, 3, 4, 5, 6, 7)
 
 
 def load_identity(path: Path, name: str, suites: tuple[int, ...] = ALL_SUITES) -> HubIdentity:
     """The hub's identity from ``path``; generated and written (0600) if absent."""
-    if not path.exists():
+    text = read_private(path, "the hub's identity (its signing and CA keys)")
+    if text is None:
         identity = HubIdentity.generate(name, suites)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(_text(identity))
+        write_private(path, _text(identity))
         return identity
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads(text)
     keys = {int(suite): bytes.fromhex(key) for suite, key in data["keys"].items()}
     if "ca" in data:
         ca = CertificateAuthority(bytes.fromhex(data["ca"]["key"]),
@@ -39,7 +41,7 @@ def load_identity(path: Path, name: str, suites: tuple[int, ...] = ALL_SUITES) -
         return HubIdentity(data["name"], keys, ca)
     identity = HubIdentity(data["name"], keys, CertificateAuthority.generate(
         data["name"], now=int(time.time()), rng=os.urandom))
-    _replace(path, _text(identity))
+    write_private(path, _text(identity))
     return identity
 
 
@@ -49,21 +51,6 @@ def _text(identity: HubIdentity) -> str:
         "keys": {str(s): k.hex() for s, k in identity.signature_keys.items()},
         "ca": {"key": identity.ca.private_key.hex(),
                "certificate": identity.ca.certificate.hex()}})
-
-
-def _replace(path: Path, text: str) -> None:
-    """Rewrite ``path`` atomically: a 0600 file beside it, then renamed over it."""
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def default_identity_file(store_url: str) -> Path:

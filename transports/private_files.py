@@ -1,9 +1,10 @@
-"""The bot's secret files (the olm store, the cross-signing keys): mode 0600, owned by
-the bridge's user, refused when anyone else may read or write them.
+"""The bridge's secret files (the hub's identity and CA key, the Matrix bot's olm store
+and cross-signing keys): mode 0600, owned by the bridge's user, refused when anyone
+else may read or write them.
 
-One rule for every secret file of the Matrix transport: created with mode 0600,
-never widened; a file that its group or others may access is refused with a
-:class:`PermissionError` that names the file and its mode, never its content.
+One rule for these files: created with mode 0600, never widened, replaced atomically;
+a file that its group or others may access is refused with a :class:`PermissionError`
+that names the file and its mode, never its content.
 """
 
 from __future__ import annotations
