@@ -601,11 +601,11 @@ async def test_open_store_by_url(store_factory: StoreFactory) -> None:
 async def test_sqlite_runs_durable_wal_with_foreign_keys(tmp_path: Path) -> None:
     store = await SqliteStore.open(tmp_path / "hub.db")
     try:
-        conn = store._conn
         pragmas = {}
         for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
-            rows = list(await conn.execute_fetchall(f"PRAGMA {name}"))
-            pragmas[name] = rows[0][0]
+            # the store's own connection, on its thread: these pragmas are per connection
+            pragmas[name] = await store._call(
+                lambda conn, name=name: conn.execute(f"PRAGMA {name}").fetchone()[0])
         assert pragmas["journal_mode"] == "wal"
         assert pragmas["synchronous"] == 2  # FULL
         assert pragmas["foreign_keys"] == 1
