@@ -298,6 +298,8 @@ CASES = [
         k.gid, 0, LogKind.APPLICATION, b"hello", "bob"), busy_group),
     Case("append_message/future_epoch", (GROUP,), lambda s, k, _: s.append_message(
         k.gid, 1, LogKind.APPLICATION, b"early", "bob"), busy_group),
+    Case("append_message/epoch_moved", (GROUP,), lambda s, k, _: s.append_message(
+        k.gid, 0, LogKind.APPLICATION, b"stale", "bob", at_epoch=1), busy_group),
     Case("log_since", (GROUP,), lambda s, k, _: s.log_since(k.gid, 1, 10), busy_group),
     Case("queue_proposal", (GROUP,), lambda s, k, _: s.queue_proposal(
         k.gid, 0, b"ref-3", b"prop-3", "carol"), busy_group),
@@ -387,7 +389,8 @@ CASES = [
 # other case must change it, or its "0 or 1 times" check would prove nothing).
 UNCHANGED = frozenset({
     "create_group/exists", "get_group", "accept_commit/wrong_epoch", "accept_commit/not_covered",
-    "append_message/future_epoch", "log_since", "queue_proposal/duplicate", "queued_proposals",
+    "append_message/future_epoch", "append_message/epoch_moved", "log_since",
+    "queue_proposal/duplicate", "queued_proposals",
     "get_members", "publish_key_package/duplicate", "claim_key_package/last_resort",
     "claim_key_package/none", "list_key_packages", "attach_room/taken", "room_group",
     "group_rooms", "pending_welcomes", "get_cursor", "mark_seen/again", "is_seen",

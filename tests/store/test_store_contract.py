@@ -10,6 +10,7 @@ import pytest
 
 from bridge.hub.store import (
     Conflict,
+    EpochMoved,
     GroupRecord,
     KeyPackageUnavailable,
     LogEntry,
@@ -233,6 +234,24 @@ async def test_append_message_answers_a_replay_within_the_window_with_its_seq(
     assert await again(GID, 0, LogKind.APPLICATION, b"m3", "zed", replay_after=0) == 4
     assert [entry.payload for entry in await whole_log(store)] == [b"m1", b"m2", b"m1", b"m3"]
     assert (await store.get_group(GID)).next_seq == 5
+
+
+async def test_append_message_at_a_moved_epoch_appends_nothing(store: Store) -> None:
+    """``at_epoch``: the caller's cached epoch; the store checks it in the appending
+    transaction (a replay is still answered with its seq)."""
+    await make_group(store)
+    assert await store.append_message(GID, 0, LogKind.APPLICATION, b"m1", "alice",
+                                      at_epoch=0) == 1
+    await commit(store, 0)
+    with pytest.raises(EpochMoved) as moved:
+        await store.append_message(GID, 0, LogKind.APPLICATION, b"m2", "bob", at_epoch=0)
+    assert moved.value.current_epoch == 1
+    assert await store.append_message(GID, 0, LogKind.APPLICATION, b"m1", "alice",
+                                      replay_after=0, at_epoch=0) == 1
+    assert await store.append_message(GID, 1, LogKind.APPLICATION, b"m3", "bob",
+                                      at_epoch=1) == 3
+    assert [entry.payload for entry in await whole_log(store)] == [b"m1", b"commit-0", b"m3"]
+    assert (await store.get_group(GID)).next_seq == 4
 
 
 async def test_log_since_orders_and_pages(store: Store) -> None:

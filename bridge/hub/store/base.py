@@ -233,7 +233,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def append_message(
         self, group_id: bytes, epoch: int, kind: LogKind | str, payload: bytes, sender: str,
-        *, replay_after: int | None = None,
+        *, replay_after: int | None = None, at_epoch: int | None = None,
     ) -> int:
         """Append an application message or proposal; return its sequence number.
 
@@ -242,7 +242,10 @@ class Store(abc.ABC):
         an epoch beyond the current one (:class:`WrongEpoch`). With ``replay_after``, an
         entry with the same payload and a seq beyond it makes this a replay: its seq is
         returned and nothing is appended (compared in the same transaction, by the
-        database: no entry is read into the process).
+        database: no entry is read into the process). With ``at_epoch`` (the epoch of
+        the caller's cached view of the group), raise :class:`EpochMoved` and append
+        nothing unless the group is still at that epoch (checked in the same
+        transaction, after the replay check: a replay is answered whatever the epoch).
         """
 
     @abc.abstractmethod

@@ -20,6 +20,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from bridge.errors import (
     Conflict,
+    EpochMoved,
     ProposalsNotCovered,
     StoreUnavailable,
     StoreUsageError,
@@ -255,6 +256,7 @@ class PostgresStore(PostgresDirectory, Store):
         sender: str,
         *,
         replay_after: int | None = None,
+        at_epoch: int | None = None,
     ) -> int:
         parsed = check_kind(kind)
         if replay_after is not None:
@@ -265,7 +267,7 @@ class PostgresStore(PostgresDirectory, Store):
             )
             if seq is not None:
                 return int(seq)
-        return await _append(conn, group_id, epoch, parsed, payload, sender)
+        return await _append(conn, group_id, epoch, parsed, payload, sender, at_epoch)
 
     @transaction(write=False)
     async def log_since(
@@ -561,8 +563,10 @@ async def _append(
     kind: LogKind,
     payload: bytes,
     sender: str,
+    at_epoch: int | None = None,
 ) -> int:
-    """Take the next sequence number (the UPDATE locks the group row) and log the entry."""
+    """Take the next sequence number (the UPDATE locks the group row) and log the entry
+    (:class:`EpochMoved` unless the group is at ``at_epoch``, if given)."""
     if epoch < 0:
         raise StoreUsageError("epoch must be non-negative")
     row: Any = await conn.fetchrow(
@@ -573,6 +577,8 @@ async def _append(
     if row is None:
         raise UnknownGroup(group_id)
     current, seq = int(row[0]), int(row[1])
+    if at_epoch is not None and at_epoch != current:
+        raise EpochMoved(current)
     if epoch > current:
         raise WrongEpoch(current)
     await conn.execute(

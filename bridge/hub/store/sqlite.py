@@ -28,6 +28,7 @@ import aiosqlite
 
 from bridge.errors import (
     Conflict,
+    EpochMoved,
     ProposalsNotCovered,
     StoreUnavailable,
     StoreUsageError,
@@ -261,6 +262,7 @@ class SqliteStore(SqliteDirectory, Store):
         sender: str,
         *,
         replay_after: int | None = None,
+        at_epoch: int | None = None,
     ) -> int:
         parsed = check_kind(kind)
         if replay_after is not None:
@@ -269,7 +271,7 @@ class SqliteStore(SqliteDirectory, Store):
                 (group_id, replay_after, payload),
             ).fetchall():
                 return int(seq)
-        return _append(conn, group_id, epoch, parsed, payload, sender)
+        return _append(conn, group_id, epoch, parsed, payload, sender, at_epoch)
 
     @in_thread(write=False)
     def log_since(
@@ -579,10 +581,13 @@ def _append(
     kind: LogKind,
     payload: bytes,
     sender: str,
+    at_epoch: int | None = None,
 ) -> int:
     current, seq = _epoch_and_next_seq(conn, group_id)
     if epoch < 0:
         raise StoreUsageError("epoch must be non-negative")
+    if at_epoch is not None and at_epoch != current:
+        raise EpochMoved(current)
     if epoch > current:
         raise WrongEpoch(current)
     conn.execute(
