@@ -111,7 +111,8 @@ log = logging.getLogger(__name__)
 #: again. The same MLS ciphertext is the same message (members would drop the copy: its
 #: key generation is used up), so it is answered with its first seq (and fanned out
 #: again: deliveries are idempotent by seq) instead of being logged twice. The store
-#: compares it in the appending transaction (``append_message(replay_after=...)``).
+#: compares it in the appending transaction (``append_message(replay_after=...)``: one
+#: index search on the payload's SHA-256, whatever the window's size).
 REPLAY_WINDOW = 64
 
 

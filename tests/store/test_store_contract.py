@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from bridge.hub.store import (
@@ -66,6 +67,37 @@ async def test_migrations_applied_once(store_factory: StoreFactory) -> None:
     await first.close()
     again = await store_factory.open()
     assert await again.schema_version() == len(load_migrations(store_factory.backend))
+
+
+async def test_log_entries_of_before_the_digest_index_are_found_as_replays(
+    store_factory: StoreFactory,
+) -> None:
+    """Migration 0008 gives every entry logged before it its digest: a replay of one
+    is still answered with its seq (the replay check searches the digest index)."""
+    store = await store_factory.open()
+    await make_group(store)
+    assert await store.append_message(GID, 0, LogKind.APPLICATION, b"old", "alice") == 1
+    await store_factory.close_all()
+    undo = ["DROP INDEX log_digest", "ALTER TABLE log DROP COLUMN digest",
+            "DELETE FROM schema_version WHERE version = 8"]
+    if store_factory.backend == "sqlite":
+        with sqlite3.connect(store_factory.path) as conn:
+            for statement in undo:
+                conn.execute(statement)
+    else:
+        conn = await asyncpg.connect(await store_factory.location())
+        try:
+            for statement in undo:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+    store = await store_factory.open()
+    assert await store.schema_version() == 8
+    again = store.append_message
+    assert await again(GID, 0, LogKind.APPLICATION, b"old", "alice", replay_after=0) == 1
+    assert await again(GID, 0, LogKind.APPLICATION, b"new", "bob", replay_after=0) == 2
+    assert await again(GID, 0, LogKind.APPLICATION, b"new", "bob", replay_after=0) == 2
+    assert [entry.payload for entry in await whole_log(store)] == [b"old", b"new"]
 
 
 async def test_create_and_get_group(store: Store) -> None:

@@ -44,6 +44,7 @@ from bridge.hub.store.base import (
     load_migrations,
     members_since,
     missing_proposals,
+    payload_digest,
 )
 from bridge.hub.store.postgres_directory import PostgresDirectory
 from bridge.hub.store.transactions import Flight, T, transaction, uncancelled
@@ -201,14 +202,15 @@ class PostgresStore(PostgresDirectory, Store):
         if missing:
             raise ProposalsNotCovered(missing)
         await conn.execute(
-            "INSERT INTO log (group_id, seq, epoch, kind, payload, sender)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO log (group_id, seq, epoch, kind, payload, sender, digest)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
             group_id,
             seq,
             epoch,
             LogKind.COMMIT.value,
             commit,
             sender,
+            payload_digest(commit),
         )
         await conn.execute(
             "UPDATE groups SET epoch = $2, next_seq = $3, group_info = $4, ratchet_tree = $5,"
@@ -261,9 +263,9 @@ class PostgresStore(PostgresDirectory, Store):
         parsed = check_kind(kind)
         if replay_after is not None:
             seq = await conn.fetchval(
-                "SELECT seq FROM log WHERE group_id = $1 AND seq > $2 AND payload = $3"
-                " LIMIT 1",
-                group_id, replay_after, payload,
+                "SELECT seq FROM log WHERE group_id = $1 AND digest = $2 AND seq > $3"
+                " AND payload = $4 LIMIT 1",
+                group_id, payload_digest(payload), replay_after, payload,
             )
             if seq is not None:
                 return int(seq)
@@ -582,14 +584,15 @@ async def _append(
     if epoch > current:
         raise WrongEpoch(current)
     await conn.execute(
-        "INSERT INTO log (group_id, seq, epoch, kind, payload, sender)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO log (group_id, seq, epoch, kind, payload, sender, digest)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
         group_id,
         seq,
         epoch,
         kind.value,
         payload,
         sender,
+        payload_digest(payload),
     )
     return seq
 

@@ -52,6 +52,7 @@ from bridge.hub.store.base import (
     load_migrations,
     members_since,
     missing_proposals,
+    payload_digest,
 )
 from bridge.hub.store.sqlite_directory import SqliteDirectory
 from bridge.hub.store.sqlite_thread import MAX_BATCH, SqliteThread, in_thread
@@ -222,9 +223,10 @@ class SqliteStore(SqliteDirectory, Store):
         if missing:
             raise ProposalsNotCovered(missing)
         conn.execute(
-            "INSERT INTO log (group_id, seq, epoch, kind, payload, sender)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (group_id, seq, epoch, LogKind.COMMIT.value, commit, sender),
+            "INSERT INTO log (group_id, seq, epoch, kind, payload, sender, digest)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (group_id, seq, epoch, LogKind.COMMIT.value, commit, sender,
+             payload_digest(commit)),
         )
         conn.execute(
             "UPDATE groups SET epoch = ?, next_seq = ?, group_info = ?, ratchet_tree = ?,"
@@ -267,8 +269,9 @@ class SqliteStore(SqliteDirectory, Store):
         parsed = check_kind(kind)
         if replay_after is not None:
             for (seq,) in conn.execute(
-                "SELECT seq FROM log WHERE group_id = ? AND seq > ? AND payload = ? LIMIT 1",
-                (group_id, replay_after, payload),
+                "SELECT seq FROM log INDEXED BY log_digest WHERE group_id = ? AND digest = ?"
+                " AND seq > ? AND payload = ? LIMIT 1",
+                (group_id, payload_digest(payload), replay_after, payload),
             ).fetchall():
                 return int(seq)
         return _append(conn, group_id, epoch, parsed, payload, sender, at_epoch)
@@ -530,8 +533,11 @@ class SqliteStore(SqliteDirectory, Store):
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    """The store's connection (on its thread): autocommit mode, BEGIN said explicitly."""
-    return sqlite3.connect(path, isolation_level=None)
+    """The store's connection (on its thread): autocommit mode, BEGIN said explicitly;
+    ``sha256()`` for migration 0008."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.create_function("sha256", 1, payload_digest, deterministic=True)
+    return conn
 
 
 def _configure(busy_timeout_ms: int, conn: sqlite3.Connection) -> None:
@@ -591,8 +597,9 @@ def _append(
     if epoch > current:
         raise WrongEpoch(current)
     conn.execute(
-        "INSERT INTO log (group_id, seq, epoch, kind, payload, sender) VALUES (?, ?, ?, ?, ?, ?)",
-        (group_id, seq, epoch, kind.value, payload, sender),
+        "INSERT INTO log (group_id, seq, epoch, kind, payload, sender, digest)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (group_id, seq, epoch, kind.value, payload, sender, payload_digest(payload)),
     )
     conn.execute("UPDATE groups SET next_seq = ? WHERE group_id = ?", (seq + 1, group_id))
     return seq
