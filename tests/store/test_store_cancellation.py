@@ -555,6 +555,28 @@ async def test_a_call_cancelled_before_its_transaction_began_ends_at_once_and_do
     await assert_nothing_inherited(store)
 
 
+async def test_a_call_made_while_handling_a_cancellation_runs(store: Store) -> None:
+    """Cleanup: a task that catches its own cancellation may still write (only a
+    cancellation arriving at the call's await cancels the call)."""
+    started = asyncio.Event()
+
+    async def worker() -> None:
+        try:
+            started.set()
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await store.set_cursor("cleanup", "done")
+            raise
+
+    task = asyncio.get_running_loop().create_task(worker())
+    await started.wait()
+    task.cancel()
+    await asyncio.wait((task,))
+    assert task.cancelled()
+    assert await store.get_cursor("cleanup") == "done"
+    await assert_nothing_inherited(store)
+
+
 @pytest.mark.parametrize("cancel_close", [False, True], ids=["close", "cancelled_close"])
 async def test_close_waits_for_the_transaction_in_flight(
     store_factory: StoreFactory, faults: FaultInjector, cancel_close: bool

@@ -7,10 +7,11 @@ transaction -- BEGIN, the body's statements, COMMIT or ROLLBACK -- as one functi
 answers through the caller's event loop. Nothing of a transaction runs on the loop, so a
 caller's cancellation cannot cut one in half:
 
-- cancelled before its transaction was queued (the caller's task was already being
-  cancelled when it called): nothing is queued, nothing happened;
-- cancelled while queued: the job is dropped before the thread takes it (one lock
-  decides between the two), nothing happened, and the caller does not wait;
+- cancelled before or while its job is queued (the cancellation arrives at the one
+  await, right after queueing): the job is dropped before the thread takes it (one lock
+  decides between the two), nothing happened, and the caller does not wait. (A task
+  that calls the store while handling an earlier cancellation of its own -- cleanup --
+  is served like any other: only a cancellation arriving at the await counts.);
 - cancelled once the thread took it: the caller waits (uncancellable) until the thread
   committed or rolled back, then raises :class:`asyncio.CancelledError`: the effect is
   there 0 or 1 times and settled;
@@ -88,11 +89,6 @@ def store_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def _being_cancelled() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
 class SqliteThread:
     """A :class:`sqlite3.Connection` (made by ``connect`` on the thread) and the thread
     that runs every transaction on it."""
@@ -128,8 +124,6 @@ class SqliteThread:
                       raw: bool) -> T:
         if self._closing is not None:
             raise StoreUsageError("the store is closed")
-        if _being_cancelled():  # before queueing: nothing happened
-            raise asyncio.CancelledError
         job = _Job(body, write, raw, asyncio.get_running_loop())
         self._pending.add(job)
         with self._cv:
