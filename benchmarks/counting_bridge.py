@@ -2,13 +2,17 @@
 
     MLS_BENCH_COUNTERS=FILE python -m benchmarks.counting_bridge run --config FILE
 
-Runs ``bridge.app.cli`` unchanged after wrapping two library entry points:
+Runs ``bridge.app.cli`` unchanged after wrapping these entry points:
 
-* ``aiosqlite.Connection._execute`` -- every call into the connection's executor thread
-  (each is one hand-off to that thread and one future back: ``aiosqlite_handoffs``);
+* ``SqliteThread._submit`` -- every store call handed to the hub store's thread (one
+  hand-off there and one answer back: ``store_calls``, the store's transactions), and
+  ``SqliteThread._run`` -- every batch the thread runs (``store_batches``: group commit
+  runs several calls in one SQLite transaction);
+* ``aiosqlite.Connection._execute`` -- every call into an aiosqlite connection's thread
+  (the relay's secrets file still uses aiosqlite: ``aiosqlite_handoffs``);
 * ``sqlite3.connect`` -- sets a trace callback on every connection, counting the SQL
-  statements run (``statements``) and the transactions begun (``transactions``; of
-  them ``write_transactions``: ``BEGIN IMMEDIATE``), committed and rolled back.
+  statements run (``statements``) and the SQLite transactions begun (``transactions``;
+  of them ``write_transactions``: ``BEGIN IMMEDIATE``), committed and rolled back.
 
 On SIGUSR1 the counts so far are written to ``$MLS_BENCH_COUNTERS`` as JSON (replaced
 atomically); the profiler reads them before and after a phase. Statement texts are only
@@ -30,10 +34,23 @@ from typing import Any
 import aiosqlite
 
 from bridge.app.cli import main
+from bridge.hub.store.sqlite_thread import SqliteThread
 
 COUNTS: Counter[str] = Counter()
 _execute = aiosqlite.Connection._execute
 _connect = sqlite3.connect
+_submit = SqliteThread._submit
+_run_batch = SqliteThread._run
+
+
+async def _counted_submit(self: SqliteThread, *args: Any, **kwargs: Any) -> Any:
+    COUNTS["store_calls"] += 1
+    return await _submit(self, *args, **kwargs)
+
+
+def _counted_run(self: SqliteThread, jobs: Any) -> None:
+    COUNTS["store_batches"] += 1
+    _run_batch(self, jobs)
 
 
 async def _counted_execute(self: aiosqlite.Connection, fn: Any, *args: Any,
@@ -69,6 +86,8 @@ def _dump(_signum: int, _frame: FrameType | None) -> None:
 
 def run(argv: list[str]) -> int:
     aiosqlite.Connection._execute = _counted_execute  # type: ignore[method-assign]
+    SqliteThread._submit = _counted_submit  # type: ignore[method-assign]
+    SqliteThread._run = _counted_run  # type: ignore[method-assign]
     sqlite3.connect = _counted_connect  # type: ignore[assignment]
     signal.signal(signal.SIGUSR1, _dump)
     return main(argv)

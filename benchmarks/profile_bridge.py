@@ -12,8 +12,9 @@ see there). Around the measured bridged phase:
   graph (``bridge.svg``), a speedscope profile (``bridge.speedscope.json``, open it at
   https://www.speedscope.app) and a ``py-spy top``-like table (``top.txt``, printed):
   per function, the share of samples where it was running (own) and on the stack (total);
-* the counters per message: SQLite transactions (and write transactions, statements)
-  and aiosqlite thread hand-offs (calls into the connection's executor thread).
+* the counters per message: SQLite transactions (and write transactions, statements),
+  store calls (each one hand-off to the hub store's thread) and the batches the thread
+  ran them in (group commit), and aiosqlite thread hand-offs (the relay's secrets file).
 
 Then one more bridged phase of the same size under ``strace -c -f -p <bridge>`` (apt
 ``strace``; skipped, and said so, when it is missing): syscalls and futex calls per
@@ -52,10 +53,12 @@ from benchmarks.load_report import Phase, print_report
 FRAME = re.compile(r"^(?P<name>.*?) \((?P<file>[^():]*)(?::(?P<line>\d+))?\)$")
 OURS = re.compile(r"\((bridge|transports|mls)/[^()]*\)$")
 # Threads blocked waiting, which py-spy still samples as active on a busy machine: the
-# event loop in epoll, c-ares's shutdown thread on its queue (its only work), and
-# aiosqlite's thread on its request queue (the line of ``tx.get()``, found below).
+# event loop in epoll, c-ares's shutdown thread on its queue (its only work), the hub
+# store's thread waiting for work (``Condition.wait``), and aiosqlite's thread on its
+# request queue (the line of ``tx.get()``, found below).
 WAITING = ("EpollSelector.select (selectors.py)",
-           "_ChannelShutdownManager._run_safe_shutdown_loop (pycares/__init__.py)")
+           "_ChannelShutdownManager._run_safe_shutdown_loop (pycares/__init__.py)",
+           "Condition.wait (threading.py)")
 
 
 def read_raw(path: Path) -> list[tuple[list[str], int]]:
@@ -245,7 +248,9 @@ class Profiler:
             f"transactions {delta.get('transactions', 0) / per:.2f} "
             f"(write {delta.get('write_transactions', 0) / per:.2f}), "
             f"statements {delta.get('statements', 0) / per:.1f}, "
-            f"aiosqlite thread hand-offs {delta.get('aiosqlite_handoffs', 0) / per:.1f}")
+            f"store calls (hand-offs to the store's thread) "
+            f"{delta.get('store_calls', 0) / per:.2f} in {delta.get('store_batches', 0) / per:.2f}"
+            f" batches, aiosqlite thread hand-offs {delta.get('aiosqlite_handoffs', 0) / per:.1f}")
         self._summarize()
 
     def _summarize(self) -> None:

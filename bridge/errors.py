@@ -222,6 +222,15 @@ class WrongEpoch(StoreError):
         self.current_epoch = current_epoch
 
 
+class EpochMoved(StoreError):
+    """The group is no longer at the epoch the caller's cached view had
+    (``append_message(at_epoch=...)``): nothing was appended; read it again."""
+
+    def __init__(self, current_epoch: int) -> None:
+        super().__init__(f"the group moved to epoch {current_epoch}")
+        self.current_epoch = current_epoch
+
+
 class ProposalsNotCovered(StoreError):
     """A commit did not include every proposal the hub queued for its epoch."""
 

@@ -36,6 +36,7 @@ include proposals by reference (RFC 9420 §12.4.3.2), the hub proposes them agai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -70,6 +71,8 @@ from bridge.hub.public_view import GroupViews, identities
 from bridge.hub.removals import FAULT, HUB_SENDER, KICK, LEAVE, HubRemoves, Removal, room_of
 from bridge.hub.store import (
     Conflict,
+    EpochMoved,
+    GroupRecord,
     LogKind,
     ProposalsNotCovered,
     Store,
@@ -108,11 +111,9 @@ log = logging.getLogger(__name__)
 #: again. The same MLS ciphertext is the same message (members would drop the copy: its
 #: key generation is used up), so it is answered with its first seq (and fanned out
 #: again: deliveries are idempotent by seq) instead of being logged twice. The store
-#: compares it in the appending transaction (``append_message(replay_after=...)``).
+#: compares it in the appending transaction (``append_message(replay_after=...)``: one
+#: index search on the payload's SHA-256, whatever the window's size).
 REPLAY_WINDOW = 64
-
-#: How many groups' rooms are kept in memory (see Hub._rooms).
-ROOMS_KEPT = 4096
 
 
 Handler = Callable[[Inbound], Awaitable[Outbound]]
@@ -145,7 +146,6 @@ class Hub:
         self.credential_validator: CredentialValidator = \
             credential_validator or self.attestation.validator
         self._locks: dict[bytes, asyncio.Lock] = {}
-        self._rooms_seen: dict[bytes, tuple[int, tuple[tuple[str, str], ...]]] = {}
         self.fanout = FanOut(deliverer, backlog=self.config.delivery_backlog,
                              admit_timeout=self.config.admit_timeout,
                              observer=lambda: self.observer)
@@ -296,16 +296,8 @@ class Hub:
                             f"(banned after fault reports)")
 
     async def _rooms(self, group_id: bytes, epoch: int) -> tuple[tuple[str, str], ...]:
-        """The group's rooms, read once per epoch (and again after this process
-        attached one; another process's attachment shows from the next epoch)."""
-        cached = self._rooms_seen.pop(group_id, None)
-        if cached is None or cached[0] != epoch:
-            cached = (epoch, tuple((room.transport, room.room_id)
-                                   for room in await self.store.group_rooms(group_id)))
-        self._rooms_seen[group_id] = cached  # the most recent last
-        while len(self._rooms_seen) > ROOMS_KEPT:
-            del self._rooms_seen[next(iter(self._rooms_seen))]
-        return cached[1]
+        """The group's rooms, cached with its epoch (:meth:`GroupViews.rooms`)."""
+        return await self.views.rooms(group_id, epoch)
 
     # -- groups and rooms -----------------------------------------------------------------
 
@@ -346,7 +338,7 @@ class Hub:
         between, the new group is dropped again (a refusal changes nothing)."""
         try:
             await self.store.attach_room(*room, group_id)
-            self._rooms_seen.pop(group_id, None)
+            self.views.forget(group_id)
         except StoreError as exc:
             await self.store.delete_group(group_id)
             if isinstance(exc, Conflict):
@@ -358,7 +350,7 @@ class Hub:
         (:class:`bridge.app.services.bridge.BridgeService`), so no membership check."""
         try:
             await self.store.attach_room(transport, room_id, group_id)
-            self._rooms_seen.pop(group_id, None)
+            self.views.forget(group_id)
         except UnknownGroup as exc:
             raise UnknownGroupRejection(str(exc)) from exc
         except Conflict as exc:
@@ -505,36 +497,63 @@ class Hub:
         if request.group_id and request.group_id != group_id:
             raise Malformed("group_id differs from the message's")
         async with self.fanout.admit(group_id) as fan_out, self._lock(group_id):
-            record, group = await self.views.load(
-                group_id, proposals=public, credential_validator=self.credential_validator)
-            await self.authz.check_message(dataclasses.replace(request, group_id=group_id),
-                                           group, message)
-            try:
-                self._check_epoch(group.epoch, header.epoch)
-            except StaleEpoch:  # logged once already, before the epochs moved on?
-                seq = await self._replayed(group_id, record.next_seq, request.payload)
-                if seq is None:
-                    raise
-                return self._reply(request, group_id=group_id, seq=seq, epoch=group.epoch)
-            new = self._follow_proposal(group, message, header, request.sender) \
-                if public else None
+            # An application message is checked against the cached epoch (no read) and
+            # logged only if the group is still at it; stale, or refused by a view that
+            # may be stale: read the group and check again.
+            cached = None if public else self.views.cached(group_id)
+            seq = None
+            if cached is not None:
+                record, group = cached
+                with contextlib.suppress(EpochMoved, Rejection):
+                    seq = await self._log_message(request, message, header, record, group,
+                                                  at_epoch=True)
+            if seq is None:
+                record, group = await self.views.load(
+                    group_id, proposals=public, credential_validator=self.credential_validator)
+                try:
+                    seq = await self._log_message(request, message, header, record, group,
+                                                  at_epoch=False)
+                except StaleEpoch:  # logged once already, before the epochs moved on?
+                    replayed = await self._replayed(group_id, record.next_seq, request.payload)
+                    if replayed is None:
+                        raise
+                    return self._reply(request, group_id=group_id, seq=replayed,
+                                       epoch=group.epoch)
             kind = LogKind.PROPOSAL if public else LogKind.APPLICATION
-            try:  # a replay of one of the last REPLAY_WINDOW entries: see the constant
-                seq = await self.store.append_message(
-                    group_id, header.epoch, kind, request.payload, request.sender,
-                    replay_after=max(0, record.next_seq - 1 - REPLAY_WINDOW))
-            except WrongEpoch as exc:
-                raise WrongEpochRejection(exc.current_epoch) from exc
-            except StoreError as exc:
-                raise Unavailable(f"store failed: {type(exc).__name__}") from exc
-            if new is not None:
-                self.views.put(new)
             fan_out(Outbound(
                 kind.value, tuple(sorted(identities(group, self.anchor))), group_id=group_id,
                 seq=seq,
                 epoch=header.epoch, sender=request.sender, payload=request.payload,
                 rooms=await self._rooms(group_id, group.epoch)))
         return self._reply(request, group_id=group_id, seq=seq, epoch=group.epoch)
+
+    async def _log_message(self, request: Inbound, message: MLSMessage, header: MessageHeader,
+                           record: GroupRecord, group: PublicGroup, *, at_epoch: bool) -> int:
+        """Check a message against ``group`` and log it (with ``at_epoch``: only if the
+        group is still at ``group``'s epoch, else :class:`EpochMoved`); return its seq.
+        A member's proposal is followed into the cached state."""
+        group_id = group.group_id
+        await self.authz.check_message(dataclasses.replace(request, group_id=group_id),
+                                       group, message)
+        self._check_epoch(group.epoch, header.epoch)
+        public = header.wire_format == WireFormat.PUBLIC_MESSAGE
+        new = self._follow_proposal(group, message, header, request.sender) if public else None
+        kind = LogKind.PROPOSAL if public else LogKind.APPLICATION
+        try:  # a replay of one of the last REPLAY_WINDOW entries: see the constant
+            seq = await self.store.append_message(
+                group_id, header.epoch, kind, request.payload, request.sender,
+                replay_after=max(0, record.next_seq - 1 - REPLAY_WINDOW),
+                at_epoch=group.epoch if at_epoch else None)
+        except WrongEpoch as exc:
+            raise WrongEpochRejection(exc.current_epoch) from exc
+        except EpochMoved:
+            raise
+        except StoreError as exc:
+            raise Unavailable(f"store failed: {type(exc).__name__}") from exc
+        if new is not None:
+            self.views.put(new)
+        self.views.appended(group_id, group.epoch, seq)
+        return seq
 
     def _follow_proposal(self, group: PublicGroup, message: MLSMessage,
                          header: MessageHeader, requester: str) -> PublicGroup:

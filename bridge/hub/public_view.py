@@ -193,14 +193,20 @@ def _legacy_parts(data: bytes) -> tuple[GroupContext, bytes]:
 
 # -- the cache of current epochs -------------------------------------------------------------
 
+Rooms = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class View:
     """A group in its current ``epoch``, with the epoch's proposals up to log entry
-    ``applied`` pending in it."""
+    ``applied`` pending in it; the epoch's ``record`` as last read (its ``next_seq``
+    moved on by this process's appends) and the group's ``rooms``, once read."""
 
     epoch: int
     group: PublicGroup
     applied: int = 0
+    record: GroupRecord | None = None
+    rooms: Rooms | None = None
 
 
 class GroupViews:
@@ -209,7 +215,14 @@ class GroupViews:
     proposals other processes logged are picked up from the log on each load that
     asks for them. At most ``size`` groups are cached (the least recently used is
     dropped, and read from the store again when needed): anyone may create groups,
-    so the cache must not grow with their number."""
+    so the cache must not grow with their number.
+
+    With each epoch its group record and rooms are kept too (:meth:`cached`,
+    :meth:`rooms`): an application message is checked against the cached epoch and
+    appended with ``at_epoch`` -- the store refuses it (:class:`EpochMoved`) if another
+    process committed meanwhile, and the caller reads again. The one place that
+    invalidates: a new epoch replaces the view (:meth:`put`, after every commit), and
+    :meth:`forget` drops it (a room attached or detached)."""
 
     def __init__(self, store: Store, clock: Callable[[], int], size: int = VIEWS_KEPT
                  ) -> None:
@@ -229,6 +242,7 @@ class GroupViews:
             view = self._views.get(group_id)
             if view is None or view.epoch != record.epoch:
                 view = View(record.epoch, load_state(record))
+            view = replace(view, record=record)
             if proposals:
                 view = self._replay(view, await self.store.epoch_proposals(
                     group_id, record.epoch), credential_validator)
@@ -238,6 +252,42 @@ class GroupViews:
             raise Unavailable(f"store failed: {type(exc).__name__}") from exc
         self._keep(group_id, view)
         return record, view.group
+
+    def cached(self, group_id: bytes) -> tuple[GroupRecord, PublicGroup] | None:
+        """The cached epoch's record and state, without reading the store (None if
+        not cached, or its record was not read since its epoch began). Whoever acts
+        on it appends with ``at_epoch`` (see the class docstring)."""
+        view = self._views.get(group_id)
+        if view is None or view.record is None:
+            return None
+        self._views.move_to_end(group_id)
+        return view.record, view.group
+
+    def appended(self, group_id: bytes, epoch: int, seq: int) -> None:
+        """This process logged entry ``seq`` in ``epoch``: the cached record's
+        ``next_seq`` follows (the replay window is counted from it)."""
+        view = self._views.get(group_id)
+        if view is not None and view.epoch == epoch and view.record is not None \
+                and view.record.next_seq <= seq:
+            self._views[group_id] = replace(view, record=replace(view.record,
+                                                                 next_seq=seq + 1))
+
+    async def rooms(self, group_id: bytes, epoch: int) -> Rooms:
+        """The group's rooms, read once per epoch (and again after :meth:`forget`;
+        another process's attachment shows from the next epoch)."""
+        view = self._views.get(group_id)
+        if view is not None and view.epoch == epoch and view.rooms is not None:
+            return view.rooms
+        rooms = tuple((room.transport, room.room_id)
+                      for room in await self.store.group_rooms(group_id))
+        view = self._views.get(group_id)
+        if view is not None and view.epoch == epoch:
+            self._views[group_id] = replace(view, rooms=rooms)
+        return rooms
+
+    def forget(self, group_id: bytes) -> None:
+        """Drop the group's view (record, rooms and state): read again when needed."""
+        self._views.pop(group_id, None)
 
     def _keep(self, group_id: bytes, view: View) -> None:
         self._views[group_id] = view
@@ -270,5 +320,7 @@ class GroupViews:
         ours replayed once more, which changes nothing: pending proposals are kept
         once per ProposalRef)."""
         view = self._views.get(group.group_id)
-        applied = view.applied if view is not None and view.epoch == group.epoch else 0
-        self._keep(group.group_id, View(group.epoch, group, applied))
+        if view is not None and view.epoch == group.epoch:
+            self._keep(group.group_id, replace(view, group=group))
+        else:
+            self._keep(group.group_id, View(group.epoch, group))

@@ -32,11 +32,11 @@ async def test_store_is_wal_with_full_fsync(tmp_path: Path) -> None:
     accept_commit is fsynced before the hub fans the commit out or replies."""
     store = await SqliteStore.open(tmp_path / "hub.db")
     try:
-        conn = store._conn  # the store's own connection: synchronous is per connection
-        async with conn.execute("PRAGMA synchronous") as cursor:
-            assert (await cursor.fetchone()) == (2,)  # 2 = FULL
-        async with conn.execute("PRAGMA journal_mode") as cursor:
-            assert (await cursor.fetchone()) == ("wal",)
+        # the store's own connection, on its thread: synchronous is per connection
+        assert await store._call(
+            lambda conn: conn.execute("PRAGMA synchronous").fetchone()) == (2,)  # 2 = FULL
+        assert await store._call(
+            lambda conn: conn.execute("PRAGMA journal_mode").fetchone()) == ("wal",)
     finally:
         await store.close()
     with sqlite3.connect(tmp_path / "hub.db") as other:  # WAL is recorded in the file

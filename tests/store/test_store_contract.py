@@ -6,10 +6,12 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from bridge.hub.store import (
     Conflict,
+    EpochMoved,
     GroupRecord,
     KeyPackageUnavailable,
     LogEntry,
@@ -65,6 +67,37 @@ async def test_migrations_applied_once(store_factory: StoreFactory) -> None:
     await first.close()
     again = await store_factory.open()
     assert await again.schema_version() == len(load_migrations(store_factory.backend))
+
+
+async def test_log_entries_of_before_the_digest_index_are_found_as_replays(
+    store_factory: StoreFactory,
+) -> None:
+    """Migration 0008 gives every entry logged before it its digest: a replay of one
+    is still answered with its seq (the replay check searches the digest index)."""
+    store = await store_factory.open()
+    await make_group(store)
+    assert await store.append_message(GID, 0, LogKind.APPLICATION, b"old", "alice") == 1
+    await store_factory.close_all()
+    undo = ["DROP INDEX log_digest", "ALTER TABLE log DROP COLUMN digest",
+            "DELETE FROM schema_version WHERE version = 8"]
+    if store_factory.backend == "sqlite":
+        with sqlite3.connect(store_factory.path) as conn:
+            for statement in undo:
+                conn.execute(statement)
+    else:
+        conn = await asyncpg.connect(await store_factory.location())
+        try:
+            for statement in undo:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+    store = await store_factory.open()
+    assert await store.schema_version() == 8
+    again = store.append_message
+    assert await again(GID, 0, LogKind.APPLICATION, b"old", "alice", replay_after=0) == 1
+    assert await again(GID, 0, LogKind.APPLICATION, b"new", "bob", replay_after=0) == 2
+    assert await again(GID, 0, LogKind.APPLICATION, b"new", "bob", replay_after=0) == 2
+    assert [entry.payload for entry in await whole_log(store)] == [b"old", b"new"]
 
 
 async def test_create_and_get_group(store: Store) -> None:
@@ -233,6 +266,24 @@ async def test_append_message_answers_a_replay_within_the_window_with_its_seq(
     assert await again(GID, 0, LogKind.APPLICATION, b"m3", "zed", replay_after=0) == 4
     assert [entry.payload for entry in await whole_log(store)] == [b"m1", b"m2", b"m1", b"m3"]
     assert (await store.get_group(GID)).next_seq == 5
+
+
+async def test_append_message_at_a_moved_epoch_appends_nothing(store: Store) -> None:
+    """``at_epoch``: the caller's cached epoch; the store checks it in the appending
+    transaction (a replay is still answered with its seq)."""
+    await make_group(store)
+    assert await store.append_message(GID, 0, LogKind.APPLICATION, b"m1", "alice",
+                                      at_epoch=0) == 1
+    await commit(store, 0)
+    with pytest.raises(EpochMoved) as moved:
+        await store.append_message(GID, 0, LogKind.APPLICATION, b"m2", "bob", at_epoch=0)
+    assert moved.value.current_epoch == 1
+    assert await store.append_message(GID, 0, LogKind.APPLICATION, b"m1", "alice",
+                                      replay_after=0, at_epoch=0) == 1
+    assert await store.append_message(GID, 1, LogKind.APPLICATION, b"m3", "bob",
+                                      at_epoch=1) == 3
+    assert [entry.payload for entry in await whole_log(store)] == [b"m1", b"commit-0", b"m3"]
+    assert (await store.get_group(GID)).next_seq == 4
 
 
 async def test_log_since_orders_and_pages(store: Store) -> None:
@@ -601,11 +652,11 @@ async def test_open_store_by_url(store_factory: StoreFactory) -> None:
 async def test_sqlite_runs_durable_wal_with_foreign_keys(tmp_path: Path) -> None:
     store = await SqliteStore.open(tmp_path / "hub.db")
     try:
-        conn = store._conn
         pragmas = {}
         for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout"):
-            rows = list(await conn.execute_fetchall(f"PRAGMA {name}"))
-            pragmas[name] = rows[0][0]
+            # the store's own connection, on its thread: these pragmas are per connection
+            pragmas[name] = await store._call(
+                lambda conn, name=name: conn.execute(f"PRAGMA {name}").fetchone()[0])
         assert pragmas["journal_mode"] == "wal"
         assert pragmas["synchronous"] == 2  # FULL
         assert pragmas["foreign_keys"] == 1

@@ -15,6 +15,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from bridge.errors import (
     Conflict,
+    EpochMoved,
     KeyPackageUnavailable,
     ProposalsNotCovered,
     StoreError,
@@ -85,6 +86,7 @@ __all__ = [
     "AFFILIATIONS",
     "Ban",
     "Conflict",
+    "EpochMoved",
     "GroupRecord",
     "KeyPackageInfo",
     "KeyPackageUnavailable",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import hashlib
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -233,7 +234,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def append_message(
         self, group_id: bytes, epoch: int, kind: LogKind | str, payload: bytes, sender: str,
-        *, replay_after: int | None = None,
+        *, replay_after: int | None = None, at_epoch: int | None = None,
     ) -> int:
         """Append an application message or proposal; return its sequence number.
 
@@ -242,7 +243,11 @@ class Store(abc.ABC):
         an epoch beyond the current one (:class:`WrongEpoch`). With ``replay_after``, an
         entry with the same payload and a seq beyond it makes this a replay: its seq is
         returned and nothing is appended (compared in the same transaction, by the
-        database: no entry is read into the process).
+        database: one search of the log's digest index, :func:`payload_digest`; no
+        entry is read into the process). With ``at_epoch`` (the epoch of
+        the caller's cached view of the group), raise :class:`EpochMoved` and append
+        nothing unless the group is still at that epoch (checked in the same
+        transaction, after the replay check: a replay is answered whatever the epoch).
         """
 
     @abc.abstractmethod
@@ -476,6 +481,12 @@ def load_migrations(backend: str) -> list[tuple[int, str]]:
     if [version for version, _ in found] != list(range(1, len(found) + 1)):
         raise StoreUsageError(f"{backend} migrations are not numbered 1..n: {found!r}")
     return found
+
+
+def payload_digest(payload: bytes) -> bytes:
+    """A log entry's ``digest`` column: the SHA-256 of its payload (the replay check's
+    index, migration 0008)."""
+    return hashlib.sha256(payload).digest()
 
 
 def check_kind(kind: LogKind | str) -> LogKind:

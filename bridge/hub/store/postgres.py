@@ -20,6 +20,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from bridge.errors import (
     Conflict,
+    EpochMoved,
     ProposalsNotCovered,
     StoreUnavailable,
     StoreUsageError,
@@ -43,6 +44,7 @@ from bridge.hub.store.base import (
     load_migrations,
     members_since,
     missing_proposals,
+    payload_digest,
 )
 from bridge.hub.store.postgres_directory import PostgresDirectory
 from bridge.hub.store.transactions import Flight, T, transaction, uncancelled
@@ -200,14 +202,15 @@ class PostgresStore(PostgresDirectory, Store):
         if missing:
             raise ProposalsNotCovered(missing)
         await conn.execute(
-            "INSERT INTO log (group_id, seq, epoch, kind, payload, sender)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO log (group_id, seq, epoch, kind, payload, sender, digest)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
             group_id,
             seq,
             epoch,
             LogKind.COMMIT.value,
             commit,
             sender,
+            payload_digest(commit),
         )
         await conn.execute(
             "UPDATE groups SET epoch = $2, next_seq = $3, group_info = $4, ratchet_tree = $5,"
@@ -255,17 +258,18 @@ class PostgresStore(PostgresDirectory, Store):
         sender: str,
         *,
         replay_after: int | None = None,
+        at_epoch: int | None = None,
     ) -> int:
         parsed = check_kind(kind)
         if replay_after is not None:
             seq = await conn.fetchval(
-                "SELECT seq FROM log WHERE group_id = $1 AND seq > $2 AND payload = $3"
-                " LIMIT 1",
-                group_id, replay_after, payload,
+                "SELECT seq FROM log WHERE group_id = $1 AND digest = $2 AND seq > $3"
+                " AND payload = $4 LIMIT 1",
+                group_id, payload_digest(payload), replay_after, payload,
             )
             if seq is not None:
                 return int(seq)
-        return await _append(conn, group_id, epoch, parsed, payload, sender)
+        return await _append(conn, group_id, epoch, parsed, payload, sender, at_epoch)
 
     @transaction(write=False)
     async def log_since(
@@ -561,8 +565,10 @@ async def _append(
     kind: LogKind,
     payload: bytes,
     sender: str,
+    at_epoch: int | None = None,
 ) -> int:
-    """Take the next sequence number (the UPDATE locks the group row) and log the entry."""
+    """Take the next sequence number (the UPDATE locks the group row) and log the entry
+    (:class:`EpochMoved` unless the group is at ``at_epoch``, if given)."""
     if epoch < 0:
         raise StoreUsageError("epoch must be non-negative")
     row: Any = await conn.fetchrow(
@@ -573,17 +579,20 @@ async def _append(
     if row is None:
         raise UnknownGroup(group_id)
     current, seq = int(row[0]), int(row[1])
+    if at_epoch is not None and at_epoch != current:
+        raise EpochMoved(current)
     if epoch > current:
         raise WrongEpoch(current)
     await conn.execute(
-        "INSERT INTO log (group_id, seq, epoch, kind, payload, sender)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO log (group_id, seq, epoch, kind, payload, sender, digest)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
         group_id,
         seq,
         epoch,
         kind.value,
         payload,
         sender,
+        payload_digest(payload),
     )
     return seq
 

@@ -8,10 +8,9 @@ deadlock between two commits naming the same recipients)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
-
-import aiosqlite
 
 from bridge.errors import StoreQuota
 
@@ -31,22 +30,21 @@ def _refuse_welcomes(counts: Sequence[tuple[str, int]], limit: int) -> None:
         raise StoreQuota(f"{limit} Welcomes already wait for {', '.join(full)}")
 
 
-async def sqlite_groups(conn: aiosqlite.Connection, creator: str, limit: int) -> None:
+def sqlite_groups(conn: sqlite3.Connection, creator: str, limit: int) -> None:
     """:class:`StoreQuota` if ``creator`` already has ``limit`` groups (0: no limit)."""
     if limit and creator:
-        rows = await conn.execute_fetchall(
-            "SELECT count(*) FROM groups WHERE creator = ?", (creator,))
+        rows = conn.execute("SELECT count(*) FROM groups WHERE creator = ?",
+                            (creator,)).fetchall()
         _refuse_groups(int(next(iter(rows))[0]), limit)
 
 
-async def sqlite_welcomes(conn: aiosqlite.Connection, recipients: Sequence[str],
-                          limit: int) -> None:
+def sqlite_welcomes(conn: sqlite3.Connection, recipients: Sequence[str], limit: int) -> None:
     """:class:`StoreQuota` if a recipient already has ``limit`` Welcomes waiting."""
     if limit and recipients:
         marks = ", ".join("?" * len(recipients))
-        rows = await conn.execute_fetchall(
+        rows = conn.execute(
             f"SELECT recipient, count(*) FROM welcome_deliveries WHERE recipient IN ({marks})"
-            " GROUP BY recipient", tuple(recipients))
+            " GROUP BY recipient", tuple(recipients)).fetchall()
         _refuse_welcomes([(str(row[0]), int(row[1])) for row in rows], limit)
 
 

@@ -3,14 +3,13 @@
 
 Quotas and outstanding claims are checked inside the transaction that writes, so
 concurrent requests cannot overshoot them (``BEGIN IMMEDIATE`` serialises writers);
-each method is one transaction of the store (``transactions``).
+each method is one transaction on the store's thread (``sqlite_thread``).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
-
-import aiosqlite
 
 from bridge.errors import (
     Conflict,
@@ -19,18 +18,17 @@ from bridge.errors import (
     UnknownGroup,
 )
 from bridge.hub.store.base import KeyPackageInfo, StoredPair, check_affiliation
-from bridge.hub.store.transactions import TransactionalStore, transaction
+from bridge.hub.store.sqlite_thread import ThreadedStore, in_thread
 
 
-class SqliteDirectory(TransactionalStore[aiosqlite.Connection]):
+class SqliteDirectory(ThreadedStore):
     """KeyPackages, claims and affiliations on the store's one connection."""
 
     # -- KeyPackage directory --------------------------------------------------------
 
-    @transaction(write=True)
-    async def publish_key_package(
-        self,
-        conn: aiosqlite.Connection,
+    @in_thread(write=True)
+    def publish_key_package(
+        self, conn: sqlite3.Connection,
         user: str,
         device: str,
         cipher_suite: int,
@@ -44,28 +42,28 @@ class SqliteDirectory(TransactionalStore[aiosqlite.Connection]):
         max_devices: int = 0,
     ) -> None:
         if last_resort:
-            await conn.execute(
+            conn.execute(
                 "DELETE FROM key_packages WHERE user_id = ? AND device = ?"
                 " AND cipher_suite = ? AND last_resort = 1",
                 (user, device, cipher_suite),
             )
-        if await conn.execute_fetchall("SELECT 1 FROM key_packages WHERE ref = ?", (ref,)):
+        if conn.execute("SELECT 1 FROM key_packages WHERE ref = ?", (ref,)).fetchall():
             raise Conflict(f"KeyPackage {ref.hex()} already published")
-        await _check_quota(conn, user, device, now, max_per_device, max_devices)
-        await conn.execute(
+        _check_quota(conn, user, device, now, max_per_device, max_devices)
+        conn.execute(
             "INSERT INTO key_packages (ref, user_id, device, cipher_suite, key_package,"
             " expires_at, last_resort) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (ref, user, device, cipher_suite, key_package, expires_at, int(last_resort)),
         )
-        await conn.execute(
+        conn.execute(
             "INSERT INTO key_package_refs (ref, user_id, expires_at) VALUES (?, ?, ?)"
             " ON CONFLICT (ref) DO NOTHING",
             (ref, user, expires_at),
         )
 
-    @transaction(write=True)
-    async def claim_key_package(
-        self, conn: aiosqlite.Connection, user: str, cipher_suite: int, now: int,
+    @in_thread(write=True)
+    def claim_key_package(
+        self, conn: sqlite3.Connection, user: str, cipher_suite: int, now: int,
         device: str | None = None, *, group_id: bytes | None = None, claimer: str = "",
         max_outstanding: int = 0, outstanding_since: int = 0,
     ) -> bytes:
@@ -74,30 +72,29 @@ class SqliteDirectory(TransactionalStore[aiosqlite.Connection]):
         if device is not None:
             where += " AND device = ?"
         if group_id is not None:
-            await _check_claims(conn, group_id, user, claimer, max_outstanding,
-                                outstanding_since)
-        rows = await conn.execute_fetchall(
+            _check_claims(conn, group_id, user, claimer, max_outstanding, outstanding_since)
+        rows = conn.execute(
             "DELETE FROM key_packages WHERE ref = (SELECT ref FROM key_packages"
             f" WHERE {where} ORDER BY expires_at, ref LIMIT 1) RETURNING key_package",
             (*params, 0, *((device,) if device is not None else ())),
-        )
+        ).fetchall()
         if not rows:
-            rows = await conn.execute_fetchall(
+            rows = conn.execute(
                 f"SELECT key_package FROM key_packages WHERE {where}"
                 " ORDER BY expires_at DESC, ref LIMIT 1",
                 (*params, 1, *((device,) if device is not None else ())),
-            )
+            ).fetchall()
         if not rows:
             raise KeyPackageUnavailable(user, cipher_suite, device)
         if group_id is not None:
-            await conn.execute(
+            conn.execute(
                 "INSERT INTO key_package_claims (group_id, target, claimer, claimed_at)"
                 " VALUES (?, ?, ?, ?)", (group_id, user, claimer, now))
         return bytes(next(iter(rows))[0])
 
-    @transaction(write=False)
-    async def list_key_packages(
-        self, conn: aiosqlite.Connection, user: str, device: str | None = None
+    @in_thread(write=False)
+    def list_key_packages(
+        self, conn: sqlite3.Connection, user: str, device: str | None = None
     ) -> list[KeyPackageInfo]:
         query = (
             "SELECT ref, user_id, device, cipher_suite, expires_at, last_resort"
@@ -107,47 +104,48 @@ class SqliteDirectory(TransactionalStore[aiosqlite.Connection]):
         if device is not None:
             query += " AND device = ?"
             params = (user, device)
-        rows = await conn.execute_fetchall(
+        rows = conn.execute(
             query + " ORDER BY device, cipher_suite, expires_at, ref", params
-        )
+        ).fetchall()
         return [
             KeyPackageInfo(bytes(ref), user_id, dev, suite, expires_at, bool(last_resort))
             for ref, user_id, dev, suite, expires_at, last_resort in rows
         ]
 
-    @transaction(write=True)
-    async def purge_expired(self, conn: aiosqlite.Connection, now: int) -> int:
-        await conn.execute("DELETE FROM key_package_refs WHERE expires_at < ?", (now,))
-        cursor = await conn.execute("DELETE FROM key_packages WHERE expires_at < ?", (now,))
+    @in_thread(write=True)
+    def purge_expired(self, conn: sqlite3.Connection, now: int) -> int:
+        conn.execute("DELETE FROM key_package_refs WHERE expires_at < ?", (now,))
+        cursor = conn.execute("DELETE FROM key_packages WHERE expires_at < ?", (now,))
         return cursor.rowcount
 
-    @transaction(write=False)
-    async def key_package_publisher(self, conn: aiosqlite.Connection, ref: bytes
+    @in_thread(write=False)
+    def key_package_publisher(
+        self, conn: sqlite3.Connection, ref: bytes
                                     ) -> str | None:
-        rows = await conn.execute_fetchall(
-            "SELECT user_id FROM key_package_refs WHERE ref = ?", (ref,))
+        rows = conn.execute(
+            "SELECT user_id FROM key_package_refs WHERE ref = ?", (ref,)).fetchall()
         return str(next(iter(rows))[0]) if rows else None
 
     # -- XMPP room affiliations --------------------------------------------------------
 
-    @transaction(write=True)
-    async def set_affiliation(
-        self, conn: aiosqlite.Connection, room: str, identity: str, affiliation: str
+    @in_thread(write=True)
+    def set_affiliation(
+        self, conn: sqlite3.Connection, room: str, identity: str, affiliation: str
     ) -> None:
         check_affiliation(affiliation)
         if affiliation == "none":
-            await conn.execute("DELETE FROM room_affiliations WHERE room = ?"
+            conn.execute("DELETE FROM room_affiliations WHERE room = ?"
                                " AND identity = ?", (room, identity))
             return
-        await conn.execute(
+        conn.execute(
             "INSERT INTO room_affiliations (room, identity, affiliation) VALUES (?, ?, ?)"
             " ON CONFLICT (room, identity) DO UPDATE SET affiliation = excluded.affiliation",
             (room, identity, affiliation))
 
-    @transaction(write=False)
-    async def room_affiliations(self, conn: aiosqlite.Connection) -> dict[str, dict[str, str]]:
-        rows = await conn.execute_fetchall(
-            "SELECT room, identity, affiliation FROM room_affiliations")
+    @in_thread(write=False)
+    def room_affiliations(self, conn: sqlite3.Connection) -> dict[str, dict[str, str]]:
+        rows = conn.execute(
+            "SELECT room, identity, affiliation FROM room_affiliations").fetchall()
         found: dict[str, dict[str, str]] = {}
         for room, identity, affiliation in rows:
             found.setdefault(str(room), {})[str(identity)] = str(affiliation)
@@ -155,69 +153,69 @@ class SqliteDirectory(TransactionalStore[aiosqlite.Connection]):
 
     # -- room pairs bridged at run time -----------------------------------------------
 
-    @transaction(write=True)
-    async def save_room_pair(self, conn: aiosqlite.Connection, pair: StoredPair) -> None:
-        rows = await conn.execute_fetchall(
+    @in_thread(write=True)
+    def save_room_pair(self, conn: sqlite3.Connection, pair: StoredPair) -> None:
+        rows = conn.execute(
             "SELECT xmpp_room FROM room_pairs WHERE matrix_room = ? AND xmpp_room != ?",
-            (pair.matrix_room, pair.xmpp_room))
+            (pair.matrix_room, pair.xmpp_room)).fetchall()
         if list(rows):
             raise Conflict(f"{pair.matrix_room} is paired with another XMPP room")
-        await conn.execute(
+        conn.execute(
             "INSERT INTO room_pairs (xmpp_room, matrix_room, relay, changed_by, changed_at)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (xmpp_room) DO UPDATE SET"
             " relay = excluded.relay, changed_by = excluded.changed_by,"
             " changed_at = excluded.changed_at WHERE matrix_room = excluded.matrix_room",
             (pair.xmpp_room, pair.matrix_room, int(pair.relay), pair.changed_by,
              pair.changed_at))
-        rows = await conn.execute_fetchall(
-            "SELECT matrix_room FROM room_pairs WHERE xmpp_room = ?", (pair.xmpp_room,))
+        rows = conn.execute(
+            "SELECT matrix_room FROM room_pairs WHERE xmpp_room = ?", (pair.xmpp_room,)).fetchall()
         if [str(row[0]) for row in rows] != [pair.matrix_room]:
             raise Conflict(f"{pair.xmpp_room} is paired with another Matrix room")
 
-    @transaction(write=True)
-    async def delete_room_pair(self, conn: aiosqlite.Connection, xmpp_room: str) -> bool:
-        cursor = await conn.execute("DELETE FROM room_pairs WHERE xmpp_room = ?",
+    @in_thread(write=True)
+    def delete_room_pair(self, conn: sqlite3.Connection, xmpp_room: str) -> bool:
+        cursor = conn.execute("DELETE FROM room_pairs WHERE xmpp_room = ?",
                                     (xmpp_room,))
         return cursor.rowcount > 0
 
-    @transaction(write=False)
-    async def room_pairs(self, conn: aiosqlite.Connection) -> list[StoredPair]:
-        rows = await conn.execute_fetchall(
+    @in_thread(write=False)
+    def room_pairs(self, conn: sqlite3.Connection) -> list[StoredPair]:
+        rows = conn.execute(
             "SELECT xmpp_room, matrix_room, relay, changed_by, changed_at FROM room_pairs"
-            " ORDER BY xmpp_room")
+            " ORDER BY xmpp_room").fetchall()
         return [StoredPair(str(r[0]), str(r[1]), bool(r[2]), str(r[3]), int(r[4]))
                 for r in rows]
 
-async def _count(conn: aiosqlite.Connection, query: str, params: tuple[Any, ...]) -> int:
-    rows = list(await conn.execute_fetchall(query, params))
+def _count(conn: sqlite3.Connection, query: str, params: tuple[Any, ...]) -> int:
+    rows = list(conn.execute(query, params).fetchall())
     return int(rows[0][0])
 
 
-async def _check_quota(conn: aiosqlite.Connection, user: str, device: str, now: int,
+def _check_quota(conn: sqlite3.Connection, user: str, device: str, now: int,
                        max_per_device: int, max_devices: int) -> None:
-    if max_per_device and await _count(
+    if max_per_device and _count(
             conn, "SELECT count(*) FROM key_packages WHERE user_id = ? AND device = ?"
                   " AND expires_at >= ?", (user, device, now)) >= max_per_device:
         raise StoreQuota(f"device {device!r} already holds {max_per_device} KeyPackages")
     if max_devices:
-        rows = await conn.execute_fetchall(
+        rows = conn.execute(
             "SELECT DISTINCT device FROM key_packages WHERE user_id = ? AND expires_at >= ?",
-            (user, now))
+            (user, now)).fetchall()
         devices = {str(row[0]) for row in rows}
         if device not in devices and len(devices) >= max_devices:
             raise StoreQuota(f"the user already has {max_devices} devices")
 
 
-async def _check_claims(conn: aiosqlite.Connection, group_id: bytes, target: str,
+def _check_claims(conn: sqlite3.Connection, group_id: bytes, target: str,
                         claimer: str, limit: int, since: int) -> None:
-    if not await conn.execute_fetchall("SELECT 1 FROM groups WHERE group_id = ?", (group_id,)):
+    if not conn.execute("SELECT 1 FROM groups WHERE group_id = ?", (group_id,)).fetchall():
         raise UnknownGroup(group_id)
-    await conn.execute("DELETE FROM key_package_claims WHERE claimed_at < ?", (since,))
+    conn.execute("DELETE FROM key_package_claims WHERE claimed_at < ?", (since,))
     if not limit:
         return
-    by_group = await _count(conn, "SELECT count(*) FROM key_package_claims WHERE group_id = ?"
+    by_group = _count(conn, "SELECT count(*) FROM key_package_claims WHERE group_id = ?"
                                   " AND target = ?", (group_id, target))
-    by_claimer = await _count(conn, "SELECT count(*) FROM key_package_claims WHERE claimer = ?"
+    by_claimer = _count(conn, "SELECT count(*) FROM key_package_claims WHERE claimer = ?"
                                     " AND target = ?", (claimer, target))
     if max(by_group, by_claimer) >= limit:
         raise StoreQuota(f"{limit} claims of this user's KeyPackages are outstanding")

@@ -1,0 +1,6 @@
+-- The replay check of append_message (issue 19): each log entry's SHA-256, indexed per
+-- group, so a repeated payload is found by one index search instead of comparing the
+-- payloads of the whole replay window. Entries logged before are given theirs here.
+ALTER TABLE log ADD COLUMN digest BYTEA;
+UPDATE log SET digest = sha256(payload);
+CREATE INDEX log_digest ON log (group_id, digest, seq);
