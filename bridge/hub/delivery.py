@@ -36,7 +36,6 @@ include proposals by reference (RFC 9420 §12.4.3.2), the hub proposes them agai
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -46,14 +45,11 @@ from typing import Any
 from bridge.errors import (
     AlreadyExists,
     Forbidden,
-    InvalidProposal,
     Malformed,
     NotMember,
-    PrivateProposal,
     ProposalsMissing,
     QuotaExceeded,
     Rejection,
-    StaleEpoch,
     TooLarge,
     Unavailable,
     UnknownGroupRejection,
@@ -66,14 +62,12 @@ from bridge.hub.commits import Bundle, CheckedCommit, check_commit, check_new_gr
 from bridge.hub.fanout import FanOut
 from bridge.hub.identity import HubIdentity
 from bridge.hub.media import MediaFetches
+from bridge.hub.messages import MessageLog, parse_send
 from bridge.hub.policy import HubConfig, HubObserver
 from bridge.hub.public_view import GroupViews, identities
 from bridge.hub.removals import FAULT, HUB_SENDER, KICK, LEAVE, HubRemoves, Removal, room_of
 from bridge.hub.store import (
     Conflict,
-    EpochMoved,
-    GroupRecord,
-    LogKind,
     ProposalsNotCovered,
     Store,
     StoreError,
@@ -86,11 +80,8 @@ from bridge.identities import relay_identity
 from mls import (
     ContentType,
     CredentialValidator,
-    MessageHeader,
     MLSError,
-    MLSMessage,
     PublicGroup,
-    SenderType,
     WireFormat,
 )
 from transports.interface import (
@@ -104,17 +95,6 @@ from transports.interface import (
 )
 
 log = logging.getLogger(__name__)
-
-#: How many of the latest log entries a SEND is compared with. A request can reach the
-#: hub twice: the Matrix bot marks a to-device request as handled in a transaction after
-#: the one that logged it, so a SIGKILL between the two makes the restarted bot act on it
-#: again. The same MLS ciphertext is the same message (members would drop the copy: its
-#: key generation is used up), so it is answered with its first seq (and fanned out
-#: again: deliveries are idempotent by seq) instead of being logged twice. The store
-#: compares it in the appending transaction (``append_message(replay_after=...)``: one
-#: index search on the payload's SHA-256, whatever the window's size).
-REPLAY_WINDOW = 64
-
 
 Handler = Callable[[Inbound], Awaitable[Outbound]]
 
@@ -153,6 +133,9 @@ class Hub:
         self.removes = HubRemoves(store, identity, self.views, lambda: self.clock(),
                                   lambda: self.credential_validator, self._announce)
         self._external_commits = faults.ExternalCommitLimit()
+        self.messages = MessageLog(store, self.views, self.authz, self.anchor,
+                                   config=lambda: self.config, clock=lambda: self.clock(),
+                                   credential_validator=lambda: self.credential_validator)
         self.media = MediaFetches(lambda: self.config, lambda: self.clock(), self.authz.media)
         self._handlers: dict[str, Handler] = {
             Op.HUB_INFO: self.attestation.hub_info,
@@ -478,122 +461,23 @@ class Hub:
                            ratchet_tree=record.ratchet_tree or b"", epoch=record.epoch,
                            seq=record.next_seq - 1)
 
-    # -- proposals and application messages ------------------------------------------------
+    # -- proposals and application messages (bridge.hub.messages) -------------------------
 
     async def _send(self, request: Inbound) -> Outbound:
         """An application message (PrivateMessage: relayed within the epoch lag) or a
         member's proposal (PublicMessage: verified and followed, A12)."""
-        message = public_view.parse_message(request.payload, "message")
-        header = public_view.header_of(message, "message")
-        public = header.wire_format == WireFormat.PUBLIC_MESSAGE
-        if header.content_type == ContentType.COMMIT:
-            raise Malformed("commits go through submit-commit")
-        if header.content_type == ContentType.PROPOSAL and not public:
-            raise PrivateProposal("proposals go as PublicMessage: the hub must follow "
-                                  "them to verify the commit that covers them")
-        if header.content_type == ContentType.APPLICATION and public:
-            raise Malformed("application messages go as PrivateMessage (RFC 9420 §6.2)")
-        group_id = header.group_id
-        if request.group_id and request.group_id != group_id:
-            raise Malformed("group_id differs from the message's")
+        sent = parse_send(request)
+        group_id = sent.header.group_id
         async with self.fanout.admit(group_id) as fan_out, self._lock(group_id):
-            # An application message is checked against the cached epoch (no read) and
-            # logged only if the group is still at it; stale, or refused by a view that
-            # may be stale: read the group and check again.
-            cached = None if public else self.views.cached(group_id)
-            seq = None
-            if cached is not None:
-                record, group = cached
-                with contextlib.suppress(EpochMoved, Rejection):
-                    seq = await self._log_message(request, message, header, record, group,
-                                                  at_epoch=True)
-            if seq is None:
-                record, group = await self.views.load(
-                    group_id, proposals=public, credential_validator=self.credential_validator)
-                try:
-                    seq = await self._log_message(request, message, header, record, group,
-                                                  at_epoch=False)
-                except StaleEpoch:  # logged once already, before the epochs moved on?
-                    replayed = await self._replayed(group_id, record.next_seq, request.payload)
-                    if replayed is None:
-                        raise
-                    return self._reply(request, group_id=group_id, seq=replayed,
-                                       epoch=group.epoch)
-            kind = LogKind.PROPOSAL if public else LogKind.APPLICATION
-            fan_out(Outbound(
-                kind.value, tuple(sorted(identities(group, self.anchor))), group_id=group_id,
-                seq=seq,
-                epoch=header.epoch, sender=request.sender, payload=request.payload,
-                rooms=await self._rooms(group_id, group.epoch)))
-        return self._reply(request, group_id=group_id, seq=seq, epoch=group.epoch)
-
-    async def _log_message(self, request: Inbound, message: MLSMessage, header: MessageHeader,
-                           record: GroupRecord, group: PublicGroup, *, at_epoch: bool) -> int:
-        """Check a message against ``group`` and log it (with ``at_epoch``: only if the
-        group is still at ``group``'s epoch, else :class:`EpochMoved`); return its seq.
-        A member's proposal is followed into the cached state."""
-        group_id = group.group_id
-        await self.authz.check_message(dataclasses.replace(request, group_id=group_id),
-                                       group, message)
-        self._check_epoch(group.epoch, header.epoch)
-        public = header.wire_format == WireFormat.PUBLIC_MESSAGE
-        new = self._follow_proposal(group, message, header, request.sender) if public else None
-        kind = LogKind.PROPOSAL if public else LogKind.APPLICATION
-        try:  # a replay of one of the last REPLAY_WINDOW entries: see the constant
-            seq = await self.store.append_message(
-                group_id, header.epoch, kind, request.payload, request.sender,
-                replay_after=max(0, record.next_seq - 1 - REPLAY_WINDOW),
-                at_epoch=group.epoch if at_epoch else None)
-        except WrongEpoch as exc:
-            raise WrongEpochRejection(exc.current_epoch) from exc
-        except EpochMoved:
-            raise
-        except StoreError as exc:
-            raise Unavailable(f"store failed: {type(exc).__name__}") from exc
-        if new is not None:
-            self.views.put(new)
-        self.views.appended(group_id, group.epoch, seq)
-        return seq
-
-    def _follow_proposal(self, group: PublicGroup, message: MLSMessage,
-                         header: MessageHeader, requester: str) -> PublicGroup:
-        """A member's PublicMessage proposal, by the requester's own leaf, verified and
-        pending in the returned state."""
-        sender = header.sender
-        assert sender is not None
-        if sender.sender_type != SenderType.MEMBER:
-            raise Forbidden("only members send proposals through the hub")
-        if public_view.leaf_identity(group, sender.leaf_index, self.anchor) != requester:
-            raise NotMember(f"sender leaf {sender.leaf_index} is not the requester's")
-        if header.epoch != group.epoch:
-            raise WrongEpochRejection(group.epoch, f"proposal for epoch {header.epoch}, "
-                                                   f"current {group.epoch}")
-        try:
-            new, _ = group.process(message, now=self.clock(),
-                                   credential_validator=self.credential_validator)
-        except MLSError as exc:
-            raise public_view.rejection(exc, InvalidProposal, "proposal", group.epoch) from exc
-        return new
-
-    async def _replayed(self, group_id: bytes, next_seq: int, payload: bytes) -> int | None:
-        """The seq of ``payload`` if one of the last :data:`REPLAY_WINDOW` entries holds
-        it: a request acted on twice (see the constant) whose epoch has passed since it
-        was logged is still answered with its seq, not refused as stale (its sender
-        would encrypt it anew: everyone would read it twice)."""
-        after = max(0, next_seq - 1 - REPLAY_WINDOW)
-        for entry in await self.store.log_since(group_id, after, REPLAY_WINDOW + 1):
-            if entry.payload == payload:
-                return entry.seq
-        return None
-
-    def _check_epoch(self, current: int, epoch: int) -> None:
-        if epoch > current:
-            raise WrongEpochRejection(current, f"message for future epoch {epoch} "
-                                               f"(current {current})")
-        if epoch < current - self.config.max_epoch_lag:
-            raise StaleEpoch(current, f"message for epoch {epoch} is older than "
-                                      f"{self.config.max_epoch_lag} epoch(s) behind "
-                                      f"(current {current})")
+            logged = await self.messages.log(request, sent)
+            group = logged.group
+            if not logged.again:
+                fan_out(Outbound(
+                    sent.kind.value, tuple(sorted(identities(group, self.anchor))),
+                    group_id=group_id, seq=logged.seq, epoch=sent.header.epoch,
+                    sender=request.sender, payload=request.payload,
+                    rooms=await self._rooms(group_id, group.epoch)))
+        return self._reply(request, group_id=group_id, seq=logged.seq, epoch=group.epoch)
 
     # -- catch-up ------------------------------------------------------------------------------
 

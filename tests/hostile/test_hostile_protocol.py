@@ -139,7 +139,7 @@ async def test_replayed_application_message(bench: Bench) -> None:
     bob, _ = bob.process(message)
     assert_rejected(bob, message, GenerationError)
     # The hub cannot open PrivateMessages; an identical replay within its window is
-    # answered with the first seq and not logged twice (bridge.hub.REPLAY_WINDOW), an
+    # answered with the first seq and not logged twice (bridge.hub.messages.REPLAY_WINDOW), an
     # older one is relayed and members drop it as above.
 
 
