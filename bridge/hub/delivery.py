@@ -339,6 +339,16 @@ class Hub:
         except Conflict as exc:
             raise AlreadyExists(str(exc)) from exc
 
+    async def detach_room(self, transport: str, room_id: str) -> bool:
+        """Unmap a room (the bridge's own call, when a run-time pair is undone): its
+        group's cached rooms are dropped with it, so nothing more is delivered there;
+        False if the room carried no group."""
+        group_id = await self.store.room_group(transport, room_id)
+        detached = await self.store.detach_room(transport, room_id)
+        if group_id is not None:
+            self.views.forget(group_id)
+        return detached
+
     # -- commits -----------------------------------------------------------------------------
 
     async def _submit_commit(self, request: Inbound) -> Outbound:

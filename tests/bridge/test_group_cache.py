@@ -1,6 +1,6 @@
 """The hub's per-epoch cache of a group's record and rooms (``GroupViews``): messages
 of one epoch read neither again; a commit, an attached room or another hub process's
-commit make the next message read them again."""
+commit make the next message read them again; so does a detached room."""
 
 from __future__ import annotations
 
@@ -78,15 +78,21 @@ async def test_an_epoch_is_read_once_and_again_after_a_commit_or_an_attached_roo
     await harness.quiesce()
     assert reads <= Counter(get_group=1, group_rooms=1)
 
-    assert harness.hub is not None
+    assert harness.hub is not None and harness.store is not None
     await harness.hub.attach_room("matrix", "!room:example.org", group_id)
     reads.clear()
     await bob.send_text(group_id, "after attach")
     await harness.quiesce()
     assert reads == Counter(get_group=1, group_rooms=1)  # forgotten with the attach
-    assert harness.store is not None
+
+    assert await harness.hub.detach_room("matrix", "!room:example.org")
+    reads.clear()
+    await bob.send_text(group_id, "after detach")
+    await harness.quiesce()
+    assert reads == Counter(get_group=1, group_rooms=1)  # and with the detach
+    assert [r.transport for r in await harness.store.group_rooms(group_id)] == ["xmpp"]
     entries = await harness.store.log_since(group_id, 0, 100)
-    assert [e.kind for e in entries].count(LogKind.APPLICATION) == 14
+    assert [e.kind for e in entries].count(LogKind.APPLICATION) == 15
     assert len({e.seq for e in entries}) == len(entries)
 
 

@@ -494,7 +494,7 @@ class BridgeService:
         if group_id is not None:
             await self.relay.disable(pair.xmpp_room, pair.matrix_room, group_id)
             drop = MATRIX if keep == XMPP else XMPP
-            await self.store.detach_room(drop, pair.room(drop))
+            await self.hub.detach_room(drop, pair.room(drop))
         if self.bot is not None:
             with contextlib.suppress(HomeserverError):
                 await self.bot.put_state(pair.matrix_room, matrix_ns.BRIDGE_STATE,
