@@ -1,6 +1,7 @@
 """MLS over XMPP (namespace ``urn:mlsbridge:0``): the hub as an XEP-0114 component
 (:mod:`transports.xmpp.component`, which admits its IQ requests in
-:mod:`transports.xmpp.requests`, bounds what it keeps per user in
+:mod:`transports.xmpp.requests`, sends the hub's deliveries with
+:mod:`transports.xmpp.fanout`, bounds what it keeps per user in
 :mod:`transports.xmpp.limits`, holds Welcomes for offline users in
 :mod:`transports.xmpp.welcomes`, keeps nicknames apart with
 :mod:`transports.xmpp.nicks` and says what each room is -- disco#info, subject, relay

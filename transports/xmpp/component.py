@@ -23,8 +23,9 @@ message passes the hub (DESIGN.md, "Wire binding"). It
 * reconnects with exponential backoff after losing the server, then sends ``<sync/>`` to
   every occupant so members fetch whatever fan-out the outage swallowed (sequence numbers
   make the catch-up exact: nothing lost, nothing delivered twice);
-* for a group with no room on this component (a group living in a Matrix room, say),
-  sends its fan-out to each XMPP recipient's bare JID instead;
+* fans the hub's deliveries out to the occupants of a group's rooms, or, for a group
+  with no room on this component (a group living in a Matrix room, say), to each XMPP
+  recipient's bare JID, and sends Welcomes (:mod:`transports.xmpp.fanout`);
 * keeps nicknames apart (:mod:`transports.xmpp.nicks`): an entry or nick change
   whose nickname, folded, is another occupant's or one the room reserves (the
   observer's :meth:`RoomObserver.reserved`) is refused with ``<conflict/>``
@@ -40,9 +41,7 @@ message passes the hub (DESIGN.md, "Wire binding"). It
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import dataclasses
 import json
 import logging
 from collections.abc import Awaitable
@@ -59,7 +58,6 @@ from slixmpp.xmlstream.matcher import MatchXPath
 from transports.fairness import Admission, LimitObserver, RequestLimits
 from transports.interface import (
     HubService,
-    Kind,
     Membership,
     Network,
     NetworkEvent,
@@ -71,6 +69,7 @@ from transports.xmpp import namespace as ns
 from transports.xmpp.adhoc import AdHocCommands
 from transports.xmpp.admin import RoomAdmin
 from transports.xmpp.errors import ComponentAuthError, XmppLinkError
+from transports.xmpp.fanout import FanOut
 from transports.xmpp.limits import RoomLimits
 from transports.xmpp.mam import NS_MAM, ArchiveService
 from transports.xmpp.markup import Markup
@@ -80,14 +79,13 @@ from transports.xmpp.occupants import OccupantPresence
 from transports.xmpp.requests import RequestService, requester
 from transports.xmpp.roominfo import RoomInfo
 from transports.xmpp.rooms import OUTCAST, Affiliations, AffiliationStore
-from transports.xmpp.stanzas import blobs_of, encode_delivery, register_plugins
-from transports.xmpp.upload import LOOPBACK_HOSTS, Uploader, placements
+from transports.xmpp.stanzas import register_plugins
+from transports.xmpp.upload import LOOPBACK_HOSTS, Uploader
 from transports.xmpp.welcomes import HeldWelcomes, StateStore
 
 log = logging.getLogger(__name__)
 
 OCCUPANTS_KEY = "xmpp-occupants"
-GROUP_ROOMS_KEY = "xmpp-group-rooms"
 CLIENT_OPS = tuple(Op)  # every op reaches the hub, which refuses KICK and ATTACH_ROOM
 
 
@@ -165,13 +163,14 @@ class MLSComponent:
         self.presence = OccupantPresence(self.xmpp, self.rooms,
                                          lambda room: self.occupants.get(room, {}),
                                          lambda room: room in self.info.relayed)
-        self._group_rooms: dict[bytes, tuple[tuple[str, str], ...]] = {}
         # Welcomes sent recently (stanza id -> bare JID, stanza) and those that bounced
         # because the user was offline (bare JID -> stanzas), re-sent on its presence.
         self._welcomes = HeldWelcomes(self._send_raw, state, self._spawn)
+        #: the hub's deliveries to occupants, recipients and joiners
+        self.fanout = FanOut(self.xmpp, config.jid, self._uploader, config.stanza_limit,
+                             lambda room: self.occupants.get(room, {}), self._welcomes, state)
         self._pending_leaves: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.limits = RoomLimits()
-        self._send_lock = asyncio.Lock()
         self._ready = asyncio.Event()
         self._stopping = False
         self._auth_failed = ""
@@ -211,12 +210,7 @@ class MLSComponent:
             saved = await self._state.load(OCCUPANTS_KEY)
             if saved:
                 self.occupants = {room: dict(occ) for room, occ in json.loads(saved).items()}
-            saved = await self._state.load(GROUP_ROOMS_KEY)
-            if saved:
-                self._group_rooms = {
-                    base64.b64decode(group): tuple((t, r) for t, r in rooms)
-                    for group, rooms in json.loads(saved).items()
-                }
+        await self.fanout.load()
         await self._welcomes.load()
         await self.rooms.load()
         self._stopping = False
@@ -302,9 +296,8 @@ class MLSComponent:
         disco.add_feature(ns.FEATURE, jid=JID(self.config.jid))
         if not self._ever_ready:
             self.commands.register()
-        rooms = {room for rooms in self._group_rooms.values()
-                 for transport, room in rooms if transport == ns.TRANSPORT_NAME}
-        for room in {*self.occupants, *self.info.relayed, *self.rooms.rooms, *rooms}:
+        rooms = {*self.occupants, *self.info.relayed, *self.rooms.rooms, *self.fanout.rooms()}
+        for room in rooms:
             self.info.advertise(room)  # persistent rooms: even without occupants
         self._uploader.forget_service()
         self._ready.set()
@@ -543,14 +536,6 @@ class MLSComponent:
         if self._state is not None:
             await self._state.save(OCCUPANTS_KEY, json.dumps(self.occupants, sort_keys=True))
 
-    async def _save_group_rooms(self) -> None:
-        """Welcomes name no rooms (the hub leaves them out): remember each group's rooms
-        from its fan-out, across restarts, so a Welcome can tell the joiner its room."""
-        if self._state is not None:
-            data = {base64.b64encode(group).decode("ascii"): [list(room) for room in rooms]
-                    for group, rooms in self._group_rooms.items()}
-            await self._state.save(GROUP_ROOMS_KEY, json.dumps(data, sort_keys=True))
-
     def _send_sync(self) -> None:
         """Tell every occupant to check its log (after (re)connecting)."""
         for room, members in self.occupants.items():
@@ -562,87 +547,9 @@ class MLSComponent:
     # -- fan-out (Deliverer) ---------------------------------------------------------
 
     async def deliver(self, message: Outbound) -> None:
-        """Send a delivery to its recipients (groupchat per occupant, or a Welcome)."""
-        async with self._send_lock:
-            if message.rooms:
-                if self._group_rooms.get(message.group_id) != message.rooms:
-                    self._group_rooms[message.group_id] = message.rooms
-                    await self._save_group_rooms()
-            elif message.group_id in self._group_rooms:  # Welcomes carry no rooms
-                message = dataclasses.replace(message, rooms=self._group_rooms[message.group_id])
-            try:
-                place = await placements(self._uploader, list(blobs_of(message)),
-                                         self.config.stanza_limit)
-            except XmppLinkError as exc:
-                log.error("cannot deliver seq %d: %s (members will see a gap)", message.seq, exc)
-                return
-            if message.kind == Kind.WELCOME:
-                self._send_welcome(message, encode_delivery(message, place))
-            else:
-                self._fan_out(message, encode_delivery(message, place))
-
-    def _send_welcome(self, message: Outbound, payload: ET.Element) -> None:
-        rooms = [room for transport, room in message.rooms if transport == ns.TRANSPORT_NAME]
-        sender = rooms[0] if rooms else self.config.jid
-        for recipient in message.recipients:
-            if not recipient.startswith(ns.URI_SCHEME):
-                continue
-            bare = recipient.removeprefix(ns.URI_SCHEME)
-            stanza = self.xmpp.make_message(mto=bare, mfrom=sender, mtype="normal")
-            stanza["id"] = f"welcome-{_short(message.group_id)}-{message.seq}-{bare}"
-            stanza.xml.append(_copy(payload))
-            ET.SubElement(stanza.xml, f"{{{ns.NS_HINTS}}}store")
-            self._welcomes.sent(stanza["id"], bare, str(stanza))
-            stanza.send()
+        """Send a delivery to its recipients (groupchat per occupant, or a Welcome):
+        :class:`transports.xmpp.fanout.FanOut`."""
+        await self.fanout.deliver(message)
 
     def _send_raw(self, xml: str) -> None:
         self.xmpp.send_raw(xml)
-
-    def _fan_out(self, message: Outbound, payload: ET.Element) -> None:
-        recipients = {r.removeprefix(ns.URI_SCHEME) for r in message.recipients
-                      if r.startswith(ns.URI_SCHEME)}
-        sender_bare = message.sender.removeprefix(ns.URI_SCHEME)
-        stanza_id = f"{_short(message.group_id)}-{message.seq}"
-        if not any(transport == ns.TRANSPORT_NAME for transport, _ in message.rooms):
-            self._send_direct(message, payload, sorted(recipients), stanza_id)
-            return
-        for transport, room in message.rooms:
-            if transport != ns.TRANSPORT_NAME:
-                continue
-            members = self.occupants.get(room, {})
-            nick = next((n for o, n in members.items() if JID(o).bare == sender_bare), "")
-            sent_from = f"{room}/{nick}" if nick else room
-            for occupant in list(members):
-                if JID(occupant).bare not in recipients:
-                    continue
-                stanza = self.xmpp.make_message(mto=occupant, mfrom=sent_from,
-                                                mtype="groupchat")
-                stanza["id"] = stanza_id
-                stanza.xml.append(_copy(payload))
-                ET.SubElement(stanza.xml, f"{{{ns.NS_SID}}}stanza-id",
-                              {"id": stanza_id, "by": room})
-                if message.request_id:
-                    ET.SubElement(stanza.xml, f"{{{ns.NS_SID}}}origin-id",
-                                  {"id": message.request_id})
-                ET.SubElement(stanza.xml, f"{{{ns.NS_HINTS}}}store")
-                stanza.send()
-
-    def _send_direct(self, message: Outbound, payload: ET.Element, recipients: list[str],
-                     stanza_id: str) -> None:
-        """A group with no room here (it lives in another network's room): each XMPP
-        recipient gets the entry at its bare JID."""
-        for bare in recipients:
-            stanza = self.xmpp.make_message(mto=bare, mfrom=self.config.jid, mtype="normal")
-            stanza["id"] = stanza_id
-            stanza.xml.append(_copy(payload))
-            ET.SubElement(stanza.xml, f"{{{ns.NS_HINTS}}}store")
-            stanza.send()
-
-
-def _copy(element: ET.Element) -> ET.Element:
-    return ET.fromstring(ET.tostring(element))
-
-
-def _short(group_id: bytes) -> str:
-    return base64.urlsafe_b64encode(group_id[:12]).decode("ascii").rstrip("=")
-
