@@ -47,7 +47,7 @@ from typing import TypeVar
 import aiosqlite
 
 from bridge.errors import StoreUnavailable
-from bridge.hub.store.sqlite import sqlite_transaction
+from bridge.hub.store.sqlite_aio import sqlite_transaction
 from bridge.hub.store.transactions import Flight, TransactionalStore, transaction, uncancelled
 
 T = TypeVar("T")

@@ -10,27 +10,20 @@ whole transaction (``sqlite_thread``: one hand-off per call, several waiting cal
 group-committed under one fsync, each in its own savepoint), so a caller's cancellation
 never leaves the connection inside a transaction. Migrations are numbered SQL files
 applied in order and recorded in ``schema_version``.
-
-:func:`sqlite_transaction` is the aiosqlite form of a transaction, still used by the
-relay's secrets file (``bridge.relay.secrets_file``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import sqlite3
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from os import PathLike
 from typing import Any
-
-import aiosqlite
 
 from bridge.errors import (
     Conflict,
     EpochMoved,
     ProposalsNotCovered,
-    StoreUnavailable,
     StoreUsageError,
     UnknownGroup,
     WrongEpoch,
@@ -56,7 +49,7 @@ from bridge.hub.store.base import (
 )
 from bridge.hub.store.sqlite_directory import SqliteDirectory
 from bridge.hub.store.sqlite_thread import MAX_BATCH, SqliteThread, in_thread
-from bridge.hub.store.transactions import Flight, T, uncancelled
+from bridge.hub.store.transactions import T, uncancelled
 
 _GROUP_COLUMNS = "group_id, cipher_suite, epoch, next_seq, group_info, ratchet_tree, hub_state"
 
@@ -76,34 +69,6 @@ def split_statements(script: str) -> list[str]:
     if leftover:
         raise StoreUsageError(f"unterminated SQL statement in migration: {leftover[:80]!r}")
     return statements
-
-
-async def sqlite_transaction(
-    conn: aiosqlite.Connection, lock: asyncio.Lock,
-    body: Callable[[aiosqlite.Connection], Awaitable[T]], write: bool, flight: Flight,
-) -> T:
-    """One transaction on a shared connection (``lock`` serializes its users): BEGIN
-    IMMEDIATE for writes, a deferred BEGIN for reads. Runs as its own task (see
-    ``transactions``); also the relay's secrets file's (``bridge.relay.secrets_file``)."""
-    async with lock:
-        flight.began = True
-        try:
-            await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            result = await body(conn)
-            await conn.execute("COMMIT")
-        except BaseException as exc:
-            # The worker thread runs statements in the order they were sent, even
-            # those whose await was cancelled, so this ROLLBACK comes after the
-            # BEGIN, the body and any COMMIT already sent (and before any later
-            # transaction's BEGIN); sqlite3's rollback() does nothing if no
-            # transaction is open by then (the COMMIT went through).
-            await uncancelled(conn.rollback())
-            if isinstance(exc, sqlite3.IntegrityError):
-                raise Conflict(f"sqlite: {exc}") from exc
-            if isinstance(exc, sqlite3.Error):
-                raise StoreUnavailable(f"sqlite: {exc}") from exc
-            raise
-        return result
 
 
 class SqliteStore(SqliteDirectory, Store):
