@@ -93,6 +93,17 @@ class Harness:
         self.members.append(member)
         return member
 
+    async def alice_and_bob(self, room: str = "room@mls.example.org",
+                            ) -> tuple[Member, Member, bytes]:
+        """Alice and Bob in a group Alice created for the XMPP ``room`` (hers), Bob
+        added and every delivery processed: ``(alice, bob, group_id)``."""
+        alice = await self.member("alice")
+        bob = await self.member("bob")
+        group_id = await alice.create_group(transport="xmpp", room_id=self.room(room, alice))
+        await alice.add_members(group_id, [domain("bob")])
+        await self.quiesce()
+        return alice, bob, group_id
+
     async def quiesce(self) -> None:
         """Wait until no delivery is queued and every member processed its inbox."""
         for _ in range(50):

@@ -43,12 +43,7 @@ async def test_small_group_end_to_end(harness: Harness) -> None:
 async def test_inbox_survives_an_unreachable_hub_during_catch_up(harness: Harness) -> None:
     """A delivery ahead of a member's position makes it fetch the log; if the hub is
     unreachable then, the failure is logged and the member keeps applying deliveries."""
-    alice = await harness.member("alice")
-    bob = await harness.member("bob")
-    group_id = await alice.create_group(
-        transport="xmpp", room_id=harness.room("room@mls.example.org", alice))
-    await alice.add_members(group_id, [domain("bob")])
-    await harness.quiesce()
+    alice, bob, group_id = await harness.alice_and_bob()
     await harness.stop_hub()
     harness.network.request_timeout = 0.05
     ahead = Outbound(Kind.APPLICATION, group_id=group_id, seq=bob.next_seq(group_id) + 3,

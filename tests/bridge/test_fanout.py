@@ -14,7 +14,7 @@ from bridge.errors import MemberError, Unavailable
 from bridge.hub import HubConfig
 from bridge.hub.fanout import FanOut, Send
 from bridge.member import RetryPolicy
-from tests.bridge.conftest import Harness, domain
+from tests.bridge.conftest import Harness
 from transports.interface import Deliverer, Kind, Outbound
 
 
@@ -112,12 +112,7 @@ async def test_hub_answers_while_the_network_is_slow_and_refuses_beyond_backlog(
                       HubConfig(delivery_backlog=3, admit_timeout=0.2))
     hub = await harness.start_hub()
     try:
-        alice = await harness.member("alice")
-        bob = await harness.member("bob")
-        group_id = await alice.create_group(
-            transport="xmpp", room_id=harness.room("slow@mls.example.org", alice))
-        await alice.add_members(group_id, [domain("bob")])
-        await harness.quiesce()
+        alice, bob, group_id = await harness.alice_and_bob("slow@mls.example.org")
         lanes = Lanes(harness.network)
         hub.fanout.deliverer = lanes
         sent = [await alice.send_text(group_id, f"m{i}") for i in range(3)]
@@ -137,12 +132,7 @@ async def test_hub_answers_while_the_network_is_slow_and_refuses_beyond_backlog(
 
 async def test_delivery_lost_in_the_queue_at_a_crash_is_recovered_from_the_log(
         harness: Harness) -> None:
-    alice = await harness.member("alice")
-    bob = await harness.member("bob")
-    group_id = await alice.create_group(
-        transport="xmpp", room_id=harness.room("crash@mls.example.org", alice))
-    await alice.add_members(group_id, [domain("bob")])
-    await harness.quiesce()
+    alice, bob, group_id = await harness.alice_and_bob("crash@mls.example.org")
     assert harness.hub is not None
     harness.hub.fanout.deliverer = Lanes(harness.network)  # never released
     lost = await alice.send_text(group_id, "queued when the hub died")

@@ -12,7 +12,7 @@ import pytest
 
 from bridge.hub import Hub
 from bridge.hub.store import LogKind
-from tests.bridge.conftest import Harness, clock, domain
+from tests.bridge.conftest import Harness, clock
 from transports.interface import Inbound, Outbound
 
 
@@ -56,12 +56,7 @@ def count_reads(monkeypatch: pytest.MonkeyPatch, harness: Harness) -> Counter[st
 async def test_an_epoch_is_read_once_and_again_after_a_commit_or_an_attached_room(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alice = await harness.member("alice")
-    bob = await harness.member("bob")
-    group_id = await alice.create_group(
-        transport="xmpp", room_id=harness.room("room@mls.example.org", alice))
-    await alice.add_members(group_id, [domain("bob")])
-    await harness.quiesce()
+    alice, bob, group_id = await harness.alice_and_bob()
     reads = count_reads(monkeypatch, harness)
     for n in range(5):
         await bob.send_text(group_id, f"m{n}")
@@ -102,12 +97,7 @@ async def test_another_hub_process_committing_makes_the_cache_read_again(
     """Two hubs on one database: the second caches epoch 1; the first accepts a commit
     (epoch 2); the second is handed a message of epoch 2 -- its stale view would refuse
     it, so it reads the group again and logs it -- and the log's order holds."""
-    alice = await harness.member("alice")
-    bob = await harness.member("bob")
-    group_id = await alice.create_group(
-        transport="xmpp", room_id=harness.room("room@mls.example.org", alice))
-    await alice.add_members(group_id, [domain("bob")])
-    await harness.quiesce()
+    alice, bob, group_id = await harness.alice_and_bob()
     first = harness.hub
     assert first is not None and harness.store is not None
     replies = Replies()

@@ -8,18 +8,13 @@ an XMPP member received a Matrix member's first message twice.)"""
 from __future__ import annotations
 
 from bridge.hub.store import LogKind
-from tests.bridge.conftest import Harness, domain
+from tests.bridge.conftest import Harness
 from transports.interface import Inbound, Op, Outbound
 
 
 async def test_a_send_acted_on_again_epochs_later_is_answered_with_its_seq(
         harness: Harness) -> None:
-    alice = await harness.member("alice")
-    bob = await harness.member("bob")
-    group_id = await alice.create_group(
-        transport="xmpp", room_id=harness.room("replay@mls.example.org", alice))
-    await alice.add_members(group_id, [domain("bob")])
-    await harness.quiesce()
+    alice, bob, group_id = await harness.alice_and_bob("replay@mls.example.org")
     sent: list[Inbound] = []
     request = alice.link.request
 
