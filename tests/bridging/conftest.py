@@ -5,6 +5,7 @@ members on both networks, and plain (non-MLS) clients for relay mode."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ from slixmpp import ClientXMPP
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+from benchmarks.bridge_run import PlainXmpp
 from benchmarks.bridge_run import until as poll_until
 from bridge.app.services.bridge import BridgeService, RoomPair
 from bridge.app.services.matrix import MatrixServiceConfig
@@ -22,6 +24,7 @@ from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from bridge.hub import HubIdentity
 from bridge.hub.store import SqliteStore
+from bridge.identities import relay_identity
 from bridge.member import Member
 from bridge.relay import PuppetSecrets
 from tests.matrix.conftest import login, make_member
@@ -105,12 +108,13 @@ async def started_again(service: BridgeService, tmp_path: Path,
     return fresh
 
 
-@pytest.fixture
-async def bridge_service(prosody_server: ProsodyServer, synapse_server: SynapseServer,
-                         tmp_path: Path) -> AsyncIterator[BridgeService]:
-    """The combined service, started, with no room pairs yet (tests attach them); the
-    relay's puppet secrets in ``tmp_path / "relay-secrets"``."""
-    user_id, password = synapse_server.new_user("bridgehub")
+@contextlib.asynccontextmanager
+async def running_bridge(prosody_server: ProsodyServer, tmp_path: Path,
+                         matrix: MatrixServiceConfig) -> AsyncIterator[BridgeService]:
+    """The combined service, started, with no room pairs yet (tests attach them): its
+    store ``tmp_path / DATABASE``, the relay's puppet secrets in ``tmp_path /
+    "relay-secrets"``, the XEP-0114 component on ``prosody_server``, the Matrix side as
+    ``matrix`` says; stopped and both files closed at the end."""
     store = await SqliteStore.open(tmp_path / DATABASE)
     secrets = await PuppetSecrets.open(tmp_path / "relay-secrets")
     service = BridgeService(
@@ -118,9 +122,7 @@ async def bridge_service(prosody_server: ProsodyServer, synapse_server: SynapseS
         xmpp=ComponentConfig(jid=prosody_server.component_name,
                              secret=prosody_server.component_secret,
                              host=prosody_server.host, port=prosody_server.component_port),
-        matrix=MatrixServiceConfig(homeserver=synapse_server.url, user=user_id,
-                                   password=password, sync_timeout_ms=1000),
-        relay_secrets=secrets)
+        matrix=matrix, relay_secrets=secrets)
     await service.start()
     try:
         yield service
@@ -128,6 +130,21 @@ async def bridge_service(prosody_server: ProsodyServer, synapse_server: SynapseS
         await service.stop()
         await secrets.close()
         await store.close()
+
+
+def bot_account(synapse_server: SynapseServer, olm_store: str = "") -> MatrixServiceConfig:
+    """The Matrix side as a plain bot account (a new user); ``olm_store``: Megolm on."""
+    user_id, password = synapse_server.new_user("bridgehub")
+    return MatrixServiceConfig(homeserver=synapse_server.url, user=user_id,
+                               password=password, sync_timeout_ms=1000, olm_store=olm_store)
+
+
+@pytest.fixture
+async def bridge_service(prosody_server: ProsodyServer, synapse_server: SynapseServer,
+                         tmp_path: Path) -> AsyncIterator[BridgeService]:
+    """:func:`running_bridge` with the plain bot account."""
+    async with running_bridge(prosody_server, tmp_path, bot_account(synapse_server)) as service:
+        yield service
 
 
 @pytest.fixture
@@ -152,6 +169,32 @@ async def people(prosody_server: ProsodyServer, synapse_server: SynapseServer,
     finally:
         for person in made:
             await person.close()
+
+
+async def owner_and_xmember(people: Callable[..., Any]) -> tuple[Any, Any]:
+    """An MLS member on Matrix (to own a room) and one on XMPP with a KeyPackage
+    published, made by the ``people`` fixture."""
+    owner = await people("matrix", "owner")
+    xmember = await people("xmpp", "xmls")
+    await xmember.member.publish_key_packages(1)
+    return owner, xmember
+
+
+async def relayed_group(owner: Any, xmember: Any, matrix_room: str, xmpp_room: str,
+                        plain_x: PlainXmpp, plain_m: PlainMatrix) -> bytes:
+    """In a relayed pair: ``owner`` makes the group of ``matrix_room`` and adds
+    ``xmember``, who enters ``xmpp_room``; the plain ``plain_x`` joins that room; once
+    the puppets of both plain users (``plain_m`` is in ``matrix_room``) are in the group
+    and both MLS members are at one epoch: the group id."""
+    group_id = await owner.member.create_group(transport="matrix", room_id=matrix_room)
+    await owner.member.add_members(group_id, [xmember.identity])
+    await until(lambda: in_group(xmember, group_id) and xmpp_room in xmember.plugin.rooms,
+                "the XMPP member in the group and the room")
+    await plain_x.join(xmpp_room, "legacy-x")
+    puppets = {relay_identity(plain_x.identity), relay_identity(plain_m.identity)}
+    await until(lambda: roster(owner, group_id) >= puppets, "both puppets in the group")
+    await converge([owner, xmember], group_id)
+    return group_id
 
 
 class PlainMatrix:

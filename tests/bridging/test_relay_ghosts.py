@@ -18,23 +18,21 @@ from bridge.app.services.bridge import BridgeService, RoomPair
 from bridge.app.services.matrix import MatrixServiceConfig
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import AppServiceSpec, SynapseServer
-from bridge.hub import HubIdentity
-from bridge.hub.store import SqliteStore
 from bridge.identities import display, relay_identity
-from bridge.relay import PuppetSecrets
 from tests.bridging.conftest import (
     PlainMatrix,
     converge,
-    in_group,
+    owner_and_xmember,
     plain_matrix,
+    relayed_group,
     roster,
+    running_bridge,
     texts,
     until,
 )
 from tests.matrix.conftest import room_with_hub
 from transports.interface import Role
 from transports.matrix import events as matrix_events
-from transports.xmpp.component import ComponentConfig
 
 SPEC = AppServiceSpec(receive_ephemeral=True)
 pytestmark = pytest.mark.parametrize("synapse_server", [SPEC], indirect=True)
@@ -45,26 +43,13 @@ async def bridge_service(prosody_server: ProsodyServer, synapse_server: SynapseS
                          tmp_path: Path) -> AsyncIterator[BridgeService]:
     """The combined service with the Matrix side as the application service (overrides
     the conftest's plain-bot one, and so the ``people`` built on it)."""
-    store = await SqliteStore.open(tmp_path / "bridge.db")
-    relay_secrets = await PuppetSecrets.open(tmp_path / "relay-secrets")
-    service = BridgeService(
-        store, HubIdentity.generate("mls-bridge"),
-        xmpp=ComponentConfig(jid=prosody_server.component_name,
-                             secret=prosody_server.component_secret,
-                             host=prosody_server.host, port=prosody_server.component_port),
-        matrix=MatrixServiceConfig(
-            homeserver=synapse_server.url,
-            appservice=str(synapse_server.appservice_registration_path),
-            listen_port=synapse_server.appservice_port,
-            server_name=synapse_server.server_name),
-        relay_secrets=relay_secrets)
-    await service.start()
-    try:
+    matrix = MatrixServiceConfig(
+        homeserver=synapse_server.url,
+        appservice=str(synapse_server.appservice_registration_path),
+        listen_port=synapse_server.appservice_port,
+        server_name=synapse_server.server_name)
+    async with running_bridge(prosody_server, tmp_path, matrix) as service:
         yield service
-    finally:
-        await service.stop()
-        await relay_secrets.close()
-        await store.close()
 
 
 async def relayed_rooms(service: BridgeService, people: Any, prosody: ProsodyServer,
@@ -73,9 +58,7 @@ async def relayed_rooms(service: BridgeService, people: Any, prosody: ProsodySer
     """A relayed pair: an MLS Matrix owner, an MLS XMPP member, a plain Matrix user and
     a plain XMPP user (both puppeted), everyone converged."""
     assert service.bot is not None
-    owner = await people("matrix", "owner")
-    xmember = await people("xmpp", "xmls")
-    await xmember.member.publish_key_packages(1)
+    owner, xmember = await owner_and_xmember(people)
     plain_x = await plain_xmpp(prosody, "legx")
     plain_m = await plain_matrix(synapse, "legm")
     matrix_room = await room_with_hub(owner, service.bot.user_id)
@@ -85,14 +68,7 @@ async def relayed_rooms(service: BridgeService, people: Any, prosody: ProsodySer
     assert isinstance(invited, nio.RoomInviteResponse), invited
     joined = await plain_m.client.join(matrix_room)
     assert isinstance(joined, nio.JoinResponse), joined
-    group_id = await owner.member.create_group(transport="matrix", room_id=matrix_room)
-    await owner.member.add_members(group_id, [xmember.identity])
-    await until(lambda: in_group(xmember, group_id) and xmpp_room in xmember.plugin.rooms,
-                "the XMPP member joining and entering the room")
-    await plain_x.join(xmpp_room, "legacy-x")
-    puppets = {relay_identity(plain_x.identity), relay_identity(plain_m.identity)}
-    await until(lambda: roster(owner, group_id) >= puppets, "both puppets in the group")
-    await converge([owner, xmember], group_id)
+    group_id = await relayed_group(owner, xmember, matrix_room, xmpp_room, plain_x, plain_m)
     return owner, xmember, plain_x, plain_m, xmpp_room, matrix_room, group_id
 
 

@@ -23,16 +23,20 @@ from nio.store import SqliteStore
 
 from benchmarks.bridge_run import PlainXmpp, plain_xmpp
 from bridge.app.services.bridge import BridgeService, RoomPair
-from bridge.app.services.matrix import MatrixServiceConfig
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
-from bridge.hub import HubIdentity
-from bridge.hub.store import SqliteStore as HubStore
 from bridge.identities import display, relay_identity
-from bridge.relay import PuppetSecrets
-from tests.bridging.conftest import TIMEOUT, PlainMatrix, converge, in_group, roster, texts, until
+from tests.bridging.conftest import (
+    TIMEOUT,
+    PlainMatrix,
+    bot_account,
+    owner_and_xmember,
+    relayed_group,
+    running_bridge,
+    texts,
+    until,
+)
 from transports.matrix.e2e import DEVICE_NAME, MEGOLM
-from transports.xmpp.component import ComponentConfig
 
 ENCRYPTION = {"type": "m.room.encryption", "state_key": "",
               "content": {"algorithm": MEGOLM}}
@@ -88,25 +92,9 @@ async def bridge_service(prosody_server: ProsodyServer, synapse_server: SynapseS
                          tmp_path: Path) -> AsyncIterator[BridgeService]:
     """The combined service as in the package's conftest, its bot with an olm store
     (``tmp_path / "bridge.db.olm"``): Megolm on."""
-    user_id, password = synapse_server.new_user("bridgehub")
-    store = await HubStore.open(tmp_path / "bridge.db")
-    puppets = await PuppetSecrets.open(tmp_path / "relay-secrets")
-    service = BridgeService(
-        store, HubIdentity.generate("mls-bridge"),
-        xmpp=ComponentConfig(jid=prosody_server.component_name,
-                             secret=prosody_server.component_secret,
-                             host=prosody_server.host, port=prosody_server.component_port),
-        matrix=MatrixServiceConfig(homeserver=synapse_server.url, user=user_id,
-                                   password=password, sync_timeout_ms=1000,
-                                   olm_store=str(tmp_path / "bridge.db.olm")),
-        relay_secrets=puppets)
-    await service.start()
-    try:
+    matrix = bot_account(synapse_server, olm_store=str(tmp_path / "bridge.db.olm"))
+    async with running_bridge(prosody_server, tmp_path, matrix) as service:
         yield service
-    finally:
-        await service.stop()
-        await puppets.close()
-        await store.close()
 
 
 async def _encrypted_room(stock: StockE2E, owner: Any, hub_user: str) -> str:
@@ -138,20 +126,11 @@ async def megolm_relayed_rooms(service: BridgeService, people: Any, prosody: Pro
     Matrix room, XMPP room, group id.)"""
     bot = service.bot
     assert bot is not None
-    owner = await people("matrix", "owner")
-    xmember = await people("xmpp", "xmls")
-    await xmember.member.publish_key_packages(1)
+    owner, xmember = await owner_and_xmember(people)
     room = await _encrypted_room(stock, owner, bot.user_id)
     xmpp_room = f"megolm{secrets.token_hex(3)}@{prosody.component_name}"
     await service.attach_rooms([RoomPair(xmpp_room, room, relay=True)])
-    group_id = await owner.member.create_group(transport="matrix", room_id=room)
-    await owner.member.add_members(group_id, [xmember.identity])
-    await until(lambda: in_group(xmember, group_id) and xmpp_room in xmember.plugin.rooms,
-                "the XMPP member in the group and the room")
-    await plain_x.join(xmpp_room, "legacy-x")
-    puppets = {relay_identity(stock.identity), relay_identity(plain_x.identity)}
-    await until(lambda: roster(owner, group_id) >= puppets, "both puppets in the group")
-    await converge([owner, xmember], group_id)
+    group_id = await relayed_group(owner, xmember, room, xmpp_room, plain_x, stock)
     await until(lambda: bot.megolm is not None and bot.megolm.encrypted(room),
                 "the bot seeing m.room.encryption")
     return owner, xmember, room, xmpp_room, group_id
