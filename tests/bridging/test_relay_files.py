@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import nio
 import pytest
 from aiohttp import web
 
@@ -33,8 +32,8 @@ from bridge.devservers.synapse import SynapseServer
 from bridge.identities import display, relay_identity
 from bridge.member import Content, ExternalPart, fetch_file, new_message_id, send_file
 from tests.bridging.conftest import PlainMatrix, until
+from tests.bridging.relayed import matrix_send, received, xmpp_ghost
 from tests.bridging.test_relay_ghosts import SPEC, bridge_service, relayed_rooms
-from tests.bridging.test_relay_mapping import received
 from tests.xmpp.conftest import UploadProsody, upload_prosody
 from transports.matrix.media import MediaRef, MediaRepository
 from transports.xmpp.markup import NS_FILE, NS_OOB, NS_SFS, NS_URL_DATA
@@ -132,9 +131,8 @@ async def test_files_cross_both_ways(bridge_service: BridgeService, people: Any,
     service = bridge_service
     owner, xmember, plain_x, plain_m, xmpp_room, matrix_room, group_id = \
         await relayed_rooms(service, people, prosody_server, synapse_server)
-    assert service.matrix is not None and service.matrix.ghosts is not None
     assert service.bot is not None
-    ghost_x = service.matrix.ghosts.user_id("xmpp", plain_x.jid)
+    ghost_x = xmpp_ghost(service, plain_x.jid)
     stock_upload = Uploader(plain_x.client, domain=prosody_server.domain)
     plain_media = media(plain_m)
     try:
@@ -160,10 +158,9 @@ async def test_files_cross_both_ways(bridge_service: BridgeService, people: Any,
         # a stock Matrix user posts an m.file (a plain mxc upload)
         notes = b"notes " + os.urandom(3000)
         uploaded = await plain_media.upload(notes, name="notes.txt", content_type="text/plain")
-        sent = await plain_m.client.room_send(matrix_room, "m.room.message", {
+        await matrix_send(plain_m, matrix_room, {
             "msgtype": "m.file", "body": "notes.txt", "url": uploaded.url,
             "info": {"mimetype": "text/plain", "size": len(notes)}})
-        assert isinstance(sent, nio.RoomSendResponse), sent
         urls = await until(lambda: oob_urls(plain_x, xmpp_room), "the OOB URL on XMPP")
         assert await http_get(urls[0]) == notes
         assert urls[0].startswith(f"http://{prosody_server.host}:")  # by XEP-0363
@@ -194,7 +191,7 @@ async def test_files_cross_both_ways(bridge_service: BridgeService, people: Any,
                                  limit=LIMIT, upload=lambda data: _http_url(xmember, data))
         assert theirs.url.startswith("http://")
         await xmember.member.send_content(group_id, Content(new_message_id(), file=theirs))
-        ghost_xm = service.matrix.ghosts.user_id("xmpp", display(xmember.identity))
+        ghost_xm = xmpp_ghost(service, display(xmember.identity))
         from_xm = await until(lambda: file_events(plain_m, matrix_room, ghost_xm),
                               "the XMPP member's file on Matrix")
         assert from_xm[0]["content"]["filename"] == "sheet.ods"
@@ -256,8 +253,7 @@ async def test_files_over_the_limit_or_from_elsewhere(
     service = bridge_service
     owner, _xmember, plain_x, plain_m, xmpp_room, matrix_room, group_id = \
         await relayed_rooms(service, people, prosody_server, synapse_server)
-    assert service.matrix is not None and service.matrix.ghosts is not None
-    ghost_x = service.matrix.ghosts.user_id("xmpp", plain_x.jid)
+    ghost_x = xmpp_ghost(service, plain_x.jid)
     service.relay.mapper.files.configured = 10_000
     stock_upload = Uploader(plain_x.client, domain=prosody_server.domain)
     plain_media = media(plain_m)
@@ -311,10 +307,9 @@ async def test_files_over_the_limit_or_from_elsewhere(
         # a Matrix file over the limit reaches XMPP as a notice, not a URL
         huge = os.urandom(30_000)
         uploaded = await plain_media.upload(huge, name="huge.bin")
-        sent = await plain_m.client.room_send(matrix_room, "m.room.message", {
+        await matrix_send(plain_m, matrix_room, {
             "msgtype": "m.file", "body": "huge.bin", "url": uploaded.url,
             "info": {"size": len(huge)}})
-        assert isinstance(sent, nio.RoomSendResponse), sent
         await until(lambda: [b for _, b in plain_x.messages
                              if "huge.bin" in b and "not relayed" in b], "the notice on XMPP")
         await asyncio.sleep(0)

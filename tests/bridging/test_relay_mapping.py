@@ -22,41 +22,22 @@ from bridge.app.services.bridge import BridgeService, RoomPair
 from bridge.devservers.prosody import ProsodyServer
 from bridge.devservers.synapse import SynapseServer
 from bridge.identities import relay_identity
-from tests.bridging.conftest import PlainMatrix, started_again, until
+from tests.bridging.conftest import started_again, until
+from tests.bridging.relayed import (
+    events_from,
+    matrix_events,
+    matrix_send,
+    react,
+    redacts,
+    send,
+    text_to_xmpp,
+    with_body,
+    xmpp_ghost,
+)
 from tests.bridging.test_relay_ghosts import SPEC, bridge_service, relayed_rooms
 
 __all__ = ["bridge_service"]  # the application-service fixture, used here too
 pytestmark = pytest.mark.parametrize("synapse_server", [SPEC], indirect=True)
-
-JC = "{jabber:client}"
-
-
-def received(plain: PlainXmpp, room: str) -> list[ET.Element]:
-    """Every groupchat stanza ``plain`` got from ``room``, parsed."""
-    stanzas = [ET.fromstring(s) for s in plain.stanzas]
-    return [s for s in stanzas if s.get("type") == "groupchat"
-            and s.get("from", "").startswith(room + "/")]
-
-
-def with_body(plain: PlainXmpp, room: str, body: str) -> list[ET.Element]:
-    """The stanzas from ``room`` with this body (serialized without the default
-    namespace, so ``<body/>`` is unqualified)."""
-    return [s for s in received(plain, room)
-            if (s.findtext("body") or s.findtext(f"{JC}body")) == body]
-
-
-def send(plain: PlainXmpp, room: str, stanza_id: str, body: str = "",
-         child: ET.Element | None = None) -> None:
-    message = plain.client.make_message(mto=room, mtype="groupchat", mbody=body or None)
-    message["id"] = stanza_id
-    if child is not None:
-        message.xml.append(child)
-    message.send()
-
-
-def matrix_events(plain: PlainMatrix, room: str, event_type: str) -> list[dict[str, Any]]:
-    return [e for r, e in plain.events if r == room and e.get("type") == event_type]
-
 
 async def test_edits_reactions_replies_retractions(
         bridge_service: BridgeService, people: Any, prosody_server: ProsodyServer,
@@ -64,26 +45,21 @@ async def test_edits_reactions_replies_retractions(
     service = bridge_service
     owner, xmember, plain_x, plain_m, xmpp_room, matrix_room, group_id = \
         await relayed_rooms(service, people, prosody_server, synapse_server)
-    assert service.matrix is not None and service.matrix.ghosts is not None
-    ghost_x = service.matrix.ghosts.user_id("xmpp", plain_x.jid)
+    ghost_x = xmpp_ghost(service, plain_x.jid)
     try:
         # a plain Matrix message reaches XMPP; the XMPP user knows it by a stanza id
         original = f"matrix original {secrets.token_hex(4)}"
-        sent = await plain_m.client.room_send(matrix_room, "m.room.message",
-                                              {"msgtype": "m.text", "body": original})
-        assert isinstance(sent, nio.RoomSendResponse), sent
-        shown = await until(lambda: with_body(plain_x, xmpp_room, original),
-                            "the original on XMPP")
-        xmpp_id = shown[0].get("id")
+        sent, shown = await text_to_xmpp(plain_m, matrix_room, plain_x, xmpp_room, original,
+                                         "the original on XMPP")
+        xmpp_id = shown.get("id")
         assert xmpp_id
 
         # edit in Matrix -> XEP-0308 correction of that message on XMPP
         fixed = f"matrix corrected {secrets.token_hex(4)}"
-        edit = await plain_m.client.room_send(matrix_room, "m.room.message", {
+        await matrix_send(plain_m, matrix_room, {
             "msgtype": "m.text", "body": "* " + fixed,
             "m.new_content": {"msgtype": "m.text", "body": fixed},
             "m.relates_to": {"rel_type": "m.replace", "event_id": sent.event_id}})
-        assert isinstance(edit, nio.RoomSendResponse), edit
         corrections = await until(lambda: with_body(plain_x, xmpp_room, fixed),
                                   "the correction on XMPP")
         replace = corrections[0].find("{urn:xmpp:message-correct:0}replace")
@@ -97,12 +73,9 @@ async def test_edits_reactions_replies_retractions(
                     "the MLS XMPP member reading the edit")
 
         # reaction on XMPP (XEP-0444) -> m.reaction on the right Matrix event
-        reactions = ET.Element("{urn:xmpp:reactions:0}reactions", {"id": xmpp_id})
-        ET.SubElement(reactions, "{urn:xmpp:reactions:0}reaction").text = "👍"
-        send(plain_x, xmpp_room, f"react-{secrets.token_hex(4)}", child=reactions)
-        reaction = await until(lambda: [e for e in matrix_events(plain_m, matrix_room,
-                                                                 "m.reaction")
-                                        if e["sender"] == ghost_x], "the m.reaction")
+        react(plain_x, xmpp_room, xmpp_id, "👍")
+        reaction = await events_from(plain_m, matrix_room, ghost_x, "m.reaction",
+                                     "the m.reaction")
         assert reaction[0]["content"]["m.relates_to"] == {
             "rel_type": "m.annotation", "event_id": sent.event_id, "key": "👍"}
         await until(lambda: [r for r in owner.member.received(group_id)
@@ -113,10 +86,9 @@ async def test_edits_reactions_replies_retractions(
 
         # reply in Matrix -> XEP-0461 reply on XMPP
         answer = f"matrix reply {secrets.token_hex(4)}"
-        reply = await plain_m.client.room_send(matrix_room, "m.room.message", {
+        await matrix_send(plain_m, matrix_room, {
             "msgtype": "m.text", "body": answer,
             "m.relates_to": {"m.in_reply_to": {"event_id": sent.event_id}}})
-        assert isinstance(reply, nio.RoomSendResponse), reply
         replies = await until(lambda: with_body(plain_x, xmpp_room, answer), "the reply")
         reply_to = replies[0].find("{urn:xmpp:reply:0}reply")
         assert reply_to is not None and reply_to.get("id") == xmpp_id
@@ -131,11 +103,9 @@ async def test_edits_reactions_replies_retractions(
                              "the XMPP message on Matrix")
         send(plain_x, xmpp_room, f"retract-{secrets.token_hex(4)}",
              child=ET.Element("{urn:xmpp:message-retract:1}retract", {"id": own_id}))
-        redactions = await until(lambda: [
-            e for e in matrix_events(plain_m, matrix_room, "m.room.redaction")
-            if e["sender"] == ghost_x], "the redaction")
-        redacted = redactions[0].get("redacts") or redactions[0]["content"].get("redacts")
-        assert redacted == posted[0]["event_id"]
+        redactions = await events_from(plain_m, matrix_room, ghost_x, "m.room.redaction",
+                                       "the redaction")
+        assert redacts(redactions[0]) == posted[0]["event_id"]
 
         # someone else's message cannot be retracted from XMPP: nothing happens
         before = len(matrix_events(plain_m, matrix_room, "m.room.redaction"))
@@ -177,8 +147,7 @@ async def test_the_other_directions_and_reactions_across_a_restart(
     service = bridge_service
     owner, _xmember, plain_x, plain_m, xmpp_room, matrix_room, group_id = \
         await relayed_rooms(service, people, prosody_server, synapse_server)
-    assert service.matrix is not None and service.matrix.ghosts is not None
-    ghost_x = service.matrix.ghosts.user_id("xmpp", plain_x.jid)
+    ghost_x = xmpp_ghost(service, plain_x.jid)
     fresh: BridgeService | None = None
     everything = every_message(plain_x)
 
@@ -191,11 +160,9 @@ async def test_the_other_directions_and_reactions_across_a_restart(
 
     try:
         original = f"matrix original {secrets.token_hex(4)}"
-        sent = await plain_m.client.room_send(matrix_room, "m.room.message",
-                                              {"msgtype": "m.text", "body": original})
-        assert isinstance(sent, nio.RoomSendResponse), sent
-        xmpp_id = (await until(lambda: with_body(plain_x, xmpp_room, original),
-                               "the original on XMPP"))[0].get("id")
+        sent, shown = await text_to_xmpp(plain_m, matrix_room, plain_x, xmpp_room, original,
+                                         "the original on XMPP")
+        xmpp_id = shown.get("id")
         mls_original = (await until(lambda: mls(lambda c: c.body == original),
                                     "the original in the group"))[0]
 
@@ -226,11 +193,9 @@ async def test_the_other_directions_and_reactions_across_a_restart(
 
         # Matrix redaction -> XEP-0424 retraction of the stanza XMPP knows it by
         doomed = f"matrix doomed {secrets.token_hex(4)}"
-        gone = await plain_m.client.room_send(matrix_room, "m.room.message",
-                                              {"msgtype": "m.text", "body": doomed})
-        assert isinstance(gone, nio.RoomSendResponse), gone
-        doomed_id = (await until(lambda: with_body(plain_x, xmpp_room, doomed),
-                                 "the doomed message on XMPP"))[0].get("id")
+        gone, shown = await text_to_xmpp(plain_m, matrix_room, plain_x, xmpp_room, doomed,
+                                         "the doomed message on XMPP")
+        doomed_id = shown.get("id")
         redacted = await plain_m.client.room_redact(matrix_room, gone.event_id)
         assert isinstance(redacted, nio.RoomRedactResponse), redacted
         retract = "{urn:xmpp:message-retract:1}retract"
@@ -239,9 +204,8 @@ async def test_the_other_directions_and_reactions_across_a_restart(
 
         # a Matrix reaction and its redaction -> the reactor's XEP-0444 set, then empty
         reactions = "{urn:xmpp:reactions:0}reactions"
-        party = await plain_m.client.room_send(matrix_room, "m.reaction", {"m.relates_to": {
-            "rel_type": "m.annotation", "event_id": sent.event_id, "key": "🎉"}})
-        assert isinstance(party, nio.RoomSendResponse), party
+        party = await matrix_send(plain_m, matrix_room, {"m.relates_to": {
+            "rel_type": "m.annotation", "event_id": sent.event_id, "key": "🎉"}}, "m.reaction")
 
         def sets() -> list[list[str]]:
             return [[r.text or "" for r in found] for found in
@@ -252,22 +216,16 @@ async def test_the_other_directions_and_reactions_across_a_restart(
         await until(lambda: sets()[-1:] == [[]], "the emptied set on XMPP")
 
         # an XMPP reaction, a restart, then its retraction: the m.reaction is redacted
-        thumbs = ET.Element(reactions, {"id": xmpp_id})
-        ET.SubElement(thumbs, "{urn:xmpp:reactions:0}reaction").text = "👍"
-        send(plain_x, xmpp_room, f"react-{secrets.token_hex(4)}", child=thumbs)
-        reaction = (await until(lambda: [e for e in matrix_events(plain_m, matrix_room,
-                                                                  "m.reaction")
-                                         if e["sender"] == ghost_x], "the m.reaction"))[0]
+        react(plain_x, xmpp_room, xmpp_id, "👍")
+        reaction = (await events_from(plain_m, matrix_room, ghost_x, "m.reaction",
+                                      "the m.reaction"))[0]
         await service.stop()
         fresh = await started_again(service, tmp_path,
                                     [RoomPair(xmpp_room, matrix_room, relay=True)])
-        send(plain_x, xmpp_room, f"unreact-{secrets.token_hex(4)}",
-             child=ET.Element(reactions, {"id": xmpp_id}))  # the whole set: none now
-        redactions = await until(lambda: [
-            e for e in matrix_events(plain_m, matrix_room, "m.room.redaction")
-            if e["sender"] == ghost_x], "the m.reaction's redaction after the restart", 60)
-        assert (redactions[0].get("redacts") or redactions[0]["content"].get("redacts")) \
-            == reaction["event_id"]
+        react(plain_x, xmpp_room, xmpp_id)  # the whole set: none now
+        redactions = await events_from(plain_m, matrix_room, ghost_x, "m.room.redaction",
+                                       "the m.reaction's redaction after the restart", 60)
+        assert redacts(redactions[0]) == reaction["event_id"]
     finally:
         if fresh is not None:
             await fresh.stop()
