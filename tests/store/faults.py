@@ -25,6 +25,10 @@ With ``again=True`` every later call entered while the store method runs is hit 
 same way (cleanup that is itself cancelled or failing). The schedule depends only on the
 count, never on time, so a run is repeatable: N = 1, 2, ... reaches every point in turn,
 until the method completes without reaching N.
+
+A connection the store terminates (asyncpg: a statement cut off) may have sent its
+COMMIT already; the server then commits on its own time, after the client has moved on.
+:meth:`FaultInjector.settle` waits for the server to end such sessions too.
 """
 
 from __future__ import annotations
@@ -121,11 +125,14 @@ class FaultInjector:
         self._count = threading.Lock()  # the loop and SQLite's thread both count
         self._loop: asyncio.AbstractEventLoop | None = None
         self.last_entered = 0  # database calls the last :meth:`run` entered
+        self._cut_off: set[int] = set()  # server pids of the connections terminated
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         for name in POSTGRES_CALLS:
             cls = asyncpg.connection.Connection
             monkeypatch.setattr(cls, name, self._wrap(getattr(cls, name)))
+        monkeypatch.setattr(asyncpg.connection.Connection, "terminate",
+                            self._wrap_terminate(asyncpg.connection.Connection.terminate))
         monkeypatch.setattr(SqliteThread, "_submit", self._wrap_submit(SqliteThread._submit))
         monkeypatch.setattr(sqlite3, "connect", functools.partial(
             sqlite3.connect, factory=self._connection_class()))
@@ -150,6 +157,17 @@ class FaultInjector:
             return await submit(thread, *args, **kwargs)
 
         return entered
+
+    def _wrap_terminate(self, terminate: Callable[..., None]) -> Callable[..., None]:
+        injector = self
+
+        @functools.wraps(terminate)
+        def terminated(conn: Any) -> None:
+            if not conn.is_closed():  # (an aborted one has no server pid to ask)
+                injector._cut_off.add(conn.get_server_pid())
+            terminate(conn)
+
+        return terminated
 
     def _connection_class(self) -> type[sqlite3.Connection]:
         injector = self
@@ -243,6 +261,24 @@ class FaultInjector:
         error = task.exception()
         return Outcome(armed.fired, False, error, None if error else task.result(),
                        armed.own_await)
+
+    async def settle(self, store: Store, timeout: float = 30.0) -> None:
+        """:func:`quiesce`, then wait until the server has ended every session whose
+        connection was terminated: its transaction has committed or rolled back there
+        (a backend leaves ``pg_stat_activity`` after its transaction ended), so what
+        follows sees a state that no longer changes."""
+        await quiesce()
+        if not isinstance(store, PostgresStore) or not self._cut_off:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while await store._pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = any($1::int[])",
+            list(self._cut_off),
+        ):
+            assert loop.time() < deadline, f"sessions {self._cut_off} still on the server"
+            await asyncio.sleep(0.005)  # the server's progress, not ours: polled
+        self._cut_off.clear()
 
     def release_holds(self) -> None:
         if self._hold is not None:

@@ -453,7 +453,7 @@ async def cancel_at_every_await_point(
         context = await case.setup(store, k)
         assert await observe(store, case, k) == ref.before
         outcome = await faults.run(fault, lambda: case.act(store, k, context))  # noqa: B023
-        await quiesce()
+        await faults.settle(store)
         where = f"{case.name} cancelled {fault} of {ref.calls} calls: {outcome}"
         await still_works(store, k)
         state = await observe(store, case, k)
