@@ -5,6 +5,9 @@ half (:class:`transports.matrix.bot.MatrixHubBot` delegates ``deliver`` here).
   application messages as ``m.room.encrypted`` with algorithm ``im.mlsbridge.mls.v1``,
   all carrying the log sequence number, into every Matrix room of the group (the rooms
   a delivery names, else the last ones named for the group); never Megolm-encrypted;
+  in the room where its sender posted it (``origin``: an ``im.mlsbridge.send``), an
+  ``im.mlsbridge.ack`` naming that event instead of a copy -- handed several
+  (:meth:`MatrixOutput.deliver_many`), the acks for one room go in one event;
   a group with no Matrix room: to-device to each Matrix recipient;
 * Welcomes to-device to every device of the joiner, who is invited to the group's
   rooms (and told them when the hub names none);
@@ -18,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from transports.interface import Kind, Outbound
@@ -64,6 +67,42 @@ class MatrixOutput:
             raise MatrixLinkError(f"delivery of {message.kind} seq {message.seq} failed: "
                                   f"{exc}") from exc
 
+    async def deliver_many(self, messages: Sequence[Outbound]) -> None:
+        """Consecutive deliveries of one group, in order (the fan-out's batch): the
+        acks for one room in one event (:meth:`_ack_room`), the rest one by one."""
+        acks: list[Outbound] = []
+        room = ""
+        for message in messages:
+            ack_room = self._ack_room(message)
+            if acks and ack_room != room:
+                await self._post_acks(room, acks)
+                acks = []
+            if ack_room:
+                room = ack_room
+                acks.append(message)
+            else:
+                await self.deliver(message)
+        if acks:
+            await self._post_acks(room, acks)
+
+    def _ack_room(self, message: Outbound) -> str:
+        """The room of a delivery that needs nothing but an ack there (a send posted
+        into the group's only Matrix room); "" otherwise."""
+        if message.kind not in ROOM_KINDS or message.kind == Kind.COMMIT \
+                or message.origin[:1] != (ns.TRANSPORT_NAME,):
+            return ""
+        rooms = self._matrix_rooms(message)
+        return rooms[0] if rooms == (message.origin[1],) else ""
+
+    async def _post_acks(self, room_id: str, messages: list[Outbound]) -> None:
+        first, last = messages[0].seq, messages[-1].seq
+        txn = hashlib.sha256(b"%s|%d-%d|%s" % (messages[0].group_id, first, last,
+                                               room_id.encode())).hexdigest()[:32]
+        try:
+            await self._post(room_id, ns.ACK_EVENT, events.ack_content(messages), txn)
+        except MatrixTransportError as exc:
+            raise MatrixLinkError(f"ack of seq {first}..{last} failed: {exc}") from exc
+
     def add_room(self, group_id: bytes, room_id: str) -> None:
         """The group was announced in ``room_id``: deliveries naming no room go there
         too."""
@@ -86,8 +125,11 @@ class MatrixOutput:
             return
         failures = []
         for room_id in rooms:
-            event_type, content = events.room_event(message)
-            packed = await pack(content, self._upload)
+            if message.origin[:2] == (ns.TRANSPORT_NAME, room_id):  # posted by its sender
+                event_type, packed = ns.ACK_EVENT, events.ack_content([message])
+            else:
+                event_type, content = events.room_event(message)
+                packed = await pack(content, self._upload)
             txn = hashlib.sha256(b"%s|%d|%s" % (message.group_id, message.seq,
                                                room_id.encode())).hexdigest()[:32]
             try:

@@ -1,0 +1,77 @@
+"""What the bot posts for hub deliveries (transports/matrix/output.py): a message posted
+by its sender into the group's room is confirmed there by an ack naming its event, not
+copied; handed several, the acks for one room go in one event, in order with the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transports.interface import Kind, Outbound
+from transports.matrix import events
+from transports.matrix import namespace as ns
+from transports.matrix.output import MatrixOutput
+
+ROOM = "!group:example.org"
+GROUP = b"g" * 16
+
+
+class Posts:
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str, dict[str, Any], str]] = []
+
+    async def post(self, room_id: str, event_type: str, content: dict[str, Any],
+                   txn: str) -> None:
+        self.posted.append((room_id, event_type, content, txn))
+
+
+async def _upload(data: bytes) -> str:
+    raise AssertionError("nothing here is large")
+
+
+async def _nothing(*args: Any) -> None:
+    return None
+
+
+def output(posts: Posts) -> MatrixOutput:
+    out = MatrixOutput(upload=_upload, to_device=_nothing, post=posts.post,
+                       invite=_nothing)
+    out.add_room(GROUP, ROOM)
+    return out
+
+
+def message(seq: int, posted: bool, kind: str = Kind.APPLICATION) -> Outbound:
+    origin = (ns.TRANSPORT_NAME, ROOM, f"$event{seq}") if posted else ()
+    return Outbound(kind, ("matrix:u/bob:example.org",), group_id=GROUP, seq=seq, epoch=1,
+                    sender="matrix:u/alice:example.org", payload=b"ciphertext",
+                    rooms=((ns.TRANSPORT_NAME, ROOM), ("xmpp", "room@muc.example.org")),
+                    origin=origin)
+
+
+async def test_a_posted_message_is_acked_and_acks_are_coalesced_in_order() -> None:
+    posts = Posts()
+    out = output(posts)
+    await out.deliver(message(1, posted=True))
+    await out.deliver_many([message(2, True), message(3, True), message(4, False),
+                            message(5, True), message(6, False, Kind.COMMIT)])
+    kinds = [(event_type, [a.seq for a in events.parse_ack(content)]
+              if event_type == ns.ACK_EVENT else content[ns.K_SEQ])
+             for _, event_type, content, _ in posts.posted]
+    assert kinds == [(ns.ACK_EVENT, [1]), (ns.ACK_EVENT, [2, 3]), (ns.ENCRYPTED_EVENT, 4),
+                     (ns.ACK_EVENT, [5]), (ns.COMMIT_EVENT, 6)]
+    acked = events.parse_ack(posts.posted[1][2])
+    assert [(a.event_id, a.sender, a.group_id) for a in acked] == [
+        ("$event2", "matrix:u/alice:example.org", GROUP),
+        ("$event3", "matrix:u/alice:example.org", GROUP)]
+    assert len({txn for *_, txn in posts.posted}) == len(posts.posted)  # distinct txns
+
+
+async def test_a_send_posted_elsewhere_is_copied_into_the_groups_room() -> None:
+    """The origin names another room than the group's (the hub refuses that; were
+    it delivered, the group's room would still need the message): a full copy."""
+    posts = Posts()
+    out = output(posts)
+    stray = Outbound(Kind.APPLICATION, (), group_id=GROUP, seq=7, epoch=1, sender="s",
+                     payload=b"c", rooms=((ns.TRANSPORT_NAME, ROOM),),
+                     origin=(ns.TRANSPORT_NAME, "!other:example.org", "$e"))
+    await out.deliver_many([stray, stray])
+    assert [event_type for _, event_type, _, _ in posts.posted] == [ns.ENCRYPTED_EVENT] * 2
