@@ -3,10 +3,10 @@ it there (``transports/matrix/client.py``, ``output.py``; docs/SECURITY.md A12),
 real Synapse.
 
 Everyone in the room reads the ``im.mlsbridge.send`` event at once; the hub logs it and
-posts an ``im.mlsbridge.ack`` naming it (no copy), which orders it for the members. A send
-event no ack of the hub names is never delivered: a stranger's, a forged ack's, one
-posted into a room that is not the group's. And the bot reads a send that a limited
-sync timeline left out.
+sends the group's Matrix members an ``im.mlsbridge.ack`` naming it (to-device; no copy
+in the room), which orders it for them. A send event no ack of the hub names is never
+delivered: a stranger's, a forged ack's, one posted into a room that is not the
+group's. And the bot reads a send that a limited sync timeline left out.
 """
 
 from __future__ import annotations
@@ -64,15 +64,12 @@ async def test_a_message_is_posted_once_and_the_hub_acknowledges_it(
 
     timeline = await room_events(bob, room_id)
     sends = [e for e in timeline if e["type"] == ns.SEND_EVENT]
-    acks = [e for e in timeline if e["type"] == ns.ACK_EVENT]
     copies = [e for e in timeline if e["type"] == ns.ENCRYPTED_EVENT
               and e["content"].get(ns.K_SEQ) == entry.seq]
     assert [e["sender"] for e in sends] == [alice.user_id]
-    assert [e["sender"] for e in acks] == [hub.bot.user_id]
-    (ack,) = events.parse_ack(acks[0]["content"])
-    assert (ack.event_id, ack.seq, ack.sender, ack.group_id) == \
-        (sends[0]["event_id"], entry.seq, alice.identity, group_id)
     assert copies == [], "the hub posted a copy of a message the room holds"
+    assert [(a.event_id, a.room_id, a.seq, a.sender, a.group_id) for a in bob.acks] == \
+        [(sends[0]["event_id"], room_id, entry.seq, alice.identity, group_id)]
     # bob answers the same way; alice's own message came back to her as the echo only
     await bob.member.send_text(group_id, "hello alice")
     await eventually(lambda: received(alice, group_id) == ["hello alice"],
@@ -125,18 +122,16 @@ async def test_sends_no_ack_names_are_never_delivered(hub: MatrixService,
 
     forged_ack = events.ack_content([Outbound(
         str(Kind.APPLICATION), group_id=group_id, seq=99, epoch=1, sender=bob.identity,
-        origin=(ns.TRANSPORT_NAME, room_id, forged_event))])
-    sent = await carol.client.room_send(room_id, ns.ACK_EVENT, forged_ack)
-    assert isinstance(sent, nio.RoomSendResponse), sent
-    await eventually(lambda: any(e == sent.event_id for _, e in bob.link.ignored),
-                     what="bob ignoring carol's ack")
+        origin=(ns.TRANSPORT_NAME, room_id, forged_event))], room_id)
+    sent = await carol.client.to_device(nio.ToDeviceMessage(
+        ns.ACK_TO_DEVICE, bob.user_id, "*", forged_ack))
+    assert isinstance(sent, nio.ToDeviceResponse), sent
+    await eventually(lambda: ("to-device not from the hub", ns.ACK_TO_DEVICE)
+                     in bob.link.ignored, what="bob ignoring carol's ack")
     await alice.member.send_text(group_id, "still here")
     await eventually(lambda: received(bob, group_id) == ["first", "still here"],
                      what="bob")
-    timeline = await room_events(alice, room_id)
-    acked = {ack.event_id for e in timeline if e["type"] == ns.ACK_EVENT
-             and e["sender"] == hub.bot.user_id for ack in events.parse_ack(e["content"])}
-    assert forged_event not in acked
+    assert forged_event not in {ack.event_id for ack in alice.acks + bob.acks}
     assert received(alice, group_id) == []
 
 

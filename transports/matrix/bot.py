@@ -9,8 +9,8 @@ the homeserver).
   post -> :meth:`HubService.handle` through :class:`transports.matrix.intake.
   RequestIntake` (admitted per sender, handled once; the requester built from the
   event's Matrix ``sender``, never from the content); the reply goes back to-device
-  (``im.mlsbridge.response``, same ``request_id``), an accepted send's is the ack in
-  its room;
+  (``im.mlsbridge.response``, same ``request_id``), an accepted send's is the hub's
+  ack (to-device to the group's Matrix members);
 * invites to the bot -> join; ``m.room.member`` leaves and bans of a user who was
   joined or invited before (``unsigned.prev_content``) -> a
   :class:`~transports.interface.NetworkEvent` for :meth:`HubService.network_event`,
@@ -40,8 +40,8 @@ Robustness: the sync token is saved (through a :class:`CursorStore`, the hub sto
 cursor API) only after a whole batch was processed; room events and requests acted on
 are remembered persistently (by event id / sender+request id, :class:`SeenSet`, pruned
 after a week) and never handled twice;
-MLS room events only the hub posts (commits, proposals, messages, acks) are ignored
-when anyone else posts them (counted in :attr:`ignored`).
+MLS room events only the hub posts (commits, proposals, messages) are ignored when
+anyone else posts them (counted in :attr:`ignored`).
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class MatrixHubBot:
         self.states = RoomStates(self._room_state)
         self.output = MatrixOutput(upload=lambda data: self.media.upload(data),
                                    to_device=self._to_device, post=self._send_plain,
-                                   invite=self._invite)
+                                   invite=self._invite, to_many=self._to_many)
         self._closed = False
         #: users the bridge itself controls (application-service ghosts): their events
         #: are the bridge's own -- never relayed back, never puppeted, no room role
@@ -274,6 +274,17 @@ class MatrixHubBot:
         txn = uuid.uuid4().hex
         await self._call("to-device", lambda: self.client.to_device(message, txn),
                          nio.ToDeviceResponse)
+
+    async def _to_many(self, event_type: str, users: Sequence[str], content: dict[str, Any],
+                       txn: str) -> None:
+        """One to-device request carrying ``content`` to every device of each user."""
+        messages = {"messages": {user: {"*": content} for user in users}}
+        method, path, data = nio.Api.to_device(self.client.access_token, event_type,
+                                               messages, txn)
+        first = nio.ToDeviceMessage(event_type, users[0], "*", content)
+        await self._call("to-device", lambda: self.client._send(
+            nio.ToDeviceResponse, method, path, data, response_data=(first,)),
+            nio.ToDeviceResponse)
 
     async def room_members(self, room_id: str) -> frozenset[str]:
         """The room's joined members (cached until a membership event in the room)."""

@@ -13,11 +13,13 @@
 * a ``send`` for a group with a Matrix room is posted into that room as an
   ``im.mlsbridge.send`` event (one homeserver write: everyone in the room reads it at
   once); the hub logs it and confirms it with an ``im.mlsbridge.ack`` naming the event,
-  which is the reply (a refusal comes to-device). Send events from anyone are kept
-  (bounded) until an ack of the hub names them; only then are they handed over, in the
-  ack's order and with its seq -- a send event no ack names is never delivered, and an
-  ack whose event was not seen (or was posted by someone else than the ack says) is
-  read from the hub's log instead;
+  to-device to the group's Matrix members, which is the reply (a refusal comes
+  to-device too). Send events from anyone are kept (bounded) until an ack of the hub
+  names them; only then are they handed over, in the ack's order and with its seq --
+  a send event no ack names is never delivered, and an ack whose event was not seen (or
+  was posted by someone else, or elsewhere, than the ack says) is read from the hub's
+  log instead. A sync batch's deliveries are handed over in log order, whichever
+  stream (timeline, to-device) brought them;
 * it tracks the highest sequence number per group: duplicates are dropped and a gap is
   filled from the hub's log (``fetch-log``) before the next entry is handed over;
 * invites sent by the hub user (after a Welcome) are accepted when ``auto_join``.
@@ -62,6 +64,18 @@ _Item = tuple[str, str, Mapping[str, Any], str]  # (source, event type, content,
 SENDS_KEPT = 4096  # send events remembered until an ack names them
 
 
+def _log_order(item: _Item) -> int:
+    """Where an item of one sync batch goes in the hub's log (0: no place, first)."""
+    content = item[2]
+    seq = content.get(ns.K_SEQ)
+    if isinstance(seq, int):
+        return seq
+    entries = content.get(ns.K_ENTRIES)
+    first = entries[0] if isinstance(entries, list) and entries else None
+    seq = first.get(ns.K_SEQ) if isinstance(first, Mapping) else None
+    return seq if isinstance(seq, int) else 0
+
+
 class MatrixMemberLink:
     """A Matrix account as one member's link to the hub (see the module docstring)."""
 
@@ -80,6 +94,7 @@ class MatrixMemberLink:
         self.media = media or MediaRepository(client.homeserver, client.access_token)
         self.ignored: list[tuple[str, str]] = []  # (reason, event id)
         self.delivered: list[Outbound] = []  # every delivery handed to the sink, in order
+        self.acked: list[events.Ack] = []  # every ack of the hub handed over, in order
         self.high_water: dict[bytes, int] = {}
         self.synced = asyncio.Event()
         self.online = False  # whether the last /sync succeeded
@@ -200,27 +215,38 @@ class MatrixMemberLink:
             self.synced.set()
 
     async def _process(self, response: nio.SyncResponse) -> None:
-        for event in response.to_device_events:
-            self._on_to_device(event.source)
+        """One batch: room timelines first (the send events an ack of this batch may
+        name), then to-device; what the hub sent is handed over in log order (a room
+        event and a to-device ack of one batch come by two streams)."""
         for room_id, info in response.rooms.invite.items():
             await self._on_invite(room_id, info)
+        items: list[_Item] = []
         for room_id, room in response.rooms.join.items():
             for event in room.timeline.events:
-                self._on_room_event(room_id, event.source)
+                items += self._on_room_event(room_id, event.source)
+        for event in response.to_device_events:
+            items += self._on_to_device(event.source)
+        items.sort(key=_log_order)
+        for item in items:
+            self._queue.put_nowait(item)
 
-    def _on_to_device(self, event: Mapping[str, Any]) -> None:
+    def _on_to_device(self, event: Mapping[str, Any]) -> list[_Item]:
         event_type, content = event.get("type"), event.get("content")
         if not isinstance(content, Mapping) or event.get("sender") != self.hub_user:
             if isinstance(event_type, str) and event_type.startswith(ns.PREFIX):
                 self.ignored.append(("to-device not from the hub", str(event_type)))
-            return
+            return []
         if event_type == ns.RESPONSE_TO_DEVICE:
             request_id = content.get(ns.K_REQUEST_ID)
             future = self._pending.get(request_id) if isinstance(request_id, str) else None
             if future is not None and not future.done():
                 future.set_result(content)
+        elif event_type == ns.ACK_TO_DEVICE:
+            self._answer_acked(content)
+            return [("to-device", event_type, content, "")]
         elif event_type in (ns.WELCOME_TO_DEVICE, ns.DELIVERY_TO_DEVICE):
-            self._queue.put_nowait(("to-device", event_type, content, ""))
+            return [("to-device", event_type, content, "")]
+        return []
 
     async def _on_invite(self, room_id: str, info: Any) -> None:
         inviter = next((event.sender for event in getattr(info, "invite_state", [])
@@ -232,27 +258,25 @@ class MatrixMemberLink:
         if not isinstance(joined, nio.JoinResponse):
             log.warning("could not join %s: %s", room_id, getattr(joined, "message", joined))
 
-    def _on_room_event(self, room_id: str, event: Mapping[str, Any]) -> None:
+    def _on_room_event(self, room_id: str, event: Mapping[str, Any]) -> list[_Item]:
         event_type, content = event.get("type"), event.get("content")
         sender, event_id = event.get("sender"), event.get("event_id")
         if not isinstance(event_type, str) or not isinstance(content, Mapping) \
                 or not isinstance(sender, str) or not isinstance(event_id, str):
-            return
+            return []
         if event_type == ns.SEND_EVENT:  # held until the hub's ack names it
             self._sends[event_id] = (room_id, sender, content)
             while len(self._sends) > SENDS_KEPT:
                 self._sends.popitem(last=False)
-            return
+            return []
         if not events.is_mls_room_event(event_type, content):
-            return
+            return []
         if sender != self.hub_user:
             self.ignored.append(("not sent by the hub", event_id))
-            return
-        if event_type == ns.ACK_EVENT:
-            self._answer_acked(room_id, content)
-        self._queue.put_nowait(("room", event_type, content, room_id))
+            return []
+        return [("room", event_type, content, room_id)]
 
-    def _answer_acked(self, room_id: str, content: Mapping[str, Any]) -> None:
+    def _answer_acked(self, content: Mapping[str, Any]) -> None:
         """Our own sends an ack confirms: their requests are answered."""
         try:
             acks = events.parse_ack(content)
@@ -274,8 +298,8 @@ class MatrixMemberLink:
         while True:
             source, event_type, content, room_id = await self._queue.get()
             try:
-                if event_type == ns.ACK_EVENT:
-                    await self._hand_over_acked(room_id, content)
+                if event_type == ns.ACK_TO_DEVICE:
+                    await self._hand_over_acked(content)
                 else:
                     await self._hand_over(source, event_type, content, room_id)
             except (MatrixTransportError, aiohttp.ClientError) as exc:
@@ -302,13 +326,15 @@ class MatrixMemberLink:
             entry = await events.parse_delivery(content, read)
         await self._in_order(entry)
 
-    async def _hand_over_acked(self, room_id: str, content: Mapping[str, Any]) -> None:
+    async def _hand_over_acked(self, content: Mapping[str, Any]) -> None:
         """The send events an ack confirms, as log entries in its order; one that was
-        not seen here, or not posted by whom the ack names, is read from the log."""
+        not seen here, or not posted in the ack's room by whom the ack names, is read
+        from the log."""
         for ack in events.parse_ack(content):
-            self.group_rooms[ack.group_id] = room_id
+            self.acked.append(ack)
+            self.group_rooms[ack.group_id] = ack.room_id
             send = self._sends.pop(ack.event_id, None)
-            if send is None or send[0] != room_id \
+            if send is None or send[0] != ack.room_id \
                     or events.user_uri(send[1]) != ack.sender \
                     or send[2].get(ns.K_GROUP_ID) != events.b64encode(ack.group_id):
                 await self._from_log(ack.group_id, ack.seq)

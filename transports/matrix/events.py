@@ -26,8 +26,8 @@ when empty)::
                                       epoch, sender, ciphertext, sender_key: ""}
     room  im.mlsbridge.send          a member's request (op "send") posted into the
                                      group's room: the request's keys, as to-device
-    room  im.mlsbridge.ack           {v, group_id, entries: [{kind, seq, epoch, sender,
-                                      event_id}]}: sends of the room the hub logged
+    to-device im.mlsbridge.ack       {v, group_id, room_id, entries: [{kind, seq, epoch,
+                                      sender, event_id}]}: sends of the room it logged
     state im.mlsbridge.group ("")    {v, group_id, cipher_suite, hub, hub_user, hub_device,
                                       algorithm}
 
@@ -255,26 +255,28 @@ def is_mls_room_event(event_type: str, content: Mapping[str, Any]) -> bool:
     only with our algorithm)."""
     if event_type == ns.ENCRYPTED_EVENT:
         return isinstance(content, Mapping) and content.get(ns.K_ALGORITHM) == ns.MLS_ALGORITHM
-    return event_type in (ns.COMMIT_EVENT, ns.PROPOSAL_EVENT, ns.ACK_EVENT)
+    return event_type in (ns.COMMIT_EVENT, ns.PROPOSAL_EVENT)
 
 
 @dataclass(frozen=True, slots=True)
 class Ack:
     """One entry of an ``im.mlsbridge.ack``: the hub logged the send event ``event_id``
-    of the ack's room as ``seq`` of ``group_id``, sent by ``sender`` (the identity the
-    hub authenticated: the send event's Matrix sender)."""
+    of ``room_id`` as ``seq`` of ``group_id``, sent by ``sender`` (the identity the hub
+    authenticated: the send event's Matrix sender)."""
 
     kind: str
     group_id: bytes
+    room_id: str
     seq: int
     epoch: int
     sender: str
     event_id: str
 
 
-def ack_content(messages: Sequence[Outbound]) -> Content:
-    """One ack for deliveries of one group whose ``origin`` is the room it goes to."""
+def ack_content(messages: Sequence[Outbound], room_id: str) -> Content:
+    """One ack for deliveries of one group posted by their senders into ``room_id``."""
     return {ns.K_VERSION: ns.VERSION, ns.K_GROUP_ID: b64encode(messages[0].group_id),
+            ns.K_ROOM_ID: room_id,
             ns.K_ENTRIES: [{ns.K_KIND: str(m.kind), ns.K_SEQ: m.seq, ns.K_EPOCH: m.epoch,
                             ns.K_SENDER: m.sender, ns.K_EVENT_ID: m.origin[2]}
                            for m in messages]}
@@ -284,6 +286,7 @@ def parse_ack(content: Mapping[str, Any]) -> list[Ack]:
     """The entries of an ack (the caller checked that the hub sent it)."""
     _check_version(content)
     group_id = _b64(content, ns.K_GROUP_ID)
+    room_id = _str(content, ns.K_ROOM_ID)
     entries = content.get(ns.K_ENTRIES)
     if not isinstance(entries, list) or not entries:
         raise MalformedEvent("an ack lists its entries")
@@ -294,8 +297,9 @@ def parse_ack(content: Mapping[str, Any]) -> list[Ack]:
         kind = _str(entry, ns.K_KIND)
         if kind not in (Kind.APPLICATION, Kind.PROPOSAL):
             raise MalformedEvent(f"an ack confirms sends, not {kind!r}")
-        acks.append(Ack(kind, group_id, _int(entry, ns.K_SEQ), _int(entry, ns.K_EPOCH),
-                        _str(entry, ns.K_SENDER), _str(entry, ns.K_EVENT_ID)))
+        acks.append(Ack(kind, group_id, room_id, _int(entry, ns.K_SEQ),
+                        _int(entry, ns.K_EPOCH), _str(entry, ns.K_SENDER),
+                        _str(entry, ns.K_EVENT_ID)))
     return acks
 
 

@@ -20,7 +20,8 @@ ENCRYPTED_EVENT: Final = "m.room.encrypted"  # room event: an MLS application me
 MLS_ALGORITHM: Final = f"{PREFIX}.mls.v1"  # ``algorithm`` of those m.room.encrypted events
 SEND_EVENT: Final = f"{PREFIX}.send"  # room event, member -> hub: a SEND posted into the
 #                                        group's room (everyone there reads it at once)
-ACK_EVENT: Final = f"{PREFIX}.ack"  # room event, hub: sends of that room it logged, by seq
+ACK_TO_DEVICE: Final = f"{PREFIX}.ack"  # hub -> the group's Matrix members: the send
+#                                        events of one room it logged, with their seqs
 REQUEST_TO_DEVICE: Final = f"{PREFIX}.request"  # member -> hub: one Inbound
 RESPONSE_TO_DEVICE: Final = f"{PREFIX}.response"  # hub -> member: the reply
 WELCOME_TO_DEVICE: Final = f"{PREFIX}.welcome"  # hub -> joiner: a Welcome
