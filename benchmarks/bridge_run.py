@@ -368,6 +368,21 @@ async def xmpp_person(server: ProsodyServer, prefix: str, *, timeout: float = 5.
     return person
 
 
+async def hub_device(homeserver: str, hub_user: str, password: str,
+                     device_id: str = "MLSBRIDGEHUB") -> None:
+    """Log the hub's account in once with the device the bridge will use (the
+    configuration's default ``device_id``), so that the requests members send it before
+    the bridge starts wait in that device's inbox (to-device to ``*`` reaches only the
+    devices that exist when it is sent)."""
+    client = nio.AsyncClient(homeserver, hub_user, device_id=device_id)
+    try:
+        response = await client.login(password, device_name="mls-bridge hub")
+        if not isinstance(response, nio.LoginResponse):
+            raise AssertionError(f"login of {hub_user} failed: {response}")
+    finally:
+        await client.close()
+
+
 async def matrix_person(server: SynapseServer, prefix: str, hub_user: str, *,
                         request_timeout: float = 30.0, attempts: int = 20) -> Person:
     """A matrix-nio account as a member (to-device requests wait ``request_timeout``

@@ -59,6 +59,7 @@ from benchmarks.bridge_run import (
     BridgeProcess,
     Pair,
     cpu_seconds,
+    hub_device,
     real_servers,
     until,
     write_config,
@@ -185,6 +186,7 @@ async def _bridged_setup(pool: WorkerPool, prosody: ProsodyServer, synapse: Syna
     """Accounts, room pairs, the bridge (appended to ``holder`` before it starts), key
     packages, and one converged MLS group per pair."""
     hub_user, hub_password = hub
+    await hub_device(synapse.url, hub_user, hub_password)
     w = len(pool)
     keys = [f"{n}{i}" for n in "xm" for i in range(spec.pool)]
     ids = await _accounts(pool, "make_people", keys, hub_user=hub_user)

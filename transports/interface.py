@@ -37,7 +37,8 @@ Seven roles, as :class:`typing.Protocol` classes:
 * :class:`Deliverer` -- implemented by the hub-side transport: carry an
   :class:`Outbound` delivery to each of its ``recipients`` (the groupchat messages /
   room events of the wire binding), preserving the order of calls per recipient
-  (:class:`bridge.app.services.bridge.RoutingDeliverer` routes among several).
+  (:class:`bridge.app.services.bridge.RoutingDeliverer` routes among several);
+  a :class:`BatchDeliverer` also takes several at once.
 * :class:`HubLink` -- implemented by the client-side transport (XMPP client plugin,
   Matrix helper): send one request to the hub and return its reply; raise
   :class:`transports.errors.LinkError` when the reply cannot be obtained.
@@ -100,6 +101,13 @@ class Op(enum.StrEnum):
     #                              limit=its size, payload=its SHA-256 -> reply payload
 
 
+#: The ``code`` of an accepted reply to a request the hub had acted on before (a send
+#: it had logged: answered with its first seq, not delivered again). A transport that
+#: lets the delivery answer a request (a Matrix member's posted send, answered by the
+#: ack in its room) answers this one itself.
+AGAIN = "again"
+
+
 class Kind(enum.StrEnum):
     """What an :class:`Outbound` carries."""
 
@@ -118,7 +126,10 @@ class Inbound:
     :class:`Network` that did (both set by the transport, never values the client
     chose); ``request_id`` is echoed in the reply. Empty bytes/strings mean "absent".
     ``seq`` names one entry of the group's log (a report's commit) and ``reason`` is a
-    short code saying why (a report's fault: ``membership-tag``...).
+    short code saying why (a report's fault: ``membership-tag``...). A request a member
+    posted into one of the group's rooms (a Matrix member's SEND as a room event) names
+    that room (``transport``, ``room_id``) and the network's ``event_id`` for it: the
+    room holds the message already, so the hub's delivery there only confirms it.
     """
 
     op: str
@@ -140,6 +151,7 @@ class Inbound:
     seq: int = 0
     reason: str = ""
     network: str = ""
+    event_id: str = ""
 
     def size(self) -> int:
         """Bytes carried (for the hub's payload limit)."""
@@ -164,7 +176,8 @@ class Outbound:
     """A reply or a delivery from the hub.
 
     Replies: ``ok`` and, when refused, ``code`` (a :class:`bridge.errors.Rejection`
-    code such as ``wrong-epoch``) and ``reason``; ``epoch`` is then the group's current
+    code such as ``wrong-epoch``) and ``reason`` (accepted: ``code`` is "" or
+    :data:`AGAIN`); ``epoch`` is then the group's current
     epoch when known. Deliveries: ``seq`` is the entry's place in the group's log (1, 2,
     3... shared by commits, proposals and application messages), ``epoch`` the epoch it
     was sent in (for a Welcome: the epoch it joins), ``sender`` the identity that sent
@@ -186,6 +199,7 @@ class Outbound:
     rooms: tuple[tuple[str, str], ...] = ()
     entries: tuple[Outbound, ...] = field(default=(), repr=False)
     key_packages: tuple[KeyPackageListing, ...] = ()
+    origin: tuple[str, ...] = ()  # (transport, room id, event id) or ()
 
 
 class Role(enum.IntEnum):
@@ -297,6 +311,16 @@ class Deliverer(Protocol):
 
     async def deliver(self, message: Outbound) -> None:
         """Send ``message`` to every identity in ``message.recipients``."""
+        ...
+
+
+class BatchDeliverer(Deliverer, Protocol):
+    """A deliverer that may also carry several consecutive deliveries of one group at
+    once, in order, coalescing what its wire allows (the Matrix bot: the acks for one
+    room in one event); the hub's fan-out hands it what waits in a lane together."""
+
+    async def deliver_many(self, messages: Sequence[Outbound]) -> None:
+        """Send ``messages`` (one group's, in log order) as :meth:`deliver` would."""
         ...
 
 

@@ -21,7 +21,7 @@ membership change reported by a transport. Each refusal is a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from bridge.errors import (
@@ -360,12 +360,18 @@ class Authorizer:
                 raise Forbidden("relayed identities join only through the bridge's relay")
 
     async def check_message(self, request: Inbound, group: PublicGroup,
-                            message: MLSMessage) -> None:
-        """A12: a member sends; a proposal (a PublicMessage: the hub refuses others
-        before) follows A8/A9 for what it proposes, and an Update keeps its sender's
-        identity (A10)."""
+                            message: MLSMessage,
+                            rooms: Sequence[tuple[str, str]] = ()) -> None:
+        """A12: a member sends; one posted into a room (``request.event_id``: a Matrix
+        member's room event) only into one of the group's ``rooms`` on its own network;
+        a proposal (a PublicMessage: the hub refuses others before) follows A8/A9 for
+        what it proposes, and an Update keeps its sender's identity (A10)."""
         if request.sender not in identities(group, self.verifier):
             raise NotMember(f"{request.sender} is not a member of the group")
+        if request.event_id and (request.network != request.transport or (
+                request.transport, request.room_id) not in rooms):
+            raise Forbidden("a message is posted only into one of the group's rooms on "
+                            "its sender's network")
         body = message.body
         if not isinstance(body, PublicMessage):
             return

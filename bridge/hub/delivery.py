@@ -62,7 +62,7 @@ from bridge.hub.commits import Bundle, CheckedCommit, check_commit, check_new_gr
 from bridge.hub.fanout import FanOut
 from bridge.hub.identity import HubIdentity
 from bridge.hub.media import MediaFetches
-from bridge.hub.messages import MessageLog, parse_send
+from bridge.hub.messages import MessageLog, log_page, origin, parse_send
 from bridge.hub.policy import HubConfig, HubObserver
 from bridge.hub.public_view import GroupViews, identities
 from bridge.hub.removals import FAULT, HUB_SENDER, KICK, LEAVE, HubRemoves, Removal, room_of
@@ -72,7 +72,6 @@ from bridge.hub.store import (
     Store,
     StoreError,
     StoreQuota,
-    StoreUsageError,
     UnknownGroup,
     WrongEpoch,
 )
@@ -85,6 +84,7 @@ from mls import (
     WireFormat,
 )
 from transports.interface import (
+    AGAIN,
     Deliverer,
     Inbound,
     Kind,
@@ -486,8 +486,9 @@ class Hub:
                     sent.kind.value, tuple(sorted(identities(group, self.anchor))),
                     group_id=group_id, seq=logged.seq, epoch=sent.header.epoch,
                     sender=request.sender, payload=request.payload,
-                    rooms=await self._rooms(group_id, group.epoch)))
-        return self._reply(request, group_id=group_id, seq=logged.seq, epoch=group.epoch)
+                    rooms=await self._rooms(group_id, group.epoch), origin=origin(request)))
+        return self._reply(request, group_id=group_id, seq=logged.seq, epoch=group.epoch,
+                           code=AGAIN if logged.again else "")
 
     # -- catch-up ------------------------------------------------------------------------------
 
@@ -499,16 +500,7 @@ class Hub:
         group = await self._members(request.group_id)
         since = await self.authz.readable_from(request.group_id, request.sender, group.epoch)
         limit = min(request.limit or self.config.log_page_limit, self.config.log_page_limit)
-        try:
-            entries = await self.store.log_since(request.group_id, request.after_seq, limit)
-        except StoreUsageError as exc:
-            raise Malformed(str(exc)) from exc
-        items = tuple(Outbound(entry.kind.value, group_id=request.group_id, seq=entry.seq,
-                               epoch=entry.epoch, sender=entry.sender, payload=entry.payload)
-                      if entry.epoch >= since else
-                      Outbound(entry.kind.value, group_id=request.group_id, seq=entry.seq,
-                               epoch=entry.epoch)
-                      for entry in entries)
+        items = await log_page(self.store, request.group_id, request.after_seq, limit, since)
         return self._reply(request, entries=items, epoch=group.epoch)
 
     async def _fetch_welcomes(self, request: Inbound) -> Outbound:
@@ -606,3 +598,4 @@ class Hub:
             group_id=group.group_id,
             seq=seq, epoch=group.epoch, sender=HUB_SENDER, payload=payload,
             rooms=await self._rooms(group.group_id, group.epoch)))
+

@@ -35,16 +35,17 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from bridge.errors import Unavailable
 from bridge.hub.policy import HubObserver
 from transports.errors import LinkError
-from transports.interface import Deliverer, Outbound
+from transports.interface import BatchDeliverer, Deliverer, Outbound
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[Outbound], Awaitable[None]]
+BATCH = 32  # deliveries a Batching lane is handed at once
 #: called once every lane delivered (True) or gave up on (False) a message
 Done = Callable[[bool], Awaitable[None]]
 
@@ -135,7 +136,7 @@ class FanOut:
             getattr(self.deliverer, "split", None)  # a Split (isinstance is slow)
         if split is not None:
             return split(message)
-        return (("", self.deliverer.deliver, message),)
+        return (("", lane_send(self.deliverer), message),)
 
     def _queue(self, message: Outbound, done: Done | None,
                permit: asyncio.Semaphore | None) -> None:
@@ -153,23 +154,31 @@ class FanOut:
                 self._tasks[key] = asyncio.get_running_loop().create_task(self._drain(key))
 
     async def _drain(self, key: tuple[bytes, str]) -> None:
-        """Send the lane's queue in order, every waiting entry in one burst; end when
-        it is empty."""
+        """Send the lane's queue in order, every waiting entry in one burst (to a
+        :class:`Batching` lane, up to :data:`BATCH` of them in one call); end when it
+        is empty."""
         queue = self._queues[key]
         try:
             while queue:
-                item, send, part = queue.popleft()
+                batch = [queue.popleft()]
+                many = getattr(batch[0][1], "many", None)
+                while many is not None and queue and len(batch) < BATCH \
+                        and getattr(queue[0][1], "many", None) is not None:
+                    batch.append(queue.popleft())
+                parts = [part for _, _, part in batch]
                 ok = True
                 try:
-                    await send(part)
+                    await (many(parts) if many is not None and len(parts) > 1
+                           else batch[0][1](parts[0]))
                 except LinkError as exc:  # members catch up from the log
                     ok = False
-                    log.warning("delivery of seq %d failed: %s", part.seq, exc)
+                    log.warning("delivery of seq %s failed: %s", _seqs(parts), exc)
                 except Exception as exc:  # noqa: BLE001 (a lane outlives one bad send)
                     ok = False
-                    log.error("delivery of seq %d failed unexpectedly: %s", part.seq,
+                    log.error("delivery of seq %s failed unexpectedly: %s", _seqs(parts),
                               type(exc).__name__)
-                await self._lane_done(item, ok)
+                for item, _, _ in batch:
+                    await self._lane_done(item, ok)
         finally:
             del self._tasks[key]
             if not queue:
@@ -235,3 +244,29 @@ class FanOut:
 
 async def _nothing(message: Outbound) -> None:
     return None
+
+
+def _seqs(parts: Sequence[Outbound]) -> str:
+    return str(parts[0].seq) if len(parts) == 1 else f"{parts[0].seq}..{parts[-1].seq}"
+
+
+@dataclass(frozen=True, eq=False)
+class Batching:
+    """The send of a lane whose deliverer is a :class:`BatchDeliverer`: what waits in
+    the lane goes in one call (``many``)."""
+
+    deliverer: BatchDeliverer
+
+    async def __call__(self, message: Outbound) -> None:
+        await self.deliverer.deliver(message)
+
+    async def many(self, messages: Sequence[Outbound]) -> None:
+        await self.deliverer.deliver_many(messages)
+
+
+def lane_send(deliverer: Deliverer) -> Send:
+    """How a lane sends to ``deliverer``: :class:`Batching` if it takes several
+    deliveries at once, else its ``deliver``."""
+    if callable(getattr(deliverer, "deliver_many", None)):
+        return Batching(cast(BatchDeliverer, deliverer))
+    return deliverer.deliver

@@ -1,7 +1,8 @@
 """The hub's path for what members send between commits (RFC 9420 §6, §12.1): application
 messages (PrivateMessage, relayed within the epoch lag, never decrypted) and a member's
 own proposals (PublicMessage, verified and followed so that a commit may cover them by
-reference, docs/SECURITY.md A12).
+reference, docs/SECURITY.md A12); and the pages of the log members catch up from
+(:func:`log_page`, A13).
 
 :func:`parse_send` checks the request's shape; :class:`MessageLog` checks a message
 against the group and logs it, under the group's lock that :class:`bridge.hub.Hub`
@@ -37,7 +38,15 @@ from bridge.hub import public_view
 from bridge.hub.authz import Authorizer
 from bridge.hub.policy import HubConfig
 from bridge.hub.public_view import GroupViews
-from bridge.hub.store import EpochMoved, GroupRecord, LogKind, Store, StoreError, WrongEpoch
+from bridge.hub.store import (
+    EpochMoved,
+    GroupRecord,
+    LogKind,
+    Store,
+    StoreError,
+    StoreUsageError,
+    WrongEpoch,
+)
 from mls import (
     ContentType,
     CredentialValidator,
@@ -48,7 +57,7 @@ from mls import (
     SenderType,
     WireFormat,
 )
-from transports.interface import Inbound
+from transports.interface import Inbound, Outbound
 
 #: How many of the latest log entries a SEND is compared with. A request can reach the
 #: hub twice: the Matrix bot marks a to-device request as handled in a transaction after
@@ -146,8 +155,9 @@ class MessageLog:
         group is still at ``group``'s epoch, else :class:`EpochMoved`); return its seq.
         A member's proposal is followed into the cached state."""
         group_id = group.group_id
+        rooms = await self.views.rooms(group_id, group.epoch) if request.event_id else ()
         await self.authz.check_message(dataclasses.replace(request, group_id=group_id),
-                                       group, sent.message)
+                                       group, sent.message, rooms)
         self._check_epoch(group.epoch, sent.header.epoch)
         new = self._follow_proposal(group, sent, request.sender) if sent.public else None
         try:  # a replay of one of the last REPLAY_WINDOW entries: see the constant
@@ -207,4 +217,31 @@ class MessageLog:
                                       f"epoch(s) behind (current {current})")
 
 
-__all__ = ["REPLAY_WINDOW", "Logged", "MessageLog", "Sent", "parse_send"]
+async def log_page(store: Store, group_id: bytes, after_seq: int, limit: int,
+                   readable_from: int) -> tuple[Outbound, ...]:
+    """Up to ``limit`` log entries after ``after_seq`` for a member (A13); those of
+    epochs before ``readable_from`` (the epoch it joined) as placeholders -- seq, epoch
+    and kind; no payload, no sender: the sequence stays gap-free, the ciphertext stays
+    with those who could read it."""
+    try:
+        entries = await store.log_since(group_id, after_seq, limit)
+    except StoreUsageError as exc:
+        raise Malformed(str(exc)) from exc
+    return tuple(Outbound(entry.kind.value, group_id=group_id, seq=entry.seq,
+                          epoch=entry.epoch, sender=entry.sender, payload=entry.payload)
+                 if entry.epoch >= readable_from else
+                 Outbound(entry.kind.value, group_id=group_id, seq=entry.seq,
+                          epoch=entry.epoch)
+                 for entry in entries)
+
+
+def origin(request: Inbound) -> tuple[str, ...]:
+    """Where the sender posted the message itself, if it did (:attr:`Inbound.event_id`,
+    a Matrix member's room event; its room was checked by A12): the delivery's
+    ``origin``, so that room gets a confirmation instead of a copy."""
+    if not request.event_id:
+        return ()
+    return (request.transport, request.room_id, request.event_id)
+
+
+__all__ = ["REPLAY_WINDOW", "Logged", "MessageLog", "Sent", "log_page", "origin", "parse_send"]

@@ -142,3 +142,41 @@ async def test_delivery_lost_in_the_queue_at_a_crash_is_recovered_from_the_log(
     after = await alice.send_text(group_id, "after the restart")
     await harness.quiesce()
     assert [r.content for r in bob.received(group_id)] == [lost, after]
+
+
+class Batches:
+    """A :class:`transports.interface.BatchDeliverer` recording each call's seqs; the
+    first call waits for :attr:`release`."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.calls: list[list[int]] = []
+
+    async def deliver(self, message: Outbound) -> None:
+        await self.deliver_many([message])
+
+    async def deliver_many(self, messages: Sequence[Outbound]) -> None:
+        if not self.calls:
+            self.calls.append([])
+            await self.release.wait()
+            self.calls[0] = [m.seq for m in messages]
+            return
+        self.calls.append([m.seq for m in messages])
+
+
+async def test_what_waits_in_a_batching_lane_goes_in_one_call_in_order() -> None:
+    """While one delivery is being sent, the next ones wait in the lane; a deliverer
+    that takes several (the Matrix bot: its acks per room in one event) is handed
+    them together, in log order, up to the batch size."""
+    batches = Batches()
+    fanout = FanOut(batches, backlog=100)
+    async with fanout.admit(b"A") as send:
+        send(entry(b"A", 1))
+    while not batches.calls:  # seq 1 is being sent
+        await asyncio.sleep(0)
+    for seq in range(2, 41):
+        async with fanout.admit(b"A") as send:
+            send(entry(b"A", seq))
+    batches.release.set()
+    await fanout.idle()
+    assert batches.calls == [[1], list(range(2, 34)), list(range(34, 41))]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bridge.hub.store import LogKind
 from tests.bridge.conftest import Harness
-from transports.interface import Inbound, Op, Outbound
+from transports.interface import AGAIN, Inbound, Op, Outbound
 
 
 async def test_a_send_acted_on_again_epochs_later_is_answered_with_its_seq(
@@ -34,7 +34,7 @@ async def test_a_send_acted_on_again_epochs_later_is_answered_with_its_seq(
     assert [entry.payload for entry in logged] == [sent[0].payload]
 
     again = await harness.ask(sent[0])  # the same request, acted on again
-    assert (again.ok, again.seq) == (True, logged[0].seq), again
+    assert (again.ok, again.seq, again.code) == (True, logged[0].seq, AGAIN), again
     after = [entry for entry in await harness.store.log_since(group_id, 0, 100)
              if entry.kind == LogKind.APPLICATION]
     assert after == logged  # nothing appended

@@ -23,6 +23,7 @@ from bridge.devservers.synapse import SynapseServer
 from bridge.hub.store import SqliteStore
 from bridge.member import Member, RetryPolicy
 from transports.matrix.client import MatrixMemberLink
+from transports.matrix.events import Ack
 
 TIMEOUT = 30.0
 SYNC_MS = 1000
@@ -57,6 +58,11 @@ class MatrixMember:
     @property
     def user_id(self) -> str:
         return str(self.client.user_id)
+
+    @property
+    def acks(self) -> list[Ack]:
+        """The hub's acks this member was handed (its own sends' and others')."""
+        return list(self.link.acked)
 
     def texts(self, group_id: bytes) -> list[tuple[str, str]]:
         return [(r.sender, r.content.body or "") for r in self.member.received(group_id)]

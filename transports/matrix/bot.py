@@ -5,10 +5,12 @@ Matrix output; it is fed either by :class:`transports.matrix.sync.SyncRunner` (a
 bot account, /sync) or by :mod:`transports.matrix.appservice` (transactions pushed by
 the homeserver).
 
-* to-device ``im.mlsbridge.request`` -> :meth:`HubService.handle` with the requester
-  :func:`requester` builds from the event's Matrix ``sender`` (``matrix:u/...``,
-  network ``matrix``), never a value from the content; the reply goes back to-device
-  (``im.mlsbridge.response``, same ``request_id``);
+* to-device ``im.mlsbridge.request`` and the ``im.mlsbridge.send`` room events members
+  post -> :meth:`HubService.handle` through :class:`transports.matrix.intake.
+  RequestIntake` (admitted per sender, handled once; the requester built from the
+  event's Matrix ``sender``, never from the content); the reply goes back to-device
+  (``im.mlsbridge.response``, same ``request_id``), an accepted send's is the hub's
+  ack (to-device to the group's Matrix members);
 * invites to the bot -> join; ``m.room.member`` leaves and bans of a user who was
   joined or invited before (``unsigned.prev_content``) -> a
   :class:`~transports.interface.NetworkEvent` for :meth:`HubService.network_event`,
@@ -38,7 +40,8 @@ Robustness: the sync token is saved (through a :class:`CursorStore`, the hub sto
 cursor API) only after a whole batch was processed; room events and requests acted on
 are remembered persistently (by event id / sender+request id, :class:`SeenSet`, pruned
 after a week) and never handled twice;
-MLS room events not sent by the bot itself are ignored (counted in :attr:`ignored`).
+MLS room events only the hub posts (commits, proposals, messages) are ignored when
+anyone else posts them (counted in :attr:`ignored`).
 """
 
 from __future__ import annotations
@@ -48,20 +51,16 @@ import hashlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import aiohttp
 import nio
 
 from transports.fairness import (
-    RATE_LIMITED,
-    TOO_LARGE,
     Admission,
     LimitObserver,
-    Overloaded,
     RequestLimits,
-    op_label,
 )
 from transports.interface import (
     HubService,
@@ -82,10 +81,9 @@ from transports.matrix.errors import (
     HomeserverError,
     MalformedEvent,
     MatrixTransportError,
-    MediaError,
-    RequestTooLarge,
 )
-from transports.matrix.media import MediaRepository, pack
+from transports.matrix.intake import RequestIntake, requester
+from transports.matrix.media import MediaRepository
 from transports.matrix.output import MatrixOutput
 from transports.matrix.rooms import RoomState, RoomStates
 from transports.matrix.seen import CursorStore, SeenSet
@@ -128,14 +126,6 @@ def _nobody(user_id: str) -> bool:
     return False
 
 
-def requester(sender: str) -> tuple[str, str]:
-    """Who sent an event, as the hub authenticates requesters: the identity of its
-    Matrix ``sender`` (set by the homeserver; for an application service, in a
-    transaction the homeserver authenticated with ``hs_token``) and the network,
-    ``matrix``. :class:`MalformedEvent` if ``sender`` is not a user id."""
-    return events.user_uri(sender), Network.MATRIX
-
-
 class MatrixHubBot:
     """The hub's Matrix presence (see the module docstring); a ``Deliverer`` and a
     ``RoomDirectory``."""
@@ -155,13 +145,14 @@ class MatrixHubBot:
         #: the latest ignored events, (reason, event id); :attr:`ignored_count` counts all
         self.ignored: deque[tuple[str, str]] = deque(maxlen=IGNORED_KEPT)
         self.ignored_count = 0
-        self.handled_requests = 0
         self.admission = Admission(limits or RequestLimits(), "matrix-requests")
+        self.intake = RequestIntake(self.admission, self.seen, self.media, self._handle,
+                                    self._to_device, self._ignore)
         self._members: dict[str, frozenset[str]] = {}
         self.states = RoomStates(self._room_state)
         self.output = MatrixOutput(upload=lambda data: self.media.upload(data),
                                    to_device=self._to_device, post=self._send_plain,
-                                   invite=self._invite)
+                                   invite=self._invite, to_many=self._to_many)
         self._closed = False
         #: users the bridge itself controls (application-service ghosts): their events
         #: are the bridge's own -- never relayed back, never puppeted, no room role
@@ -284,6 +275,17 @@ class MatrixHubBot:
         await self._call("to-device", lambda: self.client.to_device(message, txn),
                          nio.ToDeviceResponse)
 
+    async def _to_many(self, event_type: str, users: Sequence[str], content: dict[str, Any],
+                       txn: str) -> None:
+        """One to-device request carrying ``content`` to every device of each user."""
+        messages = {"messages": {user: {"*": content} for user in users}}
+        method, path, data = nio.Api.to_device(self.client.access_token, event_type,
+                                               messages, txn)
+        first = nio.ToDeviceMessage(event_type, users[0], "*", content)
+        await self._call("to-device", lambda: self.client._send(
+            nio.ToDeviceResponse, method, path, data, response_data=(first,)),
+            nio.ToDeviceResponse)
+
     async def room_members(self, room_id: str) -> frozenset[str]:
         """The room's joined members (cached until a membership event in the room)."""
         cached = self._members.get(room_id)
@@ -314,78 +316,21 @@ class MatrixHubBot:
         sender, content = event.get("sender"), event.get("content")
         if not isinstance(sender, str) or not isinstance(content, Mapping):
             return
-        request_id = content.get(ns.K_REQUEST_ID)
-        try:
-            identity, network = requester(sender)
-        except MalformedEvent:
-            return
-        if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
-            log.info("ignored a request from %s without a request id", sender)
-            return
-        reply_device = content.get(ns.K_REPLY_DEVICE)
-        reply_device = reply_device if isinstance(reply_device, str) and reply_device \
-            else "*"
-        op = op_label(content.get(ns.K_OP))
-        allowed = self.admission.rate.allow(sender)
-
-        async def job() -> None:
-            if allowed:
-                await self._serve(sender, identity, network, request_id, reply_device,
-                                  content)
-                return
-            await self._respond(sender, reply_device, Outbound(
-                str(Kind.REPLY), (identity,), request_id, ok=False, code=RATE_LIMITED,
-                reason="too many requests: slow down"))
-        try:
-            self.admission.queue.submit(sender, job)
-        except Overloaded as exc:
-            log.info("dropped a %s request from %s: queue full (%s)", op, sender,
-                     exc.reason, extra={"flood_key": f"drop|{sender}"})
-            return
-        if not allowed:
-            self.admission.observer.refused(Network.MATRIX, op, RATE_LIMITED)
-            log.info("refused %s from %s: %s", op, sender, RATE_LIMITED,
-                     extra={"flood_key": f"{sender}|{RATE_LIMITED}"})
-
-    async def _serve(self, sender: str, identity: str, network: str, request_id: str,
-                     reply_device: str, content: Mapping[str, Any]) -> None:
-        """Handle one admitted request (its sender's requests run one at a time, in
-        order): once per (sender, request id), also across restarts (:class:`SeenSet`);
-        the sizes it declares are checked before any payload is downloaded."""
-        key = f"req:{sender}:{request_id}"
-        if await self.seen.contains(key):
-            self._ignore("duplicate request", request_id)
-            return
-        try:
-            parsed = await events.parse_request(
-                content, identity, self.media.read_blob, network=network,
-                max_size=self.admission.limits.max_request)
-        except (MalformedEvent, MediaError, RequestTooLarge) as exc:
-            code = TOO_LARGE if isinstance(exc, RequestTooLarge) else "malformed"
-            self.admission.observer.refused(Network.MATRIX,
-                                            op_label(content.get(ns.K_OP)), code)
-            reply = Outbound(str(Kind.REPLY), (identity,), request_id, ok=False,
-                             code=code, reason=str(exc))
-        else:
-            reply = await self._handle(parsed.inbound)
-        await self.seen.add(key)
-        self.handled_requests += 1
-        await self._respond(sender, reply_device, reply)
+        self.intake.admit(sender, content)
 
     async def settle(self) -> None:
         """Wait until every admitted request was handled and answered (a sync batch
         or a transaction is acknowledged only then: see
         :class:`transports.matrix.sync.SyncRunner`)."""
-        await self.admission.queue.join()
+        await self.intake.settle()
 
-    async def _respond(self, user_id: str, device_id: str, reply: Outbound) -> None:
-        try:
-            content = await pack(events.response_content(reply), self.media.upload)
-            await self._to_device(ns.RESPONSE_TO_DEVICE, user_id, device_id, content)
-        except MatrixTransportError as exc:
-            log.warning("reply to %s (%s) lost: %s", user_id, reply.request_id, exc)
+    @property
+    def handled_requests(self) -> int:
+        return self.intake.handled
 
     async def _handle(self, request: Inbound) -> Outbound:
+        if request.event_id and request.op != Op.SEND:
+            return _refuse(request, "malformed", "only a send is posted into a room")
         if self.hub is None:
             return _refuse(request, "unavailable", "the hub is not running")
         reply = await self.hub.handle(request)  # the hub authorizes (room roles: role())
@@ -463,6 +408,10 @@ class MatrixHubBot:
         if event_type == ns.ENCRYPTED_EVENT and content.get(ns.K_ALGORITHM) == MEGOLM:
             if sender != self.user_id:  # no olm store: application-service mode
                 await self.unreadable.without_store(room_id, sender, content)
+            return
+        if event_type == ns.SEND_EVENT:
+            if sender != self.user_id and not self.controlled(sender):
+                self.intake.admit(sender, content, (room_id, event_id))
             return
         if events.is_mls_room_event(event_type, content) or event_type == ns.GROUP_STATE:
             if sender != self.user_id:
@@ -568,6 +517,10 @@ class MatrixHubBot:
     async def deliver(self, message: Outbound) -> None:
         """:class:`transports.interface.Deliverer`: :class:`MatrixOutput`."""
         await self.output.deliver(message)
+
+    async def deliver_many(self, messages: Sequence[Outbound]) -> None:
+        """:class:`transports.interface.BatchDeliverer`: acks coalesced per room."""
+        await self.output.deliver_many(messages)
 
     async def _invite(self, room_id: str, user_id: str) -> None:
         try:

@@ -10,6 +10,16 @@
   room events of the binding in timeline order (only those sent by the hub user; any
   other sender is ignored and counted in :attr:`ignored`), Welcomes and deliveries
   to-device (again only from the hub);
+* a ``send`` for a group with a Matrix room is posted into that room as an
+  ``im.mlsbridge.send`` event (one homeserver write: everyone in the room reads it at
+  once); the hub logs it and confirms it with an ``im.mlsbridge.ack`` naming the event,
+  to-device to the group's Matrix members, which is the reply (a refusal comes
+  to-device too). Send events from anyone are kept (bounded) until an ack of the hub
+  names them; only then are they handed over, in the ack's order and with its seq --
+  a send event no ack names is never delivered, and an ack whose event was not seen (or
+  was posted by someone else, or elsewhere, than the ack says) is read from the hub's
+  log instead. A sync batch's deliveries are handed over in log order, whichever
+  stream (timeline, to-device) brought them;
 * it tracks the highest sequence number per group: duplicates are dropped and a gap is
   filled from the hub's log (``fetch-log``) before the next entry is handed over;
 * invites sent by the hub user (after a Welcome) are accepted when ``auto_join``.
@@ -24,13 +34,14 @@ import asyncio
 import dataclasses
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 import nio
 
-from transports.interface import DeliverySink, Inbound, Op, Outbound
+from transports.interface import DeliverySink, Inbound, Kind, Op, Outbound
 from transports.matrix import events
 from transports.matrix import namespace as ns
 from transports.matrix.errors import (
@@ -49,7 +60,20 @@ MEMBER_SYNC_FILTER: dict[str, Any] = {
              "account_data": {"not_types": ["*"]}, "state": {"lazy_load_members": True}},
 }
 
-_Item = tuple[str, str, Mapping[str, Any]]  # (source, event type, content)
+_Item = tuple[str, str, Mapping[str, Any], str]  # (source, event type, content, room id)
+SENDS_KEPT = 4096  # send events remembered until an ack names them
+
+
+def _log_order(item: _Item) -> int:
+    """Where an item of one sync batch goes in the hub's log (0: no place, first)."""
+    content = item[2]
+    seq = content.get(ns.K_SEQ)
+    if isinstance(seq, int):
+        return seq
+    entries = content.get(ns.K_ENTRIES)
+    first = entries[0] if isinstance(entries, list) and entries else None
+    seq = first.get(ns.K_SEQ) if isinstance(first, Mapping) else None
+    return seq if isinstance(seq, int) else 0
 
 
 class MatrixMemberLink:
@@ -70,12 +94,18 @@ class MatrixMemberLink:
         self.media = media or MediaRepository(client.homeserver, client.access_token)
         self.ignored: list[tuple[str, str]] = []  # (reason, event id)
         self.delivered: list[Outbound] = []  # every delivery handed to the sink, in order
+        self.acked: list[events.Ack] = []  # every ack of the hub handed over, in order
         self.high_water: dict[bytes, int] = {}
         self.synced = asyncio.Event()
         self.online = False  # whether the last /sync succeeded
         self.status = "connecting"  # for a client to show: what the last /sync did
         self._pending: dict[str, asyncio.Future[Mapping[str, Any]]] = {}
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        #: group id -> its Matrix room (from Welcomes, the hub's room events, create-group)
+        self.group_rooms: dict[bytes, str] = {}
+        #: send events seen, by event id: (room id, Matrix sender, content)
+        self._sends: OrderedDict[str, tuple[str, str, Mapping[str, Any]]] = OrderedDict()
+        self._posted: dict[str, str] = {}  # our send events waiting for an ack -> request
         self._tasks: list[asyncio.Task[None]] = []
         self._next_batch: str | None = None
 
@@ -95,13 +125,17 @@ class MatrixMemberLink:
         try:
             content = await pack(events.request_content(request, str(self.client.device_id)),
                                  self.media.upload)
-            message = nio.ToDeviceMessage(ns.REQUEST_TO_DEVICE, self.hub_user,
-                                          self.hub_device, content)
-            sent = await self.client.to_device(message, uuid.uuid4().hex)
-            if not isinstance(sent, nio.ToDeviceResponse):
-                raise MatrixLinkError(f"request not sent: {getattr(sent, 'message', sent)}")
+            room_id = self.group_rooms.get(request.group_id) if request.op == Op.SEND \
+                else None
+            posted = room_id is not None and await self._post(room_id, content, request_id)
+            if not posted:
+                await self._send_to_hub(content)
             reply_content = await asyncio.wait_for(future, self.request_timeout)
-            return await events.parse_response(reply_content, self.media.read_blob)
+            reply = await events.parse_response(reply_content, self.media.read_blob)
+            if reply.ok and request.op == Op.CREATE_GROUP \
+                    and request.transport == ns.TRANSPORT_NAME:
+                self.group_rooms[reply.group_id or request.group_id] = request.room_id
+            return reply
         except TimeoutError as exc:
             raise MatrixLinkError(f"no reply to {request.op} within "
                                   f"{self.request_timeout} s") from exc
@@ -111,6 +145,30 @@ class MatrixMemberLink:
             raise MatrixLinkError(f"{request.op}: {exc}") from exc
         finally:
             self._pending.pop(request_id, None)
+            for event_id in [e for e, r in self._posted.items() if r == request_id]:
+                del self._posted[event_id]
+
+    async def _send_to_hub(self, content: dict[str, Any]) -> None:
+        message = nio.ToDeviceMessage(ns.REQUEST_TO_DEVICE, self.hub_user, self.hub_device,
+                                      content)
+        sent = await self.client.to_device(message, uuid.uuid4().hex)
+        if not isinstance(sent, nio.ToDeviceResponse):
+            raise MatrixLinkError(f"request not sent: {getattr(sent, 'message', sent)}")
+
+    async def _post(self, room_id: str, content: dict[str, Any], request_id: str) -> bool:
+        """A send posted into the group's room as it is (nio's ``room_send`` would
+        Megolm-encrypt it in a room it knows as encrypted: MLS events never are);
+        whether the homeserver took it (not when we are not in the room yet, or no
+        more: the request then goes to-device)."""
+        method, path, data = nio.Api.room_send(self.client.access_token, room_id,
+                                               ns.SEND_EVENT, content, uuid.uuid4().hex)
+        sent = await self.client._send(nio.RoomSendResponse, method, path, data, (room_id,))
+        if not isinstance(sent, nio.RoomSendResponse):
+            log.info("%s: send not posted in %s (%s); sent to the hub instead",
+                     self.identity, room_id, getattr(sent, "message", sent))
+            return False
+        self._posted[str(sent.event_id)] = request_id
+        return True
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -157,27 +215,38 @@ class MatrixMemberLink:
             self.synced.set()
 
     async def _process(self, response: nio.SyncResponse) -> None:
-        for event in response.to_device_events:
-            self._on_to_device(event.source)
+        """One batch: room timelines first (the send events an ack of this batch may
+        name), then to-device; what the hub sent is handed over in log order (a room
+        event and a to-device ack of one batch come by two streams)."""
         for room_id, info in response.rooms.invite.items():
             await self._on_invite(room_id, info)
+        items: list[_Item] = []
         for room_id, room in response.rooms.join.items():
             for event in room.timeline.events:
-                self._on_room_event(room_id, event.source)
+                items += self._on_room_event(room_id, event.source)
+        for event in response.to_device_events:
+            items += self._on_to_device(event.source)
+        items.sort(key=_log_order)
+        for item in items:
+            self._queue.put_nowait(item)
 
-    def _on_to_device(self, event: Mapping[str, Any]) -> None:
+    def _on_to_device(self, event: Mapping[str, Any]) -> list[_Item]:
         event_type, content = event.get("type"), event.get("content")
         if not isinstance(content, Mapping) or event.get("sender") != self.hub_user:
             if isinstance(event_type, str) and event_type.startswith(ns.PREFIX):
                 self.ignored.append(("to-device not from the hub", str(event_type)))
-            return
+            return []
         if event_type == ns.RESPONSE_TO_DEVICE:
             request_id = content.get(ns.K_REQUEST_ID)
             future = self._pending.get(request_id) if isinstance(request_id, str) else None
             if future is not None and not future.done():
                 future.set_result(content)
+        elif event_type == ns.ACK_TO_DEVICE:
+            self._answer_acked(content)
+            return [("to-device", event_type, content, "")]
         elif event_type in (ns.WELCOME_TO_DEVICE, ns.DELIVERY_TO_DEVICE):
-            self._queue.put_nowait(("to-device", event_type, content))
+            return [("to-device", event_type, content, "")]
+        return []
 
     async def _on_invite(self, room_id: str, info: Any) -> None:
         inviter = next((event.sender for event in getattr(info, "invite_state", [])
@@ -189,39 +258,105 @@ class MatrixMemberLink:
         if not isinstance(joined, nio.JoinResponse):
             log.warning("could not join %s: %s", room_id, getattr(joined, "message", joined))
 
-    def _on_room_event(self, room_id: str, event: Mapping[str, Any]) -> None:
+    def _on_room_event(self, room_id: str, event: Mapping[str, Any]) -> list[_Item]:
         event_type, content = event.get("type"), event.get("content")
+        sender, event_id = event.get("sender"), event.get("event_id")
         if not isinstance(event_type, str) or not isinstance(content, Mapping) \
-                or not events.is_mls_room_event(event_type, content):
+                or not isinstance(sender, str) or not isinstance(event_id, str):
+            return []
+        if event_type == ns.SEND_EVENT:  # held until the hub's ack names it
+            self._sends[event_id] = (room_id, sender, content)
+            while len(self._sends) > SENDS_KEPT:
+                self._sends.popitem(last=False)
+            return []
+        if not events.is_mls_room_event(event_type, content):
+            return []
+        if sender != self.hub_user:
+            self.ignored.append(("not sent by the hub", event_id))
+            return []
+        return [("room", event_type, content, room_id)]
+
+    def _answer_acked(self, content: Mapping[str, Any]) -> None:
+        """Our own sends an ack confirms: their requests are answered."""
+        try:
+            acks = events.parse_ack(content)
+        except MatrixTransportError:
             return
-        if event.get("sender") != self.hub_user:
-            self.ignored.append(("not sent by the hub", str(event.get("event_id"))))
-            return
-        self._queue.put_nowait(("room", event_type, content))
+        for ack in acks:
+            request_id = self._posted.pop(ack.event_id, None)
+            send = self._sends.get(ack.event_id)
+            if request_id is None and send is not None and send[1] == self.client.user_id:
+                found = send[2].get(ns.K_REQUEST_ID)  # acked before our post returned
+                request_id = found if isinstance(found, str) else None
+            future = self._pending.get(request_id) if request_id is not None else None
+            if future is not None and not future.done():
+                future.set_result(events.response_content(Outbound(
+                    str(Kind.REPLY), request_id=str(request_id), group_id=ack.group_id,
+                    seq=ack.seq, epoch=ack.epoch)))
 
     async def _worker(self) -> None:
         while True:
-            source, event_type, content = await self._queue.get()
+            source, event_type, content, room_id = await self._queue.get()
             try:
-                await self._hand_over(source, event_type, content)
+                if event_type == ns.ACK_TO_DEVICE:
+                    await self._hand_over_acked(content)
+                else:
+                    await self._hand_over(source, event_type, content, room_id)
             except (MatrixTransportError, aiohttp.ClientError) as exc:
                 log.warning("%s: dropped a %s: %s", self.identity, event_type, exc)
             finally:
                 self._queue.task_done()
 
-    async def _hand_over(self, source: str, event_type: str,
-                         content: Mapping[str, Any]) -> None:
+    async def _hand_over(self, source: str, event_type: str, content: Mapping[str, Any],
+                         room_id: str) -> None:
         read = self.media.read_blob
         if event_type == ns.WELCOME_TO_DEVICE:
             welcome = await events.parse_welcome(content, read)
             self.high_water[welcome.group_id] = max(welcome.seq,
                                                     self.high_water.get(welcome.group_id, 0))
+            for transport, room in welcome.rooms:
+                if transport == ns.TRANSPORT_NAME:
+                    self.group_rooms[welcome.group_id] = room
             await self._to_sink(welcome)
             return
         if source == "room":
             entry = await events.parse_room_event(event_type, content, read)
+            self.group_rooms[entry.group_id] = room_id
         else:
             entry = await events.parse_delivery(content, read)
+        await self._in_order(entry)
+
+    async def _hand_over_acked(self, content: Mapping[str, Any]) -> None:
+        """The send events an ack confirms, as log entries in its order; one that was
+        not seen here, or not posted in the ack's room by whom the ack names, is read
+        from the log."""
+        for ack in events.parse_ack(content):
+            self.acked.append(ack)
+            self.group_rooms[ack.group_id] = ack.room_id
+            send = self._sends.pop(ack.event_id, None)
+            if send is None or send[0] != ack.room_id \
+                    or events.user_uri(send[1]) != ack.sender \
+                    or send[2].get(ns.K_GROUP_ID) != events.b64encode(ack.group_id):
+                await self._from_log(ack.group_id, ack.seq)
+                continue
+            try:
+                payload = await self.media.read_blob(send[2].get(ns.K_PAYLOAD))
+            except MatrixTransportError:
+                await self._from_log(ack.group_id, ack.seq)
+                continue
+            await self._in_order(Outbound(ack.kind, group_id=ack.group_id, seq=ack.seq,
+                                          epoch=ack.epoch, sender=ack.sender,
+                                          payload=payload))
+
+    async def _from_log(self, group_id: bytes, seq: int) -> None:
+        """Entry ``seq`` (and any gap before it) from the hub's log."""
+        last = self.high_water.get(group_id, seq - 1)
+        if seq > last and self.fill_gaps:
+            await self._fill_gap(group_id, last, seq + 1)
+
+    async def _in_order(self, entry: Outbound) -> None:
+        """Hand one log entry over in sequence order: a duplicate dropped, a gap before
+        it filled from the log first."""
         last = self.high_water.get(entry.group_id)
         if last is not None and entry.seq <= last:
             return  # a duplicate (or history from before we joined)

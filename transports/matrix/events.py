@@ -24,6 +24,10 @@ when empty)::
     room  im.mlsbridge.proposal      {v, group_id, seq, epoch, sender, proposal}
     room  m.room.encrypted           {algorithm: im.mlsbridge.mls.v1, v, group_id, seq,
                                       epoch, sender, ciphertext, sender_key: ""}
+    room  im.mlsbridge.send          a member's request (op "send") posted into the
+                                     group's room: the request's keys, as to-device
+    to-device im.mlsbridge.ack       {v, group_id, room_id, entries: [{kind, seq, epoch,
+                                      sender, event_id}]}: sends of the room it logged
     state im.mlsbridge.group ("")    {v, group_id, cipher_suite, hub, hub_user, hub_device,
                                       algorithm}
 
@@ -37,7 +41,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,7 +197,7 @@ _REQUEST_BLOBS = (ns.K_PAYLOAD, ns.K_WELCOME, ns.K_GROUP_INFO, ns.K_RATCHET_TREE
 async def parse_request(content: Mapping[str, Any], sender: str, read: BlobReader, *,
                         network: str = "", max_size: int = 0) -> ParsedRequest:
     """Parse a request; ``sender`` and ``network`` are the requester the bot built
-    from the event's ``sender`` (:func:`transports.matrix.bot.requester`). With
+    from the event's ``sender`` (:func:`transports.matrix.intake.requester`). With
     ``max_size``, :class:`RequestTooLarge` -- before any payload is fetched -- if the
     sizes its payloads declare add up to more."""
     _check_version(content)
@@ -247,10 +251,56 @@ def room_event(message: Outbound) -> tuple[str, Content]:
 
 
 def is_mls_room_event(event_type: str, content: Mapping[str, Any]) -> bool:
-    """True for the binding's room events (m.room.encrypted only with our algorithm)."""
+    """True for the binding's room events that only the hub posts (m.room.encrypted
+    only with our algorithm)."""
     if event_type == ns.ENCRYPTED_EVENT:
         return isinstance(content, Mapping) and content.get(ns.K_ALGORITHM) == ns.MLS_ALGORITHM
     return event_type in (ns.COMMIT_EVENT, ns.PROPOSAL_EVENT)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """One entry of an ``im.mlsbridge.ack``: the hub logged the send event ``event_id``
+    of ``room_id`` as ``seq`` of ``group_id``, sent by ``sender`` (the identity the hub
+    authenticated: the send event's Matrix sender)."""
+
+    kind: str
+    group_id: bytes
+    room_id: str
+    seq: int
+    epoch: int
+    sender: str
+    event_id: str
+
+
+def ack_content(messages: Sequence[Outbound], room_id: str) -> Content:
+    """One ack for deliveries of one group posted by their senders into ``room_id``."""
+    return {ns.K_VERSION: ns.VERSION, ns.K_GROUP_ID: b64encode(messages[0].group_id),
+            ns.K_ROOM_ID: room_id,
+            ns.K_ENTRIES: [{ns.K_KIND: str(m.kind), ns.K_SEQ: m.seq, ns.K_EPOCH: m.epoch,
+                            ns.K_SENDER: m.sender, ns.K_EVENT_ID: m.origin[2]}
+                           for m in messages]}
+
+
+def parse_ack(content: Mapping[str, Any]) -> list[Ack]:
+    """The entries of an ack (the caller checked that the hub sent it)."""
+    _check_version(content)
+    group_id = _b64(content, ns.K_GROUP_ID)
+    room_id = _str(content, ns.K_ROOM_ID)
+    entries = content.get(ns.K_ENTRIES)
+    if not isinstance(entries, list) or not entries:
+        raise MalformedEvent("an ack lists its entries")
+    acks = []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            raise MalformedEvent("an ack entry must be an object")
+        kind = _str(entry, ns.K_KIND)
+        if kind not in (Kind.APPLICATION, Kind.PROPOSAL):
+            raise MalformedEvent(f"an ack confirms sends, not {kind!r}")
+        acks.append(Ack(kind, group_id, room_id, _int(entry, ns.K_SEQ),
+                        _int(entry, ns.K_EPOCH), _str(entry, ns.K_SENDER),
+                        _str(entry, ns.K_EVENT_ID)))
+    return acks
 
 
 async def parse_room_event(event_type: str, content: Mapping[str, Any],

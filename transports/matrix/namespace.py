@@ -18,6 +18,10 @@ COMMIT_EVENT: Final = f"{PREFIX}.commit"  # room event: an accepted commit with 
 PROPOSAL_EVENT: Final = f"{PREFIX}.proposal"  # room event: a proposal with its seq
 ENCRYPTED_EVENT: Final = "m.room.encrypted"  # room event: an MLS application message
 MLS_ALGORITHM: Final = f"{PREFIX}.mls.v1"  # ``algorithm`` of those m.room.encrypted events
+SEND_EVENT: Final = f"{PREFIX}.send"  # room event, member -> hub: a SEND posted into the
+#                                        group's room (everyone there reads it at once)
+ACK_TO_DEVICE: Final = f"{PREFIX}.ack"  # hub -> the group's Matrix members: the send
+#                                        events of one room it logged, with their seqs
 REQUEST_TO_DEVICE: Final = f"{PREFIX}.request"  # member -> hub: one Inbound
 RESPONSE_TO_DEVICE: Final = f"{PREFIX}.response"  # hub -> member: the reply
 WELCOME_TO_DEVICE: Final = f"{PREFIX}.welcome"  # hub -> joiner: a Welcome
@@ -45,6 +49,7 @@ K_RATCHET_TREE: Final = "ratchet_tree"
 K_PAYLOAD: Final = "payload"
 K_ROOMS: Final = "rooms"
 K_KIND: Final = "kind"
+K_EVENT_ID: Final = "event_id"  # in an ack: the send event it confirms
 
 # -- request / response keys -------------------------------------------------------------
 K_REQUEST_ID: Final = "request_id"

@@ -5,6 +5,10 @@ half (:class:`transports.matrix.bot.MatrixHubBot` delegates ``deliver`` here).
   application messages as ``m.room.encrypted`` with algorithm ``im.mlsbridge.mls.v1``,
   all carrying the log sequence number, into every Matrix room of the group (the rooms
   a delivery names, else the last ones named for the group); never Megolm-encrypted;
+  a message its sender posted into the group's only Matrix room (``origin``: an
+  ``im.mlsbridge.send``) is not copied there: an ``im.mlsbridge.ack`` naming that
+  event goes to-device to the group's Matrix members instead -- handed several
+  (:meth:`MatrixOutput.deliver_many`), the acks for one room go in one message;
   a group with no Matrix room: to-device to each Matrix recipient;
 * Welcomes to-device to every device of the joiner, who is invited to the group's
   rooms (and told them when the hub names none);
@@ -18,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from transports.interface import Kind, Outbound
@@ -33,6 +37,9 @@ ROOM_KINDS = frozenset({Kind.COMMIT, Kind.PROPOSAL, Kind.APPLICATION})
 
 #: (event type, user id, device id, content): one to-device message
 ToDevice = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
+#: (event type, user ids, content, transaction id): one to-device message to every
+#: device of each user, in one request
+ToMany = Callable[[str, Sequence[str], dict[str, Any], str], Awaitable[None]]
 #: (room id, event type, content, transaction id): one room event as it is
 Post = Callable[[str, str, dict[str, Any], str], Awaitable[Any]]
 #: (room id, user id): invite unless joined (failures logged, not raised)
@@ -44,9 +51,10 @@ class MatrixOutput:
     bot's calls: ``upload`` (media), ``to_device``, ``post``, ``invite``."""
 
     def __init__(self, *, upload: Uploader, to_device: ToDevice, post: Post,
-                 invite: Invite) -> None:
+                 invite: Invite, to_many: ToMany) -> None:
         self._upload = upload
         self._to_device = to_device
+        self._to_many = to_many
         self._post = post
         self._invite = invite
         self._group_rooms: dict[bytes, tuple[str, ...]] = {}
@@ -63,6 +71,49 @@ class MatrixOutput:
         except MatrixTransportError as exc:
             raise MatrixLinkError(f"delivery of {message.kind} seq {message.seq} failed: "
                                   f"{exc}") from exc
+
+    async def deliver_many(self, messages: Sequence[Outbound]) -> None:
+        """Consecutive deliveries of one group, in order (the fan-out's batch): the
+        acks for one room in one message (:meth:`_ack_room`), the rest one by one."""
+        acks: list[Outbound] = []
+        room = ""
+        for message in messages:
+            ack_room = self._ack_room(message)
+            if acks and ack_room != room:
+                await self._send_acks(room, acks)
+                acks = []
+            if ack_room:
+                room = ack_room
+                acks.append(message)
+            else:
+                await self.deliver(message)
+        if acks:
+            await self._send_acks(room, acks)
+
+    def _ack_room(self, message: Outbound) -> str:
+        """The room of a delivery that needs nothing but an ack there (a send posted
+        into the group's only Matrix room); "" otherwise."""
+        if message.kind not in ROOM_KINDS or message.kind == Kind.COMMIT \
+                or message.origin[:1] != (ns.TRANSPORT_NAME,):
+            return ""
+        rooms = self._matrix_rooms(message)
+        return rooms[0] if rooms == (message.origin[1],) else ""
+
+    async def _send_acks(self, room_id: str, messages: list[Outbound]) -> None:
+        """One ack, to-device, to every Matrix member of the group (the sender's reply,
+        the others' order): cheaper for the homeserver than a room event, which it
+        would persist, evaluate push rules for and hand to everyone in the room."""
+        first, last = messages[0].seq, messages[-1].seq
+        users = sorted({user for m in messages for user in _matrix_users(m.recipients)})
+        if not users:
+            return
+        txn = hashlib.sha256(b"ack|%s|%d-%d|%s" % (messages[0].group_id, first, last,
+                                                   room_id.encode())).hexdigest()[:32]
+        try:
+            await self._to_many(ns.ACK_TO_DEVICE, users, events.ack_content(messages, room_id),
+                                txn)
+        except MatrixTransportError as exc:
+            raise MatrixLinkError(f"ack of seq {first}..{last} failed: {exc}") from exc
 
     def add_room(self, group_id: bytes, room_id: str) -> None:
         """The group was announced in ``room_id``: deliveries naming no room go there
@@ -83,6 +134,10 @@ class MatrixOutput:
             for user_id in _matrix_users(message.recipients):
                 content = await pack(events.delivery_content(message), self._upload)
                 await self._to_device(ns.DELIVERY_TO_DEVICE, user_id, "*", content)
+            return
+        ack_room = self._ack_room(message)
+        if ack_room:  # posted by its sender into the group's room: confirmed, not copied
+            await self._send_acks(ack_room, [message])
             return
         failures = []
         for room_id in rooms:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import aiohttp
 import nio
@@ -18,6 +19,8 @@ from transports.matrix import namespace as ns
 from transports.matrix.bot import SYNC_FILTER, MatrixHubBot
 
 log = logging.getLogger(__name__)
+
+BACKFILL_PAGE = 100  # events per /messages page when a timeline was limited
 
 
 class SyncRunner:
@@ -72,7 +75,7 @@ class SyncRunner:
             delay = 0.2
             self._in_batch = True
             try:
-                await self.process(response, initial=token is None)
+                await self.process(response, since=token)
                 token = response.next_batch
                 await self.bot.cursors.set_cursor(self.cursor_name, token)
             finally:
@@ -80,22 +83,24 @@ class SyncRunner:
             self.batches += 1
             self.synced.set()
 
-    async def process(self, response: nio.SyncResponse, *, initial: bool) -> None:
+    async def process(self, response: nio.SyncResponse, *, since: str | None) -> None:
         """One batch: to-device requests admitted (handled concurrently by the bot's
         workers), invites, then room timelines in order; the batch is done when every
         request of it was answered (:meth:`MatrixHubBot.settle`). Only then is the
         next sync made -- the homeserver deletes to-device messages once a sync
         confirms them, so a crash before that finds them again. The first sync of a
-        new bot skips old timelines (they predate its service)."""
+        new bot (no ``since`` token) skips old timelines (they predate its service); a
+        limited timeline is completed back to ``since`` (:meth:`_missed`)."""
         for event in response.to_device_events:
             await self.bot.on_to_device(event.source)
         for room_id in response.rooms.invite:
             await self.bot.on_invite(room_id)
-        if not initial:
+        if since is not None:
             for room_id, room in response.rooms.join.items():
+                missed: list[Any] = []
                 if room.timeline.limited:
-                    log.info("limited timeline in %s (new room, or a gap)", room_id)
-                for event in room.timeline.events:
+                    missed = await self._missed(room_id, room.timeline.prev_batch, since)
+                for event in [*missed, *room.timeline.events]:
                     if isinstance(event, nio.MegolmEvent) or getattr(event, "decrypted",
                                                                      False):
                         await self.bot.on_megolm(room_id, event)
@@ -103,6 +108,37 @@ class SyncRunner:
                         await self.bot.on_room_event(room_id, event.source)
         await self.bot.after_sync()
         await self.bot.settle()
+
+    async def _missed(self, room_id: str, prev_batch: str | None, since: str
+                      ) -> list[Any]:
+        """The events a limited timeline left out, oldest first: /messages backwards
+        from the timeline's start to the previous batch's token, or to the bot's own
+        join (a member's send event is in a room's timeline only; a gap would leave it
+        unanswered)."""
+        chunks: list[Any] = []
+        start = prev_batch
+        while start:
+            page = await self.client.room_messages(room_id, start, since,
+                                                   limit=BACKFILL_PAGE)
+            if not isinstance(page, nio.RoomMessagesResponse):
+                log.warning("events missed in %s not read: %s", room_id,
+                            getattr(page, "message", page))
+                break
+            for event in page.chunk:
+                if _own_join(event.source, self.bot.user_id):
+                    return chunks[::-1]  # what came before predates our service
+                chunks.append(event)
+            if not page.chunk or not page.end or page.end == start:
+                break
+            start = page.end
+        log.info("limited timeline in %s: %d missed events read", room_id, len(chunks))
+        return chunks[::-1]
+
+
+def _own_join(event: dict[str, object], user_id: str) -> bool:
+    content = event.get("content")
+    return event.get("type") == ns.MEMBER_EVENT and event.get("state_key") == user_id \
+        and isinstance(content, dict) and content.get("membership") == "join"
 
 
 __all__ = ["SyncRunner"]

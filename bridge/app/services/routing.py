@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 from functools import partial
 
-from bridge.hub.fanout import Send
+from bridge.hub.fanout import Send, lane_send
 from transports.errors import LinkError
 from transports.interface import (
     IDENTITY_SCHEMES,
@@ -60,7 +60,7 @@ class RoutingDeliverer:
             mine = tuple(r for r in remote if r.startswith(IDENTITY_SCHEMES[transport]))
             if message.kind == Kind.WELCOME and not mine:
                 continue
-            lanes.append((transport, deliverer.deliver,
+            lanes.append((transport, lane_send(deliverer),
                           dataclasses.replace(message, recipients=mine)))
         unroutable = [r for r in remote if not network_of(r) or network_of(r)
                       not in self.networks]
