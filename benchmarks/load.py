@@ -324,6 +324,7 @@ def _count(label: str, rooms: list[Room], sent: dict[str, list[tuple[str, str, f
     """Latencies, deliveries, lost and duplicated over every room and recipient (the
     phase's ``seconds`` is its last arrival, made relative by the caller)."""
     latencies: list[float] = []
+    routes: dict[str, list[float]] = {}
     deliveries = lost = duplicated = 0
     finished = 0.0
     for room in rooms:
@@ -339,6 +340,8 @@ def _count(label: str, rooms: list[Room], sent: dict[str, list[tuple[str, str, f
                 deliveries += times == 1
                 if times:
                     last = max(last, at)
+                    route = f"{_NETWORK[sender[0]]} -> {_NETWORK[key[0]]}"
+                    routes.setdefault(route, []).append(at - began)
             latencies.append(last - began)
             finished = max(finished, last)
         expected = {t for _, t, _ in sent[room.name]}
@@ -346,7 +349,11 @@ def _count(label: str, rooms: list[Room], sent: dict[str, list[tuple[str, str, f
             duplicated += sum(n for t, (n, _) in table.items()
                               if t.startswith(f"{label} ") and t not in expected)
     messages = sum(len(s) for s in sent.values())
-    return Phase(label, messages, deliveries, 0, finished, latencies, lost, duplicated)
+    return Phase(label, messages, deliveries, 0, finished, latencies, lost, duplicated,
+                 routes=routes)
+
+
+_NETWORK = {"x": "xmpp", "m": "matrix", "n": "native"}
 
 
 # -- the run ----------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ class Phase:
     lost: int
     duplicated: int
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds over the phase
+    #: per delivery, by route ("xmpp -> matrix": sender's network -> recipient's)
+    routes: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def per_second(self) -> float:
@@ -117,7 +119,17 @@ def print_report(report: LoadReport) -> None:
         print(f"\nflat check at {spec.rate:g} msg/s per sender: --messages "
               f"{report.bridged.messages // spec.rooms} and {report.flat.messages // spec.rooms}")
         print_table([report.bridged, report.flat])
+    routes = report.bridged.routes
+    if routes:
+        print("\nbridged deliveries by route (sender -> recipient network): "
+              + "; ".join(f"{route} p50 {_pct(times, 50):.0f} ms, p99 {_pct(times, 99):.0f} ms"
+                          f" ({len(times)})" for route, times in sorted(routes.items())))
     print(load_line(report))
+
+
+def _pct(times: list[float], p: float) -> float:
+    ordered = sorted(times)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
 
 
 def _fields(prefix: str, phase: Phase) -> str:

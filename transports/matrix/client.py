@@ -319,12 +319,16 @@ class MatrixMemberLink:
                     self.group_rooms[welcome.group_id] = room
             await self._to_sink(welcome)
             return
-        if source == "room":
-            entry = await events.parse_room_event(event_type, content, read)
-            self.group_rooms[entry.group_id] = room_id
+        if event_type == ns.BATCH_EVENT:
+            entries = await events.parse_batch(content, read)
+        elif source == "room":
+            entries = [await events.parse_room_event(event_type, content, read)]
         else:
-            entry = await events.parse_delivery(content, read)
-        await self._in_order(entry)
+            entries = [await events.parse_delivery(content, read)]
+        for entry in entries:
+            if source == "room":
+                self.group_rooms[entry.group_id] = room_id
+            await self._in_order(entry)
 
     async def _hand_over_acked(self, content: Mapping[str, Any]) -> None:
         """The send events an ack confirms, as log entries in its order; one that was

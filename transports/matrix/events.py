@@ -26,6 +26,8 @@ when empty)::
                                       epoch, sender, ciphertext, sender_key: ""}
     room  im.mlsbridge.send          a member's request (op "send") posted into the
                                      group's room: the request's keys, as to-device
+    room  im.mlsbridge.batch         {v, group_id, entries: [delivery]}: consecutive
+                                     entries the hub had waiting for the room
     to-device im.mlsbridge.ack       {v, group_id, room_id, entries: [{kind, seq, epoch,
                                       sender, event_id}]}: sends of the room it logged
     state im.mlsbridge.group ("")    {v, group_id, cipher_suite, hub, hub_user, hub_device,
@@ -255,7 +257,28 @@ def is_mls_room_event(event_type: str, content: Mapping[str, Any]) -> bool:
     only with our algorithm)."""
     if event_type == ns.ENCRYPTED_EVENT:
         return isinstance(content, Mapping) and content.get(ns.K_ALGORITHM) == ns.MLS_ALGORITHM
-    return event_type in (ns.COMMIT_EVENT, ns.PROPOSAL_EVENT)
+    return event_type in (ns.COMMIT_EVENT, ns.PROPOSAL_EVENT, ns.BATCH_EVENT)
+
+
+def batch_content(messages: Sequence[Outbound]) -> Content:
+    """One room event for consecutive log entries of one group (bytes left for
+    :func:`transports.matrix.media.pack`)."""
+    return {ns.K_VERSION: ns.VERSION, ns.K_GROUP_ID: b64encode(messages[0].group_id),
+            ns.K_ENTRIES: [_entry_content(m) for m in messages]}
+
+
+async def parse_batch(content: Mapping[str, Any], read: BlobReader) -> list[Outbound]:
+    """The entries of a batch, in its order (the caller checked that the hub sent it);
+    :class:`MalformedEvent` if one names another group."""
+    _check_version(content)
+    group_id = _b64(content, ns.K_GROUP_ID)
+    entries = content.get(ns.K_ENTRIES)
+    if not isinstance(entries, list) or not entries:
+        raise MalformedEvent("a batch lists its entries")
+    parsed = [await _parse_entry(entry, read) for entry in entries]
+    if any(entry.group_id != group_id for entry in parsed):
+        raise MalformedEvent("a batch carries one group's entries")
+    return parsed
 
 
 @dataclass(frozen=True, slots=True)

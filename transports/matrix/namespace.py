@@ -16,6 +16,8 @@ VERSION: Final = 1
 GROUP_STATE: Final = f"{PREFIX}.group"  # room state: group id, cipher suite, hub
 COMMIT_EVENT: Final = f"{PREFIX}.commit"  # room event: an accepted commit with its seq
 PROPOSAL_EVENT: Final = f"{PREFIX}.proposal"  # room event: a proposal with its seq
+BATCH_EVENT: Final = f"{PREFIX}.batch"  # room event: consecutive log entries of one group
+#                                         (what waited in the hub's Matrix lane), by seq
 ENCRYPTED_EVENT: Final = "m.room.encrypted"  # room event: an MLS application message
 MLS_ALGORITHM: Final = f"{PREFIX}.mls.v1"  # ``algorithm`` of those m.room.encrypted events
 SEND_EVENT: Final = f"{PREFIX}.send"  # room event, member -> hub: a SEND posted into the

@@ -8,7 +8,8 @@ half (:class:`transports.matrix.bot.MatrixHubBot` delegates ``deliver`` here).
   a message its sender posted into the group's only Matrix room (``origin``: an
   ``im.mlsbridge.send``) is not copied there: an ``im.mlsbridge.ack`` naming that
   event goes to-device to the group's Matrix members instead -- handed several
-  (:meth:`MatrixOutput.deliver_many`), the acks for one room go in one message;
+  (:meth:`MatrixOutput.deliver_many`), the acks for one room go in one message,
+  and consecutive small messages in one ``im.mlsbridge.batch`` room event;
   a group with no Matrix room: to-device to each Matrix recipient;
 * Welcomes to-device to every device of the joiner, who is invited to the group's
   rooms (and told them when the hub names none);
@@ -34,6 +35,8 @@ from transports.matrix.media import Uploader, pack
 log = logging.getLogger(__name__)
 
 ROOM_KINDS = frozenset({Kind.COMMIT, Kind.PROPOSAL, Kind.APPLICATION})
+BATCH_ENTRIES = 32  # log entries in one batch event at most
+BATCH_PAYLOAD = 2048  # bytes: a larger message goes alone (one event, media if need be)
 
 #: (event type, user id, device id, content): one to-device message
 ToDevice = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
@@ -74,21 +77,51 @@ class MatrixOutput:
 
     async def deliver_many(self, messages: Sequence[Outbound]) -> None:
         """Consecutive deliveries of one group, in order (the fan-out's batch): the
-        acks for one room in one message (:meth:`_ack_room`), the rest one by one."""
-        acks: list[Outbound] = []
-        room = ""
+        acks for one room in one message (:meth:`_ack_room`), consecutive messages
+        for the group's rooms in one ``im.mlsbridge.batch`` event each
+        (:meth:`_batchable`), the rest one by one."""
+        run: list[Outbound] = []
+        run_key = ""
         for message in messages:
-            ack_room = self._ack_room(message)
-            if acks and ack_room != room:
-                await self._send_acks(room, acks)
-                acks = []
-            if ack_room:
-                room = ack_room
-                acks.append(message)
+            key = self._ack_room(message)
+            key = f"ack {key}" if key else ("batch" if self._batchable(message) else "")
+            if run and (key != run_key or len(run) >= BATCH_ENTRIES):
+                await self._flush(run_key, run)
+                run = []
+            if key:
+                run_key = key
+                run.append(message)
             else:
                 await self.deliver(message)
-        if acks:
-            await self._send_acks(room, acks)
+        if run:
+            await self._flush(run_key, run)
+
+    def _batchable(self, message: Outbound) -> bool:
+        return message.kind in (Kind.APPLICATION, Kind.PROPOSAL) \
+            and len(message.payload) <= BATCH_PAYLOAD and bool(self._matrix_rooms(message))
+
+    async def _flush(self, key: str, run: list[Outbound]) -> None:
+        if key.startswith("ack "):
+            await self._send_acks(key.removeprefix("ack "), run)
+        elif len(run) == 1:
+            await self.deliver(run[0])
+        else:
+            await self._post_batch(run)
+
+    async def _post_batch(self, run: list[Outbound]) -> None:
+        first, last = run[0].seq, run[-1].seq
+        failures = []
+        for room_id in self._matrix_rooms(run[-1]):
+            packed = await pack(events.batch_content(run), self._upload)
+            txn = hashlib.sha256(b"batch|%s|%d-%d|%s" % (run[0].group_id, first, last,
+                                                         room_id.encode())).hexdigest()[:32]
+            try:
+                await self._post(room_id, ns.BATCH_EVENT, packed, txn)
+            except MatrixTransportError as exc:
+                failures.append(f"{room_id}: {exc}")
+        if failures:
+            raise MatrixLinkError(f"batch of seq {first}..{last} failed: "
+                                  + "; ".join(failures))
 
     def _ack_room(self, message: Outbound) -> str:
         """The room of a delivery that needs nothing but an ack there (a send posted
