@@ -340,7 +340,7 @@ def _count(label: str, rooms: list[Room], sent: dict[str, list[tuple[str, str, f
                 deliveries += times == 1
                 if times:
                     last = max(last, at)
-                    route = f"{_NETWORK[sender[0]]} -> {_NETWORK[key[0]]}"
+                    route = f"{_network(sender)} -> {_network(key)}"
                     routes.setdefault(route, []).append(at - began)
             latencies.append(last - began)
             finished = max(finished, last)
@@ -353,7 +353,9 @@ def _count(label: str, rooms: list[Room], sent: dict[str, list[tuple[str, str, f
                  routes=routes)
 
 
-_NETWORK = {"x": "xmpp", "m": "matrix", "n": "native"}
+def _network(key: str) -> str:
+    """The network of a harness key (``x0``: an XMPP member, ``m3``: a Matrix one)."""
+    return {"x": "xmpp", "m": "matrix"}.get(key[:1], "other")
 
 
 # -- the run ----------------------------------------------------------------------------------

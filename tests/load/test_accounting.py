@@ -36,6 +36,8 @@ def test_count_lost_duplicated_delivered_and_latency() -> None:
     assert phase.deliveries == 2  # a -> b, b -> a (c's double copy is not a delivery)
     assert phase.latencies == pytest.approx([0.6, 0.5])  # to the last recipient
     assert phase.seconds == pytest.approx(2.5)  # the last arrival
+    # per delivery by route (keys of neither network: "other"); c's double copy once
+    assert sorted(phase.routes["other -> other"]) == pytest.approx([0.4, 0.5, 0.6])
 
 
 def test_plans_share_messages_and_stagger_senders_at_a_fixed_rate() -> None:
