@@ -85,6 +85,7 @@ from transports.matrix.errors import (
 from transports.matrix.intake import RequestIntake, requester
 from transports.matrix.media import MediaRepository
 from transports.matrix.output import MatrixOutput
+from transports.matrix.plain import send_plain
 from transports.matrix.rooms import RoomState, RoomStates
 from transports.matrix.seen import CursorStore, SeenSet
 
@@ -233,10 +234,8 @@ class MatrixHubBot:
                           txn: str) -> Any:
         """One room event as it is, never Megolm-encrypted (nio's ``room_send``
         encrypts whatever it sends into a room it knows as encrypted)."""
-        method, path, data = nio.Api.room_send(self.client.access_token, room_id,
-                                               event_type, content, txn)
-        return await self._call("room event", lambda: self.client._send(
-            nio.RoomSendResponse, method, path, data, (room_id,)), nio.RoomSendResponse)
+        return await self._call("room event", lambda: send_plain(
+            self.client, room_id, event_type, content, txn), nio.RoomSendResponse)
 
     async def put_state(self, room_id: str, event_type: str, state_key: str,
                         content: Mapping[str, Any]) -> None:

@@ -50,6 +50,7 @@ from transports.matrix.errors import (
     MatrixTransportError,
 )
 from transports.matrix.media import MediaRepository, pack
+from transports.matrix.plain import send_plain
 
 log = logging.getLogger(__name__)
 
@@ -156,13 +157,11 @@ class MatrixMemberLink:
             raise MatrixLinkError(f"request not sent: {getattr(sent, 'message', sent)}")
 
     async def _post(self, room_id: str, content: dict[str, Any], request_id: str) -> bool:
-        """A send posted into the group's room as it is (nio's ``room_send`` would
-        Megolm-encrypt it in a room it knows as encrypted: MLS events never are);
-        whether the homeserver took it (not when we are not in the room yet, or no
+        """A send posted into the group's room as it is (:func:`send_plain`); whether
+        the homeserver took it (not when we are not in the room yet, or no
         more: the request then goes to-device)."""
-        method, path, data = nio.Api.room_send(self.client.access_token, room_id,
-                                               ns.SEND_EVENT, content, uuid.uuid4().hex)
-        sent = await self.client._send(nio.RoomSendResponse, method, path, data, (room_id,))
+        sent = await send_plain(self.client, room_id, ns.SEND_EVENT, content,
+                                uuid.uuid4().hex)
         if not isinstance(sent, nio.RoomSendResponse):
             log.info("%s: send not posted in %s (%s); sent to the hub instead",
                      self.identity, room_id, getattr(sent, "message", sent))
